@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView
+from rest_framework import routers
+
+from crunch.api import views
+
+router = routers.DefaultRouter()
+router.register("projects", views.ProjectViewSet, basename="project")
+router.register("datasets", views.DatasetViewSet, basename="dataset")
+router.register("items", views.ItemViewSet, basename="item")
+router.register("statuses", views.StatusViewSet, basename="status")
+router.register("claims", views.ClaimViewSet, basename="claim")
+router.register(r"attributes/(?P<kind>[a-z-]+)", views.AttributeViewSet, basename="attribute-kind")
+router.register("attributes", views.AttributeViewSet, basename="attribute")
+
+urlpatterns = [
+    path("next/", views.NextView.as_view(), name="next"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    *router.urls,
+]

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from django.db import models
+
+
+class Stage(models.IntegerChoices):
+    """The three stages a client runs for a dataset (numbers as in django-crunch 0.1)."""
+
+    SETUP = 1, "Setup"
+    WORKFLOW = 2, "Workflow"
+    UPLOAD = 3, "Upload"
+
+
+class State(models.IntegerChoices):
+    """The state a status reports for its stage (numbers as in django-crunch 0.1)."""
+
+    START = 1, "Start"
+    SUCCESS = 2, "Success"
+    FAIL = 3, "Fail"
+
+
+class DatasetState(models.TextChoices):
+    """Where a dataset is in its lifecycle; kept on the row so nothing scans history."""
+
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+
+
+class WorkflowKind(models.TextChoices):
+    SCRIPT = "script", "Bash script"
+    SNAKEMAKE = "snakemake", "Snakefile"
+
+
+class AttributeKind(models.TextChoices):
+    TEXT = "char", "Text"
+    INTEGER = "int", "Integer"
+    FLOAT = "float", "Float"
+    BOOLEAN = "bool", "Boolean"
+    DATE = "date", "Date"
+    DATETIME = "datetime", "Date and time"
+    URL = "url", "URL"
+    FILESIZE = "filesize", "File size"
+    LATLONG = "latlong", "Latitude/longitude"

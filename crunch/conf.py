@@ -1,0 +1,28 @@
+"""Every CRUNCH_* setting of the server, typed, with its default.
+
+Values are read at each access so ``override_settings`` works in tests.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+
+class CrunchSettings:
+    DEFAULT_MAX_ATTEMPTS: int = 3
+    """Attempts a new project gives each dataset before it stays failed."""
+
+    LEASE_SECONDS: int = 300  # seconds a claim lives without a heartbeat
+    """A claim not renewed within this time returns its dataset to pending."""
+
+    STATS_RECENT_SECONDS: int = 3600  # seconds of history used for throughput
+
+    def __getattribute__(self, name: str) -> Any:
+        if name.isupper():
+            return getattr(settings, f"CRUNCH_{name}", object.__getattribute__(self, name))
+        return object.__getattribute__(self, name)
+
+
+crunch_settings = CrunchSettings()

@@ -1,0 +1,22 @@
+"""The errors our services raise; the API turns them into HTTP answers."""
+
+from __future__ import annotations
+
+
+class CrunchError(Exception):
+    """Something went wrong in crunch. Do not raise directly."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or self.__doc__)
+
+
+class ClaimConflict(CrunchError):
+    """The dataset is claimed by another client."""
+
+
+class LeaseExpired(CrunchError):
+    """The claim is no longer held: its lease expired or it was released."""
+
+
+class InvalidTransition(CrunchError):
+    """The dataset cannot move to that state from its current one."""

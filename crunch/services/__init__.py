@@ -1,0 +1,1 @@
+"""The domain logic: plain functions the API, the admin, the pages and other projects call."""

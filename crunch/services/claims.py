@@ -1,0 +1,205 @@
+"""Atomic claims: one dataset to one client at a time, with a lease that must be renewed."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import connections, router, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from crunch.choices import DatasetState, State
+from crunch.conf import crunch_settings
+from crunch.exceptions import ClaimConflict, LeaseExpired
+from crunch.models import Dataset, Project, Status
+
+logger = logging.getLogger(__name__)
+
+CLAIM_RETRIES = 20  # attempts to win a race for a pending row before giving up
+
+
+@dataclass(frozen=True, kw_only=True)
+class Claim:
+    """A client's hold on a dataset until ``lease_expires``."""
+
+    id: uuid.UUID
+    dataset: Dataset
+    holder: str
+    lease_expires: datetime.datetime
+
+
+def supports_skip_locked() -> bool:
+    """Whether the database can lock the next pending row while skipping ones others hold.
+
+    SQLite cannot; there a conditional UPDATE takes its place (see ``take_if_pending``).
+    """
+    connection = connections[router.db_for_write(Dataset)]
+    return bool(connection.features.has_select_for_update_skip_locked)
+
+
+def lease_until(now: datetime.datetime, lease_seconds: int | None = None) -> datetime.datetime:
+    return now + datetime.timedelta(seconds=lease_seconds or crunch_settings.LEASE_SECONDS)
+
+
+def claim_values(
+    *, holder: str, user: Any, now: datetime.datetime, lease_seconds: int | None
+) -> dict[str, Any]:
+    """The column values that turn a dataset into a running, claimed one."""
+    return {
+        "state": DatasetState.RUNNING,
+        "stage": None,
+        "claim_id": uuid.uuid4(),
+        "claim_holder": holder[:255],
+        "claim_user": user if getattr(user, "pk", None) else None,
+        "claimed": now,
+        "heartbeat": now,
+        "lease_expires": lease_until(now, lease_seconds),
+        "attempts": F("attempts") + 1,
+    }
+
+
+def take_if_pending(pk: int, values: dict[str, Any]) -> bool:
+    """Claim row ``pk`` only if it is still pending: ``UPDATE ... WHERE state='pending'``.
+
+    The portable form of an atomic claim, for databases without SKIP LOCKED.
+    """
+    return Dataset.objects.filter(pk=pk, state=DatasetState.PENDING).update(**values) == 1
+
+
+def claim_next(
+    *,
+    holder: str,
+    project: Project | None = None,
+    user: Any = None,
+    lease_seconds: int | None = None,
+) -> Claim | None:
+    """Atomically claim the highest-priority, oldest pending dataset; None when none is left."""
+    reclaim_expired()
+    queue = Dataset.objects.pending().claim_order()
+    if project is not None:
+        queue = queue.filter(project=project)
+    for _ in range(CLAIM_RETRIES):
+        now = timezone.now()
+        values = claim_values(holder=holder, user=user, now=now, lease_seconds=lease_seconds)
+        with transaction.atomic():
+            if supports_skip_locked():
+                # All pending rows we look at stay locked until commit: keep this short.
+                pk = queue.select_for_update(skip_locked=True).values_list("pk", flat=True).first()
+                if pk is None:
+                    return None
+                Dataset.objects.filter(pk=pk).update(**values)
+            else:
+                pk = queue.values_list("pk", flat=True).first()
+                if pk is None:
+                    return None
+                if not take_if_pending(pk, values):
+                    continue  # another client won this row; try the next one
+        return _claim_of(pk)
+    return None
+
+
+def claim_dataset(
+    dataset: Dataset, *, holder: str, user: Any = None, lease_seconds: int | None = None
+) -> Claim:
+    """Claim one named dataset. Completed or failed ones are taken for a new run too.
+
+    Raises ClaimConflict when another client holds it.
+    """
+    reclaim_expired()
+    values = claim_values(holder=holder, user=user, now=timezone.now(), lease_seconds=lease_seconds)
+    free = Dataset.objects.filter(pk=dataset.pk).exclude(state=DatasetState.RUNNING)
+    if free.update(**values) != 1:
+        raise ClaimConflict(
+            f"Dataset {dataset.slug!r} is claimed by {_holder_of(dataset.pk)!r}."
+        )
+    return _claim_of(dataset.pk)
+
+
+def renew_lease(claim_id: uuid.UUID, *, lease_seconds: int | None = None) -> datetime.datetime:
+    """Extend a held claim's lease; raise LeaseExpired if the claim is gone."""
+    now = timezone.now()
+    expires = lease_until(now, lease_seconds)
+    held = Dataset.objects.filter(claim_id=claim_id, state=DatasetState.RUNNING)
+    if held.update(heartbeat=now, lease_expires=expires) != 1:
+        raise LeaseExpired(f"Claim {str(claim_id)!r} is no longer held.")
+    return expires
+
+
+def release(claim_id: uuid.UUID, *, note: str = "") -> Dataset:
+    """Give a claimed dataset back to the queue at once, not counting the attempt.
+
+    Used when a client is stopped (SIGTERM at wall time): the dataset was not at fault.
+    """
+    with transaction.atomic():
+        dataset = Dataset.objects.select_for_update().filter(claim_id=claim_id).first()
+        if dataset is None or dataset.state != DatasetState.RUNNING:
+            raise LeaseExpired(f"Claim {str(claim_id)!r} is no longer held.")
+        dataset.state = DatasetState.PENDING
+        dataset.attempts = max(dataset.attempts - 1, 0)
+        if note:
+            dataset.note = note
+        _clear_claim(dataset)
+        dataset.save()
+    return dataset
+
+
+def reclaim_expired(now: datetime.datetime | None = None) -> int:
+    """Return datasets whose lease expired to pending (or failed when out of attempts).
+
+    The attempt stays counted and a Fail status records why, so the history shows it.
+    """
+    now = now or timezone.now()
+    expired = list(
+        Dataset.objects.expired(now).values_list(
+            "pk", "claim_id", "claim_holder", "stage", "attempts", "project__max_attempts"
+        )
+    )
+    count = 0
+    for pk, claim_id, holder, stage, attempts, max_attempts in expired:
+        note = f"Lease expired: {holder or 'the client'} stopped renewing its claim."
+        state = DatasetState.PENDING if attempts < max_attempts else DatasetState.FAILED
+        with transaction.atomic():
+            changed = Dataset.objects.filter(
+                pk=pk, claim_id=claim_id, state=DatasetState.RUNNING, lease_expires__lt=now
+            ).update(state=state, note=note, finished=now, **CLEARED_CLAIM)
+            if changed:
+                Status.objects.create(
+                    dataset_id=pk, stage=stage or 1, state=State.FAIL, note=note, claim_id=claim_id
+                )
+                count += 1
+                logger.info("Reclaimed dataset pk=%s from holder=%s", pk, holder)
+    return count
+
+
+CLEARED_CLAIM: dict[str, Any] = {
+    "claim_id": None,
+    "claim_holder": "",
+    "claim_user": None,
+    "claimed": None,
+    "lease_expires": None,
+}
+
+
+def _clear_claim(dataset: Dataset) -> None:
+    for field, value in CLEARED_CLAIM.items():
+        setattr(dataset, field, value)
+
+
+def _claim_of(pk: int) -> Claim:
+    dataset = Dataset.objects.select_related("project").get(pk=pk)
+    assert dataset.claim_id is not None and dataset.lease_expires is not None
+    return Claim(
+        id=dataset.claim_id,
+        dataset=dataset,
+        holder=dataset.claim_holder,
+        lease_expires=dataset.lease_expires,
+    )
+
+
+def _holder_of(pk: int) -> str:
+    holder = Dataset.objects.filter(pk=pk).values_list("claim_holder", flat=True).first()
+    return holder or "another client"

@@ -1,0 +1,119 @@
+"""Recording a client's status report and moving the dataset's state with it."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from crunch.choices import DatasetState, Stage, State
+from crunch.exceptions import ClaimConflict, InvalidTransition, LeaseExpired
+from crunch.models import Dataset, Status
+from crunch.services.claims import CLEARED_CLAIM, claim_values, lease_until
+
+DIAGNOSTIC_FIELDS = (
+    "agent_user", "version", "revision", "system", "system_release", "system_version",
+    "machine", "hostname", "ip_address", "mac_address",
+    "memory_total", "memory_free", "disk_total", "disk_free",
+)  # fmt: skip
+
+
+def record_status(
+    *,
+    dataset: Dataset,
+    stage: Stage | int,
+    state: State | int,
+    note: str = "",
+    claim_id: uuid.UUID | None = None,
+    key: str | None = None,
+    user: Any = None,
+    diagnostics: dict[str, Any] | None = None,
+) -> tuple[Status, bool]:
+    """Append a status and move the dataset's state in one transaction.
+
+    Returns the status and whether it was created; a status whose ``key`` was already
+    recorded (a retried post) is returned as it is, not recorded twice.
+
+    With ``claim_id`` the claim must still be held (else LeaseExpired). Without one, as
+    django-crunch 0.1 clients post, the dataset is claimed for this user and host when
+    it is free, and ClaimConflict is raised when another client holds it.
+    """
+    if key and (existing := Status.objects.filter(key=key).first()):
+        return existing, False
+    stage, state = Stage(stage), State(state)
+    fields = {name: value for name, value in (diagnostics or {}).items() if name in DIAGNOSTIC_FIELDS}
+    try:
+        with transaction.atomic():
+            locked = Dataset.objects.select_for_update().select_related("project").get(pk=dataset.pk)
+            if claim_id is None:
+                claim_id = _legacy_claim(locked, stage=stage, state=state, user=user, fields=fields)
+            elif locked.claim_id != claim_id or locked.state != DatasetState.RUNNING:
+                raise LeaseExpired(
+                    f"Claim {str(claim_id)!r} on dataset {locked.slug!r} is no longer held."
+                )
+            status = Status.objects.create(
+                dataset=locked, stage=stage, state=state, note=note, claim_id=claim_id,
+                key=key or None, user=user if getattr(user, "pk", None) else None, **fields,
+            )  # fmt: skip
+            _advance(locked, stage=stage, state=state, note=note)
+    except IntegrityError:
+        # The same key posted twice at once: the other request recorded it.
+        if key and (existing := Status.objects.filter(key=key).first()):
+            return existing, False
+        raise
+    dataset.refresh_from_db()
+    return status, True
+
+
+def legacy_holder(user: Any, fields: dict[str, Any]) -> str:
+    """How a client that sends no claim id is known: its user and host."""
+    username = getattr(user, "get_username", lambda: "anonymous")()
+    return f"{username}@{fields.get('hostname') or 'unknown host'}"
+
+
+def _legacy_claim(
+    dataset: Dataset, *, stage: Stage, state: State, user: Any, fields: dict[str, Any]
+) -> uuid.UUID:
+    holder = legacy_holder(user, fields)
+    if dataset.state == DatasetState.RUNNING:
+        if dataset.claim_holder != holder:
+            raise ClaimConflict(
+                f"Dataset {dataset.slug!r} is claimed by {dataset.claim_holder!r}."
+            )
+        assert dataset.claim_id is not None
+        return dataset.claim_id
+    starting = stage == Stage.SETUP and state == State.START
+    if dataset.state != DatasetState.PENDING and not starting:
+        raise InvalidTransition(
+            f"Dataset {dataset.slug!r} is {dataset.state}; start a new run with Setup Start."
+        )
+    values = claim_values(holder=holder, user=user, now=timezone.now(), lease_seconds=None)
+    Dataset.objects.filter(pk=dataset.pk).update(**values)
+    dataset.refresh_from_db()
+    assert dataset.claim_id is not None
+    return dataset.claim_id
+
+
+def _advance(dataset: Dataset, *, stage: Stage, state: State, note: str) -> None:
+    """Move the dataset after a status: Upload Success completes it, any Fail ends the run."""
+    now = timezone.now()
+    dataset.stage = stage
+    dataset.heartbeat = now
+    if state == State.FAIL:
+        retry = dataset.attempts < dataset.project.max_attempts
+        dataset.state = DatasetState.PENDING if retry else DatasetState.FAILED
+        dataset.note = note or f"{stage.label} failed."
+        dataset.finished = now
+        for field, value in CLEARED_CLAIM.items():
+            setattr(dataset, field, value)
+    elif stage == Stage.UPLOAD and state == State.SUCCESS:
+        dataset.state = DatasetState.COMPLETED
+        dataset.note = ""
+        dataset.finished = now
+        for field, value in CLEARED_CLAIM.items():
+            setattr(dataset, field, value)
+    else:
+        dataset.lease_expires = lease_until(now)
+    dataset.save()

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from rest_framework.test import APIClient
+
+from tests.factories import make_client_user
+
+for name in list(os.environ):
+    if name.startswith("CRUNCH_") and name != "CRUNCH_TEST_DATABASE_URL":
+        del os.environ[name]
+os.environ["AWS_CONFIG_FILE"] = "/nonexistent-crunch-aws-config"
+os.environ["AWS_SHARED_CREDENTIALS_FILE"] = "/nonexistent-crunch-aws-credentials"
+
+
+def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        skip = pytest.mark.skip(reason="needs PostgreSQL: set DATABASE_URL=postgres://...")
+        for item in items:
+            if "postgres" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture
+def client_user(db: None) -> tuple[Any, str]:
+    return make_client_user("worker")
+
+
+@pytest.fixture
+def api(client_user: tuple[Any, str]) -> APIClient:
+    """An API client authenticated with a compute client's token."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {client_user[1]}")
+    return client
+
+
+@pytest.fixture
+def media_root(tmp_path: Any, settings: Any) -> Iterator[Any]:
+    """Local storage in a temporary folder."""
+    root = tmp_path / "media"
+    root.mkdir()
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(root)},
+        },
+    }
+    settings.MEDIA_ROOT = str(root)
+    yield root
