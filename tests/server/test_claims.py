@@ -1,0 +1,131 @@
+"""Claims under concurrency, leases and the query count of a claim."""
+
+from __future__ import annotations
+
+import datetime
+import threading
+from collections import Counter
+
+import pytest
+from django.db import connection, connections
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from crunch.choices import DatasetState
+from crunch.models import Dataset, Status
+from crunch.services import claims, statuses
+from tests.factories import bulk_datasets, make_dataset, make_project
+
+
+def claim_until_empty(workers: int, project=None) -> list[int]:
+    """Run ``workers`` threads, each on its own connection, claiming until none is left."""
+    taken: list[int] = []
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+    start = threading.Barrier(workers)
+
+    def work(n: int) -> None:
+        try:
+            start.wait()
+            while (claim := claims.claim_next(holder=f"worker-{n}", project=project)) is not None:
+                with lock:
+                    taken.append(claim.dataset.pk)
+        except BaseException as exc:  # reported by the test below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    return taken
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("scoped", [False, True], ids=["any-project", "one-project"])
+def test_eight_workers_claim_500_datasets_each_exactly_once(scoped):
+    project = make_project(name="Busy")
+    bulk_datasets(project, 500)
+    taken = claim_until_empty(8, project=project if scoped else None)
+    assert len(taken) == 500
+    assert [pk for pk, n in Counter(taken).items() if n > 1] == []
+    assert Dataset.objects.pending().count() == 0
+    assert Dataset.objects.running().count() == 500
+    assert Dataset.objects.filter(attempts=1).count() == 500
+    assert Dataset.objects.values("claim_id").distinct().count() == 500
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.postgres
+def test_postgres_claims_skip_locked_rows():
+    assert claims.supports_skip_locked()
+
+
+@pytest.mark.django_db
+def test_sqlite_uses_the_conditional_update():
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite only")
+    assert not claims.supports_skip_locked()
+    dataset = make_dataset()
+    values = claims.claim_values(holder="a", user=None, now=timezone.now(), lease_seconds=None)
+    assert claims.take_if_pending(dataset.pk, values)
+    assert not claims.take_if_pending(dataset.pk, values)
+
+
+@pytest.mark.django_db
+def test_expired_lease_returns_to_pending_counting_the_attempt():
+    project = make_project(name="P", max_attempts=2)
+    dataset = make_dataset(project)
+    first = claims.claim_next(holder="lost@node1", lease_seconds=60)
+    assert first is not None
+    later = timezone.now() + datetime.timedelta(seconds=61)
+    assert claims.reclaim_expired(later) == 1
+    dataset.refresh_from_db()
+    assert (dataset.state, dataset.attempts, dataset.claim_id) == ("pending", 1, None)
+    note = "Lease expired: lost@node1 stopped renewing its claim."
+    assert list(Status.objects.values_list("state", "note")) == [(3, note)]
+    # The next claim is the second attempt; when it expires too the dataset has failed.
+    assert claims.claim_next(holder="b") is not None
+    assert claims.reclaim_expired(timezone.now() + datetime.timedelta(hours=1)) == 1
+    dataset.refresh_from_db()
+    assert (dataset.state, dataset.attempts) == ("failed", 2)
+    # The late client's status is refused.
+    with pytest.raises(claims.LeaseExpired):
+        statuses.record_status(dataset=dataset, stage=1, state=2, claim_id=first.id)
+
+
+@pytest.mark.django_db
+def test_claim_next_reclaims_expired_leases_by_itself():
+    make_dataset()
+    claims.claim_next(holder="a", lease_seconds=5)
+    Dataset.objects.update(lease_expires=timezone.now() - datetime.timedelta(seconds=1))
+    again = claims.claim_next(holder="b")
+    assert again is not None and again.holder == "b" and again.dataset.attempts == 2
+
+
+@pytest.mark.django_db
+def test_release_does_not_count_the_attempt():
+    dataset = make_dataset()
+    claim = claims.claim_next(holder="a")
+    claims.release(claim.id, note="Stopped by SIGTERM.")
+    dataset.refresh_from_db()
+    assert (dataset.state, dataset.attempts, dataset.note) == (DatasetState.PENDING, 0, "Stopped by SIGTERM.")
+
+
+def queries_for_one_claim() -> int:
+    with CaptureQueriesContext(connection) as context:
+        assert claims.claim_next(holder="a") is not None
+    return len(context)
+
+
+@pytest.mark.django_db
+def test_queries_per_claim_do_not_depend_on_the_number_of_datasets():
+    small, large = make_project(name="Small"), make_project(name="Large")
+    bulk_datasets(small, 10)
+    first = queries_for_one_claim()
+    bulk_datasets(large, 5000)
+    assert queries_for_one_claim() == first
+    assert first <= 7
