@@ -1,0 +1,592 @@
+"""Streaming transfers between Django storage and the working directory.
+
+Files stream in large chunks with their MD5 computed on the way, independent files
+move in parallel, unchanged files are not moved again, names from storage never escape
+the destination, and a partly written file never stands under its final name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import posixpath
+import secrets
+import shutil
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from crunchclient.exceptions import TransferError, UnsafePathError
+from crunchclient.progress import Progress
+
+logger = logging.getLogger(__name__)
+
+CHUNK_SIZE = 4 * 1024 * 1024  # bytes: large enough for full disk speed, small for memory
+SMALL_FILE = 1024 * 1024  # bytes: files below this are read in one call
+BATCH_FILES = 64  # small files handled by one worker task, to keep pool overhead low
+BATCH_BYTES = 16 * 1024 * 1024  # bytes: a batch closes once it holds this much
+PARTIAL_MARK = ".crunch-partial-"
+
+
+@dataclass(frozen=True, kw_only=True)
+class TransferResult:
+    """What a transfer moved: files and bytes sent, files left alone, wall time."""
+
+    files: int
+    bytes: int
+    skipped: int
+    seconds: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Entry:
+    """A file in storage, relative to the transfer's prefix."""
+
+    rel: str
+    size: int | None = None
+    mtime_ns: int | None = None
+    md5: str | None = None  # the store's own checksum, when it has one (S3 ETag)
+
+
+# ---------------------------------------------------------------------------- paths
+
+
+def safe_relative(name: str) -> str:
+    """Return name as a clean relative posix path, refusing anything that escapes."""
+    if not name or "\x00" in name:
+        raise UnsafePathError(f"Refusing empty or NUL-containing file name {name!r} from storage.")
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        raise UnsafePathError(
+            f"Refusing absolute path {name!r} from storage: remove or rename it in storage."
+        )
+    parts = [part for part in name.split("/") if part not in ("", ".")]
+    if ".." in parts or not parts:
+        raise UnsafePathError(
+            f"Refusing path {name!r} from storage: it escapes the dataset folder; "
+            "remove or rename it in storage."
+        )
+    return "/".join(parts)
+
+
+def _join(prefix: str, rel: str) -> str:
+    prefix = prefix.strip("/")
+    return f"{prefix}/{rel}" if prefix else rel
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """Whether path, with every link resolved, lies within the already resolved root."""
+    try:
+        Path(os.path.realpath(path)).relative_to(root)
+    except ValueError:
+        return False
+    return True
+
+
+def _partial_name(target: Path, token: str) -> Path:
+    return target.with_name(f"{target.name}{PARTIAL_MARK}{token}")
+
+
+# ---------------------------------------------------------------------------- hashing
+
+
+def md5_file(path: Path | str) -> str:
+    """Return the MD5 hex digest of a file, read in large chunks."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb", buffering=0) as source:
+        buffer = bytearray(CHUNK_SIZE)
+        view = memoryview(buffer)
+        while n := source.readinto(buffer):
+            digest.update(view[:n])
+    return digest.hexdigest()
+
+
+def _copy_stream(
+    source: IO[bytes], target: IO[bytes], progress: Progress | None = None
+) -> tuple[int, str]:
+    """Copy source to target in large chunks; return (bytes, md5) computed on the way."""
+    digest = hashlib.md5(usedforsecurity=False)
+    total = 0
+    readinto = getattr(source, "readinto", None)
+    if readinto is not None:
+        buffer = bytearray(CHUNK_SIZE)
+        view = memoryview(buffer)
+        while n := readinto(buffer):
+            chunk = view[:n]
+            digest.update(chunk)
+            target.write(chunk)
+            total += n
+            if progress is not None:
+                progress.advance(bytes=n)
+    else:
+        while chunk := source.read(CHUNK_SIZE):
+            digest.update(chunk)
+            target.write(chunk)
+            total += len(chunk)
+            if progress is not None:
+                progress.advance(bytes=len(chunk))
+    return total, digest.hexdigest()
+
+
+def checksum_tree(
+    directory: Path, *, exclude: Callable[[str], bool] | None = None, jobs: int = 8
+) -> dict[str, str]:
+    """Return {relative posix path: md5} of the files under directory.
+
+    Links are followed only when they stay inside directory, so a workflow's link to a
+    reference genome elsewhere is neither hashed nor later uploaded.
+    """
+    root = Path(os.path.realpath(directory))
+    paths = [rel for rel in _walk_local(root) if exclude is None or not exclude(rel)]
+    if not paths:
+        return {}
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        digests = list(pool.map(lambda rel: md5_file(root / rel), paths))
+    return dict(sorted(zip(paths, digests)))
+
+
+def _walk_local(root: Path) -> Iterator[str]:
+    """Yield the relative posix paths of regular files under root, staying inside it."""
+    stack = [""]
+    while stack:
+        current = stack.pop()
+        try:
+            entries = list(os.scandir(root / current if current else root))
+        except FileNotFoundError:
+            continue
+        for entry in entries:
+            rel = f"{current}/{entry.name}" if current else entry.name
+            if entry.is_symlink():
+                if not _inside(Path(entry.path), root):
+                    logger.warning("Not following link %r: it points outside %s", rel, root)
+                    continue
+                if entry.is_file():
+                    yield rel
+                # A linked directory inside the tree is reached through its real path.
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(rel)
+            elif entry.is_file(follow_symlinks=False):
+                yield rel
+
+
+# ---------------------------------------------------------------------------- storages
+
+
+class _Backend:
+    """How one kind of storage lists, reads and writes files."""
+
+    def __init__(self, storage: Any) -> None:
+        self.storage = storage
+
+    def list(self, prefix: str) -> list[_Entry]:
+        entries: list[_Entry] = []
+        stack = [prefix.strip("/")]
+        base = prefix.strip("/")
+        while stack:
+            current = stack.pop()
+            directories, files = self.storage.listdir(current)
+            for name in directories:
+                stack.append(_join(current, name))
+            for name in files:
+                full = _join(current, name)
+                rel = full[len(base) + 1 :] if base else full
+                entries.append(_Entry(rel=rel))
+        return entries
+
+    def download(self, name: str, entry: _Entry, partial: Path, progress: Progress) -> str:
+        with self.storage.open(name, "rb") as source, open(partial, "xb") as target:
+            _size, md5 = _copy_stream(source, target, progress)
+        return md5
+
+    def stored_matches(self, name: str, local: Path, md5: str, stored: _Entry | None) -> bool:
+        if not self.storage.exists(name):
+            return False
+        try:
+            if self.storage.size(name) != local.stat().st_size:
+                return False
+        except NotImplementedError:
+            pass
+        digest = hashlib.md5(usedforsecurity=False)
+        with self.storage.open(name, "rb") as source:
+            while chunk := source.read(CHUNK_SIZE):
+                digest.update(chunk)
+        return digest.hexdigest() == md5
+
+    def upload(self, name: str, local: Path, md5: str, progress: Progress) -> None:
+        from django.core.files import File
+
+        if self.storage.exists(name):
+            self.storage.delete(name)
+        with open(local, "rb") as source:
+            saved = self.storage.save(name, File(source, name=posixpath.basename(name)))
+        if saved != name:
+            raise TransferError(
+                f"Storage saved {name!r} as {saved!r}: configure it to overwrite files."
+            )
+        progress.advance(bytes=local.stat().st_size)
+
+
+class _LocalBackend(_Backend):
+    """Storage on a local disk: copy as the operating system does."""
+
+    def list(self, prefix: str) -> list[_Entry]:
+        base = prefix.strip("/")
+        root = Path(self.storage.path(base))
+        entries: list[_Entry] = []
+        stack = [""]
+        while stack:
+            current = stack.pop()
+            try:
+                scan = list(os.scandir(root / current if current else root))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for item in scan:
+                rel = f"{current}/{item.name}" if current else item.name
+                if item.is_dir():
+                    stack.append(rel)
+                elif item.is_file():
+                    info = item.stat()
+                    entries.append(_Entry(rel=rel, size=info.st_size, mtime_ns=info.st_mtime_ns))
+        return entries
+
+    def download(self, name: str, entry: _Entry, partial: Path, progress: Progress) -> str:
+        with open(self.storage.path(name), "rb", buffering=0) as source:
+            with open(partial, "xb", buffering=0) as target:
+                _size, md5 = _copy_stream(source, target, progress)
+        return md5
+
+    def stored_matches(self, name: str, local: Path, md5: str, stored: _Entry | None) -> bool:
+        path = Path(self.storage.path(name))
+        try:
+            info = path.stat()
+        except FileNotFoundError:
+            return False
+        if info.st_size != local.stat().st_size:
+            return False
+        return md5_file(path) == md5
+
+    def upload(self, name: str, local: Path, md5: str, progress: Progress) -> None:
+        target = Path(self.storage.path(name))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = _partial_name(target, secrets.token_hex(4))
+        try:
+            shutil.copyfile(local, partial)
+            mode = getattr(self.storage, "file_permissions_mode", None)
+            if mode is not None:
+                os.chmod(partial, mode)
+            os.replace(partial, target)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        progress.advance(bytes=target.stat().st_size)
+
+
+class _S3Backend(_Backend):
+    """S3 through boto3's managed transfers, so files move at boto3 speed."""
+
+    def __init__(self, storage: Any, jobs: int) -> None:
+        super().__init__(storage)
+        from boto3.s3.transfer import TransferConfig
+
+        self.client = storage.connection.meta.client
+        self.bucket = storage.bucket_name
+        self.config = TransferConfig(
+            multipart_threshold=64 * 1024 * 1024,
+            multipart_chunksize=16 * 1024 * 1024,
+            max_concurrency=max(2, jobs),
+            use_threads=True,
+        )
+
+    def key(self, name: str) -> str:
+        from storages.utils import clean_name
+
+        return str(self.storage._normalize_name(clean_name(name)))
+
+    def list(self, prefix: str) -> list[_Entry]:
+        base = self.key(prefix.strip("/")) if prefix.strip("/") else self.key("")
+        base = base.rstrip("/")
+        search = f"{base}/" if base else ""
+        entries: list[_Entry] = []
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=search):
+            for item in page.get("Contents", ()):
+                key = item["Key"]
+                if key.endswith("/"):
+                    continue
+                etag = item.get("ETag", "").strip('"')
+                entries.append(
+                    _Entry(
+                        rel=key[len(search) :],
+                        size=item["Size"],
+                        mtime_ns=int(item["LastModified"].timestamp()) * 1_000_000_000,
+                        md5=etag if etag and "-" not in etag else None,
+                    )
+                )
+        return entries
+
+    def download(self, name: str, entry: _Entry, partial: Path, progress: Progress) -> str:
+        self.client.download_file(
+            self.bucket,
+            self.key(name),
+            str(partial),
+            Config=self.config,
+            Callback=lambda n: progress.advance(bytes=n),
+        )
+        return md5_file(partial)
+
+    def stored_matches(self, name: str, local: Path, md5: str, stored: _Entry | None) -> bool:
+        if stored is None or stored.size != local.stat().st_size:
+            return False
+        if stored.md5 is not None:
+            return stored.md5 == md5
+        head = self.client.head_object(Bucket=self.bucket, Key=self.key(name))
+        return bool(head.get("Metadata", {}).get("md5") == md5)
+
+    def upload(self, name: str, local: Path, md5: str, progress: Progress) -> None:
+        params = dict(self.storage._get_write_parameters(name))
+        params.setdefault("Metadata", {})
+        params["Metadata"] = {**params["Metadata"], "md5": md5}
+        self.client.upload_file(
+            str(local),
+            self.bucket,
+            self.key(name),
+            ExtraArgs=params,
+            Config=self.config,
+            Callback=lambda n: progress.advance(bytes=n),
+        )
+
+
+def _backend(storage: Any, jobs: int) -> _Backend:
+    """Pick the fastest way to talk to this storage."""
+    try:
+        from storages.backends.s3 import S3Storage
+    except ImportError:  # django-storages[s3] is an optional extra
+        S3Storage = None  # noqa: N806
+    if S3Storage is not None and isinstance(storage, S3Storage):
+        return _S3Backend(storage, jobs)
+    try:
+        storage.path("")
+    except NotImplementedError:
+        return _Backend(storage)
+    return _LocalBackend(storage)
+
+
+# ---------------------------------------------------------------------------- transfers
+
+
+def _batches(items: list[tuple[_Entry, int]]) -> Iterator[list[_Entry]]:
+    """Group small files so that one pool task handles many of them."""
+    batch: list[_Entry] = []
+    size = 0
+    for entry, length in items:
+        if length >= BATCH_BYTES:
+            yield [entry]
+            continue
+        batch.append(entry)
+        size += length
+        if len(batch) >= BATCH_FILES or size >= BATCH_BYTES:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+def _run_parallel(work: Callable[[list[_Entry]], None], batches: list[list[_Entry]], jobs: int) -> None:
+    """Run work on every batch with at most jobs threads; the first error stops the rest."""
+    if jobs <= 1 or len(batches) <= 1:
+        for batch in batches:
+            work(batch)
+        return
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures: list[Future[None]] = [pool.submit(work, batch) for batch in batches]
+        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        for future in pending:
+            future.cancel()
+        for future in futures:
+            if future.done() and not future.cancelled():
+                future.result()
+
+
+def download_tree(
+    storage: Any,
+    prefix: str,
+    destination: Path,
+    *,
+    jobs: int = 8,
+    known: Mapping[str, str] | None = None,
+    quiet: bool = False,
+) -> dict[str, str]:
+    """Copy every file under prefix into destination; return {relative path: md5}.
+
+    A file listed in known whose local copy still matches (same size and modification
+    time as the stored file, which the copy was given; else the same MD5) is kept.
+    """
+    backend = _backend(storage, jobs)
+    entries = backend.list(prefix)
+    entries = [
+        _Entry(rel=safe_relative(e.rel), size=e.size, mtime_ns=e.mtime_ns, md5=e.md5)
+        for e in entries
+    ]
+    destination.mkdir(parents=True, exist_ok=True)
+    root = Path(os.path.realpath(destination))
+    known = known or {}
+    checksums: dict[str, str] = {}
+    to_fetch: list[tuple[_Entry, int]] = []
+    token = secrets.token_hex(4)
+
+    # Create folders once, and refuse any that a link would take out of the destination.
+    for parent in sorted({posixpath.dirname(e.rel) for e in entries} - {""}):
+        folder = root / parent
+        folder.mkdir(parents=True, exist_ok=True)
+        if not _inside(folder, root):
+            raise UnsafePathError(
+                f"Refusing to write into {parent!r}: it links outside {str(root)!r}; "
+                "remove the link."
+            )
+
+    skipped = 0
+    for entry in entries:
+        target = root / entry.rel
+        md5 = _reusable(target, entry, known.get(entry.rel))
+        if md5 is not None:
+            checksums[entry.rel] = md5
+            skipped += 1
+        else:
+            to_fetch.append((entry, entry.size or 0))
+
+    total_bytes = sum(size for _entry, size in to_fetch)
+    lock = threading.Lock()
+    started = time.monotonic()
+
+    with Progress(
+        "download", total_bytes=total_bytes, total_files=len(to_fetch), quiet=quiet
+    ) as progress:
+
+        def fetch(batch: list[_Entry]) -> None:
+            for entry in batch:
+                target = root / entry.rel
+                partial = _partial_name(target, token)
+                try:
+                    md5 = backend.download(_join(prefix, entry.rel), entry, partial, progress)
+                    if entry.mtime_ns is not None:
+                        os.utime(partial, ns=(entry.mtime_ns, entry.mtime_ns))
+                    os.replace(partial, target)
+                except BaseException:
+                    partial.unlink(missing_ok=True)
+                    raise
+                with lock:
+                    checksums[entry.rel] = md5
+                progress.advance(files=1)
+
+        _run_parallel(fetch, list(_batches(to_fetch)), jobs)
+
+    logger.info(
+        "Downloaded %d files (%d bytes), kept %d, in %.2fs",
+        len(to_fetch), total_bytes, skipped, time.monotonic() - started,
+    )
+    return dict(sorted(checksums.items()))
+
+
+def _reusable(target: Path, entry: _Entry, recorded: str | None) -> str | None:
+    """Return the MD5 of the local copy if it need not be downloaded again, else None."""
+    try:
+        info = target.lstat()
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        return None
+    if entry.size is not None and info.st_size != entry.size:
+        return None
+    expected = recorded or entry.md5
+    if (
+        recorded is not None
+        and entry.mtime_ns is not None
+        and info.st_mtime_ns == entry.mtime_ns
+    ):
+        return recorded
+    if expected is None:
+        return None
+    return expected if md5_file(target) == expected else None
+
+
+def upload_files(
+    storage: Any,
+    prefix: str,
+    directory: Path,
+    paths: Iterable[str],
+    *,
+    jobs: int = 8,
+    quiet: bool = False,
+    checksums: Mapping[str, str] | None = None,
+) -> TransferResult:
+    """Send each path (relative to directory) to storage[prefix/path], replacing it.
+
+    A stored file with the same MD5 is left alone. Links that lead out of directory are
+    not followed: a workflow's link to shared reference data must not be copied up.
+    checksums (relative path -> md5, e.g. from checksum_tree) saves hashing again.
+    """
+    started = time.monotonic()
+    backend = _backend(storage, jobs)
+    root = Path(os.path.realpath(directory))
+    checksums = checksums or {}
+    items: list[tuple[_Entry, int]] = []
+    skipped = 0
+    for path in paths:
+        rel = safe_relative(str(path).replace(os.sep, "/"))
+        local = root / rel
+        if not _inside(local, root):
+            logger.warning("Not uploading %r: it links outside %s", rel, root)
+            skipped += 1
+            continue
+        try:
+            info = local.stat()
+        except FileNotFoundError as exc:
+            raise TransferError(
+                f"Cannot upload {rel!r}: no such file in {str(root)!r}."
+            ) from exc
+        if not stat.S_ISREG(info.st_mode):
+            skipped += 1
+            continue
+        items.append((_Entry(rel=rel, size=info.st_size), info.st_size))
+
+    stored: dict[str, _Entry] = {}
+    if isinstance(backend, _S3Backend) and items:
+        stored = {e.rel: e for e in backend.list(prefix)}
+
+    sent_files = 0
+    sent_bytes = 0
+    lock = threading.Lock()
+    total = sum(size for _e, size in items)
+    with Progress("upload", total_bytes=total, total_files=len(items), quiet=quiet) as progress:
+
+        def send(batch: list[_Entry]) -> None:
+            nonlocal sent_files, sent_bytes, skipped
+            for entry in batch:
+                local = root / entry.rel
+                name = _join(prefix, entry.rel)
+                md5 = checksums.get(entry.rel) or md5_file(local)
+                if backend.stored_matches(name, local, md5, stored.get(entry.rel)):
+                    with lock:
+                        skipped += 1
+                    progress.advance(bytes=entry.size or 0, files=1)
+                    continue
+                backend.upload(name, local, md5, progress)
+                with lock:
+                    sent_files += 1
+                    sent_bytes += entry.size or 0
+                progress.advance(files=1)
+
+        _run_parallel(send, list(_batches(items)), jobs)
+
+    return TransferResult(
+        files=sent_files,
+        bytes=sent_bytes,
+        skipped=skipped,
+        seconds=time.monotonic() - started,
+    )
