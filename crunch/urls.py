@@ -6,8 +6,9 @@ from crunch import views
 
 app_name = "crunch"
 urlpatterns = [
-    path("", views.ProjectListView.as_view(), name="project-list"),
-    path("projects/<slug:slug>/", views.ProjectDetailView.as_view(), name="project-detail"),
-    path("datasets/<str:slug>/", views.DatasetDetailView.as_view(), name="dataset-detail"),
+    path("", views.project_list, name="project-list"),
+    path("projects/<slug:slug>/", views.project_detail, name="project-detail"),
+    path("datasets/<str:slug>/", views.dataset_detail, name="dataset-detail"),
+    path("datasets/<str:slug>/files/<path:path>", views.dataset_file, name="dataset-file"),
     path("api/", include(("crunch.api.urls", "api"))),
 ]

@@ -1,37 +1,143 @@
-"""HTML pages: progress and browsing (filled in by the pages work)."""
+"""HTML pages: progress and browsing. Read-only; each view asks crunch.services.pages.
+
+Every page also answers ``?live=1`` with only its changing parts, which
+``crunch/static/crunch/live.js`` fetches every few seconds and swaps in place, so
+figures stay current without a reload and the pages still work without JavaScript.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import posixpath
 
-from django.db.models import QuerySet
-from django.views.generic import DetailView, ListView
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.http import require_safe
 
+from crunch.choices import DatasetState
 from crunch.models import Dataset, Project
+from crunch.services import pages
+from crunch.services.stats import stats_for_projects
+
+REFRESH_SECONDS = 5  # seconds between refreshes of an open page's figures
+SEARCH_MAX_CHARS = 100
+SORT_CHOICES = [
+    ("id", "Oldest first"), ("-id", "Newest first"),
+    ("name", "Name, A to Z"), ("-name", "Name, Z to A"),
+    ("state", "State"), ("-state", "State, reversed"),
+    ("attempts", "Fewest attempts"), ("-attempts", "Most attempts"),
+    ("finished", "Finished, earliest"), ("-finished", "Finished, latest"),
+]  # fmt: skip
+COLUMNS = [("name", "Name"), ("state", "State"), ("attempts", "Attempts"), ("finished", "Finished")]
 
 
-def visible_projects(user: Any) -> QuerySet[Project]:
-    """Staff see every project; everyone else sees public ones."""
-    projects = Project.objects.all()
-    return projects if user.is_staff else projects.filter(is_public=True)
+def _int(value: str | None, default: int) -> int:
+    try:
+        return max(1, int(value or default))
+    except ValueError:
+        return default
 
 
-class ProjectListView(ListView):
-    template_name = "crunch/project_list.html"
-
-    def get_queryset(self) -> QuerySet[Project]:
-        return visible_projects(self.request.user)
+def _is_live(request: HttpRequest) -> bool:
+    return request.GET.get("live") == "1"
 
 
-class ProjectDetailView(DetailView):
-    template_name = "crunch/project_detail.html"
+@require_safe
+def project_list(request: HttpRequest) -> HttpResponse:
+    """Every visible project with its progress: three queries however many datasets."""
+    projects = list(pages.visible_projects(request.user))
+    stats = stats_for_projects([project.pk for project in projects])
+    rows = [(project, stats[project.pk]) for project in projects]
+    context = {"rows": rows, "states": DatasetState, "refresh_seconds": REFRESH_SECONDS}
+    template = "crunch/parts/project_list_live.html" if _is_live(request) else "crunch/project_list.html"
+    return render(request, template, context)
 
-    def get_queryset(self) -> QuerySet[Project]:
-        return visible_projects(self.request.user)
+
+@require_safe
+def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    """Progress, failures, clients at work and one page of the datasets table."""
+    project = get_object_or_404(pages.visible_projects(request.user), slug=slug)
+    stats = stats_for_projects([project.pk])[project.pk]
+    state = request.GET.get("state", "")
+    state = state if state in DatasetState.values else ""
+    search = request.GET.get("q", "").strip()[:SEARCH_MAX_CHARS]
+    note = request.GET.get("note", "")[: pages.NOTE_FILTER_CHARS]
+    sort = request.GET.get("sort", "id")
+    sort = sort if sort in pages.SORTS else "id"
+    table = pages.dataset_page(
+        project,
+        counts=stats.counts,
+        state=state,
+        search=search,
+        note=note,
+        sort=sort,
+        number=_int(request.GET.get("page"), 1),
+    )
+    context = {
+        "project": project,
+        "stats": stats,
+        "states": DatasetState,
+        "failures": pages.failure_groups(project),
+        "clients": pages.active_clients(project),
+        "table": table,
+        "state": state,
+        "search": search,
+        "note": note,
+        "sort": sort,
+        "sorts": SORT_CHOICES,
+        "columns": COLUMNS,
+        "refresh_seconds": REFRESH_SECONDS,
+    }
+    template = "crunch/parts/project_live.html" if _is_live(request) else "crunch/project_detail.html"
+    return render(request, template, context)
 
 
-class DatasetDetailView(DetailView):
-    template_name = "crunch/dataset_detail.html"
+def _visible_dataset(request: HttpRequest, slug: str) -> Dataset:
+    """The dataset if its project is visible to this user, else 404 (never 403: no leak)."""
+    return get_object_or_404(pages.visible_datasets(request.user).select_related("project"), slug=slug)
 
-    def get_queryset(self) -> QuerySet[Dataset]:
-        return Dataset.objects.filter(project__in=visible_projects(self.request.user))
+
+@require_safe
+def dataset_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    """State, claim, timeline, failure note, log tail, files, attributes and items."""
+    dataset = _visible_dataset(request, slug)
+    statuses = pages.dataset_statuses(dataset)
+    context = {
+        "dataset": dataset,
+        "project": dataset.project,
+        "runs": pages.stage_runs(statuses),
+        "refresh_seconds": REFRESH_SECONDS,
+    }
+    if _is_live(request):
+        return render(request, "crunch/parts/dataset_live.html", context)
+    context.update(
+        attributes=pages.dataset_attributes(dataset),
+        items=pages.dataset_items(dataset),
+        log=pages.workflow_log_tail(dataset),
+        tree=pages.file_tree(dataset),
+    )
+    return render(request, "crunch/dataset_detail.html", context)
+
+
+@require_safe
+def dataset_file(request: HttpRequest, slug: str, path: str) -> FileResponse:
+    """Stream one of the dataset's files from storage, which may be private.
+
+    Always as an attachment: a stored HTML file must not run as a page of this site.
+    """
+    dataset = _visible_dataset(request, slug)
+    relative = pages.safe_relative_path(path)
+    if relative is None:
+        raise Http404("No such file.")
+    storage = pages.default_storage()
+    name = posixpath.join(dataset.base_file_path, relative)
+    try:
+        if not storage.exists(name):
+            raise Http404("No such file.")
+        handle = storage.open(name, "rb")
+    except (OSError, NotImplementedError) as exc:
+        raise Http404("No such file.") from exc
+    response = FileResponse(handle, as_attachment=True, filename=posixpath.basename(relative))
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+

@@ -1,0 +1,360 @@
+"""Read-only queries behind the web pages.
+
+Every function here runs a fixed number of queries whatever the number of datasets,
+so a project of 100,000 datasets renders as fast as one of ten.
+"""
+
+from __future__ import annotations
+
+import datetime
+import posixpath
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.contrib.auth.models import AnonymousUser
+from django.core.files.storage import Storage, storages
+from django.db.models import F, OuterRef, QuerySet, Subquery, Window
+from django.db.models.functions import RowNumber
+from django.db.models import Count
+
+from crunch.choices import DatasetState, Stage, State
+from crunch.models import Attribute, Dataset, Item, Project, Status
+
+PAGE_SIZE = 50  # datasets per page of the table
+FAILURE_GROUPS = 20  # distinct failure notes shown on a project page
+FAILURE_EXAMPLES = 5  # datasets linked per failure note
+CLIENTS_SHOWN = 50  # running datasets listed as "clients working now"
+TIMELINE_LIMIT = 300  # statuses shown on a dataset page (newest kept)
+ITEMS_SHOWN = 200
+LOG_TAIL_BYTES = 16 * 1024  # bytes of the workflow log shown
+TREE_LIMIT = 500  # files listed from storage before the tree is cut short
+NOTE_FILTER_CHARS = 200  # a failure-note filter matches notes starting with this many chars
+
+SORTS: dict[str, tuple[str, ...]] = {
+    "id": ("id",),
+    "-id": ("-id",),
+    "name": ("name", "id"),
+    "-name": ("-name", "-id"),
+    "state": ("state", "id"),
+    "-state": ("-state", "-id"),
+    "attempts": ("attempts", "id"),
+    "-attempts": ("-attempts", "-id"),
+    "finished": ("finished", "id"),
+    "-finished": ("-finished", "-id"),
+}
+"""Sort keys accepted from the query string, each ending in ``id`` so pages are stable."""
+
+
+def can_see_all_projects(user: Any) -> bool:
+    """Staff and users granted ``crunch.view_project`` see private projects too."""
+    if user is None or not user.is_authenticated:
+        return False
+    return bool(user.is_staff or user.has_perm("crunch.view_project"))
+
+
+def visible_projects(user: Any) -> QuerySet[Project]:
+    """The projects ``user`` may read; everyone else gets a 404 for the rest."""
+    projects = Project.objects.all()
+    return projects if can_see_all_projects(user or AnonymousUser()) else projects.filter(is_public=True)
+
+
+def visible_datasets(user: Any) -> QuerySet[Dataset]:
+    if can_see_all_projects(user or AnonymousUser()):
+        return Dataset.objects.all()
+    return Dataset.objects.filter(project__is_public=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FailureGroup:
+    note: str
+    count: int
+    examples: list[Dataset]
+
+    @property
+    def headline(self) -> str:
+        """The note's last non-empty line: where a traceback says what went wrong."""
+        lines = [line for line in self.note.strip().splitlines() if line.strip()]
+        return lines[-1] if lines else "(no note)"
+
+    @property
+    def filter_value(self) -> str:
+        return self.note[:NOTE_FILTER_CHARS]
+
+
+def failure_groups(project: Project, *, limit: int = FAILURE_GROUPS) -> list[FailureGroup]:
+    """Failed datasets grouped by note, largest group first, with a few examples each.
+
+    Two queries: the grouped counts, then the examples of every group at once.
+    """
+    failed = Dataset.objects.filter(project=project, state=DatasetState.FAILED).order_by()
+    rows = list(failed.values("note").annotate(n=Count("id")).order_by("-n", "note")[:limit])
+    if not rows:
+        return []
+    notes = [row["note"] for row in rows]
+    ranked = (
+        failed.filter(note__in=notes)
+        .annotate(rank=Window(RowNumber(), partition_by=[F("note")], order_by=F("id").asc()))
+        .filter(rank__lte=FAILURE_EXAMPLES)
+        .only("id", "name", "slug", "note")
+    )
+    examples: dict[str, list[Dataset]] = {note: [] for note in notes}
+    for dataset in ranked:
+        examples[dataset.note].append(dataset)
+    return [FailureGroup(note=row["note"], count=row["n"], examples=examples[row["note"]]) for row in rows]
+
+
+def active_clients(project: Project, *, limit: int = CLIENTS_SHOWN) -> list[Dataset]:
+    """Running datasets with their holder, stage, heartbeat and the host of their last status."""
+    last_host = (
+        Status.objects.filter(dataset=OuterRef("pk"))
+        .exclude(hostname="")
+        .order_by("-created", "-id")
+        .values("hostname")[:1]
+    )
+    return list(
+        Dataset.objects.filter(project=project, state=DatasetState.RUNNING)
+        .order_by(F("heartbeat").desc(nulls_last=True), "id")
+        .only("id", "name", "slug", "stage", "claim_holder", "heartbeat", "claimed", "lease_expires")
+        .annotate(host=Subquery(last_host))[:limit]
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatasetPage:
+    """One page of a project's datasets table, and what the page links need to know."""
+
+    datasets: list[Dataset]
+    number: int
+    has_next: bool
+    total: int | None
+    """Matching datasets, when known without counting (no search); else None."""
+    page_size: int = PAGE_SIZE
+
+    @property
+    def has_previous(self) -> bool:
+        return self.number > 1
+
+    @property
+    def num_pages(self) -> int | None:
+        if self.total is None:
+            return None
+        return max(1, -(-self.total // self.page_size))
+
+    @property
+    def start_index(self) -> int:
+        return (self.number - 1) * self.page_size + 1 if self.datasets else 0
+
+    @property
+    def end_index(self) -> int:
+        return (self.number - 1) * self.page_size + len(self.datasets)
+
+
+def dataset_page(
+    project: Project,
+    *,
+    counts: dict[str, int],
+    state: str = "",
+    search: str = "",
+    note: str = "",
+    sort: str = "id",
+    number: int = 1,
+    page_size: int = PAGE_SIZE,
+) -> DatasetPage:
+    """One page of the table in one query: LIMIT/OFFSET, one row more to know if there is a next.
+
+    ``counts`` (from ProjectStats) give the total when there is no search, so no page
+    view ever runs ``COUNT(*)`` over the project's datasets.
+    """
+    datasets = Dataset.objects.filter(project=project)
+    if state in DatasetState.values:
+        datasets = datasets.filter(state=state)
+        total: int | None = counts.get(state, 0)
+    else:
+        total = sum(counts.values())
+    if search:
+        datasets = datasets.filter(name__icontains=search)
+        total = None
+    if note:
+        datasets = datasets.filter(note__startswith=note[:NOTE_FILTER_CHARS])
+        total = None
+    number = max(1, number)
+    offset = (number - 1) * page_size
+    rows = list(
+        datasets.order_by(*SORTS.get(sort, SORTS["id"]))
+        .only("id", "name", "slug", "state", "stage", "attempts", "finished", "claim_holder", "note")
+        [offset : offset + page_size + 1]
+    )
+    return DatasetPage(
+        datasets=rows[:page_size],
+        number=number,
+        has_next=len(rows) > page_size,
+        total=total,
+        page_size=page_size,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class StageRun:
+    """One stage of one attempt: from its Start to its Success or Fail."""
+
+    stage: str
+    state: str
+    started: datetime.datetime | None
+    ended: datetime.datetime | None
+    hostname: str
+    note: str
+
+    @property
+    def seconds(self) -> float | None:
+        if self.started is None or self.ended is None:
+            return None
+        return (self.ended - self.started).total_seconds()
+
+
+def stage_runs(statuses: list[Status]) -> list[StageRun]:
+    """Pair each Start with the Success or Fail of the same stage that follows it."""
+    runs: list[StageRun] = []
+    open_start: Status | None = None
+    for status in statuses:
+        if status.state == State.START:
+            if open_start is not None:
+                runs.append(_run(open_start, None, "Interrupted"))
+            open_start = status
+            continue
+        start = open_start if open_start is not None and open_start.stage == status.stage else None
+        if open_start is not None and start is None:
+            runs.append(_run(open_start, None, "Interrupted"))
+        runs.append(_run(start, status, State(status.state).label))
+        open_start = None
+    if open_start is not None:
+        runs.append(_run(open_start, None, "Running"))
+    return runs
+
+
+def _run(start: Status | None, end: Status | None, outcome: str) -> StageRun:
+    first = start or end
+    assert first is not None
+    return StageRun(
+        stage=Stage(first.stage).label,
+        state=outcome,
+        started=start.created if start else None,
+        ended=end.created if end else None,
+        hostname=(end and end.hostname) or (start and start.hostname) or "",
+        note=end.note if end else "",
+    )
+
+
+def dataset_statuses(dataset: Dataset, *, limit: int = TIMELINE_LIMIT) -> list[Status]:
+    """The dataset's newest statuses, oldest first."""
+    newest = Status.objects.filter(dataset=dataset).order_by("-created", "-id")[:limit]
+    return sorted(
+        newest.only("id", "stage", "state", "note", "created", "hostname", "claim_id"),
+        key=lambda status: (status.created, status.id),
+    )
+
+
+def dataset_attributes(dataset: Dataset) -> list[Attribute]:
+    return list(Attribute.objects.filter(dataset=dataset))
+
+
+def dataset_items(dataset: Dataset, *, limit: int = ITEMS_SHOWN) -> list[Item]:
+    return list(Item.objects.filter(dataset=dataset).select_related("parent")[:limit])
+
+
+def default_storage() -> Storage:
+    return storages["default"]
+
+
+def log_path(dataset: Dataset) -> str:
+    return posixpath.join(dataset.base_file_path, ".crunch", "workflow.log")
+
+
+def workflow_log_tail(dataset: Dataset, *, max_bytes: int = LOG_TAIL_BYTES) -> tuple[str, bool] | None:
+    """The last part of ``.crunch/workflow.log`` in storage and whether it was cut; None if absent."""
+    storage = default_storage()
+    path = log_path(dataset)
+    try:
+        if not storage.exists(path):
+            return None
+        size = storage.size(path)
+        with storage.open(path, "rb") as handle:
+            if size > max_bytes:
+                handle.seek(size - max_bytes)
+            data = handle.read(max_bytes)
+    except (OSError, NotImplementedError):
+        return None
+    text = data.decode("utf-8", errors="replace")
+    cut = size > max_bytes
+    if cut and "\n" in text:
+        text = text.split("\n", 1)[1]
+    return text, cut
+
+
+@dataclass(kw_only=True)
+class FileNode:
+    """A folder or file under a dataset's base path; ``path`` is relative to it."""
+
+    name: str
+    path: str
+    size: int | None = None
+    children: list[FileNode] = field(default_factory=list)
+
+    @property
+    def is_dir(self) -> bool:
+        return self.size is None
+
+    @property
+    def total_size(self) -> int:
+        if not self.is_dir:
+            return self.size or 0
+        return sum(child.total_size for child in self.children)
+
+
+@dataclass(kw_only=True)
+class FileTree:
+    root: FileNode
+    files: int = 0
+    truncated: bool = False
+
+
+def file_tree(dataset: Dataset, *, limit: int = TREE_LIMIT) -> FileTree:
+    """The dataset's files in storage, folders first, cut short after ``limit`` files."""
+    storage = default_storage()
+    tree = FileTree(root=FileNode(name="", path=""))
+    _walk(storage, dataset.base_file_path, tree.root, tree, limit)
+    return tree
+
+
+def _walk(storage: Storage, base: str, node: FileNode, tree: FileTree, limit: int) -> None:
+    location = posixpath.join(base, node.path) if node.path else base
+    try:
+        folders, files = storage.listdir(location)
+    except (OSError, NotImplementedError):
+        return
+    for name in sorted(folders):
+        child = FileNode(name=name, path=posixpath.join(node.path, name) if node.path else name)
+        node.children.append(child)
+        _walk(storage, base, child, tree, limit)
+        if tree.truncated:
+            return
+    for name in sorted(files):
+        if tree.files >= limit:
+            tree.truncated = True
+            return
+        path = posixpath.join(node.path, name) if node.path else name
+        try:
+            size = storage.size(posixpath.join(base, path))
+        except (OSError, NotImplementedError):
+            size = 0
+        node.children.append(FileNode(name=name, path=path, size=size))
+        tree.files += 1
+
+
+def safe_relative_path(path: str) -> str | None:
+    """``path`` normalised inside the dataset's folder, or None when it would leave it."""
+    if not path or "\\" in path or "\x00" in path or path.startswith("/"):
+        return None
+    normal = posixpath.normpath(path)
+    if normal in (".", "") or normal.startswith("../") or normal == "..":
+        return None
+    return normal
