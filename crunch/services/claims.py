@@ -133,11 +133,17 @@ def release(claim_id: uuid.UUID, *, note: str = "") -> Dataset:
     """Give a claimed dataset back to the queue at once, not counting the attempt.
 
     Used when a client is stopped (SIGTERM at wall time): the dataset was not at fault.
+    A note is also recorded as a Fail status of the current stage, so the history shows
+    why the run ended.
     """
     with transaction.atomic():
         dataset = Dataset.objects.select_for_update().filter(claim_id=claim_id).first()
         if dataset is None or dataset.state != DatasetState.RUNNING:
             raise LeaseExpired(f"Claim {str(claim_id)!r} is no longer held.")
+        if note:
+            Status.objects.create(
+                dataset=dataset, stage=dataset.stage or 1, state=State.FAIL, note=note, claim_id=claim_id
+            )
         dataset.state = DatasetState.PENDING
         dataset.attempts = max(dataset.attempts - 1, 0)
         if note:

@@ -1,0 +1,97 @@
+"""main(argv): the ``crunch`` console script.
+
+It configures Django from the storage settings file (``bootstrap``), then runs the same
+management command as ``manage.py crunch_<command>``, with the same options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import textwrap
+
+from crunchclient import bootstrap, options
+from crunchclient.exceptions import ClientError, exit_codes_help
+
+COMMANDS = {
+    "run": "Claim one dataset by its slug and process it.",
+    "next": "Claim the next pending dataset (of --project) and process it.",
+    "loop": "Process pending datasets until none is left, then print a summary.",
+    "retry": "Put failed datasets back to pending (DATASET, or --project P --failed).",
+}
+NEEDS_STORAGE = {"run", "next", "loop"}
+
+
+def usage() -> str:
+    commands = "\n".join(f"  {name:<7} {text}" for name, text in COMMANDS.items())
+    return textwrap.dedent(
+        """\
+        usage: crunch COMMAND [options]
+
+        Process datasets of a crunch server on this machine: claim a dataset, copy its
+        files from storage, run the project's workflow, upload what changed, report.
+
+        commands:
+        {commands}
+
+        environment:
+          CRUNCH_URL               the server's URL (or --url)
+          CRUNCH_TOKEN             a client user's API token (or --token)
+          CRUNCH_STORAGE_SETTINGS  TOML or JSON file with the server's storage settings
+                                   (or --storage-settings)
+
+        'crunch COMMAND --help' explains every option of a command.
+
+        {exit_codes}
+        """
+    ).format(commands=commands, exit_codes=exit_codes_help())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``crunch COMMAND ...``; return the exit code (errors as one line on stderr)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        sys.stdout.write(usage())
+        return 0
+    if args[0] in ("--version", "version"):
+        import crunch
+
+        sys.stdout.write(f"crunch {crunch.__version__}\n")
+        return 0
+    name, rest = args[0], args[1:]
+    if name not in COMMANDS:
+        sys.stderr.write(
+            f"CommandError: Unknown command {name!r}: use one of {', '.join(COMMANDS)} (crunch --help).\n"
+        )
+        return 2
+    try:
+        configure(name, rest)
+    except ClientError as exc:
+        sys.stderr.write(f"CommandError: {exc}\n")
+        return exc.exit_code
+    from django.core.management import load_command_class
+
+    command = load_command_class("crunchclient", f"crunch_{name}")
+    try:
+        command.run_from_argv(["crunch", name, *rest])
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
+    return 0
+
+
+def configure(name: str, rest: list[str]) -> None:
+    """Configure Django: from the storage settings file, or bare for help and retry."""
+    wants_help = any(arg in ("-h", "--help") for arg in rest)
+    if name not in NEEDS_STORAGE or wants_help:
+        bootstrap.configure_minimal()
+        return
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--storage-settings")
+    known, _ = parser.parse_known_args(rest)
+    path = options.storage_settings_path({"storage_settings": known.storage_settings})
+    bootstrap.configure_from_file(os.path.expanduser(path))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,212 @@
+"""Connection: the HTTP calls to the crunch API, nothing else.
+
+Every call retries on connection errors, timeouts and 5xx answers with exponential
+backoff and jitter for ``retry_for`` seconds, so a server restart does not lose a run.
+Status posts carry a unique ``key`` so a retried post is recorded once.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import uuid
+from typing import Any
+
+import requests
+
+import crunch
+from crunchclient.exceptions import (
+    AuthenticationFailed,
+    ClaimConflict,
+    ClaimLost,
+    ClientError,
+    NotFound,
+    ServerError,
+)
+
+logger = logging.getLogger(__name__)
+
+TIMEOUT = 30.0  # seconds to wait for one answer
+BACKOFF_FIRST = 0.25  # seconds before the first retry
+BACKOFF_MAX = 30.0  # seconds between retries at most
+
+SETUP, WORKFLOW, UPLOAD = 1, 2, 3
+START, SUCCESS, FAIL = 1, 2, 3
+STAGE_NAMES = {SETUP: "Setup", WORKFLOW: "Workflow", UPLOAD: "Upload"}
+STATE_NAMES = {START: "Start", SUCCESS: "Success", FAIL: "Fail"}
+
+
+class Connection:
+    """The crunch API at ``url``, authenticated with ``token``."""
+
+    def __init__(self, url: str, token: str, *, retry_for: float = 600.0, timeout: float = TIMEOUT):
+        self.url = url.rstrip("/") + "/"
+        self.api = self.url + "api/"
+        self.token = token
+        self.retry_for = retry_for
+        self.timeout = timeout
+        self.session = requests.Session()
+        self.session.headers.update(
+            {
+                "Authorization": f"Token {token}",
+                "Accept": "application/json",
+                "User-Agent": f"crunch-client/{crunch.__version__}",
+            }
+        )
+
+    def clone(self) -> Connection:
+        """A second connection with its own session, for another thread."""
+        return Connection(self.url, self.token, retry_for=self.retry_for, timeout=self.timeout)
+
+    def close(self) -> None:
+        self.session.close()
+
+    # The calls of the API.
+
+    def claim_next(self, *, holder: str, lease_seconds: int, project: str | None = None) -> dict[str, Any] | None:
+        """Claim the next pending dataset (of ``project``); None when nothing is pending."""
+        path = f"projects/{project}/next/" if project else "next/"
+        body = {"holder": holder, "lease_seconds": lease_seconds}
+        return self.request("POST", path, json=body, missing=f"No project has the slug {project!r}.")
+
+    def claim_dataset(self, slug: str, *, holder: str, lease_seconds: int) -> dict[str, Any]:
+        body = {"holder": holder, "lease_seconds": lease_seconds}
+        answer = self.request(
+            "POST", f"datasets/{slug}/claim/", json=body,
+            missing=f"No dataset has the slug {slug!r}: dataset slugs look like 'project:dataset'.",
+            conflict=ClaimConflict,
+        )  # fmt: skip
+        assert answer is not None
+        return answer
+
+    def dataset(self, slug: str) -> dict[str, Any]:
+        answer = self.request(
+            "GET", f"datasets/{slug}/",
+            missing=f"No dataset has the slug {slug!r}: dataset slugs look like 'project:dataset'.",
+        )  # fmt: skip
+        assert answer is not None
+        return answer
+
+    def project(self, slug: str) -> dict[str, Any]:
+        answer = self.request("GET", f"projects/{slug}/", missing=f"No project has the slug {slug!r}.")
+        assert answer is not None
+        return answer
+
+    def post_status(
+        self, *, dataset: int, stage: int, state: int, claim: str, note: str = "",
+        diagnostics: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Record a status once, however often the post is retried."""
+        body = {
+            "dataset": dataset, "stage": stage, "state": state, "note": note, "claim": claim,
+            "key": uuid.uuid4().hex, **(diagnostics or {}),
+        }  # fmt: skip
+        answer = self.request("POST", "statuses/", json=body, conflict=ClaimLost)
+        assert answer is not None
+        return answer
+
+    def renew(self, claim: str, *, lease_seconds: int) -> dict[str, Any]:
+        answer = self.request(
+            "POST", f"claims/{claim}/renew/", json={"lease_seconds": lease_seconds}, conflict=ClaimLost
+        )
+        assert answer is not None
+        return answer
+
+    def release(self, claim: str, *, note: str) -> dict[str, Any]:
+        answer = self.request("POST", f"claims/{claim}/release/", json={"note": note}, conflict=ClaimLost)
+        assert answer is not None
+        return answer
+
+    def retry_dataset(self, slug: str) -> dict[str, Any]:
+        answer = self.request(
+            "POST", f"datasets/{slug}/retry/",
+            missing=f"No dataset has the slug {slug!r}: dataset slugs look like 'project:dataset'.",
+        )  # fmt: skip
+        assert answer is not None
+        return answer
+
+    def retry_project(self, slug: str) -> int:
+        answer = self.request(
+            "POST", f"projects/{slug}/retry/", missing=f"No project has the slug {slug!r}."
+        )
+        assert answer is not None
+        return int(answer["retried"])
+
+    # The transport.
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: dict[str, Any] | None = None,
+        missing: str | None = None,
+        conflict: type[ServerError] = ServerError,
+    ) -> dict[str, Any] | None:
+        """Send one call, retrying transient failures; map refusals to our errors."""
+        url = self.api + path
+        deadline = time.monotonic() + self.retry_for
+        attempt = 0
+        while True:
+            try:
+                response = self.session.request(method, url, json=json, timeout=self.timeout)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                problem = type(exc).__name__
+                error: Exception = exc
+            else:
+                if response.status_code < 500:
+                    return self.answer(response, missing=missing, conflict=conflict)
+                problem = f"HTTP {response.status_code}"
+                error = ServerError(problem)
+            attempt += 1
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ServerError(
+                    f"Cannot reach the crunch server at {self.url!r} ({problem} on {method} "
+                    f"{path}) after retrying for {self.retry_for:g}s: check --url/CRUNCH_URL "
+                    "and that the server is running."
+                ) from error
+            pause = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (attempt - 1), left)
+            pause *= random.uniform(0.5, 1.0)
+            logger.warning(
+                "Server unreachable (%s on %s %s); retrying in %.1fs", problem, method, path, pause
+            )
+            time.sleep(pause)
+
+    def answer(
+        self, response: requests.Response, *, missing: str | None, conflict: type[ServerError]
+    ) -> dict[str, Any] | None:
+        code = response.status_code
+        if code == 204:
+            return None
+        if code < 400:
+            try:
+                return dict(response.json())
+            except ValueError as exc:
+                raise ServerError(
+                    f"The server at {self.url!r} answered {response.request.method} "
+                    f"{response.url!r} with something that is not JSON: check --url/CRUNCH_URL."
+                ) from exc
+        detail = detail_of(response)
+        if code in (401, 403):
+            raise AuthenticationFailed(
+                f"The server at {self.url!r} refused the token ({code} {detail}): "
+                "check --token/CRUNCH_TOKEN and that its user is in the 'crunch clients' group."
+            )
+        if code == 404:
+            raise NotFound(missing or f"Not found: {response.url!r} ({detail}); check --url/CRUNCH_URL.")
+        if code == 409:
+            raise conflict(detail)
+        raise ClientError(f"The server rejected {response.request.method} {response.url!r}: {detail}")
+
+
+def detail_of(response: requests.Response) -> str:
+    """The server's one-line ``detail``, or the start of whatever it sent."""
+    try:
+        data = response.json()
+    except ValueError:
+        return response.reason or response.text[:200].replace("\n", " ")
+    if isinstance(data, dict) and "detail" in data:
+        return str(data["detail"]).replace("\n", " ")
+    return str(data)[:200]

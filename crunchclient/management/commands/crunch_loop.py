@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import CommandError, CommandParser
+
+from crunchclient import options, run
+from crunchclient.exceptions import Interrupted, StageFailed
+
+
+class Command(options.ClientCommand):
+    help = (
+        "Process pending datasets one after another until none is left; a failed dataset "
+        "does not stop the loop, but the exit code says some failed."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        options.add_client_arguments(parser, command="loop")
+
+    def handle(self, *args: Any, **opts: Any) -> None:
+        config = options.resolve(opts)
+        summary = run.run_loop(
+            config, project=opts["project"], max_datasets=opts["max_datasets"],
+            time_limit=opts["time_limit"],
+        )  # fmt: skip
+        self.stdout.write(summary.summary())
+        if summary.interrupted:
+            raise CommandError(f"Stopped by a signal after {summary.processed} dataset(s).", returncode=Interrupted.exit_code)
+        if summary.failed:
+            raise CommandError(
+                f"{summary.failed} of {summary.processed} dataset(s) failed: see their notes on the server.",
+                returncode=StageFailed.exit_code,
+            )

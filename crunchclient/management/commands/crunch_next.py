@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import CommandParser
+
+from crunchclient import options, run
+
+
+class Command(options.ClientCommand):
+    help = "Claim the next pending dataset (of a project) and process it: Setup, Workflow, Upload."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        options.add_client_arguments(parser, command="next")
+
+    def handle(self, *args: Any, **opts: Any) -> None:
+        config = options.resolve(opts)
+        outcome = run.run_next(config, project=opts["project"])
+        self.stdout.write(outcome.summary() if outcome else "Nothing pending.")

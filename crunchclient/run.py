@@ -1,0 +1,261 @@
+"""run_dataset(), run_next(), run_loop(): claim datasets and run their stages in order."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from crunchclient import diagnostics
+from crunchclient.connection import Connection
+from crunchclient.exceptions import ClaimLost, ClientError, Interrupted, ServerError, StageFailed
+from crunchclient.options import ClientConfig
+from crunchclient.shutdown import Shutdown
+from crunchclient.stages.base import RunContext, first_line
+from crunchclient.stages.setup import SetupStage, workflow_text
+from crunchclient.stages.upload import UploadStage
+from crunchclient.stages.workflow import WorkflowStage
+
+logger = logging.getLogger(__name__)
+
+STAGES = (SetupStage, WorkflowStage, UploadStage)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Outcome:
+    """How one dataset ended."""
+
+    dataset: str
+    completed: bool
+    note: str = ""
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        if self.completed:
+            return f"Dataset {self.dataset!r} completed in {self.seconds:.1f}s."
+        return f"Dataset {self.dataset!r} not completed: {first_line(self.note)}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoopSummary:
+    """What a loop did: the numbers its last line prints."""
+
+    processed: int
+    failed: int
+    seconds: float
+    reason: str
+    interrupted: bool = False
+
+    def summary(self) -> str:
+        return (
+            f"Processed {self.processed} dataset(s): {self.processed - self.failed} completed, "
+            f"{self.failed} failed, in {self.seconds:.1f}s ({self.reason})."
+        )
+
+
+# ---------------------------------------------------------------------------- heartbeat
+
+
+class Heartbeat(threading.Thread):
+    """Renew the claim's lease in the background; flag the context when the claim is gone."""
+
+    def __init__(self, context: RunContext) -> None:
+        super().__init__(name=f"heartbeat {context.slug}", daemon=True)
+        self.context = context
+        self.done = threading.Event()
+        self.connection = context.connection.clone()
+
+    def run(self) -> None:
+        context = self.context
+        interval = max(0.05, context.config.heartbeat_seconds)
+        try:
+            while not self.done.wait(interval):
+                try:
+                    self.connection.renew(str(context.claim["id"]), lease_seconds=context.config.lease_seconds)
+                except ClaimLost:
+                    if not self.done.is_set():
+                        logger.warning("%s: the server dropped our claim; stopping the dataset", context.slug)
+                        context.lost.set()
+                    return
+                except ClientError as exc:  # keep working: the lease may survive the outage
+                    logger.warning("%s: could not renew the lease: %s", context.slug, exc)
+        finally:
+            self.connection.close()
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        self.start()
+        try:
+            yield
+        finally:
+            self.done.set()
+            self.join(timeout=5)
+
+
+# ---------------------------------------------------------------------------- one dataset
+
+
+def process(
+    config: ClientConfig, connection: Connection, claimed: dict[str, Any], shutdown: Shutdown
+) -> Outcome:
+    """Run the stages on a claimed dataset. A stage's Fail ends the dataset, not the client.
+
+    Raises Interrupted after releasing the claim when a signal asked us to stop.
+    """
+    started = time.monotonic()
+    dataset, project = claimed["dataset"], claimed["project"]
+    workdir = config.directory / project["slug"] / dataset["slug"].split(":", 1)[-1]
+    context = RunContext(
+        config=config, connection=connection, claim=claimed["claim"], dataset=dataset,
+        project=project, workdir=workdir, shutdown=shutdown,
+        diagnostics=diagnostics.collect(config.directory),
+    )  # fmt: skip
+    logger.info("Claimed dataset %s (claim %s)", context.slug, context.claim["id"])
+    try:
+        with Heartbeat(context).running():
+            for stage in STAGES:
+                stage(context)()
+    except StageFailed as exc:
+        logger.warning("%s", exc)
+        return Outcome(dataset=context.slug, completed=False, note=str(exc), seconds=time.monotonic() - started)
+    except ClaimLost as exc:
+        logger.warning("%s: %s", context.slug, exc)
+        return Outcome(dataset=context.slug, completed=False, note=str(exc), seconds=time.monotonic() - started)
+    except Interrupted as exc:
+        release(connection, context, note=f"{exc} The dataset was released to be processed again.")
+        raise
+    if config.cleanup:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return Outcome(dataset=context.slug, completed=True, seconds=time.monotonic() - started)
+
+
+def release(connection: Connection, context: RunContext, *, note: str) -> None:
+    """Give the dataset back to the queue; the server records the note as a Fail status."""
+    try:
+        connection.release(str(context.claim["id"]), note=note)
+        logger.warning("%s: released its claim (%s)", context.slug, note)
+    except ClaimLost:
+        logger.warning("%s: the claim was already gone", context.slug)
+
+
+def check_project_workflow(config: ClientConfig, project: dict[str, Any]) -> None:
+    """Refuse before claiming when the project has no workflow and no --path was given."""
+    workflow_text(config.path, project)
+
+
+def connect(config: ClientConfig) -> Connection:
+    return Connection(config.url, config.token, retry_for=config.retry_for)
+
+
+def claim_next(
+    config: ClientConfig, connection: Connection, *, project: str | None
+) -> dict[str, Any] | None:
+    claimed = connection.claim_next(holder=config.holder, lease_seconds=config.lease_seconds, project=project)
+    if claimed is not None and config.path is None and not str(claimed["project"].get("workflow") or "").strip():
+        # Found only after claiming (no --project to check first): give it back untouched.
+        connection.release(str(claimed["claim"]["id"]), note="")
+        check_project_workflow(config, claimed["project"])
+    return claimed
+
+
+# ---------------------------------------------------------------------------- the commands
+
+
+def run_dataset(config: ClientConfig, slug: str) -> Outcome:
+    """Claim the dataset ``slug`` and process it; StageFailed if it does not complete."""
+    connection = connect(config)
+    dataset = connection.dataset(slug)
+    check_project_workflow(config, connection.project(dataset["project"]))
+    shutdown = Shutdown()
+    with shutdown.installed():
+        claimed = connection.claim_dataset(slug, holder=config.holder, lease_seconds=config.lease_seconds)
+        outcome = process(config, connection, claimed, shutdown)
+    if not outcome.completed:
+        raise StageFailed(outcome.note)
+    return outcome
+
+
+def run_next(config: ClientConfig, *, project: str | None = None) -> Outcome | None:
+    """Claim the next pending dataset and process it; None when nothing is pending."""
+    connection = connect(config)
+    if project:
+        check_project_workflow(config, connection.project(project))
+    shutdown = Shutdown()
+    with shutdown.installed():
+        claimed = claim_next(config, connection, project=project)
+        if claimed is None:
+            return None
+        outcome = process(config, connection, claimed, shutdown)
+    if not outcome.completed:
+        raise StageFailed(outcome.note)
+    return outcome
+
+
+def run_loop(
+    config: ClientConfig,
+    *,
+    project: str | None = None,
+    max_datasets: int | None = None,
+    time_limit: float | None = None,
+) -> LoopSummary:
+    """Process datasets until none is pending, a limit is reached or a signal arrives."""
+    connection = connect(config)
+    if project:
+        check_project_workflow(config, connection.project(project))
+    started = time.monotonic()
+    processed = failed = 0
+    slowest = 0.0
+    reason = "nothing pending"
+    shutdown = Shutdown()
+    with shutdown.installed():
+        while True:
+            if shutdown.requested:
+                reason = f"stopped by {shutdown.signal_name}"
+                break
+            if max_datasets is not None and processed >= max_datasets:
+                reason = f"reached --max-datasets {max_datasets}"
+                break
+            elapsed = time.monotonic() - started
+            if time_limit is not None and elapsed + slowest > time_limit:
+                reason = f"--time-limit {time_limit:g}s nearly reached"
+                break
+            try:
+                claimed = claim_next(config, connection, project=project)
+            except ServerError as exc:
+                if processed == 0:
+                    raise
+                logger.warning("Stopping the loop: %s", exc)
+                reason = "server unreachable"
+                break
+            if claimed is None:
+                break
+            try:
+                outcome = process(config, connection, claimed, shutdown)
+            except Interrupted:
+                reason = f"stopped by {shutdown.signal_name}"
+                break
+            processed += 1
+            failed += not outcome.completed
+            slowest = max(slowest, outcome.seconds)
+            logger.info("%s", outcome.summary())
+    return LoopSummary(
+        processed=processed, failed=failed, seconds=time.monotonic() - started, reason=reason,
+        interrupted=shutdown.requested,
+    )  # fmt: skip
+
+
+def retry(
+    connection: Connection, *, dataset: str | None = None, project: str | None = None
+) -> str:
+    """Put failed datasets back to pending: one by slug, or all of a project's."""
+    if dataset:
+        answer = connection.retry_dataset(dataset)
+        return f"Dataset {answer['slug']!r} is {answer['state']} again."
+    assert project
+    count = connection.retry_project(project)
+    return f"{count} failed dataset(s) of project {project!r} are pending again."

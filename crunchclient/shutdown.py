@@ -1,0 +1,73 @@
+"""Graceful stop on SIGTERM/SIGINT: the first signal winds down, the second exits at once.
+
+A scheduler sends SIGTERM at wall time. The current dataset is then reported and its
+claim released, rather than left for its lease to expire.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+logger = logging.getLogger(__name__)
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class Shutdown:
+    """Set by the first signal; the stages poll it and the workflow subprocess is stopped."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.signal_name: str | None = None
+        self.child: subprocess.Popen[bytes] | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self.event.is_set()
+
+    def request(self, name: str) -> None:
+        self.signal_name = name
+        self.event.set()
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if self.requested:
+            logger.warning("Received %s again - exiting now", name)
+            kill_group(self.child, signal.SIGKILL)
+            os._exit(128 + signum)
+        logger.warning(
+            "Received %s - finishing: stopping the workflow, reporting the dataset and "
+            "releasing its claim (send again to force)",
+            name,
+        )
+        self.request(name)
+
+    @contextmanager
+    def installed(self) -> Iterator[Shutdown]:
+        """Handle the signals while the block runs (main thread only), then restore."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {sig: signal.signal(sig, self.handle) for sig in SIGNALS}
+        try:
+            yield self
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def kill_group(process: subprocess.Popen[bytes] | None, sig: int) -> None:
+    """Send sig to the process group of a workflow started with start_new_session."""
+    if process is None or process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -1,0 +1,110 @@
+"""Stage: reports Start, runs, reports Success or Fail. The one place catching Exception."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from crunchclient.connection import FAIL, STAGE_NAMES, START, SUCCESS, Connection
+from crunchclient.exceptions import ClaimLost, Interrupted, StageFailed
+from crunchclient.options import ClientConfig
+from crunchclient.shutdown import Shutdown
+
+logger = logging.getLogger(__name__)
+
+RECORDS = ".crunch"
+"""Folder of crunch's own records inside each dataset folder."""
+
+
+@dataclass(kw_only=True)
+class RunContext:
+    """What the stages of one dataset share: the claim, the folder and the stop flags."""
+
+    config: ClientConfig
+    connection: Connection
+    claim: dict[str, Any]
+    dataset: dict[str, Any]
+    project: dict[str, Any]
+    workdir: Path
+    shutdown: Shutdown = field(default_factory=Shutdown)
+    lost: threading.Event = field(default_factory=threading.Event)
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+    setup_checksums: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def slug(self) -> str:
+        return str(self.dataset["slug"])
+
+    @property
+    def records(self) -> Path:
+        return self.workdir / RECORDS
+
+    @property
+    def prefix(self) -> str:
+        """The dataset's folder in storage."""
+        return str(self.dataset["base_file_path"]).strip("/")
+
+    def report(self, stage: int, state: int, note: str = "") -> None:
+        self.connection.post_status(
+            dataset=int(self.dataset["id"]), stage=stage, state=state,
+            claim=str(self.claim["id"]), note=note, diagnostics=self.diagnostics,
+        )  # fmt: skip
+
+    def check(self) -> None:
+        """Stop the dataset if the server dropped our claim or a signal asked us to stop."""
+        if self.lost.is_set():
+            raise ClaimLost(f"The server no longer holds the claim on dataset {self.slug!r}; stopped without uploading.")
+        if self.shutdown.requested:
+            raise Interrupted(f"Received {self.shutdown.signal_name}: the client was stopped.")
+
+
+def first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+class Stage:
+    """One of Setup, Workflow, Upload. Subclasses do the work in ``run()``."""
+
+    number: ClassVar[int]
+
+    def __init__(self, context: RunContext) -> None:
+        self.context = context
+
+    @property
+    def name(self) -> str:
+        return STAGE_NAMES[self.number]
+
+    def run(self) -> str:
+        """Do the stage's work; return the note of its Success status."""
+        raise NotImplementedError
+
+    def __call__(self) -> None:
+        context = self.context
+        context.check()
+        logger.info("%s: %s started", context.slug, self.name)
+        context.report(self.number, START)
+        try:
+            note = self.run()
+        except (ClaimLost, Interrupted):
+            raise
+        except Exception as exc:  # any failure of the stage is the dataset's Fail status
+            note = failure_note(exc)
+            logger.debug("%s: %s failed", context.slug, self.name, exc_info=True)
+            context.report(self.number, FAIL, note)
+            raise StageFailed(
+                f"Dataset {context.slug!r} failed at {self.name}: {first_line(note)}"
+            ) from exc
+        logger.info("%s: %s succeeded%s", context.slug, self.name, f" ({note})" if note else "")
+        context.report(self.number, SUCCESS, note)
+
+
+def failure_note(exc: BaseException) -> str:
+    """What the Fail status says: our own errors as they are, others with their type."""
+    from crunchclient.exceptions import ClientError
+
+    if isinstance(exc, ClientError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,88 @@
+"""SetupStage: fetch the dataset's files and write the .crunch/ records and workflow."""
+
+from __future__ import annotations
+
+import json
+import logging
+import stat
+from pathlib import Path
+from typing import Any
+
+from crunchclient import transfer
+from crunchclient.connection import SETUP
+from crunchclient.exceptions import ConfigurationError
+from crunchclient.stages.base import RECORDS, RunContext, Stage
+
+logger = logging.getLogger(__name__)
+
+SCRIPT = "script.sh"
+SNAKEFILE = "Snakefile"
+SETUP_CHECKSUMS = "setup_md5_checksums.json"
+
+
+def is_record(path: str) -> bool:
+    """Whether a relative path is crunch's own record or a tool's cache, not the dataset's data."""
+    return path.startswith((f"{RECORDS}/", ".snakemake/"))
+
+
+def workflow_kind(context: RunContext) -> str:
+    return context.config.workflow or str(context.project.get("workflow_kind") or "script")
+
+
+def workflow_text(config_path: Path | None, project: dict[str, Any]) -> str:
+    """The workflow to run: the local --path file, else the project's; refuse an empty one."""
+    if config_path is not None:
+        return config_path.read_text(encoding="utf-8")
+    text = str(project.get("workflow") or "")
+    if not text.strip():
+        raise ConfigurationError(
+            f"Project {project.get('slug')!r} has no workflow: set one on the project "
+            "(admin or API) or pass --path with a local workflow file."
+        )
+    return text
+
+
+def workflow_file(context: RunContext) -> Path:
+    return context.records / (SNAKEFILE if workflow_kind(context) == "snakemake" else SCRIPT)
+
+
+def write_json(path: Path, value: Any) -> None:
+    path.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+class SetupStage(Stage):
+    number = SETUP
+
+    def run(self) -> str:
+        context = self.context
+        config = context.config
+        text = workflow_text(config.path, context.project)
+        context.workdir.mkdir(parents=True, exist_ok=True)
+        context.records.mkdir(exist_ok=True)
+        previous = read_json(context.records / SETUP_CHECKSUMS) or {}
+        if config.download:
+            checksums = transfer.download_tree(
+                config.storage, context.prefix, context.workdir,
+                jobs=config.jobs, known=previous, quiet=config.quiet,
+            )  # fmt: skip
+        else:
+            checksums = transfer.checksum_tree(context.workdir, exclude=is_record, jobs=config.jobs)
+        checksums = {path: md5 for path, md5 in checksums.items() if not is_record(path)}
+        context.setup_checksums = checksums
+        write_json(context.records / SETUP_CHECKSUMS, checksums)
+        write_json(context.records / "dataset.json", context.dataset)
+        write_json(context.records / "project.json", context.project)
+        path = workflow_file(context)
+        path.write_text(text, encoding="utf-8")
+        if path.name == SCRIPT:
+            path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+        context.check()
+        source = "downloaded" if config.download else "found"
+        return f"{len(checksums)} file(s) {source}."
