@@ -8,7 +8,13 @@ import time
 from types import TracebackType
 from typing import IO, Any
 
+from crunchclient.exceptions import TransferError
+
 PLAIN_INTERVAL = 10.0  # seconds between plain lines: readable in a Slurm log
+
+
+class TransferCancelled(TransferError):
+    """The transfer was stopped before it finished."""
 
 
 def _size(n: float) -> str:
@@ -44,6 +50,7 @@ class Progress:
         self.stream = stream if stream is not None else sys.stderr
         self.quiet = quiet or total_files == 0
         self.interval = interval
+        self.cancelled = False
         self._lock = threading.Lock()
         self._started = time.monotonic()
         self._last_line = self._started
@@ -79,8 +86,14 @@ class Progress:
             )
         return self
 
+    def cancel(self) -> None:
+        """Make every worker stop at its next chunk (Ctrl+C, or another file failed)."""
+        self.cancelled = True
+
     def advance(self, *, bytes: int = 0, files: int = 0) -> None:
         """Count bytes and finished files; cheap enough to call for every chunk."""
+        if self.cancelled:
+            raise TransferCancelled
         if self.quiet:
             return
         with self._lock:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from crunchclient.exceptions import TransferError, UnsafePathError
-from crunchclient.progress import Progress
+from crunchclient.progress import Progress, TransferCancelled
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,9 @@ SMALL_FILE = 1024 * 1024  # bytes: files below this are read in one call
 BATCH_FILES = 64  # small files handled by one worker task, to keep pool overhead low
 BATCH_BYTES = 16 * 1024 * 1024  # bytes: a batch closes once it holds this much
 PARTIAL_MARK = ".crunch-partial-"
+S3_MULTIPART_THRESHOLD = 64 * 1024 * 1024  # bytes: below it an upload's ETag is its MD5
+S3_PART_SIZE = 16 * 1024 * 1024  # bytes per ranged GET or uploaded part
+S3_MIN_CONCURRENCY = 10  # requests in flight, boto3's default
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -161,6 +164,8 @@ def _walk_local(root: Path) -> Iterator[str]:
             continue
         for entry in entries:
             rel = f"{current}/{entry.name}" if current else entry.name
+            if PARTIAL_MARK in entry.name:
+                continue  # left by a killed transfer; never a result
             if entry.is_symlink():
                 if not _inside(Path(entry.path), root):
                     logger.warning("Not following link %r: it points outside %s", rel, root)
@@ -183,6 +188,9 @@ class _Backend:
 
     def __init__(self, storage: Any) -> None:
         self.storage = storage
+
+    def close(self) -> None:
+        """Release what the backend holds (threads, connections)."""
 
     def list(self, prefix: str) -> list[_Entry]:
         entries: list[_Entry] = []
@@ -287,21 +295,50 @@ class _LocalBackend(_Backend):
         progress.advance(bytes=target.stat().st_size)
 
 
+class _HashingWriter:
+    """A write-only, non-seekable file for boto3: it hashes the bytes as they arrive.
+
+    Non-seekable makes s3transfer deliver the ranges in order, so the MD5 is computed
+    while the object streams instead of in a second pass over the file.
+    """
+
+    def __init__(self, target: IO[bytes], progress: Progress) -> None:
+        self.target = target
+        self.progress = progress
+        self.digest = hashlib.md5(usedforsecurity=False)
+
+    def seekable(self) -> bool:
+        return False
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        self.target.write(data)
+        self.progress.advance(bytes=len(data))
+        return len(data)
+
+
 class _S3Backend(_Backend):
-    """S3 through boto3's managed transfers, so files move at boto3 speed."""
+    """S3 through one boto3 transfer manager, so files move at boto3 speed."""
 
     def __init__(self, storage: Any, jobs: int) -> None:
         super().__init__(storage)
-        from boto3.s3.transfer import TransferConfig
+        from boto3.s3.transfer import TransferConfig, create_transfer_manager
 
         self.client = storage.connection.meta.client
         self.bucket = storage.bucket_name
         self.config = TransferConfig(
-            multipart_threshold=64 * 1024 * 1024,
-            multipart_chunksize=16 * 1024 * 1024,
-            max_concurrency=max(2, jobs),
+            multipart_threshold=S3_MULTIPART_THRESHOLD,
+            multipart_chunksize=S3_PART_SIZE,
+            max_concurrency=max(S3_MIN_CONCURRENCY, jobs),
+            max_io_queue=64,
             use_threads=True,
         )
+        # Ranges held in memory to be written in order: bounds the client's memory.
+        self.config.max_in_memory_download_chunks = 64
+        self.manager = create_transfer_manager(self.client, self.config)
+
+    def close(self) -> None:
+        self.manager.shutdown()
 
     def key(self, name: str) -> str:
         from storages.utils import clean_name
@@ -309,8 +346,7 @@ class _S3Backend(_Backend):
         return str(self.storage._normalize_name(clean_name(name)))
 
     def list(self, prefix: str) -> list[_Entry]:
-        base = self.key(prefix.strip("/")) if prefix.strip("/") else self.key("")
-        base = base.rstrip("/")
+        base = self.key(prefix.strip("/")).rstrip("/")
         search = f"{base}/" if base else ""
         entries: list[_Entry] = []
         paginator = self.client.get_paginator("list_objects_v2")
@@ -318,7 +354,7 @@ class _S3Backend(_Backend):
             for item in page.get("Contents", ()):
                 key = item["Key"]
                 if key.endswith("/"):
-                    continue
+                    continue  # a folder marker made by a console, not a file
                 etag = item.get("ETag", "").strip('"')
                 entries.append(
                     _Entry(
@@ -331,35 +367,32 @@ class _S3Backend(_Backend):
         return entries
 
     def download(self, name: str, entry: _Entry, partial: Path, progress: Progress) -> str:
-        self.client.download_file(
-            self.bucket,
-            self.key(name),
-            str(partial),
-            Config=self.config,
-            Callback=lambda n: progress.advance(bytes=n),
-        )
-        return md5_file(partial)
+        with open(partial, "xb") as target:
+            writer = _HashingWriter(target, progress)
+            self.manager.download(self.bucket, self.key(name), writer).result()
+        return writer.digest.hexdigest()
 
     def stored_matches(self, name: str, local: Path, md5: str, stored: _Entry | None) -> bool:
         if stored is None or stored.size != local.stat().st_size:
             return False
         if stored.md5 is not None:
             return stored.md5 == md5
+        # A multipart ETag is no MD5: we stored the MD5 in the metadata at upload.
         head = self.client.head_object(Bucket=self.bucket, Key=self.key(name))
         return bool(head.get("Metadata", {}).get("md5") == md5)
 
     def upload(self, name: str, local: Path, md5: str, progress: Progress) -> None:
+        from s3transfer.subscribers import BaseSubscriber
+
+        class Subscriber(BaseSubscriber):  # type: ignore[misc]
+            def on_progress(self, future: Any, bytes_transferred: int, **kwargs: Any) -> None:
+                progress.advance(bytes=bytes_transferred)
+
         params = dict(self.storage._get_write_parameters(name))
-        params.setdefault("Metadata", {})
-        params["Metadata"] = {**params["Metadata"], "md5": md5}
-        self.client.upload_file(
-            str(local),
-            self.bucket,
-            self.key(name),
-            ExtraArgs=params,
-            Config=self.config,
-            Callback=lambda n: progress.advance(bytes=n),
-        )
+        params["Metadata"] = {**params.get("Metadata", {}), "md5": md5}
+        self.manager.upload(
+            str(local), self.bucket, self.key(name), extra_args=params, subscribers=[Subscriber()]
+        ).result()
 
 
 def _backend(storage: Any, jobs: int) -> _Backend:
@@ -397,20 +430,38 @@ def _batches(items: list[tuple[_Entry, int]]) -> Iterator[list[_Entry]]:
         yield batch
 
 
-def _run_parallel(work: Callable[[list[_Entry]], None], batches: list[list[_Entry]], jobs: int) -> None:
-    """Run work on every batch with at most jobs threads; the first error stops the rest."""
+def _run_parallel(
+    work: Callable[[list[_Entry]], None],
+    batches: list[list[_Entry]],
+    jobs: int,
+    progress: Progress,
+) -> None:
+    """Run work on every batch with at most jobs threads.
+
+    The first error, or Ctrl+C, cancels the rest: workers stop at their next chunk and
+    remove their partial files, so the pool winds down in a moment.
+    """
     if jobs <= 1 or len(batches) <= 1:
         for batch in batches:
             work(batch)
         return
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="crunch-transfer") as pool:
         futures: list[Future[None]] = [pool.submit(work, batch) for batch in batches]
-        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
-        for future in pending:
-            future.cancel()
-        for future in futures:
-            if future.done() and not future.cancelled():
-                future.result()
+        try:
+            wait(futures, return_when=FIRST_EXCEPTION)
+        except BaseException:
+            progress.cancel()
+            for future in futures:
+                future.cancel()
+            raise
+        failed = [f for f in futures if f.done() and not f.cancelled() and f.exception()]
+        # The cause first: the others only stopped because of it.
+        failed.sort(key=lambda f: isinstance(f.exception(), TransferCancelled))
+        if failed:
+            progress.cancel()
+            for future in futures:
+                future.cancel()
+            raise failed[0].exception()  # type: ignore[misc]
 
 
 def download_tree(
@@ -428,6 +479,21 @@ def download_tree(
     time as the stored file, which the copy was given; else the same MD5) is kept.
     """
     backend = _backend(storage, jobs)
+    try:
+        return _download(backend, prefix, destination, jobs=jobs, known=known, quiet=quiet)
+    finally:
+        backend.close()
+
+
+def _download(
+    backend: _Backend,
+    prefix: str,
+    destination: Path,
+    *,
+    jobs: int,
+    known: Mapping[str, str] | None,
+    quiet: bool,
+) -> dict[str, str]:
     entries = backend.list(prefix)
     entries = [
         _Entry(rel=safe_relative(e.rel), size=e.size, mtime_ns=e.mtime_ns, md5=e.md5)
@@ -440,8 +506,9 @@ def download_tree(
     to_fetch: list[tuple[_Entry, int]] = []
     token = secrets.token_hex(4)
 
-    # Create folders once, and refuse any that a link would take out of the destination.
-    for parent in sorted({posixpath.dirname(e.rel) for e in entries} - {""}):
+    # Create folders once, refuse any that a link would take out of the destination,
+    # and clear what a killed run left half-written.
+    for parent in sorted({posixpath.dirname(e.rel) for e in entries}):
         folder = root / parent
         folder.mkdir(parents=True, exist_ok=True)
         if not _inside(folder, root):
@@ -449,6 +516,9 @@ def download_tree(
                 f"Refusing to write into {parent!r}: it links outside {str(root)!r}; "
                 "remove the link."
             )
+        for item in os.scandir(folder):
+            if PARTIAL_MARK in item.name and item.is_file(follow_symlinks=False):
+                os.unlink(item.path)
 
     skipped = 0
     for entry in entries:
@@ -484,7 +554,7 @@ def download_tree(
                     checksums[entry.rel] = md5
                 progress.advance(files=1)
 
-        _run_parallel(fetch, list(_batches(to_fetch)), jobs)
+        _run_parallel(fetch, list(_batches(to_fetch)), jobs, progress)
 
     logger.info(
         "Downloaded %d files (%d bytes), kept %d, in %.2fs",
@@ -531,8 +601,26 @@ def upload_files(
     not followed: a workflow's link to shared reference data must not be copied up.
     checksums (relative path -> md5, e.g. from checksum_tree) saves hashing again.
     """
-    started = time.monotonic()
     backend = _backend(storage, jobs)
+    try:
+        return _upload(
+            backend, prefix, directory, paths, jobs=jobs, quiet=quiet, checksums=checksums
+        )
+    finally:
+        backend.close()
+
+
+def _upload(
+    backend: _Backend,
+    prefix: str,
+    directory: Path,
+    paths: Iterable[str],
+    *,
+    jobs: int,
+    quiet: bool,
+    checksums: Mapping[str, str] | None,
+) -> TransferResult:
+    started = time.monotonic()
     root = Path(os.path.realpath(directory))
     checksums = checksums or {}
     items: list[tuple[_Entry, int]] = []
@@ -582,7 +670,7 @@ def upload_files(
                     sent_bytes += entry.size or 0
                 progress.advance(files=1)
 
-        _run_parallel(send, list(_batches(items)), jobs)
+        _run_parallel(send, list(_batches(items)), jobs, progress)
 
     return TransferResult(
         files=sent_files,

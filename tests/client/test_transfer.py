@@ -1,0 +1,359 @@
+"""Transfers on local storage and on S3 (moto's server): the same promises on both."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.files.base import ContentFile
+from django.core.files.storage import FileSystemStorage
+
+from crunchclient import transfer
+from crunchclient.exceptions import UnsafePathError
+from crunchclient.progress import Progress
+from crunchclient.transfer import checksum_tree, download_tree, safe_relative, upload_files
+from tests.s3 import moto_endpoint, s3_storage  # noqa: F401  (fixtures)
+
+PREFIX = "proj/ds"
+FILES = {
+    "a.txt": b"alpha\n",
+    "empty.dat": b"",
+    "sub/b.bin": bytes(range(256)) * 40,
+    "sub/deeper/c.csv": b"x,y\n1,2\n" * 100,
+    "big.bin": os.urandom(3 * 1024 * 1024 + 17),
+}
+
+
+@pytest.fixture(params=["local", "s3"])
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    if request.param == "local":
+        return FileSystemStorage(location=tmp_path / "media")
+    return request.getfixturevalue("s3_storage")
+
+
+def put(storage: Any, files: dict[str, bytes], prefix: str = PREFIX) -> None:
+    for rel, data in files.items():
+        assert storage.save(f"{prefix}/{rel}", ContentFile(data)) == f"{prefix}/{rel}"
+
+
+def stored_names(storage: Any, prefix: str = PREFIX) -> list[str]:
+    names: list[str] = []
+    stack = [prefix]
+    while stack:
+        current = stack.pop()
+        dirs, files = storage.listdir(current)
+        stack += [f"{current}/{d}" for d in dirs]
+        names += [f"{current}/{f}"[len(prefix) + 1 :] for f in files]
+    return sorted(names)
+
+
+def md5sum(directory: Path) -> dict[str, str]:
+    """Checksums from the real md5sum command."""
+    files = sorted(
+        str(p.relative_to(directory)) for p in directory.rglob("*") if p.is_file()
+    )
+    out = subprocess.run(
+        ["md5sum", *files], cwd=directory, capture_output=True, text=True, check=True
+    ).stdout
+    return {line[34:]: line[:32] for line in out.splitlines()}
+
+
+def inodes(directory: Path) -> dict[str, int]:
+    return {
+        str(p.relative_to(directory)): p.stat().st_ino
+        for p in directory.rglob("*")
+        if p.is_file()
+    }
+
+
+def test_download_checksums_equal_md5sum(storage: Any, tmp_path: Path) -> None:
+    put(storage, FILES)
+    work = tmp_path / "work"
+
+    checksums = download_tree(storage, PREFIX, work, jobs=3, quiet=True)
+
+    assert sorted(checksums) == sorted(FILES)
+    assert checksums == md5sum(work)
+    for rel, data in FILES.items():
+        assert (work / rel).read_bytes() == data
+
+
+def test_second_download_moves_nothing(storage: Any, tmp_path: Path, monkeypatch: Any) -> None:
+    put(storage, FILES)
+    work = tmp_path / "work"
+    first = download_tree(storage, PREFIX, work, quiet=True)
+    before = inodes(work)
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("downloaded again")
+
+    monkeypatch.setattr(type(transfer._backend(storage, 1)), "download", refuse)
+    second = download_tree(storage, PREFIX, work, known=first, quiet=True)
+
+    assert second == first
+    assert inodes(work) == before
+
+
+def test_download_resumes_only_missing_and_changed(storage: Any, tmp_path: Path) -> None:
+    put(storage, FILES)
+    work = tmp_path / "work"
+    first = download_tree(storage, PREFIX, work, quiet=True)
+    (work / "a.txt").unlink()
+    (work / "sub/b.bin").write_bytes(b"corrupted")
+    before = inodes(work)
+
+    second = download_tree(storage, PREFIX, work, known=first, quiet=True)
+
+    assert second == first == md5sum(work)
+    after = inodes(work)
+    assert after["sub/b.bin"] != before["sub/b.bin"]
+    assert after["big.bin"] == before["big.bin"]
+
+
+def test_interrupted_download_leaves_no_partial_file(
+    storage: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    put(storage, {"big.bin": os.urandom(12 * 1024 * 1024)})
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "big.bin").write_bytes(b"previous version")
+    real_advance = Progress.advance
+
+    def interrupt(self: Progress, *, bytes: int = 0, files: int = 0) -> None:
+        real_advance(self, bytes=bytes, files=files)
+        if bytes:
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Progress, "advance", interrupt)
+    monkeypatch.setattr(transfer, "CHUNK_SIZE", 1024 * 1024)
+
+    with pytest.raises(OSError, match="No space left on device"):
+        download_tree(storage, PREFIX, work, jobs=2, quiet=True)
+
+    assert sorted(os.listdir(work)) == ["big.bin"]
+    assert (work / "big.bin").read_bytes() == b"previous version"
+
+
+def test_upload_replaces_modified_file_in_place(storage: Any, tmp_path: Path) -> None:
+    put(storage, FILES)
+    work = tmp_path / "work"
+    download_tree(storage, PREFIX, work, quiet=True)
+    (work / "sub/b.bin").write_bytes(b"new content")
+    (work / "new/result.txt").parent.mkdir()
+    (work / "new/result.txt").write_bytes(b"result")
+
+    result = upload_files(storage, PREFIX, work, sorted(md5sum(work)), jobs=2, quiet=True)
+
+    assert (result.files, result.bytes, result.skipped) == (2, 17, len(FILES) - 1)
+    assert stored_names(storage) == sorted([*FILES, "new/result.txt"])
+    with storage.open(f"{PREFIX}/sub/b.bin", "rb") as stored:
+        assert stored.read() == b"new content"
+
+
+def test_second_upload_moves_nothing(storage: Any, tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    for rel, data in FILES.items():
+        (work / rel).parent.mkdir(parents=True, exist_ok=True)
+        (work / rel).write_bytes(data)
+    checksums = checksum_tree(work)
+    assert checksums == md5sum(work)
+
+    first = upload_files(storage, PREFIX, work, checksums, quiet=True, checksums=checksums)
+    second = upload_files(storage, PREFIX, work, checksums, quiet=True)
+
+    assert (first.files, first.skipped) == (len(FILES), 0)
+    assert first.bytes == sum(len(d) for d in FILES.values())
+    assert (second.files, second.bytes, second.skipped) == (0, 0, len(FILES))
+    assert download_tree(storage, PREFIX, tmp_path / "again", quiet=True) == checksums
+
+
+def test_symlink_out_of_folder_not_uploaded(storage: Any, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_bytes(b"secret")
+    work = tmp_path / "work"
+    (work / "inner").mkdir(parents=True)
+    (work / "data.txt").write_bytes(b"data")
+    (work / "leak.txt").symlink_to(outside / "secret.txt")
+    (work / "leakdir").symlink_to(outside)
+    (work / "inner/alias.txt").symlink_to(work / "data.txt")
+
+    checksums = checksum_tree(work)
+    assert sorted(checksums) == ["data.txt", "inner/alias.txt"]
+
+    result = upload_files(
+        storage, PREFIX, work, ["data.txt", "leak.txt", "leakdir/secret.txt"], quiet=True
+    )
+
+    assert (result.files, result.skipped) == (1, 2)
+    assert stored_names(storage) == ["data.txt"]
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        (
+            "../evil.txt",
+            "Refusing path '../evil.txt' from storage: it escapes the dataset folder; "
+            "remove or rename it in storage.",
+        ),
+        (
+            "a/../../evil.txt",
+            "Refusing path 'a/../../evil.txt' from storage: it escapes the dataset folder; "
+            "remove or rename it in storage.",
+        ),
+        (
+            "/etc/passwd",
+            "Refusing absolute path '/etc/passwd' from storage: remove or rename it in storage.",
+        ),
+    ],
+)
+def test_safe_relative_refuses_escapes(name: str, message: str) -> None:
+    with pytest.raises(UnsafePathError) as excinfo:
+        safe_relative(name)
+    assert str(excinfo.value) == message
+    assert excinfo.value.exit_code == 6
+
+
+def test_safe_relative_cleans() -> None:
+    assert safe_relative("./a//b/./c.txt") == "a/b/c.txt"
+
+
+class ListingStorage(FileSystemStorage):
+    """Local storage without path(), whose listing also holds a hostile name."""
+
+    hostile = "../../escape.txt"
+
+    def path(self, name: str) -> str:
+        raise NotImplementedError
+
+    def listdir(self, path: str) -> tuple[list[str], list[str]]:
+        folder = os.path.join(self.location, path)
+        names = os.listdir(folder)
+        directories = [n for n in names if os.path.isdir(os.path.join(folder, n))]
+        files = [n for n in names if n not in directories]
+        return directories, [*files, self.hostile]
+
+    def _open(self, name: str, mode: str = "rb") -> Any:
+        from django.core.files import File
+
+        return File(open(os.path.join(self.location, name), mode))
+
+
+def test_hostile_name_refused_before_any_file_moves(tmp_path: Path) -> None:
+    root = tmp_path / "media"
+    (root / PREFIX).mkdir(parents=True)
+    (root / PREFIX / "a.txt").write_bytes(b"a")
+    work = tmp_path / "sub" / "work"
+
+    with pytest.raises(UnsafePathError, match=r"Refusing path '\.\./\.\./escape\.txt'"):
+        download_tree(ListingStorage(location=root), PREFIX, work, quiet=True)
+
+    assert not (tmp_path / "escape.txt").exists()
+    assert not (work / "a.txt").exists()
+
+
+def test_s3_key_escaping_refused(s3_storage: Any, tmp_path: Path) -> None:
+    client = s3_storage.connection.meta.client
+    client.put_object(Bucket=s3_storage.bucket_name, Key=f"{PREFIX}/ok.txt", Body=b"ok")
+    client.put_object(Bucket=s3_storage.bucket_name, Key=f"{PREFIX}/../../x.txt", Body=b"x")
+    client.put_object(Bucket=s3_storage.bucket_name, Key=f"{PREFIX}//abs.txt", Body=b"x")
+
+    with pytest.raises(UnsafePathError, match="Refusing"):
+        download_tree(s3_storage, PREFIX, tmp_path / "work", quiet=True)
+
+    assert not (tmp_path / "work" / "ok.txt").exists()
+
+
+def test_link_in_destination_pointing_outside_refused(storage: Any, tmp_path: Path) -> None:
+    put(storage, {"data/x.txt": b"x"})
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "data").symlink_to(outside)
+
+    with pytest.raises(UnsafePathError) as excinfo:
+        download_tree(storage, PREFIX, work, quiet=True)
+
+    assert str(excinfo.value) == (
+        f"Refusing to write into 'data': it links outside {str(work)!r}; remove the link."
+    )
+    assert os.listdir(outside) == []
+
+
+def test_killed_download_leaves_no_file_under_final_name(tmp_path: Path) -> None:
+    """SIGKILL in the middle of a copy: the final name never holds a partial file."""
+    root = tmp_path / "media"
+    (root / PREFIX).mkdir(parents=True)
+    (root / PREFIX / "big.bin").write_bytes(os.urandom(8 * 1024 * 1024))
+    work = tmp_path / "work"
+    script = textwrap.dedent(
+        f"""
+        import os, signal, django
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "testproject.settings")
+        django.setup()
+        from pathlib import Path
+        from django.core.files.storage import FileSystemStorage
+        from crunchclient import transfer
+        from crunchclient.progress import Progress
+        transfer.CHUNK_SIZE = 1024 * 1024
+        def die(self, *, bytes=0, files=0):
+            if bytes:
+                os.kill(os.getpid(), signal.SIGKILL)
+        Progress.advance = die
+        transfer.download_tree(
+            FileSystemStorage(location={str(root)!r}), {PREFIX!r}, Path({str(work)!r}), quiet=True
+        )
+        """
+    )
+    process = subprocess.run(
+        [sys.executable, "-c", script], cwd=Path(__file__).parents[2], env={**os.environ}
+    )
+
+    assert process.returncode == -9
+    names = os.listdir(work)
+    assert "big.bin" not in names
+    assert len(names) == 1 and ".crunch-partial-" in names[0]
+    assert checksum_tree(work) == {}  # the leftover is never taken for a result
+    # The next run clears the leftover and downloads the file.
+    checksums = download_tree(FileSystemStorage(location=root), PREFIX, work, quiet=True)
+    assert checksums == md5sum(work)
+    assert os.listdir(work) == ["big.bin"]
+
+
+def test_progress_plain_lines_when_not_a_terminal() -> None:
+    stream = io.StringIO()
+    with Progress("download", total_bytes=2048, total_files=2, stream=stream, interval=0) as p:
+        p.advance(bytes=1024, files=1)
+        p.advance(bytes=1024, files=1)
+    lines = stream.getvalue().splitlines()
+    assert lines[0].startswith("download: 1.0 KiB/2.0 KiB (50%), 1/2 files, ")
+    assert lines[-1].startswith("download: 2.0 KiB/2.0 KiB (100%), 2/2 files, ")
+
+
+def test_progress_bar_on_a_terminal() -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    stream = Terminal()
+    with Progress("upload", total_bytes=2048, total_files=2, stream=stream) as p:
+        p.advance(bytes=2048, files=2)
+    assert "upload" in stream.getvalue()
+    assert "2/2 files" in stream.getvalue()
+
+
+def test_quiet_prints_nothing(tmp_path: Path, capsys: Any) -> None:
+    storage = FileSystemStorage(location=tmp_path / "media")
+    put(storage, FILES)
+    download_tree(storage, PREFIX, tmp_path / "work", quiet=True)
+    assert capsys.readouterr().err == ""
+    download_tree(storage, PREFIX, tmp_path / "work2")
+    assert "download: " in capsys.readouterr().err
