@@ -32,6 +32,7 @@ class Outcome:
 
     dataset: str
     completed: bool
+    lost: bool = False  # the server dropped our claim: nothing was uploaded
     note: str = ""
     seconds: float = 0.0
 
@@ -124,8 +125,11 @@ def process(
         logger.warning("%s", exc)
         return Outcome(dataset=context.slug, completed=False, note=str(exc), seconds=time.monotonic() - started)
     except ClaimLost as exc:
-        logger.warning("%s: %s", context.slug, exc)
-        return Outcome(dataset=context.slug, completed=False, note=str(exc), seconds=time.monotonic() - started)
+        logger.warning("%s", exc)
+        return Outcome(
+            dataset=context.slug, completed=False, lost=True, note=str(exc),
+            seconds=time.monotonic() - started,
+        )  # fmt: skip
     except Interrupted as exc:
         release(connection, context, note=f"{exc} The dataset was released to be processed again.")
         raise
@@ -166,6 +170,15 @@ def claim_next(
 # ---------------------------------------------------------------------------- the commands
 
 
+def finished(outcome: Outcome) -> Outcome:
+    """The outcome of a single-dataset command, or the error its exit code comes from."""
+    if outcome.lost:
+        raise ClaimLost(outcome.note)
+    if not outcome.completed:
+        raise StageFailed(outcome.note)
+    return outcome
+
+
 def run_dataset(config: ClientConfig, slug: str) -> Outcome:
     """Claim the dataset ``slug`` and process it; StageFailed if it does not complete."""
     connection = connect(config)
@@ -175,9 +188,7 @@ def run_dataset(config: ClientConfig, slug: str) -> Outcome:
     with shutdown.installed():
         claimed = connection.claim_dataset(slug, holder=config.holder, lease_seconds=config.lease_seconds)
         outcome = process(config, connection, claimed, shutdown)
-    if not outcome.completed:
-        raise StageFailed(outcome.note)
-    return outcome
+    return finished(outcome)
 
 
 def run_next(config: ClientConfig, *, project: str | None = None) -> Outcome | None:
@@ -191,9 +202,7 @@ def run_next(config: ClientConfig, *, project: str | None = None) -> Outcome | N
         if claimed is None:
             return None
         outcome = process(config, connection, claimed, shutdown)
-    if not outcome.completed:
-        raise StageFailed(outcome.note)
-    return outcome
+    return finished(outcome)
 
 
 def run_loop(

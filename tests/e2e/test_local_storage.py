@@ -1,0 +1,111 @@
+"""The client as a real subprocess against a live server and local storage."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from crunch.models import Dataset, Status
+from tests.clientkit import RECORDS, ROOT, SIX, Crunch, clean_env, statuses
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+WORKFLOW = """\
+set -e
+wc -w < input.txt > count.txt
+echo "counted $(cat count.txt) words" >&2
+echo "edited by the workflow" >> input.txt
+mkdir -p results && cp count.txt results/report.txt
+rm -f scratch.txt
+"""
+
+
+def make_datasets(crunch: Crunch, count: int) -> tuple[dict, list[dict]]:
+    project = crunch.project("Words", WORKFLOW)
+    datasets = [
+        crunch.dataset(project["slug"], f"d{i}", {"input.txt": "one two three\n" * (i + 1), "scratch.txt": "x"})
+        for i in range(count)
+    ]
+    return project, datasets
+
+
+def check_completed(crunch: Crunch, dataset: dict, words: int) -> None:
+    assert Dataset.objects.get(slug=dataset["slug"]).state == "completed"
+    assert statuses(dataset["slug"]) == SIX
+    stored = crunch.stored(dataset)
+    assert set(stored) == {"input.txt", "scratch.txt", "count.txt", "results/report.txt", ".crunch/script.sh"} | RECORDS
+    assert stored["count.txt"].strip() == str(words)
+    # The modified input replaced the stored one under the same name.
+    assert stored["input.txt"].endswith("edited by the workflow\n")
+    assert stored[".crunch/deleted.txt"] == "scratch.txt\n"
+    assert "counted" in stored[".crunch/workflow.log"]
+    uploaded = json.loads(stored[".crunch/upload_md5_checksums.json"])
+    assert set(uploaded) == {"input.txt", "count.txt", "results/report.txt"}
+    assert set(json.loads(stored[".crunch/setup_md5_checksums.json"])) == {"input.txt", "scratch.txt"}
+    assert json.loads(stored[".crunch/dataset.json"])["slug"] == dataset["slug"]
+
+
+def test_crunch_loop_completes_every_dataset(crunch: Crunch) -> None:
+    project, datasets = make_datasets(crunch, 3)
+    result = crunch.run("loop", "--project", project["slug"], "--heartbeat", "0.2", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "Processed 3 dataset(s): 3 completed, 0 failed" in result.stdout
+    for i, dataset in enumerate(datasets):
+        check_completed(crunch, dataset, 3 * (i + 1))
+    workdir = crunch.work / "crunch-work" / project["slug"] / "d0"
+    assert (workdir / "count.txt").exists() and (workdir / ".crunch/script.sh").stat().st_mode & 0o100
+
+
+def test_manage_py_crunch_loop_completes_every_dataset(crunch: Crunch) -> None:
+    project, datasets = make_datasets(crunch, 2)
+    env = clean_env(
+        CRUNCH_URL=crunch.url, CRUNCH_TOKEN=crunch.token, CRUNCH_MEDIA_ROOT=str(crunch.media),
+        CRUNCH_SQLITE=str(crunch.work / "unused.sqlite3"), DJANGO_SETTINGS_MODULE="testproject.settings",
+    )  # fmt: skip
+    result = crunch.run(
+        "crunch_loop", "--directory", str(crunch.work / "w"), "--quiet",
+        command=[sys.executable, str(ROOT / "manage.py")], env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Processed 2 dataset(s): 2 completed, 0 failed" in result.stdout
+    for i, dataset in enumerate(datasets):
+        check_completed(crunch, dataset, 3 * (i + 1))
+
+
+def test_next_then_nothing_pending(crunch: Crunch) -> None:
+    project, datasets = make_datasets(crunch, 1)
+    first = crunch.run("next", "--quiet")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip().splitlines()[-1].startswith(f"Dataset {datasets[0]['slug']!r} completed")
+    second = crunch.run("next")
+    assert (second.returncode, second.stdout.strip()) == (0, "Nothing pending.")
+    assert Status.objects.count() == 6
+
+
+def test_run_named_dataset_with_a_local_workflow(crunch: Crunch) -> None:
+    project = crunch.project("Named", "exit 1\n")
+    dataset = crunch.dataset(project["slug"], "only", {"a.txt": "a"})
+    local = crunch.work / "local.sh"
+    local.write_text("cat a.txt a.txt > b.txt\n")
+    result = crunch.run("run", dataset["slug"], "--path", str(local), "--cleanup", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert crunch.stored(dataset)["b.txt"] == "aa"
+    assert not (crunch.work / "crunch-work" / project["slug"] / "only").exists()
+
+
+def test_two_loops_process_thirty_datasets_exactly_once(crunch: Crunch) -> None:
+    from tests.factories import bulk_datasets, make_project
+
+    project = make_project(name="Thirty", workflow="echo $CRUNCH_DATASET > out.txt\n")
+    bulk_datasets(project, 30)
+    loops = [crunch.start("loop", "--quiet", "--directory", f"w{i}", "--heartbeat", "0.5") for i in range(2)]
+    outputs = [loop.communicate(timeout=150) for loop in loops]
+    assert [loop.returncode for loop in loops] == [0, 0], outputs
+    counts = [int(out.split("Processed ")[1].split(" ")[0]) for out, _ in outputs]
+    assert sum(counts) == 30 and all(counts), counts
+    assert set(Dataset.objects.values_list("state", flat=True)) == {"completed"}
+    for dataset in Dataset.objects.all():
+        assert statuses(dataset.slug) == SIX
+    assert Status.objects.filter(stage=3, state=2).count() == 30
