@@ -148,13 +148,14 @@ def get_storage() -> Any:
 
     try:
         return storages["default"]
-    except InvalidStorageError as exc:
-        raise ConfigurationError(f"{exc} Add a 'default' entry to STORAGES.") from exc
     except (ImportError, ImproperlyConfigured) as exc:
-        backend = backend_path()
+        if isinstance(exc, InvalidStorageError) and not backend_path():
+            raise ConfigurationError("STORAGES has no 'default' storage: add one with its BACKEND.") from exc
+        # Django wraps the ImportError of a missing package; its message is the useful one.
+        reason = exc.__cause__ if isinstance(exc.__cause__, ImportError) else exc
         raise ConfigurationError(
-            f"Storage backend {backend!r} cannot be imported ({exc}): install its package, "
-            "e.g. pip install 'django-crunch[s3]' for S3."
+            f"Storage backend {backend_path()!r} cannot be imported ({reason}): install its "
+            "package, e.g. pip install 'django-crunch[s3]' for S3."
         ) from exc
 
 
