@@ -79,10 +79,6 @@ class Project(Node):
         return reverse("crunch:project-detail", kwargs={"slug": self.slug})
 
 
-PENDING = Q(state="pending")
-RUNNING = Q(state="running")
-
-
 class DatasetQuerySet(models.QuerySet):
     def pending(self) -> DatasetQuerySet:
         return self.filter(state=DatasetState.PENDING)
@@ -98,7 +94,7 @@ class DatasetQuerySet(models.QuerySet):
 
     def expired(self, now: datetime.datetime | None = None) -> DatasetQuerySet:
         """Return running datasets whose claim was not renewed in time."""
-        return self.running().filter(lease_expires__lt=now or timezone.now())
+        return self.running().filter(lease_expires__lt=now or timezone.now()).order_by()
 
     def claim_order(self) -> DatasetQuerySet:
         """Highest priority first, then oldest: the order datasets are handed out."""
@@ -137,16 +133,11 @@ class Dataset(Node):
     class Meta:
         ordering = ["id"]
         indexes = [
-            # The claim queue: one index probe per claim whatever the table size.
-            models.Index(
-                fields=["-priority", "id"], name="crunch_pending_queue", condition=PENDING
-            ),
-            models.Index(
-                fields=["project", "-priority", "id"],
-                name="crunch_pending_project_queue",
-                condition=PENDING,
-            ),
-            models.Index(fields=["lease_expires"], name="crunch_running_lease", condition=RUNNING),
+            # The claim queue: one index probe per claim whatever the table size. Not
+            # partial indexes: SQLite skips those when the state is a bound parameter.
+            models.Index(fields=["state", "-priority", "id"], name="crunch_queue"),
+            models.Index(fields=["project", "state", "-priority", "id"], name="crunch_project_queue"),
+            models.Index(fields=["state", "lease_expires"], name="crunch_state_lease"),
             models.Index(fields=["project", "state"], name="crunch_project_state"),
             models.Index(fields=["project", "finished"], name="crunch_project_finished"),
         ]
