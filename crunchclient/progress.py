@@ -90,6 +90,11 @@ class Progress:
         """Make every worker stop at its next chunk (Ctrl+C, or another file failed)."""
         self.cancelled = True
 
+    def check(self) -> None:
+        """Raise TransferCancelled if the transfer was cancelled."""
+        if self.cancelled:
+            raise TransferCancelled
+
     def advance(self, *, bytes: int = 0, files: int = 0) -> None:
         """Count bytes and finished files; cheap enough to call for every chunk."""
         if self.cancelled:
