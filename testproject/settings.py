@@ -81,7 +81,9 @@ def sqlite_database(name: str | Path) -> dict[str, object]:
 if os.environ.get("DATABASE_URL"):
     import dj_database_url
 
-    DATABASES = {"default": dj_database_url.parse(os.environ["DATABASE_URL"], conn_max_age=60)}
+    DATABASES = {"default": dj_database_url.parse(
+        os.environ["DATABASE_URL"], conn_max_age=int(os.environ.get("CRUNCH_CONN_MAX_AGE", "0"))
+    )}
 else:
     DATABASES = {"default": sqlite_database(os.environ.get("CRUNCH_SQLITE", BASE_DIR / "db.sqlite3"))}
 

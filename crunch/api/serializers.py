@@ -219,5 +219,12 @@ class ClaimedDatasetSerializer(serializers.Serializer):
         return dict(ClaimSerializer(claim).data)
 
 
+class PeekSerializer(serializers.Serializer):
+    """django-crunch 0.1's answer to ``GET next/``: slugs only, nothing claimed."""
+
+    project = serializers.CharField()
+    dataset = serializers.CharField()
+
+
 class ReleaseSerializer(serializers.Serializer):
     note = serializers.CharField(required=False, allow_blank=True, default="")

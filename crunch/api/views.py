@@ -205,9 +205,8 @@ class AttributeViewSet(
             ) from None
 
     def get_serializer(self, *args: Any, **kwargs: Any) -> s.AttributeSerializer:
-        return s.AttributeSerializer(
-            *args, kind=self.attribute_kind(), context=self.get_serializer_context(), **kwargs
-        )
+        kwargs.setdefault("context", self.get_serializer_context())
+        return s.AttributeSerializer(*args, kind=self.attribute_kind(), **kwargs)
 
 
 class NextView(APIView):
@@ -219,6 +218,7 @@ class NextView(APIView):
     def post(self, request: Request) -> Response:
         return claim_from_request(request, project=None)
 
+    @extend_schema(responses={200: s.PeekSerializer})
     def get(self, request: Request) -> Response:
         return peek(Dataset.objects.all())
 
