@@ -15,10 +15,12 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 install: $(VENV)/.installed
 
 test: install
+	$(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/pytest
 
 test-postgres: install
-	DATABASE_URL=$(PG_URL) $(BIN)/pytest -m postgres
+	DATABASE_URL=$(PG_URL) $(BIN)/pytest tests/server
+	DATABASE_URL=$(PG_URL) $(BIN)/pytest -m postgres --ignore=tests/server
 
 demo: install
 	$(BIN)/python scripts/demo.py
