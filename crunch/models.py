@@ -140,6 +140,10 @@ class Dataset(Node):
             models.Index(fields=["state", "lease_expires"], name="crunch_state_lease"),
             models.Index(fields=["project", "state"], name="crunch_project_state"),
             models.Index(fields=["project", "finished"], name="crunch_project_finished"),
+            # The pages: the datasets table sorted by name, and the recent-throughput
+            # count of ProjectStats answered from the index alone.
+            models.Index(fields=["project", "name"], name="crunch_project_name"),
+            models.Index(fields=["project", "state", "finished"], name="crunch_project_state_done"),
         ]
 
     def save(self, *args: Any, **kwargs: Any) -> None:

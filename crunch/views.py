@@ -24,10 +24,10 @@ SORT_CHOICES = [
     ("id", "Oldest first"), ("-id", "Newest first"),
     ("name", "Name, A to Z"), ("-name", "Name, Z to A"),
     ("state", "State"), ("-state", "State, reversed"),
-    ("attempts", "Fewest attempts"), ("-attempts", "Most attempts"),
     ("finished", "Finished, earliest"), ("-finished", "Finished, latest"),
 ]  # fmt: skip
-COLUMNS = [("name", "Name"), ("state", "State"), ("attempts", "Attempts"), ("finished", "Finished")]
+COLUMNS = [("name", "Name"), ("state", "State"), ("", "Attempts"), ("finished", "Finished")]
+"""The table's first columns and their sort keys; "" is not sortable (no index)."""
 
 
 def _int(value: str | None, default: int) -> int:
@@ -76,8 +76,9 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "project": project,
         "stats": stats,
         "states": DatasetState,
-        "failures": pages.failure_groups(project),
-        "clients": pages.active_clients(project),
+        # Counts already say when there is nothing to list: skip those queries.
+        "failures": pages.failure_groups(project) if stats.counts.get(DatasetState.FAILED) else [],
+        "clients": pages.active_clients(project) if stats.counts.get(DatasetState.RUNNING) else [],
         "table": table,
         "state": state,
         "search": search,
