@@ -1,0 +1,162 @@
+"""The one-command demo (``make demo``): a server, a project of 12 datasets, two clients.
+
+Migrates a fresh SQLite database in ./demo-work, writes the datasets' input files to local
+storage, starts the testproject server on 127.0.0.1, runs two ``crunch loop`` clients side
+by side, prints what they did and the project's page, and stops what it started.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "demo-work"
+BIN = Path(sys.executable).parent
+DATASETS = 12
+CLIENTS = 2
+
+WORKFLOW = """\
+# Count the words of each text and write a small report.
+set -e
+echo "Counting words in $(ls *.txt | wc -l) file(s) of $CRUNCH_DATASET"
+wc -w *.txt > counts.txt
+sort -k1 -n -r counts.txt | head -n 3 > top.txt
+sleep 0.5
+{ echo "Report for $CRUNCH_DATASET"; echo "Total words: $(tail -n 1 counts.txt | awk '{print $1}')"; } > report.md
+"""
+
+TEXT = (
+    "crunch hands out datasets through atomic claims so that many clients can work "
+    "through thousands of them on any compute without ever processing one twice "
+)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def prepare() -> tuple[str, str]:
+    """Fresh database and storage: migrate, create the project, its datasets and files."""
+    import django
+
+    django.setup()
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+    from django.core.management import call_command
+
+    from crunch.models import Dataset, Project
+    from crunch.services.accounts import client_token
+
+    call_command("migrate", verbosity=0)
+    project = Project.objects.create(
+        name="Word counts", workflow=WORKFLOW, is_public=True,
+        description="The demo: count the words of each dataset's texts.",
+    )  # fmt: skip
+    for i in range(1, DATASETS + 1):
+        dataset = Dataset.objects.create(project=project, name=f"Sample {i:02d}")
+        for j in range(1 + i % 3):
+            default_storage.save(f"{dataset.base_file_path}/text{j}.txt", ContentFile(TEXT * (i + j)))
+    token, _ = client_token("demo-client")
+    return project.slug, token
+
+
+def wait_for(url: str, server: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"The server stopped with exit code {server.returncode}; see above.")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"The server did not answer at {url!r} within {timeout:g}s.")
+
+
+def relay(name: str, stream: object) -> None:
+    for line in iter(stream.readline, b""):  # type: ignore[attr-defined]
+        sys.stdout.write(f"[{name}] {line.decode(errors='replace')}")
+        sys.stdout.flush()
+
+
+def main() -> int:
+    started = time.monotonic()
+    shutil.rmtree(WORK, ignore_errors=True)
+    WORK.mkdir()
+    media = WORK / "media"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "testproject.settings",
+        "CRUNCH_SQLITE": str(WORK / "db.sqlite3"),
+        "CRUNCH_MEDIA_ROOT": str(media),
+        "PYTHONUNBUFFERED": "1",
+    }
+    os.environ.update(env)
+    sys.path.insert(0, str(ROOT))
+    slug, token = prepare()
+    storage_settings = WORK / "storage.toml"
+    storage_settings.write_text(
+        f'[STORAGES.default]\nBACKEND = "django.core.files.storage.FileSystemStorage"\n'
+        f'[STORAGES.default.OPTIONS]\nlocation = "{media}"\n'
+    )
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    print(f"Starting the server at {url} ...")
+    server = subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), "runserver", f"127.0.0.1:{port}", "--noreload"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    clients: list[subprocess.Popen[bytes]] = []
+    try:
+        wait_for(url, server)
+        client_env = {**env, "CRUNCH_URL": url, "CRUNCH_TOKEN": token, "CRUNCH_STORAGE_SETTINGS": str(storage_settings)}
+        print(f"Running {CLIENTS} 'crunch loop' clients on {DATASETS} datasets ...")
+        for n in range(1, CLIENTS + 1):
+            clients.append(
+                subprocess.Popen(
+                    [str(BIN / "crunch"), "loop", "--project", slug, "--quiet",
+                     "--directory", str(WORK / f"client{n}"), "--heartbeat", "5"],
+                    cwd=WORK, env=client_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                )  # fmt: skip
+            )
+        relays = [threading.Thread(target=relay, args=(f"client {n}", c.stdout)) for n, c in enumerate(clients, 1)]
+        for thread in relays:
+            thread.start()
+        codes = [client.wait(timeout=120) for client in clients]
+        for thread in relays:
+            thread.join()
+        from crunch.models import Project
+        from crunch.services.stats import project_stats
+
+        stats = project_stats(Project.objects.get(slug=slug)).as_dict()
+        print()
+        print(f"Done in {time.monotonic() - started:.1f}s: {stats['completed']} completed, "
+              f"{stats['failed']} failed, {stats['pending']} pending, {stats['running']} running.")  # fmt: skip
+        print(f"Client exit codes: {codes}")
+        print(f"Results are in {media / 'crunch' / slug}")
+        print(f"Project page (while a server runs on this database): {url}projects/{slug}/")
+        print(f"To browse it: CRUNCH_SQLITE={WORK / 'db.sqlite3'} CRUNCH_MEDIA_ROOT={media} "
+              f"{BIN / 'python'} manage.py runserver {port}")  # fmt: skip
+        return 0 if all(code == 0 for code in codes) and stats["completed"] == DATASETS else 1
+    finally:
+        for process in [*clients, server]:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
