@@ -53,12 +53,14 @@ def test_sigterm_fails_releases_and_a_later_loop_completes(crunch: Crunch) -> No
 def test_second_signal_exits_at_once(crunch: Crunch) -> None:
     project = crunch.project("Slow", SLOW)
     dataset = crunch.dataset(project["slug"], "one")
-    client = crunch.start("next", "--quiet", env={**crunch.env, "SLOW": "60"}, )
+    client = crunch.start("next", "--quiet", env={**crunch.env, "SLOW": "60"})
     wait_for_stage(dataset["slug"], 2)
     client.send_signal(signal.SIGINT)
+    time.sleep(0.05)
     client.send_signal(signal.SIGINT)
-    client.communicate(timeout=20)
-    assert client.returncode in (130, 128 + signal.SIGINT)
+    _, err = client.communicate(timeout=20)
+    assert client.returncode == 128 + signal.SIGINT
+    assert "Received SIGINT again - exiting now" in err
 
 
 def test_lost_claim_stops_the_dataset_without_uploading(crunch: Crunch) -> None:

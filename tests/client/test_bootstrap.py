@@ -1,0 +1,78 @@
+"""The settings bootstrap and option parsing, in process (no Django reconfiguration)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from crunchclient import bootstrap, options
+from crunchclient.exceptions import ConfigurationError
+
+
+def test_legacy_default_file_storage_becomes_storages_default() -> None:
+    values = bootstrap.settings_from_values(
+        {"DEFAULT_FILE_STORAGE": "storages.backends.s3boto3.S3Boto3Storage", "AWS_STORAGE_BUCKET_NAME": "b"}
+    )
+    assert values["STORAGES"]["default"] == {"BACKEND": "storages.backends.s3boto3.S3Boto3Storage"}
+    assert values["AWS_STORAGE_BUCKET_NAME"] == "b"
+    assert values["INSTALLED_APPS"] == ["crunchclient"] and values["DATABASES"] == {}
+
+
+def test_storages_win_over_the_legacy_key() -> None:
+    storages = {"default": {"BACKEND": "django.core.files.storage.FileSystemStorage"}}
+    values = bootstrap.settings_from_values({"STORAGES": storages, "DEFAULT_FILE_STORAGE": "x.Y"})
+    assert values["STORAGES"]["default"] == storages["default"]
+
+
+def test_toml_and_json_read_the_same(tmp_path: Path) -> None:
+    toml = tmp_path / "s.toml"
+    toml.write_text('MEDIA_ROOT = "/data"\n[STORAGES.default]\nBACKEND = "a.B"\n')
+    json_file = tmp_path / "s.json"
+    json_file.write_text('{"MEDIA_ROOT": "/data", "STORAGES": {"default": {"BACKEND": "a.B"}}}')
+    assert bootstrap.read_settings_file(toml) == bootstrap.read_settings_file(json_file)
+
+
+def test_lower_case_key_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text('media_root = "/data"\n')
+    with pytest.raises(ConfigurationError, match=r"has the key 'media_root'; Django settings are upper case: rename it 'MEDIA_ROOT'\.$"):
+        bootstrap.read_settings_file(path)
+
+
+def test_second_configuration_is_refused() -> None:
+    # pytest-django configured Django already, as a Django project would.
+    with pytest.raises(ConfigurationError, match="^Django is already configured"):
+        bootstrap.configure_minimal()
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("2h", 7200), ("30m", 1800), ("90s", 90), ("1h30m", 5400), ("45", 45)])
+def test_durations(text: str, seconds: float) -> None:
+    assert options.duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "soon", "2d", "-5m"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match="is not a duration"):
+        options.duration(text)
+
+
+def test_help_names_the_environment_and_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    from crunchclient.management.commands.crunch_loop import Command
+
+    parser = Command().create_parser("crunch", "loop")
+    text = parser.format_help()
+    for needle in ("(env: CRUNCH_URL)", "(env: CRUNCH_TOKEN)", "(env: CRUNCH_STORAGE_SETTINGS)",
+                   "--max-datasets", "--time-limit", "exit codes:", "130 stopped by SIGTERM/SIGINT"):
+        assert needle in " ".join(text.split()), needle  # fmt: skip
+
+
+def test_storage_settings_option_inside_a_project_is_reported(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, media_root: Path
+) -> None:
+    config = options.resolve(
+        {"url": "http://127.0.0.1:1/", "token": "t", "storage_settings": "s.toml", "directory": tmp_path / "w"}
+    )
+    assert "--storage-settings 's.toml' is ignored: inside a Django project its STORAGES are used." in caplog.text
+    assert Path(config.storage.location) == media_root
