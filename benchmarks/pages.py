@@ -35,7 +35,7 @@ from django.test.utils import CaptureQueriesContext  # noqa: E402
 from django.urls import reverse  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from crunch.choices import DatasetState, Stage, State  # noqa: E402
+from crunch.choices import DatasetState, State  # noqa: E402
 from crunch.models import Dataset, Project, Status  # noqa: E402
 
 TARGET_MS = 150.0
@@ -54,11 +54,18 @@ def build(total: int, seed: int = 1) -> tuple[Project, Dataset]:
     """One big project of ``total`` datasets mid-run, two small ones, and their statuses."""
     rng = random.Random(seed)
     now = timezone.now()
-    big = Project.objects.create(name="Survey", slug="survey", is_public=True, details="A **big** run.")
+    big = Project.objects.create(
+        name="Survey", slug="survey", is_public=True, details="A **big** run."
+    )
     for name in ("Pilot", "Archive"):
         small = Project.objects.create(name=name, slug=name.lower(), is_public=name == "Pilot")
         Dataset.objects.bulk_create(
-            Dataset(project=small, name=f"s{i}", slug=f"{small.slug}:s{i}", base_file_path=f"crunch/{small.slug}/s{i}")
+            Dataset(
+                project=small,
+                name=f"s{i}",
+                slug=f"{small.slug}:s{i}",
+                base_file_path=f"crunch/{small.slug}/s{i}",
+            )
             for i in range(100)
         )
     n_completed, n_failed, n_running = int(total * 0.6), int(total * 0.05), 200
@@ -74,15 +81,24 @@ def build(total: int, seed: int = 1) -> tuple[Project, Dataset]:
             done = now - datetime.timedelta(seconds=rng.randint(0, 36000))
             rows.append(
                 Dataset(
-                    project=big, name=f"ds-{i:06d}", slug=f"survey:ds-{i:06d}",
-                    base_file_path=f"crunch/survey/ds-{i:06d}", state=state,
+                    project=big,
+                    name=f"ds-{i:06d}",
+                    slug=f"survey:ds-{i:06d}",
+                    base_file_path=f"crunch/survey/ds-{i:06d}",
+                    state=state,
                     stage={"completed": 3, "failed": 2, "running": 2}.get(state),
                     attempts=0 if state == DatasetState.PENDING else 1,
                     note=rng.choice(ERRORS) if state == DatasetState.FAILED else "",
-                    finished=done if state in (DatasetState.COMPLETED, DatasetState.FAILED) else None,
+                    finished=done
+                    if state in (DatasetState.COMPLETED, DatasetState.FAILED)
+                    else None,
                     claim_id=uuid.uuid4() if state == DatasetState.RUNNING else None,
-                    claim_holder=f"worker@{rng.choice(HOSTS)}" if state == DatasetState.RUNNING else "",
-                    heartbeat=now - datetime.timedelta(seconds=rng.randint(0, 120)) if state == DatasetState.RUNNING else None,
+                    claim_holder=f"worker@{rng.choice(HOSTS)}"
+                    if state == DatasetState.RUNNING
+                    else "",
+                    heartbeat=now - datetime.timedelta(seconds=rng.randint(0, 120))
+                    if state == DatasetState.RUNNING
+                    else None,
                 )  # fmt: skip
             )
         Dataset.objects.bulk_create(rows)
@@ -92,21 +108,33 @@ def build(total: int, seed: int = 1) -> tuple[Project, Dataset]:
         DatasetState.RUNNING: [(1, 1), (1, 2), (2, 1)],
     }
     statuses: list[Status] = []
-    ids = Dataset.objects.filter(project=big).exclude(state=DatasetState.PENDING).values_list("id", "state", "note")
+    ids = (
+        Dataset.objects.filter(project=big)
+        .exclude(state=DatasetState.PENDING)
+        .values_list("id", "state", "note")
+    )
     for pk, state, note in ids.iterator(chunk_size=BATCH):
         t = now - datetime.timedelta(seconds=rng.randint(600, 40000))
         host = rng.choice(HOSTS)
         for stage, result in history[state]:
             t += datetime.timedelta(seconds=rng.randint(1, 300))
             statuses.append(
-                Status(dataset_id=pk, stage=stage, state=result, created=t, hostname=host,
-                       note=note if result == State.FAIL else "")  # fmt: skip
+                Status(
+                    dataset_id=pk,
+                    stage=stage,
+                    state=result,
+                    created=t,
+                    hostname=host,
+                    note=note if result == State.FAIL else "",
+                )  # fmt: skip
             )
         if len(statuses) >= BATCH:
             Status.objects.bulk_create(statuses)
             statuses = []
     Status.objects.bulk_create(statuses)
-    sample = Dataset.objects.filter(project=big, state=DatasetState.COMPLETED).order_by("id")[total // 3]
+    sample = Dataset.objects.filter(project=big, state=DatasetState.COMPLETED).order_by("id")[
+        total // 3
+    ]
     return big, sample
 
 
@@ -139,14 +167,18 @@ def main(argv: list[str] | None = None) -> int:
         built = time.perf_counter() - started
         print(
             f"{connection.vendor}: {Dataset.objects.count():,} datasets, "
-            f"{Status.objects.count():,} statuses, built in {built:.1f} s; median of {args.runs} runs"
+            f"{Status.objects.count():,} statuses, built in {built:.1f} s; "
+            f"median of {args.runs} runs"
         )
         client = Client()
         staff = get_user_model().objects.create_user("bench", password="x", is_staff=True)
         client.force_login(staff)
         project = reverse("crunch:project-detail", kwargs={"slug": big.slug})
         pages = [("projects list", reverse("crunch:project-list")), ("project page", project)]
-        pages += [(f"project page ?state={state}", f"{project}?state={state}") for state in DatasetState.values]
+        pages += [
+            (f"project page ?state={state}", f"{project}?state={state}")
+            for state in DatasetState.values
+        ]
         pages += [
             ("project page ?q=ds-04242 (search)", f"{project}?q=ds-04242"),
             ("project page ?sort=-name&page=40", f"{project}?sort=-name&page=40"),

@@ -14,7 +14,7 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_safe
 
 from crunch.choices import DatasetState
-from crunch.models import Dataset, Project
+from crunch.models import Dataset
 from crunch.services import pages
 from crunch.services.stats import stats_for_projects
 
@@ -48,7 +48,9 @@ def project_list(request: HttpRequest) -> HttpResponse:
     stats = stats_for_projects([project.pk for project in projects])
     rows = [(project, stats[project.pk]) for project in projects]
     context = {"rows": rows, "states": DatasetState, "refresh_seconds": REFRESH_SECONDS}
-    template = "crunch/parts/project_list_live.html" if _is_live(request) else "crunch/project_list.html"
+    template = (
+        "crunch/parts/project_list_live.html" if _is_live(request) else "crunch/project_list.html"
+    )
     return render(request, template, context)
 
 
@@ -88,13 +90,17 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "columns": COLUMNS,
         "refresh_seconds": REFRESH_SECONDS,
     }
-    template = "crunch/parts/project_live.html" if _is_live(request) else "crunch/project_detail.html"
+    template = (
+        "crunch/parts/project_live.html" if _is_live(request) else "crunch/project_detail.html"
+    )
     return render(request, template, context)
 
 
 def _visible_dataset(request: HttpRequest, slug: str) -> Dataset:
     """The dataset if its project is visible to this user, else 404 (never 403: no leak)."""
-    return get_object_or_404(pages.visible_datasets(request.user).select_related("project"), slug=slug)
+    return get_object_or_404(
+        pages.visible_datasets(request.user).select_related("project"), slug=slug
+    )
 
 
 @require_safe
@@ -140,5 +146,3 @@ def dataset_file(request: HttpRequest, slug: str, path: str) -> FileResponse:
     response = FileResponse(handle, as_attachment=True, filename=posixpath.basename(relative))
     response["X-Content-Type-Options"] = "nosniff"
     return response
-
-

@@ -13,9 +13,8 @@ from typing import Any
 
 from django.contrib.auth.models import AnonymousUser
 from django.core.files.storage import Storage, storages
-from django.db.models import F, OuterRef, QuerySet, Subquery, Window
+from django.db.models import Count, F, OuterRef, QuerySet, Subquery, Window
 from django.db.models.functions import RowNumber
-from django.db.models import Count
 
 from crunch.choices import DatasetState, Stage, State
 from crunch.models import Attribute, Dataset, Item, Project, Status
@@ -57,7 +56,11 @@ def can_see_all_projects(user: Any) -> bool:
 def visible_projects(user: Any) -> QuerySet[Project]:
     """The projects ``user`` may read; everyone else gets a 404 for the rest."""
     projects = Project.objects.all()
-    return projects if can_see_all_projects(user or AnonymousUser()) else projects.filter(is_public=True)
+    return (
+        projects
+        if can_see_all_projects(user or AnonymousUser())
+        else projects.filter(is_public=True)
+    )
 
 
 def visible_datasets(user: Any) -> QuerySet[Dataset]:
@@ -102,7 +105,10 @@ def failure_groups(project: Project, *, limit: int = FAILURE_GROUPS) -> list[Fai
     examples: dict[str, list[Dataset]] = {note: [] for note in notes}
     for dataset in ranked:
         examples[dataset.note].append(dataset)
-    return [FailureGroup(note=row["note"], count=row["n"], examples=examples[row["note"]]) for row in rows]
+    return [
+        FailureGroup(note=row["note"], count=row["n"], examples=examples[row["note"]])
+        for row in rows
+    ]
 
 
 def active_clients(project: Project, *, limit: int = CLIENTS_SHOWN) -> list[Dataset]:
@@ -116,7 +122,9 @@ def active_clients(project: Project, *, limit: int = CLIENTS_SHOWN) -> list[Data
     return list(
         Dataset.objects.filter(project=project, state=DatasetState.RUNNING)
         .order_by(F("heartbeat").desc(nulls_last=True), "id")
-        .only("id", "name", "slug", "stage", "claim_holder", "heartbeat", "claimed", "lease_expires")
+        .only(
+            "id", "name", "slug", "stage", "claim_holder", "heartbeat", "claimed", "lease_expires"
+        )
         .annotate(host=Subquery(last_host))[:limit]
     )
 
@@ -182,9 +190,9 @@ def dataset_page(
     number = max(1, number)
     offset = (number - 1) * page_size
     rows = list(
-        datasets.order_by(*SORTS.get(sort, SORTS["id"]))
-        .only("id", "name", "slug", "state", "stage", "attempts", "finished", "claim_holder", "note")
-        [offset : offset + page_size + 1]
+        datasets.order_by(*SORTS.get(sort, SORTS["id"])).only(
+            "id", "name", "slug", "state", "stage", "attempts", "finished", "claim_holder", "note"
+        )[offset : offset + page_size + 1]
     )
     return DatasetPage(
         datasets=rows[:page_size],
@@ -271,8 +279,10 @@ def log_path(dataset: Dataset) -> str:
     return posixpath.join(dataset.base_file_path, ".crunch", "workflow.log")
 
 
-def workflow_log_tail(dataset: Dataset, *, max_bytes: int = LOG_TAIL_BYTES) -> tuple[str, bool] | None:
-    """The last part of ``.crunch/workflow.log`` in storage and whether it was cut; None if absent."""
+def workflow_log_tail(
+    dataset: Dataset, *, max_bytes: int = LOG_TAIL_BYTES
+) -> tuple[str, bool] | None:
+    """The end of ``.crunch/workflow.log`` in storage and whether it was cut; None if absent."""
     storage = default_storage()
     path = log_path(dataset)
     try:

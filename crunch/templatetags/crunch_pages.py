@@ -12,13 +12,15 @@ from django import template
 from django.http import QueryDict
 from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
+from markdown.extensions import Extension
+from markdown.treeprocessors import Treeprocessor
 
 register = template.Library()
 
 SAFE_SCHEMES = {"", "http", "https", "mailto"}
 
 
-class _SafeLinks(markdown.treeprocessors.Treeprocessor):
+class _SafeLinks(Treeprocessor):
     """Drop link and image targets with schemes such as ``javascript:``."""
 
     def run(self, root: etree.Element) -> None:
@@ -29,7 +31,7 @@ class _SafeLinks(markdown.treeprocessors.Treeprocessor):
                     element.set(attribute, "#")
 
 
-class _EscapeHtml(markdown.extensions.Extension):
+class _EscapeHtml(Extension):
     """Render raw HTML in Markdown as text, so details typed by anyone cannot inject markup."""
 
     def extendMarkdown(self, md: markdown.Markdown) -> None:  # noqa: N802 (Markdown's API)

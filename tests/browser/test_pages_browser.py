@@ -75,12 +75,20 @@ def test_status_sent_through_the_api_shows_without_reload(
     expect(page.locator("#clients")).to_contain_text("No client is working")
     page.evaluate("window.__notReloaded = true")
 
-    claim = requests.post(f"{live_server.url}/api/next/", json={"holder": "worker@hpc-7"}, headers=headers, timeout=10)
+    claim = requests.post(
+        f"{live_server.url}/api/next/", json={"holder": "worker@hpc-7"}, headers=headers, timeout=10
+    )
     assert claim.status_code == 200, claim.text
     body = claim.json()
     status = requests.post(
         f"{live_server.url}/api/statuses/",
-        json={"dataset": body["dataset"]["id"], "stage": 1, "state": 1, "claim": body["claim"]["id"], "hostname": "hpc-7"},
+        json={
+            "dataset": body["dataset"]["id"],
+            "stage": 1,
+            "state": 1,
+            "claim": body["claim"]["id"],
+            "hostname": "hpc-7",
+        },
         headers=headers,
         timeout=10,
     )
@@ -94,7 +102,9 @@ def test_status_sent_through_the_api_shows_without_reload(
     assert page.evaluate("window.__notReloaded") is True
 
 
-def test_anonymous_cannot_see_a_private_project_or_its_files(live_server: Any, page: Any, media_root: Any) -> None:
+def test_anonymous_cannot_see_a_private_project_or_its_files(
+    live_server: Any, page: Any, media_root: Any
+) -> None:
     make_project(name="Open", is_public=True)
     secret = make_dataset(make_project(name="Secret"), name="classified")
     storages["default"].save(f"{secret.base_file_path}/result.txt", ContentFile(b"top secret"))

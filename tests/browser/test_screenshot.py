@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 TARGET = Path(__file__).resolve().parents[2] / "docs" / "project-page.png"
 ERRORS = [
-    "Traceback (most recent call last):\n  File \"analyse.py\", line 41, in <module>\nKeyError: 'salinity'",
+    "Traceback (most recent call last):\n  File \"analyse.py\", line 41\nKeyError: 'salinity'",
     "OSError: [Errno 28] No space left on device",
     "snakemake: MissingInputException in rule align: raw/reads.fastq",
 ]
@@ -43,20 +43,37 @@ def demo_run(total: int = 1200) -> Project:
     for i in range(total):
         roll = rng.random()
         state = (
-            DatasetState.COMPLETED if roll < 0.62 else DatasetState.FAILED if roll < 0.66 else DatasetState.PENDING
+            DatasetState.COMPLETED
+            if roll < 0.62
+            else DatasetState.FAILED
+            if roll < 0.66
+            else DatasetState.PENDING
         )
         datasets.append(
             Dataset(
-                project=project, name=f"float-{5900000 + i}", slug=f"ocean-survey:float-{5900000 + i}",
-                base_file_path=f"crunch/ocean-survey/float-{5900000 + i}", state=state,
+                project=project,
+                name=f"float-{5900000 + i}",
+                slug=f"ocean-survey:float-{5900000 + i}",
+                base_file_path=f"crunch/ocean-survey/float-{5900000 + i}",
+                state=state,
                 attempts=0 if state == DatasetState.PENDING else rng.choice([1, 1, 1, 2]),
-                note=rng.choice(ERRORS[:2] if rng.random() < 0.8 else ERRORS) if state == DatasetState.FAILED else "",
-                finished=now - datetime.timedelta(seconds=rng.randint(0, 5 * 3600)) if state != DatasetState.PENDING else None,
-                stage=3 if state == DatasetState.COMPLETED else 2 if state == DatasetState.FAILED else None,
+                note=rng.choice(ERRORS[:2] if rng.random() < 0.8 else ERRORS)
+                if state == DatasetState.FAILED
+                else "",
+                finished=now - datetime.timedelta(seconds=rng.randint(0, 5 * 3600))
+                if state != DatasetState.PENDING
+                else None,
+                stage=3
+                if state == DatasetState.COMPLETED
+                else 2
+                if state == DatasetState.FAILED
+                else None,
             )  # fmt: skip
         )
     Dataset.objects.bulk_create(datasets)
-    pending = list(Dataset.objects.filter(project=project, state=DatasetState.PENDING).order_by("id")[:6])
+    pending = list(
+        Dataset.objects.filter(project=project, state=DatasetState.PENDING).order_by("id")[:6]
+    )
     for n, dataset in enumerate(pending):
         host = f"hpc-node{n * 3 + 11:03d}"
         started = now - datetime.timedelta(seconds=rng.randint(30, 600))

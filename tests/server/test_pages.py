@@ -43,7 +43,9 @@ def test_anonymous_sees_public_projects_only(client: Client) -> None:
     assert b"Secret" not in response.content
 
 
-def test_anonymous_gets_404_for_private_project_dataset_and_file(client: Client, media_root: Any) -> None:
+def test_anonymous_gets_404_for_private_project_dataset_and_file(
+    client: Client, media_root: Any
+) -> None:
     dataset = make_dataset(make_project(name="Secret"), name="hidden")
     storages["default"].save(f"{dataset.base_file_path}/result.txt", ContentFile(b"secret"))
 
@@ -80,7 +82,9 @@ def test_pages_refuse_post(client: Client) -> None:
 def test_project_page_shows_figures_failures_and_clients(client: Client) -> None:
     project = make_project(name="Open", is_public=True)
     bulk_datasets(project, 3, prefix="todo")
-    bulk_datasets(project, 4, prefix="bad", state=DatasetState.FAILED, note="Traceback\nKeyError: 'x'")
+    bulk_datasets(
+        project, 4, prefix="bad", state=DatasetState.FAILED, note="Traceback\nKeyError: 'x'"
+    )
     bulk_datasets(project, 2, prefix="done", state=DatasetState.COMPLETED, finished=timezone.now())
     running = make_dataset(
         project, name="busy", state=DatasetState.RUNNING, stage=Stage.WORKFLOW,
@@ -105,7 +109,10 @@ def test_failure_groups_largest_first_with_examples() -> None:
 
     groups = pages.failure_groups(project)
 
-    assert [(g.note, g.count, len(g.examples)) for g in groups] == [("disk full", 7, 5), ("timeout", 2, 2)]
+    assert [(g.note, g.count, len(g.examples)) for g in groups] == [
+        ("disk full", 7, 5),
+        ("timeout", 2, 2),
+    ]
 
 
 def test_table_filters_searches_sorts_and_pages(client: Client) -> None:
@@ -134,7 +141,11 @@ def test_live_fragment_holds_only_live_parts(client: Client) -> None:
 
 
 def test_details_markdown_is_rendered_with_html_escaped(client: Client) -> None:
-    project = make_project(name="Open", is_public=True, details="**bold** <script>alert(1)</script> [x](javascript:alert(1))")
+    project = make_project(
+        name="Open",
+        is_public=True,
+        details="**bold** <script>alert(1)</script> [x](javascript:alert(1))",
+    )
 
     html = client.get(project_url(project)).content.decode()
 
@@ -152,7 +163,10 @@ def test_dataset_page_timeline_log_and_files(client: Client, media_root: Any) ->
             created=start + datetime.timedelta(minutes=minutes),
         )  # fmt: skip
     storage = storages["default"]
-    storage.save(f"{dataset.base_file_path}/.crunch/workflow.log", ContentFile(b"x" * 20000 + b"\nlast line\n"))
+    storage.save(
+        f"{dataset.base_file_path}/.crunch/workflow.log",
+        ContentFile(b"x" * 20000 + b"\nlast line\n"),
+    )
     storage.save(f"{dataset.base_file_path}/out/result.csv", ContentFile(b"a,b\n1,2\n"))
 
     html = client.get(dataset.get_absolute_url()).content.decode()
@@ -161,18 +175,24 @@ def test_dataset_page_timeline_log_and_files(client: Client, media_root: Any) ->
     assert "hpc-17" in html and ">1m<" in html and ">3m<" in html
     assert "last line" in html
     assert "result.csv" in html
-    download = client.get(reverse("crunch:dataset-file", kwargs={"slug": dataset.slug, "path": "out/result.csv"}))
+    download = client.get(
+        reverse("crunch:dataset-file", kwargs={"slug": dataset.slug, "path": "out/result.csv"})
+    )
     assert download.status_code == 200
     assert b"".join(download.streaming_content) == b"a,b\n1,2\n"
     assert download["Content-Disposition"].startswith("attachment")
 
 
 @pytest.mark.parametrize("path", ["../other/secret.txt", "out/../../x", "/etc/passwd"])
-def test_file_view_refuses_paths_outside_the_dataset(client: Client, media_root: Any, path: str) -> None:
+def test_file_view_refuses_paths_outside_the_dataset(
+    client: Client, media_root: Any, path: str
+) -> None:
     dataset = make_dataset(make_project(name="Open", is_public=True), name="one")
 
     assert pages.safe_relative_path(path) is None
-    url = reverse("crunch:dataset-file", kwargs={"slug": dataset.slug, "path": "x"})[:-1] + path.lstrip("/")
+    url = reverse("crunch:dataset-file", kwargs={"slug": dataset.slug, "path": "x"})[
+        :-1
+    ] + path.lstrip("/")
     assert client.get(url).status_code == 404
 
 
@@ -186,7 +206,10 @@ def test_stage_runs_pair_start_with_end() -> None:
 
     runs = pages.stage_runs(statuses)
 
-    assert [(r.stage, r.state, r.seconds) for r in runs] == [("Setup", "Success", 5.0), ("Workflow", "Running", None)]
+    assert [(r.stage, r.state, r.seconds) for r in runs] == [
+        ("Setup", "Success", 5.0),
+        ("Workflow", "Running", None),
+    ]
 
 
 @pytest.mark.parametrize("url_name", ["crunch:project-list", "crunch:project-detail"])
@@ -199,9 +222,11 @@ def test_query_count_does_not_grow_with_datasets(
     counts = []
     for extra in (10, 490):
         bulk_datasets(project, extra // 2, prefix=f"p{extra}-")
-        bulk_datasets(project, extra // 4, prefix=f"f{extra}-", state=DatasetState.FAILED, note=f"n{extra}")
+        bulk_datasets(
+            project, extra // 4, prefix=f"f{extra}-", state=DatasetState.FAILED, note=f"n{extra}"
+        )
         bulk_datasets(project, extra - extra // 2 - extra // 4, prefix=f"r{extra}-",
-                      state=DatasetState.RUNNING, claim_holder="c", heartbeat=timezone.now())  # fmt: skip
+                      state=DatasetState.RUNNING, heartbeat=timezone.now())  # fmt: skip
         from django.db import connection
         from django.test.utils import CaptureQueriesContext
 
