@@ -76,7 +76,9 @@ def toml_line(exc: Exception) -> int | None:
 def malformed(path: Path, kind: str, reason: str, line: int | None) -> str:
     reason = re.sub(r"\s*\(at line \d+, column \d+\)", "", reason).rstrip(".")
     where = f" at line {line}" if line else ""
-    return f"Storage settings file {str(path)!r} is not valid {kind}{where}: {reason}. Fix that line."
+    return (
+        f"Storage settings file {str(path)!r} is not valid {kind}{where}: {reason}. Fix that line."
+    )
 
 
 def settings_from_values(values: dict[str, Any]) -> dict[str, Any]:
@@ -90,9 +92,7 @@ def settings_from_values(values: dict[str, Any]) -> dict[str, Any]:
     legacy = values.pop("DEFAULT_FILE_STORAGE", None)
     if legacy and "default" not in storages:
         storages["default"] = {"BACKEND": legacy}
-    storages.setdefault(
-        "default", {"BACKEND": "django.core.files.storage.FileSystemStorage"}
-    )
+    storages.setdefault("default", {"BACKEND": "django.core.files.storage.FileSystemStorage"})
     storages.setdefault(
         "staticfiles", {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
     )
@@ -150,7 +150,9 @@ def get_storage() -> Any:
         return storages["default"]
     except (ImportError, ImproperlyConfigured) as exc:
         if isinstance(exc, InvalidStorageError) and not backend_path():
-            raise ConfigurationError("STORAGES has no 'default' storage: add one with its BACKEND.") from exc
+            raise ConfigurationError(
+                "STORAGES has no 'default' storage: add one with its BACKEND."
+            ) from exc
         # Django wraps the ImportError of a missing package; its message is the useful one.
         reason = exc.__cause__ if isinstance(exc.__cause__, ImportError) else exc
         raise ConfigurationError(

@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     name, rest = args[0], args[1:]
     if name not in COMMANDS:
         sys.stderr.write(
-            f"CommandError: Unknown command {name!r}: use one of {', '.join(COMMANDS)} (crunch --help).\n"
+            f"CommandError: Unknown command {name!r}: "
+            f"use one of {', '.join(COMMANDS)} (crunch --help).\n"
         )
         return 2
     try:

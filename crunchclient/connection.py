@@ -64,11 +64,15 @@ class Connection:
 
     # The calls of the API.
 
-    def claim_next(self, *, holder: str, lease_seconds: int, project: str | None = None) -> dict[str, Any] | None:
+    def claim_next(
+        self, *, holder: str, lease_seconds: int, project: str | None = None
+    ) -> dict[str, Any] | None:
         """Claim the next pending dataset (of ``project``); None when nothing is pending."""
         path = f"projects/{project}/next/" if project else "next/"
         body = {"holder": holder, "lease_seconds": lease_seconds}
-        return self.request("POST", path, json=body, missing=f"No project has the slug {project!r}.")
+        return self.request(
+            "POST", path, json=body, missing=f"No project has the slug {project!r}."
+        )
 
     def claim_dataset(self, slug: str, *, holder: str, lease_seconds: int) -> dict[str, Any]:
         body = {"holder": holder, "lease_seconds": lease_seconds}
@@ -89,7 +93,9 @@ class Connection:
         return answer
 
     def project(self, slug: str) -> dict[str, Any]:
-        answer = self.request("GET", f"projects/{slug}/", missing=f"No project has the slug {slug!r}.")
+        answer = self.request(
+            "GET", f"projects/{slug}/", missing=f"No project has the slug {slug!r}."
+        )
         assert answer is not None
         return answer
 
@@ -108,13 +114,18 @@ class Connection:
 
     def renew(self, claim: str, *, lease_seconds: int) -> dict[str, Any]:
         answer = self.request(
-            "POST", f"claims/{claim}/renew/", json={"lease_seconds": lease_seconds}, conflict=ClaimLost
+            "POST",
+            f"claims/{claim}/renew/",
+            json={"lease_seconds": lease_seconds},
+            conflict=ClaimLost,
         )
         assert answer is not None
         return answer
 
     def release(self, claim: str, *, note: str) -> dict[str, Any]:
-        answer = self.request("POST", f"claims/{claim}/release/", json={"note": note}, conflict=ClaimLost)
+        answer = self.request(
+            "POST", f"claims/{claim}/release/", json={"note": note}, conflict=ClaimLost
+        )
         assert answer is not None
         return answer
 
@@ -195,10 +206,14 @@ class Connection:
                 "check --token/CRUNCH_TOKEN and that its user is in the 'crunch clients' group."
             )
         if code == 404:
-            raise NotFound(missing or f"Not found: {response.url!r} ({detail}); check --url/CRUNCH_URL.")
+            raise NotFound(
+                missing or f"Not found: {response.url!r} ({detail}); check --url/CRUNCH_URL."
+            )
         if code == 409:
             raise conflict(detail)
-        raise ClientError(f"The server rejected {response.request.method} {response.url!r}: {detail}")
+        raise ClientError(
+            f"The server rejected {response.request.method} {response.url!r}: {detail}"
+        )
 
 
 def detail_of(response: requests.Response) -> str:

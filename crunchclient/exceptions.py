@@ -78,7 +78,10 @@ class Interrupted(ClientError):
 EXIT_CODES: tuple[tuple[int, str], ...] = (
     (0, "success (or nothing pending)"),
     (1, "unexpected error"),
-    (ConfigurationError.exit_code, "bad or missing configuration: URL, token, storage settings, options"),
+    (
+        ConfigurationError.exit_code,
+        "bad or missing configuration: URL, token, storage settings, options",
+    ),
     (ServerError.exit_code, "server unreachable after retrying, or it rejected the request"),
     (AuthenticationFailed.exit_code, "the server refused the token"),
     (TransferError.exit_code, "a file could not be copied to or from storage"),

@@ -86,7 +86,9 @@ def seconds(text: str) -> float:
     return value
 
 
-DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s?)?\s*$")
+DURATION = re.compile(
+    r"^\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s?)?\s*$"
+)
 
 
 def duration(text: str) -> float:
@@ -110,7 +112,9 @@ def with_env(help_text: str, name: str) -> str:
 def add_client_arguments(parser: CommandParser | argparse.ArgumentParser, *, command: str) -> None:
     """Add the options of ``command`` (run, next or loop) to parser."""
     if command == "run":
-        parser.add_argument("dataset", help="Slug of the dataset to process, e.g. 'project:dataset'.")
+        parser.add_argument(
+            "dataset", help="Slug of the dataset to process, e.g. 'project:dataset'."
+        )
     else:
         parser.add_argument("--project", help="Only datasets of this project (its slug).")
     server = parser.add_argument_group("server and storage")
@@ -126,14 +130,22 @@ def add_client_arguments(parser: CommandParser | argparse.ArgumentParser, *, com
     work = parser.add_argument_group("processing")
     work.add_argument(
         "--directory", type=Path, default=Path("crunch-work"),
-        help="Working directory; each dataset goes in <directory>/<project>/<dataset>/ (default ./crunch-work).",
+        help="Working directory; each dataset goes in <directory>/<project>/<dataset>/ "
+        "(default ./crunch-work).",
     )  # fmt: skip
-    work.add_argument("--cores", type=positive_int, default=1, help="Cores for the workflow (Snakemake --cores; default 1).")
+    work.add_argument(
+        "--cores",
+        type=positive_int,
+        default=1,
+        help="Cores for the workflow (Snakemake --cores; default 1).",
+    )
     work.add_argument(
         "--workflow", choices=WORKFLOW_KINDS,
         help="Run the workflow as a bash script or a Snakefile, whatever the project says.",
     )  # fmt: skip
-    work.add_argument("--path", type=Path, help="A local workflow file to run instead of the project's.")
+    work.add_argument(
+        "--path", type=Path, help="A local workflow file to run instead of the project's."
+    )
     work.add_argument("--use-conda", action="store_true", help="Pass --use-conda to Snakemake.")
     work.add_argument(
         "--download", action=argparse.BooleanOptionalAction, default=True,
@@ -143,9 +155,15 @@ def add_client_arguments(parser: CommandParser | argparse.ArgumentParser, *, com
         "--upload", action=argparse.BooleanOptionalAction, default=True,
         help="Upload new and modified files after the workflow (default: yes).",
     )  # fmt: skip
-    work.add_argument("--cleanup", action="store_true", help="Delete the dataset's folder after a successful upload.")
+    work.add_argument(
+        "--cleanup",
+        action="store_true",
+        help="Delete the dataset's folder after a successful upload.",
+    )
     transfer = parser.add_argument_group("transfers")
-    transfer.add_argument("--jobs", type=positive_int, default=8, help="Files copied in parallel (default 8).")
+    transfer.add_argument(
+        "--jobs", type=positive_int, default=8, help="Files copied in parallel (default 8)."
+    )
     transfer.add_argument("--quiet", action="store_true", help="No progress display for transfers.")
     resilience = parser.add_argument_group("leases and outages")
     resilience.add_argument(
@@ -158,14 +176,18 @@ def add_client_arguments(parser: CommandParser | argparse.ArgumentParser, *, com
     )  # fmt: skip
     resilience.add_argument(
         "--retry-for", type=seconds, default=RETRY_FOR_SECONDS, metavar="SECONDS",
-        help=f"Keep retrying an unreachable server this long before giving up (default {RETRY_FOR_SECONDS}).",
+        help="Keep retrying an unreachable server this long before giving up "
+        f"(default {RETRY_FOR_SECONDS}).",
     )  # fmt: skip
     if command == "loop":
         limits = parser.add_argument_group("loop")
-        limits.add_argument("--max-datasets", type=positive_int, metavar="N", help="Stop after N datasets.")
+        limits.add_argument(
+            "--max-datasets", type=positive_int, metavar="N", help="Stop after N datasets."
+        )
         limits.add_argument(
             "--time-limit", type=duration, metavar="DURATION",
-            help="Stop claiming when too little of this time is left, e.g. 2h, 30m, 90s (for batch jobs).",
+            help="Stop claiming when too little of this time is left, e.g. 2h, 30m, 90s "
+            "(for batch jobs).",
         )  # fmt: skip
 
 
@@ -200,7 +222,8 @@ def value_of(
         if value:
             return value
     raise ConfigurationError(
-        f"No {label.lower()} given: pass {option} or set {ENVIRONMENT[name]} (no terminal to prompt on)."
+        f"No {label.lower()} given: pass {option} or set {ENVIRONMENT[name]} "
+        "(no terminal to prompt on)."
     )
 
 
@@ -219,7 +242,9 @@ def resolve_token(opts: dict[str, Any]) -> str:
 
 def storage_settings_path(opts: dict[str, Any]) -> str:
     """Where the standalone client reads its storage settings (option, env, prompt)."""
-    return value_of(opts, "storage_settings", label="Storage settings file", option="--storage-settings")
+    return value_of(
+        opts, "storage_settings", label="Storage settings file", option="--storage-settings"
+    )
 
 
 def writable_directory(directory: Path) -> Path:

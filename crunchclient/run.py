@@ -77,10 +77,14 @@ class Heartbeat(threading.Thread):
         try:
             while not self.done.wait(interval):
                 try:
-                    self.connection.renew(str(context.claim["id"]), lease_seconds=context.config.lease_seconds)
+                    self.connection.renew(
+                        str(context.claim["id"]), lease_seconds=context.config.lease_seconds
+                    )
                 except ClaimLost:
                     if not self.done.is_set():
-                        logger.warning("%s: the server dropped our claim; stopping the dataset", context.slug)
+                        logger.warning(
+                            "%s: the server dropped our claim; stopping the dataset", context.slug
+                        )
                         context.lost.set()
                     return
                 except ClientError as exc:  # keep working: the lease may survive the outage
@@ -123,7 +127,9 @@ def process(
                 stage(context)()
     except StageFailed as exc:
         logger.warning("%s", exc)
-        return Outcome(dataset=context.slug, completed=False, note=str(exc), seconds=time.monotonic() - started)
+        return Outcome(
+            dataset=context.slug, completed=False, note=str(exc), seconds=time.monotonic() - started
+        )
     except ClaimLost as exc:
         logger.warning("%s", exc)
         return Outcome(
@@ -159,8 +165,14 @@ def connect(config: ClientConfig) -> Connection:
 def claim_next(
     config: ClientConfig, connection: Connection, *, project: str | None
 ) -> dict[str, Any] | None:
-    claimed = connection.claim_next(holder=config.holder, lease_seconds=config.lease_seconds, project=project)
-    if claimed is not None and config.path is None and not str(claimed["project"].get("workflow") or "").strip():
+    claimed = connection.claim_next(
+        holder=config.holder, lease_seconds=config.lease_seconds, project=project
+    )
+    if (
+        claimed is not None
+        and config.path is None
+        and not str(claimed["project"].get("workflow") or "").strip()
+    ):
         # Found only after claiming (no --project to check first): give it back untouched.
         connection.release(str(claimed["claim"]["id"]), note="")
         check_project_workflow(config, claimed["project"])
@@ -186,7 +198,9 @@ def run_dataset(config: ClientConfig, slug: str) -> Outcome:
     check_project_workflow(config, connection.project(dataset["project"]))
     shutdown = Shutdown()
     with shutdown.installed():
-        claimed = connection.claim_dataset(slug, holder=config.holder, lease_seconds=config.lease_seconds)
+        claimed = connection.claim_dataset(
+            slug, holder=config.holder, lease_seconds=config.lease_seconds
+        )
         outcome = process(config, connection, claimed, shutdown)
     return finished(outcome)
 
@@ -258,9 +272,7 @@ def run_loop(
     )  # fmt: skip
 
 
-def retry(
-    connection: Connection, *, dataset: str | None = None, project: str | None = None
-) -> str:
+def retry(connection: Connection, *, dataset: str | None = None, project: str | None = None) -> str:
     """Put failed datasets back to pending: one by slug, or all of a project's."""
     if dataset:
         answer = connection.retry_dataset(dataset)

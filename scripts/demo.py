@@ -30,7 +30,8 @@ echo "Counting words in $(ls *.txt | wc -l) file(s) of $CRUNCH_DATASET"
 wc -w *.txt > counts.txt
 sort -k1 -n -r counts.txt | head -n 3 > top.txt
 sleep 0.5
-{ echo "Report for $CRUNCH_DATASET"; echo "Total words: $(tail -n 1 counts.txt | awk '{print $1}')"; } > report.md
+total=$(tail -n 1 counts.txt | awk '{print $1}')
+printf 'Report for %s\nTotal words: %s\n' "$CRUNCH_DATASET" "$total" > report.md
 """
 
 TEXT = (
@@ -65,7 +66,9 @@ def prepare() -> tuple[str, str]:
     for i in range(1, DATASETS + 1):
         dataset = Dataset.objects.create(project=project, name=f"Sample {i:02d}")
         for j in range(1 + i % 3):
-            default_storage.save(f"{dataset.base_file_path}/text{j}.txt", ContentFile(TEXT * (i + j)))
+            default_storage.save(
+                f"{dataset.base_file_path}/text{j}.txt", ContentFile(TEXT * (i + j))
+            )
     token, _ = client_token("demo-client")
     return project.slug, token
 
@@ -119,17 +122,37 @@ def main() -> int:
     clients: list[subprocess.Popen[bytes]] = []
     try:
         wait_for(url, server)
-        client_env = {**env, "CRUNCH_URL": url, "CRUNCH_TOKEN": token, "CRUNCH_STORAGE_SETTINGS": str(storage_settings)}
+        client_env = {
+            **env,
+            "CRUNCH_URL": url,
+            "CRUNCH_TOKEN": token,
+            "CRUNCH_STORAGE_SETTINGS": str(storage_settings),
+        }
         print(f"Running {CLIENTS} 'crunch loop' clients on {DATASETS} datasets ...")
         for n in range(1, CLIENTS + 1):
             clients.append(
                 subprocess.Popen(
-                    [str(BIN / "crunch"), "loop", "--project", slug, "--quiet",
-                     "--directory", str(WORK / f"client{n}"), "--heartbeat", "5"],
-                    cwd=WORK, env=client_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                    [
+                        str(BIN / "crunch"),
+                        "loop",
+                        "--project",
+                        slug,
+                        "--quiet",
+                        "--directory",
+                        str(WORK / f"client{n}"),
+                        "--heartbeat",
+                        "5",
+                    ],
+                    cwd=WORK,
+                    env=client_env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
                 )  # fmt: skip
             )
-        relays = [threading.Thread(target=relay, args=(f"client {n}", c.stdout)) for n, c in enumerate(clients, 1)]
+        relays = [
+            threading.Thread(target=relay, args=(f"client {n}", c.stdout))
+            for n, c in enumerate(clients, 1)
+        ]
         for thread in relays:
             thread.start()
         codes = [client.wait(timeout=120) for client in clients]
@@ -140,8 +163,10 @@ def main() -> int:
 
         stats = project_stats(Project.objects.get(slug=slug)).as_dict()
         print()
-        print(f"Done in {time.monotonic() - started:.1f}s: {stats['completed']} completed, "
-              f"{stats['failed']} failed, {stats['pending']} pending, {stats['running']} running.")  # fmt: skip
+        print(
+            f"Done in {time.monotonic() - started:.1f}s: {stats['completed']} completed, "
+            f"{stats['failed']} failed, {stats['pending']} pending, {stats['running']} running."
+        )
         print(f"Client exit codes: {codes}")
         print(f"Results are in {media / 'crunch' / slug}")
         print(f"Project page (while a server runs on this database): {url}projects/{slug}/")

@@ -74,7 +74,9 @@ class Crunch:
     def project(self, name: str, workflow: str, **fields: Any) -> dict[str, Any]:
         return self.api("POST", "projects/", name=name, workflow=workflow, **fields)
 
-    def dataset(self, project: str, name: str, files: dict[str, str] | None = None) -> dict[str, Any]:
+    def dataset(
+        self, project: str, name: str, files: dict[str, str] | None = None
+    ) -> dict[str, Any]:
         dataset = self.api("POST", "datasets/", parent=project, name=name)
         for rel, text in (files or {}).items():
             path = self.media / dataset["base_file_path"] / rel
@@ -90,7 +92,7 @@ class Crunch:
             for p in sorted(base.rglob("*")) if p.is_file()
         }  # fmt: skip
 
-    def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = 120, cwd: Path | None = None,
+    def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = 120, cwd: Path | None = None,  # noqa: E501
             command: list[str] | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
         """Run ``crunch ARGS`` (or ``command ARGS``) to the end."""
         return subprocess.run(
@@ -98,7 +100,9 @@ class Crunch:
             capture_output=True, text=True, timeout=timeout,
         )  # fmt: skip
 
-    def start(self, *args: str, env: dict[str, str] | None = None, command: list[str] | None = None) -> subprocess.Popen[str]:
+    def start(
+        self, *args: str, env: dict[str, str] | None = None, command: list[str] | None = None
+    ) -> subprocess.Popen[str]:
         return subprocess.Popen(
             [*(command or [CRUNCH]), *args], env=env or self.env, cwd=self.work,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -108,7 +112,10 @@ class Crunch:
 def statuses(slug: str) -> list[tuple[int, int]]:
     from crunch.models import Status
 
-    return [(s.stage, s.state) for s in Status.objects.filter(dataset__slug=slug).order_by("created", "id")]
+    return [
+        (s.stage, s.state)
+        for s in Status.objects.filter(dataset__slug=slug).order_by("created", "id")
+    ]
 
 
 def error_line(result: subprocess.CompletedProcess[str]) -> str:
@@ -137,7 +144,9 @@ def crunch(live_server: Any, media_root: Path, tmp_path: Path) -> Crunch:
     work = tmp_path / "client"
     work.mkdir()
     settings_file = write_local_settings(tmp_path / "storage.toml", media_root)
-    return Crunch(url=live_server.url, token=token, media=media_root, work=work, settings_file=settings_file)
+    return Crunch(
+        url=live_server.url, token=token, media=media_root, work=work, settings_file=settings_file
+    )
 
 
 MakeCrunch = Callable[..., Crunch]

@@ -56,7 +56,10 @@ class RunContext:
     def check(self) -> None:
         """Stop the dataset if the server dropped our claim or a signal asked us to stop."""
         if self.lost.is_set():
-            raise ClaimLost(f"The server no longer holds the claim on dataset {self.slug!r}; stopped without uploading.")
+            raise ClaimLost(
+                f"The server no longer holds the claim on dataset {self.slug!r}; "
+                "stopped without uploading."
+            )
         if self.shutdown.requested:
             raise Interrupted(f"Received {self.shutdown.signal_name}: the client was stopped.")
 

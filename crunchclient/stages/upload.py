@@ -37,7 +37,9 @@ class UploadStage(Stage):
         changed = [path for path, md5 in after.items() if before.get(path) != md5]
         deleted = sorted(path for path in before if path not in after)
         write_json(context.records / UPLOAD_CHECKSUMS, after)
-        (context.records / DELETED).write_text("".join(f"{path}\n" for path in deleted), encoding="utf-8")
+        (context.records / DELETED).write_text(
+            "".join(f"{path}\n" for path in deleted), encoding="utf-8"
+        )
         records = transfer.checksum_tree(context.records, exclude=is_cache, jobs=config.jobs)
         paths = changed + [f"{RECORDS}/{path}" for path in records]
         result = transfer.upload_files(

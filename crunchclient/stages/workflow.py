@@ -49,7 +49,11 @@ class WorkflowStage(Stage):
     def run(self) -> str:
         context = self.context
         command = self.command()
-        env = {**os.environ, "CRUNCH_CORES": str(context.config.cores), "CRUNCH_DATASET": context.slug}
+        env = {
+            **os.environ,
+            "CRUNCH_CORES": str(context.config.cores),
+            "CRUNCH_DATASET": context.slug,
+        }
         started = time.monotonic()
         with open(context.records / LOG, "ab") as log:
             process = subprocess.Popen(
@@ -59,9 +63,10 @@ class WorkflowStage(Stage):
             context.shutdown.child = process
             tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
             lock = threading.Lock()
+            streams = ((process.stdout, sys.stdout, None), (process.stderr, sys.stderr, tail))
             readers = [
-                threading.Thread(target=relay, args=(process.stdout, sys.stdout, log, lock, None), daemon=True),
-                threading.Thread(target=relay, args=(process.stderr, sys.stderr, log, lock, tail), daemon=True),
+                threading.Thread(target=relay, args=(source, screen, log, lock, keep), daemon=True)
+                for source, screen, keep in streams
             ]  # fmt: skip
             for reader in readers:
                 reader.start()
@@ -76,7 +81,11 @@ class WorkflowStage(Stage):
             lines = "\n".join(tail).rstrip()
             raise WorkflowExited(
                 f"The workflow exited with code {code}"
-                + (f". Last lines of stderr:\n{lines}" if lines else " and wrote nothing to stderr.")
+                + (
+                    f". Last lines of stderr:\n{lines}"
+                    if lines
+                    else " and wrote nothing to stderr."
+                )
             )
         return f"Finished in {time.monotonic() - started:.1f}s."
 

@@ -52,14 +52,17 @@ def test_unknown_dataset_slug(crunch: Crunch, pending: dict) -> None:
     result = crunch.run("run", "bad:nope")
     assert result.returncode == 7
     assert error_line(result) == (
-        "CommandError: No dataset has the slug 'bad:nope': dataset slugs look like 'project:dataset'."
+        "CommandError: No dataset has the slug 'bad:nope': dataset slugs look like 'project:dataset'."  # noqa: E501
     )
     nothing_claimed()
 
 
 def test_unknown_project(crunch: Crunch, pending: dict) -> None:
     result = crunch.run("next", "--project", "nope")
-    assert (result.returncode, error_line(result)) == (7, "CommandError: No project has the slug 'nope'.")
+    assert (result.returncode, error_line(result)) == (
+        7,
+        "CommandError: No project has the slug 'nope'.",
+    )
     nothing_claimed()
 
 
@@ -89,16 +92,21 @@ def test_storage_settings_unknown_suffix(crunch: Crunch, pending: dict, tmp_path
 @pytest.mark.parametrize(
     ("name", "text", "reason"),
     [
-        ("bad.toml", '[STORAGES.default]\nBACKEND = "x"\nlocation = = 3\n', "not valid TOML at line 3: Invalid value"),
-        ("bad.json", '{\n  "MEDIA_ROOT": "/tmp",\n  "STORAGES": {,}\n}\n', "not valid JSON at line 3: Expecting property name enclosed in double quotes"),
+        ("bad.toml", '[STORAGES.default]\nBACKEND = "x"\nlocation = = 3\n', "not valid TOML at line 3: Invalid value"),  # noqa: E501
+        ("bad.json", '{\n  "MEDIA_ROOT": "/tmp",\n  "STORAGES": {,}\n}\n', "not valid JSON at line 3: Expecting property name enclosed in double quotes"),  # noqa: E501
     ],
 )  # fmt: skip
-def test_storage_settings_malformed(crunch: Crunch, pending: dict, tmp_path: Path, name: str, text: str, reason: str) -> None:
+def test_storage_settings_malformed(
+    crunch: Crunch, pending: dict, tmp_path: Path, name: str, text: str, reason: str
+) -> None:
     path = tmp_path / name
     path.write_text(text)
     result = crunch.run("next", env={**crunch.env, "CRUNCH_STORAGE_SETTINGS": str(path)})
     assert result.returncode == 2
-    assert error_line(result) == f"CommandError: Storage settings file {str(path)!r} is {reason}. Fix that line."
+    assert (
+        error_line(result)
+        == f"CommandError: Storage settings file {str(path)!r} is {reason}. Fix that line."
+    )
     nothing_claimed()
 
 
@@ -115,7 +123,9 @@ def test_storage_settings_not_a_table(crunch: Crunch, pending: dict, tmp_path: P
 
 def test_storage_backend_not_installed(crunch: Crunch, pending: dict, tmp_path: Path) -> None:
     path = tmp_path / "storage.json"
-    path.write_text(json.dumps({"STORAGES": {"default": {"BACKEND": "nosuchpackage.storage.Storage"}}}))
+    path.write_text(
+        json.dumps({"STORAGES": {"default": {"BACKEND": "nosuchpackage.storage.Storage"}}})
+    )
     result = crunch.run("next", "--storage-settings", str(path))
     assert result.returncode == 2
     assert error_line(result) == (
@@ -127,7 +137,7 @@ def test_storage_backend_not_installed(crunch: Crunch, pending: dict, tmp_path: 
 
 
 def test_snakemake_not_installed(crunch: Crunch, pending: dict) -> None:
-    hide = "import sys; sys.modules['snakemake'] = None; from crunchclient.cli import main; sys.exit(main())"
+    hide = "import sys; sys.modules['snakemake'] = None; from crunchclient.cli import main; sys.exit(main())"  # noqa: E501
     result = crunch.run("next", "--workflow", "snakemake", command=[sys.executable, "-c", hide])
     assert result.returncode == 2
     assert error_line(result) == (
@@ -156,7 +166,7 @@ def test_directory_not_writable(crunch: Crunch, pending: dict, tmp_path: Path) -
     result = crunch.run("next", "--directory", str(blocker / "work"))
     assert result.returncode == 2
     assert error_line(result) == (
-        f"CommandError: Working directory {str(blocker / 'work')!r} is not writable (Not a directory): "
+        f"CommandError: Working directory {str(blocker / 'work')!r} is not writable (Not a directory): "  # noqa: E501
         "pass --directory with a folder you can write to."
     )
     nothing_claimed()
@@ -165,16 +175,24 @@ def test_directory_not_writable(crunch: Crunch, pending: dict, tmp_path: Path) -
 @pytest.mark.parametrize(
     ("unset", "message"),
     [
-        ("CRUNCH_TOKEN", "No token given: pass --token or set CRUNCH_TOKEN (no terminal to prompt on)."),
-        ("CRUNCH_URL", "No server url given: pass --url or set CRUNCH_URL (no terminal to prompt on)."),
+        (
+            "CRUNCH_TOKEN",
+            "No token given: pass --token or set CRUNCH_TOKEN (no terminal to prompt on).",
+        ),
+        (
+            "CRUNCH_URL",
+            "No server url given: pass --url or set CRUNCH_URL (no terminal to prompt on).",
+        ),
         (
             "CRUNCH_STORAGE_SETTINGS",
-            "No storage settings file given: pass --storage-settings or set CRUNCH_STORAGE_SETTINGS "
+            "No storage settings file given: pass --storage-settings or set CRUNCH_STORAGE_SETTINGS "  # noqa: E501
             "(no terminal to prompt on).",
         ),
     ],
 )
-def test_missing_value_without_a_terminal(crunch: Crunch, pending: dict, unset: str, message: str) -> None:
+def test_missing_value_without_a_terminal(
+    crunch: Crunch, pending: dict, unset: str, message: str
+) -> None:
     env = {k: v for k, v in crunch.env.items() if k != unset}
     result = crunch.run("loop", env=env)
     assert (result.returncode, error_line(result)) == (2, f"CommandError: {message}")
@@ -184,7 +202,9 @@ def test_missing_value_without_a_terminal(crunch: Crunch, pending: dict, unset: 
 def test_bad_option_value(crunch: Crunch, pending: dict) -> None:
     result = crunch.run("loop", "--time-limit", "soon")
     assert result.returncode == 2
-    assert error_line(result).endswith("argument --time-limit: 'soon' is not a duration: use e.g. 2h, 30m, 90s or 1h30m.")
+    assert error_line(result).endswith(
+        "argument --time-limit: 'soon' is not a duration: use e.g. 2h, 30m, 90s or 1h30m."
+    )
     nothing_claimed()
 
 
@@ -192,18 +212,24 @@ def test_dataset_held_by_another_client(crunch: Crunch, pending: dict) -> None:
     crunch.api("POST", f"datasets/{pending['slug']}/claim/", holder="someone else")
     result = crunch.run("run", pending["slug"])
     assert result.returncode == 8
-    assert error_line(result) == f"CommandError: Dataset {pending['slug']!r} is claimed by 'someone else'."
+    assert (
+        error_line(result)
+        == f"CommandError: Dataset {pending['slug']!r} is claimed by 'someone else'."
+    )
 
 
 def test_failing_workflow_is_reported_and_the_loop_goes_on(crunch: Crunch) -> None:
-    workflow = 'if [ -f fail.txt ]; then echo "step 1 ok"; echo "boom: bad input" >&2; exit 3; fi\necho ok > ok.txt\n'
+    workflow = 'if [ -f fail.txt ]; then echo "step 1 ok"; echo "boom: bad input" >&2; exit 3; fi\necho ok > ok.txt\n'  # noqa: E501
     project = crunch.project("Mixed", workflow, max_attempts=1)
     bad = crunch.dataset(project["slug"], "bad", {"fail.txt": "x"})
     good = crunch.dataset(project["slug"], "good", {"in.txt": "x"})
     result = crunch.run("loop", "--quiet")
     assert result.returncode == 10
     assert "Processed 2 dataset(s): 1 completed, 1 failed" in result.stdout
-    assert error_line(result) == "CommandError: 1 of 2 dataset(s) failed: see their notes on the server."
+    assert (
+        error_line(result)
+        == "CommandError: 1 of 2 dataset(s) failed: see their notes on the server."
+    )
     assert statuses(bad["slug"]) == [(1, 1), (1, 2), (2, 1), (2, 3)]
     failed = Dataset.objects.get(slug=bad["slug"])
     assert failed.state == "failed"
@@ -231,5 +257,6 @@ def test_unknown_command() -> None:
 
     result = subprocess.run([CRUNCH, "sprint"], capture_output=True, text=True, env=clean_env())
     assert (result.returncode, error_line(result)) == (
-        2, "CommandError: Unknown command 'sprint': use one of run, next, loop, retry (crunch --help)."
+        2,
+        "CommandError: Unknown command 'sprint': use one of run, next, loop, retry (crunch --help).",  # noqa: E501
     )

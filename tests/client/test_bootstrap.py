@@ -13,7 +13,10 @@ from crunchclient.exceptions import ConfigurationError
 
 def test_legacy_default_file_storage_becomes_storages_default() -> None:
     values = bootstrap.settings_from_values(
-        {"DEFAULT_FILE_STORAGE": "storages.backends.s3boto3.S3Boto3Storage", "AWS_STORAGE_BUCKET_NAME": "b"}
+        {
+            "DEFAULT_FILE_STORAGE": "storages.backends.s3boto3.S3Boto3Storage",
+            "AWS_STORAGE_BUCKET_NAME": "b",
+        }
     )
     assert values["STORAGES"]["default"] == {"BACKEND": "storages.backends.s3boto3.S3Boto3Storage"}
     assert values["AWS_STORAGE_BUCKET_NAME"] == "b"
@@ -37,7 +40,10 @@ def test_toml_and_json_read_the_same(tmp_path: Path) -> None:
 def test_lower_case_key_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "s.toml"
     path.write_text('media_root = "/data"\n')
-    with pytest.raises(ConfigurationError, match=r"has the key 'media_root'; Django settings are upper case: rename it 'MEDIA_ROOT'\.$"):
+    with pytest.raises(
+        ConfigurationError,
+        match=r"has the key 'media_root'; Django settings are upper case: rename it 'MEDIA_ROOT'\.$",  # noqa: E501
+    ):
         bootstrap.read_settings_file(path)
 
 
@@ -47,7 +53,9 @@ def test_second_configuration_is_refused() -> None:
         bootstrap.configure_minimal()
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("2h", 7200), ("30m", 1800), ("90s", 90), ("1h30m", 5400), ("45", 45)])
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("2h", 7200), ("30m", 1800), ("90s", 90), ("1h30m", 5400), ("45", 45)]
+)
 def test_durations(text: str, seconds: float) -> None:
     assert options.duration(text) == seconds
 
@@ -63,8 +71,15 @@ def test_help_names_the_environment_and_exit_codes(capsys: pytest.CaptureFixture
 
     parser = Command().create_parser("crunch", "loop")
     text = parser.format_help()
-    for needle in ("(env: CRUNCH_URL)", "(env: CRUNCH_TOKEN)", "(env: CRUNCH_STORAGE_SETTINGS)",
-                   "--max-datasets", "--time-limit", "exit codes:", "130 stopped by SIGTERM/SIGINT"):
+    for needle in (
+        "(env: CRUNCH_URL)",
+        "(env: CRUNCH_TOKEN)",
+        "(env: CRUNCH_STORAGE_SETTINGS)",
+        "--max-datasets",
+        "--time-limit",
+        "exit codes:",
+        "130 stopped by SIGTERM/SIGINT",
+    ):
         assert needle in " ".join(text.split()), needle  # fmt: skip
 
 
@@ -72,7 +87,15 @@ def test_storage_settings_option_inside_a_project_is_reported(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, media_root: Path
 ) -> None:
     config = options.resolve(
-        {"url": "http://127.0.0.1:1/", "token": "t", "storage_settings": "s.toml", "directory": tmp_path / "w"}
+        {
+            "url": "http://127.0.0.1:1/",
+            "token": "t",
+            "storage_settings": "s.toml",
+            "directory": tmp_path / "w",
+        }
     )
-    assert "--storage-settings 's.toml' is ignored: inside a Django project its STORAGES are used." in caplog.text
+    assert (
+        "--storage-settings 's.toml' is ignored: inside a Django project its STORAGES are used."
+        in caplog.text
+    )
     assert Path(config.storage.location) == media_root

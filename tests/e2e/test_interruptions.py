@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import time
+from typing import Any
 
 import pytest
 
@@ -72,7 +73,7 @@ def test_lost_claim_stops_the_dataset_without_uploading(crunch: Crunch) -> None:
     out, err = client.communicate(timeout=20)
     assert client.returncode == 9, err
     assert error_line(client_result(client, out, err)) == (
-        "CommandError: The server no longer holds the claim on dataset 'slow:one'; stopped without uploading."
+        "CommandError: The server no longer holds the claim on dataset 'slow:one'; stopped without uploading."  # noqa: E501
     )
     assert statuses(dataset["slug"]) == [(1, 1), (1, 2), (2, 1)]
     assert "out.txt" not in crunch.stored(dataset)
@@ -84,11 +85,19 @@ def client_result(process, out: str, err: str):  # type: ignore[no-untyped-def]
     return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
 
-def test_heartbeat_keeps_a_short_lease_alive(crunch: Crunch) -> None:
+def test_heartbeat_keeps_a_short_lease_alive(crunch: Crunch, settings: Any) -> None:
+    settings.CRUNCH_LEASE_SECONDS = 5  # what status posts extend the lease to, as well
     project = crunch.project("Slow", SLOW)
     dataset = crunch.dataset(project["slug"], "one")
-    result = crunch.run("next", "--quiet", "--lease", "5", "--heartbeat", "0.5", env={**crunch.env, "SLOW": "7"})
-    assert result.returncode == 0, result.stderr
+    client = crunch.start(
+        "next", "--quiet", "--lease", "5", "--heartbeat", "0.5", env={**crunch.env, "SLOW": "6"}
+    )
+    reclaimed = 0
+    while client.poll() is None:  # as other clients' claims would, all along
+        reclaimed += claims.reclaim_expired()
+        time.sleep(0.2)
+    assert client.returncode == 0, client.stderr.read() if client.stderr else ""
+    assert reclaimed == 0
     assert statuses(dataset["slug"]) == SIX
 
 
@@ -101,7 +110,10 @@ def test_retry_commands_put_failed_datasets_back(crunch: Crunch) -> None:
     one = crunch.run("retry", "flaky:a")
     assert (one.returncode, one.stdout.strip()) == (0, "Dataset 'flaky:a' is pending again.")
     rest = crunch.run("retry", "--project", "flaky", "--failed")
-    assert (rest.returncode, rest.stdout.strip()) == (0, "2 failed dataset(s) of project 'flaky' are pending again.")
+    assert (rest.returncode, rest.stdout.strip()) == (
+        0,
+        "2 failed dataset(s) of project 'flaky' are pending again.",
+    )
     assert set(Dataset.objects.values_list("state", flat=True)) == {"pending"}
     bad = crunch.run("retry", "--project", "flaky")
     assert bad.returncode == 2 and "crunch retry --project P --failed" in error_line(bad)

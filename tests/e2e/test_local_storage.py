@@ -25,7 +25,9 @@ rm -f scratch.txt
 def make_datasets(crunch: Crunch, count: int) -> tuple[dict, list[dict]]:
     project = crunch.project("Words", WORKFLOW)
     datasets = [
-        crunch.dataset(project["slug"], f"d{i}", {"input.txt": "one two three\n" * (i + 1), "scratch.txt": "x"})
+        crunch.dataset(
+            project["slug"], f"d{i}", {"input.txt": "one two three\n" * (i + 1), "scratch.txt": "x"}
+        )
         for i in range(count)
     ]
     return project, datasets
@@ -35,7 +37,11 @@ def check_completed(crunch: Crunch, dataset: dict, words: int) -> None:
     assert Dataset.objects.get(slug=dataset["slug"]).state == "completed"
     assert statuses(dataset["slug"]) == SIX
     stored = crunch.stored(dataset)
-    assert set(stored) == {"input.txt", "scratch.txt", "count.txt", "results/report.txt", ".crunch/script.sh"} | RECORDS
+    assert (
+        set(stored)
+        == {"input.txt", "scratch.txt", "count.txt", "results/report.txt", ".crunch/script.sh"}
+        | RECORDS
+    )
     assert stored["count.txt"].strip() == str(words)
     # The modified input replaced the stored one under the same name.
     assert stored["input.txt"].endswith("edited by the workflow\n")
@@ -43,7 +49,10 @@ def check_completed(crunch: Crunch, dataset: dict, words: int) -> None:
     assert "counted" in stored[".crunch/workflow.log"]
     uploaded = json.loads(stored[".crunch/upload_md5_checksums.json"])
     assert set(uploaded) == {"input.txt", "count.txt", "results/report.txt"}
-    assert set(json.loads(stored[".crunch/setup_md5_checksums.json"])) == {"input.txt", "scratch.txt"}
+    assert set(json.loads(stored[".crunch/setup_md5_checksums.json"])) == {
+        "input.txt",
+        "scratch.txt",
+    }
     assert json.loads(stored[".crunch/dataset.json"])["slug"] == dataset["slug"]
 
 
@@ -55,14 +64,16 @@ def test_crunch_loop_completes_every_dataset(crunch: Crunch) -> None:
     for i, dataset in enumerate(datasets):
         check_completed(crunch, dataset, 3 * (i + 1))
     workdir = crunch.work / "crunch-work" / project["slug"] / "d0"
-    assert (workdir / "count.txt").exists() and (workdir / ".crunch/script.sh").stat().st_mode & 0o100
+    assert (workdir / "count.txt").exists() and (
+        workdir / ".crunch/script.sh"
+    ).stat().st_mode & 0o100
 
 
 def test_manage_py_crunch_loop_completes_every_dataset(crunch: Crunch) -> None:
     project, datasets = make_datasets(crunch, 2)
     env = clean_env(
         CRUNCH_URL=crunch.url, CRUNCH_TOKEN=crunch.token, CRUNCH_MEDIA_ROOT=str(crunch.media),
-        CRUNCH_SQLITE=str(crunch.work / "unused.sqlite3"), DJANGO_SETTINGS_MODULE="testproject.settings",
+        CRUNCH_SQLITE=str(crunch.work / "unused.sqlite3"), DJANGO_SETTINGS_MODULE="testproject.settings",  # noqa: E501
     )  # fmt: skip
     result = crunch.run(
         "crunch_loop", "--directory", str(crunch.work / "w"), "--quiet",
@@ -78,7 +89,11 @@ def test_next_then_nothing_pending(crunch: Crunch) -> None:
     project, datasets = make_datasets(crunch, 1)
     first = crunch.run("next", "--quiet")
     assert first.returncode == 0, first.stderr
-    assert first.stdout.strip().splitlines()[-1].startswith(f"Dataset {datasets[0]['slug']!r} completed")
+    assert (
+        first.stdout.strip()
+        .splitlines()[-1]
+        .startswith(f"Dataset {datasets[0]['slug']!r} completed")
+    )
     second = crunch.run("next")
     assert (second.returncode, second.stdout.strip()) == (0, "Nothing pending.")
     assert Status.objects.count() == 6
@@ -100,7 +115,10 @@ def test_two_loops_process_thirty_datasets_exactly_once(crunch: Crunch) -> None:
 
     project = make_project(name="Thirty", workflow="echo $CRUNCH_DATASET > out.txt\n")
     bulk_datasets(project, 30)
-    loops = [crunch.start("loop", "--quiet", "--directory", f"w{i}", "--heartbeat", "0.5") for i in range(2)]
+    loops = [
+        crunch.start("loop", "--quiet", "--directory", f"w{i}", "--heartbeat", "0.5")
+        for i in range(2)
+    ]
     outputs = [loop.communicate(timeout=150) for loop in loops]
     assert [loop.returncode for loop in loops] == [0, 0], outputs
     counts = [int(out.split("Processed ")[1].split(" ")[0]) for out, _ in outputs]

@@ -47,7 +47,11 @@ def bucket(moto_url: str) -> Any:
 
 def toml_settings(path: Path, url: str) -> Path:
     options = {"bucket_name": BUCKET, "endpoint_url": url, **KEYS}
-    lines = ["[STORAGES.default]", 'BACKEND = "storages.backends.s3.S3Storage"', "[STORAGES.default.OPTIONS]"]
+    lines = [
+        "[STORAGES.default]",
+        'BACKEND = "storages.backends.s3.S3Storage"',
+        "[STORAGES.default.OPTIONS]",
+    ]
     lines += [f"{key} = {json.dumps(value)}" for key, value in options.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -66,20 +70,29 @@ def legacy_json_settings(path: Path, url: str) -> Path:
 
 @pytest.mark.parametrize("settings_format", ["toml", "json"])
 def test_loop_against_s3(
-    live_server: Any, settings: Any, bucket: Any, moto_url: str, tmp_path: Path, settings_format: str
+    live_server: Any,
+    settings: Any,
+    bucket: Any,
+    moto_url: str,
+    tmp_path: Path,
+    settings_format: str,
 ) -> None:
     settings.STORAGES = {
         **settings.STORAGES,
-        "default": {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {"bucket_name": BUCKET, "endpoint_url": moto_url, **KEYS}},
+        "default": {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {"bucket_name": BUCKET, "endpoint_url": moto_url, **KEYS}},  # noqa: E501
     }  # fmt: skip
     write = toml_settings if settings_format == "toml" else legacy_json_settings
     settings_file = write(tmp_path / f"storage.{settings_format}", moto_url)
     work = tmp_path / "client"
     work.mkdir()
     crunch = Crunch(
-        url=live_server.url, token=make_client_user()[1], media=tmp_path, work=work, settings_file=settings_file
+        url=live_server.url,
+        token=make_client_user()[1],
+        media=tmp_path,
+        work=work,
+        settings_file=settings_file,
     )
-    workflow = "wc -c < input.txt > size.txt\necho more >> input.txt\nmkdir -p out && echo hi > out/hello.txt\n"
+    workflow = "wc -c < input.txt > size.txt\necho more >> input.txt\nmkdir -p out && echo hi > out/hello.txt\n"  # noqa: E501
     project = crunch.project("Cloud", workflow)
     datasets = [crunch.dataset(project["slug"], f"d{i}") for i in range(2)]
     for dataset in datasets:
@@ -90,7 +103,12 @@ def test_loop_against_s3(
         assert Dataset.objects.get(slug=dataset["slug"]).state == "completed"
         assert statuses(dataset["slug"]) == SIX
         prefix = dataset["base_file_path"] + "/"
-        stored = {o.key[len(prefix):]: o.get()["Body"].read().decode() for o in bucket.objects.filter(Prefix=prefix)}
-        assert set(stored) == {"input.txt", "size.txt", "out/hello.txt", ".crunch/script.sh"} | RECORDS
+        stored = {
+            o.key[len(prefix) :]: o.get()["Body"].read().decode()
+            for o in bucket.objects.filter(Prefix=prefix)
+        }
+        assert (
+            set(stored) == {"input.txt", "size.txt", "out/hello.txt", ".crunch/script.sh"} | RECORDS
+        )
         assert stored["input.txt"] == "12345\nmore\n"  # replaced under the same key
         assert stored["size.txt"].strip() == "6"

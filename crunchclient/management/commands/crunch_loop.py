@@ -25,9 +25,13 @@ class Command(options.ClientCommand):
         )  # fmt: skip
         self.stdout.write(summary.summary())
         if summary.interrupted:
-            raise CommandError(f"Stopped by a signal after {summary.processed} dataset(s).", returncode=Interrupted.exit_code)
+            raise CommandError(
+                f"Stopped by a signal after {summary.processed} dataset(s).",
+                returncode=Interrupted.exit_code,
+            )
         if summary.failed:
             raise CommandError(
-                f"{summary.failed} of {summary.processed} dataset(s) failed: see their notes on the server.",
+                f"{summary.failed} of {summary.processed} dataset(s) failed: "
+                "see their notes on the server.",
                 returncode=StageFailed.exit_code,
             )

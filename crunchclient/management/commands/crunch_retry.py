@@ -13,9 +13,15 @@ class Command(options.ClientCommand):
     help = "Put failed datasets back to pending: one by slug, or every failed one of a project."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("dataset", nargs="?", help="Slug of a failed dataset, e.g. 'project:dataset'.")
-        parser.add_argument("--project", help="Retry datasets of this project (its slug); needs --failed.")
-        parser.add_argument("--failed", action="store_true", help="With --project: every failed dataset.")
+        parser.add_argument(
+            "dataset", nargs="?", help="Slug of a failed dataset, e.g. 'project:dataset'."
+        )
+        parser.add_argument(
+            "--project", help="Retry datasets of this project (its slug); needs --failed."
+        )
+        parser.add_argument(
+            "--failed", action="store_true", help="With --project: every failed dataset."
+        )
         options.add_connection_arguments(parser)
 
     def handle(self, *args: Any, **opts: Any) -> None:
@@ -26,5 +32,7 @@ class Command(options.ClientCommand):
                 "(crunch retry --project P --failed).",
                 returncode=ConfigurationError.exit_code,
             )
-        connection = Connection(options.resolve_url(opts), options.resolve_token(opts), retry_for=opts["retry_for"])
+        connection = Connection(
+            options.resolve_url(opts), options.resolve_token(opts), retry_for=opts["retry_for"]
+        )
         self.stdout.write(run.retry(connection, dataset=dataset, project=project))
