@@ -117,3 +117,17 @@ def test_retry_commands_put_failed_datasets_back(crunch: Crunch) -> None:
     assert set(Dataset.objects.values_list("state", flat=True)) == {"pending"}
     bad = crunch.run("retry", "--project", "flaky")
     assert bad.returncode == 2 and "crunch retry --project P --failed" in error_line(bad)
+
+
+def test_loop_limits(crunch: Crunch) -> None:
+    project = crunch.project("Limits", SLOW)
+    for name in ("a", "b", "c", "d"):
+        crunch.dataset(project["slug"], name)
+    first = crunch.run("loop", "--quiet", "--max-datasets", "1")
+    assert first.returncode == 0, first.stderr
+    assert "Processed 1 dataset(s)" in first.stdout and "reached --max-datasets 1" in first.stdout
+    timed = crunch.run("loop", "--quiet", "--time-limit", "2s", env={**crunch.env, "SLOW": "1.2"})
+    assert timed.returncode == 0, timed.stderr
+    assert "Processed 1 dataset(s)" in timed.stdout
+    assert "--time-limit 2s nearly reached" in timed.stdout
+    assert Dataset.objects.filter(state="pending").count() == 2
