@@ -7,6 +7,7 @@ the destination, and a partly written file never stands under its final name.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import logging
@@ -323,15 +324,28 @@ class _LocalBackend(_Backend):
                     entries.append(_Entry(rel=rel, size=info.st_size, mtime_ns=info.st_mtime_ns))
         return entries
 
+    def prepare(self, prefix: str) -> None:
+        # Resolve the prefix once: storage.path() per file costs more than the copy of
+        # a small file.
+        self.prefix = prefix.strip("/")
+        self.base = self.storage.path(self.prefix)
+        self.folders: set[str] = set()
+        self.token = secrets.token_hex(4)
+
+    def _target(self, name: str) -> str:
+        if self.prefix and name.startswith(f"{self.prefix}/"):
+            return os.path.join(self.base, name[len(self.prefix) + 1 :])
+        return str(self.storage.path(name))
+
     def stored(self, name: str, rel: str) -> _Entry | None:
         try:
-            info = os.stat(self.storage.path(name))
+            info = os.stat(self._target(name))
         except FileNotFoundError:
             return None
         return _Entry(rel=rel, size=info.st_size, mtime_ns=info.st_mtime_ns)
 
     def stored_md5(self, name: str, entry: _Entry) -> str | None:
-        return md5_file(self.storage.path(name))
+        return md5_file(self._target(name))
 
     def download(self, name: str, entry: _Entry, partial: Path, progress: Progress) -> str:
         size = entry.size if entry.size is not None else SMALL_FILE
@@ -342,17 +356,21 @@ class _LocalBackend(_Backend):
     ) -> str:
         # Written through the path, so the stored file keeps its name instead of
         # FileSystemStorage's renamed copy ("a_x7Kq2.txt") beside the old one.
-        target = Path(self.storage.path(name))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = _partial_name(target, secrets.token_hex(4))
+        target = self._target(name)
+        folder = os.path.dirname(target)
+        if folder not in self.folders:
+            os.makedirs(folder, exist_ok=True)
+            self.folders.add(folder)
+        partial = f"{target}{PARTIAL_MARK}{self.token}"
         try:
-            copied = copy_file(local, partial, size, progress, self.hashers)
+            copied = copy_file(local, Path(partial), size, progress, self.hashers)
             mode = getattr(self.storage, "file_permissions_mode", None)
             if mode is not None:
                 os.chmod(partial, mode)
             os.replace(partial, target)
         except BaseException:
-            partial.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(partial)
             raise
         return copied
 
@@ -491,6 +509,14 @@ def _backend(storage: Any, jobs: int) -> _Backend:
 # ---------------------------------------------------------------------------- transfers
 
 
+def _workers(backend: _Backend, jobs: int) -> int:
+    """Threads for the file pool: on local disk more than the cores only adds contention,
+    because hashing is the bottleneck; remote storage wants every job it is given."""
+    if isinstance(backend, _LocalBackend):
+        return max(1, min(jobs, os.cpu_count() or 1))
+    return max(1, jobs)
+
+
 def _batches(items: list[tuple[_Entry, int]]) -> Iterator[list[_Entry]]:
     """Group small files so that one pool task handles many of them."""
     batch: list[_Entry] = []
@@ -584,24 +610,24 @@ def _download(
     to_fetch: list[tuple[_Entry, int]] = []
     token = secrets.token_hex(4)
 
-    # Create folders once, refuse any that a link would take out of the destination,
-    # and clear what a killed run left half-written.
+    # Create folders once, refuse any that a link would take out of the destination, and
+    # look at what is already there (a resumed run) with one scan per existing folder.
+    present: dict[str, os.stat_result] = {}
     for parent in sorted({posixpath.dirname(e.rel) for e in entries}):
-        folder = root / parent
-        folder.mkdir(parents=True, exist_ok=True)
-        if not _inside(folder, root):
-            raise UnsafePathError(
-                f"Refusing to write into {parent!r}: it links outside {str(root)!r}; "
-                "remove the link."
-            )
-        for item in os.scandir(folder):
-            if PARTIAL_MARK in item.name and item.is_file(follow_symlinks=False):
-                os.unlink(item.path)
+        if _prepare_folder(root, parent):
+            for item in os.scandir(os.path.join(root, parent)):
+                if PARTIAL_MARK in item.name:
+                    if item.is_file(follow_symlinks=False):
+                        os.unlink(item.path)  # left half-written by a killed run
+                elif item.is_file(follow_symlinks=False):
+                    present[_join(parent, item.name)] = item.stat(follow_symlinks=False)
 
     skipped = 0
     for entry in entries:
-        target = root / entry.rel
-        md5 = _reusable(target, entry, known.get(entry.rel))
+        info = present.get(entry.rel)
+        md5 = None
+        if info is not None:
+            md5 = _reusable(root / entry.rel, info, entry, known.get(entry.rel))
         if md5 is not None:
             checksums[entry.rel] = md5
             skipped += 1
@@ -617,23 +643,29 @@ def _download(
         "download", total_bytes=total_bytes, total_files=len(to_fetch), quiet=quiet
     ) as progress:
 
+        base = str(root)
+
         def fetch(batch: list[_Entry]) -> None:
             for entry in batch:
-                target = root / entry.rel
-                partial = _partial_name(target, token)
+                target = os.path.join(base, entry.rel)
+                partial = f"{target}{PARTIAL_MARK}{token}"
                 try:
-                    md5 = backend.download(_join(prefix, entry.rel), entry, partial, progress)
+                    md5 = backend.download(
+                        _join(prefix, entry.rel), entry, Path(partial), progress
+                    )
                     if entry.mtime_ns is not None:
+                        # The stored file's mtime: a later run knows the copy is untouched.
                         os.utime(partial, ns=(entry.mtime_ns, entry.mtime_ns))
                     os.replace(partial, target)
                 except BaseException:
-                    partial.unlink(missing_ok=True)
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(partial)
                     raise
                 with lock:
                     checksums[entry.rel] = md5
                 progress.advance(files=1)
 
-        _run_parallel(fetch, list(_batches(to_fetch)), jobs, progress)
+        _run_parallel(fetch, list(_batches(to_fetch)), _workers(backend, jobs), progress)
 
     logger.info(
         "Downloaded %d files (%d bytes), kept %d, in %.2fs",
@@ -642,23 +674,45 @@ def _download(
     return dict(sorted(checksums.items()))
 
 
-def _reusable(target: Path, entry: _Entry, recorded: str | None) -> str | None:
-    """Return the MD5 of the local copy if it need not be downloaded again, else None."""
+def _prepare_folder(root: Path, parent: str, _made: dict[str, bool] | None = None) -> bool:
+    """Make root/parent (a checked relative path); return whether it existed before.
+
+    Refuse a folder that a link takes out of root: files from storage must not land
+    in whatever a workflow's link points at.
+    """
+    if not parent:
+        return True
+    folder = os.path.join(root, parent)
     try:
-        info = target.lstat()
+        info = os.lstat(folder)
     except FileNotFoundError:
-        return None
-    if not stat.S_ISREG(info.st_mode):
-        return None
+        os.makedirs(folder, exist_ok=True)
+        # A link higher up could still lead out.
+        if not _inside(Path(folder), root):
+            raise _outside(parent, root) from None
+        return False
+    if stat.S_ISDIR(info.st_mode) and "/" not in parent:
+        return True
+    if not _inside(Path(folder), root):
+        raise _outside(parent, root)
+    return True
+
+
+def _outside(parent: str, root: Path) -> UnsafePathError:
+    return UnsafePathError(
+        f"Refusing to write into {parent!r}: it links outside {str(root)!r}; remove the link."
+    )
+
+
+def _reusable(
+    target: Path, info: os.stat_result, entry: _Entry, recorded: str | None
+) -> str | None:
+    """Return the MD5 of the local copy if it need not be downloaded again, else None."""
     if entry.size is not None and info.st_size != entry.size:
         return None
+    if recorded is not None and entry.mtime_ns is not None and info.st_mtime_ns == entry.mtime_ns:
+        return recorded  # as download_tree() left it: same size and the stored mtime
     expected = recorded or entry.md5
-    if (
-        recorded is not None
-        and entry.mtime_ns is not None
-        and info.st_mtime_ns == entry.mtime_ns
-    ):
-        return recorded
     if expected is None:
         return None
     return expected if md5_file(target) == expected else None
@@ -791,7 +845,7 @@ def _send(
                             sent_files += 1
                             sent_bytes += size
 
-            _run_parallel(send, list(_batches(items)), jobs, progress)
+            _run_parallel(send, list(_batches(items)), _workers(backend, jobs), progress)
     finally:
         backend.close()
 

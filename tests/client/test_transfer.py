@@ -17,7 +17,13 @@ from django.core.files.storage import FileSystemStorage
 from crunchclient import transfer
 from crunchclient.exceptions import UnsafePathError
 from crunchclient.progress import Progress
-from crunchclient.transfer import checksum_tree, download_tree, safe_relative, upload_files
+from crunchclient.transfer import (
+    checksum_tree,
+    download_tree,
+    safe_relative,
+    upload_files,
+    upload_tree,
+)
 from tests.s3 import moto_endpoint, s3_storage  # noqa: F401  (fixtures)
 
 PREFIX = "proj/ds"
@@ -296,7 +302,7 @@ def test_killed_download_leaves_no_file_under_final_name(tmp_path: Path) -> None
     work = tmp_path / "work"
     script = textwrap.dedent(
         f"""
-        import os, signal, django
+        import os, signal, time, django
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "testproject.settings")
         django.setup()
         from pathlib import Path
@@ -305,8 +311,11 @@ def test_killed_download_leaves_no_file_under_final_name(tmp_path: Path) -> None
         from crunchclient.progress import Progress
         transfer.CHUNK_SIZE = 1024 * 1024
         def die(self, *, bytes=0, files=0):
-            if bytes:
-                os.kill(os.getpid(), signal.SIGKILL)
+            # Die once bytes flow and the partial file exists, mid-copy.
+            for _ in range(200):
+                if bytes and os.listdir({str(work)!r}):
+                    os.kill(os.getpid(), signal.SIGKILL)
+                time.sleep(0.01)
         Progress.advance = die
         transfer.download_tree(
             FileSystemStorage(location={str(root)!r}), {PREFIX!r}, Path({str(work)!r}), quiet=True
@@ -357,3 +366,25 @@ def test_quiet_prints_nothing(tmp_path: Path, capsys: Any) -> None:
     assert capsys.readouterr().err == ""
     download_tree(storage, PREFIX, tmp_path / "work2")
     assert "download: " in capsys.readouterr().err
+
+
+def test_upload_tree_checksums_and_sends_only_changes(storage: Any, tmp_path: Path) -> None:
+    put(storage, FILES)
+    work = tmp_path / "work"
+    setup = download_tree(storage, PREFIX, work, quiet=True)
+    (work / "a.txt").write_bytes(b"modified")
+    (work / "out").mkdir()
+    (work / "out/new.txt").write_bytes(b"new")
+    (work / ".crunch").mkdir()
+    (work / ".crunch/log.txt").write_bytes(b"log")
+
+    checksums, result = upload_tree(
+        storage, PREFIX, work, known=setup, exclude=lambda rel: rel.startswith(".crunch/"),
+        quiet=True,
+    )
+
+    assert checksums == {k: v for k, v in md5sum(work).items() if not k.startswith(".crunch/")}
+    assert (result.files, result.skipped) == (2, len(FILES) - 1)
+    assert stored_names(storage) == sorted([*FILES, "out/new.txt"])
+    again = upload_tree(storage, PREFIX, work, known=checksums, quiet=True)[1]
+    assert again.files == 1  # only .crunch/log.txt, no longer excluded

@@ -1,0 +1,92 @@
+"""S3 specifics: multipart objects, the storage's location, boto3 managed transfers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crunchclient import transfer
+from crunchclient.transfer import download_tree, upload_files, upload_tree
+from tests.s3 import make_s3_storage, moto_endpoint, s3_storage  # noqa: F401  (fixtures)
+
+PREFIX = "proj/ds"
+
+
+def md5sum(path: Path) -> str:
+    return subprocess.run(["md5sum", str(path)], capture_output=True, text=True, check=True).stdout[:32]
+
+
+def test_multipart_object_resumes_through_metadata(
+    s3_storage: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(transfer, "S3_MULTIPART_THRESHOLD", 5 * 1024 * 1024)
+    monkeypatch.setattr(transfer, "S3_PART_SIZE", 5 * 1024 * 1024)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "big.bin").write_bytes(os.urandom(11 * 1024 * 1024))
+
+    first = upload_files(s3_storage, PREFIX, work, ["big.bin"], quiet=True)
+    head = s3_storage.connection.meta.client.head_object(
+        Bucket=s3_storage.bucket_name, Key=f"{PREFIX}/big.bin"
+    )
+    second = upload_files(s3_storage, PREFIX, work, ["big.bin"], quiet=True)
+
+    assert "-" in head["ETag"]  # multipart: the ETag is no MD5
+    assert head["Metadata"]["md5"] == md5sum(work / "big.bin")
+    assert (first.files, second.files, second.skipped) == (1, 0, 1)
+    again = download_tree(s3_storage, PREFIX, tmp_path / "again", quiet=True)
+    assert again == {"big.bin": md5sum(work / "big.bin")}
+
+
+def test_storage_location_is_honoured(moto_endpoint: str, tmp_path: Path) -> None:  # noqa: F811
+    storage = make_s3_storage(moto_endpoint, location="media")
+    work = tmp_path / "work"
+    (work / "sub").mkdir(parents=True)
+    (work / "sub/x.txt").write_bytes(b"x")
+
+    checksums, result = upload_tree(storage, PREFIX, work, quiet=True)
+
+    keys = [
+        o["Key"]
+        for o in storage.connection.meta.client.list_objects_v2(Bucket=storage.bucket_name)[
+            "Contents"
+        ]
+    ]
+    assert keys == [f"media/{PREFIX}/sub/x.txt"]
+    assert download_tree(storage, PREFIX, tmp_path / "down", quiet=True) == checksums
+
+
+def test_upload_tree_sends_only_what_changed(s3_storage: Any, tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    for i in range(5):
+        (work / f"f{i}.txt").write_bytes(f"file {i}".encode())
+    upload_tree(s3_storage, PREFIX, work, quiet=True)
+    setup = download_tree(s3_storage, PREFIX, tmp_path / "node", quiet=True)
+    node = tmp_path / "node"
+    (node / "f1.txt").write_bytes(b"changed")
+    (node / "new.txt").write_bytes(b"new")
+
+    checksums, result = upload_tree(s3_storage, PREFIX, node, known=setup, quiet=True)
+
+    assert (result.files, result.skipped) == (2, 4)
+    assert checksums["f1.txt"] == md5sum(node / "f1.txt")
+    assert checksums["new.txt"] == md5sum(node / "new.txt")
+    assert download_tree(s3_storage, PREFIX, tmp_path / "check", quiet=True) == checksums
+
+
+@pytest.mark.parametrize("jobs", [1, 8])
+def test_many_small_files_in_parallel(s3_storage: Any, tmp_path: Path, jobs: int) -> None:
+    work = tmp_path / "work"
+    for i in range(60):
+        folder = work / f"d{i % 4}" / f"e{i % 3}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{i}.dat").write_bytes(os.urandom(100 + i))
+    checksums, result = upload_tree(s3_storage, PREFIX, work, jobs=jobs, quiet=True)
+    assert result.files == 60
+
+    assert download_tree(s3_storage, PREFIX, tmp_path / "down", jobs=jobs, quiet=True) == checksums
