@@ -127,6 +127,13 @@ class Dataset(Node):
     claimed = models.DateTimeField(null=True, blank=True)
     heartbeat = models.DateTimeField(null=True, blank=True)
     lease_expires = models.DateTimeField(null=True, blank=True)
+    lease_seconds = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The lease length the claiming client asked for."
+    )
+    claim_key = models.CharField(
+        max_length=64, null=True, blank=True, unique=True,
+        help_text="Chosen by the client so a retried claim request returns the same claim.",
+    )  # fmt: skip
 
     objects = DatasetQuerySet.as_manager()
 

@@ -69,13 +69,15 @@ class Connection:
     ) -> dict[str, Any] | None:
         """Claim the next pending dataset (of ``project``); None when nothing is pending."""
         path = f"projects/{project}/next/" if project else "next/"
-        body = {"holder": holder, "lease_seconds": lease_seconds}
+        # One key for every retry of this request: a lost answer does not claim twice.
+        body = {"holder": holder, "lease_seconds": lease_seconds, "key": uuid.uuid4().hex}
         return self.request(
             "POST", path, json=body, missing=f"No project has the slug {project!r}."
         )
 
     def claim_dataset(self, slug: str, *, holder: str, lease_seconds: int) -> dict[str, Any]:
-        body = {"holder": holder, "lease_seconds": lease_seconds}
+        # One key for every retry of this request: a lost answer does not claim twice.
+        body = {"holder": holder, "lease_seconds": lease_seconds, "key": uuid.uuid4().hex}
         answer = self.request(
             "POST", f"datasets/{slug}/claim/", json=body,
             missing=f"No dataset has the slug {slug!r}: dataset slugs look like 'project:dataset'.",

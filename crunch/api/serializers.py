@@ -200,6 +200,10 @@ class ClaimRequestSerializer(serializers.Serializer):
         min_value=5, max_value=7 * 24 * 3600, required=False,
         help_text="How long the claim lives without a heartbeat.",
     )  # fmt: skip
+    key = serializers.CharField(
+        max_length=64, required=False, allow_blank=True,
+        help_text="Any unique string; a claim request retried with the same key returns the same claim.",
+    )  # fmt: skip
 
 
 class ClaimSerializer(serializers.Serializer):

@@ -41,6 +41,7 @@ def claim_from_request(request: Request, *, project: Project | None) -> Response
         holder=params.validated_data.get("holder") or default_holder(request),
         user=request.user,
         lease_seconds=params.validated_data.get("lease_seconds"),
+        key=params.validated_data.get("key") or None,
     )
     return claim_response(claim)
 
@@ -120,6 +121,7 @@ class DatasetViewSet(viewsets.ModelViewSet):
             holder=params.validated_data.get("holder") or default_holder(request),
             user=request.user,
             lease_seconds=params.validated_data.get("lease_seconds"),
+            key=params.validated_data.get("key") or None,
         )
         return claim_response(claim)
 

@@ -46,10 +46,17 @@ def lease_until(now: datetime.datetime, lease_seconds: int | None = None) -> dat
 
 
 def claim_values(
-    *, holder: str, user: Any, now: datetime.datetime, lease_seconds: int | None
+    *,
+    holder: str,
+    user: Any,
+    now: datetime.datetime,
+    lease_seconds: int | None,
+    key: str | None = None,
 ) -> dict[str, Any]:
     """The column values that turn a dataset into a running, claimed one."""
     return {
+        "claim_key": key or None,
+        "lease_seconds": lease_seconds,
         "state": DatasetState.RUNNING,
         "stage": None,
         "claim_id": uuid.uuid4(),
@@ -76,15 +83,24 @@ def claim_next(
     project: Project | None = None,
     user: Any = None,
     lease_seconds: int | None = None,
+    key: str | None = None,
 ) -> Claim | None:
-    """Atomically claim the highest-priority, oldest pending dataset; None when none is left."""
+    """Atomically claim the highest-priority, oldest pending dataset; None when none is left.
+
+    A request retried with the same ``key`` (its answer was lost) gets the same claim back
+    instead of a second dataset.
+    """
+    if key and (earlier := _claim_with_key(key)):
+        return earlier
     reclaim_expired()
     queue = Dataset.objects.pending().claim_order()
     if project is not None:
         queue = queue.filter(project=project)
     for _ in range(CLAIM_RETRIES):
         now = timezone.now()
-        values = claim_values(holder=holder, user=user, now=now, lease_seconds=lease_seconds)
+        values = claim_values(
+            holder=holder, user=user, now=now, lease_seconds=lease_seconds, key=key
+        )
         with transaction.atomic():
             if supports_skip_locked():
                 # All pending rows we look at stay locked until commit: keep this short.
@@ -103,14 +119,23 @@ def claim_next(
 
 
 def claim_dataset(
-    dataset: Dataset, *, holder: str, user: Any = None, lease_seconds: int | None = None
+    dataset: Dataset,
+    *,
+    holder: str,
+    user: Any = None,
+    lease_seconds: int | None = None,
+    key: str | None = None,
 ) -> Claim:
     """Claim one named dataset. Completed or failed ones are taken for a new run too.
 
     Raises ClaimConflict when another client holds it.
     """
+    if key and (earlier := _claim_with_key(key)) and earlier.dataset.pk == dataset.pk:
+        return earlier
     reclaim_expired()
-    values = claim_values(holder=holder, user=user, now=timezone.now(), lease_seconds=lease_seconds)
+    values = claim_values(
+        holder=holder, user=user, now=timezone.now(), lease_seconds=lease_seconds, key=key
+    )
     free = Dataset.objects.filter(pk=dataset.pk).exclude(state=DatasetState.RUNNING)
     if free.update(**values) != 1:
         raise ClaimConflict(
@@ -120,10 +145,12 @@ def claim_dataset(
 
 
 def renew_lease(claim_id: uuid.UUID, *, lease_seconds: int | None = None) -> datetime.datetime:
-    """Extend a held claim's lease; raise LeaseExpired if the claim is gone."""
+    """Extend a held claim's lease (by its own length unless given); raise LeaseExpired if gone."""
     now = timezone.now()
-    expires = lease_until(now, lease_seconds)
     held = Dataset.objects.filter(claim_id=claim_id, state=DatasetState.RUNNING)
+    if lease_seconds is None:
+        lease_seconds = held.values_list("lease_seconds", flat=True).first()
+    expires = lease_until(now, lease_seconds)
     if held.update(heartbeat=now, lease_expires=expires) != 1:
         raise LeaseExpired(f"Claim {str(claim_id)!r} is no longer held.")
     return expires
@@ -183,6 +210,8 @@ def reclaim_expired(now: datetime.datetime | None = None) -> int:
 
 CLEARED_CLAIM: dict[str, Any] = {
     "claim_id": None,
+    "claim_key": None,
+    "lease_seconds": None,
     "claim_holder": "",
     "claim_user": None,
     "claimed": None,
@@ -204,6 +233,11 @@ def _claim_of(pk: int) -> Claim:
         holder=dataset.claim_holder,
         lease_expires=dataset.lease_expires,
     )
+
+
+def _claim_with_key(key: str) -> Claim | None:
+    pk = Dataset.objects.running().filter(claim_key=key).values_list("pk", flat=True).first()
+    return None if pk is None else _claim_of(pk)
 
 
 def _holder_of(pk: int) -> str:

@@ -115,5 +115,5 @@ def _advance(dataset: Dataset, *, stage: Stage, state: State, note: str) -> None
         for field, value in CLEARED_CLAIM.items():
             setattr(dataset, field, value)
     else:
-        dataset.lease_expires = lease_until(now)
+        dataset.lease_expires = lease_until(now, dataset.lease_seconds)
     dataset.save()

@@ -129,3 +129,25 @@ def test_queries_per_claim_do_not_depend_on_the_number_of_datasets():
     bulk_datasets(large, 5000)
     assert queries_for_one_claim() == first
     assert first <= 7
+
+
+@pytest.mark.django_db
+def test_a_retried_claim_request_gets_the_same_claim():
+    make_dataset(name="a")
+    make_dataset(name="b")
+    first = claims.claim_next(holder="x", key="request-1")
+    again = claims.claim_next(holder="x", key="request-1")
+    assert again is not None and first is not None
+    assert (again.id, again.dataset.pk) == (first.id, first.dataset.pk)
+    assert Dataset.objects.pending().count() == 1
+
+
+@pytest.mark.django_db
+def test_statuses_and_renewals_keep_the_claims_own_lease_length():
+    dataset = make_dataset()
+    claim = claims.claim_next(holder="x", lease_seconds=8)
+    statuses.record_status(dataset=dataset, stage=1, state=1, claim_id=claim.id)
+    dataset.refresh_from_db()
+    assert dataset.lease_expires - dataset.heartbeat <= datetime.timedelta(seconds=8)
+    expires = claims.renew_lease(claim.id)
+    assert expires - timezone.now() <= datetime.timedelta(seconds=8)

@@ -1,0 +1,225 @@
+"""Chaos run: many `crunch loop` clients, kill -9 every few seconds, one server restart.
+
+    .venv/bin/python benchmarks/chaos.py [--datasets 200] [--clients 8]
+
+gunicorn (4 workers) serves the testproject on a fresh PostgreSQL database (beside
+DATABASE_URL, default postgres://postgres@127.0.0.1:5432/postgres); storage is a local
+folder. While the clients work, one is killed with SIGKILL every --kill-every seconds and
+started again, and the server is stopped for --outage seconds once. At the end it prints
+datasets, completed once, duplicates (more than one Upload Success), lost (not completed),
+stuck (running or pending), renamed files in storage, kills and wall time, and exits 1 if
+anything was duplicated, lost, stuck or renamed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.servers import BIN, GunicornServer, fresh_database, manage  # noqa: E402
+
+WORKFLOW = """\
+set -euo pipefail
+sleep 0.$((RANDOM % 8 + 2))
+wc -w < input.txt > words.txt
+echo "processed on $(hostname) pid $$" >> input.txt
+"""
+RENAMED = re.compile(r"_[A-Za-z0-9]{7}(\.[^/]*)?$")  # Django's get_available_name suffix
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Clients:
+    """The `crunch loop` processes, each with its own working folder (its own 'node')."""
+
+    def __init__(self, count: int, *, env: dict[str, str], root: Path, args: argparse.Namespace):
+        self.env, self.root, self.args = env, root, args
+        self.processes: list[subprocess.Popen[bytes] | None] = [None] * count
+        self.started = 0
+
+    def start(self, n: int) -> None:
+        folder = self.root / f"node{n}"
+        folder.mkdir(exist_ok=True)
+        command = [
+            str(BIN / "crunch"), "loop", "--project", "chaos", "--directory", str(folder),
+            "--lease", str(self.args.lease), "--heartbeat", str(self.args.heartbeat),
+            "--retry-for", "600", "--quiet",
+        ]  # fmt: skip
+        with (self.root / f"node{n}.log").open("ab") as log:
+            self.processes[n] = subprocess.Popen(command, env=self.env, stdout=log, stderr=log)
+        self.started += 1
+
+    def restart_finished(self) -> None:
+        for n, process in enumerate(self.processes):
+            if process is None or process.poll() is not None:
+                self.start(n)
+
+    def kill_one(self) -> None:
+        alive = [p for p in self.processes if p is not None and p.poll() is None]
+        if alive:
+            victim = random.choice(alive)
+            victim.send_signal(signal.SIGKILL)
+            victim.wait()
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGKILL)
+                process.wait()
+
+
+def count_results(database_url: str, media: Path) -> dict[str, int]:
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        uploads = dict(
+            conn.execute(
+                "SELECT d.id, COUNT(s.id) FROM crunch_dataset d LEFT JOIN crunch_status s "
+                "ON s.dataset_id = d.id AND s.stage = 3 AND s.state = 2 GROUP BY d.id"
+            ).fetchall()
+        )
+        states = dict(conn.execute("SELECT state, COUNT(*) FROM crunch_dataset GROUP BY state").fetchall())
+        attempts = conn.execute("SELECT COALESCE(SUM(attempts), 0) FROM crunch_dataset").fetchone()
+    renamed = [p for p in media.rglob("*") if p.is_file() and RENAMED.search(p.name)]
+    return {
+        "datasets": len(uploads),
+        "completed once": sum(1 for n in uploads.values() if n == 1),
+        "duplicates": sum(1 for n in uploads.values() if n > 1),
+        "lost": len(uploads) - states.get("completed", 0),
+        "stuck": states.get("running", 0) + states.get("pending", 0),
+        "failed": states.get("failed", 0),
+        "renamed files": len(renamed),
+        "attempts": int(attempts[0]) if attempts else 0,
+    }
+
+
+def chaos(args: argparse.Namespace) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="crunch-chaos-") as folder, fresh_database(
+        "crunch_chaos"
+    ) as database_url:
+        root = Path(folder)
+        media = root / "media"
+        media.mkdir()
+        server_env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("CRUNCH_", "DJANGO_"))},
+            "DATABASE_URL": database_url,
+            "CRUNCH_MEDIA_ROOT": str(media),
+            "DJANGO_DEBUG": "0",
+        }
+        manage("migrate", "--verbosity", "0", env=server_env)
+        token = manage("crunch_token", "chaos", env=server_env)
+        server = GunicornServer(port=free_port(), env=server_env, log=root / "gunicorn.log")
+        server.start()
+        api = requests.Session()
+        api.headers["Authorization"] = f"Token {token}"
+        api.post(
+            f"{server.url}/api/projects/",
+            json={"name": "Chaos", "workflow": WORKFLOW, "max_attempts": 20},
+            timeout=30,
+        ).raise_for_status()
+        for i in range(args.datasets):
+            dataset = api.post(
+                f"{server.url}/api/datasets/", json={"parent": "chaos", "name": f"d{i:04}"}, timeout=30
+            ).json()
+            base = media / dataset["base_file_path"]
+            base.mkdir(parents=True)
+            (base / "input.txt").write_text(f"dataset {i} " * (i % 50 + 1))
+
+        settings_file = root / "storage.json"
+        settings_file.write_text(
+            json.dumps(
+                {
+                    "STORAGES": {
+                        "default": {
+                            "BACKEND": "django.core.files.storage.FileSystemStorage",
+                            "OPTIONS": {"location": str(media)},
+                        }
+                    }
+                }
+            )
+        )
+        client_env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("CRUNCH_", "DJANGO_"))},
+            "CRUNCH_URL": server.url,
+            "CRUNCH_TOKEN": token,
+            "CRUNCH_STORAGE_SETTINGS": str(settings_file),
+        }
+        clients = Clients(args.clients, env=client_env, root=root, args=args)
+        started = time.monotonic()
+        for n in range(args.clients):
+            clients.start(n)
+        kills = restarts = 0
+        next_kill = started + args.kill_every
+        deadline = started + args.timeout
+        done = 0
+        try:
+            while time.monotonic() < deadline:
+                time.sleep(0.5)
+                try:
+                    stats = api.get(f"{server.url}/api/projects/chaos/stats/", timeout=10).json()
+                except requests.RequestException:
+                    continue
+                done = stats["completed"] + stats["failed"]
+                if done >= args.datasets:
+                    break
+                if not restarts and done >= args.datasets // 3:
+                    server.stop()
+                    time.sleep(args.outage)
+                    server.start()
+                    restarts += 1
+                if time.monotonic() >= next_kill:
+                    clients.kill_one()
+                    kills += 1
+                    next_kill = time.monotonic() + args.kill_every
+                clients.restart_finished()
+            wall = time.monotonic() - started
+        finally:
+            clients.stop()
+            server.stop()
+        results = count_results(database_url, media)
+        if args.keep_logs:
+            for log in root.glob("*.log"):
+                (Path(args.keep_logs) / log.name).write_bytes(log.read_bytes())
+        return {**results, "kills": kills, "server restarts": restarts, "client starts": clients.started, "wall seconds": round(wall, 1)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", type=int, default=200)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--kill-every", type=float, default=3.0, help="seconds between kills")
+    parser.add_argument("--outage", type=float, default=5.0, help="seconds the server is down")
+    parser.add_argument("--lease", type=int, default=8, help="client lease, seconds")
+    parser.add_argument("--heartbeat", type=int, default=2, help="client heartbeat, seconds")
+    parser.add_argument("--timeout", type=float, default=900.0)
+    parser.add_argument("--keep-logs", metavar="FOLDER", help="copy the server and client logs here")
+    args = parser.parse_args()
+    figures = chaos(args)
+    width = max(len(k) for k in figures)
+    for key, value in figures.items():
+        print(f"{key:<{width}}  {value}")
+    bad = figures["duplicates"] or figures["lost"] or figures["stuck"] or figures["renamed files"]
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
