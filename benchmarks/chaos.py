@@ -114,7 +114,7 @@ def count_results(database_url: str, media: Path) -> dict[str, int]:
 
 def chaos(args: argparse.Namespace) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="crunch-chaos-") as folder, fresh_database(
-        "crunch_chaos"
+        f"crunch_chaos_{os.getpid()}"  # its own: two runs at once must not drop each other's
     ) as database_url:
         root = Path(folder)
         media = root / "media"
