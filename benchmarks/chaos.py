@@ -197,6 +197,7 @@ def chaos(args: argparse.Namespace) -> dict[str, float]:
             server.stop()
         results = count_results(database_url, media)
         if args.keep_logs:
+            Path(args.keep_logs).mkdir(parents=True, exist_ok=True)
             for log in root.glob("*.log"):
                 (Path(args.keep_logs) / log.name).write_bytes(log.read_bytes())
         return {**results, "kills": kills, "server restarts": restarts, "client starts": clients.started, "wall seconds": round(wall, 1)}
