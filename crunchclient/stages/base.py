@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from crunchclient.connection import FAIL, STAGE_NAMES, START, SUCCESS, Connection
+from crunchclient.connection import FAIL, STAGE_NAMES, START, SUCCESS, UPLOAD, Connection
 from crunchclient.exceptions import ClaimLost, Interrupted, StageFailed
 from crunchclient.options import ClientConfig
 from crunchclient.shutdown import Shutdown
@@ -48,18 +48,28 @@ class RunContext:
         return str(self.dataset["base_file_path"]).strip("/")
 
     def report(self, stage: int, state: int, note: str = "") -> None:
-        self.connection.post_status(
-            dataset=int(self.dataset["id"]), stage=stage, state=state,
-            claim=str(self.claim["id"]), note=note, diagnostics=self.diagnostics,
-        )  # fmt: skip
+        try:
+            self.connection.post_status(
+                dataset=int(self.dataset["id"]), stage=stage, state=state,
+                claim=str(self.claim["id"]), note=note, diagnostics=self.diagnostics,
+            )  # fmt: skip
+        except ClaimLost as exc:
+            # Refused before the heartbeat noticed: say the same as when it does.
+            if (stage, state) == (UPLOAD, SUCCESS):
+                raise  # the files were sent already
+            self.lost.set()
+            raise self.claim_lost() from exc
+
+    def claim_lost(self) -> ClaimLost:
+        return ClaimLost(
+            f"The server no longer holds the claim on dataset {self.slug!r}; "
+            "stopped without uploading."
+        )
 
     def check(self) -> None:
         """Stop the dataset if the server dropped our claim or a signal asked us to stop."""
         if self.lost.is_set():
-            raise ClaimLost(
-                f"The server no longer holds the claim on dataset {self.slug!r}; "
-                "stopped without uploading."
-            )
+            raise self.claim_lost()
         if self.shutdown.requested:
             raise Interrupted(f"Received {self.shutdown.signal_name}: the client was stopped.")
 

@@ -323,11 +323,9 @@ def test_chaos_run_completes_every_dataset_exactly_once() -> None:
          "--kill-every", "2", "--outage", "4", "--timeout", "300"],
         cwd=ROOT, capture_output=True, text=True, timeout=400,
     )  # fmt: skip
-    figures = dict(
-        line.rsplit(None, 1) for line in result.stdout.strip().splitlines() if line.strip()
-    )
-    figures = {key.strip(): value for key, value in figures.items()}
     assert result.returncode == 0, result.stdout + result.stderr
+    rows = (line.rsplit(None, 1) for line in result.stdout.splitlines() if line.strip())
+    figures = {key.strip(): value for key, value in rows}  # "duplicates      0"
     assert figures["datasets"] == "40"
     assert figures["completed once"] == "40"
     assert (figures["duplicates"], figures["lost"], figures["stuck"]) == ("0", "0", "0")
