@@ -59,8 +59,10 @@ class Shutdown:
         try:
             yield self
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+            # Once stopping, keep handling: a second signal while we wind down exits at once.
+            if not self.requested:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
 
 
 def kill_group(process: subprocess.Popen[bytes] | None, sig: int) -> None:
