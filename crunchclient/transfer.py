@@ -80,6 +80,12 @@ def safe_relative(name: str) -> str:
     return "/".join(parts)
 
 
+def _keep_mtime(path: Path | str, entry: _Entry) -> None:
+    """Give a downloaded file the stored file's mtime: a later run knows it is untouched."""
+    if entry.mtime_ns is not None:
+        os.utime(path, ns=(entry.mtime_ns, entry.mtime_ns))
+
+
 def _join(prefix: str, rel: str) -> str:
     prefix = prefix.strip("/")
     return f"{prefix}/{rel}" if prefix else rel
@@ -114,17 +120,6 @@ def md5_file(path: Path | str, progress: Progress | None = None) -> str:
     return digest.hexdigest()
 
 
-def _write_new(path: Path, data: bytes | memoryview) -> None:
-    """Write data to a file that must not exist yet."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-    finally:
-        os.close(fd)
-
-
 def _copy_kernel(source: str | Path, target: Path, progress: Progress) -> None:
     """Copy inside the kernel (copy_file_range, else sendfile), stopping if cancelled."""
     with open(source, "rb", buffering=0) as src, open(target, "xb", buffering=0) as dst:
@@ -143,22 +138,60 @@ def _copy_kernel(source: str | Path, target: Path, progress: Progress) -> None:
         shutil.copyfileobj(src, dst, CHUNK_SIZE)
 
 
-def copy_file(source: str | Path, target: Path, size: int, progress: Progress, hashers: Executor) -> str:
+def copy_file(
+    source: str | Path,
+    target: Path | str,
+    size: int,
+    progress: Progress,
+    hashers: Executor,
+    mtime_ns: int | None = None,
+) -> str:
     """Copy source to the new file target and return the MD5 of what was copied.
 
     A small file is read once and hashed in memory. A large one is copied by the kernel
     while another thread hashes it from the page cache: MD5 (about 500 MB/s on one
-    core) is the bottleneck, and this hides the copy behind it.
+    core) is the bottleneck, and this hides the copy behind it. mtime_ns, if given,
+    becomes the target's modification time.
     """
     if size < SMALL_FILE:
-        with open(source, "rb", buffering=0) as src:
-            data = src.read()
-        _write_new(target, data)
-        progress.advance(bytes=len(data))
-        return hashlib.md5(data, usedforsecurity=False).hexdigest()
+        return _copy_small(source, target, size, progress, mtime_ns)
     hashing = hashers.submit(md5_file, source, progress)
     _copy_kernel(source, target, progress)
+    if mtime_ns is not None:
+        os.utime(target, ns=(mtime_ns, mtime_ns))
     return hashing.result()
+
+
+def _copy_small(
+    source: str | Path, target: Path | str, size: int, progress: Progress, mtime_ns: int | None
+) -> str:
+    """Copy a small file with as few system calls as possible: one read, one write.
+
+    Per-file overhead, not bytes, is what a tree of many small files costs.
+    """
+    fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        # One byte more than expected: a short read is the end of a regular file, and
+        # a file that grew since it was listed is still copied whole.
+        data = os.read(fd, size + 1)
+        if len(data) > size:
+            parts = [data]
+            while part := os.read(fd, CHUNK_SIZE):
+                parts.append(part)
+            data = b"".join(parts)
+    finally:
+        os.close(fd)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        if mtime_ns is not None:
+            os.utime(fd, ns=(mtime_ns, mtime_ns))
+    finally:
+        os.close(fd)
+    progress.advance(bytes=len(data))
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
 def _copy_stream(
@@ -276,9 +309,10 @@ class _Backend:
                 digest.update(chunk)
         return digest.hexdigest()
 
-    def download(self, name: str, entry: _Entry, partial: Path, progress: Progress) -> str:
+    def download(self, name: str, entry: _Entry, partial: str, progress: Progress) -> str:
         with self.storage.open(name, "rb") as source, open(partial, "xb") as target:
             _size, md5 = _copy_stream(source, target, progress)
+        _keep_mtime(partial, entry)
         return md5
 
     def upload(
@@ -303,8 +337,9 @@ class _LocalBackend(_Backend):
     """Storage on a local disk: copy as the operating system does."""
 
     def list(self, prefix: str) -> list[_Entry]:
+        self.prepare(prefix)
         base = prefix.strip("/")
-        root = Path(self.storage.path(base))
+        root = Path(self.base)
         entries: list[_Entry] = []
         stack = [""]
         while stack:
@@ -328,7 +363,7 @@ class _LocalBackend(_Backend):
         # Resolve the prefix once: storage.path() per file costs more than the copy of
         # a small file.
         self.prefix = prefix.strip("/")
-        self.base = self.storage.path(self.prefix)
+        self.base = str(self.storage.path(self.prefix))
         self.folders: set[str] = set()
         self.token = secrets.token_hex(4)
 
@@ -347,9 +382,11 @@ class _LocalBackend(_Backend):
     def stored_md5(self, name: str, entry: _Entry) -> str | None:
         return md5_file(self._target(name))
 
-    def download(self, name: str, entry: _Entry, partial: Path, progress: Progress) -> str:
+    def download(self, name: str, entry: _Entry, partial: str, progress: Progress) -> str:
         size = entry.size if entry.size is not None else SMALL_FILE
-        return copy_file(self.storage.path(name), partial, size, progress, self.hashers)
+        return copy_file(
+            self._target(name), partial, size, progress, self.hashers, mtime_ns=entry.mtime_ns
+        )
 
     def upload(
         self, name: str, local: Path, size: int, md5: str | None, progress: Progress
@@ -464,10 +501,11 @@ class _S3Backend(_Backend):
                 )
         return entries
 
-    def download(self, name: str, entry: _Entry, partial: Path, progress: Progress) -> str:
+    def download(self, name: str, entry: _Entry, partial: str, progress: Progress) -> str:
         with open(partial, "xb") as target:
             writer = _HashingWriter(target, progress)
             self.manager.download(self.bucket, self.key(name), writer).result()
+        _keep_mtime(partial, entry)
         return writer.digest.hexdigest()
 
     def upload(
@@ -613,8 +651,9 @@ def _download(
     # Create folders once, refuse any that a link would take out of the destination, and
     # look at what is already there (a resumed run) with one scan per existing folder.
     present: dict[str, os.stat_result] = {}
+    made: dict[str, bool] = {"": True}
     for parent in sorted({posixpath.dirname(e.rel) for e in entries}):
-        if _prepare_folder(root, parent):
+        if _prepare_folder(root, parent, made):
             for item in os.scandir(os.path.join(root, parent)):
                 if PARTIAL_MARK in item.name:
                     if item.is_file(follow_symlinks=False):
@@ -650,12 +689,7 @@ def _download(
                 target = os.path.join(base, entry.rel)
                 partial = f"{target}{PARTIAL_MARK}{token}"
                 try:
-                    md5 = backend.download(
-                        _join(prefix, entry.rel), entry, Path(partial), progress
-                    )
-                    if entry.mtime_ns is not None:
-                        # The stored file's mtime: a later run knows the copy is untouched.
-                        os.utime(partial, ns=(entry.mtime_ns, entry.mtime_ns))
+                    md5 = backend.download(_join(prefix, entry.rel), entry, partial, progress)
                     os.replace(partial, target)
                 except BaseException:
                     with contextlib.suppress(FileNotFoundError):
@@ -674,28 +708,27 @@ def _download(
     return dict(sorted(checksums.items()))
 
 
-def _prepare_folder(root: Path, parent: str, _made: dict[str, bool] | None = None) -> bool:
+def _prepare_folder(root: Path, parent: str, made: dict[str, bool]) -> bool:
     """Make root/parent (a checked relative path); return whether it existed before.
 
     Refuse a folder that a link takes out of root: files from storage must not land
-    in whatever a workflow's link points at.
+    in whatever a workflow's link points at. made caches the folders already checked
+    (folder -> existed before), so each level costs one mkdir, not a realpath.
     """
-    if not parent:
-        return True
+    if parent in made:
+        return made[parent]
+    if parent:
+        _prepare_folder(root, posixpath.dirname(parent), made)  # the ancestors first
     folder = os.path.join(root, parent)
     try:
-        info = os.lstat(folder)
-    except FileNotFoundError:
-        os.makedirs(folder, exist_ok=True)
-        # A link higher up could still lead out.
-        if not _inside(Path(folder), root):
+        os.mkdir(folder)
+        existed = False  # a real folder just made inside a checked one: inside root
+    except FileExistsError:
+        existed = True
+        if not stat.S_ISDIR(os.lstat(folder).st_mode) and not _inside(Path(folder), root):
             raise _outside(parent, root) from None
-        return False
-    if stat.S_ISDIR(info.st_mode) and "/" not in parent:
-        return True
-    if not _inside(Path(folder), root):
-        raise _outside(parent, root)
-    return True
+    made[parent] = existed
+    return existed
 
 
 def _outside(parent: str, root: Path) -> UnsafePathError:
