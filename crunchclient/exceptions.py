@@ -68,6 +68,11 @@ class StageFailed(ClientError):
 
     exit_code = 10
 
+    def __init__(self, message: str | None = None, *, retrying: bool = False) -> None:
+        super().__init__(message)
+        self.retrying = retrying
+        """The server put the dataset back to pending: it has attempts left."""
+
 
 class Interrupted(ClientError):
     """A signal stopped the client; the current dataset was released."""

@@ -32,6 +32,7 @@ class Outcome:
 
     dataset: str
     completed: bool
+    retrying: bool = False  # failed, but the server gave it back to the queue
     lost: bool = False  # the server dropped our claim: nothing was uploaded
     note: str = ""
     seconds: float = 0.0
@@ -44,18 +45,25 @@ class Outcome:
 
 @dataclass(frozen=True, kw_only=True)
 class LoopSummary:
-    """What a loop did: the numbers its last line prints."""
+    """What a loop did: the numbers its last line prints.
+
+    ``failed`` counts datasets that ended failed; a run that failed while attempts remain
+    is ``retried`` (the dataset went back to the queue) and does not fail the loop.
+    """
 
     processed: int
     failed: int
     seconds: float
     reason: str
+    retried: int = 0
     interrupted: bool = False
 
     def summary(self) -> str:
+        completed = self.processed - self.failed - self.retried
+        retried = f", {self.retried} to be retried" if self.retried else ""
         return (
-            f"Processed {self.processed} dataset(s): {self.processed - self.failed} completed, "
-            f"{self.failed} failed, in {self.seconds:.1f}s ({self.reason})."
+            f"Processed {self.processed} dataset(s): {completed} completed, "
+            f"{self.failed} failed{retried}, in {self.seconds:.1f}s ({self.reason})."
         )
 
 
@@ -128,8 +136,9 @@ def process(
     except StageFailed as exc:
         logger.warning("%s", exc)
         return Outcome(
-            dataset=context.slug, completed=False, note=str(exc), seconds=time.monotonic() - started
-        )
+            dataset=context.slug, completed=False, retrying=exc.retrying, note=str(exc),
+            seconds=time.monotonic() - started,
+        )  # fmt: skip
     except ClaimLost as exc:
         logger.warning("%s", exc)
         return Outcome(
@@ -231,7 +240,7 @@ def run_loop(
     if project:
         check_project_workflow(config, connection.project(project))
     started = time.monotonic()
-    processed = failed = 0
+    processed = failed = retried = 0
     slowest = 0.0
     reason = "nothing pending"
     shutdown = Shutdown()
@@ -263,11 +272,13 @@ def run_loop(
                 reason = f"stopped by {shutdown.signal_name}"
                 break
             processed += 1
-            failed += not outcome.completed
+            retried += outcome.retrying
+            failed += not outcome.completed and not outcome.retrying
             slowest = max(slowest, outcome.seconds)
             logger.info("%s", outcome.summary())
     return LoopSummary(
-        processed=processed, failed=failed, seconds=time.monotonic() - started, reason=reason,
+        processed=processed, failed=failed, retried=retried, seconds=time.monotonic() - started,
+        reason=reason,
         interrupted=shutdown.requested,
     )  # fmt: skip
 

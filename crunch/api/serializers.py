@@ -178,13 +178,17 @@ class StatusSerializer(serializers.ModelSerializer):
         help_text="Any unique string; a post retried with the same key is recorded once.",
     )  # fmt: skip
     dataset_slug = serializers.CharField(source="dataset.slug", read_only=True)
+    dataset_state = serializers.CharField(
+        source="dataset.state", read_only=True,
+        help_text="The dataset's state after this status: 'pending' after a Fail means it will be retried.",
+    )  # fmt: skip
     stage_name = serializers.CharField(source="get_stage_display", read_only=True)
     state_name = serializers.CharField(source="get_state_display", read_only=True)
 
     class Meta:
         model = Status
         fields = [
-            "id", "dataset", "dataset_slug", "stage", "stage_name", "state", "state_name",
+            "id", "dataset", "dataset_slug", "dataset_state", "stage", "stage_name", "state", "state_name",
             "note", "claim", "key", "created", *DIAGNOSTIC_FIELDS,
         ]  # fmt: skip
         read_only_fields = ["created"]

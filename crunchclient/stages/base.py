@@ -47,9 +47,10 @@ class RunContext:
         """The dataset's folder in storage."""
         return str(self.dataset["base_file_path"]).strip("/")
 
-    def report(self, stage: int, state: int, note: str = "") -> None:
+    def report(self, stage: int, state: int, note: str = "") -> dict[str, Any]:
+        """Post a status; return the server's answer (with the dataset's new state)."""
         try:
-            self.connection.post_status(
+            return self.connection.post_status(
                 dataset=int(self.dataset["id"]), stage=stage, state=state,
                 claim=str(self.claim["id"]), note=note, diagnostics=self.diagnostics,
             )  # fmt: skip
@@ -110,9 +111,12 @@ class Stage:
         except Exception as exc:  # any failure of the stage is the dataset's Fail status
             note = failure_note(exc)
             logger.debug("%s: %s failed", context.slug, self.name, exc_info=True)
-            context.report(self.number, FAIL, note)
+            answer = context.report(self.number, FAIL, note)
+            retrying = answer.get("dataset_state") == "pending"
             raise StageFailed(
-                f"Dataset {context.slug!r} failed at {self.name}: {first_line(note)}"
+                f"Dataset {context.slug!r} failed at {self.name}"
+                f"{' (it will be retried)' if retrying else ''}: {first_line(note)}",
+                retrying=retrying,
             ) from exc
         logger.info("%s: %s succeeded%s", context.slug, self.name, f" ({note})" if note else "")
         context.report(self.number, SUCCESS, note)

@@ -129,7 +129,7 @@ def test_fail_returns_to_pending_while_attempts_remain_then_fails(http):
     for expected in ("pending", "failed"):
         claim = http.post("next/").json()["claim"]["id"]
         r = http.post("statuses/", {"dataset": dataset.pk, "stage": 2, "state": 3, "claim": claim, "note": "exit 1"})
-        assert r.status_code == 201
+        assert r.status_code == 201 and r.json()["dataset_state"] == expected
         dataset.refresh_from_db()
         assert (dataset.state, dataset.note) == (expected, "exit 1")
     assert http.post("next/").status_code == 204
