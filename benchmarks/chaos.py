@@ -97,7 +97,9 @@ def count_results(database_url: str, media: Path) -> dict[str, int]:
                 "ON s.dataset_id = d.id AND s.stage = 3 AND s.state = 2 GROUP BY d.id"
             ).fetchall()
         )
-        states = dict(conn.execute("SELECT state, COUNT(*) FROM crunch_dataset GROUP BY state").fetchall())
+        states = dict(
+            conn.execute("SELECT state, COUNT(*) FROM crunch_dataset GROUP BY state").fetchall()
+        )
         attempts = conn.execute("SELECT COALESCE(SUM(attempts), 0) FROM crunch_dataset").fetchone()
     renamed = [p for p in media.rglob("*") if p.is_file() and RENAMED.search(p.name)]
     return {
@@ -113,9 +115,12 @@ def count_results(database_url: str, media: Path) -> dict[str, int]:
 
 
 def chaos(args: argparse.Namespace) -> dict[str, float]:
-    with tempfile.TemporaryDirectory(prefix="crunch-chaos-") as folder, fresh_database(
-        f"crunch_chaos_{os.getpid()}"  # its own: two runs at once must not drop each other's
-    ) as database_url:
+    with (
+        tempfile.TemporaryDirectory(prefix="crunch-chaos-") as folder,
+        fresh_database(
+            f"crunch_chaos_{os.getpid()}"  # its own: two runs at once must not drop each other's
+        ) as database_url,
+    ):
         root = Path(folder)
         media = root / "media"
         media.mkdir()
@@ -138,7 +143,9 @@ def chaos(args: argparse.Namespace) -> dict[str, float]:
         ).raise_for_status()
         for i in range(args.datasets):
             dataset = api.post(
-                f"{server.url}/api/datasets/", json={"parent": "chaos", "name": f"d{i:04}"}, timeout=30
+                f"{server.url}/api/datasets/",
+                json={"parent": "chaos", "name": f"d{i:04}"},
+                timeout=30,
             ).json()
             base = media / dataset["base_file_path"]
             base.mkdir(parents=True)
@@ -200,7 +207,13 @@ def chaos(args: argparse.Namespace) -> dict[str, float]:
             Path(args.keep_logs).mkdir(parents=True, exist_ok=True)
             for log in root.glob("*.log"):
                 (Path(args.keep_logs) / log.name).write_bytes(log.read_bytes())
-        return {**results, "kills": kills, "server restarts": restarts, "client starts": clients.started, "wall seconds": round(wall, 1)}
+        return {
+            **results,
+            "kills": kills,
+            "server restarts": restarts,
+            "client starts": clients.started,
+            "wall seconds": round(wall, 1),
+        }
 
 
 def main() -> int:
@@ -212,7 +225,9 @@ def main() -> int:
     parser.add_argument("--lease", type=int, default=8, help="client lease, seconds")
     parser.add_argument("--heartbeat", type=int, default=2, help="client heartbeat, seconds")
     parser.add_argument("--timeout", type=float, default=900.0)
-    parser.add_argument("--keep-logs", metavar="FOLDER", help="copy the server and client logs here")
+    parser.add_argument(
+        "--keep-logs", metavar="FOLDER", help="copy the server and client logs here"
+    )
     args = parser.parse_args()
     figures = chaos(args)
     width = max(len(k) for k in figures)

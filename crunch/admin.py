@@ -14,7 +14,17 @@ from crunch.services import claims, retries
 class AttributeInline(admin.TabularInline):
     model = Attribute
     extra = 0
-    fields = ["kind", "key", "text", "integer", "number", "longitude", "boolean", "date", "datetime"]
+    fields = [
+        "kind",
+        "key",
+        "text",
+        "integer",
+        "number",
+        "longitude",
+        "boolean",
+        "date",
+        "datetime",
+    ]
 
 
 class ProjectAttributeInline(AttributeInline):
@@ -52,7 +62,16 @@ class StatusInline(admin.TabularInline):
 
 @admin.register(Dataset)
 class DatasetAdmin(admin.ModelAdmin):
-    list_display = ["slug", "project", "state", "stage", "attempts", "priority", "claim_holder", "updated"]
+    list_display = [
+        "slug",
+        "project",
+        "state",
+        "stage",
+        "attempts",
+        "priority",
+        "claim_holder",
+        "updated",
+    ]
     list_filter = ["state", "project"]
     list_select_related = ["project"]
     search_fields = ["name", "slug", "note"]
@@ -68,7 +87,9 @@ class DatasetAdmin(admin.ModelAdmin):
     @admin.action(description="Retry failed datasets", permissions=["change"])
     def retry_failed(self, request: HttpRequest, queryset: QuerySet[Dataset]) -> None:
         count = retries.retry_failed(queryset)
-        self.message_user(request, f"{count} failed dataset(s) returned to pending.", messages.SUCCESS)
+        self.message_user(
+            request, f"{count} failed dataset(s) returned to pending.", messages.SUCCESS
+        )
 
     @admin.action(description="Release claim (return to pending)", permissions=["change"])
     def release_claim(self, request: HttpRequest, queryset: QuerySet[Dataset]) -> None:

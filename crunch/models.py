@@ -7,10 +7,9 @@ claim) so that claiming, counting and listing never scan the status history.
 from __future__ import annotations
 
 import datetime
-
-import django
 from typing import Any
 
+import django
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -107,7 +106,9 @@ class Dataset(Node):
         max_length=4095,
         blank=True,
         default="",
-        help_text="Folder in storage holding the dataset's files (default crunch/<project>/<dataset>).",
+        help_text=(
+            "Folder in storage holding the dataset's files (default crunch/<project>/<dataset>)."
+        ),
     )
     priority = models.IntegerField(default=0, help_text="Higher is claimed first.")
 
@@ -143,7 +144,9 @@ class Dataset(Node):
             # The claim queue: one index probe per claim whatever the table size. Not
             # partial indexes: SQLite skips those when the state is a bound parameter.
             models.Index(fields=["state", "-priority", "id"], name="crunch_queue"),
-            models.Index(fields=["project", "state", "-priority", "id"], name="crunch_project_queue"),
+            models.Index(
+                fields=["project", "state", "-priority", "id"], name="crunch_project_queue"
+            ),
             models.Index(fields=["state", "lease_expires"], name="crunch_state_lease"),
             models.Index(fields=["project", "state"], name="crunch_project_state"),
             models.Index(fields=["project", "finished"], name="crunch_project_finished"),
@@ -273,7 +276,10 @@ class Status(models.Model):
     note = models.TextField(blank=True, default="")
     claim_id = models.UUIDField(null=True, blank=True)
     key = models.CharField(
-        max_length=64, null=True, blank=True, unique=True,
+        max_length=64,
+        null=True,
+        blank=True,
+        unique=True,
         help_text="Chosen by the client so a retried post is recorded once.",
     )
     user = models.ForeignKey(

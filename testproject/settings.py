@@ -17,7 +17,12 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "crunch-testproject-not-secret")
 DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
-ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver", *os.environ.get("DJANGO_ALLOWED_HOSTS", "").split()]
+ALLOWED_HOSTS = [
+    "127.0.0.1",
+    "localhost",
+    "testserver",
+    *os.environ.get("DJANGO_ALLOWED_HOSTS", "").split(),
+]
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -81,11 +86,15 @@ def sqlite_database(name: str | Path) -> dict[str, object]:
 if os.environ.get("DATABASE_URL"):
     import dj_database_url
 
-    DATABASES = {"default": dj_database_url.parse(
-        os.environ["DATABASE_URL"], conn_max_age=int(os.environ.get("CRUNCH_CONN_MAX_AGE", "0"))
-    )}
+    DATABASES = {
+        "default": dj_database_url.parse(
+            os.environ["DATABASE_URL"], conn_max_age=int(os.environ.get("CRUNCH_CONN_MAX_AGE", "0"))
+        )
+    }
 else:
-    DATABASES = {"default": sqlite_database(os.environ.get("CRUNCH_SQLITE", BASE_DIR / "db.sqlite3"))}
+    DATABASES = {
+        "default": sqlite_database(os.environ.get("CRUNCH_SQLITE", BASE_DIR / "db.sqlite3"))
+    }
 
 MEDIA_ROOT = os.environ.get("CRUNCH_MEDIA_ROOT", str(BASE_DIR / "media"))
 MEDIA_URL = "/media/"

@@ -43,10 +43,16 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             break
     response = drf_exception_handler(exc, context)
     if response is not None and isinstance(exc, ValidationError):
-        errors = response.data if isinstance(response.data, dict) else {"non_field_errors": response.data}
+        errors = (
+            response.data
+            if isinstance(response.data, dict)
+            else {"non_field_errors": response.data}
+        )
         response.data = {"detail": summarize(errors), **errors}
     elif response is not None and isinstance(exc, APIException):
-        response.data.setdefault("code", exc.get_codes() if isinstance(exc.get_codes(), str) else "error")
+        response.data.setdefault(
+            "code", exc.get_codes() if isinstance(exc.get_codes(), str) else "error"
+        )
     return response
 
 

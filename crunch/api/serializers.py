@@ -51,7 +51,16 @@ class ItemSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Item
-        fields = ["id", "slug", "name", "parent", "dataset", "parent_item", "description", "details"]
+        fields = [
+            "id",
+            "slug",
+            "name",
+            "parent",
+            "dataset",
+            "parent_item",
+            "description",
+            "details",
+        ]
         read_only_fields = ["slug"]
 
     def validate_parent(self, value: str) -> dict[str, Any]:
@@ -109,7 +118,9 @@ class AttributeSerializer(serializers.Serializer):
     def validate_item(self, value: str) -> Model:
         owner = owner_by_slug(value)
         if owner is None:
-            raise serializers.ValidationError(f"No project, dataset or item has the slug {value!r}.")
+            raise serializers.ValidationError(
+                f"No project, dataset or item has the slug {value!r}."
+            )
         return owner
 
     def create(self, validated_data: dict[str, Any]) -> Attribute:
@@ -180,7 +191,7 @@ class StatusSerializer(serializers.ModelSerializer):
     dataset_slug = serializers.CharField(source="dataset.slug", read_only=True)
     dataset_state = serializers.CharField(
         source="dataset.state", read_only=True,
-        help_text="The dataset's state after this status: 'pending' after a Fail means it will be retried.",
+        help_text="The dataset's state after this status ('pending' after a Fail: retried).",
     )  # fmt: skip
     stage_name = serializers.CharField(source="get_stage_display", read_only=True)
     state_name = serializers.CharField(source="get_state_display", read_only=True)
@@ -188,8 +199,8 @@ class StatusSerializer(serializers.ModelSerializer):
     class Meta:
         model = Status
         fields = [
-            "id", "dataset", "dataset_slug", "dataset_state", "stage", "stage_name", "state", "state_name",
-            "note", "claim", "key", "created", *DIAGNOSTIC_FIELDS,
+            "id", "dataset", "dataset_slug", "dataset_state", "stage", "stage_name", "state",
+            "state_name", "note", "claim", "key", "created", *DIAGNOSTIC_FIELDS,
         ]  # fmt: skip
         read_only_fields = ["created"]
         extra_kwargs = {name: {"required": False} for name in DIAGNOSTIC_FIELDS}
@@ -206,7 +217,7 @@ class ClaimRequestSerializer(serializers.Serializer):
     )  # fmt: skip
     key = serializers.CharField(
         max_length=64, required=False, allow_blank=True,
-        help_text="Any unique string; a claim request retried with the same key returns the same claim.",
+        help_text="Any unique string; a request retried with the same key gets the same claim.",
     )  # fmt: skip
 
 

@@ -106,7 +106,9 @@ class DatasetViewSet(viewsets.ModelViewSet):
             queryset = queryset.filter(project__slug=project)
         if state := self.request.query_params.get("state"):
             if state not in DatasetState.values:
-                raise NotFound(f"Unknown state {state!r}; use one of {', '.join(DatasetState.values)}.")
+                raise NotFound(
+                    f"Unknown state {state!r}; use one of {', '.join(DatasetState.values)}."
+                )
             queryset = queryset.filter(state=state)
         return queryset
 
@@ -161,7 +163,9 @@ class StatusViewSet(
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
-        diagnostics = {name: data.pop(name) for name in list(data) if name in statuses.DIAGNOSTIC_FIELDS}
+        diagnostics = {
+            name: data.pop(name) for name in list(data) if name in statuses.DIAGNOSTIC_FIELDS
+        }
         status_row, created = statuses.record_status(
             dataset=data["dataset"],
             stage=data["stage"],
@@ -176,9 +180,7 @@ class StatusViewSet(
         return Response(self.get_serializer(status_row).data, status=code)
 
 
-class AttributeViewSet(
-    mixins.CreateModelMixin, mixins.ListModelMixin, viewsets.GenericViewSet
-):
+class AttributeViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
     """Typed attributes: ``POST api/attributes/<type>/`` with item, key and value."""
 
     serializer_class = s.AttributeSerializer
@@ -186,7 +188,7 @@ class AttributeViewSet(
 
     def get_queryset(self) -> QuerySet[Attribute]:
         queryset = Attribute.objects.select_related("project", "dataset", "item")
-        if kind := self.kwargs.get("kind"):
+        if self.kwargs.get("kind"):
             queryset = queryset.filter(kind=self.attribute_kind())
         if item := self.request.query_params.get("item"):
             owner = s.owner_by_slug(item)
@@ -238,7 +240,9 @@ class ClaimViewSet(viewsets.ViewSet):
         params = s.ClaimRequestSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         claim = parse_claim_id(claim_id)
-        expires = claims.renew_lease(claim, lease_seconds=params.validated_data.get("lease_seconds"))
+        expires = claims.renew_lease(
+            claim, lease_seconds=params.validated_data.get("lease_seconds")
+        )
         return Response({"id": str(claim), "lease_expires": expires})
 
     @extend_schema(request=s.ReleaseSerializer, responses={200: s.DatasetSerializer})

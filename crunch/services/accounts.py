@@ -18,7 +18,9 @@ def client_group() -> Group:
     """The group whose members may create datasets, claim them and report statuses."""
     group, _ = Group.objects.get_or_create(name=CLIENT_GROUP)
     group.permissions.add(
-        *Permission.objects.filter(content_type__app_label="crunch", codename__in=CLIENT_PERMISSIONS)
+        *Permission.objects.filter(
+            content_type__app_label="crunch", codename__in=CLIENT_PERMISSIONS
+        )
     )
     return group
 

@@ -138,9 +138,7 @@ def claim_dataset(
     )
     free = Dataset.objects.filter(pk=dataset.pk).exclude(state=DatasetState.RUNNING)
     if free.update(**values) != 1:
-        raise ClaimConflict(
-            f"Dataset {dataset.slug!r} is claimed by {_holder_of(dataset.pk)!r}."
-        )
+        raise ClaimConflict(f"Dataset {dataset.slug!r} is claimed by {_holder_of(dataset.pk)!r}.")
     return _claim_of(dataset.pk)
 
 
@@ -169,7 +167,11 @@ def release(claim_id: uuid.UUID, *, note: str = "") -> Dataset:
             raise LeaseExpired(f"Claim {str(claim_id)!r} is no longer held.")
         if note:
             Status.objects.create(
-                dataset=dataset, stage=dataset.stage or 1, state=State.FAIL, note=note, claim_id=claim_id
+                dataset=dataset,
+                stage=dataset.stage or 1,
+                state=State.FAIL,
+                note=note,
+                claim_id=claim_id,
             )
         dataset.state = DatasetState.PENDING
         dataset.attempts = max(dataset.attempts - 1, 0)

@@ -16,13 +16,16 @@ def retry(dataset: Dataset) -> Dataset:
     if Dataset.objects.failed().filter(pk=dataset.pk).update(**RETRY_VALUES) != 1:
         dataset.refresh_from_db(fields=["state"])
         raise InvalidTransition(
-            f"Dataset {dataset.slug!r} is {dataset.state}, not failed; only failed datasets are retried."
+            f"Dataset {dataset.slug!r} is {dataset.state}, not failed; "
+            "only failed datasets are retried."
         )
     dataset.refresh_from_db()
     return dataset
 
 
-def retry_failed(datasets: QuerySet[Dataset] | None = None, *, project: Project | None = None) -> int:
+def retry_failed(
+    datasets: QuerySet[Dataset] | None = None, *, project: Project | None = None
+) -> int:
     """Return every failed dataset (of ``datasets`` or of ``project``) to pending; count them."""
     queryset = Dataset.objects.all() if datasets is None else datasets
     if project is not None:

@@ -43,10 +43,14 @@ def record_status(
     if key and (existing := Status.objects.filter(key=key).first()):
         return existing, False
     stage, state = Stage(stage), State(state)
-    fields = {name: value for name, value in (diagnostics or {}).items() if name in DIAGNOSTIC_FIELDS}
+    fields = {
+        name: value for name, value in (diagnostics or {}).items() if name in DIAGNOSTIC_FIELDS
+    }
     try:
         with transaction.atomic():
-            locked = Dataset.objects.select_for_update().select_related("project").get(pk=dataset.pk)
+            locked = (
+                Dataset.objects.select_for_update().select_related("project").get(pk=dataset.pk)
+            )
             if claim_id is None:
                 claim_id = _legacy_claim(locked, stage=stage, state=state, user=user, fields=fields)
             elif locked.claim_id != claim_id or locked.state != DatasetState.RUNNING:
@@ -79,9 +83,7 @@ def _legacy_claim(
     holder = legacy_holder(user, fields)
     if dataset.state == DatasetState.RUNNING:
         if dataset.claim_holder != holder:
-            raise ClaimConflict(
-                f"Dataset {dataset.slug!r} is claimed by {dataset.claim_holder!r}."
-            )
+            raise ClaimConflict(f"Dataset {dataset.slug!r} is claimed by {dataset.claim_holder!r}.")
         assert dataset.claim_id is not None
         return dataset.claim_id
     starting = stage == Stage.SETUP and state == State.START

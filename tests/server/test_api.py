@@ -44,7 +44,9 @@ def anonymous(live_server):
 
 def run_statuses(http, dataset, claim, states=((1, 1), (1, 2), (2, 1), (2, 2), (3, 1), (3, 2))):
     for stage, state in states:
-        r = http.post("statuses/", {"dataset": dataset.pk, "stage": stage, "state": state, "claim": claim})
+        r = http.post(
+            "statuses/", {"dataset": dataset.pk, "stage": stage, "state": state, "claim": claim}
+        )
         assert r.status_code == 201, r.text
 
 
@@ -88,7 +90,9 @@ def test_legacy_get_next_only_peeks(http):
 
 def test_status_for_a_claim_not_held_is_refused(http):
     dataset = make_dataset()
-    r = http.post("statuses/", {"dataset": dataset.pk, "stage": 1, "state": 1, "claim": str(uuid.uuid4())})
+    r = http.post(
+        "statuses/", {"dataset": dataset.pk, "stage": 1, "state": 1, "claim": str(uuid.uuid4())}
+    )
     assert r.status_code == 409
     assert "no longer held" in r.json()["detail"]
     assert not Status.objects.exists()
@@ -128,7 +132,10 @@ def test_fail_returns_to_pending_while_attempts_remain_then_fails(http):
     dataset = make_dataset(make_project(name="P", max_attempts=2))
     for expected in ("pending", "failed"):
         claim = http.post("next/").json()["claim"]["id"]
-        r = http.post("statuses/", {"dataset": dataset.pk, "stage": 2, "state": 3, "claim": claim, "note": "exit 1"})
+        r = http.post(
+            "statuses/",
+            {"dataset": dataset.pk, "stage": 2, "state": 3, "claim": claim, "note": "exit 1"},
+        )
         assert r.status_code == 201 and r.json()["dataset_state"] == expected
         dataset.refresh_from_db()
         assert (dataset.state, dataset.note) == (expected, "exit 1")
@@ -171,22 +178,37 @@ def test_claim_a_named_dataset_and_conflict(http):
 
 def test_legacy_form_encoded_creation_and_statuses_without_claim(http, client_user):
     """django-crunch 0.1 clients post form data and send no claim."""
-    r = http.session.post(http.base + "projects/", data={"name": "Legacy", "description": "d", "details": "# x", "workflow": "true"})
+    r = http.session.post(
+        http.base + "projects/",
+        data={"name": "Legacy", "description": "d", "details": "# x", "workflow": "true"},
+    )
     assert r.status_code == 201, r.text
     assert r.json()["slug"] == "legacy"
-    r = http.session.post(http.base + "datasets/", data={"parent": "legacy", "name": "DS 1", "description": "", "details": ""})
+    r = http.session.post(
+        http.base + "datasets/",
+        data={"parent": "legacy", "name": "DS 1", "description": "", "details": ""},
+    )
     assert r.status_code == 201 and r.json()["slug"] == "legacy:ds-1"
     assert r.json()["base_file_path"] == "crunch/legacy/ds-1"
     dataset_id = r.json()["id"]
     for stage in (1, 2, 3):
         for state in (1, 2):
-            r = http.session.post(http.base + "statuses/", data={"dataset": dataset_id, "stage": stage, "state": state, "hostname": "node7"})
+            r = http.session.post(
+                http.base + "statuses/",
+                data={"dataset": dataset_id, "stage": stage, "state": state, "hostname": "node7"},
+            )
             assert r.status_code == 201, r.text
     assert Dataset.objects.get(pk=dataset_id).state == "completed"
     # Another legacy client (another host) cannot report on a dataset it does not hold.
     dataset = make_dataset(Project.objects.get(slug="legacy"), name="DS 2")
-    http.session.post(http.base + "statuses/", data={"dataset": dataset.pk, "stage": 1, "state": 1, "hostname": "node7"})
-    r = http.session.post(http.base + "statuses/", data={"dataset": dataset.pk, "stage": 1, "state": 2, "hostname": "node8"})
+    http.session.post(
+        http.base + "statuses/",
+        data={"dataset": dataset.pk, "stage": 1, "state": 1, "hostname": "node7"},
+    )
+    r = http.session.post(
+        http.base + "statuses/",
+        data={"dataset": dataset.pk, "stage": 1, "state": 2, "hostname": "node8"},
+    )
     assert r.status_code == 409
     assert r.json()["detail"] == "Dataset 'legacy:ds-2' is claimed by 'worker@node7'."
 
@@ -213,13 +235,21 @@ def test_items_and_typed_attributes(http):
         assert r.status_code == 201, (kind, r.text)
         assert r.json()["display"] == display
     assert http.post("attributes/int/", {"item": "p", "key": "n", "value": 1}).status_code == 201
-    assert http.post("attributes/int/", {"item": "p:d:scan-1", "key": "n", "value": 1}).status_code == 201
+    assert (
+        http.post("attributes/int/", {"item": "p:d:scan-1", "key": "n", "value": 1}).status_code
+        == 201
+    )
     assert Attribute.objects.count() == 11
     r = http.post("attributes/int/", {"item": "p:d", "key": "n", "value": "many"})
     assert r.status_code == 400 and r.json()["value"] == ["A valid integer is required."]
-    assert http.post("attributes/colour/", {"item": "p:d", "key": "c", "value": "red"}).status_code == 404
+    assert (
+        http.post("attributes/colour/", {"item": "p:d", "key": "c", "value": "red"}).status_code
+        == 404
+    )
     r = http.post("attributes/char/", {"item": "p:nope", "key": "k", "value": "v"})
-    assert r.status_code == 400 and r.json()["item"] == ["No project, dataset or item has the slug 'p:nope'."]
+    assert r.status_code == 400 and r.json()["item"] == [
+        "No project, dataset or item has the slug 'p:nope'."
+    ]
     assert len(http.get("attributes/", item="p:d").json()["results"]) == 9
     assert Item.objects.count() == 2
 
@@ -243,7 +273,10 @@ def test_statuses_list_by_dataset(http):
     claim = http.post("next/").json()["claim"]["id"]
     run_statuses(http, dataset, claim, states=((1, 1), (1, 2)))
     body = http.get("statuses/", dataset=dataset.slug).json()
-    assert [(s["stage_name"], s["state_name"]) for s in body["results"]] == [("Setup", "Start"), ("Setup", "Success")]
+    assert [(s["stage_name"], s["state_name"]) for s in body["results"]] == [
+        ("Setup", "Start"),
+        ("Setup", "Success"),
+    ]
 
 
 def test_no_token_and_bad_token_are_401(anonymous, live_server, db):
@@ -262,7 +295,11 @@ def test_user_without_permission_is_403(live_server, db):
     api = Api(live_server.url, Token.objects.create(user=user).key)
     dataset = make_dataset()
     assert api.get("datasets/").status_code == 200
-    for path, body in [("next/", {}), ("projects/", {"name": "x"}), ("statuses/", {"dataset": dataset.pk, "stage": 1, "state": 1})]:
+    for path, body in [
+        ("next/", {}),
+        ("projects/", {"name": "x"}),
+        ("statuses/", {"dataset": dataset.pk, "stage": 1, "state": 1}),
+    ]:
         r = api.post(path, body)
         assert r.status_code == 403, path
         assert r.json()["detail"] == "You do not have permission to perform this action."
@@ -274,7 +311,9 @@ def test_unknown_slugs_are_404(http):
     assert http.get("datasets/p:nope/").status_code == 404
     assert http.post("datasets/p:nope/retry/").status_code == 404
     r = http.post("statuses/", {"dataset": "p:nope", "stage": 1, "state": 1})
-    assert r.status_code == 400 and r.json()["dataset"] == ["No dataset has the id or slug 'p:nope'."]
+    assert r.status_code == 400 and r.json()["dataset"] == [
+        "No dataset has the id or slug 'p:nope'."
+    ]
 
 
 def test_invalid_stage_or_state_is_400(http):
@@ -285,7 +324,9 @@ def test_invalid_stage_or_state_is_400(http):
     assert body["stage"] == ["7 is not one of 1 (Setup), 2 (Workflow), 3 (Upload)."]
     assert body["state"] == ["'maybe' is not one of 1 (Start), 2 (Success), 3 (Fail)."]
     assert body["detail"].startswith("Invalid input. stage: ")
-    r = http.post("statuses/", {"dataset": dataset.pk, "stage": "workflow", "state": "fail", "claim": "x"})
+    r = http.post(
+        "statuses/", {"dataset": dataset.pk, "stage": "workflow", "state": "fail", "claim": "x"}
+    )
     assert r.status_code == 400 and "claim" in r.json()
 
 

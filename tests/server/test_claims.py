@@ -112,7 +112,11 @@ def test_release_does_not_count_the_attempt():
     claim = claims.claim_next(holder="a")
     claims.release(claim.id, note="Stopped by SIGTERM.")
     dataset.refresh_from_db()
-    assert (dataset.state, dataset.attempts, dataset.note) == (DatasetState.PENDING, 0, "Stopped by SIGTERM.")
+    assert (dataset.state, dataset.attempts, dataset.note) == (
+        DatasetState.PENDING,
+        0,
+        "Stopped by SIGTERM.",
+    )
 
 
 def queries_for_one_claim() -> int:

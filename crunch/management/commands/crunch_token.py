@@ -8,7 +8,10 @@ from crunch.services.accounts import client_token
 
 
 class Command(BaseCommand):
-    help = "Print an API token for USERNAME, creating the user (in the 'crunch clients' group) if needed."
+    help = (
+        "Print an API token for USERNAME, creating the user (in the 'crunch clients' group) "
+        "if needed."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("username")
