@@ -244,8 +244,8 @@ def test_failing_workflow_with_next(crunch: Crunch) -> None:
     result = crunch.run("next")
     assert result.returncode == 10
     assert error_line(result) == (
-        "CommandError: Dataset 'fails:one' failed at Workflow (it will be retried): The workflow exited with code 5 "
-        "and wrote nothing to stderr."
+        "CommandError: Dataset 'fails:one' failed at Workflow (it will be retried): "
+        "The workflow exited with code 5 and wrote nothing to stderr."
     )
     assert Dataset.objects.get().state == "pending"  # attempts left
 
