@@ -38,6 +38,7 @@ PARTIAL_MARK = ".crunch-partial-"
 S3_MULTIPART_THRESHOLD = 64 * 1024 * 1024  # bytes: below it an upload's ETag is its MD5
 S3_PART_SIZE = 16 * 1024 * 1024  # bytes per ranged GET or uploaded part
 S3_MIN_CONCURRENCY = 10  # requests in flight, boto3's default
+S3_GET_ATTEMPTS = 5  # tries of a single-GET download whose stream breaks
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,6 +59,7 @@ class _Entry:
     size: int | None = None
     mtime_ns: int | None = None
     md5: str | None = None  # the store's own checksum, when it has one (S3 ETag)
+    etag: str | None = None  # S3's ETag as stored, also a multipart one ("<md5>-<parts>")
 
 
 # ---------------------------------------------------------------------------- paths
@@ -195,7 +197,7 @@ def _copy_small(
 
 
 def _copy_stream(
-    source: IO[bytes], target: IO[bytes], progress: Progress | None = None
+    source: IO[bytes], target: IO[bytes], progress: Progress | _Counted | None = None
 ) -> tuple[int, str]:
     """Copy source to target in large chunks; return (bytes, md5) computed on the way."""
     digest = hashlib.md5(usedforsecurity=False)
@@ -309,6 +311,10 @@ class _Backend:
                 digest.update(chunk)
         return digest.hexdigest()
 
+    def matches(self, name: str, stored: _Entry, local: Path, md5: str) -> bool:
+        """Whether the stored file holds the same bytes as local, whose MD5 is md5."""
+        return self.stored_md5(name, stored) == md5
+
     def download(self, name: str, entry: _Entry, partial: str, progress: Progress) -> str:
         with self.storage.open(name, "rb") as source, open(partial, "xb") as target:
             _size, md5 = _copy_stream(source, target, progress)
@@ -412,6 +418,39 @@ class _LocalBackend(_Backend):
         return copied
 
 
+class _Counted:
+    """Pass progress on and remember how much was counted, to take it back on a retry."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.bytes = 0
+
+    def advance(self, *, bytes: int = 0, files: int = 0) -> None:
+        self.progress.advance(bytes=bytes, files=files)
+        self.bytes += bytes
+
+
+def _multipart_etag(path: Path | str, part_size: int) -> str:
+    """Return the ETag S3 gives path uploaded in parts of part_size: md5(part md5s)-parts."""
+    digests: list[bytes] = []
+    with open(path, "rb", buffering=0) as source:
+        buffer = bytearray(CHUNK_SIZE)
+        view = memoryview(buffer)
+        while True:
+            part = hashlib.md5(usedforsecurity=False)
+            left = part_size
+            while left and (n := source.readinto(view[: min(left, CHUNK_SIZE)])):
+                part.update(view[:n])
+                left -= n
+            if left == part_size:
+                break
+            digests.append(part.digest())
+            if left:
+                break
+    joined = hashlib.md5(b"".join(digests), usedforsecurity=False).hexdigest()
+    return f"{joined}-{len(digests)}"
+
+
 class _HashingWriter:
     """A write-only, non-seekable file for boto3: it hashes the bytes as they arrive.
 
@@ -471,9 +510,24 @@ class _S3Backend(_Backend):
     def stored_md5(self, name: str, entry: _Entry) -> str | None:
         if entry.md5 is not None:
             return entry.md5
-        # A multipart ETag is no MD5: we stored the MD5 in the metadata at upload.
+        # A multipart ETag is no MD5; objects uploaded by earlier versions carry the MD5
+        # in their metadata.
         head = self.client.head_object(Bucket=self.bucket, Key=self.key(name))
         return head.get("Metadata", {}).get("md5")
+
+    def matches(self, name: str, stored: _Entry, local: Path, md5: str) -> bool:
+        if stored.md5 is not None or stored.etag is None:
+            return stored.md5 == md5
+        if self.stored_md5(name, stored) == md5:
+            return True
+        # A multipart object is known by the MD5 of its parts' MD5s: split the local
+        # file as the upload would have and compare.
+        return _multipart_etag(local, self._part_size(stored.size or 0)) == stored.etag
+
+    def _part_size(self, size: int) -> int:
+        from s3transfer.utils import ChunksizeAdjuster
+
+        return int(ChunksizeAdjuster().adjust_chunksize(self.config.multipart_chunksize, size))
 
     def key(self, name: str) -> str:
         from storages.utils import clean_name
@@ -497,35 +551,74 @@ class _S3Backend(_Backend):
                         size=item["Size"],
                         mtime_ns=int(item["LastModified"].timestamp()) * 1_000_000_000,
                         md5=etag if etag and "-" not in etag else None,
+                        etag=etag or None,
                     )
                 )
         return entries
 
     def download(self, name: str, entry: _Entry, partial: str, progress: Progress) -> str:
-        with open(partial, "xb") as target:
-            writer = _HashingWriter(target, progress)
-            self.manager.download(self.bucket, self.key(name), writer).result()
+        if entry.size is not None and entry.size < self.config.multipart_threshold:
+            # One GET, streamed and hashed in this worker thread: many files then hash
+            # on every core instead of queueing behind the transfer manager's single
+            # writer thread.
+            md5 = self._get(name, partial, progress)
+        else:
+            with open(partial, "xb") as target:
+                writer = _HashingWriter(target, progress)
+                self.manager.download(self.bucket, self.key(name), writer).result()
+            md5 = writer.digest.hexdigest()
         _keep_mtime(partial, entry)
-        return writer.digest.hexdigest()
+        return md5
+
+    def _get(self, name: str, partial: str, progress: Progress) -> str:
+        """Stream one object into the new file partial; retry a broken stream from the start."""
+        from botocore.exceptions import (
+            ConnectionError,
+            IncompleteReadError,
+            ReadTimeoutError,
+            ResponseStreamingError,
+        )
+
+        for attempt in range(S3_GET_ATTEMPTS):
+            done = 0
+            try:
+                body = self.client.get_object(Bucket=self.bucket, Key=self.key(name))["Body"]
+                with contextlib.closing(body), open(partial, "wb" if attempt else "xb") as target:
+                    counted = _Counted(progress)
+                    _size, md5 = _copy_stream(body, target, counted)
+                    done = counted.bytes
+                return md5
+            except (ConnectionError, IncompleteReadError, ReadTimeoutError, ResponseStreamingError):
+                if attempt + 1 == S3_GET_ATTEMPTS:
+                    raise
+                progress.advance(bytes=-done)
+                logger.warning("Retrying the download of %r after a broken stream", name)
+        raise AssertionError("unreachable")
 
     def upload(
         self, name: str, local: Path, size: int, md5: str | None, progress: Progress
     ) -> str:
         from s3transfer.subscribers import BaseSubscriber
 
-        # Hashed first: the MD5 goes into the object's metadata, where a later run
-        # finds it for a multipart object whose ETag is not an MD5.
-        md5 = md5 or md5_file(local)
-
         class Subscriber(BaseSubscriber):  # type: ignore[misc]
             def on_progress(self, future: Any, bytes_transferred: int, **kwargs: Any) -> None:
                 progress.advance(bytes=bytes_transferred)
 
+        # No MD5 is needed up front (a single-part ETag is the MD5, a multipart one the
+        # MD5 of the parts', which matches() recomputes), so the file is hashed here
+        # while the transfer manager uploads it, not in a pass before the upload.
         params = dict(self.storage._get_write_parameters(name))
-        params["Metadata"] = {**params.get("Metadata", {}), "md5": md5}
-        self.manager.upload(
+        future = self.manager.upload(
             str(local), self.bucket, self.key(name), extra_args=params, subscribers=[Subscriber()]
-        ).result()
+        )
+        try:
+            md5 = md5 or md5_file(local)
+        except BaseException:
+            future.cancel()
+            with contextlib.suppress(Exception):
+                future.result()
+            raise
+        future.result()
         return md5
 
 
@@ -864,7 +957,7 @@ def _send(
                             md5, same = recorded, True
                         else:
                             md5 = md5 or md5_file(local)
-                            same = backend.stored_md5(name, stored) == md5
+                            same = backend.matches(name, stored, local, md5)
                     if same:
                         progress.advance(bytes=size, files=1)
                     else:
