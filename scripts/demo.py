@@ -3,10 +3,14 @@
 Migrates a fresh SQLite database in ./demo-work, writes the datasets' input files to local
 storage, starts the testproject server on 127.0.0.1, runs two ``crunch loop`` clients side
 by side, prints what they did and the project's page, and stops what it started.
+
+``--screenshot PATH`` also saves the project page as it looks a third of the way through
+the run (Playwright with Debian's Chromium; this is the README's picture).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import socket
@@ -92,7 +96,41 @@ def relay(name: str, stream: object) -> None:
         sys.stdout.flush()
 
 
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+def screenshot_mid_run(page_url: str, slug: str, path: Path) -> None:
+    """Save the project page once a third of the datasets are done, with both clients busy."""
+    from playwright.sync_api import sync_playwright
+
+    from crunch.models import Project
+    from crunch.services.stats import project_stats
+
+    project = Project.objects.get(slug=slug)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1200, "height": 1000})
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            counts = project_stats(project).counts
+            if counts.get("completed", 0) >= DATASETS // 3 and counts.get("running", 0) >= CLIENTS:
+                break  # a third done and every client at work
+            time.sleep(0.05)
+        page.goto(page_url)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(path))
+        browser.close()
+    print(f"Saved the project page mid-run to {path}")
+
+
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--screenshot", type=Path, metavar="PATH", help="save the page mid-run")
+    args = parser.parse_args()
     started = time.monotonic()
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir()
@@ -155,6 +193,9 @@ def main() -> int:
         ]
         for thread in relays:
             thread.start()
+        if args.screenshot:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's loop, our ORM
+            screenshot_mid_run(f"{url}projects/{slug}/", slug, args.screenshot.resolve())
         codes = [client.wait(timeout=120) for client in clients]
         for thread in relays:
             thread.join()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass, field
 
-from django.db.models import Count
+from django.db.models import Count, Min
 from django.utils import timezone
 
 from crunch.choices import DatasetState
@@ -17,7 +17,7 @@ from crunch.models import Dataset, Project
 class ProjectStats:
     counts: dict[str, int] = field(default_factory=dict)
     completed_recently: int = 0
-    window_seconds: int = 3600
+    window_seconds: float = 3600
 
     @property
     def total(self) -> int:
@@ -62,20 +62,31 @@ def project_stats(project: Project) -> ProjectStats:
     return stats_for_projects([project.pk])[project.pk]
 
 
+MIN_RATE_WINDOW = 10  # seconds: the shortest span a rate is measured over
+
+
 def stats_for_projects(project_ids: list[int]) -> dict[int, ProjectStats]:
-    """Figures for several projects at once: one grouped query, whatever their size."""
+    """Figures for several projects at once: two grouped queries, whatever their size.
+
+    Throughput is measured from the first completion within the window, so a run that
+    started minutes ago is not averaged over a whole hour.
+    """
     window = crunch_settings.STATS_RECENT_SECONDS
-    since = timezone.now() - datetime.timedelta(seconds=window)
+    now = timezone.now()
+    since = now - datetime.timedelta(seconds=window)
     datasets = Dataset.objects.filter(project_id__in=project_ids).order_by()
     counts: dict[int, dict[str, int]] = {pk: {} for pk in project_ids}
     # Two narrow queries, each answered from its own index.
     for row in datasets.values("project_id", "state").annotate(n=Count("id")):
         counts[row["project_id"]][row["state"]] = row["n"]
-    recent: dict[int, int] = dict.fromkeys(project_ids, 0)
+    recent: dict[int, tuple[int, float]] = dict.fromkeys(project_ids, (0, float(window)))
     finished = datasets.filter(finished__gte=since, state=DatasetState.COMPLETED)
-    for row in finished.values("project_id").annotate(n=Count("id")):
-        recent[row["project_id"]] = row["n"]
+    for row in finished.values("project_id").annotate(n=Count("id"), first=Min("finished")):
+        span = (now - row["first"]).total_seconds()
+        recent[row["project_id"]] = (row["n"], min(float(window), max(span, MIN_RATE_WINDOW)))
     return {
-        pk: ProjectStats(counts=counts[pk], completed_recently=recent[pk], window_seconds=window)
+        pk: ProjectStats(
+            counts=counts[pk], completed_recently=recent[pk][0], window_seconds=recent[pk][1]
+        )
         for pk in project_ids
     }

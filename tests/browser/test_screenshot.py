@@ -1,6 +1,6 @@
 """The README's screenshot: the project page of a run in progress.
 
-Always renders the page; writes ``docs/project-page.png`` only with UPDATE_SCREENSHOT=1:
+Always renders the page; writes ``docs/project-page-busy.png`` only with UPDATE_SCREENSHOT=1:
 
     UPDATE_SCREENSHOT=1 .venv/bin/pytest tests/browser/test_screenshot.py -p no:randomly
 """
@@ -23,7 +23,7 @@ from crunch.models import Dataset, Project, Status
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-TARGET = Path(__file__).resolve().parents[2] / "docs" / "project-page.png"
+TARGET = Path(__file__).resolve().parents[2] / "docs" / "project-page-busy.png"
 ERRORS = [
     "Traceback (most recent call last):\n  File \"analyse.py\", line 41\nKeyError: 'salinity'",
     "OSError: [Errno 28] No space left on device",
