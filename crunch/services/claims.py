@@ -19,8 +19,6 @@ from crunch.models import Dataset, Project, Status
 
 logger = logging.getLogger(__name__)
 
-CLAIM_RETRIES = 20  # attempts to win a race for a pending row before giving up
-
 
 @dataclass(frozen=True, kw_only=True)
 class Claim:
@@ -96,26 +94,27 @@ def claim_next(
     queue = Dataset.objects.pending().claim_order()
     if project is not None:
         queue = queue.filter(project=project)
-    for _ in range(CLAIM_RETRIES):
+    while True:  # a lost race means another client took a row: the queue only shrinks
         now = timezone.now()
         values = claim_values(
             holder=holder, user=user, now=now, lease_seconds=lease_seconds, key=key
         )
-        with transaction.atomic():
-            if supports_skip_locked():
+        if supports_skip_locked():
+            with transaction.atomic():
                 # All pending rows we look at stay locked until commit: keep this short.
                 pk = queue.select_for_update(skip_locked=True).values_list("pk", flat=True).first()
                 if pk is None:
                     return None
                 Dataset.objects.filter(pk=pk).update(**values)
-            else:
-                pk = queue.values_list("pk", flat=True).first()
-                if pk is None:
-                    return None
-                if not take_if_pending(pk, values):
-                    continue  # another client won this row; try the next one
+        else:
+            # No transaction around the two statements: the UPDATE alone decides who wins,
+            # and SQLite waits for its write lock instead of failing a read-to-write upgrade.
+            pk = queue.values_list("pk", flat=True).first()
+            if pk is None:
+                return None
+            if not take_if_pending(pk, values):
+                continue  # another client won this row; try the next one
         return _claim_of(pk)
-    return None
 
 
 def claim_dataset(
