@@ -62,7 +62,7 @@ class Clients:
         command = [
             str(BIN / "crunch"), "loop", "--project", "chaos", "--directory", str(folder),
             "--lease", str(self.args.lease), "--heartbeat", str(self.args.heartbeat),
-            "--retry-for", "600", "--quiet",
+            "--retry-for", "600", "--wait", "1", "--quiet",
         ]  # fmt: skip
         with (self.root / f"node{n}.log").open("ab") as log:
             self.processes[n] = subprocess.Popen(command, env=self.env, stdout=log, stderr=log)

@@ -139,6 +139,16 @@ class Connection:
         assert answer is not None
         return answer
 
+    def running_count(self, project: str | None) -> int:
+        """How many datasets (of ``project``) other clients hold now."""
+        if project:
+            stats = self.request("GET", f"projects/{project}/stats/")
+            assert stats is not None
+            return int(stats["running"])
+        answer = self.request("GET", "datasets/?state=running")
+        assert answer is not None
+        return int(answer["count"])
+
     def retry_project(self, slug: str) -> int:
         answer = self.request(
             "POST", f"projects/{slug}/retry/", missing=f"No project has the slug {slug!r}."

@@ -189,6 +189,12 @@ def add_client_arguments(parser: CommandParser | argparse.ArgumentParser, *, com
             help="Stop claiming when too little of this time is left, e.g. 2h, 30m, 90s "
             "(for batch jobs).",
         )  # fmt: skip
+        limits.add_argument(
+            "--wait", type=seconds, metavar="SECONDS", default=None,
+            help="When nothing is pending but other clients still hold datasets, check again "
+            "every SECONDS instead of stopping, so datasets a lost client leaves behind are "
+            "picked up; stop when none is pending or running.",
+        )  # fmt: skip
 
 
 def add_connection_arguments(parser: CommandParser | argparse.ArgumentParser) -> None:

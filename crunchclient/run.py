@@ -234,8 +234,14 @@ def run_loop(
     project: str | None = None,
     max_datasets: int | None = None,
     time_limit: float | None = None,
+    wait: float | None = None,
 ) -> LoopSummary:
-    """Process datasets until none is pending, a limit is reached or a signal arrives."""
+    """Process datasets until none is pending, a limit is reached or a signal arrives.
+
+    With ``wait``, "none pending" while other clients still hold datasets means checking
+    again after ``wait`` seconds: a dataset whose client dies comes back when its lease
+    expires, and a waiting loop picks it up.
+    """
     connection = connect(config)
     if project:
         check_project_workflow(config, connection.project(project))
@@ -265,7 +271,14 @@ def run_loop(
                 reason = "server unreachable"
                 break
             if claimed is None:
-                break
+                if wait is None or not (running := connection.running_count(project)):
+                    break
+                logger.info(
+                    "Nothing pending; %d dataset(s) held by other clients; checking again in %gs",
+                    running, wait,
+                )  # fmt: skip
+                shutdown.event.wait(wait)
+                continue
             try:
                 outcome = process(config, connection, claimed, shutdown)
             except Interrupted:

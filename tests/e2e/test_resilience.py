@@ -331,3 +331,41 @@ def test_chaos_run_completes_every_dataset_exactly_once() -> None:
     assert (figures["duplicates"], figures["lost"], figures["stuck"]) == ("0", "0", "0")
     assert figures["renamed files"] == "0"
     assert int(figures["kills"]) >= 1 and figures["server restarts"] == "1"
+
+
+# ---------------------------------------------------------------------------- loop --wait
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_waiting_loop_picks_up_what_a_dead_client_left(
+    crunch: Crunch, tmp_path: Path, cleanup: list[Client]
+) -> None:
+    go = tmp_path / "go"
+    crunch.project("Left", WAIT_FOR_GO)
+    lost = crunch.dataset("left", "lost", {"in.txt": "x"})
+    other = crunch.dataset("left", "other", {"in.txt": "y"})
+    lease = ("--lease", "5", "--heartbeat", "1")
+    dead = start_client(crunch, "next", "--quiet", *lease, node="dead", GO=str(go))
+    cleanup.append(dead)
+    wait_until(lambda: reached(crunch, lost["slug"], (2, 1)), timeout=60, what="Workflow Start")
+    dead.kill_node()
+    go.touch()
+
+    # Without --wait the loop stops when nothing is pending; with it, it waits for the lease.
+    plain = start_client(
+        crunch, "loop", "--quiet", "--project", "left", *lease, node="plain", GO=str(go)
+    )
+    code, output = plain.finish(timeout=60)
+    assert code == 0 and "Processed 1 dataset(s): 1 completed" in output, output
+    assert crunch.api("GET", f"datasets/{lost['slug']}/")["state"] == "running"
+    waiting = start_client(
+        crunch, "loop", "--quiet", "--project", "left", "--wait", "1", *lease, node="waiting",
+        GO=str(go),
+    )  # fmt: skip
+    cleanup.append(waiting)
+    code, output = waiting.finish(timeout=60)
+    assert code == 0, output
+    assert "held by other clients; checking again in 1s" in output
+    assert "Processed 1 dataset(s): 1 completed, 0 failed" in output
+    assert crunch.api("GET", f"datasets/{lost['slug']}/")["state"] == "completed"
+    assert crunch.api("GET", f"datasets/{other['slug']}/")["state"] == "completed"

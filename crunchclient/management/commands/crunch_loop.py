@@ -21,7 +21,7 @@ class Command(options.ClientCommand):
         config = options.resolve(opts)
         summary = run.run_loop(
             config, project=opts["project"], max_datasets=opts["max_datasets"],
-            time_limit=opts["time_limit"],
+            time_limit=opts["time_limit"], wait=opts["wait"],
         )  # fmt: skip
         self.stdout.write(summary.summary())
         if summary.interrupted:
