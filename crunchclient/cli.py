@@ -21,6 +21,7 @@ COMMANDS = {
     "retry": "Put failed datasets back to pending (DATASET, or --project P --failed).",
 }
 NEEDS_STORAGE = {"run", "next", "loop"}
+STANDALONE_HIDDEN = {"--settings", "--pythonpath", "--no-color", "--force-color", "--skip-checks"}
 
 
 def usage() -> str:
@@ -74,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     from django.core.management import load_command_class
 
     command = load_command_class("crunchclient", f"crunch_{name}")
+    # Django's project options mean nothing to the standalone script: keep --help short.
+    command.suppressed_base_arguments = STANDALONE_HIDDEN
     try:
         command.run_from_argv(["crunch", name, *rest])
     except SystemExit as exc:
