@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import Model
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from crunch.choices import AttributeKind, Stage, State
@@ -147,6 +149,7 @@ class AttributeSerializer(serializers.Serializer):
         }
 
 
+@extend_schema_field(OpenApiTypes.INT)
 class ChoiceByNumberOrName(serializers.Field):
     """Accept a stage or state as its number (1-3, as django-crunch 0.1 sends) or its name."""
 
@@ -166,6 +169,7 @@ class ChoiceByNumberOrName(serializers.Field):
         return int(value)
 
 
+@extend_schema_field(OpenApiTypes.STR)
 class DatasetByIdOrSlug(serializers.Field):
     def to_internal_value(self, data: Any) -> Dataset:
         text = str(data)

@@ -12,7 +12,9 @@ router.register("datasets", views.DatasetViewSet, basename="dataset")
 router.register("items", views.ItemViewSet, basename="item")
 router.register("statuses", views.StatusViewSet, basename="status")
 router.register("claims", views.ClaimViewSet, basename="claim")
-router.register(r"attributes/(?P<kind>[a-z-]+)", views.AttributeViewSet, basename="attribute-kind")
+router.register(
+    r"attributes/(?P<kind>[a-z-]+)", views.TypedAttributeViewSet, basename="attribute-kind"
+)
 router.register("attributes", views.AttributeViewSet, basename="attribute")
 
 urlpatterns = [

@@ -6,7 +6,8 @@ import uuid
 from typing import Any
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
@@ -180,8 +181,8 @@ class StatusViewSet(
         return Response(self.get_serializer(status_row).data, status=code)
 
 
-class AttributeViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
-    """Typed attributes: ``POST api/attributes/<type>/`` with item, key and value."""
+class AttributeViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """Attributes of every type, filterable by ``?item=<slug>``."""
 
     serializer_class = s.AttributeSerializer
     required_perms = ("crunch.add_attribute",)
@@ -213,6 +214,14 @@ class AttributeViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, viewsets.
         return s.AttributeSerializer(*args, kind=self.attribute_kind(), **kwargs)
 
 
+@extend_schema_view(
+    list=extend_schema(operation_id="attributes_of_type_list"),
+    create=extend_schema(operation_id="attributes_of_type_create"),
+)
+class TypedAttributeViewSet(mixins.CreateModelMixin, AttributeViewSet):
+    """Typed attributes: ``POST api/attributes/<type>/`` with item, key and value."""
+
+
 class NextView(APIView):
     """``POST api/next/`` claims the next pending dataset of any project; GET only peeks."""
 
@@ -227,6 +236,7 @@ class NextView(APIView):
         return peek(Dataset.objects.all())
 
 
+@extend_schema(parameters=[OpenApiParameter("claim_id", OpenApiTypes.UUID, OpenApiParameter.PATH)])
 class ClaimViewSet(viewsets.ViewSet):
     """Heartbeat and release of a held claim, by its id."""
 
