@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from crunch.exceptions import CrunchError
-from crunch.models import Attribute, Dataset, Item, Project, Status
+from crunch.models import Attribute, Dataset, DatasetQuerySet, Item, Project, Status
 from crunch.services import claims, retries
 
 
@@ -48,12 +47,14 @@ class ProjectAdmin(admin.ModelAdmin):
     inlines = [ProjectAttributeInline]
 
 
+STATUS_FIELDS = ("created", "stage", "state", "note", "hostname", "agent_user")
+
+
 class StatusInline(admin.TabularInline):
     model = Status
     extra = 0
     can_delete = False
-    fields = ["created", "stage", "state", "note", "hostname", "agent_user"]
-    readonly_fields = fields
+    fields = readonly_fields = STATUS_FIELDS
     ordering = ["-created"]
 
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
@@ -85,16 +86,18 @@ class DatasetAdmin(admin.ModelAdmin):
     show_full_result_count = False
 
     @admin.action(description="Retry failed datasets", permissions=["change"])
-    def retry_failed(self, request: HttpRequest, queryset: QuerySet[Dataset]) -> None:
+    def retry_failed(self, request: HttpRequest, queryset: DatasetQuerySet) -> None:
         count = retries.retry_failed(queryset)
         self.message_user(
             request, f"{count} failed dataset(s) returned to pending.", messages.SUCCESS
         )
 
     @admin.action(description="Release claim (return to pending)", permissions=["change"])
-    def release_claim(self, request: HttpRequest, queryset: QuerySet[Dataset]) -> None:
+    def release_claim(self, request: HttpRequest, queryset: DatasetQuerySet) -> None:
         released = 0
         for claim_id in queryset.running().values_list("claim_id", flat=True):
+            if claim_id is None:
+                continue  # running datasets always hold a claim; the column is nullable
             try:
                 claims.release(claim_id, note=f"Released by {request.user} in the admin.")
                 released += 1

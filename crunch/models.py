@@ -78,7 +78,7 @@ class Project(Node):
         return reverse("crunch:project-detail", kwargs={"slug": self.slug})
 
 
-class DatasetQuerySet(models.QuerySet):
+class DatasetQuerySet(models.QuerySet["Dataset"]):
     def pending(self) -> DatasetQuerySet:
         return self.filter(state=DatasetState.PENDING)
 
@@ -208,7 +208,8 @@ def check_constraint(*, name: str, condition: Q) -> models.CheckConstraint:
     """Build a CheckConstraint on Django 4.2 (``check=``) and 5.1+ (``condition=``)."""
     if django.VERSION >= (5, 1):
         return models.CheckConstraint(name=name, condition=condition)
-    return models.CheckConstraint(name=name, check=condition)  # pragma: no cover
+    # django-stubs describes Django 5.1+, which renamed ``check`` to ``condition``.
+    return models.CheckConstraint(name=name, check=condition)  # type: ignore[call-arg]  # pragma: no cover
 
 
 class Attribute(models.Model):

@@ -9,6 +9,7 @@ AWS variables switches storage to S3; ``CRUNCH_MEDIA_ROOT`` moves local storage.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import django
@@ -83,6 +84,7 @@ def sqlite_database(name: str | Path) -> dict[str, object]:
     }
 
 
+DATABASES: dict[str, Mapping[str, object]]
 if os.environ.get("DATABASE_URL"):
     import dj_database_url
 
@@ -108,7 +110,7 @@ else:
         "BACKEND": "django.core.files.storage.FileSystemStorage",
         "OPTIONS": {"location": MEDIA_ROOT, "base_url": MEDIA_URL},
     }
-STORAGES = {
+STORAGES: dict[str, dict[str, object]] = {
     "default": DEFAULT_STORAGE,
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }

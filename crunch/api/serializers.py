@@ -14,7 +14,7 @@ from crunch.models import Attribute, Dataset, Item, Project, Status
 from crunch.services.statuses import DIAGNOSTIC_FIELDS
 
 
-class ProjectSerializer(serializers.ModelSerializer):
+class ProjectSerializer(serializers.ModelSerializer[Project]):
     class Meta:
         model = Project
         fields = [
@@ -24,8 +24,10 @@ class ProjectSerializer(serializers.ModelSerializer):
         read_only_fields = ["slug", "created", "updated"]
 
 
-class DatasetSerializer(serializers.ModelSerializer):
-    parent = serializers.SlugRelatedField(
+class DatasetSerializer(serializers.ModelSerializer[Dataset]):
+    # The metaclass moves declared fields into ``_declared_fields``, so this ``parent`` never
+    # shadows ``Field.parent`` (the enclosing serializer) as the stubs believe.
+    parent = serializers.SlugRelatedField(  # type: ignore[assignment]
         source="project", slug_field="slug", queryset=Project.objects.all(),
         help_text="The project's slug.",
     )  # fmt: skip
@@ -44,8 +46,9 @@ class DatasetSerializer(serializers.ModelSerializer):
         ]  # fmt: skip
 
 
-class ItemSerializer(serializers.ModelSerializer):
-    parent = serializers.CharField(
+class ItemSerializer(serializers.ModelSerializer[Item]):
+    # Not ``Field.parent`` either (see DatasetSerializer).
+    parent = serializers.CharField(  # type: ignore[assignment]
         write_only=True, help_text="Slug of the dataset or item that holds this item."
     )
     dataset = serializers.CharField(source="dataset.slug", read_only=True)
@@ -85,7 +88,7 @@ def owner_by_slug(slug: str) -> Model | None:
     return None
 
 
-VALUE_FIELDS: dict[AttributeKind, tuple[str, type[serializers.Field]]] = {
+VALUE_FIELDS: dict[AttributeKind, tuple[str, type[serializers.Field[Any, Any, Any, Any]]]] = {
     AttributeKind.TEXT: ("text", serializers.CharField),
     AttributeKind.URL: ("text", serializers.URLField),
     AttributeKind.INTEGER: ("integer", serializers.IntegerField),
@@ -97,7 +100,7 @@ VALUE_FIELDS: dict[AttributeKind, tuple[str, type[serializers.Field]]] = {
 }
 
 
-class AttributeSerializer(serializers.Serializer):
+class AttributeSerializer(serializers.Serializer[Attribute]):
     """``item`` (a project, dataset or item slug), ``key`` and a value of the URL's type."""
 
     id = serializers.IntegerField(read_only=True)
@@ -108,13 +111,13 @@ class AttributeSerializer(serializers.Serializer):
 
     def __init__(self, *args: Any, kind: AttributeKind = AttributeKind.TEXT, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.kind = kind
+        self.attribute_kind = kind
         if kind == AttributeKind.LATLONG:
             self.fields["latitude"] = serializers.FloatField(min_value=-90, max_value=90)
             self.fields["longitude"] = serializers.FloatField(min_value=-180, max_value=180)
         else:
             field_class = VALUE_FIELDS[kind][1]
-            extra = {"min_value": 0} if kind == AttributeKind.FILESIZE else {}
+            extra: dict[str, Any] = {"min_value": 0} if kind == AttributeKind.FILESIZE else {}
             self.fields["value"] = field_class(**extra)
 
     def validate_item(self, value: str) -> Model:
@@ -127,13 +130,13 @@ class AttributeSerializer(serializers.Serializer):
 
     def create(self, validated_data: dict[str, Any]) -> Attribute:
         owner = validated_data["item"]
-        attribute = Attribute(kind=self.kind, key=validated_data["key"])
+        attribute = Attribute(kind=self.attribute_kind, key=validated_data["key"])
         setattr(attribute, type(owner).__name__.lower(), owner)
-        if self.kind == AttributeKind.LATLONG:
+        if self.attribute_kind == AttributeKind.LATLONG:
             attribute.number = validated_data["latitude"]
             attribute.longitude = validated_data["longitude"]
         else:
-            setattr(attribute, VALUE_FIELDS[self.kind][0], validated_data["value"])
+            setattr(attribute, VALUE_FIELDS[self.attribute_kind][0], validated_data["value"])
         attribute.save()
         return attribute
 
@@ -150,7 +153,7 @@ class AttributeSerializer(serializers.Serializer):
 
 
 @extend_schema_field(OpenApiTypes.INT)
-class ChoiceByNumberOrName(serializers.Field):
+class ChoiceByNumberOrName(serializers.Field[int, Any, int, Any]):
     """Accept a stage or state as its number (1-3, as django-crunch 0.1 sends) or its name."""
 
     def __init__(self, choices: type[Stage] | type[State], **kwargs: Any) -> None:
@@ -170,7 +173,7 @@ class ChoiceByNumberOrName(serializers.Field):
 
 
 @extend_schema_field(OpenApiTypes.STR)
-class DatasetByIdOrSlug(serializers.Field):
+class DatasetByIdOrSlug(serializers.Field[Dataset, Any, int, Any]):
     def to_internal_value(self, data: Any) -> Dataset:
         text = str(data)
         lookup = {"pk": int(text)} if text.isdigit() else {"slug": text}
@@ -183,7 +186,7 @@ class DatasetByIdOrSlug(serializers.Field):
         return int(value.pk)
 
 
-class StatusSerializer(serializers.ModelSerializer):
+class StatusSerializer(serializers.ModelSerializer[Status]):
     dataset = DatasetByIdOrSlug(help_text="The dataset's id (as django-crunch 0.1 sends) or slug.")
     stage = ChoiceByNumberOrName(Stage)
     state = ChoiceByNumberOrName(State)
@@ -210,7 +213,7 @@ class StatusSerializer(serializers.ModelSerializer):
         extra_kwargs = {name: {"required": False} for name in DIAGNOSTIC_FIELDS}
 
 
-class ClaimRequestSerializer(serializers.Serializer):
+class ClaimRequestSerializer(serializers.Serializer[Any]):
     holder = serializers.CharField(
         max_length=255, required=False, allow_blank=True,
         help_text="Who claims: shown on the pages (e.g. user@host pid 123).",
@@ -225,13 +228,13 @@ class ClaimRequestSerializer(serializers.Serializer):
     )  # fmt: skip
 
 
-class ClaimSerializer(serializers.Serializer):
+class ClaimSerializer(serializers.Serializer[Any]):
     id = serializers.UUIDField()
     holder = serializers.CharField()
     lease_expires = serializers.DateTimeField()
 
 
-class ClaimedDatasetSerializer(serializers.Serializer):
+class ClaimedDatasetSerializer(serializers.Serializer[Any]):
     """What a claim returns: the claim, the dataset, and its project with the workflow."""
 
     claim = serializers.SerializerMethodField()
@@ -242,12 +245,12 @@ class ClaimedDatasetSerializer(serializers.Serializer):
         return dict(ClaimSerializer(claim).data)
 
 
-class PeekSerializer(serializers.Serializer):
+class PeekSerializer(serializers.Serializer[Any]):
     """django-crunch 0.1's answer to ``GET next/``: slugs only, nothing claimed."""
 
     project = serializers.CharField()
     dataset = serializers.CharField()
 
 
-class ReleaseSerializer(serializers.Serializer):
+class ReleaseSerializer(serializers.Serializer[Any]):
     note = serializers.CharField(required=False, allow_blank=True, default="")

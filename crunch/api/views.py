@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 
 from crunch.api import serializers as s
 from crunch.choices import AttributeKind, DatasetState
-from crunch.models import Attribute, Dataset, Item, Project, Status
+from crunch.models import Attribute, Dataset, DatasetQuerySet, Item, Project, Status
 from crunch.services import claims, retries, statuses
 from crunch.services.stats import project_stats
 
@@ -47,7 +47,7 @@ def claim_from_request(request: Request, *, project: Project | None) -> Response
     return claim_response(claim)
 
 
-def peek(queryset: QuerySet[Dataset]) -> Response:
+def peek(queryset: DatasetQuerySet) -> Response:
     """django-crunch 0.1's read-only ``next``: which dataset would be handed out."""
     dataset = queryset.pending().claim_order().select_related("project").first()
     if dataset is None:
@@ -55,7 +55,7 @@ def peek(queryset: QuerySet[Dataset]) -> Response:
     return Response({"project": dataset.project.slug, "dataset": dataset.slug})
 
 
-class ProjectViewSet(viewsets.ModelViewSet):
+class ProjectViewSet(viewsets.ModelViewSet[Project]):
     queryset = Project.objects.all()
     serializer_class = s.ProjectSerializer
     lookup_field = "slug"
@@ -89,7 +89,7 @@ class ProjectViewSet(viewsets.ModelViewSet):
         return Response(project_stats(self.get_object()).as_dict())
 
 
-class DatasetViewSet(viewsets.ModelViewSet):
+class DatasetViewSet(viewsets.ModelViewSet[Dataset]):
     serializer_class = s.DatasetSerializer
     lookup_field = "slug"
     required_perms = ("crunch.add_dataset",)
@@ -135,7 +135,7 @@ class DatasetViewSet(viewsets.ModelViewSet):
         return Response(s.DatasetSerializer(dataset).data)
 
 
-class ItemViewSet(viewsets.ModelViewSet):
+class ItemViewSet(viewsets.ModelViewSet[Item]):
     queryset = Item.objects.select_related("dataset", "parent")
     serializer_class = s.ItemSerializer
     lookup_field = "slug"
@@ -146,7 +146,7 @@ class StatusViewSet(
     mixins.CreateModelMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
-    viewsets.GenericViewSet,
+    viewsets.GenericViewSet[Status],
 ):
     """The status history. Posting a status moves the dataset's state."""
 
@@ -181,7 +181,7 @@ class StatusViewSet(
         return Response(self.get_serializer(status_row).data, status=code)
 
 
-class AttributeViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+class AttributeViewSet(mixins.ListModelMixin, viewsets.GenericViewSet[Attribute]):
     """Attributes of every type, filterable by ``?item=<slug>``."""
 
     serializer_class = s.AttributeSerializer

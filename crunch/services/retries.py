@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
-
 from crunch.choices import DatasetState
 from crunch.exceptions import InvalidTransition
-from crunch.models import Dataset, Project
+from crunch.models import Dataset, DatasetQuerySet, Project
 
 RETRY_VALUES = {"state": DatasetState.PENDING, "attempts": 0, "finished": None}
 
@@ -23,9 +21,7 @@ def retry(dataset: Dataset) -> Dataset:
     return dataset
 
 
-def retry_failed(
-    datasets: QuerySet[Dataset] | None = None, *, project: Project | None = None
-) -> int:
+def retry_failed(datasets: DatasetQuerySet | None = None, *, project: Project | None = None) -> int:
     """Return every failed dataset (of ``datasets`` or of ``project``) to pending; count them."""
     queryset = Dataset.objects.all() if datasets is None else datasets
     if project is not None:

@@ -81,9 +81,9 @@ def stats_for_projects(project_ids: list[int]) -> dict[int, ProjectStats]:
         counts[row["project_id"]][row["state"]] = row["n"]
     recent: dict[int, tuple[int, float]] = dict.fromkeys(project_ids, (0, float(window)))
     finished = datasets.filter(finished__gte=since, state=DatasetState.COMPLETED)
-    for row in finished.values("project_id").annotate(n=Count("id"), first=Min("finished")):
-        span = (now - row["first"]).total_seconds()
-        recent[row["project_id"]] = (row["n"], min(float(window), max(span, MIN_RATE_WINDOW)))
+    for done in finished.values("project_id").annotate(n=Count("id"), first=Min("finished")):
+        span = (now - done["first"]).total_seconds()
+        recent[done["project_id"]] = (done["n"], min(float(window), max(span, MIN_RATE_WINDOW)))
     return {
         pk: ProjectStats(
             counts=counts[pk], completed_recently=recent[pk][0], window_seconds=recent[pk][1]
