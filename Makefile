@@ -26,5 +26,8 @@ demo: install
 	$(BIN)/python scripts/demo.py
 
 lint: install
-	$(BIN)/python -m pip install -q ruff
+	$(BIN)/python -m pip install -q ruff mypy django-stubs djangorestframework-stubs \
+		types-requests types-Markdown types-psutil types-boto3 types-s3transfer
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy crunch crunchclient
