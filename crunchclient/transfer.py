@@ -344,7 +344,6 @@ class _LocalBackend(_Backend):
 
     def list(self, prefix: str) -> list[_Entry]:
         self.prepare(prefix)
-        base = prefix.strip("/")
         root = Path(self.base)
         entries: list[_Entry] = []
         stack = [""]

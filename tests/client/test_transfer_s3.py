@@ -36,29 +36,36 @@ def test_multipart_object_resumes_through_its_etag(
     second = upload_files(s3_storage, PREFIX, work, ["big.bin"], quiet=True)
 
     assert head["ETag"].strip('"').endswith("-3")  # multipart: the ETag is no MD5
-    assert head["ETag"].strip('"') == transfer._multipart_etag(work / "big.bin", 5 * 1024 * 1024)
+    etag = transfer._multipart_etag(work / "big.bin", 5 * 1024 * 1024)
+    assert head["ETag"].strip('"') == etag
     assert (first.files, second.files, second.skipped) == (1, 0, 1)
     again = download_tree(s3_storage, PREFIX, tmp_path / "again", quiet=True)
     assert again == {"big.bin": md5sum(work / "big.bin")}
 
 
-def test_multipart_object_with_md5_metadata_resumes(s3_storage: Any, tmp_path: Path) -> None:
-    """An object uploaded in other parts (another tool, an older crunch) is known by its metadata."""
+def test_multipart_object_with_md5_metadata_resumes(
+    s3_storage: Any,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """An object uploaded in other parts (another tool, older crunch) is known by its metadata."""
     work = tmp_path / "work"
     work.mkdir()
     (work / "big.bin").write_bytes(os.urandom(11 * 1024 * 1024))
     client = s3_storage.connection.meta.client
     from boto3.s3.transfer import TransferConfig
 
+    other_parts = TransferConfig(
+        multipart_threshold=5 * 1024 * 1024, multipart_chunksize=6 * 1024 * 1024
+    )
     client.upload_file(
         str(work / "big.bin"), s3_storage.bucket_name, f"{PREFIX}/big.bin",
         ExtraArgs={"Metadata": {"md5": md5sum(work / "big.bin")}},
-        Config=TransferConfig(multipart_threshold=5 * 1024 * 1024, multipart_chunksize=6 * 1024 * 1024),
+        Config=other_parts,
     )  # fmt: skip
     (work / "other.bin").write_bytes(os.urandom(11 * 1024 * 1024))
     client.upload_file(
         str(work / "other.bin"), s3_storage.bucket_name, f"{PREFIX}/other.bin",
-        Config=TransferConfig(multipart_threshold=5 * 1024 * 1024, multipart_chunksize=6 * 1024 * 1024),
+        Config=other_parts,
     )  # fmt: skip
 
     result = upload_files(s3_storage, PREFIX, work, ["big.bin", "other.bin"], quiet=True)
