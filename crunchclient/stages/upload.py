@@ -32,23 +32,22 @@ class UploadStage(Stage):
         config = context.config
         if not config.upload:
             return "Skipped (--no-upload)."
-        after = transfer.checksum_tree(context.workdir, exclude=is_record, jobs=config.jobs)
-        before = context.setup_checksums
-        changed = [path for path, md5 in after.items() if before.get(path) != md5]
-        deleted = sorted(path for path in before if path not in after)
+        # One pass: files as Setup left them are not read again, new ones hashed as sent.
+        after, result = transfer.upload_tree(
+            config.storage, context.prefix, context.workdir, known=context.setup_checksums,
+            exclude=is_record, jobs=config.jobs, quiet=config.quiet,
+        )  # fmt: skip
+        deleted = sorted(path for path in context.setup_checksums if path not in after)
         write_json(context.records / UPLOAD_CHECKSUMS, after)
         (context.records / DELETED).write_text(
             "".join(f"{path}\n" for path in deleted), encoding="utf-8"
         )
-        records = transfer.checksum_tree(context.records, exclude=is_cache, jobs=config.jobs)
-        paths = changed + [f"{RECORDS}/{path}" for path in records]
-        result = transfer.upload_files(
-            config.storage, context.prefix, context.workdir, paths,
-            jobs=config.jobs, quiet=config.quiet,
-            checksums={**after, **{f"{RECORDS}/{p}": md5 for p, md5 in records.items()}},
+        transfer.upload_tree(
+            config.storage, f"{context.prefix}/{RECORDS}", context.records,
+            exclude=is_cache, jobs=config.jobs, quiet=True,
         )  # fmt: skip
         logger.info(
             "%s: uploaded %d file(s), %d byte(s); %d deleted by the workflow",
             context.slug, result.files, result.bytes, len(deleted),
         )  # fmt: skip
-        return f"{len(changed)} new or modified file(s) uploaded; {len(deleted)} deleted."
+        return f"{result.files} new or modified file(s) uploaded; {len(deleted)} deleted."
