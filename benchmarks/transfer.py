@@ -103,11 +103,22 @@ class Table:
     def __init__(self) -> None:
         self.rows: list[tuple[str, ...]] = []
 
-    def add(self, case: str, what: str, ours: float, base: float, baseline: str, target: float) -> None:
+    def add(
+        self, case: str, what: str, ours: float, base: float, baseline: str, target: float
+    ) -> None:
         ratio = ours / base if base else float("inf")
         self.rows.append(
-            (case, what, f"{ours:.3f}s", f"{base:.3f}s", baseline, f"{ratio:.2f}x",
-             f"<= {target:g}x", "ok" if ratio <= target else "MISSED", load())
+            (
+                case,
+                what,
+                f"{ours:.3f}s",
+                f"{base:.3f}s",
+                baseline,
+                f"{ratio:.2f}x",
+                f"<= {target:g}x",
+                "ok" if ratio <= target else "MISSED",
+                load(),
+            )
         )
         self.print_row(self.rows[-1])
 
@@ -116,18 +127,33 @@ class Table:
         self.rows.append(row)
         self.print_row(row)
 
-    header = ("case", "operation", "crunch", "baseline", "baseline is", "ratio", "target", "", "load")
+    header = (
+        "case",
+        "operation",
+        "crunch",
+        "baseline",
+        "baseline is",
+        "ratio",
+        "target",
+        "",
+        "load",
+    )
     widths = (15, 30, 9, 9, 22, 7, 8, 6, 5)
 
     def print_row(self, row: tuple[str, ...]) -> None:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, self.widths)).rstrip(), flush=True)
+        print(
+            "  ".join(cell.ljust(w) for cell, w in zip(row, self.widths, strict=True)).rstrip(),
+            flush=True,
+        )
 
     def start(self) -> None:
         self.print_row(self.header)
         self.print_row(tuple("-" * w for w in self.widths))
 
 
-def local_benchmarks(work: Path, cases: dict[str, Path], table: Table, args: argparse.Namespace) -> None:
+def local_benchmarks(
+    work: Path, cases: dict[str, Path], table: Table, args: argparse.Namespace
+) -> None:
     from django.core.files.storage import FileSystemStorage
 
     from crunchclient.transfer import download_tree, upload_tree
@@ -155,7 +181,15 @@ def local_benchmarks(work: Path, cases: dict[str, Path], table: Table, args: arg
         # With several files, md5sum runs on every core (xargs -P), as crunch hashes.
         files = [str(f) for f in sorted(source.rglob("*")) if f.is_file()]
         cores = os.cpu_count() or 1
-        md5sum = ["xargs", "-0", "-P", str(cores), "-n", str(max(1, -(-len(files) // cores))), "md5sum"]
+        md5sum = [
+            "xargs",
+            "-0",
+            "-P",
+            str(cores),
+            "-n",
+            str(max(1, -(-len(files) // cores))),
+            "md5sum",
+        ]
         t_md5 = min(
             timed(
                 lambda: subprocess.run(
@@ -166,8 +200,14 @@ def local_benchmarks(work: Path, cases: dict[str, Path], table: Table, args: arg
             for _ in range(args.repeat)
         )
         table.add_raw(
-            label, f"(md5sum alone, {min(cores, len(files))} proc)", f"{t_md5:.3f}s", f"{t_cp:.3f}s",
-            "cp -r", f"{t_md5 / t_cp:.2f}x", "", "",
+            label,
+            f"(md5sum alone, {min(cores, len(files))} proc)",
+            f"{t_md5:.3f}s",
+            f"{t_cp:.3f}s",
+            "cp -r",
+            f"{t_md5 / t_cp:.2f}x",
+            "",
+            "",
         )
 
         # Second setup of the unchanged dataset: nothing moves.
@@ -219,17 +259,27 @@ if sys.argv[1] == "run":
 print(json.dumps([idle, hwm()]))
 """
     clear(work / "mem")
-    out = subprocess.run([sys.executable, "-c", script, "run"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", script, "run"], capture_output=True, text=True, check=True
+    )
     idle, peak = json.loads(out.stdout)
     clear(work / "mem")
     label = describe("a", args.quick)
     table.add_raw(
-        label, "peak client memory (download)", f"{peak / 1024:.0f}MiB", f"{idle / 1024:.0f}MiB",
-        "same, before download", "", "< 120MiB", "ok" if peak / 1024 < 120 else "MISSED",
+        label,
+        "peak client memory (download)",
+        f"{peak / 1024:.0f}MiB",
+        f"{idle / 1024:.0f}MiB",
+        "same, before download",
+        "",
+        "< 120MiB",
+        "ok" if peak / 1024 < 120 else "MISSED",
     )
 
 
-def s3_benchmarks(work: Path, cases: dict[str, Path], table: Table, args: argparse.Namespace) -> None:
+def s3_benchmarks(
+    work: Path, cases: dict[str, Path], table: Table, args: argparse.Namespace
+) -> None:
     import boto3
     from boto3.s3.transfer import TransferConfig, create_transfer_manager
 
@@ -240,8 +290,11 @@ def s3_benchmarks(work: Path, cases: dict[str, Path], table: Table, args: argpar
     with moto_subprocess() as endpoint:
         storage = make_s3_storage(endpoint)
         client = boto3.client(
-            "s3", endpoint_url=endpoint, region_name="us-east-1",
-            aws_access_key_id="testing", aws_secret_access_key="testing",
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
         )
         bucket = storage.bucket_name
 
@@ -249,8 +302,11 @@ def s3_benchmarks(work: Path, cases: dict[str, Path], table: Table, args: argpar
             """boto3's own managed transfer: every file submitted to one manager."""
             with create_transfer_manager(client, TransferConfig()) as manager:
                 futures = [
-                    manager.upload(str(path), bucket, f"{prefix}/{path.relative_to(source).as_posix()}")
-                    for path in source.rglob("*") if path.is_file()
+                    manager.upload(
+                        str(path), bucket, f"{prefix}/{path.relative_to(source).as_posix()}"
+                    )
+                    for path in source.rglob("*")
+                    if path.is_file()
                 ]
                 for future in futures:
                     future.result()
@@ -258,7 +314,9 @@ def s3_benchmarks(work: Path, cases: dict[str, Path], table: Table, args: argpar
         def plain_download(prefix: str, dest: Path) -> None:
             keys = [
                 item["Key"]
-                for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/")
+                for page in client.get_paginator("list_objects_v2").paginate(
+                    Bucket=bucket, Prefix=f"{prefix}/"
+                )
                 for item in page.get("Contents", ())
             ]
             with create_transfer_manager(client, TransferConfig()) as manager:
@@ -271,7 +329,9 @@ def s3_benchmarks(work: Path, cases: dict[str, Path], table: Table, args: argpar
                     future.result()
 
         def delete_prefix(prefix: str) -> None:
-            for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/"):
+            for page in client.get_paginator("list_objects_v2").paginate(
+                Bucket=bucket, Prefix=f"{prefix}/"
+            ):
                 keys = [{"Key": item["Key"]} for item in page.get("Contents", ())]
                 if keys:
                     client.delete_objects(Bucket=bucket, Delete={"Objects": keys})
@@ -287,7 +347,9 @@ def s3_benchmarks(work: Path, cases: dict[str, Path], table: Table, args: argpar
                 lambda: delete_prefix(f"plain/{case}"),
                 args.repeat,
             )
-            table.add(label, "S3 upload incl. checksums", t_ours, t_base, "boto3 TransferManager", 1.3)
+            table.add(
+                label, "S3 upload incl. checksums", t_ours, t_base, "boto3 TransferManager", 1.3
+            )
             delete_prefix(f"plain/{case}")
             dest = work / "s3down" / case
             dest_plain = work / "s3plain" / case
@@ -303,7 +365,9 @@ def s3_benchmarks(work: Path, cases: dict[str, Path], table: Table, args: argpar
             )
             table.add(label, "S3 download", t_ours, t_base, "boto3 TransferManager", 1.3)
             t_second = timed(
-                lambda: download_tree(storage, f"ours/{case}", dest, jobs=args.jobs, known=checksums, quiet=True),
+                lambda: download_tree(
+                    storage, f"ours/{case}", dest, jobs=args.jobs, known=checksums, quiet=True
+                ),
                 lambda: None,
             )
             table.add(label, "S3 2nd setup vs 1st", t_second, t_ours, "1st setup", 0.2)
@@ -313,13 +377,19 @@ def s3_benchmarks(work: Path, cases: dict[str, Path], table: Table, args: argpar
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes, for a fast check")
     parser.add_argument("--no-s3", action="store_true", help="skip the S3 (moto) measurements")
     parser.add_argument("--s3-cases", default="abc", help="which cases to run on S3 (default abc)")
     parser.add_argument("--jobs", type=int, default=8, help="parallel files (default 8)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per timing, best kept (default 3)")
-    parser.add_argument("--tmp", default=str(ROOT.parent), help="folder for the trees (same disk as /work)")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs per timing, best kept (default 3)"
+    )
+    parser.add_argument(
+        "--tmp", default=str(ROOT.parent), help="folder for the trees (same disk as /work)"
+    )
     args = parser.parse_args(argv)
 
     setup_django()
@@ -337,7 +407,8 @@ def main(argv: list[str] | None = None) -> None:
         if not args.no_s3:
             s3_benchmarks(work, cases, table, args)
     missed = [row for row in table.rows if row[7] == "MISSED"]
-    print(f"\n{len(table.rows) - len(missed)}/{len(table.rows)} within target (load average {load()} at end)")
+    within = len(table.rows) - len(missed)
+    print(f"\n{within}/{len(table.rows)} within target (load average {load()} at end)")
 
 
 if __name__ == "__main__":

@@ -237,7 +237,7 @@ def checksum_tree(
         return {}
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         digests = list(pool.map(lambda rel: md5_file(root / rel), paths))
-    return dict(sorted(zip(paths, digests)))
+    return dict(sorted(zip(paths, digests, strict=True)))
 
 
 def _walk_local(root: Path) -> Iterator[str]:
@@ -321,9 +321,7 @@ class _Backend:
         _keep_mtime(partial, entry)
         return md5
 
-    def upload(
-        self, name: str, local: Path, size: int, md5: str | None, progress: Progress
-    ) -> str:
+    def upload(self, name: str, local: Path, size: int, md5: str | None, progress: Progress) -> str:
         from django.core.files import File
 
         md5 = md5 or md5_file(local)
@@ -393,9 +391,7 @@ class _LocalBackend(_Backend):
             self._target(name), partial, size, progress, self.hashers, mtime_ns=entry.mtime_ns
         )
 
-    def upload(
-        self, name: str, local: Path, size: int, md5: str | None, progress: Progress
-    ) -> str:
+    def upload(self, name: str, local: Path, size: int, md5: str | None, progress: Progress) -> str:
         # Written through the path, so the stored file keeps its name instead of
         # FileSystemStorage's renamed copy ("a_x7Kq2.txt") beside the old one.
         target = self._target(name)
@@ -594,9 +590,7 @@ class _S3Backend(_Backend):
                 logger.warning("Retrying the download of %r after a broken stream", name)
         raise AssertionError("unreachable")
 
-    def upload(
-        self, name: str, local: Path, size: int, md5: str | None, progress: Progress
-    ) -> str:
+    def upload(self, name: str, local: Path, size: int, md5: str | None, progress: Progress) -> str:
         from s3transfer.subscribers import BaseSubscriber
 
         class Subscriber(BaseSubscriber):  # type: ignore[misc]
@@ -773,7 +767,6 @@ def _download(
     with Progress(
         "download", total_bytes=total_bytes, total_files=len(to_fetch), quiet=quiet
     ) as progress:
-
         base = str(root)
 
         def fetch(batch: list[_Entry]) -> None:
@@ -795,7 +788,10 @@ def _download(
 
     logger.info(
         "Downloaded %d files (%d bytes), kept %d, in %.2fs",
-        len(to_fetch), total_bytes, skipped, time.monotonic() - started,
+        len(to_fetch),
+        total_bytes,
+        skipped,
+        time.monotonic() - started,
     )
     return dict(sorted(checksums.items()))
 
@@ -979,6 +975,9 @@ def _send(
     )
     logger.info(
         "Uploaded %d files (%d bytes), kept %d, in %.2fs",
-        result.files, result.bytes, result.skipped, result.seconds,
+        result.files,
+        result.bytes,
+        result.skipped,
+        result.seconds,
     )
     return dict(sorted(checksums.items())), result

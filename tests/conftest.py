@@ -9,6 +9,8 @@ from rest_framework.test import APIClient
 
 from tests.factories import make_client_user
 
+pytest_plugins = ["tests.s3"]  # moto_endpoint and s3_storage fixtures
+
 for name in list(os.environ):
     if name.startswith("CRUNCH_") and name != "CRUNCH_TEST_DATABASE_URL":
         del os.environ[name]

@@ -1,7 +1,7 @@
 """S3 for tests and benchmarks: moto's server on 127.0.0.1 and an S3Storage pointing at it.
 
-Import the fixtures into a test module (``from tests.s3 import moto_endpoint, s3_storage``)
-or use ``moto_subprocess()`` where the server must not share the client's GIL.
+Its fixtures (moto_endpoint, s3_storage) are loaded for every test by tests/conftest.py;
+use ``moto_subprocess()`` where the server must not share the client's GIL.
 """
 
 from __future__ import annotations

@@ -24,7 +24,6 @@ from crunchclient.transfer import (
     upload_files,
     upload_tree,
 )
-from tests.s3 import moto_endpoint, s3_storage  # noqa: F401  (fixtures)
 
 PREFIX = "proj/ds"
 FILES = {
@@ -61,9 +60,7 @@ def stored_names(storage: Any, prefix: str = PREFIX) -> list[str]:
 
 def md5sum(directory: Path) -> dict[str, str]:
     """Checksums from the real md5sum command."""
-    files = sorted(
-        str(p.relative_to(directory)) for p in directory.rglob("*") if p.is_file()
-    )
+    files = sorted(str(p.relative_to(directory)) for p in directory.rglob("*") if p.is_file())
     out = subprocess.run(
         ["md5sum", *files], cwd=directory, capture_output=True, text=True, check=True
     ).stdout
@@ -72,9 +69,7 @@ def md5sum(directory: Path) -> dict[str, str]:
 
 def inodes(directory: Path) -> dict[str, int]:
     return {
-        str(p.relative_to(directory)): p.stat().st_ino
-        for p in directory.rglob("*")
-        if p.is_file()
+        str(p.relative_to(directory)): p.stat().st_ino for p in directory.rglob("*") if p.is_file()
     }
 
 
@@ -379,7 +374,11 @@ def test_upload_tree_checksums_and_sends_only_changes(storage: Any, tmp_path: Pa
     (work / ".crunch/log.txt").write_bytes(b"log")
 
     checksums, result = upload_tree(
-        storage, PREFIX, work, known=setup, exclude=lambda rel: rel.startswith(".crunch/"),
+        storage,
+        PREFIX,
+        work,
+        known=setup,
+        exclude=lambda rel: rel.startswith(".crunch/"),
         quiet=True,
     )
 

@@ -11,13 +11,14 @@ import pytest
 
 from crunchclient import transfer
 from crunchclient.transfer import download_tree, upload_files, upload_tree
-from tests.s3 import make_s3_storage, moto_endpoint, s3_storage  # noqa: F401  (fixtures)
+from tests.s3 import make_s3_storage
 
 PREFIX = "proj/ds"
 
 
 def md5sum(path: Path) -> str:
-    return subprocess.run(["md5sum", str(path)], capture_output=True, text=True, check=True).stdout[:32]
+    result = subprocess.run(["md5sum", str(path)], capture_output=True, text=True, check=True)
+    return result.stdout[:32]
 
 
 def test_multipart_object_resumes_through_its_etag(
