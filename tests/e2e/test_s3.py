@@ -4,14 +4,13 @@ the client configured from a TOML settings file and from a legacy JSON one."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from crunch.models import Dataset
-from tests.clientkit import RECORDS, SIX, Crunch, free_port, statuses
+from tests.clientkit import RECORDS, SIX, Crunch, statuses
 from tests.factories import make_client_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -21,16 +20,9 @@ KEYS = {"access_key": "testing", "secret_key": "testing", "region_name": "us-eas
 
 
 @pytest.fixture
-def moto_url() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
+def moto_url(moto_endpoint: str) -> str:
+    """The session's moto S3 server (tests/s3.py)."""
+    return moto_endpoint
 
 
 @pytest.fixture
@@ -42,7 +34,9 @@ def bucket(moto_url: str) -> Any:
         aws_secret_access_key="testing", region_name="us-east-1",
     )  # fmt: skip
     s3.create_bucket(Bucket=BUCKET)
-    return s3.Bucket(BUCKET)
+    bucket = s3.Bucket(BUCKET)
+    bucket.objects.all().delete()  # the server lives for the session: start empty
+    return bucket
 
 
 def toml_settings(path: Path, url: str) -> Path:
