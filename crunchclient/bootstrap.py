@@ -142,11 +142,18 @@ def is_standalone() -> bool:
 
 def get_storage() -> Any:
     """The default storage in both modes; a backend that cannot be imported is a clear error."""
+    import django
     from django.core.exceptions import ImproperlyConfigured
     from django.core.files.storage import storages
     from django.core.files.storage.handler import InvalidStorageError
 
     try:
+        if is_standalone() and django.VERSION < (5, 1):
+            # Django 4.2's settings.configure(STORAGES=...) also sets DEFAULT_FILE_STORAGE,
+            # and its storage handler then drops the default's OPTIONS: build it ourselves.
+            from django.conf import settings
+
+            return storages.create_storage(settings.STORAGES["default"])
         return storages["default"]
     except (ImportError, ImproperlyConfigured) as exc:
         if isinstance(exc, InvalidStorageError) and not backend_path():
