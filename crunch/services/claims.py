@@ -172,10 +172,9 @@ def release(claim_id: uuid.UUID, *, note: str = "") -> Dataset:
                 note=note,
                 claim_id=claim_id,
             )
+            dataset.note = note
         dataset.state = DatasetState.PENDING
         dataset.attempts = max(dataset.attempts - 1, 0)
-        if note:
-            dataset.note = note
         _clear_claim(dataset)
         dataset.save()
     return dataset
