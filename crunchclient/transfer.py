@@ -825,9 +825,7 @@ def _outside(parent: str, root: Path) -> UnsafePathError:
     )
 
 
-def _reusable(
-    root: Path, entry: _Entry, info: os.stat_result, recorded: str | None
-) -> str | None:
+def _reusable(root: Path, entry: _Entry, info: os.stat_result, recorded: str | None) -> str | None:
     """Return the MD5 of the local copy if it need not be downloaded again, else None.
 
     Builds the file's path only when it must be read: a resumed run of thousands of
