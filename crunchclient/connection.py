@@ -78,28 +78,16 @@ class Connection:
     def claim_dataset(self, slug: str, *, holder: str, lease_seconds: int) -> dict[str, Any]:
         # One key for every retry of this request: a lost answer does not claim twice.
         body = {"holder": holder, "lease_seconds": lease_seconds, "key": uuid.uuid4().hex}
-        answer = self.request(
-            "POST", f"datasets/{slug}/claim/", json=body,
-            missing=f"No dataset has the slug {slug!r}: dataset slugs look like 'project:dataset'.",
+        return self.expect(
+            "POST", f"datasets/{slug}/claim/", json=body, missing=no_dataset(slug),
             conflict=ClaimConflict,
         )  # fmt: skip
-        assert answer is not None
-        return answer
 
     def dataset(self, slug: str) -> dict[str, Any]:
-        answer = self.request(
-            "GET", f"datasets/{slug}/",
-            missing=f"No dataset has the slug {slug!r}: dataset slugs look like 'project:dataset'.",
-        )  # fmt: skip
-        assert answer is not None
-        return answer
+        return self.expect("GET", f"datasets/{slug}/", missing=no_dataset(slug))
 
     def project(self, slug: str) -> dict[str, Any]:
-        answer = self.request(
-            "GET", f"projects/{slug}/", missing=f"No project has the slug {slug!r}."
-        )
-        assert answer is not None
-        return answer
+        return self.expect("GET", f"projects/{slug}/", missing=f"No project has the slug {slug!r}.")
 
     def post_status(
         self, *, dataset: int, stage: int, state: int, claim: str, note: str = "",
@@ -110,53 +98,43 @@ class Connection:
             "dataset": dataset, "stage": stage, "state": state, "note": note, "claim": claim,
             "key": uuid.uuid4().hex, **(diagnostics or {}),
         }  # fmt: skip
-        answer = self.request("POST", "statuses/", json=body, conflict=ClaimLost)
-        assert answer is not None
-        return answer
+        return self.expect("POST", "statuses/", json=body, conflict=ClaimLost)
 
     def renew(self, claim: str, *, lease_seconds: int) -> dict[str, Any]:
-        answer = self.request(
+        return self.expect(
             "POST",
             f"claims/{claim}/renew/",
             json={"lease_seconds": lease_seconds},
             conflict=ClaimLost,
         )
-        assert answer is not None
-        return answer
 
     def release(self, claim: str, *, note: str) -> dict[str, Any]:
-        answer = self.request(
+        return self.expect(
             "POST", f"claims/{claim}/release/", json={"note": note}, conflict=ClaimLost
         )
-        assert answer is not None
-        return answer
 
     def retry_dataset(self, slug: str) -> dict[str, Any]:
-        answer = self.request(
-            "POST", f"datasets/{slug}/retry/",
-            missing=f"No dataset has the slug {slug!r}: dataset slugs look like 'project:dataset'.",
-        )  # fmt: skip
-        assert answer is not None
-        return answer
+        return self.expect("POST", f"datasets/{slug}/retry/", missing=no_dataset(slug))
 
     def running_count(self, project: str | None) -> int:
         """How many datasets (of ``project``) other clients hold now."""
         if project:
-            stats = self.request("GET", f"projects/{project}/stats/")
-            assert stats is not None
-            return int(stats["running"])
-        answer = self.request("GET", "datasets/?state=running")
-        assert answer is not None
-        return int(answer["count"])
+            return int(self.expect("GET", f"projects/{project}/stats/")["running"])
+        return int(self.expect("GET", "datasets/?state=running")["count"])
 
     def retry_project(self, slug: str) -> int:
-        answer = self.request(
+        answer = self.expect(
             "POST", f"projects/{slug}/retry/", missing=f"No project has the slug {slug!r}."
         )
-        assert answer is not None
         return int(answer["retried"])
 
     # The transport.
+
+    def expect(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        """A call whose success always has a body."""
+        answer = self.request(method, path, **kwargs)
+        assert answer is not None, f"{method} {path} answered without a body"
+        return answer
 
     def request(
         self,
@@ -237,3 +215,7 @@ def detail_of(response: requests.Response) -> str:
     if isinstance(data, dict) and "detail" in data:
         return str(data["detail"]).replace("\n", " ")
     return str(data)[:200]
+
+
+def no_dataset(slug: str) -> str:
+    return f"No dataset has the slug {slug!r}: dataset slugs look like 'project:dataset'."
