@@ -33,24 +33,16 @@ def measure(datasets: int, claim_count: int) -> None:
     from crunch.models import Dataset, Project
     from crunch.services.claims import claim_next
     from crunch.services.stats import project_stats
+    from tests.factories import bulk_datasets
 
     call_command("migrate", verbosity=0)
     small = Project.objects.create(name="Small")
     big = Project.objects.create(name="Big")
 
     def fill(project: Project, count: int) -> None:
-        batch = 5000
-        for start in range(0, count, batch):
-            Dataset.objects.bulk_create(
-                Dataset(
-                    project=project,
-                    name=f"d{i}",
-                    slug=f"{project.slug}:d{i}",
-                    base_file_path=f"crunch/{project.slug}/d{i}",
-                    state=("pending", "pending", "completed", "failed")[i % 4],
-                )
-                for i in range(start, min(start + batch, count))
-            )
+        bulk_datasets(
+            project, count, prefix="d", states=("pending", "pending", "completed", "failed")
+        )
 
     def queries_per_claim(project: Project) -> int:
         with CaptureQueriesContext(connection) as context:

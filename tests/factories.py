@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -21,21 +22,30 @@ def make_dataset(project: Project | None = None, **kwargs: Any) -> Dataset:
     return Dataset.objects.create(project=project or make_project(), **kwargs)
 
 
-def bulk_datasets(project: Project, count: int, *, prefix: str = "ds", **fields: Any) -> None:
-    """Create ``count`` pending datasets quickly (bulk_create skips save())."""
-    Dataset.objects.bulk_create(
-        [
+def bulk_datasets(
+    project: Project,
+    count: int,
+    *,
+    prefix: str = "ds",
+    states: Sequence[str] = ("pending",),
+    **fields: Any,
+) -> None:
+    """Create ``count`` datasets quickly (bulk_create skips save()), cycling ``states``."""
+    if "state" in fields:
+        states = (fields.pop("state"),)
+    batch = 5000
+    for start in range(0, count, batch):
+        Dataset.objects.bulk_create(
             Dataset(
                 project=project,
                 name=f"{prefix}{i}",
                 slug=f"{project.slug}:{prefix}{i}",
                 base_file_path=f"crunch/{project.slug}/{prefix}{i}",
+                state=states[i % len(states)],
                 **fields,
             )
-            for i in range(count)
-        ],
-        batch_size=2000,
-    )
+            for i in range(start, min(start + batch, count))
+        )
 
 
 def make_client_user(username: str = "worker") -> tuple[Any, str]:
