@@ -156,6 +156,19 @@ def start_client(crunch: Crunch, *args: str, node: str, **env: str) -> Client:
     return Client(process=process, directory=directory, log=log)
 
 
+SHORT_LEASE = ("--lease", "5", "--heartbeat", "1")
+
+
+def start_in_workflow(
+    crunch: Crunch, dataset: dict[str, Any], *, node: str, go: Path, cleanup: list[Client]
+) -> Client:
+    """Start `crunch next` with a short lease and return once its workflow is running."""
+    client = start_client(crunch, "next", "--quiet", *SHORT_LEASE, node=node, GO=str(go))
+    cleanup.append(client)
+    wait_until(lambda: reached(crunch, dataset["slug"], (2, 1)), timeout=60, what="Workflow Start")
+    return client
+
+
 @pytest.fixture
 def cleanup() -> Iterator[list[Client]]:
     """Clients to kill, with their workflows, if a test ends before they do."""
@@ -177,10 +190,7 @@ def test_killed_client_lease_expires_and_another_client_completes(
     go = tmp_path / "go"
     crunch.project("Lost", WAIT_FOR_GO)
     dataset = crunch.dataset("lost", "one", {"in.txt": "x"})
-    lease = ("--lease", "5", "--heartbeat", "1")
-    first = start_client(crunch, "next", "--quiet", *lease, node="first", GO=str(go))
-    cleanup.append(first)
-    wait_until(lambda: reached(crunch, dataset["slug"], (2, 1)), timeout=60, what="Workflow Start")
+    first = start_in_workflow(crunch, dataset, node="first", go=go, cleanup=cleanup)
     first.kill_node()
     assert crunch.api("GET", f"datasets/{dataset['slug']}/")["state"] == "running"
 
@@ -192,7 +202,7 @@ def test_killed_client_lease_expires_and_another_client_completes(
         timeout=30, what="lease expiry",
     )  # fmt: skip
     go.touch()
-    second = start_client(crunch, "next", "--quiet", *lease, node="second", GO=str(go))
+    second = start_client(crunch, "next", "--quiet", *SHORT_LEASE, node="second", GO=str(go))
     cleanup.append(second)
     code, output = second.finish(timeout=120)
     assert code == 0, output
@@ -258,10 +268,7 @@ def test_frozen_client_resumed_after_its_dataset_was_reclaimed_uploads_nothing(
     go = tmp_path / "go"
     crunch.project("Frozen", WAIT_FOR_GO)
     dataset = crunch.dataset("frozen", "one", {"in.txt": "x"})
-    lease = ("--lease", "5", "--heartbeat", "1")
-    frozen = start_client(crunch, "next", "--quiet", *lease, node="frozen", GO=str(go))
-    cleanup.append(frozen)
-    wait_until(lambda: reached(crunch, dataset["slug"], (2, 1)), timeout=60, what="Workflow Start")
+    frozen = start_in_workflow(crunch, dataset, node="frozen", go=go, cleanup=cleanup)
     os.killpg(frozen.process.pid, signal.SIGSTOP)
     try:
         expires = crunch.api("GET", f"datasets/{dataset['slug']}/")["lease_expires"]
@@ -271,7 +278,7 @@ def test_frozen_client_resumed_after_its_dataset_was_reclaimed_uploads_nothing(
             timeout=30, what="lease expiry",
         )  # fmt: skip
         go.touch()
-        other = start_client(crunch, "next", "--quiet", *lease, node="other", GO=str(go))
+        other = start_client(crunch, "next", "--quiet", *SHORT_LEASE, node="other", GO=str(go))
         cleanup.append(other)
         code, output = other.finish(timeout=120)
         assert code == 0, output
@@ -344,22 +351,19 @@ def test_a_waiting_loop_picks_up_what_a_dead_client_left(
     crunch.project("Left", WAIT_FOR_GO)
     lost = crunch.dataset("left", "lost", {"in.txt": "x"})
     other = crunch.dataset("left", "other", {"in.txt": "y"})
-    lease = ("--lease", "5", "--heartbeat", "1")
-    dead = start_client(crunch, "next", "--quiet", *lease, node="dead", GO=str(go))
-    cleanup.append(dead)
-    wait_until(lambda: reached(crunch, lost["slug"], (2, 1)), timeout=60, what="Workflow Start")
+    dead = start_in_workflow(crunch, lost, node="dead", go=go, cleanup=cleanup)
     dead.kill_node()
     go.touch()
 
     # Without --wait the loop stops when nothing is pending; with it, it waits for the lease.
     plain = start_client(
-        crunch, "loop", "--quiet", "--project", "left", *lease, node="plain", GO=str(go)
+        crunch, "loop", "--quiet", "--project", "left", *SHORT_LEASE, node="plain", GO=str(go)
     )
     code, output = plain.finish(timeout=60)
     assert code == 0 and "Processed 1 dataset(s): 1 completed" in output, output
     assert crunch.api("GET", f"datasets/{lost['slug']}/")["state"] == "running"
     waiting = start_client(
-        crunch, "loop", "--quiet", "--project", "left", "--wait", "1", *lease, node="waiting",
+        crunch, "loop", "--quiet", "--project", "left", "--wait", "1", *SHORT_LEASE, node="waiting",
         GO=str(go),
     )  # fmt: skip
     cleanup.append(waiting)
