@@ -148,6 +148,8 @@ def process(
     except Interrupted as exc:
         release(connection, context, note=f"{exc} The dataset was released to be processed again.")
         raise
+    finally:
+        context.setup_checksums.stop()  # a failed dataset's files need no checksums
     if config.cleanup:
         shutil.rmtree(workdir, ignore_errors=True)
     return Outcome(dataset=context.slug, completed=True, seconds=time.monotonic() - started)

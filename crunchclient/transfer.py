@@ -14,7 +14,6 @@ import logging
 import os
 import posixpath
 import secrets
-import shutil
 import stat
 import threading
 import time
@@ -25,11 +24,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from crunchclient.exceptions import TransferError, UnsafePathError
+from crunchclient.hashing import CHUNK_SIZE, Checksums, Copy, fingerprint, md5_file
 from crunchclient.progress import Progress, TransferCancelled
 
 logger = logging.getLogger(__name__)
 
-CHUNK_SIZE = 4 * 1024 * 1024  # bytes: large enough for full disk speed, small for memory
 SMALL_FILE = 1024 * 1024  # bytes: files below this are read in one call
 KERNEL_CHUNK = 64 * 1024 * 1024  # bytes per copy_file_range call: a cancel check between
 BATCH_FILES = 64  # small files handled by one worker task, to keep pool overhead low
@@ -109,26 +108,14 @@ def _partial_name(target: Path, token: str) -> Path:
 # ---------------------------------------------------------------------------- hashing
 
 
-def md5_file(path: Path | str, progress: Progress | None = None) -> str:
-    """Return the MD5 hex digest of a file, read in large chunks."""
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb", buffering=0) as source:
-        buffer = bytearray(CHUNK_SIZE)
-        view = memoryview(buffer)
-        while n := source.readinto(buffer):
-            digest.update(view[:n])
-            if progress is not None:
-                progress.advance(bytes=n)
-    return digest.hexdigest()
-
-
-def _copy_kernel(source: str | Path, target: Path, progress: Progress) -> None:
-    """Copy inside the kernel (copy_file_range, else sendfile), stopping if cancelled."""
+def _copy_kernel(source: str | Path, target: Path | str, progress: Progress, count: bool) -> None:
+    """Copy inside the kernel (copy_file_range), stopping if cancelled; count the bytes
+    on progress if count, else leave that to whoever hashes the file."""
     with open(source, "rb", buffering=0) as src, open(target, "xb", buffering=0) as dst:
         infd, outfd = src.fileno(), dst.fileno()
         try:
-            while os.copy_file_range(infd, outfd, KERNEL_CHUNK):
-                progress.check()
+            while n := os.copy_file_range(infd, outfd, KERNEL_CHUNK):
+                progress.advance(bytes=n if count else 0)
             return
         except OSError as exc:
             if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
@@ -137,7 +124,11 @@ def _copy_kernel(source: str | Path, target: Path, progress: Progress) -> None:
         os.lseek(infd, 0, os.SEEK_SET)
         os.lseek(outfd, 0, os.SEEK_SET)
         os.ftruncate(outfd, 0)
-        shutil.copyfileobj(src, dst, CHUNK_SIZE)
+        buffer = bytearray(CHUNK_SIZE)
+        view = memoryview(buffer)
+        while n := src.readinto(buffer):
+            dst.write(view[:n])
+            progress.advance(bytes=n if count else 0)
 
 
 def copy_file(
@@ -145,23 +136,24 @@ def copy_file(
     target: Path | str,
     size: int,
     progress: Progress,
-    hashers: Executor,
+    hashers: Executor | None,
     mtime_ns: int | None = None,
-) -> str:
+) -> str | None:
     """Copy source to the new file target and return the MD5 of what was copied.
 
     A small file is read once and hashed in memory. A large one is copied by the kernel
-    while another thread hashes it from the page cache: MD5 (about 500 MB/s on one
-    core) is the bottleneck, and this hides the copy behind it. mtime_ns, if given,
-    becomes the target's modification time.
+    while another thread hashes it from the page cache: MD5 (about 600 MB/s on one
+    core) is the bottleneck, and this hides the copy behind it. Without hashers, a
+    large file is only copied and None returned: the caller hashes it later. mtime_ns,
+    if given, becomes the target's modification time.
     """
     if size < SMALL_FILE:
         return _copy_small(source, target, size, progress, mtime_ns)
-    hashing = hashers.submit(md5_file, source, progress)
-    _copy_kernel(source, target, progress)
+    hashing = hashers.submit(md5_file, source, progress) if hashers is not None else None
+    _copy_kernel(source, target, progress, count=hashing is None)
     if mtime_ns is not None:
         os.utime(target, ns=(mtime_ns, mtime_ns))
-    return hashing.result()
+    return hashing.result() if hashing is not None else None
 
 
 def _copy_small(
@@ -315,7 +307,13 @@ class _Backend:
         """Whether the stored file holds the same bytes as local, whose MD5 is md5."""
         return self.stored_md5(name, stored) == md5
 
-    def download(self, name: str, entry: _Entry, partial: str, progress: Progress) -> str:
+    def source(self, name: str) -> str | None:
+        """The stored file's path on this machine, if the storage has one."""
+        return None
+
+    def download(self, name: str, entry: _Entry, partial: str, progress: Progress) -> str | None:
+        """Copy the stored file to the new file partial; return its MD5, or None if it
+        is to be hashed later, from the copy (see hashing.Checksums)."""
         with self.storage.open(name, "rb") as source, open(partial, "xb") as target:
             _size, md5 = _copy_stream(source, target, progress)
         _keep_mtime(partial, entry)
@@ -385,11 +383,13 @@ class _LocalBackend(_Backend):
     def stored_md5(self, name: str, entry: _Entry) -> str | None:
         return md5_file(self._target(name))
 
-    def download(self, name: str, entry: _Entry, partial: str, progress: Progress) -> str:
+    def source(self, name: str) -> str | None:
+        return self._target(name)
+
+    def download(self, name: str, entry: _Entry, partial: str, progress: Progress) -> str | None:
         size = entry.size if entry.size is not None else SMALL_FILE
-        return copy_file(
-            self._target(name), partial, size, progress, self.hashers, mtime_ns=entry.mtime_ns
-        )
+        # Large files are hashed later, from the copy: see hashing.Checksums.
+        return copy_file(self._target(name), partial, size, progress, None, entry.mtime_ns)
 
     def upload(self, name: str, local: Path, size: int, md5: str | None, progress: Progress) -> str:
         # Written through the path, so the stored file keeps its name instead of
@@ -402,6 +402,7 @@ class _LocalBackend(_Backend):
         partial = f"{target}{PARTIAL_MARK}{self.token}"
         try:
             copied = copy_file(local, Path(partial), size, progress, self.hashers)
+            assert copied is not None
             mode = getattr(self.storage, "file_permissions_mode", None)
             if mode is not None:
                 os.chmod(partial, mode)
@@ -551,7 +552,7 @@ class _S3Backend(_Backend):
                 )
         return entries
 
-    def download(self, name: str, entry: _Entry, partial: str, progress: Progress) -> str:
+    def download(self, name: str, entry: _Entry, partial: str, progress: Progress) -> str | None:
         if entry.size is not None and entry.size < self.config.multipart_threshold:
             # One GET, streamed and hashed in this worker thread: many files then hash
             # on every core instead of queueing behind the transfer manager's single
@@ -692,6 +693,30 @@ def _run_parallel(
             raise failed[0].exception()  # type: ignore[misc]
 
 
+def fetch_tree(
+    storage: Any,
+    prefix: str,
+    destination: Path,
+    *,
+    jobs: int = 8,
+    known: Mapping[str, str] | None = None,
+    quiet: bool = False,
+) -> Checksums:
+    """Copy every file under prefix into destination; return their checksums.
+
+    The files are in place on return; the MD5s of large files the kernel copied may
+    still be computing (Checksums.result() waits for them). A local copy with the size
+    and modification time of the stored file (which the copy was given) is kept: its
+    MD5 is the one in known, else computed again; without either, the same MD5 as the
+    stored file's (S3's ETag) keeps it.
+    """
+    backend = _backend(storage, jobs)
+    try:
+        return _download(backend, prefix, destination, jobs=jobs, known=known, quiet=quiet)
+    finally:
+        backend.close()
+
+
 def download_tree(
     storage: Any,
     prefix: str,
@@ -701,16 +726,8 @@ def download_tree(
     known: Mapping[str, str] | None = None,
     quiet: bool = False,
 ) -> dict[str, str]:
-    """Copy every file under prefix into destination; return {relative path: md5}.
-
-    A file listed in known whose local copy still matches (same size and modification
-    time as the stored file, which the copy was given; else the same MD5) is kept.
-    """
-    backend = _backend(storage, jobs)
-    try:
-        return _download(backend, prefix, destination, jobs=jobs, known=known, quiet=quiet)
-    finally:
-        backend.close()
+    """fetch_tree(), then wait for the checksums: return {relative path: md5}."""
+    return fetch_tree(storage, prefix, destination, jobs=jobs, known=known, quiet=quiet).result()
 
 
 def _download(
@@ -721,7 +738,7 @@ def _download(
     jobs: int,
     known: Mapping[str, str] | None,
     quiet: bool,
-) -> dict[str, str]:
+) -> Checksums:
     entries = backend.list(prefix)
     entries = [
         _Entry(rel=safe_relative(e.rel), size=e.size, mtime_ns=e.mtime_ns, md5=e.md5)
@@ -731,6 +748,7 @@ def _download(
     root = Path(os.path.realpath(destination))
     known = known or {}
     checksums: dict[str, str] = {}
+    copies: list[Copy] = []  # kernel copies, hashed in the background
     to_fetch: list[tuple[_Entry, int]] = []
     token = secrets.token_hex(4)
 
@@ -750,14 +768,18 @@ def _download(
     skipped = 0
     for entry in entries:
         info = present.get(entry.rel)
-        md5 = None
+        kept = None
         if info is not None:
-            md5 = _reusable(root, entry, info, known.get(entry.rel))
-        if md5 is not None:
-            checksums[entry.rel] = md5
-            skipped += 1
-        else:
+            source = backend.source(_join(prefix, entry.rel))
+            kept = _reusable(root, entry, info, known.get(entry.rel), source)
+        if kept is None:
             to_fetch.append((entry, entry.size or 0))
+            continue
+        skipped += 1
+        if isinstance(kept, Copy):
+            copies.append(kept)
+        else:
+            checksums[entry.rel] = kept
 
     to_fetch.sort(key=lambda item: -item[1])  # large first: no lone big file at the end
     total_bytes = sum(size for _entry, size in to_fetch)
@@ -771,17 +793,27 @@ def _download(
 
         def fetch(batch: list[_Entry]) -> None:
             for entry in batch:
+                name = _join(prefix, entry.rel)
                 target = os.path.join(base, entry.rel)
                 partial = f"{target}{PARTIAL_MARK}{token}"
                 try:
-                    md5 = backend.download(_join(prefix, entry.rel), entry, partial, progress)
+                    md5 = backend.download(name, entry, partial, progress)
                     os.replace(partial, target)
                 except BaseException:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(partial)
                     raise
-                with lock:
-                    checksums[entry.rel] = md5
+                if md5 is None:  # copied by the kernel: hashed later, from the copy
+                    source = backend.source(name)
+                    assert source is not None
+                    copy = Copy(
+                        rel=entry.rel, local=target, source=source, fingerprint=fingerprint(target)
+                    )
+                    with lock:
+                        copies.append(copy)
+                else:
+                    with lock:
+                        checksums[entry.rel] = md5
                 progress.advance(files=1)
 
         _run_parallel(fetch, list(_batches(to_fetch)), _workers(backend, jobs), progress)
@@ -793,7 +825,7 @@ def _download(
         skipped,
         time.monotonic() - started,
     )
-    return dict(sorted(checksums.items()))
+    return Checksums(checksums, copies, jobs=jobs)
 
 
 def _prepare_folder(root: Path, parent: str, made: dict[str, bool]) -> bool:
@@ -825,16 +857,26 @@ def _outside(parent: str, root: Path) -> UnsafePathError:
     )
 
 
-def _reusable(root: Path, entry: _Entry, info: os.stat_result, recorded: str | None) -> str | None:
-    """Return the MD5 of the local copy if it need not be downloaded again, else None.
+def _reusable(
+    root: Path, entry: _Entry, info: os.stat_result, recorded: str | None, source: str | None
+) -> str | Copy | None:
+    """Return the MD5 of the local copy if it need not be downloaded again (or the Copy
+    to hash later), else None.
 
     Builds the file's path only when it must be read: a resumed run of thousands of
     untouched files costs one stat each and nothing more.
     """
     if entry.size is not None and info.st_size != entry.size:
         return None
-    if recorded is not None and entry.mtime_ns is not None and info.st_mtime_ns == entry.mtime_ns:
-        return recorded  # as download_tree() left it: same size and the stored mtime
+    if entry.mtime_ns is not None and info.st_mtime_ns == entry.mtime_ns:
+        # As a download left it: a file stands under its name only once complete and
+        # given the stored mtime, so even a killed run's files are kept.
+        if recorded is not None:
+            return recorded
+        if source is not None:
+            local = os.path.join(root, entry.rel)
+            found = (info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino)
+            return Copy(rel=entry.rel, local=local, source=source, fingerprint=found)
     expected = recorded or entry.md5
     if expected is None:
         return None

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 from crunchclient.connection import FAIL, STAGE_NAMES, START, SUCCESS, UPLOAD, Connection
 from crunchclient.exceptions import ClaimLost, Interrupted, StageFailed
+from crunchclient.hashing import Checksums
 from crunchclient.options import ClientConfig
 from crunchclient.shutdown import Shutdown
 
@@ -32,7 +33,7 @@ class RunContext:
     shutdown: Shutdown = field(default_factory=Shutdown)
     lost: threading.Event = field(default_factory=threading.Event)
     diagnostics: dict[str, Any] = field(default_factory=dict)
-    setup_checksums: dict[str, str] = field(default_factory=dict)
+    setup_checksums: Checksums = field(default_factory=lambda: Checksums({}))
 
     @property
     def slug(self) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 from crunchclient import transfer
 from crunchclient.connection import SETUP
 from crunchclient.exceptions import ConfigurationError
+from crunchclient.hashing import Checksums
 from crunchclient.stages.base import RECORDS, RunContext, Stage
 
 logger = logging.getLogger(__name__)
@@ -23,6 +24,14 @@ SETUP_CHECKSUMS = "setup_md5_checksums.json"
 def is_record(path: str) -> bool:
     """Whether a relative path is crunch's own record or a tool's cache, not the dataset's data."""
     return path.startswith((f"{RECORDS}/", ".snakemake/"))
+
+
+def write_setup_checksums(context: RunContext) -> dict[str, str]:
+    """Wait for the MD5s of the downloaded files, write their record and return them."""
+    checksums = context.setup_checksums.result(context.check)
+    setup = {path: md5 for path, md5 in checksums.items() if not is_record(path)}
+    write_json(context.records / SETUP_CHECKSUMS, setup)
+    return setup
 
 
 def workflow_kind(context: RunContext) -> str:
@@ -68,15 +77,19 @@ class SetupStage(Stage):
         context.records.mkdir(exist_ok=True)
         previous = read_json(context.records / SETUP_CHECKSUMS) or {}
         if config.download:
-            checksums = transfer.download_tree(
+            # The workflow starts once the files are in place; large files' MD5s may
+            # still be computing (see hashing.Checksums), and their record is written
+            # when they are known.
+            checksums = transfer.fetch_tree(
                 config.storage, context.prefix, context.workdir,
                 jobs=config.jobs, known=previous, quiet=config.quiet,
             )  # fmt: skip
         else:
-            checksums = transfer.checksum_tree(context.workdir, exclude=is_record, jobs=config.jobs)
-        checksums = {path: md5 for path, md5 in checksums.items() if not is_record(path)}
+            found = transfer.checksum_tree(context.workdir, exclude=is_record, jobs=config.jobs)
+            checksums = Checksums(found)
         context.setup_checksums = checksums
-        write_json(context.records / SETUP_CHECKSUMS, checksums)
+        if checksums.done():
+            write_setup_checksums(context)
         write_json(context.records / "dataset.json", context.dataset)
         write_json(context.records / "project.json", context.project)
         path = workflow_file(context)
@@ -85,4 +98,4 @@ class SetupStage(Stage):
             path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
         context.check()
         source = "downloaded" if config.download else "found"
-        return f"{len(checksums)} file(s) {source}."
+        return f"{sum(not is_record(path) for path in checksums.paths)} file(s) {source}."

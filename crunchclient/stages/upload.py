@@ -11,7 +11,7 @@ import logging
 from crunchclient import transfer
 from crunchclient.connection import UPLOAD
 from crunchclient.stages.base import RECORDS, Stage
-from crunchclient.stages.setup import is_record, write_json
+from crunchclient.stages.setup import is_record, write_json, write_setup_checksums
 
 logger = logging.getLogger(__name__)
 
@@ -32,12 +32,13 @@ class UploadStage(Stage):
         config = context.config
         if not config.upload:
             return "Skipped (--no-upload)."
+        setup = write_setup_checksums(context)  # normally computed while the workflow ran
         # One pass: files as Setup left them are not read again, new ones hashed as sent.
         after, result = transfer.upload_tree(
-            config.storage, context.prefix, context.workdir, known=context.setup_checksums,
+            config.storage, context.prefix, context.workdir, known=setup,
             exclude=is_record, jobs=config.jobs, quiet=config.quiet,
         )  # fmt: skip
-        deleted = sorted(path for path in context.setup_checksums if path not in after)
+        deleted = sorted(path for path in setup if path not in after)
         write_json(context.records / UPLOAD_CHECKSUMS, after)
         (context.records / DELETED).write_text(
             "".join(f"{path}\n" for path in deleted), encoding="utf-8"

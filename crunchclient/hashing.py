@@ -1,0 +1,157 @@
+"""MD5 of files: in large chunks, and in the background for copies the kernel made.
+
+MD5 runs at a fifth of the speed of a kernel copy on one core, and one file's MD5
+cannot be split across cores. Hashing every downloaded byte before the workflow starts
+would therefore keep a node idle for most of its setup. The copies the kernel made are
+hashed here instead, at the lowest CPU priority, while the workflow runs; Upload waits
+for the checksums, which it needs only to record them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as WaitTimeout
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from crunchclient.exceptions import Interrupted, TransferError
+
+logger = logging.getLogger(__name__)
+
+CHUNK_SIZE = 4 * 1024 * 1024  # bytes: large enough for full disk speed, small for memory
+WAIT_SLICE = 0.5  # seconds between checks for a stop while waiting for checksums
+
+
+class Counter(Protocol):
+    """Takes the bytes as they are hashed; raises to stop the hashing."""
+
+    def advance(self, *, bytes: int = 0, files: int = 0) -> None: ...
+
+
+def md5_file(path: Path | str, progress: Counter | None = None) -> str:
+    """Return the MD5 hex digest of a file, read in large chunks."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb", buffering=0) as source:
+        buffer = bytearray(CHUNK_SIZE)
+        view = memoryview(buffer)
+        while n := source.readinto(buffer):
+            digest.update(view[:n])
+            if progress is not None:
+                progress.advance(bytes=n)
+    return digest.hexdigest()
+
+
+Fingerprint = tuple[int, int, int, int]
+
+
+def fingerprint(path: str) -> Fingerprint:
+    """What changes when anyone writes to a file: size, mtime, ctime and inode."""
+    info = os.stat(path)
+    return (info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Copy:
+    """A file the kernel copied from source (the stored file) to local, not yet hashed."""
+
+    rel: str
+    local: str
+    source: str
+    fingerprint: Fingerprint  # of local, taken right after the copy
+
+
+class _Stop:
+    """Raises Interrupted in the hashing threads once stop() is called."""
+
+    def __init__(self) -> None:
+        self.stopped = threading.Event()
+
+    def advance(self, *, bytes: int = 0, files: int = 0) -> None:
+        if self.stopped.is_set():
+            raise Interrupted("Checksums stopped.")
+
+
+def _lowest_priority() -> None:
+    """Make the calling thread yield the CPU to the workflow (Linux sets nice per thread)."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+
+
+class Checksums:
+    """The MD5s of a download: known ones at once, kernel copies' when hashed.
+
+    A copy that the workflow changed before its turn is hashed from storage instead,
+    so the record always holds the files as they were downloaded.
+    """
+
+    def __init__(
+        self, known: dict[str, str], copies: Sequence[Copy] = (), *, jobs: int = 2
+    ) -> None:
+        self.future: Future[dict[str, str]] = Future()
+        self.paths = [*known, *(copy.rel for copy in copies)]
+        self._stop = _Stop()
+        self.started = time.monotonic()
+        self.seconds = 0.0
+        if not copies:
+            self.future.set_result(dict(sorted(known.items())))
+            return
+        workers = max(1, min(jobs, os.cpu_count() or 1, len(copies)))
+        threading.Thread(
+            target=self._hash_all, args=(known, list(copies), workers), daemon=True,
+            name="crunch-checksums",
+        ).start()  # fmt: skip
+
+    def _hash_all(self, known: dict[str, str], copies: list[Copy], workers: int) -> None:
+        try:
+            with ThreadPoolExecutor(
+                workers, thread_name_prefix="crunch-md5", initializer=_lowest_priority
+            ) as pool:
+                digests = list(pool.map(self._hash, copies))
+        except BaseException as exc:  # handed to whoever waits for the result
+            self.future.set_exception(exc)
+            return
+        self.seconds = time.monotonic() - self.started
+        logger.debug("Hashed %d copied file(s) in %.2fs", len(copies), self.seconds)
+        result = dict(known)
+        result.update((copy.rel, digest) for copy, digest in zip(copies, digests, strict=True))
+        self.future.set_result(dict(sorted(result.items())))
+
+    def _hash(self, copy: Copy) -> str:
+        with contextlib.suppress(FileNotFoundError):
+            if fingerprint(copy.local) == copy.fingerprint:
+                digest = md5_file(copy.local, self._stop)
+                if fingerprint(copy.local) == copy.fingerprint:
+                    return digest
+        # The workflow got there first: the stored file still holds the downloaded bytes.
+        try:
+            return md5_file(copy.source, self._stop)
+        except OSError as exc:
+            raise TransferError(
+                f"Cannot record the checksum of {copy.rel!r}: the workflow changed it before "
+                f"it was hashed and the stored file can no longer be read ({exc.strerror})."
+            ) from exc
+
+    def done(self) -> bool:
+        return self.future.done()
+
+    def result(self, check: Callable[[], None] | None = None) -> dict[str, str]:
+        """Wait for every checksum; check() is called now and then and may raise to stop."""
+        while True:
+            if check is not None:
+                check()
+            try:
+                return self.future.result(timeout=WAIT_SLICE)
+            except WaitTimeout:
+                continue
+
+    def stop(self) -> None:
+        """Stop hashing: the dataset ended before Upload needed the checksums."""
+        self._stop.stopped.set()
