@@ -8,6 +8,7 @@ the destination, and a partly written file never stands under its final name.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import hashlib
 import logging
@@ -303,7 +304,7 @@ class _Backend:
                 digest.update(chunk)
         return digest.hexdigest()
 
-    def matches(self, name: str, stored: _Entry, local: Path, md5: str) -> bool:
+    def matches(self, name: str, stored: _Entry, local: str, md5: str) -> bool:
         """Whether the stored file holds the same bytes as local, whose MD5 is md5."""
         return self.stored_md5(name, stored) == md5
 
@@ -319,7 +320,7 @@ class _Backend:
         _keep_mtime(partial, entry)
         return md5
 
-    def upload(self, name: str, local: Path, size: int, md5: str | None, progress: Progress) -> str:
+    def upload(self, name: str, local: str, size: int, md5: str | None, progress: Progress) -> str:
         from django.core.files import File
 
         md5 = md5 or md5_file(local)
@@ -339,7 +340,7 @@ class _LocalBackend(_Backend):
     """Storage on a local disk: copy as the operating system does."""
 
     def list(self, prefix: str) -> list[_Entry]:
-        self.prepare(prefix)
+        self._resolve(prefix)
         root = Path(self.base)
         entries: list[_Entry] = []
         stack = [""]
@@ -360,13 +361,22 @@ class _LocalBackend(_Backend):
                     entries.append(_Entry(rel=rel, size=info.st_size, mtime_ns=info.st_mtime_ns))
         return entries
 
-    def prepare(self, prefix: str) -> None:
+    def _resolve(self, prefix: str) -> None:
         # Resolve the prefix once: storage.path() per file costs more than the copy of
         # a small file.
         self.prefix = prefix.strip("/")
         self.base = str(self.storage.path(self.prefix))
         self.folders: set[str] = set()
         self.token = secrets.token_hex(4)
+        mode = getattr(self.storage, "file_permissions_mode", None)
+        umask = os.umask(0o022)
+        os.umask(umask)
+        # A new file gets 0o666 & ~umask: chmod only when that is not the storage's mode.
+        self.chmod = mode if mode is not None and mode != 0o666 & ~umask else None
+
+    def prepare(self, prefix: str) -> None:
+        # One walk of the stored folder instead of a stat per file to upload.
+        self.listing = {entry.rel: entry for entry in self.list(prefix)}
 
     def _target(self, name: str) -> str:
         if self.prefix and name.startswith(f"{self.prefix}/"):
@@ -374,6 +384,8 @@ class _LocalBackend(_Backend):
         return str(self.storage.path(name))
 
     def stored(self, name: str, rel: str) -> _Entry | None:
+        if self.prefix and name.startswith(f"{self.prefix}/"):
+            return self.listing.get(rel)
         try:
             info = os.stat(self._target(name))
         except FileNotFoundError:
@@ -391,7 +403,7 @@ class _LocalBackend(_Backend):
         # Large files are hashed later, from the copy: see hashing.Checksums.
         return copy_file(self._target(name), partial, size, progress, None, entry.mtime_ns)
 
-    def upload(self, name: str, local: Path, size: int, md5: str | None, progress: Progress) -> str:
+    def upload(self, name: str, local: str, size: int, md5: str | None, progress: Progress) -> str:
         # Written through the path, so the stored file keeps its name instead of
         # FileSystemStorage's renamed copy ("a_x7Kq2.txt") beside the old one.
         target = self._target(name)
@@ -401,11 +413,10 @@ class _LocalBackend(_Backend):
             self.folders.add(folder)
         partial = f"{target}{PARTIAL_MARK}{self.token}"
         try:
-            copied = copy_file(local, Path(partial), size, progress, self.hashers)
+            copied = copy_file(local, partial, size, progress, self.hashers)
             assert copied is not None
-            mode = getattr(self.storage, "file_permissions_mode", None)
-            if mode is not None:
-                os.chmod(partial, mode)
+            if self.chmod is not None:
+                os.chmod(partial, self.chmod)
             os.replace(partial, target)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
@@ -511,7 +522,7 @@ class _S3Backend(_Backend):
         head = self.client.head_object(Bucket=self.bucket, Key=self.key(name))
         return head.get("Metadata", {}).get("md5")
 
-    def matches(self, name: str, stored: _Entry, local: Path, md5: str) -> bool:
+    def matches(self, name: str, stored: _Entry, local: str, md5: str) -> bool:
         if stored.md5 is not None or stored.etag is None:
             return stored.md5 == md5
         if self.stored_md5(name, stored) == md5:
@@ -591,7 +602,7 @@ class _S3Backend(_Backend):
                 logger.warning("Retrying the download of %r after a broken stream", name)
         raise AssertionError("unreachable")
 
-    def upload(self, name: str, local: Path, size: int, md5: str | None, progress: Progress) -> str:
+    def upload(self, name: str, local: str, size: int, md5: str | None, progress: Progress) -> str:
         from s3transfer.subscribers import BaseSubscriber
 
         class Subscriber(BaseSubscriber):  # type: ignore[misc]
@@ -739,11 +750,7 @@ def _download(
     known: Mapping[str, str] | None,
     quiet: bool,
 ) -> Checksums:
-    entries = backend.list(prefix)
-    entries = [
-        _Entry(rel=safe_relative(e.rel), size=e.size, mtime_ns=e.mtime_ns, md5=e.md5)
-        for e in entries
-    ]
+    entries = [_checked(entry) for entry in backend.list(prefix)]
     destination.mkdir(parents=True, exist_ok=True)
     root = Path(os.path.realpath(destination))
     known = known or {}
@@ -770,8 +777,7 @@ def _download(
         info = present.get(entry.rel)
         kept = None
         if info is not None:
-            source = backend.source(_join(prefix, entry.rel))
-            kept = _reusable(root, entry, info, known.get(entry.rel), source)
+            kept = _reusable(root, entry, info, known.get(entry.rel), backend, prefix)
         if kept is None:
             to_fetch.append((entry, entry.size or 0))
             continue
@@ -857,8 +863,19 @@ def _outside(parent: str, root: Path) -> UnsafePathError:
     )
 
 
+def _checked(entry: _Entry) -> _Entry:
+    """The entry with its name made a clean relative path, or UnsafePathError."""
+    rel = safe_relative(entry.rel)
+    return entry if rel == entry.rel else dataclasses.replace(entry, rel=rel)
+
+
 def _reusable(
-    root: Path, entry: _Entry, info: os.stat_result, recorded: str | None, source: str | None
+    root: Path,
+    entry: _Entry,
+    info: os.stat_result,
+    recorded: str | None,
+    backend: _Backend,
+    prefix: str,
 ) -> str | Copy | None:
     """Return the MD5 of the local copy if it need not be downloaded again (or the Copy
     to hash later), else None.
@@ -873,6 +890,7 @@ def _reusable(
         # given the stored mtime, so even a killed run's files are kept.
         if recorded is not None:
             return recorded
+        source = backend.source(_join(prefix, entry.rel))
         if source is not None:
             local = os.path.join(root, entry.rel)
             found = (info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino)
@@ -957,9 +975,10 @@ def _send(
     started = time.monotonic()
     items: list[tuple[_Entry, int]] = []
     skipped = 0
+    base = str(root)
     for rel in rels:
         try:
-            info = (root / rel).stat()
+            info = os.stat(os.path.join(base, rel))
         except FileNotFoundError as exc:
             raise TransferError(f"Cannot upload {rel!r}: no such file in {str(root)!r}.") from exc
         if not stat.S_ISREG(info.st_mode):
@@ -984,7 +1003,7 @@ def _send(
                 nonlocal sent_files, sent_bytes, skipped
                 for entry in batch:
                     size = entry.size or 0
-                    local = root / entry.rel
+                    local = os.path.join(base, entry.rel)
                     name = _join(prefix, entry.rel)
                     stored = backend.stored(name, entry.rel)
                     md5 = hints.get(entry.rel)
