@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +15,13 @@ import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import FileSystemStorage
 
-from crunchclient import transfer
-from crunchclient.exceptions import UnsafePathError
+from crunchclient import hashing, transfer
+from crunchclient.exceptions import Interrupted, UnsafePathError
 from crunchclient.progress import Progress
 from crunchclient.transfer import (
     checksum_tree,
     download_tree,
+    fetch_tree,
     safe_relative,
     upload_files,
     upload_tree,
@@ -115,6 +117,78 @@ def test_download_resumes_only_missing_and_changed(storage: Any, tmp_path: Path)
     after = inodes(work)
     assert after["sub/b.bin"] != before["sub/b.bin"]
     assert after["big.bin"] == before["big.bin"]
+
+
+def test_download_without_record_keeps_complete_files(storage: Any, tmp_path: Path) -> None:
+    """A run killed before it wrote its record: the next one moves only what is missing."""
+    put(storage, FILES)
+    work = tmp_path / "work"
+    download_tree(storage, PREFIX, work, quiet=True)
+    (work / "a.txt").unlink()
+    before = inodes(work)
+
+    checksums = download_tree(storage, PREFIX, work, quiet=True)  # no known checksums
+
+    assert checksums == md5sum(work)
+    after = inodes(work)
+    assert {rel: after[rel] for rel in before} == before
+    assert (work / "a.txt").read_bytes() == FILES["a.txt"]
+
+
+@pytest.fixture
+def held_hashing(monkeypatch: Any) -> threading.Event:
+    """Background hashing waits until the event is set: a workflow gets there first."""
+    go = threading.Event()
+    lowest = hashing._lowest_priority
+
+    def wait_then_lower() -> None:
+        go.wait(30)
+        lowest()
+
+    monkeypatch.setattr(hashing, "_lowest_priority", wait_then_lower)
+    return go
+
+
+def test_files_are_ready_before_their_checksums(tmp_path: Path, held_hashing: Any) -> None:
+    storage = FileSystemStorage(location=tmp_path / "media")
+    put(storage, FILES)
+    work = tmp_path / "work"
+
+    checksums = fetch_tree(storage, PREFIX, work, quiet=True)
+
+    assert not checksums.done()  # big.bin is not hashed yet, and its copy is complete
+    assert (work / "big.bin").read_bytes() == FILES["big.bin"]
+    held_hashing.set()
+    assert checksums.result() == md5sum(work)
+
+
+def test_a_file_changed_before_it_is_hashed_is_recorded_as_downloaded(
+    tmp_path: Path, held_hashing: Any
+) -> None:
+    storage = FileSystemStorage(location=tmp_path / "media")
+    put(storage, FILES)
+    work = tmp_path / "work"
+    checksums = fetch_tree(storage, PREFIX, work, quiet=True)
+
+    with open(work / "big.bin", "ab") as big:
+        big.write(b"written by the workflow")
+    held_hashing.set()
+
+    recorded = checksums.result()
+    assert recorded == md5sum(tmp_path / "media" / PREFIX)
+    assert recorded["big.bin"] != md5sum(work)["big.bin"]
+
+
+def test_stopped_checksums_end_the_wait(tmp_path: Path, held_hashing: Any) -> None:
+    storage = FileSystemStorage(location=tmp_path / "media")
+    put(storage, FILES)
+    checksums = fetch_tree(storage, PREFIX, tmp_path / "work", quiet=True)
+
+    checksums.stop()
+    held_hashing.set()
+
+    with pytest.raises(Interrupted):
+        checksums.result()
 
 
 def test_interrupted_download_leaves_no_partial_file(

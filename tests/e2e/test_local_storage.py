@@ -127,3 +127,25 @@ def test_two_loops_process_thirty_datasets_exactly_once(crunch: Crunch) -> None:
     for dataset in Dataset.objects.all():
         assert statuses(dataset.slug) == SIX
     assert Status.objects.filter(stage=3, state=2).count() == 30
+
+
+def test_setup_record_holds_large_files_as_downloaded(crunch: Crunch) -> None:
+    """Large files are hashed while the workflow runs. One the workflow rewrites at once
+    is still recorded as it was downloaded, and uploaded as it was left."""
+    import hashlib
+
+    original = "line of data\n" * 400_000  # about 5 MiB: copied by the kernel, hashed later
+    project = crunch.project("Big", "echo appended >> big.txt\n")
+    dataset = crunch.dataset(project["slug"], "d0", {"big.txt": original, "small.txt": "s"})
+
+    result = crunch.run("run", dataset["slug"], "--quiet")
+
+    assert result.returncode == 0, result.stderr
+    stored = crunch.stored(dataset)
+    setup = json.loads(stored[".crunch/setup_md5_checksums.json"])
+    assert setup["big.txt"] == hashlib.md5(original.encode()).hexdigest()
+    uploaded = json.loads(stored[".crunch/upload_md5_checksums.json"])
+    assert uploaded["big.txt"] == hashlib.md5(f"{original}appended\n".encode()).hexdigest()
+    assert stored["big.txt"] == f"{original}appended\n"
+    workdir = crunch.work / "crunch-work" / project["slug"] / "d0"
+    assert json.loads((workdir / ".crunch/setup_md5_checksums.json").read_text()) == setup
