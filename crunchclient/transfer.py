@@ -106,7 +106,7 @@ def _partial_name(target: Path, token: str) -> Path:
     return target.with_name(f"{target.name}{PARTIAL_MARK}{token}")
 
 
-# ---------------------------------------------------------------------------- hashing
+# ---------------------------------------------------------------------------- copies
 
 
 def _copy_kernel(source: str | Path, target: Path | str, progress: Progress, count: bool) -> None:

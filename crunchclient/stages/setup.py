@@ -28,6 +28,8 @@ def is_record(path: str) -> bool:
 
 def write_setup_checksums(context: RunContext) -> dict[str, str]:
     """Wait for the MD5s of the downloaded files, write their record and return them."""
+    if not context.setup_checksums.done():
+        logger.info("%s: waiting for the checksums of the downloaded files", context.slug)
     checksums = context.setup_checksums.result(context.check)
     setup = {path: md5 for path, md5 in checksums.items() if not is_record(path)}
     write_json(context.records / SETUP_CHECKSUMS, setup)

@@ -30,9 +30,9 @@ class UploadStage(Stage):
     def run(self) -> str:
         context = self.context
         config = context.config
+        setup = write_setup_checksums(context)  # normally computed while the workflow ran
         if not config.upload:
             return "Skipped (--no-upload)."
-        setup = write_setup_checksums(context)  # normally computed while the workflow ran
         # One pass: files as Setup left them are not read again, new ones hashed as sent.
         after, result = transfer.upload_tree(
             config.storage, context.prefix, context.workdir, known=setup,
