@@ -16,6 +16,7 @@ import os
 import posixpath
 import secrets
 import stat
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -629,11 +630,10 @@ class _S3Backend(_Backend):
 
 def _backend(storage: Any, jobs: int) -> _Backend:
     """Pick the fastest way to talk to this storage."""
-    try:
-        from storages.backends.s3 import S3Storage
-    except ImportError:  # django-storages[s3] is an optional extra
-        S3Storage = None  # noqa: N806
-    if S3Storage is not None and isinstance(storage, S3Storage):
+    # An S3Storage's module is imported already; importing it here would load boto3
+    # (most of a second) for every local-disk client.
+    s3 = sys.modules.get("storages.backends.s3")
+    if s3 is not None and isinstance(storage, s3.S3Storage):
         return _S3Backend(storage, jobs)
     try:
         storage.path("")
