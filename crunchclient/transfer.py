@@ -716,10 +716,10 @@ def fetch_tree(
     """Copy every file under prefix into destination; return their checksums.
 
     The files are in place on return; the MD5s of large files the kernel copied may
-    still be computing (Checksums.result() waits for them). A local copy with the size
-    and modification time of the stored file (which the copy was given) is kept: its
-    MD5 is the one in known, else computed again; without either, the same MD5 as the
-    stored file's (S3's ETag) keeps it.
+    still be computing (Checksums.result() waits for them). A local file with the
+    stored file's size and modification time (which a download gives its copy) is
+    kept, with its MD5 from known, else hashed again; without that, a local file with
+    the stored file's MD5 (S3's ETag) is kept.
     """
     backend = _backend(storage, jobs)
     try:
