@@ -110,14 +110,17 @@ class Checksums:
         ).start()  # fmt: skip
 
     def _hash_all(self, known: dict[str, str], copies: list[Copy], workers: int) -> None:
+        pool = ThreadPoolExecutor(
+            workers, thread_name_prefix="crunch-md5", initializer=_lowest_priority
+        )
         try:
-            with ThreadPoolExecutor(
-                workers, thread_name_prefix="crunch-md5", initializer=_lowest_priority
-            ) as pool:
-                digests = list(pool.map(self._hash, copies))
+            digests = list(pool.map(self._hash, copies))
         except BaseException as exc:  # handed to whoever waits for the result
+            self.stop()  # the other files stop at their next chunk
             self.future.set_exception(exc)
             return
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
         self.seconds = time.monotonic() - self.started
         logger.debug("Hashed %d copied file(s) in %.2fs", len(copies), self.seconds)
         result = dict(known)

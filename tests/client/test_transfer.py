@@ -16,7 +16,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import FileSystemStorage
 
 from crunchclient import hashing, transfer
-from crunchclient.exceptions import Interrupted, UnsafePathError
+from crunchclient.exceptions import Interrupted, TransferError, UnsafePathError
 from crunchclient.progress import Progress
 from crunchclient.transfer import (
     checksum_tree,
@@ -177,6 +177,23 @@ def test_a_file_changed_before_it_is_hashed_is_recorded_as_downloaded(
     recorded = checksums.result()
     assert recorded == md5sum(tmp_path / "media" / PREFIX)
     assert recorded["big.bin"] != md5sum(work)["big.bin"]
+
+
+def test_a_changed_file_gone_from_storage_is_a_clear_error(
+    tmp_path: Path, held_hashing: Any
+) -> None:
+    storage = FileSystemStorage(location=tmp_path / "media")
+    put(storage, FILES)
+    work = tmp_path / "work"
+    checksums = fetch_tree(storage, PREFIX, work, quiet=True)
+    (work / "big.bin").write_bytes(b"rewritten")
+    storage.delete(f"{PREFIX}/big.bin")
+    held_hashing.set()
+
+    with pytest.raises(
+        TransferError, match="Cannot record the checksum of 'big.bin': the workflow"
+    ):
+        checksums.result()
 
 
 def test_stopped_checksums_end_the_wait(tmp_path: Path, held_hashing: Any) -> None:
