@@ -454,6 +454,24 @@ def test_quiet_prints_nothing(tmp_path: Path, capsys: Any) -> None:
     assert "download: " in capsys.readouterr().err
 
 
+def test_many_small_files_round_trip(storage: Any, tmp_path: Path) -> None:
+    """Hundreds of small files in nested folders: every batch, on one thread or several."""
+    many = {f"d{i % 7}/e{i % 3}/f{i}.dat": os.urandom(i % 5000) for i in range(300)}
+    work = tmp_path / "work"
+    source = _tree(tmp_path / "src", many)
+    checksums, result = upload_tree(storage, PREFIX, source, jobs=4, quiet=True)
+
+    assert result.files == len(many)
+    assert download_tree(storage, PREFIX, work, jobs=4, quiet=True) == checksums == md5sum(work)
+
+
+def _tree(root: Path, files: dict[str, bytes]) -> Path:
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    return root
+
+
 def test_upload_tree_checksums_and_sends_only_changes(storage: Any, tmp_path: Path) -> None:
     put(storage, FILES)
     work = tmp_path / "work"
