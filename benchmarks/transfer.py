@@ -219,7 +219,7 @@ def local_benchmarks(
         t_hashed = min(files + result.seconds for files, result in runs[1:])  # timed runs
         table.add_raw(
             label,
-            "(and MD5s recorded, background)",
+            "(+ MD5s recorded, background)",
             f"{t_hashed:.3f}s",
             f"{t_cp:.3f}s",
             "cp -r",
