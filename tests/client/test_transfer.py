@@ -17,6 +17,7 @@ from django.core.files.storage import FileSystemStorage
 
 from crunchclient import hashing, transfer
 from crunchclient.exceptions import Interrupted, TransferError, UnsafePathError
+from crunchclient.hashing import Checksums
 from crunchclient.progress import Progress
 from crunchclient.transfer import (
     checksum_tree,
@@ -149,12 +150,16 @@ def held_hashing(monkeypatch: Any) -> threading.Event:
     return go
 
 
-def test_files_are_ready_before_their_checksums(tmp_path: Path, held_hashing: Any) -> None:
+def fetch_local(tmp_path: Path) -> tuple[FileSystemStorage, Path, Checksums]:
+    """FILES fetched from local storage into tmp_path/work; (storage, work, checksums)."""
     storage = FileSystemStorage(location=tmp_path / "media")
     put(storage, FILES)
     work = tmp_path / "work"
+    return storage, work, fetch_tree(storage, PREFIX, work, quiet=True)
 
-    checksums = fetch_tree(storage, PREFIX, work, quiet=True)
+
+def test_files_are_ready_before_their_checksums(tmp_path: Path, held_hashing: Any) -> None:
+    _storage, work, checksums = fetch_local(tmp_path)
 
     assert not checksums.done()  # big.bin is not hashed yet, and its copy is complete
     assert (work / "big.bin").read_bytes() == FILES["big.bin"]
@@ -165,10 +170,7 @@ def test_files_are_ready_before_their_checksums(tmp_path: Path, held_hashing: An
 def test_a_file_changed_before_it_is_hashed_is_recorded_as_downloaded(
     tmp_path: Path, held_hashing: Any
 ) -> None:
-    storage = FileSystemStorage(location=tmp_path / "media")
-    put(storage, FILES)
-    work = tmp_path / "work"
-    checksums = fetch_tree(storage, PREFIX, work, quiet=True)
+    _storage, work, checksums = fetch_local(tmp_path)
 
     with open(work / "big.bin", "ab") as big:
         big.write(b"written by the workflow")
@@ -182,10 +184,7 @@ def test_a_file_changed_before_it_is_hashed_is_recorded_as_downloaded(
 def test_a_changed_file_gone_from_storage_is_a_clear_error(
     tmp_path: Path, held_hashing: Any
 ) -> None:
-    storage = FileSystemStorage(location=tmp_path / "media")
-    put(storage, FILES)
-    work = tmp_path / "work"
-    checksums = fetch_tree(storage, PREFIX, work, quiet=True)
+    storage, work, checksums = fetch_local(tmp_path)
     (work / "big.bin").write_bytes(b"rewritten")
     storage.delete(f"{PREFIX}/big.bin")
     held_hashing.set()
@@ -197,9 +196,7 @@ def test_a_changed_file_gone_from_storage_is_a_clear_error(
 
 
 def test_stopped_checksums_end_the_wait(tmp_path: Path, held_hashing: Any) -> None:
-    storage = FileSystemStorage(location=tmp_path / "media")
-    put(storage, FILES)
-    checksums = fetch_tree(storage, PREFIX, tmp_path / "work", quiet=True)
+    _storage, _work, checksums = fetch_local(tmp_path)
 
     checksums.stop()
     held_hashing.set()
