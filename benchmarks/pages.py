@@ -37,6 +37,7 @@ from django.utils import timezone  # noqa: E402
 
 from crunch.choices import DatasetState, State  # noqa: E402
 from crunch.models import Dataset, Project, Status  # noqa: E402
+from tests.factories import bulk_datasets  # noqa: E402
 
 TARGET_MS = 150.0
 BATCH = 5000  # rows per INSERT batch
@@ -59,15 +60,7 @@ def build(total: int, seed: int = 1) -> tuple[Project, Dataset]:
     )
     for name in ("Pilot", "Archive"):
         small = Project.objects.create(name=name, slug=name.lower(), is_public=name == "Pilot")
-        Dataset.objects.bulk_create(
-            Dataset(
-                project=small,
-                name=f"s{i}",
-                slug=f"{small.slug}:s{i}",
-                base_file_path=f"crunch/{small.slug}/s{i}",
-            )
-            for i in range(100)
-        )
+        bulk_datasets(small, 100, prefix="s")
     n_completed, n_failed, n_running = int(total * 0.6), int(total * 0.05), 200
     states = (
         [DatasetState.COMPLETED] * n_completed + [DatasetState.FAILED] * n_failed

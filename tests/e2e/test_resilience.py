@@ -169,6 +169,23 @@ def start_in_workflow(
     return client
 
 
+def take_over_after_lease(
+    crunch: Crunch, dataset: dict[str, Any], *, node: str, go: Path, cleanup: list[Client]
+) -> None:
+    """Wait out the holder's lease, then let a `crunch next` on node finish the dataset."""
+    expires = crunch.api("GET", f"datasets/{dataset['slug']}/")["lease_expires"]
+    deadline = datetime.datetime.fromisoformat(expires.replace("Z", "+00:00"))
+    wait_until(
+        lambda: datetime.datetime.now(datetime.timezone.utc) > deadline,
+        timeout=30, what="lease expiry",
+    )  # fmt: skip
+    go.touch()
+    client = start_client(crunch, "next", "--quiet", *SHORT_LEASE, node=node, GO=str(go))
+    cleanup.append(client)
+    code, output = client.finish(timeout=120)
+    assert code == 0, output
+
+
 @pytest.fixture
 def cleanup() -> Iterator[list[Client]]:
     """Clients to kill, with their workflows, if a test ends before they do."""
@@ -195,17 +212,7 @@ def test_killed_client_lease_expires_and_another_client_completes(
     assert crunch.api("GET", f"datasets/{dataset['slug']}/")["state"] == "running"
 
     # The dead node's lease runs out; the next claim returns the dataset to the queue.
-    expires = crunch.api("GET", f"datasets/{dataset['slug']}/")["lease_expires"]
-    deadline = datetime.datetime.fromisoformat(expires.replace("Z", "+00:00"))
-    wait_until(
-        lambda: datetime.datetime.now(datetime.timezone.utc) > deadline,
-        timeout=30, what="lease expiry",
-    )  # fmt: skip
-    go.touch()
-    second = start_client(crunch, "next", "--quiet", *SHORT_LEASE, node="second", GO=str(go))
-    cleanup.append(second)
-    code, output = second.finish(timeout=120)
-    assert code == 0, output
+    take_over_after_lease(crunch, dataset, node="second", go=go, cleanup=cleanup)
 
     statuses = history(crunch, dataset["slug"])
     assert steps(statuses) == [(1, 1), (1, 2), (2, 1), (2, 3), *SIX]
@@ -271,17 +278,7 @@ def test_frozen_client_resumed_after_its_dataset_was_reclaimed_uploads_nothing(
     frozen = start_in_workflow(crunch, dataset, node="frozen", go=go, cleanup=cleanup)
     os.killpg(frozen.process.pid, signal.SIGSTOP)
     try:
-        expires = crunch.api("GET", f"datasets/{dataset['slug']}/")["lease_expires"]
-        deadline = datetime.datetime.fromisoformat(expires.replace("Z", "+00:00"))
-        wait_until(
-            lambda: datetime.datetime.now(datetime.timezone.utc) > deadline,
-            timeout=30, what="lease expiry",
-        )  # fmt: skip
-        go.touch()
-        other = start_client(crunch, "next", "--quiet", *SHORT_LEASE, node="other", GO=str(go))
-        cleanup.append(other)
-        code, output = other.finish(timeout=120)
-        assert code == 0, output
+        take_over_after_lease(crunch, dataset, node="other", go=go, cleanup=cleanup)
     finally:
         os.killpg(frozen.process.pid, signal.SIGCONT)
     code, output = frozen.finish(timeout=60)
