@@ -54,7 +54,10 @@ Fingerprint = tuple[int, int, int, int]
 
 def fingerprint(path: str) -> Fingerprint:
     """What changes when anyone writes to a file: size, mtime, ctime and inode."""
-    info = os.stat(path)
+    return fingerprint_of(os.stat(path))
+
+
+def fingerprint_of(info: os.stat_result) -> Fingerprint:
     return (info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino)
 
 
@@ -68,7 +71,7 @@ class Copy:
     fingerprint: Fingerprint  # of local, taken right after the copy
 
 
-class _Stop:
+class Stopper:
     """Raises Interrupted in the hashing threads once stop() is called."""
 
     def __init__(self) -> None:
@@ -79,7 +82,7 @@ class _Stop:
             raise Interrupted("Checksums stopped.")
 
 
-def _lowest_priority() -> None:
+def lowest_priority() -> None:
     """Make the calling thread yield the CPU to the workflow (Linux sets nice per thread)."""
     with contextlib.suppress(AttributeError, OSError):
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
@@ -97,7 +100,7 @@ class Checksums:
     ) -> None:
         self.future: Future[dict[str, str]] = Future()
         self.paths = [*known, *(copy.rel for copy in copies)]
-        self._stop = _Stop()
+        self._stop = Stopper()
         self.started = time.monotonic()
         self.seconds = 0.0
         if not copies:
@@ -111,7 +114,7 @@ class Checksums:
 
     def _hash_all(self, known: dict[str, str], copies: list[Copy], workers: int) -> None:
         pool = ThreadPoolExecutor(
-            workers, thread_name_prefix="crunch-md5", initializer=_lowest_priority
+            workers, thread_name_prefix="crunch-md5", initializer=lowest_priority
         )
         try:
             digests = list(pool.map(self._hash, copies))

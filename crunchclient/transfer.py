@@ -26,7 +26,15 @@ from pathlib import Path
 from typing import IO, Any
 
 from crunchclient.exceptions import TransferError, UnsafePathError
-from crunchclient.hashing import CHUNK_SIZE, Checksums, Copy, fingerprint, md5_file
+from crunchclient.hashing import (
+    CHUNK_SIZE,
+    Checksums,
+    Copy,
+    Fingerprint,
+    fingerprint,
+    fingerprint_of,
+    md5_file,
+)
 from crunchclient.progress import Progress, TransferCancelled
 
 logger = logging.getLogger(__name__)
@@ -227,7 +235,7 @@ def checksum_tree(
     reference genome elsewhere is neither hashed nor later uploaded.
     """
     root = Path(os.path.realpath(directory))
-    paths = [rel for rel in _walk_local(root) if exclude is None or not exclude(rel)]
+    paths = [rel for rel in walk_files(root) if exclude is None or not exclude(rel)]
     if not paths:
         return {}
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
@@ -235,7 +243,7 @@ def checksum_tree(
     return dict(sorted(zip(paths, digests, strict=True)))
 
 
-def _walk_local(root: Path) -> Iterator[str]:
+def walk_files(root: Path) -> Iterator[str]:
     """Yield the relative posix paths of regular files under root, staying inside it."""
     stack = [""]
     while stack:
@@ -415,8 +423,8 @@ class _LocalBackend(_Backend):
             self.folders.add(folder)
         partial = f"{target}{PARTIAL_MARK}{self.token}"
         try:
-            copied = copy_file(local, partial, size, progress, self.hashers)
-            assert copied is not None
+            # A file hashed already is only copied.
+            copied = copy_file(local, partial, size, progress, None if md5 else self.hashers)
             if self.chmod is not None:
                 os.chmod(partial, self.chmod)
             os.replace(partial, target)
@@ -424,7 +432,9 @@ class _LocalBackend(_Backend):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(partial)
             raise
-        return copied
+        md5 = md5 or copied
+        assert md5 is not None
+        return md5
 
 
 class _Counted:
@@ -914,8 +924,7 @@ def _reusable(
         source = backend.source(_join(prefix, entry.rel))
         if source is not None:
             local = os.path.join(root, entry.rel)
-            found = (info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino)
-            return Copy(rel=entry.rel, local=local, source=source, fingerprint=found)
+            return Copy(rel=entry.rel, local=local, source=source, fingerprint=fingerprint_of(info))
     expected = recorded or entry.md5
     if expected is None:
         return None
@@ -965,6 +974,7 @@ def upload_tree(
     directory: Path,
     *,
     known: Mapping[str, str] | None = None,
+    hashed: Mapping[str, tuple[Fingerprint, str]] | None = None,
     exclude: Callable[[str], bool] | None = None,
     jobs: int = 8,
     quiet: bool = False,
@@ -973,12 +983,16 @@ def upload_tree(
 
     Return ({relative path: md5} of all files, what moved). One pass instead of
     checksum_tree() then upload_files(): a file still as download_tree() left it (in
-    known, same size and modification time as the stored file) is not read at all, and
-    a new file is hashed while it is copied, so the checksum pass costs nothing extra.
+    known, same size and modification time as the stored file) is not read at all; a
+    file in hashed (see outputs.OutputHashes) with the same fingerprint is copied
+    without being hashed; any other file is hashed while it is copied.
     """
     root = Path(os.path.realpath(directory))
-    rels = [rel for rel in _walk_local(root) if exclude is None or not exclude(rel)]
-    return _send(storage, prefix, root, rels, jobs=jobs, quiet=quiet, hints={}, known=known or {})
+    rels = [rel for rel in walk_files(root) if exclude is None or not exclude(rel)]
+    return _send(
+        storage, prefix, root, rels, jobs=jobs, quiet=quiet, hints={}, known=known or {},
+        hashed=hashed or {},
+    )  # fmt: skip
 
 
 def _send(
@@ -991,12 +1005,15 @@ def _send(
     quiet: bool,
     hints: Mapping[str, str],
     known: Mapping[str, str],
+    hashed: Mapping[str, tuple[Fingerprint, str]] | None = None,
 ) -> tuple[dict[str, str], TransferResult]:
     """Upload rels (already checked to stay inside root); return their MD5s and a result."""
     started = time.monotonic()
     items: list[tuple[_Entry, int]] = []
     skipped = 0
     base = str(root)
+    hints = dict(hints)
+    reused = 0
     for rel in rels:
         try:
             info = os.stat(os.path.join(base, rel))
@@ -1006,6 +1023,12 @@ def _send(
             skipped += 1
             continue
         items.append((_Entry(rel=rel, size=info.st_size, mtime_ns=info.st_mtime_ns), info.st_size))
+        if hashed and (earlier := hashed.get(rel)) is not None:
+            if earlier[0] == fingerprint_of(info):
+                hints[rel] = earlier[1]  # unchanged since it was hashed
+                reused += 1
+    if reused:
+        logger.info("%d file(s) were hashed before the upload, while the workflow ran", reused)
     # Large files first, so the last minutes are not one big file on one thread.
     items.sort(key=lambda item: -item[1])
 

@@ -12,6 +12,7 @@ from crunchclient.connection import FAIL, STAGE_NAMES, START, SUCCESS, UPLOAD, C
 from crunchclient.exceptions import ClaimLost, Interrupted, StageFailed
 from crunchclient.hashing import Checksums
 from crunchclient.options import ClientConfig
+from crunchclient.outputs import Digests
 from crunchclient.shutdown import Shutdown
 
 logger = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ class RunContext:
     lost: threading.Event = field(default_factory=threading.Event)
     diagnostics: dict[str, Any] = field(default_factory=dict)
     setup_checksums: Checksums = field(default_factory=lambda: Checksums({}))
+    output_hashes: Digests = field(default_factory=dict)  # hashed while the workflow ran
 
     @property
     def slug(self) -> str:

@@ -33,10 +33,11 @@ class UploadStage(Stage):
         setup = write_setup_checksums(context)  # normally computed while the workflow ran
         if not config.upload:
             return "Skipped (--no-upload)."
-        # One pass: files as Setup left them are not read again, new ones hashed as sent.
+        # One pass: files as Setup left them are not read again, nor the workflow's files
+        # hashed while it ran; the others are hashed as they are sent.
         after, result = transfer.upload_tree(
             config.storage, context.prefix, context.workdir, known=setup,
-            exclude=is_record, jobs=config.jobs, quiet=config.quiet,
+            hashed=context.output_hashes, exclude=is_record, jobs=config.jobs, quiet=config.quiet,
         )  # fmt: skip
         deleted = sorted(path for path in setup if path not in after)
         write_json(context.records / UPLOAD_CHECKSUMS, after)

@@ -14,9 +14,10 @@ from typing import IO
 
 from crunchclient.connection import WORKFLOW
 from crunchclient.exceptions import ClientError
+from crunchclient.outputs import OutputHashes
 from crunchclient.shutdown import kill_group
 from crunchclient.stages.base import Stage
-from crunchclient.stages.setup import workflow_file, workflow_kind
+from crunchclient.stages.setup import is_record, workflow_file, workflow_kind
 
 logger = logging.getLogger(__name__)
 
@@ -55,27 +56,14 @@ class WorkflowStage(Stage):
             "CRUNCH_DATASET": context.slug,
         }
         started = time.monotonic()
-        with open(context.records / LOG, "ab") as log:
-            process = subprocess.Popen(
-                command, cwd=context.workdir, env=env, stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-            )  # fmt: skip
-            context.shutdown.child = process
-            tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
-            lock = threading.Lock()
-            streams = ((process.stdout, sys.stdout, None), (process.stderr, sys.stderr, tail))
-            readers = [
-                threading.Thread(target=relay, args=(source, screen, log, lock, keep), daemon=True)
-                for source, screen, keep in streams
-            ]  # fmt: skip
-            for reader in readers:
-                reader.start()
-            try:
-                code = self.wait(process)
-            finally:
-                context.shutdown.child = None
-                for reader in readers:
-                    reader.join(timeout=GRACE)
+        # Upload needs the MD5 of every file the workflow writes: hash them meanwhile.
+        outputs = OutputHashes(context.workdir, exclude=is_record).start()
+        tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        try:
+            code = self.execute(command, env, tail)
+        finally:
+            outputs.stop()
+            context.output_hashes = outputs.digests()
         context.check()
         if code != 0:
             lines = "\n".join(tail).rstrip()
@@ -88,6 +76,31 @@ class WorkflowStage(Stage):
                 )
             )
         return f"Finished in {time.monotonic() - started:.1f}s."
+
+    def execute(self, command: list[str], env: dict[str, str], tail: collections.deque[str]) -> int:
+        """Run the workflow, relaying its output to the screen and the log (and the last
+        lines of stderr to tail); return its exit code."""
+        context = self.context
+        with open(context.records / LOG, "ab") as log:
+            process = subprocess.Popen(
+                command, cwd=context.workdir, env=env, stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+            )  # fmt: skip
+            context.shutdown.child = process
+            lock = threading.Lock()
+            streams = ((process.stdout, sys.stdout, None), (process.stderr, sys.stderr, tail))
+            readers = [
+                threading.Thread(target=relay, args=(source, screen, log, lock, keep), daemon=True)
+                for source, screen, keep in streams
+            ]  # fmt: skip
+            for reader in readers:
+                reader.start()
+            try:
+                return self.wait(process)
+            finally:
+                context.shutdown.child = None
+                for reader in readers:
+                    reader.join(timeout=GRACE)
 
     def wait(self, process: subprocess.Popen[bytes]) -> int:
         """Wait for the workflow; stop it when a signal arrives or the claim is lost."""

@@ -140,13 +140,13 @@ def test_download_without_record_keeps_complete_files(storage: Any, tmp_path: Pa
 def held_hashing(monkeypatch: Any) -> threading.Event:
     """Background hashing waits until the event is set: a workflow gets there first."""
     go = threading.Event()
-    lowest = hashing._lowest_priority
+    lowest = hashing.lowest_priority
 
     def wait_then_lower() -> None:
         go.wait(30)
         lowest()
 
-    monkeypatch.setattr(hashing, "_lowest_priority", wait_then_lower)
+    monkeypatch.setattr(hashing, "lowest_priority", wait_then_lower)
     return go
 
 

@@ -1,0 +1,113 @@
+"""MD5s of the workflow's files, computed while the workflow runs.
+
+Upload records the MD5 of every new or changed file, and MD5 runs at a fifth of the
+speed of a kernel copy on one core. A workflow writes most of its files well before it
+ends, so each file is hashed here once it has settled, at the lowest CPU priority, and
+Upload then only copies it. A digest counts only while the file's size, mtime, ctime
+and inode are still those it was hashed with; any other file Upload hashes itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from crunchclient.exceptions import Interrupted
+from crunchclient.hashing import Fingerprint, Stopper, fingerprint, lowest_priority, md5_file
+from crunchclient.transfer import walk_files
+
+logger = logging.getLogger(__name__)
+
+SETTLE = 1.0  # seconds a file must stay unchanged before it is hashed
+TICK_NS = 20_000_000  # how far a file's ctime may lag the clock (coarse kernel time)
+SCAN_SHARE = 0.05  # at most this share of the watching thread's time goes to scanning
+
+Digests = dict[str, tuple[Fingerprint, str]]
+"""{relative path: (fingerprint when hashed, md5)}"""
+
+
+class OutputHashes:
+    """Watch a working folder and hash the files the workflow writes, once settled.
+
+    The files unchanged since before start() (the inputs) are left to Setup's record.
+    A file is hashed when two scans SETTLE seconds apart saw it unchanged, and kept
+    only if it did not change while it was read. Links out of the folder are not
+    followed, as on upload.
+    """
+
+    def __init__(
+        self, root: Path, *, exclude: Callable[[str], bool], settle: float = SETTLE
+    ) -> None:
+        self.root = os.path.realpath(root)
+        self.exclude = exclude
+        self.settle = settle
+        self._digests: Digests = {}
+        self._lock = threading.Lock()
+        self._stop = Stopper()
+        self._thread = threading.Thread(target=self._watch, daemon=True, name="crunch-outputs")
+
+    def start(self) -> OutputHashes:
+        self.started_ns = time.time_ns() - TICK_NS
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop watching; a file half hashed is dropped, and Upload hashes it."""
+        self._stop.stopped.set()
+        self._thread.join()
+
+    def digests(self) -> Digests:
+        with self._lock:
+            return dict(self._digests)
+
+    def _scan(self) -> dict[str, Fingerprint]:
+        found: dict[str, Fingerprint] = {}
+        for rel in walk_files(Path(self.root)):
+            if not self.exclude(rel):
+                try:
+                    found[rel] = fingerprint(os.path.join(self.root, rel))
+                except OSError:
+                    continue  # removed meanwhile
+        return found
+
+    def _watch(self) -> None:
+        lowest_priority()
+        try:
+            seen = self._scan()
+            # What changed before start() is an input, which Setup's record covers. The
+            # clock that stamps ctime may lag the system's by a tick; erring the other
+            # way only hashes an input again.
+            inputs = {rel: found for rel, found in seen.items() if found[2] < self.started_ns}
+            pause = self.settle
+            while not self._stop.stopped.wait(pause):
+                started = time.monotonic()
+                now = self._scan()
+                # A folder of many files is scanned less often, to stay cheap.
+                pause = max(self.settle, (time.monotonic() - started) / SCAN_SHARE)
+                for rel, found in now.items():
+                    if found == inputs.get(rel) or found != seen.get(rel):
+                        continue  # an untouched input, or still changing
+                    with self._lock:
+                        done = self._digests.get(rel)
+                    if done is None or done[0] != found:
+                        self._hash(rel, found)
+                seen = now
+        except Interrupted:
+            return
+        except Exception:  # only a lost head start: Upload hashes whatever is missing
+            logger.debug("Stopped hashing the workflow's files", exc_info=True)
+
+    def _hash(self, rel: str, found: Fingerprint) -> None:
+        path = os.path.join(self.root, rel)
+        try:
+            digest = md5_file(path, self._stop)
+            if fingerprint(path) != found:
+                return  # written while being read: hashed again once settled
+        except OSError:
+            return
+        with self._lock:
+            self._digests[rel] = (found, digest)
