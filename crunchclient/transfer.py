@@ -53,12 +53,14 @@ S3_GET_ATTEMPTS = 5  # tries of a single-GET download whose stream breaks
 
 @dataclass(frozen=True, kw_only=True)
 class TransferResult:
-    """What a transfer moved: files and bytes sent, files left alone, wall time."""
+    """What a transfer moved: files and bytes sent, files left alone, wall time; and how
+    many of the files sent were hashed before (while the workflow ran)."""
 
     files: int
     bytes: int
     skipped: int
     seconds: float
+    hashed_before: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -1013,7 +1015,7 @@ def _send(
     skipped = 0
     base = str(root)
     hints = dict(hints)
-    reused = 0
+    early: set[str] = set()  # hashed while the workflow ran, and unchanged since
     for rel in rels:
         try:
             info = os.stat(os.path.join(base, rel))
@@ -1025,10 +1027,8 @@ def _send(
         items.append((_Entry(rel=rel, size=info.st_size, mtime_ns=info.st_mtime_ns), info.st_size))
         if hashed and (earlier := hashed.get(rel)) is not None:
             if earlier[0] == fingerprint_of(info):
-                hints[rel] = earlier[1]  # unchanged since it was hashed
-                reused += 1
-    if reused:
-        logger.info("%d file(s) were hashed before the upload, while the workflow ran", reused)
+                hints[rel] = earlier[1]
+                early.add(rel)
     # Large files first, so the last minutes are not one big file on one thread.
     items.sort(key=lambda item: -item[1])
 
@@ -1036,6 +1036,7 @@ def _send(
     checksums: dict[str, str] = {}
     sent_files = 0
     sent_bytes = 0
+    sent_early = 0
     lock = threading.Lock()
     try:
         if items:
@@ -1044,7 +1045,7 @@ def _send(
         with Progress("upload", total_bytes=total, total_files=len(items), quiet=quiet) as progress:
 
             def send(batch: list[_Entry]) -> None:
-                nonlocal sent_files, sent_bytes, skipped
+                nonlocal sent_files, sent_bytes, sent_early, skipped
                 for entry in batch:
                     size = entry.size or 0
                     local = os.path.join(base, entry.rel)
@@ -1072,6 +1073,7 @@ def _send(
                         else:
                             sent_files += 1
                             sent_bytes += size
+                            sent_early += entry.rel in early
 
             _run_parallel(
                 send, list(_batches(items)), _workers(backend, jobs), progress,
@@ -1081,13 +1083,11 @@ def _send(
         backend.close()
 
     result = TransferResult(
-        files=sent_files, bytes=sent_bytes, skipped=skipped, seconds=time.monotonic() - started
-    )
+        files=sent_files, bytes=sent_bytes, skipped=skipped, seconds=time.monotonic() - started,
+        hashed_before=sent_early,
+    )  # fmt: skip
     logger.info(
-        "Uploaded %d files (%d bytes), kept %d, in %.2fs",
-        result.files,
-        result.bytes,
-        result.skipped,
-        result.seconds,
-    )
+        "Uploaded %d files (%d bytes, %d hashed before), kept %d, in %.2fs",
+        result.files, result.bytes, result.hashed_before, result.skipped, result.seconds,
+    )  # fmt: skip
     return dict(sorted(checksums.items())), result

@@ -52,4 +52,8 @@ class UploadStage(Stage):
             "%s: uploaded %d file(s), %d byte(s); %d deleted by the workflow",
             context.slug, result.files, result.bytes, len(deleted),
         )  # fmt: skip
-        return f"{result.files} new or modified file(s) uploaded; {len(deleted)} deleted."
+        early = f" ({result.hashed_before} hashed while the workflow ran)"
+        return (
+            f"{result.files} new or modified file(s) uploaded"
+            f"{early if result.hashed_before else ''}; {len(deleted)} deleted."
+        )

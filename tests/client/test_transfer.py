@@ -38,13 +38,6 @@ FILES = {
 }
 
 
-@pytest.fixture(params=["local", "s3"])
-def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
-    if request.param == "local":
-        return FileSystemStorage(location=tmp_path / "media")
-    return request.getfixturevalue("s3_storage")
-
-
 def put(storage: Any, files: dict[str, bytes], prefix: str = PREFIX) -> None:
     for rel, data in files.items():
         assert storage.save(f"{prefix}/{rel}", ContentFile(data)) == f"{prefix}/{rel}"

@@ -149,3 +149,29 @@ def test_setup_record_holds_large_files_as_downloaded(crunch: Crunch) -> None:
     assert stored["big.txt"] == f"{original}appended\n"
     workdir = crunch.work / "crunch-work" / project["slug"] / "d0"
     assert json.loads((workdir / ".crunch/setup_md5_checksums.json").read_text()) == setup
+
+
+def test_files_the_workflow_wrote_early_are_hashed_while_it_runs(crunch: Crunch) -> None:
+    """Upload copies a file hashed while the workflow ran, and hashes again one the
+    workflow changed after that: the record and storage hold what the workflow left."""
+    import hashlib
+
+    workflow = (
+        "head -c 3000000 /dev/urandom > early.bin\n"
+        "echo 'first version' > rewritten.txt\n"
+        "sleep 3\n"  # both settled and hashed by now
+        "printf 'FIRST' | dd of=rewritten.txt conv=notrunc status=none\n"  # same size
+    )
+    project = crunch.project("Outputs", workflow)
+    dataset = crunch.dataset(project["slug"], "d0", {"input.txt": "in"})
+
+    result = crunch.run("run", dataset["slug"], "--quiet")
+
+    assert result.returncode == 0, result.stderr
+    assert "2 new or modified file(s) uploaded (1 hashed while the workflow ran)" in result.stdout
+    stored = crunch.stored(dataset)
+    uploaded = json.loads(stored[".crunch/upload_md5_checksums.json"])
+    assert stored["rewritten.txt"] == "FIRST version\n"
+    workdir = crunch.work / "crunch-work" / project["slug"] / "d0"
+    for rel in ("early.bin", "rewritten.txt", "input.txt"):
+        assert uploaded[rel] == hashlib.md5((workdir / rel).read_bytes()).hexdigest()
