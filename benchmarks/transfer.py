@@ -325,11 +325,12 @@ def play_workflow(source: Path, folder: Path) -> tuple[dict[str, Any], float]:
         subprocess.run(["cp", "-r", f"{source}/.", str(folder)], check=True)
         written = time.perf_counter()
         files = [str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()]
-        while True:
+        while time.perf_counter() - written < 300:
             hashed = outputs.digests()
             if all(hashed.get(rel, (None,))[0] == fingerprint(str(folder / rel)) for rel in files):
                 return hashed, time.perf_counter() - written
             time.sleep(0.05)
+        raise SystemExit(f"{folder}: not all files were hashed within 300s")
     finally:
         outputs.stop()
 

@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 from crunchclient.exceptions import Interrupted
@@ -23,7 +23,6 @@ from crunchclient.transfer import walk_files
 logger = logging.getLogger(__name__)
 
 SETTLE = 1.0  # seconds a file must stay unchanged before it is hashed
-TICK_NS = 20_000_000  # how far a file's ctime may lag the clock (coarse kernel time)
 SCAN_SHARE = 0.05  # at most this share of the watching thread's time goes to scanning
 
 Digests = dict[str, tuple[Fingerprint, str]]
@@ -33,16 +32,23 @@ Digests = dict[str, tuple[Fingerprint, str]]
 class OutputHashes:
     """Watch a working folder and hash the files the workflow writes, once settled.
 
-    The files unchanged since before start() (the inputs) are left to Setup's record.
+    The inputs (the files Setup placed), as the first scan finds them, are left to
+    Setup's record.
     A file is hashed when two scans SETTLE seconds apart saw it unchanged, and kept
     only if it did not change while it was read. Links out of the folder are not
     followed, as on upload.
     """
 
     def __init__(
-        self, root: Path, *, exclude: Callable[[str], bool], settle: float = SETTLE
+        self,
+        root: Path,
+        *,
+        inputs: Collection[str] = (),
+        exclude: Callable[[str], bool],
+        settle: float = SETTLE,
     ) -> None:
         self.root = os.path.realpath(root)
+        self.inputs = inputs
         self.exclude = exclude
         self.settle = settle
         self._digests: Digests = {}
@@ -51,14 +57,14 @@ class OutputHashes:
         self._thread = threading.Thread(target=self._watch, daemon=True, name="crunch-outputs")
 
     def start(self) -> OutputHashes:
-        self.started_ns = time.time_ns() - TICK_NS
         self._thread.start()
         return self
 
     def stop(self) -> None:
         """Stop watching; a file half hashed is dropped, and Upload hashes it."""
         self._stop.stopped.set()
-        self._thread.join()
+        if self._thread.is_alive():
+            self._thread.join()
 
     def digests(self) -> Digests:
         with self._lock:
@@ -66,7 +72,9 @@ class OutputHashes:
 
     def _scan(self) -> dict[str, Fingerprint]:
         found: dict[str, Fingerprint] = {}
-        for rel in walk_files(Path(self.root)):
+        for rel in walk_files(Path(self.root), warn=False):
+            if self._stop.stopped.is_set():
+                raise Interrupted("Stopped watching the workflow's files.")
             if not self.exclude(rel):
                 try:
                     found[rel] = fingerprint(os.path.join(self.root, rel))
@@ -78,10 +86,8 @@ class OutputHashes:
         lowest_priority()
         try:
             seen = self._scan()
-            # What changed before start() is an input, which Setup's record covers. The
-            # clock that stamps ctime may lag the system's by a tick; erring the other
-            # way only hashes an input again.
-            inputs = {rel: found for rel, found in seen.items() if found[2] < self.started_ns}
+            # An input the workflow changed before this scan is missed: Upload hashes it.
+            inputs = {rel: found for rel, found in seen.items() if rel in self.inputs}
             pause = self.settle
             while not self._stop.stopped.wait(pause):
                 started = time.monotonic()

@@ -245,8 +245,9 @@ def checksum_tree(
     return dict(sorted(zip(paths, digests, strict=True)))
 
 
-def walk_files(root: Path) -> Iterator[str]:
-    """Yield the relative posix paths of regular files under root, staying inside it."""
+def walk_files(root: Path, *, warn: bool = True) -> Iterator[str]:
+    """Yield the relative posix paths of regular files under root, staying inside it
+    (and, if warn, log each link that leads out)."""
     stack = [""]
     while stack:
         current = stack.pop()
@@ -260,7 +261,8 @@ def walk_files(root: Path) -> Iterator[str]:
                 continue  # left by a killed transfer; never a result
             if entry.is_symlink():
                 if not _inside(Path(entry.path), root):
-                    logger.warning("Not following link %r: it points outside %s", rel, root)
+                    if warn:
+                        logger.warning("Not following link %r: it points outside %s", rel, root)
                     continue
                 if entry.is_file():
                     yield rel

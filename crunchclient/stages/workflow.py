@@ -57,7 +57,11 @@ class WorkflowStage(Stage):
         }
         started = time.monotonic()
         # Upload needs the MD5 of every file the workflow writes: hash them meanwhile.
-        outputs = OutputHashes(context.workdir, exclude=is_record).start()
+        outputs = OutputHashes(
+            context.workdir, inputs=set(context.setup_checksums.paths), exclude=is_record
+        )
+        if context.config.upload:
+            outputs.start()
         tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         try:
             code = self.execute(command, env, tail)

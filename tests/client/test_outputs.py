@@ -27,7 +27,8 @@ def watch(tmp_path: Path) -> Iterator[Callable[[], OutputHashes]]:
     started: list[OutputHashes] = []
 
     def start() -> OutputHashes:
-        started.append(OutputHashes(work, exclude=is_record, settle=SETTLE).start())
+        outputs = OutputHashes(work, inputs={"input.txt"}, exclude=is_record, settle=SETTLE)
+        started.append(outputs.start())
         return started[-1]
 
     yield start
@@ -55,8 +56,6 @@ def wait_for(outputs: OutputHashes, *rels: str, timeout: float = 10.0) -> dict[s
 def test_new_files_are_hashed_once_settled(tmp_path: Path, watch: Any) -> None:
     work = tmp_path / "work"
     (work / "input.txt").write_bytes(b"downloaded before the workflow")
-    os.utime(work / "input.txt", (1, 1))  # and its ctime is older than the watch
-    time.sleep(0.05)
     outputs = watch()
     (work / "out").mkdir()
     (work / "out/result.bin").write_bytes(os.urandom(5 * 1024 * 1024))
