@@ -304,7 +304,7 @@ def local_benchmarks(
         )
         table.add(label, "local upload, hashed in workflow", t_ours, t_cp, "cp -r", 2.0)
         table.add_raw(
-            label, "(hashed within, after writing)", f"{min(lags):.3f}s", "", "", "", "", "",
+            label, "(all hashed, s after last write)", f"{min(lags):.3f}s", "", "", "", "", "",
         )  # fmt: skip
         clear(fresh)
         clear(up_cp)
