@@ -15,7 +15,7 @@ from typing import IO
 from crunchclient.connection import WORKFLOW
 from crunchclient.exceptions import ClientError
 from crunchclient.outputs import OutputHashes
-from crunchclient.shutdown import kill_group
+from crunchclient.shutdown import OWN_GROUP, kill_group
 from crunchclient.stages.base import Stage
 from crunchclient.stages.setup import is_record, workflow_file, workflow_kind
 
@@ -88,7 +88,7 @@ class WorkflowStage(Stage):
         with open(context.records / LOG, "ab") as log:
             process = subprocess.Popen(
                 command, cwd=context.workdir, env=env, stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, **OWN_GROUP,
             )  # fmt: skip
             context.shutdown.child = process
             lock = threading.Lock()
