@@ -175,3 +175,24 @@ def test_files_the_workflow_wrote_early_are_hashed_while_it_runs(crunch: Crunch)
     workdir = crunch.work / "crunch-work" / project["slug"] / "d0"
     for rel in ("early.bin", "rewritten.txt", "input.txt"):
         assert uploaded[rel] == hashlib.md5((workdir / rel).read_bytes()).hexdigest()
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="Python 3.10 starts a new session")
+def test_workflow_has_its_own_process_group_in_the_clients_session(crunch: Crunch) -> None:
+    """Its own group, to be stopped as a whole; the client's session, because Linux's
+    autogroup shares the CPU between sessions, and the client's nice-19 hashing must
+    yield to the workflow rather than share with it as an equal."""
+    workflow = (
+        "read -r pid _ _ _ group session _ < /proc/$$/stat\n"
+        "read -r _ _ _ _ _ client_session _ < /proc/$PPID/stat\n"
+        'echo "$pid $group $session $client_session" > ids.txt\n'
+    )
+    project = crunch.project("Ids", workflow)
+    dataset = crunch.dataset(project["slug"], "d0", {"input.txt": "in"})
+
+    result = crunch.run("run", dataset["slug"], "--quiet")
+
+    assert result.returncode == 0, result.stderr
+    pid, group, session, client_session = crunch.stored(dataset)["ids.txt"].split()
+    assert group == pid
+    assert session == client_session
