@@ -33,10 +33,9 @@ class OutputHashes:
     """Watch a working folder and hash the files the workflow writes, once settled.
 
     The inputs (the files Setup placed), as the first scan finds them, are left to
-    Setup's record.
-    A file is hashed when two scans SETTLE seconds apart saw it unchanged, and kept
-    only if it did not change while it was read. Links out of the folder are not
-    followed, as on upload.
+    Setup's record. A file is hashed when two scans SETTLE seconds apart saw it
+    unchanged, and kept only if it did not change while it was read. Links out of the
+    folder are not followed, as on upload.
     """
 
     def __init__(
