@@ -51,6 +51,9 @@ def md5_file(path: Path | str, progress: Counter | None = None) -> str:
 
 Fingerprint = tuple[int, int, int, int]
 
+Digests = dict[str, tuple[Fingerprint, str]]
+"""{relative path: (fingerprint when hashed, md5)}"""
+
 
 def fingerprint(path: str) -> Fingerprint:
     """What changes when anyone writes to a file: size, mtime, ctime and inode."""

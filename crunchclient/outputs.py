@@ -17,16 +17,20 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 
 from crunchclient.exceptions import Interrupted
-from crunchclient.hashing import Fingerprint, Stopper, fingerprint, lowest_priority, md5_file
+from crunchclient.hashing import (
+    Digests,
+    Fingerprint,
+    Stopper,
+    fingerprint,
+    lowest_priority,
+    md5_file,
+)
 from crunchclient.transfer import walk_files
 
 logger = logging.getLogger(__name__)
 
 SETTLE = 1.0  # seconds a file must stay unchanged before it is hashed
 SCAN_SHARE = 0.05  # at most this share of the watching thread's time goes to scanning
-
-Digests = dict[str, tuple[Fingerprint, str]]
-"""{relative path: (fingerprint when hashed, md5)}"""
 
 
 class OutputHashes:

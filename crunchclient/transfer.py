@@ -29,7 +29,7 @@ from crunchclient.hashing import (
     CHUNK_SIZE,
     Checksums,
     Copy,
-    Fingerprint,
+    Digests,
     fingerprint,
     fingerprint_of,
     md5_file,
@@ -114,10 +114,6 @@ def _inside(path: Path, root: Path) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _partial_name(target: Path, token: str) -> Path:
-    return target.with_name(f"{target.name}{PARTIAL_MARK}{token}")
 
 
 # ---------------------------------------------------------------------------- copies
@@ -981,7 +977,7 @@ def upload_tree(
     directory: Path,
     *,
     known: Mapping[str, str] | None = None,
-    hashed: Mapping[str, tuple[Fingerprint, str]] | None = None,
+    hashed: Digests | None = None,
     exclude: Callable[[str], bool] | None = None,
     jobs: int = 8,
     quiet: bool = False,
@@ -998,7 +994,7 @@ def upload_tree(
     rels = [rel for rel in walk_files(root) if exclude is None or not exclude(rel)]
     return _send(
         storage, prefix, root, rels, jobs=jobs, quiet=quiet, hints={}, known=known or {},
-        hashed=hashed or {},
+        hashed=hashed,
     )  # fmt: skip
 
 
@@ -1012,7 +1008,7 @@ def _send(
     quiet: bool,
     hints: Mapping[str, str],
     known: Mapping[str, str],
-    hashed: Mapping[str, tuple[Fingerprint, str]] | None = None,
+    hashed: Digests | None = None,
 ) -> tuple[dict[str, str], TransferResult]:
     """Upload rels (already checked to stay inside root); return their MD5s and a result."""
     started = time.monotonic()

@@ -10,9 +10,8 @@ from typing import Any, ClassVar
 
 from crunchclient.connection import FAIL, STAGE_NAMES, START, SUCCESS, UPLOAD, Connection
 from crunchclient.exceptions import ClaimLost, Interrupted, StageFailed
-from crunchclient.hashing import Checksums
+from crunchclient.hashing import Checksums, Digests
 from crunchclient.options import ClientConfig
-from crunchclient.outputs import Digests
 from crunchclient.shutdown import Shutdown
 
 logger = logging.getLogger(__name__)
