@@ -31,6 +31,15 @@ class DatasetState(models.TextChoices):
 class WorkflowKind(models.TextChoices):
     SCRIPT = "script", "Bash script"
     SNAKEMAKE = "snakemake", "Snakefile"
+    EXECUTABLE = "executable", "Executable (its shebang picks the interpreter)"
+
+
+class Role(models.TextChoices):
+    """What a user or group may do on a project; each role includes the ones below it."""
+
+    MAINTAINER = "maintainer", "Maintainer"
+    WORKER = "worker", "Worker"
+    VIEWER = "viewer", "Viewer"
 
 
 class AttributeKind(models.TextChoices):

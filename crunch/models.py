@@ -7,6 +7,8 @@ claim) so that claiming, counting and listing never scan the status history.
 from __future__ import annotations
 
 import datetime
+import hashlib
+import secrets
 from typing import Any
 
 import django
@@ -18,7 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
 
-from crunch.choices import AttributeKind, DatasetState, Stage, State, WorkflowKind
+from crunch.choices import AttributeKind, DatasetState, Role, Stage, State, WorkflowKind
 from crunch.conf import crunch_settings
 
 
@@ -30,6 +32,14 @@ def unique_slug(model: type[models.Model], base: str, *, prefix: str = "") -> st
         n += 1
         slug = f"{stem}-{n}"
     return slug
+
+
+def check_constraint(*, name: str, condition: Q) -> models.CheckConstraint:
+    """Build a CheckConstraint on Django 4.2 (``check=``) and 5.1+ (``condition=``)."""
+    if django.VERSION >= (5, 1):
+        return models.CheckConstraint(name=name, condition=condition)
+    # django-stubs describes Django 5.1+, which renamed ``check`` to ``condition``.
+    return models.CheckConstraint(name=name, check=condition)  # type: ignore[call-arg]  # pragma: no cover
 
 
 class Node(models.Model):
@@ -76,6 +86,90 @@ class Project(Node):
 
     def get_absolute_url(self) -> str:
         return reverse("crunch:project-detail", kwargs={"slug": self.slug})
+
+    @property
+    def workflow_sha256(self) -> str:
+        return sha256_of(self.workflow)
+
+
+def sha256_of(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class WorkflowChange(models.Model):
+    """One edit of a project's workflow: who, when, and the text it replaced.
+
+    The workflow is code every compute node runs, so each change is kept.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="workflow_changes")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created = models.DateTimeField(default=timezone.now, editable=False)
+    sha256 = models.CharField(max_length=64, help_text="SHA-256 of the new workflow text.")
+    previous_sha256 = models.CharField(max_length=64, blank=True, default="")
+    previous = models.TextField(blank=True, default="", help_text="The text it replaced.")
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+
+class ProjectRole(models.Model):
+    """A role on one project (or on every project) for a user or a group."""
+
+    project = models.ForeignKey(
+        Project, null=True, blank=True, on_delete=models.CASCADE, related_name="roles",
+        help_text="Empty: every project, present and future.",
+    )  # fmt: skip
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE,
+        related_name="crunch_roles",
+    )  # fmt: skip
+    group = models.ForeignKey(
+        "auth.Group", null=True, blank=True, on_delete=models.CASCADE, related_name="crunch_roles"
+    )
+    role = models.CharField(max_length=16, choices=Role.choices)
+
+    class Meta:
+        constraints = [
+            check_constraint(
+                name="crunch_role_one_holder",
+                condition=Q(user__isnull=False, group__isnull=True)
+                | Q(user__isnull=True, group__isnull=False),
+            )
+        ]
+        indexes = [models.Index(fields=["user", "project"], name="crunch_role_user")]
+
+    def __str__(self) -> str:
+        holder = self.user or self.group
+        return f"{holder} is {self.role} of {self.project or 'every project'}"
+
+
+def new_token_key() -> str:
+    return secrets.token_hex(20)
+
+
+class AccessToken(models.Model):
+    """An API token of a user: named, listed and revoked in the admin, optionally expiring."""
+
+    key = models.CharField(max_length=64, unique=True, default=new_token_key, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="crunch_tokens"
+    )
+    name = models.CharField(max_length=255, blank=True, default="")
+    created = models.DateTimeField(default=timezone.now, editable=False)
+    expires = models.DateTimeField(null=True, blank=True, help_text="Empty: never.")
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.name or 'token'} of {self.user}"
+
+    @property
+    def masked(self) -> str:
+        return f"{self.key[:4]}…"
 
 
 class DatasetQuerySet(models.QuerySet["Dataset"]):
@@ -204,14 +298,6 @@ ONE_OWNER = (
 )
 
 
-def check_constraint(*, name: str, condition: Q) -> models.CheckConstraint:
-    """Build a CheckConstraint on Django 4.2 (``check=``) and 5.1+ (``condition=``)."""
-    if django.VERSION >= (5, 1):
-        return models.CheckConstraint(name=name, condition=condition)
-    # django-stubs describes Django 5.1+, which renamed ``check`` to ``condition``.
-    return models.CheckConstraint(name=name, check=condition)  # type: ignore[call-arg]  # pragma: no cover
-
-
 class Attribute(models.Model):
     """A typed key/value on exactly one project, dataset or item."""
 
@@ -287,6 +373,9 @@ class Status(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created = models.DateTimeField(default=timezone.now, editable=False)
+    workflow_sha256 = models.CharField(
+        max_length=64, blank=True, default="", help_text="SHA-256 of the workflow the client ran."
+    )
 
     # Machine diagnostics, named as django-crunch 0.1 clients send them.
     agent_user = models.CharField(max_length=255, blank=True, default="")

@@ -7,8 +7,8 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 
-from crunch.models import Dataset, Project
-from crunch.services.accounts import client_token
+from crunch.models import AccessToken, Dataset, Project
+from crunch.services.accounts import client_token, issue_token
 
 
 def make_project(**kwargs: Any) -> Project:
@@ -49,6 +49,17 @@ def bulk_datasets(
 
 
 def make_client_user(username: str = "worker") -> tuple[Any, str]:
-    """A user in the 'crunch clients' group and its API token."""
+    """A site-wide worker (what ``crunch_token NAME`` creates) and its API token."""
     token, _ = client_token(username)
     return get_user_model().objects.get(username=username), token
+
+
+def make_user(
+    username: str, *, role: str | None = None, projects: Sequence[Project] = ()
+) -> tuple[Any, str]:
+    """A user with ``role`` on ``projects`` (on every project when none), and a token."""
+    if role is None:
+        user = get_user_model().objects.create_user(username=username)
+        return user, AccessToken.objects.create(user=user).key
+    issued = issue_token(username, role=role, projects=[project.slug for project in projects])
+    return issued.user, issued.key

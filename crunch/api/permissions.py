@@ -1,33 +1,48 @@
+"""The API's side of crunch.access: which action a request is, and whether it may.
+
+Reads are open to whoever may view the project (querysets are filtered, so a private
+project answers 404). Every write names its action; the view's object (or, on create,
+the object the body refers to) decides the project.
+"""
+
 from __future__ import annotations
 
 from typing import Any
 
+from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
 
-PROCESS_PERMS = ("crunch.change_dataset", "crunch.add_status")
-"""What a compute client needs: claim and update datasets, report statuses."""
+from crunch.access import Action, may, project_of
+from crunch.models import Project
 
 
-class CrunchPermission(BasePermission):
-    """Any signed-in user reads; writing needs the view's ``required_perms``.
-
-    Views name the Django permissions they need, so staff grant them per user or group
-    in the admin (``crunch_token`` puts new users in a group that has them).
-    """
+class ProjectAccess(BasePermission):
+    """Writes need a signed-in user; objects need the action the view names for them."""
 
     def has_permission(self, request: Request, view: Any) -> bool:
-        user = request.user
-        if not (user and user.is_authenticated):
-            return False
         if request.method in SAFE_METHODS:
             return True
-        return bool(user.has_perms(self.required_perms(view)))
+        return bool(request.user and request.user.is_authenticated)
 
-    @staticmethod
-    def required_perms(view: Any) -> tuple[str, ...]:
-        action = getattr(view, "action", None)
-        per_action = getattr(view, "action_perms", {})
-        if action in per_action:
-            return tuple(per_action[action])
-        return tuple(getattr(view, "required_perms", PROCESS_PERMS))
+    def has_object_permission(self, request: Request, view: Any, obj: Any) -> bool:
+        require(request.user, action_of(request, view), project_of(obj))
+        return True
+
+
+def action_of(request: Request, view: Any) -> Action:
+    """The action a view names for this request (``action_needs``), else VIEW or EDIT."""
+    needs: dict[str, Action] = getattr(view, "action_needs", {})
+    name = getattr(view, "action", None)
+    if name in needs:
+        return needs[name]
+    return Action.VIEW if request.method in SAFE_METHODS else Action.EDIT
+
+
+def require(user: Any, action: Action, project: Project) -> None:
+    """Raise 404 when ``user`` may not see ``project``, 403 when it may see but not act."""
+    if may(user, action, project):
+        return
+    if action is not Action.VIEW and may(user, Action.VIEW, project):
+        raise PermissionDenied(f"You may not {action.name.lower()} project {project.slug!r}.")
+    raise NotFound("No such object.")

@@ -3,25 +3,50 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
+from rest_framework.authentication import BaseAuthentication, SessionAuthentication
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from crunch.access import (
+    Action,
+    datasets_where,
+    grant,
+    may,
+    may_create_projects,
+    project_of,
+    projects_where,
+)  # fmt: skip
 from crunch.api import serializers as s
-from crunch.choices import AttributeKind, DatasetState
-from crunch.models import Attribute, Dataset, DatasetQuerySet, Item, Project, Status
-from crunch.services import claims, retries, statuses
+from crunch.api.authentication import TokenAuthentication
+from crunch.api.permissions import ProjectAccess, require
+from crunch.choices import AttributeKind, DatasetState, Role
+from crunch.models import Attribute, Dataset, Item, Project, Status
+from crunch.services import claims, retries, statuses, workflows
 from crunch.services.stats import project_stats
 
-RETRY_PERMS = ("crunch.change_dataset",)
+
+class CrunchAPI:
+    """What every crunch API view shares: its own authentication and one permission check.
+
+    Set on the views rather than left to REST_FRAMEWORK so a host project's defaults
+    cannot open them.
+    """
+
+    authentication_classes: Sequence[type[BaseAuthentication]] = [
+        TokenAuthentication,
+        SessionAuthentication,
+    ]
+    permission_classes: Sequence[Any] = [ProjectAccess]
 
 
 def default_holder(request: Request) -> str:
@@ -39,6 +64,7 @@ def claim_from_request(request: Request, *, project: Project | None) -> Response
     params.is_valid(raise_exception=True)
     claim = claims.claim_next(
         project=project,
+        projects=None if project else projects_where(request.user, Action.PROCESS),
         holder=params.validated_data.get("holder") or default_holder(request),
         user=request.user,
         lease_seconds=params.validated_data.get("lease_seconds"),
@@ -47,35 +73,44 @@ def claim_from_request(request: Request, *, project: Project | None) -> Response
     return claim_response(claim)
 
 
-def peek(queryset: DatasetQuerySet) -> Response:
+def peek(queryset: QuerySet[Dataset]) -> Response:
     """django-crunch 0.1's read-only ``next``: which dataset would be handed out."""
-    dataset = queryset.pending().claim_order().select_related("project").first()
+    pending = queryset.filter(state=DatasetState.PENDING).order_by("-priority", "id")
+    dataset = pending.select_related("project").first()
     if dataset is None:
         return Response(status=status.HTTP_204_NO_CONTENT)
     return Response({"project": dataset.project.slug, "dataset": dataset.slug})
 
 
-class ProjectViewSet(viewsets.ModelViewSet[Project]):
-    queryset = Project.objects.all()
+class ProjectViewSet(CrunchAPI, viewsets.ModelViewSet[Project]):
     serializer_class = s.ProjectSerializer
     lookup_field = "slug"
-    required_perms = ("crunch.add_project",)
-    action_perms = {
-        "update": ("crunch.change_project",),
-        "partial_update": ("crunch.change_project",),
-        "destroy": ("crunch.delete_project",),
-        "next": ("crunch.change_dataset",),
-        "retry": RETRY_PERMS,
-    }
+    action_needs = {"next": Action.PROCESS, "retry": Action.RETRY}
+
+    def get_queryset(self) -> QuerySet[Project]:
+        return projects_where(self.request.user, Action.VIEW)
+
+    def perform_create(self, serializer: s.ProjectSerializer) -> None:  # type: ignore[override]
+        if not may_create_projects(self.request.user):
+            raise PermissionDenied(
+                "You may not create projects; ask for a site-wide maintainer role."
+            )
+        project = serializer.save()
+        grant(Role.MAINTAINER, project=project, user=self.request.user)
+        workflows.record_change(project, previous=None, user=self.request.user)
+
+    def perform_update(self, serializer: s.ProjectSerializer) -> None:  # type: ignore[override]
+        previous = serializer.instance.workflow if serializer.instance else None
+        project = serializer.save()
+        workflows.record_change(project, previous=previous, user=self.request.user)
 
     @extend_schema(request=s.ClaimRequestSerializer, responses={200: s.ClaimedDatasetSerializer})
     @action(detail=True, methods=["get", "post"])
     def next(self, request: Request, slug: str) -> Response:
         """POST claims the project's next pending dataset (204 if none); GET only peeks."""
-        project = self.get_object()
         if request.method == "GET":
-            return peek(project.datasets.all())
-        return claim_from_request(request, project=project)
+            return peek(self.visible_project().datasets.all())
+        return claim_from_request(request, project=self.get_object())
 
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, slug: str) -> Response:
@@ -88,21 +123,21 @@ class ProjectViewSet(viewsets.ModelViewSet[Project]):
         """Counts by state, throughput over the last hour and the estimated time to finish."""
         return Response(project_stats(self.get_object()).as_dict())
 
+    def visible_project(self) -> Project:
+        """The project by its slug if the user may see it, checked as a read."""
+        project = self.get_queryset().filter(slug=self.kwargs["slug"]).first()
+        if project is None:
+            raise NotFound("No such object.")
+        return project
 
-class DatasetViewSet(viewsets.ModelViewSet[Dataset]):
+
+class DatasetViewSet(CrunchAPI, viewsets.ModelViewSet[Dataset]):
     serializer_class = s.DatasetSerializer
     lookup_field = "slug"
-    required_perms = ("crunch.add_dataset",)
-    action_perms = {
-        "update": ("crunch.change_dataset",),
-        "partial_update": ("crunch.change_dataset",),
-        "destroy": ("crunch.delete_dataset",),
-        "claim": ("crunch.change_dataset",),
-        "retry": RETRY_PERMS,
-    }
+    action_needs = {"claim": Action.PROCESS, "retry": Action.RETRY}
 
     def get_queryset(self) -> QuerySet[Dataset]:
-        queryset = Dataset.objects.select_related("project")
+        queryset = datasets_where(self.request.user, Action.VIEW).select_related("project")
         if project := self.request.query_params.get("project"):
             queryset = queryset.filter(project__slug=project)
         if state := self.request.query_params.get("state"):
@@ -112,6 +147,15 @@ class DatasetViewSet(viewsets.ModelViewSet[Dataset]):
                 )
             queryset = queryset.filter(state=state)
         return queryset
+
+    def perform_create(self, serializer: s.DatasetSerializer) -> None:  # type: ignore[override]
+        require(self.request.user, Action.EDIT, serializer.validated_data["project"])
+        serializer.save()
+
+    def perform_update(self, serializer: s.DatasetSerializer) -> None:  # type: ignore[override]
+        if "project" in serializer.validated_data:
+            require(self.request.user, Action.EDIT, serializer.validated_data["project"])
+        serializer.save()
 
     @extend_schema(request=s.ClaimRequestSerializer, responses={200: s.ClaimedDatasetSerializer})
     @action(detail=True, methods=["post"])
@@ -135,14 +179,23 @@ class DatasetViewSet(viewsets.ModelViewSet[Dataset]):
         return Response(s.DatasetSerializer(dataset).data)
 
 
-class ItemViewSet(viewsets.ModelViewSet[Item]):
-    queryset = Item.objects.select_related("dataset", "parent")
+class ItemViewSet(CrunchAPI, viewsets.ModelViewSet[Item]):
     serializer_class = s.ItemSerializer
     lookup_field = "slug"
-    required_perms = ("crunch.add_item",)
+
+    def get_queryset(self) -> QuerySet[Item]:
+        visible = datasets_where(self.request.user, Action.VIEW)
+        return Item.objects.filter(dataset__in=visible).select_related("dataset__project", "parent")
+
+    def perform_create(self, serializer: s.ItemSerializer) -> None:  # type: ignore[override]
+        require(
+            self.request.user, Action.EDIT, serializer.validated_data["parent"]["dataset"].project
+        )
+        serializer.save()
 
 
 class StatusViewSet(
+    CrunchAPI,
     mixins.CreateModelMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
@@ -151,12 +204,12 @@ class StatusViewSet(
     """The status history. Posting a status moves the dataset's state."""
 
     serializer_class = s.StatusSerializer
-    required_perms = ("crunch.add_status",)
 
     def get_queryset(self) -> QuerySet[Status]:
-        queryset = Status.objects.select_related("dataset")
+        visible = datasets_where(self.request.user, Action.VIEW)
+        queryset = Status.objects.filter(dataset__in=visible).select_related("dataset")
         if dataset := self.request.query_params.get("dataset"):
-            key = "dataset_id" if dataset.isdigit() else "dataset__slug"
+            key = "dataset_id" if dataset.isascii() and dataset.isdigit() else "dataset__slug"
             queryset = queryset.filter(**{key: dataset})
         return queryset
 
@@ -164,6 +217,7 @@ class StatusViewSet(
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
+        require(request.user, Action.PROCESS, data["dataset"].project)
         diagnostics = {
             name: data.pop(name) for name in list(data) if name in statuses.DIAGNOSTIC_FIELDS
         }
@@ -176,24 +230,29 @@ class StatusViewSet(
             key=data.get("key") or None,
             user=request.user,
             diagnostics=diagnostics,
+            workflow_sha256=data.get("workflow_sha256", ""),
         )
         code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
         return Response(self.get_serializer(status_row).data, status=code)
 
 
-class AttributeViewSet(mixins.ListModelMixin, viewsets.GenericViewSet[Attribute]):
+class AttributeViewSet(CrunchAPI, mixins.ListModelMixin, viewsets.GenericViewSet[Attribute]):
     """Attributes of every type, filterable by ``?item=<slug>``."""
 
     serializer_class = s.AttributeSerializer
-    required_perms = ("crunch.add_attribute",)
 
     def get_queryset(self) -> QuerySet[Attribute]:
-        queryset = Attribute.objects.select_related("project", "dataset", "item")
+        user = self.request.user
+        projects = projects_where(user, Action.VIEW)
+        visible = datasets_where(user, Action.VIEW)
+        queryset = Attribute.objects.filter(
+            Q(project__in=projects) | Q(dataset__in=visible) | Q(item__dataset__in=visible)
+        ).select_related("project", "dataset", "item")
         if self.kwargs.get("kind"):
             queryset = queryset.filter(kind=self.attribute_kind())
         if item := self.request.query_params.get("item"):
             owner = s.owner_by_slug(item)
-            if owner is None:
+            if owner is None or not may(user, Action.VIEW, project_of(owner)):
                 raise NotFound(f"No project, dataset or item has the slug {item!r}.")
             queryset = queryset.filter(**{type(owner).__name__.lower(): owner})
         return queryset
@@ -221,11 +280,13 @@ class AttributeViewSet(mixins.ListModelMixin, viewsets.GenericViewSet[Attribute]
 class TypedAttributeViewSet(mixins.CreateModelMixin, AttributeViewSet):
     """Typed attributes: ``POST api/attributes/<type>/`` with item, key and value."""
 
+    def perform_create(self, serializer: s.AttributeSerializer) -> None:  # type: ignore[override]
+        require(self.request.user, Action.EDIT, project_of(serializer.validated_data["item"]))
+        serializer.save()
 
-class NextView(APIView):
+
+class NextView(CrunchAPI, APIView):
     """``POST api/next/`` claims the next pending dataset of any project; GET only peeks."""
-
-    required_perms = ("crunch.change_dataset",)
 
     @extend_schema(request=s.ClaimRequestSerializer, responses={200: s.ClaimedDatasetSerializer})
     def post(self, request: Request) -> Response:
@@ -233,14 +294,13 @@ class NextView(APIView):
 
     @extend_schema(responses={200: s.PeekSerializer})
     def get(self, request: Request) -> Response:
-        return peek(Dataset.objects.all())
+        return peek(datasets_where(request.user, Action.VIEW))
 
 
 @extend_schema(parameters=[OpenApiParameter("claim_id", OpenApiTypes.UUID, OpenApiParameter.PATH)])
-class ClaimViewSet(viewsets.ViewSet):
-    """Heartbeat and release of a held claim, by its id."""
+class ClaimViewSet(CrunchAPI, viewsets.ViewSet):
+    """Heartbeat and release of a held claim: its id, from the user that holds it."""
 
-    required_perms = ("crunch.change_dataset",)
     lookup_field = "claim_id"
 
     @extend_schema(request=s.ClaimRequestSerializer, responses={200: s.ClaimSerializer})
@@ -251,7 +311,7 @@ class ClaimViewSet(viewsets.ViewSet):
         params.is_valid(raise_exception=True)
         claim = parse_claim_id(claim_id)
         expires = claims.renew_lease(
-            claim, lease_seconds=params.validated_data.get("lease_seconds")
+            claim, user=request.user, lease_seconds=params.validated_data.get("lease_seconds")
         )
         return Response({"id": str(claim), "lease_expires": expires})
 
@@ -261,7 +321,9 @@ class ClaimViewSet(viewsets.ViewSet):
         """Give the dataset back to the queue now, without counting the attempt."""
         params = s.ReleaseSerializer(data=request.data)
         params.is_valid(raise_exception=True)
-        dataset = claims.release(parse_claim_id(claim_id), note=params.validated_data["note"])
+        dataset = claims.release(
+            parse_claim_id(claim_id), user=request.user, note=params.validated_data["note"]
+        )
         return Response(s.DatasetSerializer(dataset).data)
 
 

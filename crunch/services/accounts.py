@@ -1,36 +1,61 @@
-"""API users for compute clients."""
+"""API users and their tokens: what ``crunch_token`` and the tests create."""
 
 from __future__ import annotations
 
+import datetime
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group, Permission
-from rest_framework.authtoken.models import Token
+from django.utils import timezone
 
-CLIENT_GROUP = "crunch clients"
-CLIENT_PERMISSIONS = [
-    f"{verb}_{model}"
-    for model in ("project", "dataset", "item", "attribute", "status")
-    for verb in ("add", "change", "view")
-]
+from crunch.access import grant
+from crunch.choices import Role
+from crunch.exceptions import CrunchError
+from crunch.models import AccessToken, Project
 
 
-def client_group() -> Group:
-    """The group whose members may create datasets, claim them and report statuses."""
-    group, _ = Group.objects.get_or_create(name=CLIENT_GROUP)
-    group.permissions.add(
-        *Permission.objects.filter(
-            content_type__app_label="crunch", codename__in=CLIENT_PERMISSIONS
-        )
-    )
-    return group
+class UnknownProject(CrunchError):
+    """No project has that slug."""
 
 
-def client_token(username: str) -> tuple[str, bool]:
-    """Return an API token for ``username``, creating the user in the client group if needed."""
+@dataclass(frozen=True, kw_only=True)
+class IssuedToken:
+    key: str
+    user: Any
+    created_user: bool
+    expires: datetime.datetime | None
+
+
+def issue_token(
+    username: str,
+    *,
+    role: Role | str = Role.WORKER,
+    projects: Sequence[str] = (),
+    expires_days: float | None = None,
+    name: str = "",
+) -> IssuedToken:
+    """Create the user if needed, grant ``role`` on ``projects`` (none: all), issue a token."""
+    found = list(Project.objects.filter(slug__in=projects))
+    missing = sorted(set(projects) - {project.slug for project in found})
+    if missing:
+        raise UnknownProject(f"No project has the slug {missing[0]!r}.")
     user, created = get_user_model()._default_manager.get_or_create(username=username)
     if created:
         user.set_unusable_password()
         user.save()
-    user.groups.add(client_group())
-    token, _ = Token.objects.get_or_create(user=user)
-    return token.key, created
+    targets: list[Project | None] = list(found) or [None]
+    for project in targets:
+        grant(role, project=project, user=user)
+    expires = None
+    if expires_days is not None:
+        expires = timezone.now() + datetime.timedelta(days=expires_days)
+    token = AccessToken.objects.create(user=user, name=name or f"{role} token", expires=expires)
+    return IssuedToken(key=token.key, user=user, created_user=created, expires=expires)
+
+
+def client_token(username: str) -> tuple[str, bool]:
+    """A site-wide worker token for ``username`` (the 0.1 behaviour of ``crunch_token``)."""
+    issued = issue_token(username, role=Role.WORKER)
+    return issued.key, issued.created_user

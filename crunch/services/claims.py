@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import connections, router, transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from crunch.choices import DatasetState, State
 from crunch.conf import crunch_settings
 from crunch.exceptions import ClaimConflict, LeaseExpired
-from crunch.models import Dataset, Project, Status
+from crunch.models import Dataset, DatasetQuerySet, Project, Status
 
 logger = logging.getLogger(__name__)
 
@@ -79,21 +79,25 @@ def claim_next(
     *,
     holder: str,
     project: Project | None = None,
+    projects: QuerySet[Project] | None = None,
     user: Any = None,
     lease_seconds: int | None = None,
     key: str | None = None,
 ) -> Claim | None:
     """Atomically claim the highest-priority, oldest pending dataset; None when none is left.
 
+    ``projects`` limits the queue to those the caller may process (see crunch.access).
     A request retried with the same ``key`` (its answer was lost) gets the same claim back
     instead of a second dataset.
     """
-    if key and (earlier := _claim_with_key(key)):
+    if key and (earlier := _claim_with_key(key, user)):
         return earlier
     reclaim_expired()
     queue = Dataset.objects.pending().claim_order()
     if project is not None:
         queue = queue.filter(project=project)
+    if projects is not None:
+        queue = queue.filter(project__in=projects)
     while True:  # a lost race means another client took a row: the queue only shrinks
         now = timezone.now()
         values = claim_values(
@@ -129,7 +133,7 @@ def claim_dataset(
 
     Raises ClaimConflict when another client holds it.
     """
-    if key and (earlier := _claim_with_key(key)) and earlier.dataset.pk == dataset.pk:
+    if key and (earlier := _claim_with_key(key, user)) and earlier.dataset.pk == dataset.pk:
         return earlier
     reclaim_expired()
     values = claim_values(
@@ -141,10 +145,21 @@ def claim_dataset(
     return _claim_of(dataset.pk)
 
 
-def renew_lease(claim_id: uuid.UUID, *, lease_seconds: int | None = None) -> datetime.datetime:
+def held_by(claim_id: uuid.UUID, user: Any) -> DatasetQuerySet:
+    """The running dataset of this claim, if ``user`` holds it (any user when None).
+
+    A claim id alone is not enough: it must come from the user that claimed.
+    """
+    held = Dataset.objects.filter(claim_id=claim_id, state=DatasetState.RUNNING)
+    return held if user is None else held.filter(claim_user_id=getattr(user, "pk", None))
+
+
+def renew_lease(
+    claim_id: uuid.UUID, *, user: Any = None, lease_seconds: int | None = None
+) -> datetime.datetime:
     """Extend a held claim's lease (by its own length unless given); raise LeaseExpired if gone."""
     now = timezone.now()
-    held = Dataset.objects.filter(claim_id=claim_id, state=DatasetState.RUNNING)
+    held = held_by(claim_id, user)
     if lease_seconds is None:
         lease_seconds = held.values_list("lease_seconds", flat=True).first()
     expires = lease_until(now, lease_seconds)
@@ -153,7 +168,7 @@ def renew_lease(claim_id: uuid.UUID, *, lease_seconds: int | None = None) -> dat
     return expires
 
 
-def release(claim_id: uuid.UUID, *, note: str = "") -> Dataset:
+def release(claim_id: uuid.UUID, *, user: Any = None, note: str = "") -> Dataset:
     """Give a claimed dataset back to the queue at once, not counting the attempt.
 
     Used when a client is stopped (SIGTERM at wall time): the dataset was not at fault.
@@ -161,8 +176,8 @@ def release(claim_id: uuid.UUID, *, note: str = "") -> Dataset:
     why the run ended.
     """
     with transaction.atomic():
-        dataset = Dataset.objects.select_for_update().filter(claim_id=claim_id).first()
-        if dataset is None or dataset.state != DatasetState.RUNNING:
+        dataset = held_by(claim_id, user).select_for_update().first()
+        if dataset is None:
             raise LeaseExpired(f"Claim {str(claim_id)!r} is no longer held.")
         if note:
             Status.objects.create(
@@ -235,8 +250,11 @@ def _claim_of(pk: int) -> Claim:
     )
 
 
-def _claim_with_key(key: str) -> Claim | None:
-    pk = Dataset.objects.running().filter(claim_key=key).values_list("pk", flat=True).first()
+def _claim_with_key(key: str, user: Any) -> Claim | None:
+    running = Dataset.objects.running().filter(claim_key=key)
+    if user is not None:
+        running = running.filter(claim_user_id=getattr(user, "pk", None))
+    pk = running.values_list("pk", flat=True).first()
     return None if pk is None else _claim_of(pk)
 
 

@@ -9,7 +9,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from crunch.choices import DatasetState, Stage, State
-from crunch.exceptions import ClaimConflict, InvalidTransition, LeaseExpired
+from crunch.exceptions import ClaimConflict, LeaseExpired
 from crunch.models import Dataset, Status
 from crunch.services.claims import CLEARED_CLAIM, claim_values, lease_until
 
@@ -30,15 +30,17 @@ def record_status(
     key: str | None = None,
     user: Any = None,
     diagnostics: dict[str, Any] | None = None,
+    workflow_sha256: str = "",
 ) -> tuple[Status, bool]:
     """Append a status and move the dataset's state in one transaction.
 
     Returns the status and whether it was created; a status whose ``key`` was already
     recorded (a retried post) is returned as it is, not recorded twice.
 
-    With ``claim_id`` the claim must still be held (else LeaseExpired). Without one, as
-    django-crunch 0.1 clients post, the dataset is claimed for this user and host when
-    it is free, and ClaimConflict is raised when another client holds it.
+    With ``claim_id`` the claim must still be held, by ``user`` when one is given (else
+    LeaseExpired). Without one, as django-crunch 0.1 clients post, a Setup Start claims a
+    free dataset for this user and host; any other status needs the dataset held by this
+    user and host, else ClaimConflict: a status without a claim never finishes a run.
     """
     if key and (existing := Status.objects.filter(key=key).first()):
         return existing, False
@@ -53,13 +55,18 @@ def record_status(
             )
             if claim_id is None:
                 claim_id = _legacy_claim(locked, stage=stage, state=state, user=user, fields=fields)
-            elif locked.claim_id != claim_id or locked.state != DatasetState.RUNNING:
+            elif (
+                locked.claim_id != claim_id
+                or locked.state != DatasetState.RUNNING
+                or (user is not None and locked.claim_user_id != getattr(user, "pk", None))
+            ):
                 raise LeaseExpired(
                     f"Claim {str(claim_id)!r} on dataset {locked.slug!r} is no longer held."
                 )
             status = Status.objects.create(
                 dataset=locked, stage=stage, state=state, note=note, claim_id=claim_id,
-                key=key or None, user=user if getattr(user, "pk", None) else None, **fields,
+                key=key or None, user=user if getattr(user, "pk", None) else None,
+                workflow_sha256=workflow_sha256, **fields,
             )  # fmt: skip
             _advance(locked, stage=stage, state=state, note=note)
     except IntegrityError:
@@ -82,14 +89,14 @@ def _legacy_claim(
 ) -> uuid.UUID:
     holder = legacy_holder(user, fields)
     if dataset.state == DatasetState.RUNNING:
-        if dataset.claim_holder != holder:
+        if dataset.claim_holder != holder or dataset.claim_user_id != getattr(user, "pk", None):
             raise ClaimConflict(f"Dataset {dataset.slug!r} is claimed by {dataset.claim_holder!r}.")
         assert dataset.claim_id is not None
         return dataset.claim_id
-    starting = stage == Stage.SETUP and state == State.START
-    if dataset.state != DatasetState.PENDING and not starting:
-        raise InvalidTransition(
-            f"Dataset {dataset.slug!r} is {dataset.state}; start a new run with Setup Start."
+    if not (stage == Stage.SETUP and state == State.START):
+        raise ClaimConflict(
+            f"Dataset {dataset.slug!r} is {dataset.state} and not held by {holder!r}; "
+            "start a run with Setup Start or claim it first."
         )
     values = claim_values(holder=holder, user=user, now=timezone.now(), lease_seconds=None)
     Dataset.objects.filter(pk=dataset.pk).update(**values)

@@ -6,12 +6,10 @@ import uuid
 
 import pytest
 import requests
-from django.contrib.auth import get_user_model
-from rest_framework.authtoken.models import Token
 
 from crunch.choices import DatasetState
 from crunch.models import Attribute, Dataset, Item, Project, Status
-from tests.factories import make_dataset, make_project
+from tests.factories import make_dataset, make_project, make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -35,6 +33,12 @@ class Api:
 @pytest.fixture
 def http(live_server, client_user):
     return Api(live_server.url, client_user[1])
+
+
+@pytest.fixture
+def maintainer(live_server, db):
+    """A site-wide maintainer: edits projects and datasets, retries."""
+    return Api(live_server.url, make_user("keeper", role="maintainer")[1])
 
 
 @pytest.fixture
@@ -142,7 +146,8 @@ def test_fail_returns_to_pending_while_attempts_remain_then_fails(http):
     assert http.post("next/").status_code == 204
 
 
-def test_retry_a_dataset_and_all_failed_of_a_project(http):
+def test_retry_a_dataset_and_all_failed_of_a_project(maintainer):
+    http = maintainer
     project = make_project(name="P")
     one = make_dataset(project, name="one", state="failed", attempts=3)
     make_dataset(project, name="two", state="failed")
@@ -176,16 +181,16 @@ def test_claim_a_named_dataset_and_conflict(http):
     assert dataset.attempts == 1
 
 
-def test_legacy_form_encoded_creation_and_statuses_without_claim(http, client_user):
+def test_legacy_form_encoded_creation_and_statuses_without_claim(maintainer, http, client_user):
     """django-crunch 0.1 clients post form data and send no claim."""
-    r = http.session.post(
-        http.base + "projects/",
+    r = maintainer.session.post(
+        maintainer.base + "projects/",
         data={"name": "Legacy", "description": "d", "details": "# x", "workflow": "true"},
     )
     assert r.status_code == 201, r.text
     assert r.json()["slug"] == "legacy"
-    r = http.session.post(
-        http.base + "datasets/",
+    r = maintainer.session.post(
+        maintainer.base + "datasets/",
         data={"parent": "legacy", "name": "DS 1", "description": "", "details": ""},
     )
     assert r.status_code == 201 and r.json()["slug"] == "legacy:ds-1"
@@ -213,7 +218,8 @@ def test_legacy_form_encoded_creation_and_statuses_without_claim(http, client_us
     assert r.json()["detail"] == "Dataset 'legacy:ds-2' is claimed by 'worker@node7'."
 
 
-def test_items_and_typed_attributes(http):
+def test_items_and_typed_attributes(maintainer):
+    http = maintainer
     make_dataset(make_project(name="P"), name="D")
     r = http.post("items/", {"parent": "p:d", "name": "Scan 1"})
     assert r.status_code == 201 and r.json()["slug"] == "p:d:scan-1"
@@ -290,19 +296,18 @@ def test_no_token_and_bad_token_are_401(anonymous, live_server, db):
     assert Dataset.objects.get().state == "pending"
 
 
-def test_user_without_permission_is_403(live_server, db):
-    user = get_user_model().objects.create_user("visitor")
-    api = Api(live_server.url, Token.objects.create(user=user).key)
+def test_user_without_a_role_sees_and_claims_nothing(live_server, db):
+    api = Api(live_server.url, make_user("visitor")[1])
     dataset = make_dataset()
-    assert api.get("datasets/").status_code == 200
-    for path, body in [
-        ("next/", {}),
-        ("projects/", {"name": "x"}),
-        ("statuses/", {"dataset": dataset.pk, "stage": 1, "state": 1}),
-    ]:
-        r = api.post(path, body)
-        assert r.status_code == 403, path
-        assert r.json()["detail"] == "You do not have permission to perform this action."
+    assert api.get("datasets/").json()["results"] == []
+    assert api.post("next/").status_code == 204
+    r = api.post("projects/", {"name": "x"})
+    assert r.status_code == 403
+    assert r.json()["detail"] == (
+        "You may not create projects; ask for a site-wide maintainer role."
+    )
+    r = api.post("statuses/", {"dataset": dataset.pk, "stage": 1, "state": 1})
+    assert r.status_code == 404
     assert Dataset.objects.get().state == "pending" and not Status.objects.exists()
 
 
