@@ -1,0 +1,8 @@
+"""Batch schedulers that start ``crunch loop`` jobs: one class per scheduler (Slurm now)."""
+
+from __future__ import annotations
+
+from crunchclient.launchers.base import JobSpec, Launcher, SchedulerError, Tasks
+from crunchclient.launchers.slurm import SlurmLauncher
+
+__all__ = ["JobSpec", "Launcher", "SchedulerError", "SlurmLauncher", "Tasks"]

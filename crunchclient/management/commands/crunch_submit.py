@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import CommandParser
+
+from crunchclient import bootstrap, options, submit
+from crunchclient.launchers import SlurmLauncher
+
+SCHEDULER_OPTIONS = ("partition", "account", "qos", "cpus_per_task", "mem", "gres", "constraint")
+
+
+class Command(options.ClientCommand):
+    help = (
+        "Submit a Slurm job array whose tasks each run 'crunch loop --project P' sized to the "
+        "job's wall time; with --keep, stay and keep tasks queued while datasets are pending. "
+        "The URL, token and storage settings reach the tasks through a file only you can read "
+        "(under ~/.crunch/submit/), never on a command line or in the script."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--project", required=True, help="The project's slug.")
+        parser.add_argument(
+            "--jobs", type=options.positive_int, metavar="N",
+            help="Tasks in the job array (default 1; with --keep, the most submitted at once).",
+        )  # fmt: skip
+        parser.add_argument(
+            "--time", type=submit.wall_time, required=True, metavar="DURATION",
+            help="Wall time of each task, e.g. 2h, 90m, 1h30m or Slurm's 1:30:00.",
+        )  # fmt: skip
+        parser.add_argument(
+            "--margin", type=submit.wall_time, metavar="DURATION",
+            help="Time kept free at the end: the loop claims nothing that would not finish "
+            "before it, and Slurm signals the task then, so a running dataset is released "
+            "without spending an attempt (default a tenth of --time, 10s to 5m; Slurm may "
+            "signal up to a minute early).",
+        )  # fmt: skip
+        parser.add_argument(
+            "--keep", type=options.positive_int, metavar="M",
+            help="Stay running: keep up to M tasks queued or running while the project has "
+            "pending datasets, submitting more as earlier ones end; exit when nothing is "
+            "pending or running.",
+        )  # fmt: skip
+        parser.add_argument(
+            "--poll", type=options.seconds, default=30.0, metavar="SECONDS",
+            help="With --keep: seconds between looks at the queue and the project (default 30).",
+        )  # fmt: skip
+        parser.add_argument(
+            "--dry-run", action="store_true", help="Print the job script; submit nothing."
+        )
+        slurm = parser.add_argument_group("Slurm (passed to sbatch)")
+        slurm.add_argument("--partition", help="sbatch --partition.")
+        slurm.add_argument("--account", help="sbatch --account.")
+        slurm.add_argument("--qos", help="sbatch --qos.")
+        slurm.add_argument(
+            "--cpus-per-task", type=options.positive_int, metavar="N",
+            help="sbatch --cpus-per-task; also the workflow's --cores.",
+        )  # fmt: skip
+        slurm.add_argument("--mem", help="sbatch --mem, e.g. 8G.")
+        slurm.add_argument("--gres", help="sbatch --gres, e.g. gpu:1.")
+        slurm.add_argument("--constraint", help="sbatch --constraint.")
+        slurm.add_argument(
+            "--output", metavar="PATTERN",
+            help="sbatch --output (default crunch-%%x-%%A_%%a.out in this folder).",
+        )  # fmt: skip
+        slurm.add_argument(
+            "--sbatch-arg", action="append", default=[], metavar="ARG",
+            help="Any other sbatch option, e.g. --sbatch-arg=--mail-type=END (repeatable).",
+        )  # fmt: skip
+        slurm.add_argument(
+            "--job-name", metavar="NAME", help="sbatch --job-name (default crunch-PROJECT)."
+        )
+        task = parser.add_argument_group("each task")
+        task.add_argument(
+            "--setup", action="append", default=[], metavar="CMD",
+            help="A shell line run before the loop, e.g. 'module load python' or "
+            "'source venv/bin/activate' (repeatable, in order).",
+        )  # fmt: skip
+        task.add_argument(
+            "--directory", type=Path, default=Path("crunch-work"),
+            help="The loop's working directory (default ./crunch-work, made absolute).",
+        )  # fmt: skip
+        task.add_argument(
+            "--wait", type=options.seconds, default=30.0, metavar="SECONDS",
+            help="The loop's --wait: when nothing is pending but datasets are held, look "
+            "again after SECONDS (default 30).",
+        )  # fmt: skip
+        task.add_argument(
+            "--loop-arg", action="append", default=[], metavar="ARG",
+            help="Any other 'crunch loop' option, e.g. --loop-arg=--cleanup (repeatable).",
+        )  # fmt: skip
+        server = parser.add_argument_group("server and storage (written to the private file)")
+        server.add_argument("--url", help=options.with_env("URL of the crunch server.", "url"))
+        server.add_argument(
+            "--token", help=options.with_env("API token of a client user.", "token")
+        )
+        server.add_argument(
+            "--storage-settings", metavar="PATH",
+            help=options.with_env(
+                "TOML or JSON file with the server's storage settings (standalone 'crunch' "
+                "only).", "storage_settings",
+            ),
+        )  # fmt: skip
+
+    def handle(self, *args: Any, **opts: Any) -> None:
+        wall = opts["time"]
+        margin = opts["margin"] if opts["margin"] is not None else submit.default_margin(wall)
+        jobs = opts["jobs"] or opts["keep"] or 1
+        scheduler = {name: opts[name] for name in SCHEDULER_OPTIONS if opts[name] is not None}
+        scheduler["output"] = opts["output"] or str(Path("crunch-%x-%A_%a.out").absolute())
+        standalone = bootstrap.is_standalone()
+        settings_file = bootstrap.configured_from
+        request = submit.Request(
+            project=opts["project"], jobs=jobs, wall=wall, margin=margin,
+            url=options.resolve_url(opts), token=options.resolve_token(opts),
+            storage_settings=settings_file.absolute() if settings_file else None,
+            directory=opts["directory"].expanduser().absolute(), wait=opts["wait"],
+            cores=opts["cpus_per_task"], loop_args=opts["loop_arg"], setup=opts["setup"],
+            scheduler=scheduler, extra=opts["sbatch_arg"], name=opts["job_name"],
+        )  # fmt: skip
+        submit.check_request(request)
+        submit.submit(
+            request, SlurmLauncher(), standalone=standalone, dry_run=opts["dry_run"],
+            keep=opts["keep"], poll_seconds=opts["poll"], report=self.stdout.write,
+        )  # fmt: skip
