@@ -19,8 +19,9 @@ COMMANDS = {
     "next": "Claim the next pending dataset (of --project) and process it.",
     "loop": "Process pending datasets until none is left, then print a summary.",
     "retry": "Put failed datasets back to pending (DATASET, or --project P --failed).",
+    "submit": "Submit a Slurm job array of 'crunch loop' tasks (--keep M keeps it fed).",
 }
-NEEDS_STORAGE = {"run", "next", "loop"}
+NEEDS_STORAGE = {"run", "next", "loop", "submit"}
 STANDALONE_HIDDEN = {"--settings", "--pythonpath", "--no-color", "--force-color", "--skip-checks"}
 
 
