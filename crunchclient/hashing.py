@@ -15,12 +15,13 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as WaitTimeout
 from dataclasses import dataclass
+from io import FileIO
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 from crunchclient.exceptions import Interrupted, TransferError
 
@@ -36,17 +37,92 @@ class Counter(Protocol):
     def advance(self, *, bytes: int = 0, files: int = 0) -> None: ...
 
 
+class Readable(Protocol):
+    """A binary source read in chunks: a storage's File, an HTTP body."""
+
+    def read(self, size: int, /) -> bytes: ...
+
+
+class ReadsInto(Protocol):
+    """A binary source that fills a buffer: a file on disk."""
+
+    def readinto(self, buffer: bytearray, /) -> int | None: ...
+
+
+Source = Readable | ReadsInto
+
+
+class Writable(Protocol):
+    def write(self, data: bytes | memoryview, /) -> object: ...
+
+
+def _chunks(source: Source) -> Iterator[bytes | memoryview]:
+    """Source in CHUNK_SIZE pieces, into one reused buffer where the source allows it."""
+    readinto = getattr(source, "readinto", None)
+    if readinto is None:
+        read = cast(Readable, source).read
+        while chunk := read(CHUNK_SIZE):
+            yield chunk
+        return
+    buffer = bytearray(CHUNK_SIZE)
+    view = memoryview(buffer)
+    while n := readinto(buffer):
+        yield view[:n]
+
+
+def md5_stream(
+    source: Source, target: Writable | None = None, progress: Counter | None = None
+) -> tuple[int, str]:
+    """Read source to its end (copying it to target, if given); return (bytes, md5).
+
+    The one chunked MD5 loop: files, stored files and downloads are all hashed here.
+    """
+    digest = hashlib.md5(usedforsecurity=False)
+    total = 0
+    for chunk in _chunks(source):
+        digest.update(chunk)
+        if target is not None:
+            target.write(chunk)
+        total += len(chunk)
+        if progress is not None:
+            progress.advance(bytes=len(chunk))
+    return total, digest.hexdigest()
+
+
 def md5_file(path: Path | str, progress: Counter | None = None) -> str:
     """Return the MD5 hex digest of a file, read in large chunks."""
-    digest = hashlib.md5(usedforsecurity=False)
     with open(path, "rb", buffering=0) as source:
-        buffer = bytearray(CHUNK_SIZE)
-        view = memoryview(buffer)
-        while n := source.readinto(buffer):
-            digest.update(view[:n])
-            if progress is not None:
-                progress.advance(bytes=n)
-    return digest.hexdigest()
+        return md5_stream(source, None, progress)[1]
+
+
+class _Part:
+    """At most size bytes of a raw file, from where it stands: one part of a multipart upload."""
+
+    def __init__(self, source: FileIO, size: int) -> None:
+        self.source = source
+        self.left = size
+
+    def readinto(self, buffer: bytearray) -> int:
+        if not self.left:
+            return 0
+        n = self.source.readinto(memoryview(buffer)[: min(self.left, len(buffer))]) or 0
+        self.left -= n
+        return n
+
+
+def multipart_etag(path: Path | str, part_size: int) -> str:
+    """Return the ETag S3 gives path uploaded in parts of part_size: md5(part md5s)-parts."""
+    digests: list[bytes] = []
+    with open(path, "rb", buffering=0) as source:
+        while True:
+            size, digest = md5_stream(_Part(source, part_size))
+            if not size:
+                break
+            digests.append(bytes.fromhex(digest))
+            if size < part_size:
+                break
+    joined = hashlib.md5(b"".join(digests), usedforsecurity=False).hexdigest()
+    return f"{joined}-{len(digests)}"
 
 
 Fingerprint = tuple[int, int, int, int]

@@ -90,7 +90,7 @@ def test_second_download_moves_nothing(storage: Any, tmp_path: Path, monkeypatch
     def refuse(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("downloaded again")
 
-    monkeypatch.setattr(type(transfer._backend(storage, 1)), "download", refuse)
+    monkeypatch.setattr(transfer.backend_class(storage), "download", refuse)
     second = download_tree(storage, PREFIX, work, known=first, quiet=True)
 
     assert second == first
@@ -213,7 +213,6 @@ def test_interrupted_download_leaves_no_partial_file(
             raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(Progress, "advance", interrupt)
-    monkeypatch.setattr(transfer, "CHUNK_SIZE", 1024 * 1024)
 
     with pytest.raises(OSError, match="No space left on device"):
         download_tree(storage, PREFIX, work, jobs=2, quiet=True)
@@ -385,7 +384,6 @@ def test_killed_download_leaves_no_file_under_final_name(tmp_path: Path) -> None
         from django.core.files.storage import FileSystemStorage
         from crunchclient import transfer
         from crunchclient.progress import Progress
-        transfer.CHUNK_SIZE = 1024 * 1024
         def die(self, *, bytes=0, files=0):
             # Die once bytes flow and the partial file exists, mid-copy.
             for _ in range(200):
@@ -486,3 +484,18 @@ def test_upload_tree_checksums_and_sends_only_changes(storage: Any, tmp_path: Pa
     assert stored_names(storage) == sorted([*FILES, "out/new.txt"])
     again = upload_tree(storage, PREFIX, work, known=checksums, quiet=True)[1]
     assert again.files == 1  # only .crunch/log.txt, no longer excluded
+
+
+def test_backend_follows_the_storage_class_and_its_bases(tmp_path: Path) -> None:
+    from django.core.files.storage import default_storage
+
+    from crunchclient.transfer import GenericBackend, LocalBackend, backend_class
+
+    class Subclassed(FileSystemStorage):
+        pass
+
+    assert backend_class(FileSystemStorage(location=tmp_path)) is LocalBackend
+    assert backend_class(Subclassed(location=tmp_path)) is LocalBackend
+    assert backend_class(default_storage) is LocalBackend  # a LazyObject, seen through
+    # A local storage without path() is read through the storage API.
+    assert backend_class(ListingStorage(location=tmp_path)) is GenericBackend

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from crunchclient import transfer
-from crunchclient.transfer import download_tree, upload_files, upload_tree
+from crunchclient.hashing import multipart_etag
+from crunchclient.transfer import backend_class, download_tree, upload_files, upload_tree
+from crunchclient.transfer.backends.s3 import S3Backend
 from tests.s3 import make_s3_storage
 
 PREFIX = "proj/ds"
@@ -21,23 +22,22 @@ def md5sum(path: Path) -> str:
     return result.stdout[:32]
 
 
-def test_multipart_object_resumes_through_its_etag(
-    s3_storage: Any, tmp_path: Path, monkeypatch: Any
-) -> None:
-    monkeypatch.setattr(transfer, "S3_MULTIPART_THRESHOLD", 5 * 1024 * 1024)
-    monkeypatch.setattr(transfer, "S3_PART_SIZE", 5 * 1024 * 1024)
+def test_multipart_object_resumes_through_its_etag(s3_storage: Any, tmp_path: Path) -> None:
     work = tmp_path / "work"
     work.mkdir()
     (work / "big.bin").write_bytes(os.urandom(11 * 1024 * 1024))
+    small_parts = {"multipart_threshold": 5 * 1024 * 1024, "part_size": 5 * 1024 * 1024}
 
-    first = upload_files(s3_storage, PREFIX, work, ["big.bin"], quiet=True)
+    with S3Backend(s3_storage, 8, **small_parts) as backend:
+        first = upload_files(backend, PREFIX, work, ["big.bin"], quiet=True)
     head = s3_storage.connection.meta.client.head_object(
         Bucket=s3_storage.bucket_name, Key=f"{PREFIX}/big.bin"
     )
-    second = upload_files(s3_storage, PREFIX, work, ["big.bin"], quiet=True)
+    with S3Backend(s3_storage, 8, **small_parts) as backend:
+        second = upload_files(backend, PREFIX, work, ["big.bin"], quiet=True)
 
     assert head["ETag"].strip('"').endswith("-3")  # multipart: the ETag is no MD5
-    etag = transfer._multipart_etag(work / "big.bin", 5 * 1024 * 1024)
+    etag = multipart_etag(work / "big.bin", 5 * 1024 * 1024)
     assert head["ETag"].strip('"') == etag
     assert (first.files, second.files, second.skipped) == (1, 0, 1)
     again = download_tree(s3_storage, PREFIX, tmp_path / "again", quiet=True)
@@ -123,3 +123,7 @@ def test_many_small_files_in_parallel(s3_storage: Any, tmp_path: Path, jobs: int
     assert result.files == 60
 
     assert download_tree(s3_storage, PREFIX, tmp_path / "down", jobs=jobs, quiet=True) == checksums
+
+
+def test_s3_storage_gets_the_s3_backend(s3_storage: Any) -> None:
+    assert backend_class(s3_storage) is S3Backend

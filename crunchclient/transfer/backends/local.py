@@ -1,0 +1,118 @@
+"""Storage on this machine's disk (FileSystemStorage, or any storage with a path()):
+copy as the operating system does."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+from crunchclient.hashing import md5_file
+from crunchclient.transfer.backends.base import Entry, StorageBackend
+from crunchclient.transfer.copies import SMALL_FILE, copy_file
+from crunchclient.transfer.paths import walk, write_then_rename
+
+if TYPE_CHECKING:
+    from django.core.files.storage import Storage
+
+    from crunchclient.progress import Progress
+
+
+class LocalBackend(StorageBackend):
+    """Files copied by the kernel, listed by one walk, stored through their paths."""
+
+    is_local = True
+
+    def __init__(self, storage: Storage, jobs: int) -> None:
+        super().__init__(storage, jobs)
+        self.hashers = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="crunch-md5")
+        self.listing: dict[str, Entry] = {}
+
+    @classmethod
+    def supports(cls, storage: Storage) -> bool:
+        """Django's contract: a storage whose files open() can read implements path()."""
+        try:
+            storage.path("")
+        except NotImplementedError:
+            return False
+        return True
+
+    @property
+    def workers(self) -> int:
+        # More threads than cores only adds contention: hashing is the bottleneck.
+        return min(self.jobs, os.cpu_count() or 1)
+
+    def close(self) -> None:
+        self.hashers.shutdown(cancel_futures=True)
+
+    def list(self, prefix: str) -> list[Entry]:
+        self._resolve(prefix)
+        entries: list[Entry] = []
+        for rel, item in walk(self.base, follow=True):
+            info = item.stat()
+            entries.append(Entry(rel=rel, size=info.st_size, mtime_ns=info.st_mtime_ns))
+        return entries
+
+    def _resolve(self, prefix: str) -> None:
+        # Resolve the prefix once: storage.path() per file costs more than the copy of
+        # a small file.
+        self.prefix = prefix.strip("/")
+        self.base = str(self.storage.path(self.prefix))
+        self.folders: set[str] = set()
+        self.token = secrets.token_hex(4)
+        mode = getattr(self.storage, "file_permissions_mode", None)
+        umask = os.umask(0o022)
+        os.umask(umask)
+        # A new file gets 0o666 & ~umask: chmod only when that is not the storage's mode.
+        self.chmod = mode if mode is not None and mode != 0o666 & ~umask else None
+
+    def prepare(self, prefix: str) -> None:
+        # One walk of the stored folder instead of a stat per file to upload.
+        self.listing = {entry.rel: entry for entry in self.list(prefix)}
+
+    def _target(self, name: str) -> str:
+        if self.prefix and name.startswith(f"{self.prefix}/"):
+            return os.path.join(self.base, name[len(self.prefix) + 1 :])
+        return str(self.storage.path(name))
+
+    def stored(self, name: str, rel: str) -> Entry | None:
+        if self.prefix and name.startswith(f"{self.prefix}/"):
+            return self.listing.get(rel)
+        try:
+            info = os.stat(self._target(name))
+        except FileNotFoundError:
+            return None
+        return Entry(rel=rel, size=info.st_size, mtime_ns=info.st_mtime_ns)
+
+    def stored_md5(self, name: str, entry: Entry) -> str | None:
+        return md5_file(self._target(name))
+
+    def source(self, name: str) -> str | None:
+        return self._target(name)
+
+    def download(self, name: str, entry: Entry, partial: str, progress: Progress) -> str | None:
+        size = entry.size if entry.size is not None else SMALL_FILE
+        # Large files are hashed later, from the copy: see hashing.Checksums.
+        return copy_file(self._target(name), partial, size, progress, None, entry.mtime_ns)
+
+    def upload(self, name: str, local: str, size: int, md5: str | None, progress: Progress) -> str:
+        # Written through the path, so the stored file keeps its name instead of
+        # FileSystemStorage's renamed copy ("a_x7Kq2.txt") beside the old one.
+        target = self._target(name)
+        folder = os.path.dirname(target)
+        if folder not in self.folders:
+            os.makedirs(folder, exist_ok=True)
+            self.folders.add(folder)
+
+        def write(partial: str) -> str | None:
+            # A file hashed already is only copied.
+            copied = copy_file(local, partial, size, progress, None if md5 else self.hashers)
+            if self.chmod is not None:
+                os.chmod(partial, self.chmod)
+            return copied
+
+        copied = write_then_rename(target, self.token, write)
+        result = md5 or copied
+        assert result is not None  # copy_file hashes whenever it is given hashers
+        return result

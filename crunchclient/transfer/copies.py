@@ -1,0 +1,94 @@
+"""Copies between two files on this machine: in the kernel, with the MD5 alongside."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+from concurrent.futures import Executor
+from pathlib import Path
+
+from crunchclient.hashing import CHUNK_SIZE, Counter, md5_file
+
+SMALL_FILE = 1024 * 1024  # bytes: files below this are read in one call
+KERNEL_CHUNK = 64 * 1024 * 1024  # bytes per copy_file_range call: a cancel check between
+
+
+def copy_file(
+    source: str | Path,
+    target: Path | str,
+    size: int,
+    progress: Counter,
+    hashers: Executor | None,
+    mtime_ns: int | None = None,
+) -> str | None:
+    """Copy source to the new file target and return the MD5 of what was copied.
+
+    A small file is read once and hashed in memory. A large one is copied by the kernel
+    while another thread hashes it from the page cache: MD5 (about 600 MB/s on one
+    core) is the bottleneck, and this hides the copy behind it. Without hashers, a
+    large file is only copied and None returned: the caller hashes it later. mtime_ns,
+    if given, becomes the target's modification time.
+    """
+    if size < SMALL_FILE:
+        return _copy_small(source, target, size, progress, mtime_ns)
+    hashing = hashers.submit(md5_file, source, progress) if hashers is not None else None
+    _copy_kernel(source, target, progress, count=hashing is None)
+    if mtime_ns is not None:
+        os.utime(target, ns=(mtime_ns, mtime_ns))
+    return hashing.result() if hashing is not None else None
+
+
+def _copy_kernel(source: str | Path, target: Path | str, progress: Counter, count: bool) -> None:
+    """Copy inside the kernel (copy_file_range), stopping if cancelled; count the bytes
+    on progress if count, else leave that to whoever hashes the file."""
+    with open(source, "rb", buffering=0) as src, open(target, "xb", buffering=0) as dst:
+        infd, outfd = src.fileno(), dst.fileno()
+        try:
+            while n := os.copy_file_range(infd, outfd, KERNEL_CHUNK):
+                progress.advance(bytes=n if count else 0)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                raise
+        # Start again from the beginning with the portable path.
+        os.lseek(infd, 0, os.SEEK_SET)
+        os.lseek(outfd, 0, os.SEEK_SET)
+        os.ftruncate(outfd, 0)
+        buffer = bytearray(CHUNK_SIZE)
+        view = memoryview(buffer)
+        while n := src.readinto(buffer):
+            dst.write(view[:n])
+            progress.advance(bytes=n if count else 0)
+
+
+def _copy_small(
+    source: str | Path, target: Path | str, size: int, progress: Counter, mtime_ns: int | None
+) -> str:
+    """Copy a small file with as few system calls as possible: one read, one write.
+
+    Per-file overhead, not bytes, is what a tree of many small files costs.
+    """
+    fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        # One byte more than expected: a short read is the end of a regular file, and
+        # a file that grew since it was listed is still copied whole.
+        data = os.read(fd, size + 1)
+        if len(data) > size:
+            parts = [data]
+            while part := os.read(fd, CHUNK_SIZE):
+                parts.append(part)
+            data = b"".join(parts)
+    finally:
+        os.close(fd)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        if mtime_ns is not None:
+            os.utime(fd, ns=(mtime_ns, mtime_ns))
+    finally:
+        os.close(fd)
+    progress.advance(bytes=len(data))
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()

@@ -1,0 +1,223 @@
+"""Upload: new and modified files of a working directory into storage, resumable.
+
+A stored file with the same MD5 is left alone; links that lead out of the directory
+are not followed: a workflow's link to shared reference data must not be copied up.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from crunchclient.exceptions import TransferError
+from crunchclient.hashing import Digests, fingerprint_of, md5_file
+from crunchclient.progress import Progress
+from crunchclient.transfer.backends import StorageBackend, open_backend
+from crunchclient.transfer.backends.base import Entry
+from crunchclient.transfer.parallel import run_parallel
+from crunchclient.transfer.paths import inside, join, safe_relative, walk_files
+
+if TYPE_CHECKING:
+    from django.core.files.storage import Storage
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TransferResult:
+    """What a transfer moved: files and bytes sent, files left alone, wall time; and how
+    many of the files sent were hashed before (while the workflow ran)."""
+
+    files: int
+    bytes: int
+    skipped: int
+    seconds: float
+    hashed_before: int = 0
+
+
+def checksum_tree(
+    directory: Path, *, exclude: Callable[[str], bool] | None = None, jobs: int = 8
+) -> dict[str, str]:
+    """Return {relative posix path: md5} of the files under directory.
+
+    Links are followed only when they stay inside directory, so a workflow's link to a
+    reference genome elsewhere is neither hashed nor later uploaded.
+    """
+    root = Path(os.path.realpath(directory))
+    paths = [rel for rel in walk_files(root) if exclude is None or not exclude(rel)]
+    if not paths:
+        return {}
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        digests = list(pool.map(lambda rel: md5_file(root / rel), paths))
+    return dict(sorted(zip(paths, digests, strict=True)))
+
+
+def upload_files(
+    storage: Storage | StorageBackend,
+    prefix: str,
+    directory: Path,
+    paths: Iterable[str],
+    *,
+    jobs: int = 8,
+    quiet: bool = False,
+    checksums: Mapping[str, str] | None = None,
+) -> TransferResult:
+    """Send each path (relative to directory) to storage[prefix/path], replacing it.
+
+    A stored file with the same MD5 is left alone. checksums (relative path -> md5,
+    e.g. from checksum_tree) saves hashing again. storage is a Django storage, or a
+    StorageBackend its owner keeps open.
+    """
+    root = Path(os.path.realpath(directory))
+    rels: list[str] = []
+    refused = 0
+    for path in paths:
+        rel = safe_relative(str(path).replace(os.sep, "/"))
+        if not inside(root / rel, root):
+            logger.warning("Not uploading %r: it links outside %s", rel, root)
+            refused += 1
+            continue
+        rels.append(rel)
+    _checksums, result = _send(
+        storage, prefix, root, rels, jobs=jobs, quiet=quiet, hints=checksums or {}, known={}
+    )
+    return TransferResult(
+        files=result.files,
+        bytes=result.bytes,
+        skipped=result.skipped + refused,
+        seconds=result.seconds,
+    )
+
+
+def upload_tree(
+    storage: Storage | StorageBackend,
+    prefix: str,
+    directory: Path,
+    *,
+    known: Mapping[str, str] | None = None,
+    hashed: Digests | None = None,
+    exclude: Callable[[str], bool] | None = None,
+    jobs: int = 8,
+    quiet: bool = False,
+) -> tuple[dict[str, str], TransferResult]:
+    """Checksum every file under directory and send the new and modified ones.
+
+    Return ({relative path: md5} of all files, what moved). One pass instead of
+    checksum_tree() then upload_files(): a file still as download_tree() left it (in
+    known, same size and modification time as the stored file) is not read at all; a
+    file in hashed (see outputs.OutputHashes) with the same fingerprint is copied
+    without being hashed; any other file is hashed while it is copied.
+    """
+    root = Path(os.path.realpath(directory))
+    rels = [rel for rel in walk_files(root) if exclude is None or not exclude(rel)]
+    return _send(
+        storage, prefix, root, rels, jobs=jobs, quiet=quiet, hints={}, known=known or {},
+        hashed=hashed,
+    )  # fmt: skip
+
+
+class _Sent:
+    """The tally of an upload, kept by many threads."""
+
+    def __init__(self, skipped: int) -> None:
+        self.lock = threading.Lock()
+        self.checksums: dict[str, str] = {}
+        self.files = self.bytes = self.early = 0
+        self.skipped = skipped
+
+    def add(self, rel: str, md5: str, size: int, *, sent: bool, early: bool) -> None:
+        with self.lock:
+            self.checksums[rel] = md5
+            if sent:
+                self.files += 1
+                self.bytes += size
+                self.early += early
+            else:
+                self.skipped += 1
+
+
+def _send(
+    storage: Storage | StorageBackend,
+    prefix: str,
+    root: Path,
+    rels: list[str],
+    *,
+    jobs: int,
+    quiet: bool,
+    hints: Mapping[str, str],
+    known: Mapping[str, str],
+    hashed: Digests | None = None,
+) -> tuple[dict[str, str], TransferResult]:
+    """Upload rels (already checked to stay inside root); return their MD5s and a result."""
+    started = time.monotonic()
+    items: list[tuple[Entry, int]] = []
+    skipped = 0
+    base = str(root)
+    hints = dict(hints)
+    early: set[str] = set()  # hashed while the workflow ran, and unchanged since
+    for rel in rels:
+        try:
+            info = os.stat(os.path.join(base, rel))
+        except FileNotFoundError as exc:
+            raise TransferError(f"Cannot upload {rel!r}: no such file in {str(root)!r}.") from exc
+        if not stat.S_ISREG(info.st_mode):
+            skipped += 1
+            continue
+        items.append((Entry(rel=rel, size=info.st_size, mtime_ns=info.st_mtime_ns), info.st_size))
+        if hashed and (earlier := hashed.get(rel)) is not None:
+            if earlier[0] == fingerprint_of(info):
+                hints[rel] = earlier[1]
+                early.add(rel)
+    # Large files first, so the last minutes are not one big file on one thread.
+    items.sort(key=lambda item: -item[1])
+
+    sent = _Sent(skipped)
+    with open_backend(storage, jobs) as backend:
+        if items:
+            backend.prepare(prefix)
+        total = sum(size for _e, size in items)
+        with Progress("upload", total_bytes=total, total_files=len(items), quiet=quiet) as progress:
+
+            def send(batch: list[Entry]) -> None:
+                for entry in batch:
+                    size = entry.size or 0
+                    local = os.path.join(base, entry.rel)
+                    name = join(prefix, entry.rel)
+                    stored = backend.stored(name, entry.rel)
+                    md5 = hints.get(entry.rel)
+                    same = False
+                    if stored is not None and stored.size == size:
+                        recorded = known.get(entry.rel)
+                        if recorded is not None and stored.mtime_ns == entry.mtime_ns:
+                            # Untouched since download_tree() gave it the stored mtime.
+                            md5, same = recorded, True
+                        else:
+                            md5 = md5 or md5_file(local)
+                            same = backend.matches(name, stored, local, md5)
+                    if same:
+                        assert md5 is not None
+                        progress.advance(bytes=size, files=1)
+                    else:
+                        md5 = backend.upload(name, local, size, md5, progress)
+                        progress.advance(files=1)
+                    sent.add(entry.rel, md5, size, sent=not same, early=entry.rel in early)
+
+            run_parallel(send, items, backend.workers, progress, local=backend.is_local)
+
+    result = TransferResult(
+        files=sent.files, bytes=sent.bytes, skipped=sent.skipped,
+        seconds=time.monotonic() - started, hashed_before=sent.early,
+    )  # fmt: skip
+    logger.info(
+        "Uploaded %d files (%d bytes, %d hashed before), kept %d, in %.2fs",
+        result.files, result.bytes, result.hashed_before, result.skipped, result.seconds,
+    )  # fmt: skip
+    return dict(sorted(sent.checksums.items())), result
