@@ -138,7 +138,7 @@ def chaos(args: argparse.Namespace) -> dict[str, float]:
         api.headers["Authorization"] = f"Token {token}"
         api.post(
             f"{server.url}/api/projects/",
-            json={"name": "Chaos", "workflow": WORKFLOW, "max_attempts": 20},
+            json={"name": "Chaos", "workflow": WORKFLOW, "max_attempts": 20, "retry_delay": 0},
             timeout=30,
         ).raise_for_status()
         for i in range(args.datasets):

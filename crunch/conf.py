@@ -17,6 +17,9 @@ class CrunchSettings:
     LEASE_SECONDS: int = 300  # seconds a claim lives without a heartbeat
     """A claim not renewed within this time returns its dataset to pending."""
 
+    DEFAULT_RETRY_DELAY: int = 60  # seconds
+    """A new project's wait before a failed dataset is handed out again (doubling per attempt)."""
+
     STATS_RECENT_SECONDS: int = 3600  # seconds of history used for throughput
 
     def __getattribute__(self, name: str) -> Any:

@@ -63,6 +63,10 @@ def default_max_attempts() -> int:
     return crunch_settings.DEFAULT_MAX_ATTEMPTS
 
 
+def default_retry_delay() -> int:
+    return crunch_settings.DEFAULT_RETRY_DELAY
+
+
 class Project(Node):
     workflow = models.TextField(
         blank=True, default="", help_text="The bash script or Snakefile run for each dataset."
@@ -75,6 +79,13 @@ class Project(Node):
         help_text="Attempts a dataset gets before a failure leaves it failed.",
     )
     is_public = models.BooleanField(default=False, help_text="Anonymous visitors may see it.")
+    retry_delay = models.PositiveIntegerField(
+        default=default_retry_delay,
+        help_text="Seconds before a failed dataset is handed out again; doubles per attempt.",
+    )
+    allow_empty = models.BooleanField(
+        default=False, help_text="Datasets may start with no files in storage."
+    )
 
     class Meta:
         ordering = ["name"]
@@ -176,6 +187,12 @@ class DatasetQuerySet(models.QuerySet["Dataset"]):
     def pending(self) -> DatasetQuerySet:
         return self.filter(state=DatasetState.PENDING)
 
+    def ready(self, now: datetime.datetime | None = None) -> DatasetQuerySet:
+        """Pending datasets whose retry delay, if any, has passed: what may be claimed."""
+        return self.pending().filter(
+            Q(not_before__isnull=True) | Q(not_before__lte=now or timezone.now())
+        )
+
     def running(self) -> DatasetQuerySet:
         return self.filter(state=DatasetState.RUNNING)
 
@@ -213,6 +230,9 @@ class Dataset(Node):
     attempts = models.PositiveIntegerField(default=0)
     note = models.TextField(blank=True, default="", help_text="The last failure's note.")
     finished = models.DateTimeField(null=True, blank=True)
+    not_before = models.DateTimeField(
+        null=True, blank=True, help_text="A failed run is not retried before this time."
+    )
 
     claim_id = models.UUIDField(null=True, blank=True, unique=True)
     claim_holder = models.CharField(max_length=255, blank=True, default="")
@@ -388,6 +408,8 @@ class Status(models.Model):
     hostname = models.CharField(max_length=255, blank=True, default="")
     ip_address = models.CharField(max_length=64, blank=True, default="")
     mac_address = models.CharField(max_length=64, blank=True, default="")
+    slurm_job_id = models.CharField(max_length=64, blank=True, default="")
+    slurm_array_task_id = models.CharField(max_length=64, blank=True, default="")
     memory_total = models.BigIntegerField(null=True, blank=True)
     memory_free = models.BigIntegerField(null=True, blank=True)
     disk_total = models.BigIntegerField(null=True, blank=True)

@@ -28,6 +28,12 @@ def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
                 item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True)
+def no_retry_delay(settings: Any) -> None:
+    """New projects retry a failed dataset at once unless a test sets ``retry_delay``."""
+    settings.CRUNCH_DEFAULT_RETRY_DELAY = 0
+
+
 @pytest.fixture
 def client_user(db: None) -> tuple[Any, str]:
     return make_client_user("worker")

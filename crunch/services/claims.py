@@ -64,6 +64,7 @@ def claim_values(
         "heartbeat": now,
         "lease_expires": lease_until(now, lease_seconds),
         "attempts": F("attempts") + 1,
+        "not_before": None,
     }
 
 
@@ -93,7 +94,7 @@ def claim_next(
     if key and (earlier := _claim_with_key(key, user)):
         return earlier
     reclaim_expired()
-    queue = Dataset.objects.pending().claim_order()
+    queue = Dataset.objects.ready().claim_order()
     if project is not None:
         queue = queue.filter(project=project)
     if projects is not None:

@@ -6,7 +6,7 @@ from crunch.choices import DatasetState
 from crunch.exceptions import InvalidTransition
 from crunch.models import Dataset, DatasetQuerySet, Project
 
-RETRY_VALUES = {"state": DatasetState.PENDING, "attempts": 0, "finished": None}
+RETRY_VALUES = {"state": DatasetState.PENDING, "attempts": 0, "finished": None, "not_before": None}
 
 
 def retry(dataset: Dataset) -> Dataset:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import uuid
 from typing import Any
 
@@ -15,7 +16,7 @@ from crunch.services.claims import CLEARED_CLAIM, claim_values, lease_until
 
 DIAGNOSTIC_FIELDS = (
     "agent_user", "version", "revision", "system", "system_release", "system_version",
-    "machine", "hostname", "ip_address", "mac_address",
+    "machine", "hostname", "ip_address", "mac_address", "slurm_job_id", "slurm_array_task_id",
     "memory_total", "memory_free", "disk_total", "disk_free",
 )  # fmt: skip
 
@@ -105,6 +106,15 @@ def _legacy_claim(
     return dataset.claim_id
 
 
+def retry_time(dataset: Dataset, now: datetime.datetime) -> datetime.datetime | None:
+    """When a failed dataset may run again: the project's delay, doubled per attempt.
+
+    A failing dataset handed straight back would spend its attempts in seconds.
+    """
+    delay = dataset.project.retry_delay * 2 ** max(dataset.attempts - 1, 0)
+    return now + datetime.timedelta(seconds=delay) if delay else None
+
+
 def _advance(dataset: Dataset, *, stage: Stage, state: State, note: str) -> None:
     """Move the dataset after a status: Upload Success completes it, any Fail ends the run."""
     now = timezone.now()
@@ -113,6 +123,7 @@ def _advance(dataset: Dataset, *, stage: Stage, state: State, note: str) -> None
     if state == State.FAIL:
         retry = dataset.attempts < dataset.project.max_attempts
         dataset.state = DatasetState.PENDING if retry else DatasetState.FAILED
+        dataset.not_before = retry_time(dataset, now) if retry else None
         dataset.note = note or f"{stage.label} failed."
         dataset.finished = now
         for field, value in CLEARED_CLAIM.items():

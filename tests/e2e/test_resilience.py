@@ -298,7 +298,7 @@ def test_frozen_client_resumed_after_its_dataset_was_reclaimed_uploads_nothing(
 
 @pytest.mark.django_db(transaction=True)
 def test_fails_once_then_completes_on_its_second_attempt(crunch: Crunch, tmp_path: Path) -> None:
-    crunch.project("Flaky", FAILS_ONCE, max_attempts=2)
+    crunch.project("Flaky", FAILS_ONCE, max_attempts=2, retry_delay=0)
     dataset = crunch.dataset("flaky", "one", {"in.txt": "x"})
     counter = tmp_path / "counter"
     result = crunch.run("loop", "--quiet", env={**crunch.env, "COUNTER": str(counter)})

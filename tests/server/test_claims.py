@@ -159,3 +159,21 @@ def test_statuses_and_renewals_keep_the_claims_own_lease_length():
     assert dataset.lease_expires - dataset.heartbeat <= datetime.timedelta(seconds=8)
     expires = claims.renew_lease(claim.id)
     assert expires - timezone.now() <= datetime.timedelta(seconds=8)
+
+
+@pytest.mark.django_db
+def test_a_failed_dataset_waits_its_retry_delay_doubling_per_attempt():
+    project = make_project(name="Slow", retry_delay=2, max_attempts=3)
+    dataset = make_dataset(project, name="d")
+    failed_at = []
+    for attempt in (1, 2):
+        claim = claims.claim_next(holder="h", project=project)
+        assert claim is not None and claim.dataset.pk == dataset.pk
+        statuses.record_status(dataset=dataset, stage=1, state=3, claim_id=claim.id)
+        dataset.refresh_from_db()
+        failed_at.append(timezone.now())
+        assert dataset.state == "pending"
+        assert claims.claim_next(holder="h", project=project) is None  # not before its time
+        delay = (dataset.not_before - failed_at[-1]).total_seconds()
+        assert 2 * 2 ** (attempt - 1) - 1 < delay <= 2 * 2 ** (attempt - 1)
+        Dataset.objects.filter(pk=dataset.pk).update(not_before=timezone.now())
