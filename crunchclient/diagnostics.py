@@ -8,6 +8,7 @@ import platform
 import shutil
 import socket
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ def collect(directory: Path | None = None) -> dict[str, Any]:
         "ip_address": ip_address(),
         "mac_address": mac_address(),
         **memory(),
+        **slurm_job(),
     }
     try:
         usage = shutil.disk_usage(directory or Path.cwd())
@@ -36,6 +38,18 @@ def collect(directory: Path | None = None) -> dict[str, Any]:
     except OSError:
         pass
     return facts
+
+
+def slurm_job(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The Slurm job and array task this client runs in, so the server shows who ran what.
+
+    For an array task the job is the array's id (what ``crunch submit`` printed).
+    """
+    env = os.environ if environ is None else environ
+    job = env.get("SLURM_ARRAY_JOB_ID") or env.get("SLURM_JOB_ID", "")
+    if not job:
+        return {}
+    return {"slurm_job_id": job, "slurm_array_task_id": env.get("SLURM_ARRAY_TASK_ID", "")}
 
 
 def agent_user() -> str:

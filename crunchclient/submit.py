@@ -283,15 +283,21 @@ def submit(
     connection = Connection(request.url, request.token)
     connection.project(request.project)  # a wrong slug or token fails before sbatch
     write(prepared, request)
-    if keep is None:
-        job_id = launcher.submit(prepared.script_path, tasks=request.jobs)
-        report(submitted_message(launcher, job_id, request.jobs, request))
-        return job_id
     keeper = Keeper(
-        launcher=launcher, connection=connection, prepared=prepared, request=request, keep=keep,
-        poll_seconds=poll_seconds, report=report,
+        launcher=launcher, connection=connection, prepared=prepared, request=request,
+        keep=keep or 0, poll_seconds=poll_seconds, report=report,
     )  # fmt: skip
-    report(keeper.run())
+    try:
+        if keep is None:
+            job_id = launcher.submit(prepared.script_path, tasks=request.jobs)
+            keeper.job_ids.append(job_id)
+            report(submitted_message(launcher, job_id, request.jobs, request))
+        else:
+            report(keeper.run())
+    finally:
+        if not keeper.job_ids:  # nothing submitted: no job will read them
+            prepared.env_path.unlink(missing_ok=True)
+            prepared.script_path.unlink(missing_ok=True)
     return keeper.job_ids[0] if keeper.job_ids else None
 
 
