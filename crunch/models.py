@@ -22,6 +22,7 @@ from django.utils.text import slugify
 
 from crunch.choices import AttributeKind, DatasetState, Role, Stage, State, WorkflowKind
 from crunch.conf import crunch_settings
+from crunch.markup import details_length
 
 
 def unique_slug(model: type[models.Model], base: str, *, prefix: str = "") -> str:
@@ -48,7 +49,9 @@ class Node(models.Model):
     name = models.CharField(max_length=1023)
     slug = models.SlugField(max_length=1023, unique=True, allow_unicode=False)
     description = models.CharField(max_length=1023, blank=True, default="")
-    details = models.TextField(blank=True, default="", help_text="Markdown.")
+    details = models.TextField(
+        blank=True, default="", help_text="Markdown.", validators=[details_length]
+    )
     created = models.DateTimeField(default=timezone.now, editable=False)
     updated = models.DateTimeField(auto_now=True)
 
