@@ -5,13 +5,43 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import Model
+from django.utils.text import slugify
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from crunch.choices import AttributeKind, Stage, State
-from crunch.models import Attribute, Dataset, Item, Project, Status
+from crunch.models import (
+    Attribute,
+    Dataset,
+    Item,
+    Project,
+    Status,
+    default_base_file_path,
+    unique_slug,
+)
+from crunch.services import paths
 from crunch.services.statuses import DIAGNOSTIC_FIELDS
+
+INT32 = (-(2**31), 2**31 - 1)
+INT64 = (-(2**63), 2**63 - 1)
+"""Column ranges: the same limits on SQLite (which stores any 64-bit value) and PostgreSQL."""
+SLUG_MAX = Project._meta.get_field("slug").max_length or 1023
+SLUG_SUFFIX_ROOM = 12
+"""Characters kept free for the ``-2``, ``-3``... that ``unique_slug`` appends."""
+
+
+def check_slug_length(name: str, prefix: str = "") -> None:
+    """Refuse a name whose slug (with its owner's prefix) would not fit the slug column."""
+    length = len(prefix) + len(slugify(name))
+    if length + SLUG_SUFFIX_ROOM > SLUG_MAX:
+        raise serializers.ValidationError(
+            {
+                "name": f"The name gives a slug of {length} characters "
+                f"(with {prefix!r} before it); the limit is {SLUG_MAX - SLUG_SUFFIX_ROOM}: "
+                "give a shorter name."
+            }
+        )
 
 
 class ProjectSerializer(serializers.ModelSerializer[Project]):
@@ -19,9 +49,15 @@ class ProjectSerializer(serializers.ModelSerializer[Project]):
         model = Project
         fields = [
             "id", "slug", "name", "description", "details", "workflow", "workflow_kind",
-            "max_attempts", "is_public", "created", "updated",
+            "max_attempts", "retry_delay", "allow_empty", "is_public", "created", "updated",
         ]  # fmt: skip
         read_only_fields = ["slug", "created", "updated"]
+        extra_kwargs = {"max_attempts": {"max_value": INT32[1]}}
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if self.instance is None:
+            check_slug_length(attrs.get("name", ""))
+        return attrs
 
 
 class DatasetSerializer(serializers.ModelSerializer[Dataset]):
@@ -44,6 +80,33 @@ class DatasetSerializer(serializers.ModelSerializer[Dataset]):
             "slug", "state", "stage", "attempts", "note", "claim_holder", "lease_expires",
             "created", "updated", "finished",
         ]  # fmt: skip
+        extra_kwargs = {"priority": {"min_value": INT32[0], "max_value": INT32[1]}}
+
+    def validate_base_file_path(self, value: str) -> str:
+        """Blank means the default folder; anything else must be a safe relative folder."""
+        if value == "":
+            return value
+        try:
+            return paths.clean_base_file_path(value)
+        except paths.UnsafePath as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        project = attrs.get("project") or getattr(self.instance, "project", None)
+        path = attrs.get("base_file_path")
+        if self.instance is None and project is not None:
+            check_slug_length(attrs.get("name", ""), prefix=f"{project.slug}:")
+            if not path:
+                # The folder save() will choose, checked now so the create cannot collide.
+                slug = unique_slug(Dataset, attrs.get("name", ""), prefix=f"{project.slug}:")
+                path = default_base_file_path(slug)
+        if path:
+            other = paths.overlapping_dataset(path, exclude_pk=getattr(self.instance, "pk", None))
+            if other is not None:
+                raise serializers.ValidationError(
+                    {"base_file_path": paths.overlap_message(path, other)}
+                )
+        return attrs
 
 
 class ItemSerializer(serializers.ModelSerializer[Item]):
@@ -68,6 +131,12 @@ class ItemSerializer(serializers.ModelSerializer[Item]):
         ]
         read_only_fields = ["slug"]
 
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if self.instance is None and "parent" in attrs:
+            owner = attrs["parent"]["parent"] or attrs["parent"]["dataset"]
+            check_slug_length(attrs.get("name", ""), prefix=f"{owner.slug}:")
+        return attrs
+
     def validate_parent(self, value: str) -> dict[str, Any]:
         if dataset := Dataset.objects.filter(slug=value).first():
             return {"dataset": dataset, "parent": None}
@@ -82,6 +151,8 @@ class ItemSerializer(serializers.ModelSerializer[Item]):
 
 def owner_by_slug(slug: str) -> Model | None:
     """The project, dataset or item with this slug (projects have no ':' in theirs)."""
+    if "\x00" in slug:  # PostgreSQL refuses NUL in text: no row can hold one
+        return None
     for model in (Project, Dataset, Item):
         if found := model._default_manager.filter(slug=slug).first():
             return found
@@ -117,7 +188,10 @@ class AttributeSerializer(serializers.Serializer[Attribute]):
             self.fields["longitude"] = serializers.FloatField(min_value=-180, max_value=180)
         else:
             field_class = VALUE_FIELDS[kind][1]
-            extra: dict[str, Any] = {"min_value": 0} if kind == AttributeKind.FILESIZE else {}
+            extra: dict[str, Any] = {}
+            if kind in (AttributeKind.INTEGER, AttributeKind.FILESIZE):
+                low = 0 if kind == AttributeKind.FILESIZE else INT64[0]
+                extra = {"min_value": low, "max_value": INT64[1]}
             self.fields["value"] = field_class(**extra)
 
     def validate_item(self, value: str) -> Model:
@@ -176,7 +250,11 @@ class ChoiceByNumberOrName(serializers.Field[int, Any, int, Any]):
 class DatasetByIdOrSlug(serializers.Field[Dataset, Any, int, Any]):
     def to_internal_value(self, data: Any) -> Dataset:
         text = str(data)
-        lookup = {"pk": int(text)} if text.isdigit() else {"slug": text}
+        if "\x00" in text:
+            raise serializers.ValidationError("A dataset's id or slug holds no NUL character.")
+        # ASCII digits only: '١' and '²' pass str.isdigit() but are no id.
+        is_id = text.isascii() and text.isdigit() and int(text) <= INT64[1]
+        lookup = {"pk": int(text)} if is_id else {"slug": text}
         dataset = Dataset.objects.select_related("project").filter(**lookup).first()
         if dataset is None:
             raise serializers.ValidationError(f"No dataset has the id or slug {text!r}.")
@@ -190,10 +268,18 @@ class StatusSerializer(serializers.ModelSerializer[Status]):
     dataset = DatasetByIdOrSlug(help_text="The dataset's id (as django-crunch 0.1 sends) or slug.")
     stage = ChoiceByNumberOrName(Stage)
     state = ChoiceByNumberOrName(State)
-    claim = serializers.UUIDField(source="claim_id", required=False, allow_null=True)
+    claim = serializers.UUIDField(
+        source="claim_id", required=False, allow_null=True, write_only=True,
+        help_text="The claim this status reports on; never shown (only its holder knows it).",
+    )  # fmt: skip
     key = serializers.CharField(
         max_length=64, required=False, allow_blank=True, allow_null=True,
         help_text="Any unique string; a post retried with the same key is recorded once.",
+    )  # fmt: skip
+    workflow_sha256 = serializers.RegexField(
+        r"^[0-9a-f]{64}\Z", required=False, allow_blank=True,
+        error_messages={"invalid": "Give the SHA-256 as 64 lowercase hexadecimal digits."},
+        help_text="SHA-256 of the workflow the client ran (sent with Workflow Start).",
     )  # fmt: skip
     dataset_slug = serializers.CharField(source="dataset.slug", read_only=True)
     dataset_state = serializers.CharField(
@@ -207,7 +293,8 @@ class StatusSerializer(serializers.ModelSerializer[Status]):
         model = Status
         fields = [
             "id", "dataset", "dataset_slug", "dataset_state", "stage", "stage_name", "state",
-            "state_name", "note", "claim", "key", "created", *DIAGNOSTIC_FIELDS,
+            "state_name", "note", "claim", "key", "workflow_sha256", "created",
+            *DIAGNOSTIC_FIELDS,
         ]  # fmt: skip
         read_only_fields = ["created"]
         extra_kwargs = {name: {"required": False} for name in DIAGNOSTIC_FIELDS}
@@ -254,3 +341,10 @@ class PeekSerializer(serializers.Serializer[Any]):
 
 class ReleaseSerializer(serializers.Serializer[Any]):
     note = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class ExplanationSerializer(serializers.Serializer[Any]):
+    dataset = serializers.CharField()
+    state = serializers.CharField()
+    reason = serializers.CharField()
+    command = serializers.CharField()

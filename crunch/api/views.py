@@ -12,7 +12,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.authentication import BaseAuthentication, SessionAuthentication
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -28,10 +28,13 @@ from crunch.access import (
 )  # fmt: skip
 from crunch.api import serializers as s
 from crunch.api.authentication import TokenAuthentication
+from crunch.api.bulk import BulkDatasetsSerializer, RegistrationSerializer
 from crunch.api.permissions import ProjectAccess, require
 from crunch.choices import AttributeKind, DatasetState, Role
 from crunch.models import Attribute, Dataset, Item, Project, Status
 from crunch.services import claims, retries, statuses, workflows
+from crunch.services.explain import explain
+from crunch.services.registration import InvalidRegistration, register_datasets
 from crunch.services.stats import project_stats
 
 
@@ -85,7 +88,7 @@ def peek(queryset: QuerySet[Dataset]) -> Response:
 class ProjectViewSet(CrunchAPI, viewsets.ModelViewSet[Project]):
     serializer_class = s.ProjectSerializer
     lookup_field = "slug"
-    action_needs = {"next": Action.PROCESS, "retry": Action.RETRY}
+    action_needs = {"next": Action.PROCESS, "retry": Action.RETRY, "register": Action.EDIT}
 
     def get_queryset(self) -> QuerySet[Project]:
         return projects_where(self.request.user, Action.VIEW)
@@ -111,6 +114,21 @@ class ProjectViewSet(CrunchAPI, viewsets.ModelViewSet[Project]):
         if request.method == "GET":
             return peek(self.visible_project().datasets.all())
         return claim_from_request(request, project=self.get_object())
+
+    @extend_schema(
+        request=BulkDatasetsSerializer(), responses={200: RegistrationSerializer}
+    )
+    @action(detail=True, methods=["post"], url_path="datasets")
+    def register(self, request: Request, slug: str) -> Response:
+        """Register a list of datasets in one transaction; those that exist are left as they are."""
+        project = self.get_object()
+        entries = BulkDatasetsSerializer(data=request.data)
+        entries.is_valid(raise_exception=True)
+        try:
+            registration = register_datasets(project, entries.validated_data)
+        except InvalidRegistration as exc:
+            raise ValidationError({"datasets": [str(exc)]}) from None
+        return Response({"created": registration.created, "existing": registration.existing})
 
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, slug: str) -> Response:
@@ -171,6 +189,12 @@ class DatasetViewSet(CrunchAPI, viewsets.ModelViewSet[Dataset]):
             key=params.validated_data.get("key") or None,
         )
         return claim_response(claim)
+
+    @extend_schema(responses={200: s.ExplanationSerializer})
+    @action(detail=True, methods=["get"])
+    def why(self, request: Request, slug: str) -> Response:
+        """What holds this dataset where it is, and the command that would move it."""
+        return Response(s.ExplanationSerializer(explain(self.get_object())).data)
 
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, slug: str) -> Response:
