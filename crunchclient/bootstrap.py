@@ -7,7 +7,10 @@ with the storage settings file: the same values as the server's Django settings.
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -24,6 +27,22 @@ PARSERS = {".toml": "TOML", ".json": "JSON"}
 
 configured_from: Path | None = None
 """The settings file the standalone client configured Django from, if any."""
+
+SECRET_NAME = re.compile(r"key|secret|passw|token|credential|connection_string", re.IGNORECASE)
+"""Settings whose values are secrets: kept out of the workflow, its log and messages."""
+
+STORAGE_KEYS = ("BACKEND", "OPTIONS")
+
+FILE_SYSTEM_TYPES: dict[str, type] = {
+    "location": str, "base_url": str, "file_permissions_mode": int,
+    "directory_permissions_mode": int, "allow_overwrite": bool,
+}  # fmt: skip
+"""FileSystemStorage's OPTIONS and their types (its defaults are None: nothing to infer)."""
+
+KINDS = {
+    bool: "boolean", int: "integer", float: "number", str: "string", list: "list",
+    tuple: "list", dict: "table", type(None): "null",
+}  # fmt: skip
 
 
 def read_settings_file(path: Path) -> dict[str, Any]:
@@ -62,7 +81,55 @@ def read_settings_file(path: Path) -> dict[str, Any]:
                 f"Storage settings file {str(path)!r} has the key {key!r}; Django settings "
                 f"are upper case: rename it {key.upper()!r}."
             )
+    check_storages(values, path)
     return values
+
+
+def kind(value: object) -> str:
+    """The name of a value's type as TOML and JSON call it."""
+    return KINDS.get(type(value), type(value).__name__)
+
+
+def check_storages(values: dict[str, Any], path: Path) -> None:
+    """Refuse a STORAGES table that Django would trip over with a traceback."""
+    where = f"Storage settings file {str(path)!r}"
+    storages = values.get("STORAGES")
+    if storages is None:
+        return
+    if not isinstance(storages, dict):
+        raise ConfigurationError(
+            f"{where}: STORAGES must be a table of storages (e.g. [STORAGES.default]), "
+            f"not a {kind(storages)}."
+        )
+    for alias, params in storages.items():
+        name = f"STORAGES[{alias!r}]"
+        if not isinstance(params, dict):
+            raise ConfigurationError(
+                f"{where}: {name} must be a table with BACKEND and OPTIONS, not a {kind(params)}."
+            )
+        if "BACKEND" not in params:
+            raise ConfigurationError(
+                f"{where}: {name} has no BACKEND: add the storage's class, e.g. "
+                'BACKEND = "django.core.files.storage.FileSystemStorage".'
+            )
+        backend = params["BACKEND"]
+        if not isinstance(backend, str) or not backend.strip():
+            raise ConfigurationError(
+                f"{where}: {name} BACKEND must be the dotted path of a storage class as a "
+                f"string, not {backend!r}."
+            )
+        for key in params:
+            if key not in STORAGE_KEYS:
+                raise ConfigurationError(
+                    f"{where}: {name} has the unknown key {key!r}: a storage has only BACKEND "
+                    "and OPTIONS; the backend's settings go in OPTIONS."
+                )
+        options = params.get("OPTIONS", {})
+        if not isinstance(options, dict):
+            raise ConfigurationError(
+                f"{where}: {name} OPTIONS must be a table of the backend's settings, "
+                f"not a {kind(options)}."
+            )
 
 
 def toml_line(exc: Exception) -> int | None:
@@ -141,31 +208,158 @@ def is_standalone() -> bool:
 
 
 def get_storage() -> Any:
-    """The default storage in both modes; a backend that cannot be imported is a clear error."""
+    """The default storage in both modes; a backend that cannot be imported, refuses its
+    OPTIONS or has no folder is a clear error."""
     import django
+    from django.conf import settings
     from django.core.exceptions import ImproperlyConfigured
     from django.core.files.storage import storages
     from django.core.files.storage.handler import InvalidStorageError
+    from django.utils.module_loading import import_string
 
+    params: dict[str, Any] = settings.STORAGES.get("default") or {}
+    if not params:
+        raise ConfigurationError("STORAGES has no 'default' storage: add one with its BACKEND.")
+    try:
+        backend = import_string(backend_path())
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"Storage backend {backend_path()!r} cannot be imported ({exc}): install its "
+            "package, e.g. pip install 'django-crunch[s3]' for S3."
+        ) from exc
+    if is_standalone():
+        check_options(backend, dict(params.get("OPTIONS") or {}))
     try:
         if is_standalone() and django.VERSION < (5, 1):
             # Django 4.2's settings.configure(STORAGES=...) also sets DEFAULT_FILE_STORAGE,
             # and its storage handler then drops the default's OPTIONS: build it ourselves.
-            from django.conf import settings
-
-            return storages.create_storage(settings.STORAGES["default"])
-        return storages["default"]
-    except (ImportError, ImproperlyConfigured) as exc:
-        if isinstance(exc, InvalidStorageError) and not backend_path():
-            raise ConfigurationError(
-                "STORAGES has no 'default' storage: add one with its BACKEND."
-            ) from exc
-        # Django wraps the ImportError of a missing package; its message is the useful one.
-        reason = exc.__cause__ if isinstance(exc.__cause__, ImportError) else exc
+            storage = storages.create_storage(params)
+        else:
+            storage = storages["default"]
+    except InvalidStorageError as exc:  # pragma: no cover - imported above
+        raise ConfigurationError(f"Storage backend {backend_path()!r}: {exc}") from exc
+    except (ImproperlyConfigured, TypeError, ValueError) as exc:
+        reason = redact(str(exc), secret_values())
         raise ConfigurationError(
-            f"Storage backend {backend_path()!r} cannot be imported ({reason}): install its "
-            "package, e.g. pip install 'django-crunch[s3]' for S3."
+            f"Storage backend {backend_path()!r} refused its OPTIONS ({reason}): fix {where_set()}."
         ) from exc
+    check_location(storage)
+    return storage
+
+
+def where_set() -> str:
+    """Where the storage settings come from, for messages."""
+    if configured_from is not None:
+        return f"the storage settings file {str(configured_from)!r}"
+    return "the STORAGES setting"
+
+
+def option_types(backend: type) -> dict[str, type | None] | None:
+    """The OPTIONS a backend takes, each with its type if known; None if it takes any."""
+    from django.core.files.storage import FileSystemStorage
+
+    if issubclass(backend, FileSystemStorage):
+        return dict(FILE_SYSTEM_TYPES)
+    if callable(getattr(backend, "get_default_settings", None)):  # django-storages
+        try:
+            defaults = backend.__new__(backend).get_default_settings()  # type: ignore[attr-defined]
+        except Exception:  # noqa: BLE001 - a backend we cannot inspect is not checked
+            return None
+        return {
+            name: type(value) if value is not None else (str if SECRET_NAME.search(name) else None)
+            for name, value in defaults.items()
+        }
+    try:
+        parameters = inspect.signature(backend.__init__).parameters
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return None
+    return {
+        name: type(p.default) if p.default not in (None, inspect.Parameter.empty) else None
+        for name, p in list(parameters.items())[1:]
+    }
+
+
+def fits(value: object, expected: type) -> bool:
+    if expected in (tuple, list):
+        return isinstance(value, (list, tuple))
+    if expected is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, expected)
+
+
+def check_options(backend: type, options: dict[str, Any]) -> None:
+    """Refuse OPTIONS the backend does not know, or of the wrong type, in one line."""
+    types = option_types(backend)
+    if types is None:
+        return
+    if configured_from is not None:
+        where = f"Storage settings file {str(configured_from)!r}: STORAGES['default'] OPTIONS"
+    else:
+        where = "STORAGES['default'] OPTIONS"
+    for key, value in options.items():
+        if key not in types:
+            close = difflib.get_close_matches(key, list(types), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigurationError(
+                f"{where} has the unknown key {key!r} for {backend.__name__}{hint}: "
+                "remove it or fix its name."
+            )
+        expected = types[key]
+        if expected is not None and not fits(value, expected):
+            shown = "" if SECRET_NAME.search(key) else f" {value!r}"
+            raise ConfigurationError(
+                f"{where} {key!r} must be a {KINDS.get(expected, expected.__name__)}, "
+                f"not the {kind(value)}{shown}: fix its value."
+            )
+
+
+def check_location(storage: Any) -> None:
+    """A local storage must have its folder: a missing one is a disk not mounted, found
+    before anything is claimed rather than as an empty dataset."""
+    from django.core.files.storage import FileSystemStorage
+
+    if isinstance(storage, FileSystemStorage) and not os.path.isdir(storage.location):
+        raise ConfigurationError(
+            f"The local storage's location {str(storage.location)!r} is not a folder: "
+            f"mount or create it, or fix OPTIONS location in {where_set()}."
+        )
+
+
+def secret_values() -> set[str]:
+    """The values of the settings that look secret: storage keys, passwords, tokens."""
+    from django.conf import settings
+
+    found: set[str] = set()
+
+    def collect(mapping: Any) -> None:
+        if not isinstance(mapping, dict):
+            return
+        for key, value in mapping.items():
+            if isinstance(value, str) and value.strip() and SECRET_NAME.search(str(key)):
+                found.add(value)
+
+    for params in (getattr(settings, "STORAGES", None) or {}).values():
+        if isinstance(params, dict):
+            collect(params.get("OPTIONS"))
+    for database in (getattr(settings, "DATABASES", None) or {}).values():
+        collect(database)
+    names = [name for name in dir(settings) if name.isupper()]
+    if is_standalone():
+        names.remove("SECRET_KEY")  # ours, not a secret: see settings_from_values()
+    collect({name: getattr(settings, name, None) for name in names})
+    return found
+
+
+def redact(text: str, secrets: set[str] | frozenset[str]) -> str:
+    """The text with every secret in it replaced by ``***`` (longest first)."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret and secret in text:
+            text = text.replace(secret, "***")
+    return text
 
 
 def backend_path() -> str:

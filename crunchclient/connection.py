@@ -12,6 +12,7 @@ import random
 import time
 import uuid
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
 
@@ -42,6 +43,7 @@ class Connection:
 
     def __init__(self, url: str, token: str, *, retry_for: float = 600.0, timeout: float = TIMEOUT):
         self.url = url.rstrip("/") + "/"
+        self.shown = masked(self.url)  # the URL as messages show it: no password
         self.api = self.url + "api/"
         self.token = token
         self.retry_for = retry_for
@@ -68,7 +70,7 @@ class Connection:
         self, *, holder: str, lease_seconds: int, project: str | None = None
     ) -> dict[str, Any] | None:
         """Claim the next pending dataset (of ``project``); None when nothing is pending."""
-        path = f"projects/{project}/next/" if project else "next/"
+        path = f"projects/{quote_slug(project)}/next/" if project else "next/"
         # One key for every retry of this request: a lost answer does not claim twice.
         body = {"holder": holder, "lease_seconds": lease_seconds, "key": uuid.uuid4().hex}
         return self.request(
@@ -79,52 +81,59 @@ class Connection:
         # One key for every retry of this request: a lost answer does not claim twice.
         body = {"holder": holder, "lease_seconds": lease_seconds, "key": uuid.uuid4().hex}
         return self.expect(
-            "POST", f"datasets/{slug}/claim/", json=body, missing=no_dataset(slug),
+            "POST", f"datasets/{quote_slug(slug)}/claim/", json=body, missing=no_dataset(slug),
             conflict=ClaimConflict,
         )  # fmt: skip
 
     def dataset(self, slug: str) -> dict[str, Any]:
-        return self.expect("GET", f"datasets/{slug}/", missing=no_dataset(slug))
+        return self.expect("GET", f"datasets/{quote_slug(slug)}/", missing=no_dataset(slug))
 
     def project(self, slug: str) -> dict[str, Any]:
-        return self.expect("GET", f"projects/{slug}/", missing=f"No project has the slug {slug!r}.")
+        return self.expect(
+            "GET", f"projects/{quote_slug(slug)}/", missing=f"No project has the slug {slug!r}."
+        )
 
     def post_status(
         self, *, dataset: int, stage: int, state: int, claim: str, note: str = "",
-        diagnostics: dict[str, Any] | None = None,
+        diagnostics: dict[str, Any] | None = None, extra: dict[str, Any] | None = None,
     ) -> dict[str, Any]:  # fmt: skip
-        """Record a status once, however often the post is retried."""
+        """Record a status once, however often the post is retried.
+
+        ``extra`` holds fields of one stage, e.g. the Workflow Start's ``workflow_sha256``.
+        """
         body = {
             "dataset": dataset, "stage": stage, "state": state, "note": note, "claim": claim,
-            "key": uuid.uuid4().hex, **(diagnostics or {}),
+            "key": uuid.uuid4().hex, **(diagnostics or {}), **(extra or {}),
         }  # fmt: skip
         return self.expect("POST", "statuses/", json=body, conflict=ClaimLost)
 
     def renew(self, claim: str, *, lease_seconds: int) -> dict[str, Any]:
         return self.expect(
             "POST",
-            f"claims/{claim}/renew/",
+            f"claims/{quote_slug(claim)}/renew/",
             json={"lease_seconds": lease_seconds},
             conflict=ClaimLost,
         )
 
     def release(self, claim: str, *, note: str) -> dict[str, Any]:
         return self.expect(
-            "POST", f"claims/{claim}/release/", json={"note": note}, conflict=ClaimLost
+            "POST", f"claims/{quote_slug(claim)}/release/", json={"note": note}, conflict=ClaimLost
         )
 
     def retry_dataset(self, slug: str) -> dict[str, Any]:
-        return self.expect("POST", f"datasets/{slug}/retry/", missing=no_dataset(slug))
+        return self.expect("POST", f"datasets/{quote_slug(slug)}/retry/", missing=no_dataset(slug))
 
     def running_count(self, project: str | None) -> int:
         """How many datasets (of ``project``) other clients hold now."""
         if project:
-            return int(self.expect("GET", f"projects/{project}/stats/")["running"])
+            return int(self.expect("GET", f"projects/{quote_slug(project)}/stats/")["running"])
         return int(self.expect("GET", "datasets/?state=running")["count"])
 
     def retry_project(self, slug: str) -> int:
         answer = self.expect(
-            "POST", f"projects/{slug}/retry/", missing=f"No project has the slug {slug!r}."
+            "POST",
+            f"projects/{quote_slug(slug)}/retry/",
+            missing=f"No project has the slug {slug!r}.",
         )
         return int(answer["retried"])
 
@@ -164,7 +173,7 @@ class Connection:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise ServerError(
-                    f"Cannot reach the crunch server at {self.url!r} ({problem} on {method} "
+                    f"Cannot reach the crunch server at {self.shown!r} ({problem} on {method} "
                     f"{path}) after retrying for {self.retry_for:g}s: check --url/CRUNCH_URL "
                     "and that the server is running."
                 ) from error
@@ -186,23 +195,25 @@ class Connection:
                 return dict(response.json())
             except ValueError as exc:
                 raise ServerError(
-                    f"The server at {self.url!r} answered {response.request.method} "
-                    f"{response.url!r} with something that is not JSON: check --url/CRUNCH_URL."
+                    f"The server at {self.shown!r} answered {response.request.method} "
+                    f"{masked(response.url)!r} with something that is not JSON: "
+                    "check --url/CRUNCH_URL."
                 ) from exc
         detail = detail_of(response)
         if code in (401, 403):
             raise AuthenticationFailed(
-                f"The server at {self.url!r} refused the token ({code} {detail}): "
+                f"The server at {self.shown!r} refused the token ({code} {detail}): "
                 "check --token/CRUNCH_TOKEN and that its user is in the 'crunch clients' group."
             )
         if code == 404:
             raise NotFound(
-                missing or f"Not found: {response.url!r} ({detail}); check --url/CRUNCH_URL."
+                missing
+                or f"Not found: {masked(response.url)!r} ({detail}); check --url/CRUNCH_URL."
             )
         if code == 409:
             raise conflict(detail)
         raise ClientError(
-            f"The server rejected {response.request.method} {response.url!r}: {detail}"
+            f"The server rejected {response.request.method} {masked(response.url)!r}: {detail}"
         )
 
 
@@ -219,3 +230,31 @@ def detail_of(response: requests.Response) -> str:
 
 def no_dataset(slug: str) -> str:
     return f"No dataset has the slug {slug!r}: dataset slugs look like 'project:dataset'."
+
+
+def quote_slug(slug: str) -> str:
+    """A slug as one segment of a URL path: ``/``, ``?``, ``#`` and the dot segments escaped."""
+    quoted = quote(slug, safe=":")
+    return quoted.replace(".", "%2E") if quoted in (".", "..") else quoted
+
+
+def masked(url: str) -> str:
+    """The URL with the password of its user info replaced by ``***``, to print it."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url
+    if password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def password_of(url: str) -> str | None:
+    """The password in the URL's user info, if any: a secret to keep from the workflow."""
+    try:
+        return urlsplit(url).password or None
+    except ValueError:
+        return None

@@ -68,10 +68,14 @@ class StageFailed(ClientError):
 
     exit_code = 10
 
-    def __init__(self, message: str | None = None, *, retrying: bool = False) -> None:
+    def __init__(
+        self, message: str | None = None, *, retrying: bool = False, exit_code: int | None = None
+    ) -> None:
         super().__init__(message)
         self.retrying = retrying
         """The server put the dataset back to pending: it has attempts left."""
+        if exit_code is not None:
+            self.exit_code = exit_code  # the cause's, when it has its own (UnsafePathError)
 
 
 class Interrupted(ClientError):

@@ -16,13 +16,14 @@ import socket
 import sys
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from crunchclient import bootstrap
+from crunchclient.connection import masked, password_of
 from crunchclient.exceptions import ClientError, ConfigurationError, exit_codes_help
 
 logger = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ class ClientConfig:
     """Everything the stages need, resolved once and passed down."""
 
     url: str
-    token: str
+    token: str = field(repr=False)
     storage: Any
     directory: Path
     cores: int = 1
@@ -61,6 +62,10 @@ class ClientConfig:
     retry_for: float = RETRY_FOR_SECONDS
     holder: str = ""
     python: str = sys.executable  # runs ``python -m snakemake``
+    pass_env: tuple[str, ...] = ()  # variables the workflow gets even if they look secret
+    secrets: frozenset[str] = field(default=frozenset(), repr=False)
+    """The token, the URL's password and the storage settings' keys and passwords: kept
+    out of the workflow's environment and masked in its log and in notes."""
 
 
 # ---------------------------------------------------------------------------- argument types
@@ -147,6 +152,12 @@ def add_client_arguments(parser: CommandParser | argparse.ArgumentParser, *, com
         "--path", type=Path, help="A local workflow file to run instead of the project's."
     )
     work.add_argument("--use-conda", action="store_true", help="Pass --use-conda to Snakemake.")
+    work.add_argument(
+        "--pass-env", action="append", default=[], metavar="NAME",
+        help="Give the workflow this environment variable although it is kept from it "
+        "by default (CRUNCH_TOKEN, AWS_*, and any variable holding a key or password of "
+        "the storage settings); repeat for several.",
+    )  # fmt: skip
     work.add_argument(
         "--download", action=argparse.BooleanOptionalAction, default=True,
         help="Copy the dataset's files from storage before the workflow (default: yes).",
@@ -237,13 +248,35 @@ def resolve_url(opts: dict[str, Any]) -> str:
     url = value_of(opts, "url", label="Server URL", option="--url")
     if not re.match(r"^https?://[^/\s]+", url):
         raise ConfigurationError(
-            f"Server URL {url!r} is not an http(s) URL: pass e.g. --url http://127.0.0.1:8000/."
+            f"Server URL {masked(url)!r} is not an http(s) URL: "
+            "pass e.g. --url http://127.0.0.1:8000/."
         )
     return url
 
 
 def resolve_token(opts: dict[str, Any]) -> str:
-    return value_of(opts, "token", label="Token", option="--token", secret=True)
+    """The token, refused (without echoing it) when it could not be one HTTP header."""
+    token = value_of(opts, "token", label="Token", option="--token", secret=True)
+    if any(char.isspace() or not char.isprintable() or not char.isascii() for char in token):
+        what = (
+            "a newline" if "\n" in token or "\r" in token
+            else "a space, a control character or a character that is not ASCII"
+        )  # fmt: skip
+        raise ConfigurationError(
+            f"The token holds {what}: pass the token alone, e.g. "
+            '--token "$(cat token.txt)" or CRUNCH_TOKEN=$(cat token.txt).'
+        )
+    return token
+
+
+def check_env_names(names: list[str]) -> tuple[str, ...]:
+    for name in names:
+        if not name or "=" in name or "\x00" in name:
+            raise ConfigurationError(
+                f"--pass-env {name!r} is not the name of an environment variable: "
+                "pass the name alone, e.g. --pass-env AWS_PROFILE."
+            )
+    return tuple(dict.fromkeys(names))
 
 
 def storage_settings_path(opts: dict[str, Any]) -> str:
@@ -309,7 +342,9 @@ def resolve(opts: dict[str, Any]) -> ClientConfig:
     check_snakemake(opts.get("workflow"))
     path = check_workflow_path(opts.get("path"))
     directory = writable_directory(opts.get("directory") or Path("crunch-work"))
+    pass_env = check_env_names(list(opts.get("pass_env") or []))
     storage = bootstrap.get_storage()
+    secrets = {token, password_of(url) or "", *bootstrap.secret_values()}
     return ClientConfig(
         url=url,
         token=token,
@@ -328,6 +363,8 @@ def resolve(opts: dict[str, Any]) -> ClientConfig:
         heartbeat_seconds=opts.get("heartbeat") or HEARTBEAT_SECONDS,
         retry_for=opts["retry_for"] if opts.get("retry_for") is not None else RETRY_FOR_SECONDS,
         holder=default_holder(),
+        pass_env=pass_env,
+        secrets=frozenset(secret for secret in secrets if secret),
     )
 
 

@@ -13,11 +13,12 @@ from typing import Any
 
 from crunchclient import diagnostics
 from crunchclient.connection import Connection
+from crunchclient.deadline import Deadline
 from crunchclient.exceptions import ClaimLost, ClientError, Interrupted, ServerError, StageFailed
 from crunchclient.options import ClientConfig
 from crunchclient.shutdown import Shutdown
 from crunchclient.stages.base import RunContext, first_line
-from crunchclient.stages.setup import SetupStage, workflow_text
+from crunchclient.stages.setup import SetupStage, workflow_bytes
 from crunchclient.stages.upload import UploadStage
 from crunchclient.stages.workflow import WorkflowStage
 
@@ -34,6 +35,7 @@ class Outcome:
     completed: bool
     retrying: bool = False  # failed, but the server gave it back to the queue
     lost: bool = False  # the server dropped our claim: nothing was uploaded
+    exit_code: int = StageFailed.exit_code  # of a failed run: the cause's when it has one
     note: str = ""
     seconds: float = 0.0
 
@@ -137,7 +139,7 @@ def process(
         logger.warning("%s", exc)
         return Outcome(
             dataset=context.slug, completed=False, retrying=exc.retrying, note=str(exc),
-            seconds=time.monotonic() - started,
+            seconds=time.monotonic() - started, exit_code=exc.exit_code,
         )  # fmt: skip
     except ClaimLost as exc:
         logger.warning("%s", exc)
@@ -166,7 +168,7 @@ def release(connection: Connection, context: RunContext, *, note: str) -> None:
 
 def check_project_workflow(config: ClientConfig, project: dict[str, Any]) -> None:
     """Refuse before claiming when the project has no workflow and no --path was given."""
-    workflow_text(config.path, project)
+    workflow_bytes(config.path, project)
 
 
 def connect(config: ClientConfig) -> Connection:
@@ -198,7 +200,7 @@ def finished(outcome: Outcome) -> Outcome:
     if outcome.lost:
         raise ClaimLost(outcome.note)
     if not outcome.completed:
-        raise StageFailed(outcome.note)
+        raise StageFailed(outcome.note, exit_code=outcome.exit_code)
     return outcome
 
 
@@ -250,6 +252,7 @@ def run_loop(
     started = time.monotonic()
     processed = failed = retried = 0
     slowest = 0.0
+    deadline = Deadline.for_loop(connection, project=project, time_limit=time_limit)
     reason = "nothing pending"
     shutdown = Shutdown()
     with shutdown.installed():
@@ -263,6 +266,9 @@ def run_loop(
             elapsed = time.monotonic() - started
             if time_limit is not None and elapsed + slowest > time_limit:
                 reason = f"--time-limit {time_limit:g}s nearly reached"
+                break
+            if late := deadline.stop_reason(slowest):
+                reason = late
                 break
             try:
                 claimed = claim_next(config, connection, project=project)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.factories import make_client_user
+from tests.factories import make_client_user, make_user
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -55,6 +55,9 @@ class Crunch:
     work: Path
     settings_file: Path
     extra_env: dict[str, str] = field(default_factory=dict)
+    maintainer: str = ""
+    """A site-wide maintainer's token, for the API calls that set a test up (the client's
+    own token is a worker's, which may not create projects); made when first needed."""
 
     @property
     def env(self) -> dict[str, str]:
@@ -63,10 +66,22 @@ class Crunch:
             CRUNCH_STORAGE_SETTINGS=str(self.settings_file), **self.extra_env,
         )  # fmt: skip
 
-    def api(self, method: str, path: str, **body: Any) -> Any:
+    @property
+    def maintainer_env(self) -> dict[str, str]:
+        """The client's environment with the maintainer's token (``crunch retry``)."""
+        return {**self.env, "CRUNCH_TOKEN": self.maintainer_token()}
+
+    def maintainer_token(self) -> str:
+        if not self.maintainer:
+            self.maintainer = make_user("crunch-maintainer", role="maintainer")[1]
+        return self.maintainer
+
+    def api(self, method: str, path: str, *, as_worker: bool = False, **body: Any) -> Any:
+        """Call the API as the maintainer (or as the client's worker), expecting success."""
+        token = self.token if as_worker else self.maintainer_token()
         response = requests.request(
             method, f"{self.url}/api/{path}", json=body or None,
-            headers={"Authorization": f"Token {self.token}"}, timeout=30,
+            headers={"Authorization": f"Token {token}"}, timeout=30,
         )  # fmt: skip
         assert response.status_code < 400, response.text
         return response.json() if response.content else None

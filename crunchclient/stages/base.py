@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from crunchclient.bootstrap import redact
 from crunchclient.connection import FAIL, STAGE_NAMES, START, SUCCESS, UPLOAD, Connection
-from crunchclient.exceptions import ClaimLost, Interrupted, StageFailed
+from crunchclient.exceptions import ClaimLost, Interrupted, StageFailed, UnsafePathError
 from crunchclient.hashing import Checksums, Digests
 from crunchclient.options import ClientConfig
 from crunchclient.shutdown import Shutdown
@@ -18,6 +19,10 @@ logger = logging.getLogger(__name__)
 
 RECORDS = ".crunch"
 """Folder of crunch's own records inside each dataset folder."""
+
+NOTE_BYTES = 8 * 1024
+"""The most a note sends (in UTF-8): a workflow's 3 MB stderr line must not stop its Fail."""
+LINE_CHARS = 500  # the most of one line of a note that a one-line message shows
 
 
 @dataclass(kw_only=True)
@@ -46,15 +51,27 @@ class RunContext:
 
     @property
     def prefix(self) -> str:
-        """The dataset's folder in storage."""
-        return str(self.dataset["base_file_path"]).strip("/")
+        """The dataset's folder in storage, refused if it would lead out of the storage
+        (a leading ``/`` means the storage's root, as it always did)."""
+        raw = str(self.dataset.get("base_file_path") or "")
+        parts = raw.replace("\\", "/").split("/")
+        if ".." in parts or raw[1:2] == ":" or "\x00" in raw or not raw.strip("/. "):
+            raise UnsafePathError(
+                f"Refusing the folder {raw!r} of dataset {self.slug!r}: it is not a folder inside "
+                "the storage; give the dataset a relative base_file_path on the server."
+            )
+        return "/".join(part for part in parts if part not in ("", "."))
 
-    def report(self, stage: int, state: int, note: str = "") -> dict[str, Any]:
+    def report(
+        self, stage: int, state: int, note: str = "", extra: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Post a status; return the server's answer (with the dataset's new state)."""
+        note = head_bytes(redact(note, self.config.secrets), NOTE_BYTES)
         try:
             return self.connection.post_status(
                 dataset=int(self.dataset["id"]), stage=stage, state=state,
                 claim=str(self.claim["id"]), note=note, diagnostics=self.diagnostics,
+                extra=extra,
             )  # fmt: skip
         except ClaimLost as exc:
             # Refused before the heartbeat noticed: say the same as when it does.
@@ -77,12 +94,37 @@ class RunContext:
             raise Interrupted(f"Received {self.shutdown.signal_name}: the client was stopped.")
 
 
+def head_bytes(text: str, limit: int) -> str:
+    """The start of text, at most limit bytes of UTF-8, cut between two characters."""
+    data = text.encode("utf-8", "surrogateescape")
+    if len(data) <= limit:
+        return text
+    marker = f" [{len(data) - limit:,} bytes cut]"
+    kept = data[: max(0, limit - len(marker))]
+    return kept.decode("utf-8", "ignore") + marker
+
+
+def tail_bytes(data: bytes, limit: int) -> str:
+    """The end of data, at most limit bytes, decoded from the first whole UTF-8 character."""
+    if len(data) <= limit:
+        return data.decode("utf-8", "replace")
+    kept = data[len(data) - limit :]
+    start = 0
+    while start < min(4, len(kept)) and kept[start] & 0xC0 == 0x80:  # continuation bytes
+        start += 1
+    return kept[start:].decode("utf-8", "replace")
+
+
 def first_line(text: str) -> str:
     """A note in one line: its first line, and its last when there are more (the error)."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    lines = [shortened(line.strip()) for line in text.splitlines() if line.strip()]
     if len(lines) > 1:
         return f"{lines[0]} ... {lines[-1]}"
     return lines[0] if lines else ""
+
+
+def shortened(line: str, limit: int = LINE_CHARS) -> str:
+    return line if len(line) <= limit else f"{line[: limit - 1]}\u2026"
 
 
 class Stage:
@@ -101,17 +143,21 @@ class Stage:
         """Do the stage's work; return the note of its Success status."""
         raise NotImplementedError
 
+    def start_fields(self) -> dict[str, Any]:
+        """Fields the stage's Start status carries besides the usual ones."""
+        return {}
+
     def __call__(self) -> None:
         context = self.context
         context.check()
         logger.info("%s: %s started", context.slug, self.name)
-        context.report(self.number, START)
+        context.report(self.number, START, extra=self.start_fields())
         try:
             note = self.run()
         except (ClaimLost, Interrupted):
             raise
         except Exception as exc:  # any failure of the stage is the dataset's Fail status
-            note = failure_note(exc)
+            note = head_bytes(redact(failure_note(exc), context.config.secrets), NOTE_BYTES)
             logger.debug("%s: %s failed", context.slug, self.name, exc_info=True)
             answer = context.report(self.number, FAIL, note)
             retrying = answer.get("dataset_state") == "pending"
@@ -119,6 +165,7 @@ class Stage:
                 f"Dataset {context.slug!r} failed at {self.name}"
                 f"{' (it will be retried)' if retrying else ''}: {first_line(note)}",
                 retrying=retrying,
+                exit_code=UnsafePathError.exit_code if isinstance(exc, UnsafePathError) else None,
             ) from exc
         logger.info("%s: %s succeeded%s", context.slug, self.name, f" ({note})" if note else "")
         context.report(self.number, SUCCESS, note)

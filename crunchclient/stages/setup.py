@@ -40,17 +40,23 @@ def workflow_kind(context: RunContext) -> str:
     return context.config.workflow or str(context.project.get("workflow_kind") or "script")
 
 
-def workflow_text(config_path: Path | None, project: dict[str, Any]) -> str:
-    """The workflow to run: the local --path file, else the project's; refuse an empty one."""
+def workflow_bytes(config_path: Path | None, project: dict[str, Any]) -> bytes:
+    """The workflow to run, as the file it is written to: the local --path file as it is,
+    else the project's text in UTF-8 (whose SHA-256 the server knows); refuse an empty one."""
     if config_path is not None:
-        return config_path.read_text(encoding="utf-8")
+        try:
+            return config_path.read_bytes()
+        except OSError as exc:
+            raise ConfigurationError(
+                f"Workflow file {str(config_path)!r} cannot be read ({exc.strerror}): check --path."
+            ) from exc
     text = str(project.get("workflow") or "")
     if not text.strip():
         raise ConfigurationError(
             f"Project {project.get('slug')!r} has no workflow: set one on the project "
             "(admin or API) or pass --path with a local workflow file."
         )
-    return text
+    return text.encode("utf-8")
 
 
 def workflow_file(context: RunContext) -> Path:
@@ -74,7 +80,8 @@ class SetupStage(Stage):
     def run(self) -> str:
         context = self.context
         config = context.config
-        text = workflow_text(config.path, context.project)
+        workflow = workflow_bytes(config.path, context.project)
+        prefix = context.prefix  # refuses a folder outside the storage
         context.workdir.mkdir(parents=True, exist_ok=True)
         context.records.mkdir(exist_ok=True)
         previous = read_json(context.records / SETUP_CHECKSUMS) or {}
@@ -83,7 +90,7 @@ class SetupStage(Stage):
             # still be computing (see hashing.Checksums), and their record is written
             # when they are known.
             checksums = transfer.fetch_tree(
-                config.storage, context.prefix, context.workdir,
+                config.storage, prefix, context.workdir,
                 jobs=config.jobs, known=previous, quiet=config.quiet,
             )  # fmt: skip
         else:
@@ -95,7 +102,7 @@ class SetupStage(Stage):
         write_json(context.records / "dataset.json", context.dataset)
         write_json(context.records / "project.json", context.project)
         path = workflow_file(context)
-        path.write_text(text, encoding="utf-8")
+        path.write_bytes(workflow)
         if path.name == SCRIPT:
             path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
         context.check()

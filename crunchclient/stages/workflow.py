@@ -1,8 +1,13 @@
-"""WorkflowStage: run script.sh or the Snakefile as a subprocess, show and keep its output."""
+"""WorkflowStage: run script.sh or the Snakefile as a subprocess, show and keep its output.
+
+The workflow is code from the server: it gets the client's environment without the
+client's secrets, and its output is kept with those secrets masked.
+"""
 
 from __future__ import annotations
 
-import collections
+import codecs
+import hashlib
 import logging
 import os
 import signal
@@ -10,25 +15,90 @@ import subprocess
 import sys
 import threading
 import time
-from typing import IO
+from collections.abc import Mapping
+from typing import IO, Any
 
 from crunchclient.connection import WORKFLOW
 from crunchclient.exceptions import ClientError
+from crunchclient.options import ClientConfig
 from crunchclient.outputs import OutputHashes
 from crunchclient.shutdown import OWN_GROUP, kill_group
-from crunchclient.stages.base import Stage
+from crunchclient.stages.base import NOTE_BYTES, Stage, tail_bytes
 from crunchclient.stages.setup import is_record, workflow_file, workflow_kind
 
 logger = logging.getLogger(__name__)
 
 LOG = "workflow.log"
 TAIL_LINES = 20  # lines of stderr kept for the Fail note
+TAIL_BYTES = NOTE_BYTES - 256  # the most of them the note holds, beside its first line
+CHUNK = 64 * 1024  # bytes of output relayed at once: a line without end is not held whole
+MASK_MIN = 8  # secrets this long or longer are masked in the output; shorter ones would
+# mask ordinary words (the environment loses them all, whatever their length)
+HIDDEN = ("CRUNCH_TOKEN",)
+HIDDEN_PREFIXES = ("AWS_",)
 POLL = 0.1  # seconds between checks of the stop flags while the workflow runs
 GRACE = 5.0  # seconds a terminated workflow gets before it is killed
 
 
 class WorkflowExited(ClientError):
     """The workflow exited with a non-zero code."""
+
+
+def workflow_env(config: ClientConfig, environ: Mapping[str, str]) -> dict[str, str]:
+    """The client's environment without its secrets, unless passed with --pass-env."""
+    keep = set(config.pass_env)
+    long = [secret for secret in config.secrets if len(secret) >= MASK_MIN]
+    env: dict[str, str] = {}
+    hidden: list[str] = []
+    for name, value in environ.items():
+        secret = (
+            name in HIDDEN or name.startswith(HIDDEN_PREFIXES) or value in config.secrets
+            or any(part in value for part in long)
+        )  # fmt: skip
+        if secret and name not in keep:
+            hidden.append(name)
+        else:
+            env[name] = value
+    if hidden:
+        logger.info(
+            "Not giving the workflow %s (--pass-env NAME gives it one)", ", ".join(sorted(hidden))
+        )
+    for name in sorted(keep - set(environ)):
+        logger.warning("--pass-env %s: the client has no such environment variable", name)
+    return env
+
+
+class Tail:
+    """The last bytes of a stream, for the Fail note: never more than a few notes' worth."""
+
+    def __init__(self, keep: int = 4 * NOTE_BYTES) -> None:
+        self.data = bytearray()
+        self.keep = keep
+
+    def add(self, chunk: bytes) -> None:
+        self.data += chunk
+        if len(self.data) > self.keep:
+            del self.data[: len(self.data) - self.keep]
+
+    def text(self, lines: int = TAIL_LINES, limit: int = TAIL_BYTES) -> str:
+        """Its last lines, at most limit bytes, cut between two characters."""
+        kept = bytes(self.data).rstrip().splitlines()[-lines:]
+        return tail_bytes(b"\n".join(kept), limit).strip()
+
+
+class Masker:
+    """Replaces the client's secrets in the workflow's output by ``***``."""
+
+    def __init__(self, secrets: frozenset[str]) -> None:
+        self.secrets = sorted(
+            (s.encode() for s in secrets if len(s) >= MASK_MIN), key=len, reverse=True
+        )
+
+    def __call__(self, data: bytes) -> bytes:
+        for secret in self.secrets:
+            if secret in data:
+                data = data.replace(secret, b"***")
+        return data
 
 
 class WorkflowStage(Stage):
@@ -47,11 +117,16 @@ class WorkflowStage(Stage):
             return command
         return ["bash", str(path)]
 
+    def start_fields(self) -> dict[str, Any]:
+        """The SHA-256 of the file we run, so the server knows which workflow ran."""
+        digest = hashlib.sha256(workflow_file(self.context).read_bytes()).hexdigest()
+        return {"workflow_sha256": digest}
+
     def run(self) -> str:
         context = self.context
         command = self.command()
         env = {
-            **os.environ,
+            **workflow_env(context.config, os.environ),
             "CRUNCH_CORES": str(context.config.cores),
             "CRUNCH_DATASET": context.slug,
         }
@@ -62,7 +137,7 @@ class WorkflowStage(Stage):
         )
         if context.config.upload:
             outputs.start()
-        tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        tail = Tail()
         try:
             code = self.execute(command, env, tail)
         finally:
@@ -70,7 +145,7 @@ class WorkflowStage(Stage):
             context.output_hashes = outputs.digests()
         context.check()
         if code != 0:
-            lines = "\n".join(tail).rstrip()
+            lines = tail.text()
             raise WorkflowExited(
                 f"The workflow exited with code {code}"
                 + (
@@ -81,7 +156,7 @@ class WorkflowStage(Stage):
             )
         return f"Finished in {time.monotonic() - started:.1f}s."
 
-    def execute(self, command: list[str], env: dict[str, str], tail: collections.deque[str]) -> int:
+    def execute(self, command: list[str], env: dict[str, str], tail: Tail) -> int:
         """Run the workflow, relaying its output to the screen and the log (and the last
         lines of stderr to tail); return its exit code."""
         context = self.context
@@ -92,9 +167,12 @@ class WorkflowStage(Stage):
             )  # fmt: skip
             context.shutdown.child = process
             lock = threading.Lock()
+            mask = Masker(context.config.secrets)
             streams = ((process.stdout, sys.stdout, None), (process.stderr, sys.stderr, tail))
             readers = [
-                threading.Thread(target=relay, args=(source, screen, log, lock, keep), daemon=True)
+                threading.Thread(
+                    target=relay, args=(source, screen, log, lock, keep, mask), daemon=True
+                )
                 for source, screen, keep in streams
             ]  # fmt: skip
             for reader in readers:
@@ -126,21 +204,23 @@ class WorkflowStage(Stage):
 
 def relay(
     source: IO[bytes] | None, screen: IO[str], log: IO[bytes], lock: threading.Lock,
-    tail: collections.deque[str] | None,
+    tail: Tail | None, mask: Masker,
 ) -> None:  # fmt: skip
-    """Copy a stream line by line to the screen (live) and the log; keep the stderr tail."""
+    """Copy a stream to the screen (live) and the log, masking secrets; keep the stderr
+    tail. Reads lines, a long line in chunks: a 3 MB line costs no more than 64 KiB."""
     if source is None:
         return
-    for line in iter(source.readline, b""):
-        text = line.decode("utf-8", "replace")
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    for line in iter(lambda: source.readline(CHUNK), b""):
+        line = mask(line)
         with lock:
             log.write(line)
             log.flush()
         try:
-            screen.write(text)
+            screen.write(decoder.decode(line))
             screen.flush()
         except (OSError, ValueError):
             pass
         if tail is not None:
-            tail.append(text.rstrip("\n"))
+            tail.add(line)
     source.close()

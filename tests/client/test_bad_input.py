@@ -253,10 +253,219 @@ def test_failing_workflow_with_next(crunch: Crunch) -> None:
 def test_unknown_command() -> None:
     import subprocess
 
+    from crunchclient.cli import COMMANDS
     from tests.clientkit import CRUNCH
 
     result = subprocess.run([CRUNCH, "sprint"], capture_output=True, text=True, env=clean_env())
     assert (result.returncode, error_line(result)) == (
         2,
-        "CommandError: Unknown command 'sprint': use one of run, next, loop, retry (crunch --help).",  # noqa: E501
+        f"CommandError: Unknown command 'sprint': use one of {', '.join(COMMANDS)} (crunch --help).",  # noqa: E501
     )
+
+
+# ---------------------------------------------------------------------------- issue 11
+
+
+def settings_file(path: Path, storage: str, options: str = "") -> Path:
+    path.write_text(
+        f"[STORAGES.default]\n{storage}\n"
+        + (f"[STORAGES.default.OPTIONS]\n{options}\n" if options else "")
+    )  # noqa: E501
+    return path
+
+
+FS = 'BACKEND = "django.core.files.storage.FileSystemStorage"'
+S3 = 'BACKEND = "storages.backends.s3.S3Storage"'
+
+
+@pytest.mark.parametrize(
+    ("storage", "options", "message"),
+    [
+        (FS, 'locaton = "/data"', "STORAGES['default'] OPTIONS has the unknown key 'locaton' for FileSystemStorage (did you mean 'location'?): remove it or fix its name."),  # noqa: E501
+        (S3, 'bucket_name = "b"\nacess_key = "AKIA-SECRET-1"', "STORAGES['default'] OPTIONS has the unknown key 'acess_key' for S3Storage (did you mean 'access_key'?): remove it or fix its name."),  # noqa: E501
+        (FS, "location = 5", "STORAGES['default'] OPTIONS 'location' must be a string, not the integer 5: fix its value."),  # noqa: E501
+        (S3, 'file_overwrite = "yes"', "STORAGES['default'] OPTIONS 'file_overwrite' must be a boolean, not the string 'yes': fix its value."),  # noqa: E501
+        (S3, "secret_key = 12345678", "STORAGES['default'] OPTIONS 'secret_key' must be a string, not the integer: fix its value."),  # noqa: E501
+        (f"{FS}\nlocation = \"/data\"", "", "STORAGES['default'] has the unknown key 'location': a storage has only BACKEND and OPTIONS; the backend's settings go in OPTIONS."),  # noqa: E501
+        ('OPTIONS = "location=/data"', "", "STORAGES['default'] has no BACKEND: add the storage's class, e.g. BACKEND = \"django.core.files.storage.FileSystemStorage\"."),  # noqa: E501
+        (f'{FS}\nOPTIONS = "location=/data"', "", "STORAGES['default'] OPTIONS must be a table of the backend's settings, not a string."),  # noqa: E501
+        ("BACKEND = 3", "", "STORAGES['default'] BACKEND must be the dotted path of a storage class as a string, not 3."),  # noqa: E501
+    ],
+    ids=["unknown-key", "unknown-s3-key", "wrong-type", "wrong-bool", "secret-not-shown", "key-outside-options", "no-backend", "options-not-a-table", "backend-not-a-string"],  # noqa: E501
+)  # fmt: skip
+def test_storage_settings_malformed_storages(
+    crunch: Crunch, pending: dict, tmp_path: Path, storage: str, options: str, message: str
+) -> None:
+    path = settings_file(tmp_path / "bad.toml", storage, options)
+    result = crunch.run("next", "--storage-settings", str(path))
+    assert (result.returncode, error_line(result)) == (
+        2,
+        f"CommandError: Storage settings file {str(path)!r}: {message}",
+    )
+    assert "12345678" not in result.stderr and "AKIA-SECRET-1" not in result.stderr
+    nothing_claimed()
+
+
+def test_storage_settings_storages_not_a_table(
+    crunch: Crunch, pending: dict, tmp_path: Path
+) -> None:
+    path = tmp_path / "storage.json"
+    path.write_text(json.dumps({"STORAGES": ["django.core.files.storage.FileSystemStorage"]}))
+    result = crunch.run("next", "--storage-settings", str(path))
+    assert (result.returncode, error_line(result)) == (
+        2,
+        f"CommandError: Storage settings file {str(path)!r}: STORAGES must be a table of "
+        "storages (e.g. [STORAGES.default]), not a list.",
+    )
+    nothing_claimed()
+
+
+def test_local_storage_location_missing(crunch: Crunch, pending: dict, tmp_path: Path) -> None:
+    missing = tmp_path / "unmounted" / "media"
+    path = settings_file(tmp_path / "storage.toml", FS, f"location = {json.dumps(str(missing))}")
+    result = crunch.run("run", pending["slug"], "--storage-settings", str(path))
+    assert (result.returncode, error_line(result)) == (
+        2,
+        f"CommandError: The local storage's location {str(missing)!r} is not a folder: mount "
+        f"or create it, or fix OPTIONS location in the storage settings file {str(path)!r}.",
+    )
+    nothing_claimed()
+    assert Dataset.objects.get().state == "pending"
+
+
+@pytest.mark.parametrize("where", ["option", "environment"])
+def test_token_with_a_newline(crunch: Crunch, pending: dict, where: str) -> None:
+    token = f"{crunch.token}\nX-Injected: 1"
+    if where == "option":
+        result = crunch.run("next", "--token", token)
+    else:
+        result = crunch.run("next", env={**crunch.env, "CRUNCH_TOKEN": token})
+    assert (result.returncode, error_line(result)) == (
+        2,
+        "CommandError: The token holds a newline: pass the token alone, e.g. "
+        '--token "$(cat token.txt)" or CRUNCH_TOKEN=$(cat token.txt).',
+    )
+    assert crunch.token not in result.stderr + result.stdout  # never echoed
+    nothing_claimed()
+
+
+def test_token_with_a_trailing_newline_is_fine(crunch: Crunch, pending: dict) -> None:
+    """``CRUNCH_TOKEN=$(cat file)`` keeps no newline, but a file read otherwise may."""
+    result = crunch.run(
+        "run", pending["slug"], env={**crunch.env, "CRUNCH_TOKEN": f"{crunch.token}\n"}
+    )  # noqa: E501
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "x/../bad:one"], "No dataset has the slug 'x/../bad:one': dataset slugs look like 'project:dataset'."),  # noqa: E501
+        (["run", "bad:one/"], "No dataset has the slug 'bad:one/': dataset slugs look like 'project:dataset'."),  # noqa: E501
+        (["run", "bad:one#x"], "No dataset has the slug 'bad:one#x': dataset slugs look like 'project:dataset'."),  # noqa: E501
+        (["run", ".."], "No dataset has the slug '..': dataset slugs look like 'project:dataset'."),  # noqa: E501
+        (["next", "--project", "x/../bad"], "No project has the slug 'x/../bad'."),
+        (["loop", "--project", "bad?x=1"], "No project has the slug 'bad?x=1'."),
+    ],
+)  # fmt: skip
+def test_slug_with_a_slash_is_one_path_segment(
+    crunch: Crunch, pending: dict, args: list[str], message: str
+) -> None:
+    """Slugs are quoted in URLs: ``x/../bad:one`` names no dataset, it does not reach
+    ``bad:one`` by its dot segments."""
+    result = crunch.run(*args)
+    assert (result.returncode, error_line(result)) == (7, f"CommandError: {message}")
+    nothing_claimed()
+
+
+def released_after_setup_fail(slug: str) -> None:
+    assert statuses(slug) == [(1, 1), (1, 3)]
+    dataset = Dataset.objects.get(slug=slug)
+    assert (dataset.state, dataset.claim_id) == ("pending", None)
+
+
+def test_dataset_folder_outside_storage(crunch: Crunch, pending: dict, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "private.txt").write_text("private")
+    Dataset.objects.filter(pk=pending["id"]).update(base_file_path="../outside")
+    result = crunch.run("run", pending["slug"])
+    assert (result.returncode, error_line(result)) == (
+        6,
+        "CommandError: Dataset 'bad:one' failed at Setup (it will be retried): Refusing the "
+        "folder '../outside' of dataset 'bad:one': it is not a folder inside the storage; give "
+        "the dataset a relative base_file_path on the server.",
+    )
+    released_after_setup_fail(pending["slug"])
+    assert not list(crunch.work.rglob("private.txt"))
+
+
+def test_link_out_of_the_working_folder(crunch: Crunch, pending: dict, tmp_path: Path) -> None:
+    """A link in the dataset's working folder that leads elsewhere is not written through."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (crunch.media / pending["base_file_path"] / "data").mkdir()
+    (crunch.media / pending["base_file_path"] / "data" / "x.txt").write_text("x")
+    workdir = crunch.work / "crunch-work" / "bad" / "one"
+    workdir.mkdir(parents=True)
+    (workdir / "data").symlink_to(outside)
+    result = crunch.run("next")
+    assert result.returncode == 6, result.stderr
+    assert error_line(result) == (
+        "CommandError: Dataset 'bad:one' failed at Setup (it will be retried): Refusing to "
+        f"write into 'data': it links outside {str(workdir)!r}; remove the link."
+    )
+    released_after_setup_fail(pending["slug"])
+    assert list(outside.iterdir()) == []
+
+
+def test_key_escaping_s3_storage(
+    crunch: Crunch, pending: dict, moto_endpoint: str, tmp_path: Path
+) -> None:  # noqa: E501
+    from tests.s3 import make_s3_storage
+
+    storage = make_s3_storage(moto_endpoint)
+    base = pending["base_file_path"]
+    client = storage.connection.meta.client
+    client.put_object(Bucket=storage.bucket_name, Key=f"{base}/ok.txt", Body=b"ok")
+    client.put_object(Bucket=storage.bucket_name, Key=f"{base}/../../escape.txt", Body=b"x")
+    options = {
+        "bucket_name": storage.bucket_name,
+        "endpoint_url": moto_endpoint,
+        "access_key": "testing",
+        "secret_key": "testing",
+        "region_name": "us-east-1",
+    }  # noqa: E501
+    path = settings_file(
+        tmp_path / "s3.toml", S3, "\n".join(f"{k} = {json.dumps(v)}" for k, v in options.items())
+    )  # noqa: E501
+    result = crunch.run("run", pending["slug"], "--storage-settings", str(path))
+    assert result.returncode == 6, result.stderr
+    assert error_line(result) == (
+        "CommandError: Dataset 'bad:one' failed at Setup (it will be retried): Refusing path "
+        "'../../escape.txt' from storage: it escapes the dataset folder; remove or rename it "
+        "in storage."
+    )
+    released_after_setup_fail(pending["slug"])
+    assert not list(tmp_path.rglob("escape.txt"))
+
+
+def test_huge_stderr_line_still_records_the_fail(crunch: Crunch) -> None:
+    """A 3 MB line on stderr: the Fail note keeps its last 8 KiB, cut between characters,
+    and the dataset is reported and released; the log keeps the whole line."""
+    line = "\u00e9" * 1_500_001  # 3,000,002 bytes: no cut at 8 KiB falls between characters
+    workflow = f"python3 -c \"import sys; sys.stderr.write('start\\n' + '{line[:1]}' * {len(line)} + '\\n')\"\nexit 4\n"  # noqa: E501
+    project = crunch.project("Loud", workflow, max_attempts=1)
+    dataset = crunch.dataset(project["slug"], "one")
+    result = crunch.run("run", dataset["slug"], "--quiet", timeout=300)
+    assert result.returncode == 10
+    assert len(error_line(result)) < 1000
+    assert statuses(dataset["slug"]) == [(1, 1), (1, 2), (2, 1), (2, 3)]
+    failed = Dataset.objects.get(slug=dataset["slug"])
+    assert (failed.state, failed.claim_id) == ("failed", None)
+    note = Status.objects.get(dataset=failed, stage=2, state=3).note
+    assert 4096 < len(note.encode()) <= 8 * 1024
+    head = "The workflow exited with code 4. Last lines of stderr:\n"
+    assert note.startswith(head) and set(note[len(head) :]) == {"\u00e9"}
+    log = crunch.work / "crunch-work" / "loud" / "one" / ".crunch" / "workflow.log"
+    assert log.read_text(encoding="utf-8") == f"start\n{line}\n"
