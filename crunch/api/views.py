@@ -34,6 +34,7 @@ from crunch.choices import AttributeKind, DatasetState, Role
 from crunch.models import Attribute, Dataset, Item, Project, Status
 from crunch.services import claims, retries, statuses, workflows
 from crunch.services.explain import explain
+from crunch.services.overview import project_overview
 from crunch.services.registration import InvalidRegistration, register_datasets
 from crunch.services.stats import project_stats
 
@@ -140,6 +141,12 @@ class ProjectViewSet(CrunchAPI, viewsets.ModelViewSet[Project]):
     def stats(self, request: Request, slug: str) -> Response:
         """Counts by state, throughput over the last hour and the estimated time to finish."""
         return Response(project_stats(self.get_object()).as_dict())
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    @action(detail=True, methods=["get"])
+    def overview(self, request: Request, slug: str) -> Response:
+        """Stats, live clients by Slurm job and the largest failure groups: ``crunch status``."""
+        return Response(project_overview(self.get_object()))
 
     def visible_project(self) -> Project:
         """The project by its slug if the user may see it, checked as a read."""

@@ -96,3 +96,24 @@ def test_why_names_what_holds_a_dataset(api):
     assert why["command"] == "crunch run p:second"
     why = api.get(f"/api/datasets/{first.slug}/why/").json()
     assert why["reason"].startswith("Running on host unknown (me@node1) since ")
+
+
+def test_overview_counts_clients_by_job_and_groups_failures(api):
+    from crunch.services import claims, statuses
+
+    project = make_project(name="P", is_public=True)
+    for name in ("a", "b"):
+        make_dataset(project, name=name, state="failed", note=f"x\nOSError: {name}")
+    make_dataset(project, name="c", state="failed", note="OSError: a")
+    running = make_dataset(project, name="r")
+    claim = claims.claim_dataset(running, holder="h")
+    statuses.record_status(
+        dataset=running, stage=1, state=1, claim_id=claim.id,
+        diagnostics={"slurm_job_id": "77", "slurm_array_task_id": "2"},
+    )  # fmt: skip
+    body = api.get("/api/projects/p/overview/").json()
+    assert body["failed"] == 3 and body["running"] == 1
+    assert body["live_clients"] == 1 and body["clients_by_job"] == {"77": 1}
+    assert [(f["count"], f["note"]) for f in body["failures"]] == [
+        (1, "OSError: a"), (1, "OSError: a"), (1, "OSError: b"),
+    ]  # fmt: skip

@@ -1,0 +1,50 @@
+"""A project at a glance for the terminal: ``crunch status`` asks for this in one call."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from django.db.models import OuterRef, Subquery
+from django.utils import timezone
+
+from crunch.models import Dataset, Project, Status
+from crunch.services.pages import failure_groups
+from crunch.services.stats import project_stats
+
+FAILURES_SHOWN = 5  # failure groups listed
+
+
+def live_clients(project: Project) -> dict[str, int]:
+    """Running datasets with an unexpired lease, counted by Slurm job (or "no job")."""
+    last_job = (
+        Status.objects.filter(dataset=OuterRef("pk"))
+        .order_by("-created", "-id")
+        .values("slurm_job_id")[:1]
+    )
+    jobs = (
+        Dataset.objects.running()
+        .filter(project=project, lease_expires__gte=timezone.now())
+        .annotate(job=Subquery(last_job))
+        .values_list("job", flat=True)
+    )
+    return dict(Counter(job or "" for job in jobs))
+
+
+def project_overview(project: Project) -> dict[str, Any]:
+    """Counts, throughput, time to finish, live clients by job and the top failure groups."""
+    clients = live_clients(project)
+    return {
+        "project": project.slug,
+        **project_stats(project).as_dict(),
+        "live_clients": sum(clients.values()),
+        "clients_by_job": clients,
+        "failures": [
+            {
+                "count": group.count,
+                "note": group.headline,
+                "examples": [d.slug for d in group.examples],
+            }
+            for group in failure_groups(project, limit=FAILURES_SHOWN)
+        ],
+    }
