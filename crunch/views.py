@@ -7,8 +7,6 @@ figures stay current without a reload and the pages still work without JavaScrip
 
 from __future__ import annotations
 
-import posixpath
-
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_safe
@@ -30,11 +28,18 @@ COLUMNS = [("name", "Name"), ("state", "State"), ("", "Attempts"), ("finished", 
 """The table's first columns and their sort keys; "" is not sortable (no index)."""
 
 
+MAX_PAGE = 10**6
+"""Page numbers past this are cut to it: the row offset then fits every database."""
+
+
 def _int(value: str | None, default: int) -> int:
-    try:
-        return max(1, int(value or default))
-    except ValueError:
+    """A page number from the query string: ASCII digits only ('١٢' is not 12), capped."""
+    if not value or not (value.isascii() and value.isdigit()):
         return default
+    value = value.lstrip("0") or "0"
+    if len(value) > len(str(MAX_PAGE)):  # also spares int() a 5,000-digit string
+        return MAX_PAGE
+    return min(MAX_PAGE, max(1, int(value)))
 
 
 def _is_live(request: HttpRequest) -> bool:
@@ -61,8 +66,9 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
     stats = stats_for_projects([project.pk])[project.pk]
     state = request.GET.get("state", "")
     state = state if state in DatasetState.values else ""
-    search = request.GET.get("q", "").strip()[:SEARCH_MAX_CHARS]
-    note = request.GET.get("note", "")[: pages.NOTE_FILTER_CHARS]
+    # No NUL: PostgreSQL refuses it in text, and no name or note holds one.
+    search = request.GET.get("q", "").replace("\x00", "").strip()[:SEARCH_MAX_CHARS]
+    note = request.GET.get("note", "").replace("\x00", "")[: pages.NOTE_FILTER_CHARS]
     sort = request.GET.get("sort", "id")
     sort = sort if sort in pages.SORTS else "id"
     table = pages.dataset_page(
@@ -98,6 +104,8 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
 
 def _visible_dataset(request: HttpRequest, slug: str) -> Dataset:
     """The dataset if its project is visible to this user, else 404 (never 403: no leak)."""
+    if "\x00" in slug:  # no slug holds one, and PostgreSQL refuses it in a query
+        raise Http404("No such dataset.")
     return get_object_or_404(
         pages.visible_datasets(request.user).select_related("project"), slug=slug
     )
@@ -132,17 +140,10 @@ def dataset_file(request: HttpRequest, slug: str, path: str) -> FileResponse:
     Always as an attachment: a stored HTML file must not run as a page of this site.
     """
     dataset = _visible_dataset(request, slug)
-    relative = pages.safe_relative_path(path)
-    if relative is None:
+    opened = pages.open_dataset_file(dataset, path)
+    if opened is None:
         raise Http404("No such file.")
-    storage = pages.default_storage()
-    name = posixpath.join(dataset.base_file_path, relative)
-    try:
-        if not storage.exists(name):
-            raise Http404("No such file.")
-        handle = storage.open(name, "rb")
-    except (OSError, NotImplementedError) as exc:
-        raise Http404("No such file.") from exc
-    response = FileResponse(handle, as_attachment=True, filename=posixpath.basename(relative))
+    handle, filename = opened
+    response = FileResponse(handle, as_attachment=True, filename=filename)
     response["X-Content-Type-Options"] = "nosniff"
     return response

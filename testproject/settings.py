@@ -128,6 +128,12 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "crunch.api.exceptions.exception_handler",
+    # JSON and form bodies held to DATA_UPLOAD_MAX_MEMORY_SIZE (a JSON 413 past it).
+    "DEFAULT_PARSER_CLASSES": [
+        "crunch.api.parsers.JSONParser",
+        "crunch.api.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
 }
 SPECTACULAR_SETTINGS = {"TITLE": "crunch API", "VERSION": "0.2.0"}
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import unquote
 
+from django.core.exceptions import RequestDataTooBig
+from django.db import DataError
 from rest_framework import status
-from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.exceptions import APIException, NotFound, ParseError, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -28,11 +31,54 @@ class ClaimedElsewhere(Conflict):
     default_code = "claimed_elsewhere"
 
 
+class PayloadTooLarge(APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "The request body is too large."
+    default_code = "too_large"
+
+
+class InvalidValue(APIException):
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_detail = "The database refused a value of the request."
+    default_code = "invalid"
+
+
 API_ERRORS: dict[type[CrunchError], type[APIException]] = {
     LeaseExpired: ClaimNotHeld,
     ClaimConflict: ClaimedElsewhere,
     InvalidTransition: Conflict,
 }
+
+
+def has_nul(request: Any) -> bool:
+    """Whether the URL's path or query holds a NUL, which no row of PostgreSQL can match."""
+    if request is None:
+        return False
+    return "\x00" in unquote(request.path) or any(
+        "\x00" in key or any("\x00" in value for value in values)
+        for key, values in request.GET.lists()
+    )
+
+
+def hostile_input_error(exc: Exception, request: Any) -> APIException | None:
+    """The 4xx for input no serializer saw: bodies too large or too deep, NUL in URLs."""
+    if isinstance(exc, RequestDataTooBig):
+        return PayloadTooLarge(
+            "The request body is larger than the server accepts "
+            "(DATA_UPLOAD_MAX_MEMORY_SIZE); send less per request."
+        )
+    if isinstance(exc, RecursionError):
+        return ParseError("The JSON body is nested too deeply; flatten it.")
+    if isinstance(exc, (ValueError, DataError)) and has_nul(request):
+        return NotFound("No such object: the URL holds a NUL character.")
+    if isinstance(exc, OverflowError):  # SQLite binds no integer past 64 bits
+        if request is not None and request.method in ("GET", "HEAD"):
+            return NotFound("No such object: a number in the URL is larger than any id.")
+        return InvalidValue("A number in the request is larger than the database holds.")
+    if isinstance(exc, DataError):
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return InvalidValue(f"The database refused a value: {first_line}")
+    return None
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -41,6 +87,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         if isinstance(exc, error):
             exc = api_error(str(exc))
             break
+    else:
+        exc = hostile_input_error(exc, context.get("request")) or exc
     response = drf_exception_handler(exc, context)
     if response is not None and isinstance(exc, ValidationError):
         errors = (

@@ -60,10 +60,19 @@ class ProjectSerializer(serializers.ModelSerializer[Project]):
         return attrs
 
 
+class SlugField(serializers.SlugRelatedField[Project]):
+    """A related object by slug; a NUL is refused here since PostgreSQL refuses it in text."""
+
+    def to_internal_value(self, data: Any) -> Project:
+        if isinstance(data, str) and "\x00" in data:
+            raise serializers.ValidationError("Null characters are not allowed.")
+        return super().to_internal_value(data)
+
+
 class DatasetSerializer(serializers.ModelSerializer[Dataset]):
     # The metaclass moves declared fields into ``_declared_fields``, so this ``parent`` never
     # shadows ``Field.parent`` (the enclosing serializer) as the stubs believe.
-    parent = serializers.SlugRelatedField(  # type: ignore[assignment]
+    parent = SlugField(  # type: ignore[assignment]
         source="project", slug_field="slug", queryset=Project.objects.all(),
         help_text="The project's slug.",
     )  # fmt: skip

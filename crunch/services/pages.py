@@ -8,16 +8,21 @@ from __future__ import annotations
 
 import datetime
 import posixpath
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth.models import AnonymousUser
-from django.core.files.storage import Storage, storages
 from django.db.models import Count, F, OuterRef, QuerySet, Subquery, Window
 from django.db.models.functions import RowNumber
 
 from crunch.choices import DatasetState, Stage, State
 from crunch.models import Attribute, Dataset, Item, Project, Status
+from crunch.services.files import FileNode as FileNode
+from crunch.services.files import FileTree as FileTree
+from crunch.services.files import default_storage as default_storage
+from crunch.services.files import file_tree as file_tree
+from crunch.services.files import open_dataset_file as open_dataset_file
+from crunch.services.files import safe_relative_path as safe_relative_path
 
 PAGE_SIZE = 50  # datasets per page of the table
 FAILURE_GROUPS = 20  # distinct failure notes shown on a project page
@@ -26,7 +31,6 @@ CLIENTS_SHOWN = 50  # running datasets listed as "clients working now"
 TIMELINE_LIMIT = 300  # statuses shown on a dataset page (newest kept)
 ITEMS_SHOWN = 200
 LOG_TAIL_BYTES = 16 * 1024  # bytes of the workflow log shown
-TREE_LIMIT = 500  # files listed from storage before the tree is cut short
 NOTE_FILTER_CHARS = 200  # a failure-note filter matches notes starting with this many chars
 
 SORTS: dict[str, tuple[str, ...]] = {
@@ -271,102 +275,33 @@ def dataset_items(dataset: Dataset, *, limit: int = ITEMS_SHOWN) -> list[Item]:
     return list(Item.objects.filter(dataset=dataset).select_related("parent")[:limit])
 
 
-def default_storage() -> Storage:
-    return storages["default"]
+LOG_NAME = ".crunch/workflow.log"
 
 
 def log_path(dataset: Dataset) -> str:
-    return posixpath.join(dataset.base_file_path, ".crunch", "workflow.log")
+    return posixpath.join(dataset.base_file_path, LOG_NAME)
 
 
 def workflow_log_tail(
     dataset: Dataset, *, max_bytes: int = LOG_TAIL_BYTES
 ) -> tuple[str, bool] | None:
-    """The end of ``.crunch/workflow.log`` in storage and whether it was cut; None if absent."""
-    storage = default_storage()
-    path = log_path(dataset)
+    """The end of ``.crunch/workflow.log`` in storage and whether it was cut; None if absent.
+
+    Opened as the file browser opens files: never through a link out of the folder.
+    """
+    opened = open_dataset_file(dataset, LOG_NAME)
+    if opened is None:
+        return None
     try:
-        if not storage.exists(path):
-            return None
-        size = storage.size(path)
-        with storage.open(path, "rb") as handle:
+        with opened[0] as handle:
+            size = handle.size
             if size > max_bytes:
                 handle.seek(size - max_bytes)
             data = handle.read(max_bytes)
-    except (OSError, NotImplementedError):
+    except (OSError, ValueError, NotImplementedError):
         return None
     text = data.decode("utf-8", errors="replace")
     cut = size > max_bytes
     if cut and "\n" in text:
         text = text.split("\n", 1)[1]
     return text, cut
-
-
-@dataclass(kw_only=True)
-class FileNode:
-    """A folder or file under a dataset's base path; ``path`` is relative to it."""
-
-    name: str
-    path: str
-    size: int | None = None
-    children: list[FileNode] = field(default_factory=list)
-
-    @property
-    def is_dir(self) -> bool:
-        return self.size is None
-
-    @property
-    def total_size(self) -> int:
-        if not self.is_dir:
-            return self.size or 0
-        return sum(child.total_size for child in self.children)
-
-
-@dataclass(kw_only=True)
-class FileTree:
-    root: FileNode
-    files: int = 0
-    truncated: bool = False
-
-
-def file_tree(dataset: Dataset, *, limit: int = TREE_LIMIT) -> FileTree:
-    """The dataset's files in storage, folders first, cut short after ``limit`` files."""
-    storage = default_storage()
-    tree = FileTree(root=FileNode(name="", path=""))
-    _walk(storage, dataset.base_file_path, tree.root, tree, limit)
-    return tree
-
-
-def _walk(storage: Storage, base: str, node: FileNode, tree: FileTree, limit: int) -> None:
-    location = posixpath.join(base, node.path) if node.path else base
-    try:
-        folders, files = storage.listdir(location)
-    except (OSError, NotImplementedError):
-        return
-    for name in sorted(folders):
-        child = FileNode(name=name, path=posixpath.join(node.path, name) if node.path else name)
-        node.children.append(child)
-        _walk(storage, base, child, tree, limit)
-        if tree.truncated:
-            return
-    for name in sorted(files):
-        if tree.files >= limit:
-            tree.truncated = True
-            return
-        path = posixpath.join(node.path, name) if node.path else name
-        try:
-            size = storage.size(posixpath.join(base, path))
-        except (OSError, NotImplementedError):
-            size = 0
-        node.children.append(FileNode(name=name, path=path, size=size))
-        tree.files += 1
-
-
-def safe_relative_path(path: str) -> str | None:
-    """``path`` normalised inside the dataset's folder, or None when it would leave it."""
-    if not path or "\\" in path or "\x00" in path or path.startswith("/"):
-        return None
-    normal = posixpath.normpath(path)
-    if normal in (".", "") or normal.startswith("../") or normal == "..":
-        return None
-    return normal
