@@ -95,6 +95,7 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "sorts": SORT_CHOICES,
         "columns": COLUMNS,
         "refresh_seconds": REFRESH_SECONDS,
+        "workflow_changes": pages.workflow_changes(project),
     }
     template = (
         "crunch/parts/project_live.html" if _is_live(request) else "crunch/project_detail.html"
@@ -129,6 +130,7 @@ def dataset_detail(request: HttpRequest, slug: str) -> HttpResponse:
         items=pages.dataset_items(dataset),
         log=pages.workflow_log_tail(dataset),
         tree=pages.file_tree(dataset),
+        workflow_ran=pages.workflow_ran(dataset),
     )
     return render(request, "crunch/dataset_detail.html", context)
 

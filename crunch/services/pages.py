@@ -15,6 +15,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.db.models import Count, F, OuterRef, QuerySet, Subquery, Window
 from django.db.models.functions import RowNumber
 
+from crunch.access import Action, datasets_where, projects_where
 from crunch.choices import DatasetState, Stage, State
 from crunch.models import Attribute, Dataset, Item, Project, Status
 from crunch.services.files import FileNode as FileNode
@@ -50,27 +51,13 @@ however large the project; a sort without such an index would sort every dataset
 """
 
 
-def can_see_all_projects(user: Any) -> bool:
-    """Staff and users granted ``crunch.view_project`` see private projects too."""
-    if user is None or not user.is_authenticated:
-        return False
-    return bool(user.is_staff or user.has_perm("crunch.view_project"))
-
-
 def visible_projects(user: Any) -> QuerySet[Project]:
     """The projects ``user`` may read; everyone else gets a 404 for the rest."""
-    projects = Project.objects.all()
-    return (
-        projects
-        if can_see_all_projects(user or AnonymousUser())
-        else projects.filter(is_public=True)
-    )
+    return projects_where(user or AnonymousUser(), Action.VIEW)
 
 
 def visible_datasets(user: Any) -> QuerySet[Dataset]:
-    if can_see_all_projects(user or AnonymousUser()):
-        return Dataset.objects.all()
-    return Dataset.objects.filter(project__is_public=True)
+    return datasets_where(user or AnonymousUser(), Action.VIEW)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -305,3 +292,23 @@ def workflow_log_tail(
     if cut and "\n" in text:
         text = text.split("\n", 1)[1]
     return text, cut
+
+
+WORKFLOW_CHANGES_SHOWN = 20
+
+
+def workflow_changes(project: Project, *, limit: int = WORKFLOW_CHANGES_SHOWN) -> list[Any]:
+    """The latest changes of the project's workflow, newest first."""
+    return list(project.workflow_changes.select_related("user")[:limit])
+
+
+def workflow_ran(dataset: Dataset) -> str:
+    """The SHA-256 of the workflow the dataset's latest run reported, or ""."""
+    sha = (
+        Status.objects.filter(dataset=dataset, stage=Stage.WORKFLOW)
+        .exclude(workflow_sha256="")
+        .order_by("-created", "-id")
+        .values_list("workflow_sha256", flat=True)
+        .first()
+    )
+    return sha or ""

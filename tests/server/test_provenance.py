@@ -1,0 +1,44 @@
+"""Workflow provenance: every change kept with who made it; every run's workflow SHA-256."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from rest_framework.test import APIClient
+
+from crunch.models import WorkflowChange
+from crunch.services import claims, statuses
+from tests.factories import make_dataset, make_project, make_user
+
+pytestmark = pytest.mark.django_db
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_a_workflow_change_is_recorded_and_shown_with_the_sha_each_run_used(client):
+    project = make_project(name="P", is_public=True, workflow="echo one\n")
+    dataset = make_dataset(project, name="d")
+    claim = claims.claim_dataset(dataset, holder="h")
+    statuses.record_status(
+        dataset=dataset, stage=2, state=1, claim_id=claim.id, workflow_sha256=sha("echo one\n")
+    )
+    keeper, token = make_user("keeper", role="maintainer", projects=[project])
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    r = api.patch("/api/projects/p/", {"workflow": "echo two"}, format="json")
+    assert r.status_code == 200
+    change = WorkflowChange.objects.get()
+    assert (change.user, change.sha256, change.previous) == (keeper, sha("echo two"), "echo one\n")
+    assert change.previous_sha256 == sha("echo one\n")
+    assert api.patch("/api/projects/p/", {"description": "x"}, format="json").status_code == 200
+    assert WorkflowChange.objects.count() == 1  # only workflow edits are changes
+
+    two, one = sha("echo two"), sha("echo one\n")
+    page = client.get("/projects/p/").content.decode()
+    assert f'<code title="{two}">{two[:12]}</code>' in page
+    assert "<td>keeper</td>" in page
+    page = client.get("/datasets/p:d/").content.decode()
+    assert f"{one[:12]}</code>, <strong>not</strong> the project" in page
