@@ -4,6 +4,8 @@ SQLite and local storage by default. From the environment:
 ``DATABASE_URL`` (e.g. postgres://postgres@127.0.0.1:5432/test) switches the database;
 ``CRUNCH_STORAGE=s3`` with ``AWS_STORAGE_BUCKET_NAME``, ``AWS_S3_ENDPOINT_URL`` and the usual
 AWS variables switches storage to S3; ``CRUNCH_MEDIA_ROOT`` moves local storage.
+``DJANGO_DEBUG=1`` turns DEBUG on (the demo does). Settings for a real deployment:
+testproject/deploy.py and the README's "Deploying".
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import django
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "crunch-testproject-not-secret")
-DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
+# Off unless asked for: the debug page shows settings and the environment to anyone.
+DEBUG = os.environ.get("DJANGO_DEBUG", "") == "1"
 ALLOWED_HOSTS = [
     "127.0.0.1",
     "localhost",
@@ -42,6 +45,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "crunch.middleware.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

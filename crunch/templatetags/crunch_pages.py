@@ -56,6 +56,26 @@ def percent_of(state: str, stats: Any) -> str:
 
 
 @register.filter
+def bar_segments(stats: Any, states: Any) -> list[dict[str, Any]]:
+    """The progress bar's non-empty parts as SVG coordinates out of 100.
+
+    SVG attributes rather than ``style="width: …"``, which a CSP without
+    ``'unsafe-inline'`` styles would refuse.
+    """
+    segments: list[dict[str, Any]] = []
+    offset = 0.0
+    for value, label in states.choices:
+        width = stats.percent(value)
+        if width > 0:
+            segments.append({
+                "state": value, "label": label, "count": int(stats.counts.get(value, 0)),
+                "x": f"{offset:.3f}", "width": f"{width:.3f}",
+            })  # fmt: skip
+            offset += width
+    return segments
+
+
+@register.filter
 def count_of(stats: Any, state: str) -> int:
     return int(stats.counts.get(state, 0))
 
