@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import textwrap
 
-from crunchclient import bootstrap, options
+from crunchclient import bootstrap, entry, options
 from crunchclient.exceptions import ClientError, exit_codes_help
 
 COMMANDS = {
@@ -20,13 +21,27 @@ COMMANDS = {
     "loop": "Process pending datasets until none is left, then print a summary.",
     "retry": "Put failed datasets back to pending (DATASET, or --project P --failed).",
     "submit": "Submit a Slurm job array of 'crunch loop' tasks (--keep M keeps it fed).",
+    "add-project": "Create a project (NAME [--workflow FILE]); print its slug.",
+    "add-dataset": "Add a dataset to a project (PROJECT NAME); print its slug.",
+    "add-item": "Add an item to a dataset or item (PARENT NAME); print its slug.",
+    "add-<type>-attribute": "Add an attribute (ITEM KEY VALUE): char, int, float, bool, date, "
+    "datetime, url, filesize, lat-long.",
+    "import": "Register many datasets: --from-storage PREFIX, --upload DIR..., --from-csv FILE.",
+    "status": "Counts by state, throughput, time to finish, live clients, failures.",
+    "ls": "List a project's datasets (--state, --search) as a table.",
+    "why": "Say what holds a dataset where it is, and the command that would move it.",
+    "files": "List a dataset's stored files with their sizes.",
+    "download": "Copy datasets' files from storage (checksum-verified), claiming nothing.",
+    "diagnostics": "Print this machine's diagnostics, as statuses send them.",
 }
-NEEDS_STORAGE = {"run", "next", "loop", "submit"}
+NEEDS_STORAGE = {"run", "next", "loop", "submit", "files", "download"}
+STORAGE_IMPORTS = {"--from-storage", "--upload"}  # the import sources that read storage
+ATTRIBUTE = re.compile(r"^add-(?P<type>[a-z-]+)-attribute$")
 STANDALONE_HIDDEN = {"--settings", "--pythonpath", "--no-color", "--force-color", "--skip-checks"}
 
 
 def usage() -> str:
-    commands = "\n".join(f"  {name:<7} {text}" for name, text in COMMANDS.items())
+    commands = "\n".join(f"  {name:<21} {text}" for name, text in COMMANDS.items())
     return textwrap.dedent(
         """\
         usage: crunch COMMAND [options]
@@ -62,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(f"crunch {crunch.__version__}\n")
         return 0
     name, rest = args[0], args[1:]
-    if name not in COMMANDS:
+    if (attribute := ATTRIBUTE.match(name)) and attribute["type"] in entry.ATTRIBUTE_TYPES:
+        name, rest = "add-attribute", [attribute["type"], *rest]
+    elif name not in COMMANDS or "<" in name:
         sys.stderr.write(
             f"CommandError: Unknown command {name!r}: "
             f"use one of {', '.join(COMMANDS)} (crunch --help).\n"
@@ -75,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     from django.core.management import load_command_class
 
-    command = load_command_class("crunchclient", f"crunch_{name}")
+    command = load_command_class("crunchclient", f"crunch_{name.replace('-', '_')}")
     # Django's project options mean nothing to the standalone script: keep --help short.
     command.suppressed_base_arguments = STANDALONE_HIDDEN
     try:
@@ -88,13 +105,26 @@ def main(argv: list[str] | None = None) -> int:
 def configure(name: str, rest: list[str]) -> None:
     """Configure Django: from the storage settings file, or bare for help and retry."""
     wants_help = any(arg in ("-h", "--help") for arg in rest)
-    if name not in NEEDS_STORAGE or wants_help:
+    needs = name in NEEDS_STORAGE or (
+        name == "import" and any(arg.split("=")[0] in STORAGE_IMPORTS for arg in rest)
+    )
+    if not needs or wants_help:
         bootstrap.configure_minimal()
         return
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--storage-settings")
-    known, _ = parser.parse_known_args(rest)
-    path = options.storage_settings_path({"storage_settings": known.storage_settings})
+    given = known_path = None
+    if name == "files":  # django-crunch 0.1: crunch files DATASET STORAGE_SETTINGS
+        for option in ("--url", "--token", "--retry-for", "--jobs"):
+            parser.add_argument(option)
+        parser.add_argument("positional", nargs="*")
+        known, _ = parser.parse_known_args(rest)
+        known_path = known.positional[1] if len(known.positional) > 1 else None
+        given = known.storage_settings or known_path
+    else:
+        known, _ = parser.parse_known_args(rest)
+        given = known.storage_settings
+    path = options.storage_settings_path({"storage_settings": given})
     bootstrap.configure_from_file(os.path.expanduser(path))
 
 

@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 TIMEOUT = 30.0  # seconds to wait for one answer
 BACKOFF_FIRST = 0.25  # seconds before the first retry
 BACKOFF_MAX = 30.0  # seconds between retries at most
+START_RETRY_FOR = 30.0  # seconds to retry before the server has answered once: a wrong URL
 
 SETUP, WORKFLOW, UPLOAD = 1, 2, 3
 START, SUCCESS, FAIL = 1, 2, 3
@@ -41,13 +42,19 @@ STATE_NAMES = {START: "Start", SUCCESS: "Success", FAIL: "Fail"}
 class Connection:
     """The crunch API at ``url``, authenticated with ``token``."""
 
-    def __init__(self, url: str, token: str, *, retry_for: float = 600.0, timeout: float = TIMEOUT):
+    def __init__(
+        self, url: str, token: str, *, retry_for: float = 600.0, timeout: float = TIMEOUT,
+        start_retry_for: float | None = START_RETRY_FOR,
+    ) -> None:  # fmt: skip
         self.url = url.rstrip("/") + "/"
         self.shown = masked(self.url)  # the URL as messages show it: no password
         self.api = self.url + "api/"
         self.token = token
         self.retry_for = retry_for
         self.timeout = timeout
+        self.start_retry_for = retry_for if start_retry_for is None else start_retry_for
+        """How long to retry while the server has never answered: a wrong --url fails fast."""
+        self.reached = False
         self.session = requests.Session()
         self.session.headers.update(
             {
@@ -59,7 +66,9 @@ class Connection:
 
     def clone(self) -> Connection:
         """A second connection with its own session, for another thread."""
-        return Connection(self.url, self.token, retry_for=self.retry_for, timeout=self.timeout)
+        twin = Connection(self.url, self.token, retry_for=self.retry_for, timeout=self.timeout)
+        twin.reached = self.reached
+        return twin
 
     def close(self) -> None:
         self.session.close()
@@ -150,13 +159,14 @@ class Connection:
         method: str,
         path: str,
         *,
-        json: dict[str, Any] | None = None,
+        json: dict[str, Any] | list[Any] | None = None,
         missing: str | None = None,
         conflict: type[ServerError] = ServerError,
     ) -> dict[str, Any] | None:
         """Send one call, retrying transient failures; map refusals to our errors."""
         url = self.api + path
-        deadline = time.monotonic() + self.retry_for
+        retry_for = self.retry_for if self.reached else min(self.retry_for, self.start_retry_for)
+        deadline = time.monotonic() + retry_for
         attempt = 0
         while True:
             try:
@@ -165,6 +175,7 @@ class Connection:
                 problem = type(exc).__name__
                 error: Exception = exc
             else:
+                self.reached = True
                 if response.status_code < 500:
                     return self.answer(response, missing=missing, conflict=conflict)
                 problem = f"HTTP {response.status_code}"
@@ -174,7 +185,7 @@ class Connection:
             if left <= 0:
                 raise ServerError(
                     f"Cannot reach the crunch server at {self.shown!r} ({problem} on {method} "
-                    f"{path}) after retrying for {self.retry_for:g}s: check --url/CRUNCH_URL "
+                    f"{path}) after retrying for {retry_for:g}s: check --url/CRUNCH_URL "
                     "and that the server is running."
                 ) from error
             pause = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (attempt - 1), left)

@@ -23,7 +23,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from crunchclient import bootstrap
-from crunchclient.connection import masked, password_of
+from crunchclient.connection import START_RETRY_FOR, masked, password_of
 from crunchclient.exceptions import ClientError, ConfigurationError, exit_codes_help
 
 logger = logging.getLogger(__name__)
@@ -60,6 +60,7 @@ class ClientConfig:
     lease_seconds: int = LEASE_SECONDS
     heartbeat_seconds: float = HEARTBEAT_SECONDS
     retry_for: float = RETRY_FOR_SECONDS
+    start_retry_for: float = START_RETRY_FOR  # until the server first answers; --retry-for if given
     holder: str = ""
     python: str = sys.executable  # runs ``python -m snakemake``
     pass_env: tuple[str, ...] = ()  # variables the workflow gets even if they look secret
@@ -186,9 +187,9 @@ def add_client_arguments(parser: CommandParser | argparse.ArgumentParser, *, com
         help=f"Seconds between lease renewals (default {HEARTBEAT_SECONDS}).",
     )  # fmt: skip
     resilience.add_argument(
-        "--retry-for", type=seconds, default=RETRY_FOR_SECONDS, metavar="SECONDS",
+        "--retry-for", type=seconds, default=None, metavar="SECONDS",
         help="Keep retrying an unreachable server this long before giving up "
-        f"(default {RETRY_FOR_SECONDS}).",
+        f"(default {RETRY_FOR_SECONDS}; {START_RETRY_FOR:g} until the server first answers).",
     )  # fmt: skip
     if command == "loop":
         limits = parser.add_argument_group("loop")
@@ -213,8 +214,9 @@ def add_connection_arguments(parser: CommandParser | argparse.ArgumentParser) ->
     parser.add_argument("--url", help=with_env("URL of the crunch server.", "url"))
     parser.add_argument("--token", help=with_env("API token of a client user.", "token"))
     parser.add_argument(
-        "--retry-for", type=seconds, default=RETRY_FOR_SECONDS, metavar="SECONDS",
-        help=f"Keep retrying an unreachable server this long (default {RETRY_FOR_SECONDS}).",
+        "--retry-for", type=seconds, default=None, metavar="SECONDS",
+        help=f"Keep retrying an unreachable server this long (default {RETRY_FOR_SECONDS}; "
+        f"{START_RETRY_FOR:g} until the server first answers).",
     )  # fmt: skip
 
 
@@ -362,6 +364,9 @@ def resolve(opts: dict[str, Any]) -> ClientConfig:
         lease_seconds=opts.get("lease") or LEASE_SECONDS,
         heartbeat_seconds=opts.get("heartbeat") or HEARTBEAT_SECONDS,
         retry_for=opts["retry_for"] if opts.get("retry_for") is not None else RETRY_FOR_SECONDS,
+        start_retry_for=(
+            opts["retry_for"] if opts.get("retry_for") is not None else START_RETRY_FOR
+        ),
         holder=default_holder(),
         pass_env=pass_env,
         secrets=frozenset(secret for secret in secrets if secret),

@@ -172,7 +172,10 @@ def check_project_workflow(config: ClientConfig, project: dict[str, Any]) -> Non
 
 
 def connect(config: ClientConfig) -> Connection:
-    return Connection(config.url, config.token, retry_for=config.retry_for)
+    return Connection(
+        config.url, config.token, retry_for=config.retry_for,
+        start_retry_for=config.start_retry_for,
+    )  # fmt: skip
 
 
 def claim_next(
@@ -251,6 +254,7 @@ def run_loop(
         check_project_workflow(config, connection.project(project))
     started = time.monotonic()
     processed = failed = retried = 0
+    ended: dict[str, Outcome] = {}
     slowest = 0.0
     deadline = Deadline.for_loop(connection, project=project, time_limit=time_limit)
     reason = "nothing pending"
@@ -292,9 +296,11 @@ def run_loop(
             except Interrupted:
                 reason = f"stopped by {shutdown.signal_name}"
                 break
-            processed += 1
-            retried += outcome.retrying
-            failed += not outcome.completed and not outcome.retrying
+            # Datasets, not claims: one retried and claimed again counts once, as it ended.
+            ended[outcome.dataset] = outcome
+            processed = len(ended)
+            retried = sum(o.retrying for o in ended.values())
+            failed = sum(not o.completed and not o.retrying for o in ended.values())
             slowest = max(slowest, outcome.seconds)
             logger.info("%s", outcome.summary())
     return LoopSummary(

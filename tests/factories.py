@@ -14,6 +14,7 @@ from crunch.services.accounts import client_token, issue_token
 def make_project(**kwargs: Any) -> Project:
     kwargs.setdefault("name", "Project")
     kwargs.setdefault("workflow", "echo hello > hello.txt\n")
+    kwargs.setdefault("allow_empty", True)  # most tests' datasets have no files
     return Project.objects.create(**kwargs)
 
 

@@ -171,6 +171,8 @@ class DatasetViewSet(CrunchAPI, viewsets.ModelViewSet[Dataset]):
                     f"Unknown state {state!r}; use one of {', '.join(DatasetState.values)}."
                 )
             queryset = queryset.filter(state=state)
+        if search := self.request.query_params.get("search"):
+            queryset = queryset.filter(name__icontains=search)
         return queryset
 
     def perform_create(self, serializer: s.DatasetSerializer) -> None:  # type: ignore[override]

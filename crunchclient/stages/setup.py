@@ -10,8 +10,9 @@ from typing import Any
 
 from crunchclient import transfer
 from crunchclient.connection import SETUP
-from crunchclient.exceptions import ConfigurationError
+from crunchclient.exceptions import ConfigurationError, TransferError
 from crunchclient.hashing import Checksums
+from crunchclient.remote import storage_location
 from crunchclient.stages.base import RECORDS, RunContext, Stage
 
 logger = logging.getLogger(__name__)
@@ -97,6 +98,13 @@ class SetupStage(Stage):
             found = transfer.checksum_tree(context.workdir, exclude=is_record, jobs=config.jobs)
             checksums = Checksums(found)
         context.setup_checksums = checksums
+        if config.download and not context.project.get("allow_empty"):
+            if not any(not is_record(path) for path in checksums.paths):
+                raise TransferError(
+                    f"The dataset's folder {prefix!r} is missing or empty in "
+                    f"{storage_location(config.storage)}: check its base_file_path and the "
+                    "storage settings, or let the project's datasets start empty (allow_empty)."
+                )
         if checksums.done():
             write_setup_checksums(context)
         write_json(context.records / "dataset.json", context.dataset)

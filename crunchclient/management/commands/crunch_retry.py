@@ -4,8 +4,7 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from crunchclient import options, run
-from crunchclient.connection import Connection
+from crunchclient import options, remote, run
 from crunchclient.exceptions import ConfigurationError
 
 
@@ -32,7 +31,5 @@ class Command(options.ClientCommand):
                 "(crunch retry --project P --failed).",
                 returncode=ConfigurationError.exit_code,
             )
-        connection = Connection(
-            options.resolve_url(opts), options.resolve_token(opts), retry_for=opts["retry_for"]
-        )
+        connection = remote.connect(opts)
         self.stdout.write(run.retry(connection, dataset=dataset, project=project))

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import CommandParser
+
+from crunchclient import entry, options, remote
+
+
+class Command(options.ClientCommand):
+    help = "Create a project on the server and print its slug (django-crunch 0.1's add-project)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("name", help="The name of the new project.")
+        parser.add_argument("--description", default="", help="A brief description.")
+        parser.add_argument("--details", default="", help="A long description in Markdown.")
+        parser.add_argument(
+            "--workflow", type=Path, metavar="FILE",
+            help="A file with the workflow every dataset runs (a bash script or a Snakefile).",
+        )  # fmt: skip
+        parser.add_argument(
+            "--kind", choices=("script", "snakemake", "executable"),
+            help="How the workflow runs (default: snakemake for a Snakefile, else script).",
+        )  # fmt: skip
+        parser.add_argument("--public", action="store_true", help="Anyone may view the project.")
+        remote.add_server_arguments(parser)
+
+    def handle(self, *args: Any, **opts: Any) -> None:
+        slug = entry.add_project(
+            remote.connect(opts), opts["name"], description=opts["description"],
+            details=opts["details"], workflow=opts["workflow"], kind=opts["kind"],
+            public=opts["public"],
+        )  # fmt: skip
+        self.stdout.write(slug)

@@ -1,0 +1,13 @@
+from __future__ import annotations
+
+from typing import Any
+
+from crunchclient import diagnostics, options
+
+
+class Command(options.ClientCommand):
+    help = "Print this machine's diagnostics: what each status sends (django-crunch 0.1's)."
+
+    def handle(self, *args: Any, **opts: Any) -> None:
+        for key, value in diagnostics.collect().items():
+            self.stdout.write(f"{key}: {value}")

@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import shutil
+import sys
+from typing import Any
+
+from django.core.management.base import CommandParser
+
+from crunchclient import options, remote, watch
+
+
+class Command(options.ClientCommand):
+    help = "List a project's datasets: slug, state, attempts, stage and last note."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--project", required=True, help="The project's slug.")
+        parser.add_argument("--state", choices=watch.STATES, help="Only datasets in this state.")
+        parser.add_argument("--search", metavar="TEXT", help="Only datasets whose name holds TEXT.")
+        parser.add_argument("--json", action="store_true", help="Print the datasets as JSON.")
+        remote.add_server_arguments(parser)
+
+    def handle(self, *args: Any, **opts: Any) -> None:
+        width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+        self.stdout.write(
+            watch.ls(
+                remote.connect(opts),
+                opts["project"],
+                state=opts["state"],
+                search=opts["search"],
+                as_json=opts["json"],
+                width=width,
+            )  # fmt: skip
+        )

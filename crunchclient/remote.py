@@ -1,0 +1,56 @@
+"""What the terminal commands share: a Connection from their options, paged listings,
+and a storage named the way a person would look for it."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlencode
+
+from django.core.management.base import CommandParser
+
+from crunchclient import options
+from crunchclient.connection import Connection
+
+
+def add_server_arguments(parser: CommandParser) -> None:
+    """--url, --token, --retry-for; and 0.1's --verbose/--no-verbose, accepted for its scripts."""
+    options.add_connection_arguments(parser)
+    parser.add_argument(
+        "--verbose", action=argparse.BooleanOptionalAction, default=True,
+        help=argparse.SUPPRESS,  # django-crunch 0.1's option: what is made is always printed
+    )  # fmt: skip
+
+
+def connect(opts: dict[str, Any]) -> Connection:
+    """A Connection from --url, --token and --retry-for (each also from the environment)."""
+    retry_for = opts.get("retry_for")
+    return Connection(
+        options.resolve_url(opts), options.resolve_token(opts),
+        retry_for=options.RETRY_FOR_SECONDS if retry_for is None else retry_for,
+        start_retry_for=retry_for,  # None: the short wait until the server first answers
+    )  # fmt: skip
+
+
+def paged(connection: Connection, path: str, **params: str | None) -> Iterator[dict[str, Any]]:
+    """Every result of a paginated listing, page after page (DRF's ``next`` links)."""
+    given = {key: value for key, value in params.items() if value}
+    page = 1
+    while True:
+        answer = connection.expect("GET", f"{path}?{urlencode({**given, 'page': page})}")
+        yield from answer.get("results", [])
+        if not answer.get("next"):
+            return
+        page += 1
+
+
+def storage_location(storage: Any) -> str:
+    """Where a storage keeps its files, for messages: a local folder or a bucket."""
+    location = getattr(storage, "location", None)
+    bucket = getattr(storage, "bucket_name", None)
+    if bucket:
+        return f"bucket {bucket!r}" + (f" under {location!r}" if location else "")
+    if location:
+        return f"the local storage at {str(location)!r}"
+    return f"the {type(storage).__name__} storage"
