@@ -141,6 +141,7 @@ def main() -> int:
         "CRUNCH_SQLITE": str(WORK / "db.sqlite3"),
         "CRUNCH_MEDIA_ROOT": str(media),
         "PYTHONUNBUFFERED": "1",
+        "DJANGO_DEBUG": "1",  # runserver serves the static files only with DEBUG on
     }
     os.environ.update(env)
     sys.path.insert(0, str(ROOT))
@@ -211,8 +212,8 @@ def main() -> int:
         print(f"Client exit codes: {codes}")
         print(f"Results are in {media / 'crunch' / slug}")
         print(f"Project page (while a server runs on this database): {url}projects/{slug}/")
-        print(f"To browse it: CRUNCH_SQLITE={WORK / 'db.sqlite3'} CRUNCH_MEDIA_ROOT={media} "
-              f"{BIN / 'python'} manage.py runserver {port}")  # fmt: skip
+        print(f"To browse it: DJANGO_DEBUG=1 CRUNCH_SQLITE={WORK / 'db.sqlite3'} "
+              f"CRUNCH_MEDIA_ROOT={media} {BIN / 'python'} manage.py runserver {port}")  # fmt: skip
         return 0 if all(code == 0 for code in codes) and stats["completed"] == DATASETS else 1
     finally:
         for process in [*clients, server]:
