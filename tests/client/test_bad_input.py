@@ -459,8 +459,8 @@ def test_huge_stderr_line_still_records_the_fail(crunch: Crunch) -> None:
     dataset = crunch.dataset(project["slug"], "one")
     result = crunch.run("run", dataset["slug"], "--quiet", timeout=300)
     assert result.returncode == 10
-    assert len(error_line(result)) < 1000
-    assert statuses(dataset["slug"]) == [(1, 1), (1, 2), (2, 1), (2, 3)]
+    assert len(error_line(result)) < 1000, result.stderr[-2000:]
+    assert statuses(dataset["slug"]) == [(1, 1), (1, 2), (2, 1), (2, 3)], error_line(result)
     failed = Dataset.objects.get(slug=dataset["slug"])
     assert (failed.state, failed.claim_id) == ("failed", None)
     note = Status.objects.get(dataset=failed, stage=2, state=3).note

@@ -79,6 +79,8 @@ def test_help_names_the_environment_and_exit_codes(capsys: pytest.CaptureFixture
         "--time-limit",
         "exit codes:",
         "130 stopped by SIGTERM/SIGINT",
+        "--pass-env NAME",
+        "CRUNCH_TOKEN, AWS_*",
     ):
         assert needle in " ".join(text.split()), needle  # fmt: skip
 
@@ -99,3 +101,66 @@ def test_storage_settings_option_inside_a_project_is_reported(
         in caplog.text
     )
     assert Path(config.storage.location) == media_root
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://user:s3cret@crunch.example.org/", "https://user:***@crunch.example.org/"),
+        ("http://:pw@127.0.0.1:8000/api/", "http://:***@127.0.0.1:8000/api/"),
+        ("https://user@crunch.example.org/", "https://user@crunch.example.org/"),
+        ("http://127.0.0.1:8000/", "http://127.0.0.1:8000/"),
+    ],
+)
+def test_passwords_in_urls_are_masked(url: str, shown: str) -> None:
+    from crunchclient.connection import masked
+
+    assert masked(url) == shown
+
+
+def test_the_server_url_password_never_shows(tmp_path: Path) -> None:
+    from crunchclient.connection import Connection
+    from crunchclient.exceptions import ServerError
+
+    connection = Connection("http://user:pw-0001@127.0.0.1:1/", "t", retry_for=0)
+    with pytest.raises(ServerError) as excinfo:
+        connection.project("p")
+    assert "pw-0001" not in str(excinfo.value) and "user:***@127.0.0.1:1" in str(excinfo.value)
+
+
+@pytest.mark.parametrize(
+    ("slug", "segment"),
+    [("p:d", "p:d"), ("a/../b", "a%2F..%2Fb"), ("..", "%2E%2E"), ("a?b#c", "a%3Fb%23c")],
+)
+def test_slugs_are_one_path_segment(slug: str, segment: str) -> None:
+    from crunchclient.connection import quote_slug
+
+    assert quote_slug(slug) == segment
+
+
+def test_notes_are_cut_between_characters() -> None:
+    from crunchclient.stages.base import head_bytes, tail_bytes
+
+    text = "\u00e9" * 10_000
+    head = head_bytes(text, 101)
+    assert len(head.encode()) <= 101 and head.endswith("bytes cut]")
+    assert head.startswith("\u00e9" * 40) and "\ufffd" not in head
+    assert tail_bytes(text.encode(), 101) == "\u00e9" * 50  # the odd byte left out
+    assert head_bytes("short", 101) == "short"
+
+
+def test_workflow_environment_keeps_secrets_out() -> None:
+    from crunchclient.stages.workflow import workflow_env
+
+    config = options.ClientConfig(
+        url="http://h/", token="token-0001", storage=None, directory=Path("."),
+        secrets=frozenset({"token-0001", "settings-password", "pw"}), pass_env=("AWS_REGION",),
+    )  # fmt: skip
+    environ = {
+        "PATH": "/bin", "CRUNCH_TOKEN": "token-0001", "CRUNCH_URL": "http://u:settings-password@h/",
+        "AWS_SECRET_ACCESS_KEY": "k", "AWS_REGION": "eu-west-1", "COPY": "pw", "HOME": "/home/pw",
+        "MINE": "token-0001",
+    }  # fmt: skip
+    assert workflow_env(config, environ) == {
+        "PATH": "/bin", "AWS_REGION": "eu-west-1", "HOME": "/home/pw",
+    }  # fmt: skip
