@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
@@ -22,6 +23,12 @@ from crunch.models import (
     WorkflowChange,
 )  # fmt: skip
 from crunch.services import claims, retries, workflows
+from crunch.services.paths import (
+    UnsafePath,
+    clean_base_file_path,
+    overlap_message,
+    overlapping_dataset,
+)
 
 
 class ProjectScoped:
@@ -151,9 +158,26 @@ class StatusInline(admin.TabularInline):
         return False
 
 
+class DatasetForm(forms.ModelForm):
+    """The admin applies the API's folder rule: relative, normalised, no other's folder."""
+
+    def clean_base_file_path(self) -> str:
+        text = self.cleaned_data.get("base_file_path") or ""
+        if not text:
+            return ""  # save() fills in crunch/<project>/<dataset>
+        try:
+            path = clean_base_file_path(text)
+        except UnsafePath as exc:
+            raise forms.ValidationError(str(exc)) from None
+        if other := overlapping_dataset(path, exclude_pk=self.instance.pk):
+            raise forms.ValidationError(overlap_message(path, other))
+        return path
+
+
 @admin.register(Dataset)
 class DatasetAdmin(ProjectScoped, admin.ModelAdmin):
     scope = "project"
+    form = DatasetForm
     list_display = [
         "slug",
         "project",

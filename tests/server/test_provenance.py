@@ -42,3 +42,19 @@ def test_a_workflow_change_is_recorded_and_shown_with_the_sha_each_run_used(clie
     assert "<td>keeper</td>" in page
     page = client.get("/datasets/p:d/").content.decode()
     assert f"{one[:12]}</code>, <strong>not</strong> the project" in page
+
+
+def test_the_admin_refuses_a_dataset_folder_outside_storage_or_in_another(admin_client):
+    project = make_project(name="P")
+    make_dataset(project, name="one")
+    dataset = make_dataset(project, name="two")
+    url = f"/admin/crunch/dataset/{dataset.pk}/change/"
+    form = {"project": project.pk, "name": "two", "slug": "p:two", "priority": 0}
+    for path, message in [
+        ("../../etc", "The folder &#x27;../../etc&#x27; holds &#x27;..&#x27;"),
+        ("crunch/p/one/x", "lies inside the folder of dataset &#x27;p:one&#x27;"),
+    ]:
+        page = admin_client.post(url, {**form, "base_file_path": path}).content.decode()
+        assert message in page
+    dataset.refresh_from_db()
+    assert dataset.base_file_path == "crunch/p/two"
