@@ -114,15 +114,15 @@ def test_retry_commands_put_failed_datasets_back(crunch: Crunch) -> None:
         crunch.dataset(project["slug"], name)
     assert crunch.run("loop", "--quiet").returncode == 10
     assert set(Dataset.objects.values_list("state", flat=True)) == {"failed"}
-    one = crunch.run("retry", "flaky:a")
+    one = crunch.run("retry", "flaky:a", env=crunch.maintainer_env)
     assert (one.returncode, one.stdout.strip()) == (0, "Dataset 'flaky:a' is pending again.")
-    rest = crunch.run("retry", "--project", "flaky", "--failed")
+    rest = crunch.run("retry", "--project", "flaky", "--failed", env=crunch.maintainer_env)
     assert (rest.returncode, rest.stdout.strip()) == (
         0,
         "2 failed dataset(s) of project 'flaky' are pending again.",
     )
     assert set(Dataset.objects.values_list("state", flat=True)) == {"pending"}
-    bad = crunch.run("retry", "--project", "flaky")
+    bad = crunch.run("retry", "--project", "flaky", env=crunch.maintainer_env)
     assert bad.returncode == 2 and "crunch retry --project P --failed" in error_line(bad)
 
 

@@ -77,6 +77,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
         env = server_env(database_url, media)
         manage("migrate", "--verbosity", "0", env=env)
         token = manage("crunch_token", "worker", env=env)
+        maintainer = manage("crunch_token", "keeper", "--role", "maintainer", env=env)
         server = GunicornServer(port=free_port(), env=env, log=tmp_path / "gunicorn.log")
         server.start(timeout=60)
         work = tmp_path / "nodes"
@@ -84,6 +85,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
         crunch = Crunch(
             url=server.url, token=token, media=media, work=work,
             settings_file=write_local_settings(tmp_path / "storage.toml", media),
+            maintainer=maintainer,
         )  # fmt: skip
         try:
             yield Served(crunch=crunch, server=server, database_url=database_url)
