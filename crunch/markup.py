@@ -19,6 +19,7 @@ the time linear, the sanitising does not depend on it.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 import cmarkgfm
 import nh3
@@ -56,6 +57,7 @@ _TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9]*)[^>]*>")
 _VOID = {"br", "hr", "img", "input"}
 
 
+@lru_cache(maxsize=32)  # a page viewed again costs a lookup, not a render
 def render(text: str) -> str:
     """Markdown (its first ``DETAILS_MAX_LENGTH`` characters) as sanitised HTML."""
     text = text[:DETAILS_MAX_LENGTH]
