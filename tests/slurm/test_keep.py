@@ -1,0 +1,53 @@
+"""Issue 14: ``crunch submit --keep 2`` keeps two tasks going until the project is done."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from crunch.models import Dataset
+from tests.slurm.conftest import Cluster
+
+
+@pytest.mark.django_db(transaction=True)
+def test_keep_2_submits_more_as_tasks_end_never_more_than_2_and_exits_when_done(
+    cluster: Cluster,
+) -> None:
+    project = cluster.crunch.project("Kept", "sleep 0.5\necho done > out.txt\n")
+    slugs = [
+        cluster.crunch.dataset(project["slug"], f"d{i:02d}", {"in.txt": "x"})["slug"]
+        for i in range(40)
+    ]
+    held: list[int] = []
+    stop = threading.Event()
+
+    def sample() -> None:  # what Slurm itself shows, beside what the command reports
+        while not stop.wait(0.5):
+            held.append(len(cluster.tasks()))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    keeper = cluster.start(
+        "--project", project["slug"], "--keep", "2", "--time", "1m", "--margin", "30s",
+        "--poll", "2", "--wait", "2",
+    )  # fmt: skip
+    try:
+        out, err = keeper.communicate(timeout=200)
+    finally:
+        keeper.kill()
+        stop.set()
+        sampler.join()
+    assert keeper.returncode == 0, err + cluster.outputs()
+    assert "Traceback" not in err
+    assert Dataset.objects.filter(slug__in=slugs, state="completed").count() == 40
+    submissions = [line for line in out.splitlines() if line.startswith("Submitted job")]
+    submitted = sum(int(line.split(": ", 1)[1].split()[0]) for line in submissions)
+    assert len(submissions) >= 2 and submitted > 2, out  # more as earlier ones ended
+    assert held and max(held) <= 2, held
+    assert (
+        out.strip()
+        .splitlines()[-1]
+        .endswith(f"submitted {submitted} task(s) in {len(submissions)} job(s), at most 2 at once.")
+    ), out
+    assert not cluster.tasks()
