@@ -9,15 +9,12 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from crunch.api import views
 from tests.clientkit import ROOT, Crunch, crunch  # noqa: F401
 
 SCRIPT = ROOT / "scripts" / "slurm-cluster.sh"
@@ -39,33 +36,6 @@ def slurm() -> dict[str, str]:
     env = dict(re.findall(r"^export (\w+)=(.*)$", result.stdout, re.MULTILINE))
     os.environ.update(env)  # for squeue and scancel run by the tests themselves
     return env
-
-
-class Spy:
-    """What clients posted with each status, by its key: the diagnostics the model may drop."""
-
-    def __init__(self) -> None:
-        self.posts: dict[str, dict[str, Any]] = {}
-        self.lock = threading.Lock()
-
-    def diagnostics(self, key: str) -> dict[str, Any]:
-        return self.posts.get(key, {})
-
-
-@pytest.fixture
-def posted(monkeypatch: pytest.MonkeyPatch) -> Spy:
-    """Record each status post the live server receives, then let it through."""
-    spy = Spy()
-    create = views.StatusViewSet.create
-
-    def recording(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
-        data = dict(request.data)
-        with spy.lock:
-            spy.posts[str(data.get("key"))] = data
-        return create(self, request, *args, **kwargs)
-
-    monkeypatch.setattr(views.StatusViewSet, "create", recording)
-    return spy
 
 
 @pytest.fixture

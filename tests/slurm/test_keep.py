@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -51,3 +53,32 @@ def test_keep_2_submits_more_as_tasks_end_never_more_than_2_and_exits_when_done(
         .endswith(f"submitted {submitted} task(s) in {len(submissions)} job(s), at most 2 at once.")
     ), out
     assert not cluster.tasks()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_keep_survives_a_failing_squeue_and_says_so(cluster: Cluster, tmp_path: Path) -> None:
+    wrappers = tmp_path / "bin"
+    wrappers.mkdir()
+    real = shutil.which("squeue")
+    assert real
+    fake = wrappers / "squeue"  # the real squeue, except that its first call times out
+    fake.write_text(
+        f'#!/bin/sh\nif [ ! -e "{tmp_path}/failed" ]; then touch "{tmp_path}/failed"\n'
+        'echo "squeue: error: slurm_load_jobs error: Socket timed out on send/recv" >&2\n'
+        f'exit 1\nfi\nexec {real} "$@"\n'
+    )
+    fake.chmod(0o755)
+    cluster.env["PATH"] = f"{wrappers}:{cluster.env['PATH']}"
+    project = cluster.crunch.project("Flaky", "echo done > out.txt\n")
+    slugs = [
+        cluster.crunch.dataset(project["slug"], f"d{i}", {"in.txt": "x"})["slug"] for i in range(2)
+    ]
+    result = cluster.submit("--project", project["slug"], "--keep", "1", "--time", "1m",
+                            "--poll", "1", "--wait", "1", timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr + cluster.outputs()
+    assert (
+        "squeue failed (exit code 1): slurm_load_jobs error: Socket timed out on send/recv; "
+        "retrying in 5s"
+    ) in result.stderr
+    assert "Traceback" not in result.stderr
+    assert Dataset.objects.filter(slug__in=slugs, state="completed").count() == 2
