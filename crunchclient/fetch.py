@@ -16,13 +16,14 @@ from typing import Any
 from crunchclient import transfer
 from crunchclient.connection import Connection, no_dataset, quote_slug
 from crunchclient.exceptions import TransferError, UnsafePathError
+from crunchclient.records import SETUP_CHECKSUMS, UPLOAD_CHECKSUMS, record_path
 from crunchclient.remote import paged, storage_location
 from crunchclient.transfer.backends.base import Entry, StorageBackend
 
 logger = logging.getLogger(__name__)
 
-SETUP_RECORD = ".crunch/setup_md5_checksums.json"
-UPLOAD_RECORD = ".crunch/upload_md5_checksums.json"
+SETUP_RECORD = record_path(SETUP_CHECKSUMS)
+UPLOAD_RECORD = record_path(UPLOAD_CHECKSUMS)
 
 
 def size_text(size: int) -> str:
@@ -116,8 +117,8 @@ def download_one(
     keep: set[str] | None = None
     skipped = 0
     if outputs_only:
-        # Setup's files, unless the workflow changed them (then the upload record has them).
-        inputs = {rel for rel in setup if rel not in uploaded}
+        # Setup's files, unless the workflow changed them (the upload record says how).
+        inputs = {rel for rel, md5 in setup.items() if uploaded.get(rel, md5) == md5}
         entries = listing(storage, prefix)
         keep = {entry.rel for entry in entries if entry.rel not in inputs}
         skipped = len(entries) - len(keep)

@@ -4,6 +4,7 @@ and a storage named the way a person would look for it."""
 from __future__ import annotations
 
 import argparse
+import logging
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode
@@ -21,6 +22,12 @@ def add_server_arguments(parser: CommandParser) -> None:
         "--verbose", action=argparse.BooleanOptionalAction, default=True,
         help=argparse.SUPPRESS,  # django-crunch 0.1's option: what is made is always printed
     )  # fmt: skip
+
+
+def quiet_transfers(verbosity: int) -> None:
+    """Keep the transfer engine's line per folder off the output below --verbosity 2."""
+    if verbosity < 2:
+        logging.getLogger("crunchclient.transfer").setLevel(logging.WARNING)
 
 
 def connect(opts: dict[str, Any]) -> Connection:

@@ -44,6 +44,7 @@ class Command(options.ClientCommand):
                 "(crunch download --project P --state completed), not both.",
                 returncode=ConfigurationError.exit_code,
             )
+        remote.quiet_transfers(opts["verbosity"])
         done = fetch.download(
             remote.connect(opts), bootstrap.get_storage(), opts["datasets"],
             project=opts["project"], state=opts["state"], dest=opts["dest"],

@@ -46,6 +46,7 @@ class Command(options.ClientCommand):
 
     def handle(self, *args: Any, **opts: Any) -> None:
         project = opts["project"]
+        remote.quiet_transfers(opts["verbosity"])
         connection = remote.connect(opts)
         if opts["from_csv"]:
             entries = importing.from_csv(opts["from_csv"])
