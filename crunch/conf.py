@@ -9,12 +9,14 @@ from typing import Any
 
 from django.conf import settings
 
+from crunch import constants
+
 
 class CrunchSettings:
     DEFAULT_MAX_ATTEMPTS: int = 3
     """Attempts a new project gives each dataset before it stays failed."""
 
-    LEASE_SECONDS: int = 300  # seconds a claim lives without a heartbeat
+    LEASE_SECONDS: int = constants.LEASE_SECONDS  # seconds a claim lives without a heartbeat
     """A claim not renewed within this time returns its dataset to pending."""
 
     DEFAULT_RETRY_DELAY: int = 60  # seconds

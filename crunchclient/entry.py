@@ -7,6 +7,7 @@ import datetime
 from pathlib import Path
 from typing import Any
 
+from crunchclient import workflows
 from crunchclient.connection import Connection
 from crunchclient.exceptions import ConfigurationError
 
@@ -19,7 +20,6 @@ ATTRIBUTE_TYPES = {
 
 TRUE = {"true", "t", "yes", "y", "1", "on"}
 FALSE = {"false", "f", "no", "n", "0", "off"}
-SNAKEFILE_NAMES = ("Snakefile", "snakefile")
 EXAMPLES = {"int": "42", "filesize": "1024", "float": "3.5", "bool": "true"}
 
 
@@ -36,8 +36,8 @@ def add_project(
             raise ConfigurationError(
                 f"Workflow file {str(workflow)!r} cannot be read ({exc}): check --workflow."
             ) from exc
-        if kind is None and (workflow.name in SNAKEFILE_NAMES or workflow.suffix == ".smk"):
-            kind = "snakemake"
+        if kind is None:
+            kind = workflows.kind_of_file(workflow)
     if kind:
         body["workflow_kind"] = kind
     if public:

@@ -22,14 +22,13 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from crunchclient import bootstrap
+from crunch.constants import LEASE_SECONDS
+from crunchclient import bootstrap, workflows
 from crunchclient.connection import START_RETRY_FOR, masked, password_of
 from crunchclient.exceptions import ClientError, ConfigurationError, exit_codes_help
 
 logger = logging.getLogger(__name__)
 
-WORKFLOW_KINDS = ("script", "snakemake")
-LEASE_SECONDS = 300  # seconds a claim lives without a heartbeat: survives short outages
 HEARTBEAT_SECONDS = 30  # seconds between lease renewals
 RETRY_FOR_SECONDS = 900  # seconds a call keeps retrying through an outage
 
@@ -146,8 +145,9 @@ def add_client_arguments(parser: CommandParser | argparse.ArgumentParser, *, com
         help="Cores for the workflow (Snakemake --cores; default 1).",
     )
     work.add_argument(
-        "--workflow", choices=WORKFLOW_KINDS,
-        help="Run the workflow as a bash script or a Snakefile, whatever the project says.",
+        "--workflow", choices=tuple(workflows.KINDS),
+        help="Run the workflow as this kind (a bash script, a Snakefile, or an executable "
+        "whose first line picks its interpreter), whatever the project says.",
     )  # fmt: skip
     work.add_argument(
         "--path", type=Path, help="A local workflow file to run instead of the project's."
@@ -303,16 +303,10 @@ def writable_directory(directory: Path) -> Path:
     return directory
 
 
-def check_snakemake(kind: str | None) -> None:
-    if kind != "snakemake":
-        return
-    import importlib.util
-
-    if importlib.util.find_spec("snakemake") is None:
-        raise ConfigurationError(
-            "--workflow snakemake needs Snakemake, which is not installed: "
-            "pip install 'django-crunch[snakemake]'."
-        )
+def check_kind(kind: str | None) -> None:
+    """--workflow KIND needs the kind's tool on this node (Snakemake, bash)."""
+    if kind is not None:
+        workflows.get(kind).check(f"--workflow {kind}")
 
 
 def check_workflow_path(path: Path | None) -> Path | None:
@@ -341,7 +335,7 @@ def resolve(opts: dict[str, Any]) -> ClientConfig:
         )
     url = resolve_url(opts)
     token = resolve_token(opts)
-    check_snakemake(opts.get("workflow"))
+    check_kind(opts.get("workflow"))
     path = check_workflow_path(opts.get("path"))
     directory = writable_directory(opts.get("directory") or Path("crunch-work"))
     pass_env = check_env_names(list(opts.get("pass_env") or []))

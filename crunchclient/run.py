@@ -14,11 +14,18 @@ from typing import Any
 from crunchclient import diagnostics
 from crunchclient.connection import Connection
 from crunchclient.deadline import Deadline
-from crunchclient.exceptions import ClaimLost, ClientError, Interrupted, ServerError, StageFailed
+from crunchclient.exceptions import (
+    ClaimLost,
+    ClientError,
+    ConfigurationError,
+    Interrupted,
+    ServerError,
+    StageFailed,
+)
 from crunchclient.options import ClientConfig
 from crunchclient.shutdown import Shutdown
 from crunchclient.stages.base import RunContext, first_line
-from crunchclient.stages.setup import SetupStage, workflow_bytes
+from crunchclient.stages.setup import SetupStage, kind_of, workflow_bytes
 from crunchclient.stages.upload import UploadStage
 from crunchclient.stages.workflow import WorkflowStage
 
@@ -167,8 +174,14 @@ def release(connection: Connection, context: RunContext, *, note: str) -> None:
 
 
 def check_project_workflow(config: ClientConfig, project: dict[str, Any]) -> None:
-    """Refuse before claiming when the project has no workflow and no --path was given."""
-    workflow_bytes(config.path, project)
+    """Refuse before claiming when the project has no workflow and no --path was given,
+    or when this node lacks its kind's tool (Snakemake, the interpreter of its '#!')."""
+    workflow = workflow_bytes(config.path, project)
+    kind = kind_of(config.workflow, project)
+    what = f"Project {project.get('slug')!r} (workflow kind {kind.kind.value!r})"
+    if config.workflow:
+        what = f"--workflow {config.workflow}"
+    kind.check(what, workflow)
 
 
 def connect(config: ClientConfig) -> Connection:
@@ -184,14 +197,13 @@ def claim_next(
     claimed = connection.claim_next(
         holder=config.holder, lease_seconds=config.lease_seconds, project=project
     )
-    if (
-        claimed is not None
-        and config.path is None
-        and not str(claimed["project"].get("workflow") or "").strip()
-    ):
-        # Found only after claiming (no --project to check first): give it back untouched.
-        connection.release(str(claimed["claim"]["id"]), note="")
-        check_project_workflow(config, claimed["project"])
+    if claimed is not None:
+        try:
+            check_project_workflow(config, claimed["project"])
+        except ConfigurationError:
+            # Found only after claiming (no --project to check first): give it back untouched.
+            connection.release(str(claimed["claim"]["id"]), note="")
+            raise
     return claimed
 
 

@@ -17,6 +17,7 @@ from django.db.models.functions import RowNumber
 
 from crunch.access import Action, datasets_where, projects_where
 from crunch.choices import DatasetState, Stage, State
+from crunch.constants import WORKFLOW_LOG, record_path
 from crunch.models import Attribute, Dataset, Item, Project, Status
 from crunch.services.files import FileNode as FileNode
 from crunch.services.files import FileTree as FileTree
@@ -262,7 +263,7 @@ def dataset_items(dataset: Dataset, *, limit: int = ITEMS_SHOWN) -> list[Item]:
     return list(Item.objects.filter(dataset=dataset).select_related("parent")[:limit])
 
 
-LOG_NAME = ".crunch/workflow.log"
+LOG_NAME = record_path(WORKFLOW_LOG)
 
 
 def log_path(dataset: Dataset) -> str:

@@ -13,12 +13,10 @@ from crunchclient.connection import FAIL, STAGE_NAMES, START, SUCCESS, UPLOAD, C
 from crunchclient.exceptions import ClaimLost, Interrupted, StageFailed, UnsafePathError
 from crunchclient.hashing import Checksums, Digests
 from crunchclient.options import ClientConfig
+from crunchclient.records import RECORDS
 from crunchclient.shutdown import Shutdown
 
 logger = logging.getLogger(__name__)
-
-RECORDS = ".crunch"
-"""Folder of crunch's own records inside each dataset folder."""
 
 NOTE_BYTES = 8 * 1024
 """The most a note sends (in UTF-8): a workflow's 3 MB stderr line must not stop its Fail."""

@@ -2,43 +2,37 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import stat
 from pathlib import Path
 from typing import Any
 
-from crunchclient import transfer
+from crunchclient import transfer, workflows
 from crunchclient.connection import SETUP
 from crunchclient.exceptions import ConfigurationError, TransferError
 from crunchclient.hashing import Checksums
+from crunchclient.records import (
+    DATASET_RECORD,
+    PROJECT_RECORD,
+    SETUP_CHECKSUMS,
+    is_record,
+    read_json,
+    write_json,
+    write_setup_checksums,
+)
 from crunchclient.remote import storage_location
-from crunchclient.stages.base import RECORDS, RunContext, Stage
+from crunchclient.stages.base import RunContext, Stage
 
 logger = logging.getLogger(__name__)
 
-SCRIPT = "script.sh"
-SNAKEFILE = "Snakefile"
-SETUP_CHECKSUMS = "setup_md5_checksums.json"
+
+def kind_of(config_kind: str | None, project: dict[str, Any]) -> workflows.Kind:
+    """The kind the workflow runs as: --workflow if given, else the project's."""
+    return workflows.get(config_kind or str(project.get("workflow_kind") or "script"))
 
 
-def is_record(path: str) -> bool:
-    """Whether a relative path is crunch's own record or a tool's cache, not the dataset's data."""
-    return path.startswith((f"{RECORDS}/", ".snakemake/"))
-
-
-def write_setup_checksums(context: RunContext) -> dict[str, str]:
-    """Wait for the MD5s of the downloaded files, write their record and return them."""
-    if not context.setup_checksums.done():
-        logger.info("%s: waiting for the checksums of the downloaded files", context.slug)
-    checksums = context.setup_checksums.result(context.check)
-    setup = {path: md5 for path, md5 in checksums.items() if not is_record(path)}
-    write_json(context.records / SETUP_CHECKSUMS, setup)
-    return setup
-
-
-def workflow_kind(context: RunContext) -> str:
-    return context.config.workflow or str(context.project.get("workflow_kind") or "script")
+def workflow_kind(context: RunContext) -> workflows.Kind:
+    return kind_of(context.config.workflow, context.project)
 
 
 def workflow_bytes(config_path: Path | None, project: dict[str, Any]) -> bytes:
@@ -61,18 +55,7 @@ def workflow_bytes(config_path: Path | None, project: dict[str, Any]) -> bytes:
 
 
 def workflow_file(context: RunContext) -> Path:
-    return context.records / (SNAKEFILE if workflow_kind(context) == "snakemake" else SCRIPT)
-
-
-def write_json(path: Path, value: Any) -> None:
-    path.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-
-
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    return context.records / workflow_kind(context).file_name
 
 
 class SetupStage(Stage):
@@ -107,11 +90,11 @@ class SetupStage(Stage):
                 )
         if checksums.done():
             write_setup_checksums(context)
-        write_json(context.records / "dataset.json", context.dataset)
-        write_json(context.records / "project.json", context.project)
+        write_json(context.records / DATASET_RECORD, context.dataset)
+        write_json(context.records / PROJECT_RECORD, context.project)
         path = workflow_file(context)
         path.write_bytes(workflow)
-        if path.name == SCRIPT:
+        if workflow_kind(context).executable:
             path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
         context.check()
         source = "downloaded" if config.download else "found"

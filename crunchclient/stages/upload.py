@@ -10,18 +10,18 @@ import logging
 
 from crunchclient import transfer
 from crunchclient.connection import UPLOAD
-from crunchclient.stages.base import RECORDS, Stage
-from crunchclient.stages.setup import is_record, write_json, write_setup_checksums
+from crunchclient.records import (
+    DELETED,
+    RECORDS,
+    UPLOAD_CHECKSUMS,
+    is_cache,
+    is_record,
+    write_json,
+    write_setup_checksums,
+)
+from crunchclient.stages.base import Stage
 
 logger = logging.getLogger(__name__)
-
-UPLOAD_CHECKSUMS = "upload_md5_checksums.json"
-DELETED = "deleted.txt"
-
-
-def is_cache(path: str) -> bool:
-    """Tool caches that are never uploaded (Snakemake's bookkeeping)."""
-    return path.startswith(".snakemake/")
 
 
 class UploadStage(Stage):

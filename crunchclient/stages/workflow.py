@@ -1,4 +1,5 @@
-"""WorkflowStage: run script.sh or the Snakefile as a subprocess, show and keep its output.
+"""WorkflowStage: run the workflow file as its kind says (workflows.py), show and keep
+its output.
 
 The workflow is code from the server: it gets the client's environment without the
 client's secrets, and its output is kept with those secrets masked.
@@ -22,13 +23,13 @@ from crunchclient.connection import WORKFLOW
 from crunchclient.exceptions import ClientError
 from crunchclient.options import ClientConfig
 from crunchclient.outputs import OutputHashes
+from crunchclient.records import WORKFLOW_LOG, is_record
 from crunchclient.shutdown import OWN_GROUP, kill_group
 from crunchclient.stages.base import NOTE_BYTES, Stage, tail_bytes
-from crunchclient.stages.setup import is_record, workflow_file, workflow_kind
+from crunchclient.stages.setup import workflow_file, workflow_kind
 
 logger = logging.getLogger(__name__)
 
-LOG = "workflow.log"
 TAIL_LINES = 20  # lines of stderr kept for the Fail note
 TAIL_BYTES = NOTE_BYTES - 256  # the most of them the note holds, beside its first line
 CHUNK = 64 * 1024  # bytes of output relayed at once: a line without end is not held whole
@@ -106,16 +107,11 @@ class WorkflowStage(Stage):
 
     def command(self) -> list[str]:
         context = self.context
-        path = workflow_file(context)
-        if workflow_kind(context) == "snakemake":
-            command = [
-                context.config.python, "-m", "snakemake", "--snakefile", str(path),
-                "--directory", str(context.workdir), "--cores", str(context.config.cores),
-            ]  # fmt: skip
-            if context.config.use_conda:
-                command.append("--use-conda")
-            return command
-        return ["bash", str(path)]
+        config = context.config
+        return workflow_kind(context).command(
+            workflow_file(context), cores=config.cores, workdir=context.workdir,
+            python=config.python, use_conda=config.use_conda,
+        )  # fmt: skip
 
     def start_fields(self) -> dict[str, Any]:
         """The SHA-256 of the file we run, so the server knows which workflow ran."""
@@ -160,7 +156,7 @@ class WorkflowStage(Stage):
         """Run the workflow, relaying its output to the screen and the log (and the last
         lines of stderr to tail); return its exit code."""
         context = self.context
-        with open(context.records / LOG, "ab") as log:
+        with open(context.records / WORKFLOW_LOG, "ab") as log:
             process = subprocess.Popen(
                 command, cwd=context.workdir, env=env, stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, **OWN_GROUP,

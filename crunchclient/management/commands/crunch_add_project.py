@@ -5,7 +5,7 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
-from crunchclient import entry, options, remote
+from crunchclient import entry, options, remote, workflows
 
 
 class Command(options.ClientCommand):
@@ -17,10 +17,10 @@ class Command(options.ClientCommand):
         parser.add_argument("--details", default="", help="A long description in Markdown.")
         parser.add_argument(
             "--workflow", type=Path, metavar="FILE",
-            help="A file with the workflow every dataset runs (a bash script or a Snakefile).",
+            help="A file with the workflow every dataset runs (script, Snakefile, executable).",
         )  # fmt: skip
         parser.add_argument(
-            "--kind", choices=("script", "snakemake", "executable"),
+            "--kind", choices=tuple(workflows.KINDS),
             help="How the workflow runs (default: snakemake for a Snakefile, else script).",
         )  # fmt: skip
         parser.add_argument("--public", action="store_true", help="Anyone may view the project.")

@@ -1,0 +1,29 @@
+"""What the server and the client must agree on, in one place both import.
+
+Plain values only (no Django import): the standalone client imports this module too.
+"""
+
+from __future__ import annotations
+
+LEASE_SECONDS = 300
+"""Seconds a claim lives without a heartbeat: long enough to survive short outages."""
+
+RECORDS = ".crunch"
+"""Folder of crunch's own records inside each dataset's folder."""
+
+WORKFLOW_LOG = "workflow.log"
+"""The workflow's output (stdout and stderr, secrets masked), shown on the dataset's page."""
+SETUP_CHECKSUMS = "setup_md5_checksums.json"
+"""{relative path: MD5} of the files the dataset had when Setup finished."""
+UPLOAD_CHECKSUMS = "upload_md5_checksums.json"
+"""{relative path: MD5} of the files the dataset had when Upload finished."""
+DELETED = "deleted.txt"
+"""The files the workflow deleted, one a line (they stay in storage)."""
+DATASET_RECORD = "dataset.json"
+PROJECT_RECORD = "project.json"
+"""The dataset and project as the server sent them with the claim."""
+
+
+def record_path(name: str) -> str:
+    """A record's path relative to the dataset's folder: ``.crunch/workflow.log``."""
+    return f"{RECORDS}/{name}"

@@ -1,0 +1,67 @@
+"""The ``.crunch/`` records of a dataset: their names, JSON in and out, which paths are
+records (or tool caches, never data) and the Setup checksums Upload compares against.
+
+The names come from ``crunch.constants``, which the server reads too (the log it shows).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from crunch.constants import (
+    DATASET_RECORD,
+    DELETED,
+    PROJECT_RECORD,
+    RECORDS,
+    SETUP_CHECKSUMS,
+    UPLOAD_CHECKSUMS,
+    WORKFLOW_LOG,
+    record_path,
+)
+from crunchclient import workflows
+
+if TYPE_CHECKING:
+    from crunchclient.stages.base import RunContext
+
+__all__ = [
+    "DATASET_RECORD", "DELETED", "PROJECT_RECORD", "RECORDS", "SETUP_CHECKSUMS",
+    "UPLOAD_CHECKSUMS", "WORKFLOW_LOG", "is_cache", "is_record", "read_json", "record_path",
+    "write_json", "write_setup_checksums",
+]  # fmt: skip
+
+logger = logging.getLogger(__name__)
+
+
+def is_record(path: str) -> bool:
+    """Whether a relative path is crunch's own record or a tool's cache, not the dataset's data."""
+    return path.startswith((f"{RECORDS}/", *workflows.cache_folders()))
+
+
+def is_cache(path: str) -> bool:
+    """Tool caches that are never uploaded (Snakemake's bookkeeping)."""
+    return path.startswith(workflows.cache_folders())
+
+
+def write_json(path: Path, value: Any) -> None:
+    path.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def read_json(path: Path) -> Any:
+    """The JSON in path; None if it is missing or not JSON (a record from an aborted run)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def write_setup_checksums(context: RunContext) -> dict[str, str]:
+    """Wait for the MD5s of the downloaded files, write their record and return them."""
+    if not context.setup_checksums.done():
+        logger.info("%s: waiting for the checksums of the downloaded files", context.slug)
+    checksums = context.setup_checksums.result(context.check)
+    setup = {path: md5 for path, md5 in checksums.items() if not is_record(path)}
+    write_json(context.records / SETUP_CHECKSUMS, setup)
+    return setup
