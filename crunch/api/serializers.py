@@ -256,21 +256,31 @@ class ChoiceByNumberOrName(serializers.Field[int, Any, int, Any]):
 
 
 @extend_schema_field(OpenApiTypes.STR)
-class DatasetByIdOrSlug(serializers.Field[Dataset, Any, int, Any]):
-    def to_internal_value(self, data: Any) -> Dataset:
+class DatasetByIdOrSlug(serializers.Field[Any, Any, int, Any]):
+    """A dataset's id (an int) or slug (a str), checked for form only.
+
+    The status service looks the row up itself, in the query that locks it.
+    """
+
+    def to_internal_value(self, data: Any) -> int | str:
         text = str(data)
         if "\x00" in text:
             raise serializers.ValidationError("A dataset's id or slug holds no NUL character.")
         # ASCII digits only: '١' and '²' pass str.isdigit() but are no id.
-        is_id = text.isascii() and text.isdigit() and int(text) <= INT64[1]
-        lookup = {"pk": int(text)} if is_id else {"slug": text}
-        dataset = Dataset.objects.select_related("project").filter(**lookup).first()
-        if dataset is None:
-            raise serializers.ValidationError(f"No dataset has the id or slug {text!r}.")
-        return dataset
+        if text.isascii() and text.isdigit():
+            if int(text) > INT64[1]:
+                raise serializers.ValidationError(no_dataset(text))
+            return int(text)
+        if len(text) > 1023:
+            raise serializers.ValidationError(no_dataset(text[:40] + "..."))
+        return text
 
     def to_representation(self, value: Any) -> int:
         return int(value.pk)
+
+
+def no_dataset(text: str) -> str:
+    return f"No dataset has the id or slug {text!r}."
 
 
 class StatusSerializer(serializers.ModelSerializer[Status]):

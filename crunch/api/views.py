@@ -31,6 +31,7 @@ from crunch.api.authentication import TokenAuthentication
 from crunch.api.bulk import BulkDatasetsSerializer, RegistrationSerializer
 from crunch.api.permissions import ProjectAccess, require
 from crunch.choices import AttributeKind, DatasetState, Role
+from crunch.exceptions import LeaseExpired
 from crunch.models import Attribute, Dataset, Item, Project, Status
 from crunch.services import claims, retries, statuses, workflows
 from crunch.services.explain import explain
@@ -63,12 +64,13 @@ def claim_response(claim: claims.Claim | None) -> Response:
     return Response(s.ClaimedDatasetSerializer(claim).data)
 
 
-def claim_from_request(request: Request, *, project: Project | None) -> Response:
+def claim_from_request(request: Request, *, project: str | None) -> Response:
+    """Claim the next dataset (of ``project``, a slug) the user may process."""
     params = s.ClaimRequestSerializer(data=request.data)
     params.is_valid(raise_exception=True)
     claim = claims.claim_next(
         project=project,
-        projects=None if project else projects_where(request.user, Action.PROCESS),
+        projects=projects_where(request.user, Action.PROCESS),
         holder=params.validated_data.get("holder") or default_holder(request),
         user=request.user,
         lease_seconds=params.validated_data.get("lease_seconds"),
@@ -114,11 +116,14 @@ class ProjectViewSet(CrunchAPI, viewsets.ModelViewSet[Project]):
         """POST claims the project's next pending dataset (204 if none); GET only peeks."""
         if request.method == "GET":
             return peek(self.visible_project().datasets.all())
-        return claim_from_request(request, project=self.get_object())
+        # The project and the user's right to process it are checked inside the claim
+        # query; only an empty answer asks which of them it was.
+        response = claim_from_request(request, project=slug)
+        if response.status_code == status.HTTP_204_NO_CONTENT:
+            require(request.user, Action.PROCESS, self.visible_project())
+        return response
 
-    @extend_schema(
-        request=BulkDatasetsSerializer(), responses={200: RegistrationSerializer}
-    )
+    @extend_schema(request=BulkDatasetsSerializer(), responses={200: RegistrationSerializer})
     @action(detail=True, methods=["post"], url_path="datasets")
     def register(self, request: Request, slug: str) -> Response:
         """Register a list of datasets in one transaction; those that exist are left as they are."""
@@ -250,21 +255,32 @@ class StatusViewSet(
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
-        require(request.user, Action.PROCESS, data["dataset"].project)
         diagnostics = {
             name: data.pop(name) for name in list(data) if name in statuses.DIAGNOSTIC_FIELDS
         }
-        status_row, created = statuses.record_status(
-            dataset=data["dataset"],
-            stage=data["stage"],
-            state=data["state"],
-            note=data.get("note", ""),
-            claim_id=data.get("claim_id"),
-            key=data.get("key") or None,
-            user=request.user,
-            diagnostics=diagnostics,
-            workflow_sha256=data.get("workflow_sha256", ""),
-        )
+        user = request.user
+        try:
+            status_row, created = statuses.record_status(
+                dataset=data["dataset"],
+                stage=data["stage"],
+                state=data["state"],
+                note=data.get("note", ""),
+                claim_id=data.get("claim_id"),
+                key=data.get("key") or None,
+                user=user,
+                diagnostics=diagnostics,
+                workflow_sha256=data.get("workflow_sha256", ""),
+                may_start=lambda dataset: require(user, Action.PROCESS, dataset.project),
+            )
+        except Dataset.DoesNotExist:
+            raise ValidationError({"dataset": [s.no_dataset(str(data["dataset"]))]}) from None
+        except LeaseExpired:
+            # Refused claims of private projects look like unknown datasets: no leak.
+            lookup = data["dataset"]
+            field = "pk" if isinstance(lookup, int) else "slug"
+            if not datasets_where(user, Action.VIEW).filter(**{field: lookup}).exists():
+                raise NotFound("No such object.") from None
+            raise
         code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
         return Response(self.get_serializer(status_row).data, status=code)
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import connections, router, transaction
+from django.db import IntegrityError, connections, router, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
@@ -79,47 +80,75 @@ def take_if_pending(pk: int, values: dict[str, Any]) -> bool:
 def claim_next(
     *,
     holder: str,
-    project: Project | None = None,
+    project: Project | str | None = None,
     projects: QuerySet[Project] | None = None,
     user: Any = None,
     lease_seconds: int | None = None,
     key: str | None = None,
 ) -> Claim | None:
-    """Atomically claim the highest-priority, oldest pending dataset; None when none is left.
+    """Atomically claim the highest-priority, oldest ready dataset; None when none is left.
 
-    ``projects`` limits the queue to those the caller may process (see crunch.access).
-    A request retried with the same ``key`` (its answer was lost) gets the same claim back
-    instead of a second dataset.
+    ``project`` (a Project or its slug) narrows the queue to one project, ``projects`` to
+    those the caller may process (see crunch.access). A request retried with the same
+    ``key`` (its answer was lost) gets the same claim back instead of a second dataset.
+
+    Three queries: find and lock the next row, take it, read it back with its project.
+    Expired leases are returned to the queue every few seconds and whenever it looks
+    empty, not on every claim.
     """
-    if key and (earlier := _claim_with_key(key, user)):
-        return earlier
-    reclaim_expired()
+    if reclaim_due():
+        reclaim_expired()
     queue = Dataset.objects.ready().claim_order()
-    if project is not None:
+    if isinstance(project, Project):
         queue = queue.filter(project=project)
+    elif project is not None:
+        queue = queue.filter(project__slug=project)
     if projects is not None:
         queue = queue.filter(project__in=projects)
     while True:  # a lost race means another client took a row: the queue only shrinks
-        now = timezone.now()
         values = claim_values(
-            holder=holder, user=user, now=now, lease_seconds=lease_seconds, key=key
+            holder=holder, user=user, now=timezone.now(), lease_seconds=lease_seconds, key=key
         )
-        if supports_skip_locked():
-            with transaction.atomic():
-                # All pending rows we look at stay locked until commit: keep this short.
-                pk = queue.select_for_update(skip_locked=True).values_list("pk", flat=True).first()
-                if pk is None:
-                    return None
+        try:
+            pk = _take_next(queue, values)
+        except IntegrityError:
+            # The key is already on a running claim: this request was sent before.
+            if key and (earlier := _claim_with_key(key, user)):
+                return earlier
+            raise
+        if pk is None:
+            if reclaim_expired():
+                continue  # leases ran out: those datasets are pending again
+            return None
+        if pk is not LOST_RACE:
+            return _claim_of(pk)
+
+
+LOST_RACE: Any = object()
+RECLAIM_EVERY = 5.0  # seconds between sweeps of expired leases while the queue is not empty
+_last_reclaim = [0.0]
+
+
+def reclaim_due() -> bool:
+    """Whether this process last swept expired leases more than RECLAIM_EVERY ago."""
+    return time.monotonic() - _last_reclaim[0] >= RECLAIM_EVERY
+
+
+def _take_next(queue: DatasetQuerySet, values: dict[str, Any]) -> Any:
+    """Claim the queue's first row: its pk, None when empty, LOST_RACE to try again."""
+    if supports_skip_locked():
+        with transaction.atomic():
+            # All pending rows we look at stay locked until commit: keep this short.
+            pk = queue.select_for_update(skip_locked=True).values_list("pk", flat=True).first()
+            if pk is not None:
                 Dataset.objects.filter(pk=pk).update(**values)
-        else:
-            # No transaction around the two statements: the UPDATE alone decides who wins,
-            # and SQLite waits for its write lock instead of failing a read-to-write upgrade.
-            pk = queue.values_list("pk", flat=True).first()
-            if pk is None:
-                return None
-            if not take_if_pending(pk, values):
-                continue  # another client won this row; try the next one
-        return _claim_of(pk)
+            return pk
+    # No transaction around the two statements: the UPDATE alone decides who wins, and
+    # SQLite waits for its write lock instead of failing a read-to-write upgrade.
+    pk = queue.values_list("pk", flat=True).first()
+    if pk is None:
+        return None
+    return pk if take_if_pending(pk, values) else LOST_RACE
 
 
 def claim_dataset(
@@ -201,6 +230,7 @@ def reclaim_expired(now: datetime.datetime | None = None) -> int:
 
     The attempt stays counted and a Fail status records why, so the history shows it.
     """
+    _last_reclaim[0] = time.monotonic()
     now = now or timezone.now()
     expired = list(
         Dataset.objects.expired(now).values_list(

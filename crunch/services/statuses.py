@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import Subquery
 from django.utils import timezone
 
 from crunch.choices import DatasetState, Stage, State
@@ -23,7 +25,7 @@ DIAGNOSTIC_FIELDS = (
 
 def record_status(
     *,
-    dataset: Dataset,
+    dataset: Dataset | int | str,
     stage: Stage | int,
     state: State | int,
     note: str = "",
@@ -32,29 +34,38 @@ def record_status(
     user: Any = None,
     diagnostics: dict[str, Any] | None = None,
     workflow_sha256: str = "",
+    may_start: Callable[[Dataset], None] | None = None,
 ) -> tuple[Status, bool]:
     """Append a status and move the dataset's state in one transaction.
 
+    ``dataset`` is a Dataset, its id or its slug (Dataset.DoesNotExist when there is none).
     Returns the status and whether it was created; a status whose ``key`` was already
     recorded (a retried post) is returned as it is, not recorded twice.
 
     With ``claim_id`` the claim must still be held, by ``user`` when one is given (else
     LeaseExpired). Without one, as django-crunch 0.1 clients post, a Setup Start claims a
-    free dataset for this user and host; any other status needs the dataset held by this
-    user and host, else ClaimConflict: a status without a claim never finishes a run.
+    free dataset for this user and host (after ``may_start(dataset)``, which raises when
+    the user may not); any other status needs the dataset held by this user and host,
+    else ClaimConflict: a status without a claim never finishes a run.
+
+    Three queries on the usual path: the locked row (with the key's earlier status, if
+    any), the insert and the update.
     """
-    if key and (existing := Status.objects.filter(key=key).first()):
-        return existing, False
     stage, state = Stage(stage), State(state)
     fields = {
         name: value for name, value in (diagnostics or {}).items() if name in DIAGNOSTIC_FIELDS
     }
+    rows = Dataset.objects.select_for_update(of=("self",)).select_related("project")
+    if key:
+        rows = rows.annotate(seen=Subquery(Status.objects.filter(key=key).values("pk")[:1]))
     try:
         with transaction.atomic():
-            locked = (
-                Dataset.objects.select_for_update().select_related("project").get(pk=dataset.pk)
-            )
+            locked = rows.get(**_lookup(dataset))
+            if key and (seen := getattr(locked, "seen", None)):
+                return Status.objects.select_related("dataset").get(pk=seen), False
             if claim_id is None:
+                if may_start is not None:
+                    may_start(locked)
                 claim_id = _legacy_claim(locked, stage=stage, state=state, user=user, fields=fields)
             elif (
                 locked.claim_id != claim_id
@@ -72,11 +83,20 @@ def record_status(
             _advance(locked, stage=stage, state=state, note=note)
     except IntegrityError:
         # The same key posted twice at once: the other request recorded it.
-        if key and (existing := Status.objects.filter(key=key).first()):
+        if key and (existing := Status.objects.select_related("dataset").filter(key=key).first()):
             return existing, False
         raise
-    dataset.refresh_from_db()
+    if isinstance(dataset, Dataset):
+        dataset.refresh_from_db()
     return status, True
+
+
+def _lookup(dataset: Dataset | int | str) -> dict[str, Any]:
+    if isinstance(dataset, Dataset):
+        return {"pk": dataset.pk}
+    if isinstance(dataset, int):
+        return {"pk": dataset}
+    return {"slug": dataset}
 
 
 def legacy_holder(user: Any, fields: dict[str, Any]) -> str:
@@ -136,4 +156,11 @@ def _advance(dataset: Dataset, *, stage: Stage, state: State, note: str) -> None
             setattr(dataset, field, value)
     else:
         dataset.lease_expires = lease_until(now, dataset.lease_seconds)
-    dataset.save()
+    dataset.save(update_fields=ADVANCED_FIELDS)
+
+
+ADVANCED_FIELDS = [
+    "stage", "heartbeat", "state", "not_before", "note", "finished", "lease_expires",
+    *CLEARED_CLAIM,
+]  # fmt: skip
+"""What a status may change on its dataset: saved alone, not the whole row."""
