@@ -283,6 +283,28 @@ def no_dataset(text: str) -> str:
     return f"No dataset has the id or slug {text!r}."
 
 
+class ClaimRequestSerializer(serializers.Serializer[Any]):
+    holder = serializers.CharField(
+        max_length=255, required=False, allow_blank=True,
+        help_text="Who claims: shown on the pages (e.g. user@host pid 123).",
+    )  # fmt: skip
+    lease_seconds = serializers.IntegerField(
+        min_value=5, max_value=7 * 24 * 3600, required=False,
+        help_text="How long the claim lives without a heartbeat.",
+    )  # fmt: skip
+    key = serializers.CharField(
+        max_length=64, required=False, allow_blank=True,
+        help_text="Any unique string; a request retried with the same key gets the same claim.",
+    )  # fmt: skip
+
+
+class NextClaimSerializer(ClaimRequestSerializer):
+    project = serializers.CharField(
+        max_length=1023, required=False, allow_blank=True,
+        help_text="Claim from this project only (its slug).",
+    )  # fmt: skip
+
+
 class StatusSerializer(serializers.ModelSerializer[Status]):
     dataset = DatasetByIdOrSlug(help_text="The dataset's id (as django-crunch 0.1 sends) or slug.")
     stage = ChoiceByNumberOrName(Stage)
@@ -300,6 +322,11 @@ class StatusSerializer(serializers.ModelSerializer[Status]):
         error_messages={"invalid": "Give the SHA-256 as 64 lowercase hexadecimal digits."},
         help_text="SHA-256 of the workflow the client ran (sent with Workflow Start).",
     )  # fmt: skip
+    next = NextClaimSerializer(
+        write_only=True, required=False,
+        help_text="With an Upload Success: claim the next dataset in the same call; the "
+        "answer's 'next' holds the claim (null when none is left).",
+    )  # fmt: skip
     dataset_slug = serializers.CharField(source="dataset.slug", read_only=True)
     dataset_state = serializers.CharField(
         source="dataset.state", read_only=True,
@@ -312,26 +339,11 @@ class StatusSerializer(serializers.ModelSerializer[Status]):
         model = Status
         fields = [
             "id", "dataset", "dataset_slug", "dataset_state", "stage", "stage_name", "state",
-            "state_name", "note", "claim", "key", "workflow_sha256", "created",
+            "state_name", "note", "claim", "key", "workflow_sha256", "next", "created",
             *DIAGNOSTIC_FIELDS,
         ]  # fmt: skip
         read_only_fields = ["created"]
         extra_kwargs = {name: {"required": False} for name in DIAGNOSTIC_FIELDS}
-
-
-class ClaimRequestSerializer(serializers.Serializer[Any]):
-    holder = serializers.CharField(
-        max_length=255, required=False, allow_blank=True,
-        help_text="Who claims: shown on the pages (e.g. user@host pid 123).",
-    )  # fmt: skip
-    lease_seconds = serializers.IntegerField(
-        min_value=5, max_value=7 * 24 * 3600, required=False,
-        help_text="How long the claim lives without a heartbeat.",
-    )  # fmt: skip
-    key = serializers.CharField(
-        max_length=64, required=False, allow_blank=True,
-        help_text="Any unique string; a request retried with the same key gets the same claim.",
-    )  # fmt: skip
 
 
 class ClaimSerializer(serializers.Serializer[Any]):

@@ -8,8 +8,13 @@ from typing import Any
 
 from django.db.models import Q, QuerySet
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import mixins, status, viewsets
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_view,
+    inline_serializer,
+)
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.authentication import BaseAuthentication, SessionAuthentication
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
@@ -88,6 +93,10 @@ def peek(queryset: QuerySet[Dataset]) -> Response:
     return Response({"project": dataset.project.slug, "dataset": dataset.slug})
 
 
+RETRIED = inline_serializer("Retried", {"retried": serializers.IntegerField()})
+"""What a project's retry answers: how many failed datasets went back to pending."""
+
+
 class ProjectViewSet(CrunchAPI, viewsets.ModelViewSet[Project]):
     serializer_class = s.ProjectSerializer
     lookup_field = "slug"
@@ -110,7 +119,11 @@ class ProjectViewSet(CrunchAPI, viewsets.ModelViewSet[Project]):
         project = serializer.save()
         workflows.record_change(project, previous=previous, user=self.request.user)
 
-    @extend_schema(request=s.ClaimRequestSerializer, responses={200: s.ClaimedDatasetSerializer})
+    @extend_schema(methods=["GET"], request=None, responses={200: s.PeekSerializer, 204: None})
+    @extend_schema(
+        methods=["POST"], request=s.ClaimRequestSerializer,
+        responses={200: s.ClaimedDatasetSerializer, 204: None},
+    )  # fmt: skip
     @action(detail=True, methods=["get", "post"])
     def next(self, request: Request, slug: str) -> Response:
         """POST claims the project's next pending dataset (204 if none); GET only peeks."""
@@ -136,12 +149,14 @@ class ProjectViewSet(CrunchAPI, viewsets.ModelViewSet[Project]):
             raise ValidationError({"datasets": [str(exc)]}) from None
         return Response({"created": registration.created, "existing": registration.existing})
 
+    @extend_schema(request=None, responses={200: RETRIED})
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, slug: str) -> Response:
         """Return every failed dataset of the project to pending."""
         count = retries.retry_failed(project=self.get_object())
         return Response({"retried": count})
 
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
     @action(detail=True, methods=["get"])
     def stats(self, request: Request, slug: str) -> Response:
         """Counts by state, throughput over the last hour and the estimated time to finish."""
@@ -189,7 +204,9 @@ class DatasetViewSet(CrunchAPI, viewsets.ModelViewSet[Dataset]):
             require(self.request.user, Action.EDIT, serializer.validated_data["project"])
         serializer.save()
 
-    @extend_schema(request=s.ClaimRequestSerializer, responses={200: s.ClaimedDatasetSerializer})
+    @extend_schema(
+        request=s.ClaimRequestSerializer, responses={200: s.ClaimedDatasetSerializer, 204: None}
+    )
     @action(detail=True, methods=["post"])
     def claim(self, request: Request, slug: str) -> Response:
         """Claim this dataset for processing; 409 if another client holds it."""
@@ -210,6 +227,7 @@ class DatasetViewSet(CrunchAPI, viewsets.ModelViewSet[Dataset]):
         """What holds this dataset where it is, and the command that would move it."""
         return Response(s.ExplanationSerializer(explain(self.get_object())).data)
 
+    @extend_schema(request=None)
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, slug: str) -> Response:
         """Return this failed dataset to pending."""
@@ -252,15 +270,39 @@ class StatusViewSet(
         return queryset
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Record one status; with ``next``, also claim the next dataset in the same call."""
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        data = dict(serializer.validated_data)
+        status_row, created = self.record(dict(serializer.validated_data))
+        body = dict(self.get_serializer(status_row).data)
+        if "next" in serializer.validated_data:
+            body["next"] = self.claim_next(serializer.validated_data["next"])
+        return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+    @extend_schema(
+        request=s.StatusSerializer(many=True), responses={201: s.StatusSerializer(many=True)}
+    )
+    @action(detail=False, methods=["post"])
+    def batch(self, request: Request) -> Response:
+        """Record several statuses in order (a stage's Success with the next one's Start).
+
+        Each is recorded as if posted alone, with its own time; the first refused one
+        stops the batch and answers its error (those before it stay recorded).
+        """
+        serializer = s.StatusSerializer(data=request.data, many=True)
+        serializer.is_valid(raise_exception=True)
+        rows = [self.record(dict(data))[0] for data in serializer.validated_data]
+        return Response(
+            s.StatusSerializer(rows, many=True).data, status=status.HTTP_201_CREATED
+        )
+
+    def record(self, data: dict[str, Any]) -> tuple[Status, bool]:
         diagnostics = {
             name: data.pop(name) for name in list(data) if name in statuses.DIAGNOSTIC_FIELDS
         }
-        user = request.user
+        user = self.request.user
         try:
-            status_row, created = statuses.record_status(
+            return statuses.record_status(
                 dataset=data["dataset"],
                 stage=data["stage"],
                 state=data["state"],
@@ -281,8 +323,17 @@ class StatusViewSet(
             if not datasets_where(user, Action.VIEW).filter(**{field: lookup}).exists():
                 raise NotFound("No such object.") from None
             raise
-        code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
-        return Response(self.get_serializer(status_row).data, status=code)
+
+    def claim_next(self, params: dict[str, Any]) -> dict[str, Any] | None:
+        claim = claims.claim_next(
+            project=params.get("project") or None,
+            projects=projects_where(self.request.user, Action.PROCESS),
+            holder=params.get("holder") or default_holder(self.request),
+            user=self.request.user,
+            lease_seconds=params.get("lease_seconds"),
+            key=params.get("key") or None,
+        )
+        return None if claim is None else dict(s.ClaimedDatasetSerializer(claim).data)
 
 
 class AttributeViewSet(CrunchAPI, mixins.ListModelMixin, viewsets.GenericViewSet[Attribute]):
@@ -337,11 +388,13 @@ class TypedAttributeViewSet(mixins.CreateModelMixin, AttributeViewSet):
 class NextView(CrunchAPI, APIView):
     """``POST api/next/`` claims the next pending dataset of any project; GET only peeks."""
 
-    @extend_schema(request=s.ClaimRequestSerializer, responses={200: s.ClaimedDatasetSerializer})
+    @extend_schema(
+        request=s.ClaimRequestSerializer, responses={200: s.ClaimedDatasetSerializer, 204: None}
+    )
     def post(self, request: Request) -> Response:
         return claim_from_request(request, project=None)
 
-    @extend_schema(responses={200: s.PeekSerializer})
+    @extend_schema(responses={200: s.PeekSerializer, 204: None})
     def get(self, request: Request) -> Response:
         return peek(datasets_where(request.user, Action.VIEW))
 
