@@ -7,6 +7,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from crunch.models import Dataset, Status
+from tests.clientkit import SIX
 from tests.factories import bulk_datasets, make_project, make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -45,7 +46,7 @@ def test_four_calls_a_dataset_record_six_statuses_in_order_and_retries_change_no
     assert len(done) == 3 and calls == 1 + 4 * 3
     for pk in done:
         rows = Status.objects.filter(dataset_id=pk).order_by("created", "id")
-        assert [(s.stage, s.state) for s in rows] == [(1, 1), (1, 2), (2, 1), (2, 2), (3, 1), (3, 2)]
+        assert [(s.stage, s.state) for s in rows] == SIX
         times = [s.created for s in rows]
         assert times == sorted(times) and len(set(times)) == 6  # each its own time
     assert set(Dataset.objects.values_list("state", flat=True)) == {"completed"}
