@@ -132,10 +132,11 @@ def chaos(args: argparse.Namespace) -> dict[str, float]:
         }
         manage("migrate", "--verbosity", "0", env=server_env)
         token = manage("crunch_token", "chaos", env=server_env)
+        keeper = manage("crunch_token", "chaos-keeper", "--role", "maintainer", env=server_env)
         server = GunicornServer(port=free_port(), env=server_env, log=root / "gunicorn.log")
         server.start()
         api = requests.Session()
-        api.headers["Authorization"] = f"Token {token}"
+        api.headers["Authorization"] = f"Token {keeper}"
         api.post(
             f"{server.url}/api/projects/",
             json={"name": "Chaos", "workflow": WORKFLOW, "max_attempts": 20, "retry_delay": 0},
