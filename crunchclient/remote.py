@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 from django.core.management.base import CommandParser
 
 from crunchclient import options
-from crunchclient.connection import Connection
+from crunchclient.connection import START_RETRY_FOR, Connection
 
 
 def add_server_arguments(parser: CommandParser) -> None:
@@ -36,7 +36,8 @@ def connect(opts: dict[str, Any]) -> Connection:
     return Connection(
         options.resolve_url(opts), options.resolve_token(opts),
         retry_for=options.RETRY_FOR_SECONDS if retry_for is None else retry_for,
-        start_retry_for=retry_for,  # None: the short wait until the server first answers
+        # Until the server first answers, a short wait unless --retry-for says otherwise.
+        start_retry_for=START_RETRY_FOR if retry_for is None else retry_for,
     )  # fmt: skip
 
 

@@ -47,8 +47,8 @@ def test_a_script_written_for_0_1_runs_unchanged(crunch: Crunch) -> None:
         "survey-2021:site-1:transect-a: raw = 1.0\xa0MB",  # Django's filesizeformat
         "survey-2021:site-1:transect-a: start = -37.8136, 144.9631",
         "survey-2021: funder = The Trust",
-        "      19 B  counts.csv",
-        "1 file(s), 19 B in 'crunch/survey-2021/site-1'.",
+        "      18 B  counts.csv",
+        "1 file(s), 18 B in 'crunch/survey-2021/site-1'.",
     ]
     project = Project.objects.get(slug="survey-2021")
     assert (project.name, project.description) == ("Survey 2021", "Sites visited in 2021")
