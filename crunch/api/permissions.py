@@ -7,6 +7,7 @@ the object the body refers to) decides the project.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from rest_framework.exceptions import NotFound, PermissionDenied
@@ -15,6 +16,7 @@ from rest_framework.request import Request
 
 from crunch.access import Action, may, project_of
 from crunch.models import Project
+from crunch.services.claims import held_by
 
 
 class ProjectAccess(BasePermission):
@@ -23,11 +25,30 @@ class ProjectAccess(BasePermission):
     def has_permission(self, request: Request, view: Any) -> bool:
         if request.method in SAFE_METHODS:
             return True
-        return bool(request.user and request.user.is_authenticated)
+        if not (request.user and request.user.is_authenticated):
+            return False
+        if claim_id := getattr(view, "kwargs", {}).get("claim_id"):
+            require_claim_rights(request.user, claim_id)
+        return True
 
     def has_object_permission(self, request: Request, view: Any, obj: Any) -> bool:
         require(request.user, action_of(request, view), project_of(obj))
         return True
+
+
+def require_claim_rights(user: Any, claim_id: str) -> None:
+    """Renewing or releasing a claim the user holds needs the worker role still.
+
+    A user whose role was taken away keeps no claim alive. A claim the user does not hold
+    is left to the view, which answers 409 to everyone alike.
+    """
+    try:
+        claim = uuid.UUID(claim_id)
+    except ValueError:
+        return  # the view answers 404: not a claim id
+    dataset = held_by(claim, user).select_related("project").first()
+    if dataset is not None:
+        require(user, Action.PROCESS, dataset.project)
 
 
 def action_of(request: Request, view: Any) -> Action:

@@ -1,0 +1,286 @@
+"""Who gets which HTTP status from every endpoint, page and file URL: the one table.
+
+``tests/server/test_permissions.py`` runs every cell against a live server with fresh
+data, and ``scripts/permissions_doc.py`` writes it to ``docs/permissions.md``; a test
+fails when that file is out of date.
+
+Each row names a request; ``public`` and ``private`` give the status code for each role
+in ``ROLES`` order, on a public project and on a private one. Paths and bodies name the
+cell's data in braces (see ``PLACEHOLDERS``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+ROLES = ("anonymous", "no role", "viewer", "worker", "other worker", "maintainer", "staff")
+ROLE_HELP = {
+    "anonymous": "no token, no session",
+    "no role": "signed in, no role on any project",
+    "viewer": "viewer of the project",
+    "worker": "worker of the project",
+    "other worker": "worker of another (private) project only",
+    "maintainer": "maintainer of the project (not site-wide: may not create projects)",
+    "staff": "`is_staff` with Django's view permissions on projects and datasets, no role",
+}
+VISIBILITIES = ("public", "private")
+
+PLACEHOLDERS = {
+    "project": "the project's slug",
+    "project_id": "the project's id",
+    "dataset": "a pending dataset of the project, holding the file `result.txt`",
+    "dataset_id": "that dataset's id",
+    "item": "an item of that dataset",
+    "attribute": "a text attribute of that dataset",
+    "status": "a status of that project",
+    "failed": "a failed dataset of the project",
+    "mine": "a running dataset whose claim the role's user holds (granted before the role changed)",
+    "my_claim": "that claim's id",
+    "theirs": "a running dataset whose claim another worker of the project holds",
+    "their_claim": "that claim's id",
+    "public": "`true` on the public project's column, `false` on the private one's",
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One request and the status code each role gets for it."""
+
+    name: str
+    method: str
+    path: str
+    public: str
+    private: str
+    body: Any = None
+    session: bool = False
+    """Pages and the admin: signed in with a session cookie rather than a token."""
+    lists: bool = False
+    """A list: where it answers 200 to a role that may view the project, it names it."""
+    xfail: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    """Cells whose code is known wrong, (role, visibility) to the reason."""
+
+    def __post_init__(self) -> None:
+        for visibility in VISIBILITIES:
+            codes = getattr(self, visibility).split()
+            if len(codes) != len(ROLES) or not all(code.isdigit() for code in codes):
+                raise ValueError(f"Row {self.name!r}: give {len(ROLES)} codes for {visibility}.")
+
+    def expected(self, role: str, visibility: str) -> int:
+        return int(getattr(self, visibility).split()[ROLES.index(role)])
+
+
+def read(ok: int = 200) -> dict[str, str]:
+    """Whoever may view: everyone on a public project; roles and staff on a private one."""
+    return {
+        "public": f"{ok} {ok} {ok} {ok} {ok} {ok} {ok}",
+        "private": f"404 404 {ok} {ok} 404 {ok} {ok}",
+    }
+
+
+def everyone(code: int) -> dict[str, str]:
+    codes = " ".join([str(code)] * len(ROLES))
+    return {"public": codes, "private": codes}
+
+
+def edit(ok: int) -> dict[str, str]:
+    """Maintainers only; 404 to whoever may not see the project, 401 to anonymous writes."""
+    return {"public": f"401 403 403 403 403 {ok} 403", "private": f"401 404 403 403 404 {ok} 403"}
+
+
+def process(ok: int) -> dict[str, str]:
+    """Workers and maintainers; otherwise as ``edit``."""
+    return {
+        "public": f"401 403 403 {ok} 403 {ok} 403",
+        "private": f"401 404 403 {ok} 404 {ok} 403",
+    }
+
+
+def signed_in(code: int) -> dict[str, str]:
+    """401 to anonymous writes; ``code`` to every signed-in user."""
+    codes = f"401 {' '.join([str(code)] * (len(ROLES) - 1))}"
+    return {"public": codes, "private": codes}
+
+
+STAFF_ONLY = {"public": "302 302 302 302 302 302 200", "private": "302 302 302 302 302 302 200"}
+"""The admin: non-staff are sent to its login page."""
+
+NON_WORKERS = ("no role", "viewer", "other worker", "staff")
+ROLE_NOT_CHECKED = {
+    (role, visibility): "201: a status on a claim the user holds is recorded without checking "
+    "the worker role (StatusViewSet checks it only for a status without a claim), so a user "
+    "whose role was taken away keeps reporting, up to Upload Success"
+    for role in NON_WORKERS
+    for visibility in VISIBILITIES
+}
+CLAIM_BEFORE_ROLE = {
+    (role, visibility): "409, not 403: the claim is checked before the role (no leak: the "
+    "project is visible to this role)"
+    for role in NON_WORKERS
+    for visibility in VISIBILITIES
+    if visibility == "public" or role in ("viewer", "staff")
+}
+
+START = {"stage": 1, "state": 1}
+UPLOAD_SUCCESS = {"stage": 3, "state": 2}
+
+ROWS: tuple[Row, ...] = (
+    # Projects
+    Row("list projects", "GET", "/api/projects/", **everyone(200), lists=True),
+    Row("project detail", "GET", "/api/projects/{project}/", **read()),
+    Row("create project", "POST", "/api/projects/", **signed_in(403),
+        body={"name": "Created", "is_public": "{public}"}),
+    Row("update project", "PATCH", "/api/projects/{project}/", **edit(200),
+        body={"description": "changed"}),
+    Row("delete project", "DELETE", "/api/projects/{project}/", **edit(204)),
+    Row("project stats", "GET", "/api/projects/{project}/stats/", **read()),
+    Row("retry a project's failed datasets", "POST", "/api/projects/{project}/retry/",
+        **edit(200)),
+    Row("project overview", "GET", "/api/projects/{project}/overview/", **read()),
+    Row("register datasets", "POST", "/api/projects/{project}/datasets/", **edit(200),
+        body=[{"name": "registered"}]),
+    Row("claim next of a project", "POST", "/api/projects/{project}/next/", **process(200)),
+    Row("peek next of a project", "GET", "/api/projects/{project}/next/", **read()),
+    # Datasets
+    Row("list datasets", "GET", "/api/datasets/?project={project}", **everyone(200), lists=True),
+    Row("dataset detail", "GET", "/api/datasets/{dataset}/", **read()),
+    Row("create dataset", "POST", "/api/datasets/", **edit(201),
+        body={"name": "created", "parent": "{project}"}),
+    Row("update dataset", "PATCH", "/api/datasets/{dataset}/", **edit(200),
+        body={"priority": 3}),
+    Row("delete dataset", "DELETE", "/api/datasets/{dataset}/", **edit(204)),
+    Row("claim a dataset", "POST", "/api/datasets/{dataset}/claim/", **process(200)),
+    Row("claim a dataset another holds", "POST", "/api/datasets/{theirs}/claim/",
+        **process(409)),
+    Row("why a dataset is where it is", "GET", "/api/datasets/{dataset}/why/", **read()),
+    Row("retry a failed dataset", "POST", "/api/datasets/{failed}/retry/", **edit(200)),
+    # Items
+    Row("list items", "GET", "/api/items/", **everyone(200), lists=True),
+    Row("item detail", "GET", "/api/items/{item}/", **read()),
+    Row("create item", "POST", "/api/items/", **edit(201),
+        body={"name": "created", "parent": "{dataset}"}),
+    Row("update item", "PATCH", "/api/items/{item}/", **edit(200),
+        body={"description": "changed"}),
+    Row("delete item", "DELETE", "/api/items/{item}/", **edit(204)),
+    # Attributes: listed and created by type; there is no detail, update or delete.
+    Row("list attributes", "GET", "/api/attributes/", **everyone(200), lists=True),
+    Row("list attributes of a type", "GET", "/api/attributes/char/", **everyone(200),
+        lists=True),
+    Row("create attribute", "POST", "/api/attributes/char/", **edit(201),
+        body={"item": "{dataset}", "key": "size", "value": "large"}),
+    Row("attribute detail (no such URL)", "GET", "/api/attributes/{attribute}/",
+        **everyone(404)),
+    Row("update attribute (no such URL)", "PATCH", "/api/attributes/{attribute}/",
+        **everyone(404), body={"value": "small"}),
+    Row("delete attribute (no such URL)", "DELETE", "/api/attributes/{attribute}/",
+        **everyone(404)),
+    # Statuses: appended, never changed
+    Row("list statuses", "GET", "/api/statuses/", **everyone(200), lists=True),
+    Row("status detail", "GET", "/api/statuses/{status}/", **read()),
+    Row("post status on own claim", "POST", "/api/statuses/", **process(201),
+        body={"dataset": "{mine}", **START, "claim": "{my_claim}"}, xfail=ROLE_NOT_CHECKED),
+    Row("post statuses in a batch on own claim", "POST", "/api/statuses/batch/",
+        **process(201), body=[{"dataset": "{mine}", **START, "claim": "{my_claim}"}],
+        xfail=ROLE_NOT_CHECKED),
+    Row("post status on another's claim", "POST", "/api/statuses/", **process(409),
+        body={"dataset": "{theirs}", **START, "claim": "{their_claim}"},
+        xfail=CLAIM_BEFORE_ROLE),
+    Row("post Setup Start without claim (0.1 client)", "POST", "/api/statuses/",
+        **process(201), body={"dataset": "{dataset}", **START}),
+    Row("post Upload Success without claim", "POST", "/api/statuses/", **process(409),
+        body={"dataset": "{dataset}", **UPLOAD_SUCCESS}),
+    Row("update status", "PATCH", "/api/statuses/{status}/", **signed_in(405),
+        body={"note": "changed"}),
+    Row("delete status", "DELETE", "/api/statuses/{status}/", **signed_in(405)),
+    # Queue and claims
+    Row("claim next of any project", "POST", "/api/next/",
+        public="401 204 204 200 204 200 204", private="401 204 204 200 204 200 204"),
+    Row("peek next of any project", "GET", "/api/next/", **everyone(200)),
+    Row("renew own claim", "POST", "/api/claims/{my_claim}/renew/", **process(200)),
+    Row("renew another's claim", "POST", "/api/claims/{their_claim}/renew/", **signed_in(409)),
+    Row("release own claim", "POST", "/api/claims/{my_claim}/release/", **process(200)),
+    Row("release another's claim", "POST", "/api/claims/{their_claim}/release/",
+        **signed_in(409)),
+    Row("API schema", "GET", "/api/schema/", **everyone(200)),
+    # Pages
+    Row("project list page", "GET", "/", **everyone(200), session=True, lists=True),
+    Row("project page", "GET", "/projects/{project}/", **read(), session=True),
+    Row("dataset page", "GET", "/datasets/{dataset}/", **read(), session=True),
+    Row("dataset file download", "GET", "/datasets/{dataset}/files/result.txt", **read(),
+        session=True),
+    # Admin
+    Row("admin: projects", "GET", "/admin/crunch/project/", **STAFF_ONLY, session=True,
+        lists=True),
+    Row("admin: a project", "GET", "/admin/crunch/project/{project_id}/change/", **STAFF_ONLY,
+        session=True),
+    Row("admin: datasets", "GET", "/admin/crunch/dataset/", **STAFF_ONLY, session=True,
+        lists=True),
+    Row("admin: a dataset", "GET", "/admin/crunch/dataset/{dataset_id}/change/", **STAFF_ONLY,
+        session=True),
+)  # fmt: skip
+
+
+def may_view(role: str, visibility: str) -> bool:
+    """Whether the role sees the project at all (the table's own answer)."""
+    detail = next(row for row in ROWS if row.name == "project detail")
+    return detail.expected(role, visibility) == 200
+
+
+def cells() -> Iterator[tuple[Row, str, str]]:
+    """Every (row, role, visibility) the table answers."""
+    for row in ROWS:
+        for visibility in VISIBILITIES:
+            for role in ROLES:
+                yield row, role, visibility
+
+
+def markdown() -> str:
+    """The table as the Markdown of docs/permissions.md."""
+    columns = [f"{role}, {visibility}" for visibility in VISIBILITIES for role in ROLES]
+    lines = [
+        "# Who may do what: HTTP status codes by role",
+        "",
+        "Generated from `tests/server/permission_table.py` by `scripts/permissions_doc.py`;",
+        "`tests/server/test_permissions.py` checks every cell against a live server. Do not",
+        "edit by hand.",
+        "",
+        "Roles (each column's user):",
+        "",
+        *(f"- *{role}*: {ROLE_HELP[role]}." for role in ROLES),
+        "",
+        "Every request is made on fresh data: a public and a private project, each with a",
+        "dataset holding a file. A column's project is the public or the private one. Reading",
+        "lists and peeks answer 200 to everyone but never show a private project to whoever",
+        "has no role on it (every successful answer is checked for that). A private project",
+        "answers 404, never 403, to whoever may not see it. The API takes",
+        "`Authorization: Token <key>`; pages and the admin take a session.",
+        "",
+        "Names in braces in the paths and bodies:",
+        "",
+        *(f"- `{{{name}}}`: {text}." for name, text in PLACEHOLDERS.items()),
+        "",
+        "| Request | " + " | ".join(columns) + " |",
+        "|---|" + "---|" * len(columns),
+    ]
+    for row in ROWS:
+        request = f"{row.name}: `{row.method} {row.path}`"
+        if row.body:
+            request += f" `{format_body(row.body)}`"
+        codes = []
+        for visibility in VISIBILITIES:
+            for role in ROLES:
+                code = str(row.expected(role, visibility))
+                codes.append(f"{code} (known bug)" if (role, visibility) in row.xfail else code)
+        lines.append(f"| {request} | " + " | ".join(codes) + " |")
+    known = [(row, cell, reason) for row in ROWS for cell, reason in row.xfail.items()]
+    if known:
+        lines += ["", "Known bugs (the code answers otherwise today):", ""]
+        lines += [f"- {row.name}, {cell[0]}, {cell[1]}: {reason}" for row, cell, reason in known]
+    return "\n".join(lines) + "\n"
+
+
+def format_body(body: Any) -> str:
+    import json
+
+    return json.dumps(body).replace('"{public}"', "{public}").replace("|", "\\|")
