@@ -17,6 +17,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import requests
 
 import crunch
+from crunch.choices import Stage, State
 from crunchclient.exceptions import (
     AuthenticationFailed,
     ClaimConflict,
@@ -25,6 +26,7 @@ from crunchclient.exceptions import (
     NotFound,
     ServerError,
 )
+from crunchclient.wire import Claim, DatasetInfo, ProjectInfo
 
 logger = logging.getLogger(__name__)
 
@@ -32,11 +34,6 @@ TIMEOUT = 30.0  # seconds to wait for one answer
 BACKOFF_FIRST = 0.25  # seconds before the first retry
 BACKOFF_MAX = 30.0  # seconds between retries at most
 START_RETRY_FOR = 30.0  # seconds to retry before the server has answered once: a wrong URL
-
-SETUP, WORKFLOW, UPLOAD = 1, 2, 3
-START, SUCCESS, FAIL = 1, 2, 3
-STAGE_NAMES = {SETUP: "Setup", WORKFLOW: "Workflow", UPLOAD: "Upload"}
-STATE_NAMES = {START: "Start", SUCCESS: "Success", FAIL: "Fail"}
 
 
 class Connection:
@@ -77,33 +74,41 @@ class Connection:
 
     def claim_next(
         self, *, holder: str, lease_seconds: int, project: str | None = None
-    ) -> dict[str, Any] | None:
+    ) -> Claim | None:
         """Claim the next pending dataset (of ``project``); None when nothing is pending."""
         path = f"projects/{quote_slug(project)}/next/" if project else "next/"
         # One key for every retry of this request: a lost answer does not claim twice.
         body = {"holder": holder, "lease_seconds": lease_seconds, "key": uuid.uuid4().hex}
-        return self.request(
+        answer = self.request(
             "POST", path, json=body, missing=f"No project has the slug {project!r}."
         )
+        return None if answer is None else Claim.from_wire(answer)
 
-    def claim_dataset(self, slug: str, *, holder: str, lease_seconds: int) -> dict[str, Any]:
+    def claim_dataset(self, slug: str, *, holder: str, lease_seconds: int) -> Claim:
         # One key for every retry of this request: a lost answer does not claim twice.
         body = {"holder": holder, "lease_seconds": lease_seconds, "key": uuid.uuid4().hex}
-        return self.expect(
-            "POST", f"datasets/{quote_slug(slug)}/claim/", json=body, missing=no_dataset(slug),
-            conflict=ClaimConflict,
+        return Claim.from_wire(
+            self.expect(
+                "POST", f"datasets/{quote_slug(slug)}/claim/", json=body,
+                missing=no_dataset(slug), conflict=ClaimConflict,
+            )
         )  # fmt: skip
 
-    def dataset(self, slug: str) -> dict[str, Any]:
-        return self.expect("GET", f"datasets/{quote_slug(slug)}/", missing=no_dataset(slug))
-
-    def project(self, slug: str) -> dict[str, Any]:
-        return self.expect(
-            "GET", f"projects/{quote_slug(slug)}/", missing=f"No project has the slug {slug!r}."
+    def dataset(self, slug: str) -> DatasetInfo:
+        return DatasetInfo.from_wire(
+            self.expect("GET", f"datasets/{quote_slug(slug)}/", missing=no_dataset(slug))
         )
 
+    def project(self, slug: str) -> ProjectInfo:
+        return ProjectInfo.from_wire(
+            self.expect(
+                "GET", f"projects/{quote_slug(slug)}/",
+                missing=f"No project has the slug {slug!r}.",
+            )
+        )  # fmt: skip
+
     def post_status(
-        self, *, dataset: int, stage: int, state: int, claim: str, note: str = "",
+        self, *, dataset: int, stage: Stage, state: State, claim: str, note: str = "",
         diagnostics: dict[str, Any] | None = None, extra: dict[str, Any] | None = None,
     ) -> dict[str, Any]:  # fmt: skip
         """Record a status once, however often the post is retried.
@@ -111,7 +116,8 @@ class Connection:
         ``extra`` holds fields of one stage, e.g. the Workflow Start's ``workflow_sha256``.
         """
         body = {
-            "dataset": dataset, "stage": stage, "state": state, "note": note, "claim": claim,
+            "dataset": dataset, "stage": int(stage), "state": int(state), "note": note,
+            "claim": claim,
             "key": uuid.uuid4().hex, **(diagnostics or {}), **(extra or {}),
         }  # fmt: skip
         return self.expect("POST", "statuses/", json=body, conflict=ClaimLost)

@@ -9,7 +9,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 
 from crunchclient import diagnostics
 from crunchclient.connection import Connection
@@ -28,6 +27,7 @@ from crunchclient.stages.base import RunContext, first_line
 from crunchclient.stages.setup import SetupStage, kind_of, workflow_bytes
 from crunchclient.stages.upload import UploadStage
 from crunchclient.stages.workflow import WorkflowStage
+from crunchclient.wire import Claim, ProjectInfo
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class Heartbeat(threading.Thread):
             while not self.done.wait(interval):
                 try:
                     self.connection.renew(
-                        str(context.claim["id"]), lease_seconds=context.config.lease_seconds
+                        str(context.claim.id), lease_seconds=context.config.lease_seconds
                     )
                 except ClaimLost:
                     if not self.done.is_set():
@@ -123,21 +123,19 @@ class Heartbeat(threading.Thread):
 
 
 def process(
-    config: ClientConfig, connection: Connection, claimed: dict[str, Any], shutdown: Shutdown
+    config: ClientConfig, connection: Connection, claimed: Claim, shutdown: Shutdown
 ) -> Outcome:
     """Run the stages on a claimed dataset. A stage's Fail ends the dataset, not the client.
 
     Raises Interrupted after releasing the claim when a signal asked us to stop.
     """
     started = time.monotonic()
-    dataset, project = claimed["dataset"], claimed["project"]
-    workdir = config.directory / project["slug"] / dataset["slug"].split(":", 1)[-1]
+    workdir = config.directory / claimed.project.slug / claimed.dataset.slug.split(":", 1)[-1]
     context = RunContext(
-        config=config, connection=connection, claim=claimed["claim"], dataset=dataset,
-        project=project, workdir=workdir, shutdown=shutdown,
+        config=config, connection=connection, claim=claimed, workdir=workdir, shutdown=shutdown,
         diagnostics=diagnostics.collect(config.directory),
     )  # fmt: skip
-    logger.info("Claimed dataset %s (claim %s)", context.slug, context.claim["id"])
+    logger.info("Claimed dataset %s (claim %s)", context.slug, context.claim.id)
     try:
         with Heartbeat(context).running():
             for stage in STAGES:
@@ -167,18 +165,18 @@ def process(
 def release(connection: Connection, context: RunContext, *, note: str) -> None:
     """Give the dataset back to the queue; the server records the note as a Fail status."""
     try:
-        connection.release(str(context.claim["id"]), note=note)
+        connection.release(str(context.claim.id), note=note)
         logger.warning("%s: released its claim (%s)", context.slug, note)
     except ClaimLost:
         logger.warning("%s: the claim was already gone", context.slug)
 
 
-def check_project_workflow(config: ClientConfig, project: dict[str, Any]) -> None:
+def check_project_workflow(config: ClientConfig, project: ProjectInfo) -> None:
     """Refuse before claiming when the project has no workflow and no --path was given,
     or when this node lacks its kind's tool (Snakemake, the interpreter of its '#!')."""
     workflow = workflow_bytes(config.path, project)
     kind = kind_of(config.workflow, project)
-    what = f"Project {project.get('slug')!r} (workflow kind {kind.kind.value!r})"
+    what = f"Project {project.slug!r} (workflow kind {kind.kind.value!r})"
     if config.workflow:
         what = f"--workflow {config.workflow}"
     kind.check(what, workflow)
@@ -193,16 +191,16 @@ def connect(config: ClientConfig) -> Connection:
 
 def claim_next(
     config: ClientConfig, connection: Connection, *, project: str | None
-) -> dict[str, Any] | None:
+) -> Claim | None:
     claimed = connection.claim_next(
         holder=config.holder, lease_seconds=config.lease_seconds, project=project
     )
     if claimed is not None:
         try:
-            check_project_workflow(config, claimed["project"])
+            check_project_workflow(config, claimed.project)
         except ConfigurationError:
             # Found only after claiming (no --project to check first): give it back untouched.
-            connection.release(str(claimed["claim"]["id"]), note="")
+            connection.release(str(claimed.id), note="")
             raise
     return claimed
 
@@ -223,7 +221,7 @@ def run_dataset(config: ClientConfig, slug: str) -> Outcome:
     """Claim the dataset ``slug`` and process it; StageFailed if it does not complete."""
     connection = connect(config)
     dataset = connection.dataset(slug)
-    check_project_workflow(config, connection.project(dataset["project"]))
+    check_project_workflow(config, connection.project(dataset.project))
     shutdown = Shutdown()
     with shutdown.installed():
         claimed = connection.claim_dataset(

@@ -8,13 +8,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from crunch.choices import Stage as StageNumber
+from crunch.choices import State
 from crunchclient.bootstrap import redact
-from crunchclient.connection import FAIL, STAGE_NAMES, START, SUCCESS, UPLOAD, Connection
+from crunchclient.connection import Connection
 from crunchclient.exceptions import ClaimLost, Interrupted, StageFailed, UnsafePathError
 from crunchclient.hashing import Checksums, Digests
 from crunchclient.options import ClientConfig
 from crunchclient.records import RECORDS
 from crunchclient.shutdown import Shutdown
+from crunchclient.wire import Claim, DatasetInfo, ProjectInfo
 
 logger = logging.getLogger(__name__)
 
@@ -29,9 +32,7 @@ class RunContext:
 
     config: ClientConfig
     connection: Connection
-    claim: dict[str, Any]
-    dataset: dict[str, Any]
-    project: dict[str, Any]
+    claim: Claim
     workdir: Path
     shutdown: Shutdown = field(default_factory=Shutdown)
     lost: threading.Event = field(default_factory=threading.Event)
@@ -40,8 +41,16 @@ class RunContext:
     output_hashes: Digests = field(default_factory=dict)  # hashed while the workflow ran
 
     @property
+    def dataset(self) -> DatasetInfo:
+        return self.claim.dataset
+
+    @property
+    def project(self) -> ProjectInfo:
+        return self.claim.project
+
+    @property
     def slug(self) -> str:
-        return str(self.dataset["slug"])
+        return self.claim.dataset.slug
 
     @property
     def records(self) -> Path:
@@ -51,7 +60,7 @@ class RunContext:
     def prefix(self) -> str:
         """The dataset's folder in storage, refused if it would lead out of the storage
         (a leading ``/`` means the storage's root, as it always did)."""
-        raw = str(self.dataset.get("base_file_path") or "")
+        raw = self.dataset.base_file_path
         parts = raw.replace("\\", "/").split("/")
         if ".." in parts or raw[1:2] == ":" or "\x00" in raw or not raw.strip("/. "):
             raise UnsafePathError(
@@ -61,19 +70,20 @@ class RunContext:
         return "/".join(part for part in parts if part not in ("", "."))
 
     def report(
-        self, stage: int, state: int, note: str = "", extra: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
+        self, stage: StageNumber, state: State, note: str = "",
+        extra: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
         """Post a status; return the server's answer (with the dataset's new state)."""
         note = head_bytes(redact(note, self.config.secrets), NOTE_BYTES)
         try:
             return self.connection.post_status(
-                dataset=int(self.dataset["id"]), stage=stage, state=state,
-                claim=str(self.claim["id"]), note=note, diagnostics=self.diagnostics,
+                dataset=self.dataset.id, stage=stage, state=state,
+                claim=str(self.claim.id), note=note, diagnostics=self.diagnostics,
                 extra=extra,
             )  # fmt: skip
         except ClaimLost as exc:
             # Refused before the heartbeat noticed: say the same as when it does.
-            if (stage, state) == (UPLOAD, SUCCESS):
+            if (stage, state) == (StageNumber.UPLOAD, State.SUCCESS):
                 raise  # the files were sent already
             self.lost.set()
             raise self.claim_lost() from exc
@@ -128,14 +138,14 @@ def shortened(line: str, limit: int = LINE_CHARS) -> str:
 class Stage:
     """One of Setup, Workflow, Upload. Subclasses do the work in ``run()``."""
 
-    number: ClassVar[int]
+    number: ClassVar[StageNumber]
 
     def __init__(self, context: RunContext) -> None:
         self.context = context
 
     @property
     def name(self) -> str:
-        return STAGE_NAMES[self.number]
+        return str(self.number.label)
 
     def run(self) -> str:
         """Do the stage's work; return the note of its Success status."""
@@ -149,7 +159,7 @@ class Stage:
         context = self.context
         context.check()
         logger.info("%s: %s started", context.slug, self.name)
-        context.report(self.number, START, extra=self.start_fields())
+        context.report(self.number, State.START, extra=self.start_fields())
         try:
             note = self.run()
         except (ClaimLost, Interrupted):
@@ -157,7 +167,7 @@ class Stage:
         except Exception as exc:  # any failure of the stage is the dataset's Fail status
             note = head_bytes(redact(failure_note(exc), context.config.secrets), NOTE_BYTES)
             logger.debug("%s: %s failed", context.slug, self.name, exc_info=True)
-            answer = context.report(self.number, FAIL, note)
+            answer = context.report(self.number, State.FAIL, note)
             retrying = answer.get("dataset_state") == "pending"
             raise StageFailed(
                 f"Dataset {context.slug!r} failed at {self.name}"
@@ -166,7 +176,7 @@ class Stage:
                 exit_code=UnsafePathError.exit_code if isinstance(exc, UnsafePathError) else None,
             ) from exc
         logger.info("%s: %s succeeded%s", context.slug, self.name, f" ({note})" if note else "")
-        context.report(self.number, SUCCESS, note)
+        context.report(self.number, State.SUCCESS, note)
 
 
 def failure_note(exc: BaseException) -> str:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import logging
 import stat
 from pathlib import Path
-from typing import Any
 
+from crunch.choices import Stage as StageNumber
 from crunchclient import transfer, workflows
-from crunchclient.connection import SETUP
 from crunchclient.exceptions import ConfigurationError, TransferError
 from crunchclient.hashing import Checksums
 from crunchclient.records import (
@@ -22,20 +21,21 @@ from crunchclient.records import (
 )
 from crunchclient.remote import storage_location
 from crunchclient.stages.base import RunContext, Stage
+from crunchclient.wire import ProjectInfo
 
 logger = logging.getLogger(__name__)
 
 
-def kind_of(config_kind: str | None, project: dict[str, Any]) -> workflows.Kind:
+def kind_of(config_kind: str | None, project: ProjectInfo) -> workflows.Kind:
     """The kind the workflow runs as: --workflow if given, else the project's."""
-    return workflows.get(config_kind or str(project.get("workflow_kind") or "script"))
+    return workflows.get(config_kind or project.workflow_kind)
 
 
 def workflow_kind(context: RunContext) -> workflows.Kind:
     return kind_of(context.config.workflow, context.project)
 
 
-def workflow_bytes(config_path: Path | None, project: dict[str, Any]) -> bytes:
+def workflow_bytes(config_path: Path | None, project: ProjectInfo) -> bytes:
     """The workflow to run, as the file it is written to: the local --path file as it is,
     else the project's text in UTF-8 (whose SHA-256 the server knows); refuse an empty one."""
     if config_path is not None:
@@ -45,10 +45,10 @@ def workflow_bytes(config_path: Path | None, project: dict[str, Any]) -> bytes:
             raise ConfigurationError(
                 f"Workflow file {str(config_path)!r} cannot be read ({exc.strerror}): check --path."
             ) from exc
-    text = str(project.get("workflow") or "")
+    text = project.workflow
     if not text.strip():
         raise ConfigurationError(
-            f"Project {project.get('slug')!r} has no workflow: set one on the project "
+            f"Project {project.slug!r} has no workflow: set one on the project "
             "(admin or API) or pass --path with a local workflow file."
         )
     return text.encode("utf-8")
@@ -59,7 +59,7 @@ def workflow_file(context: RunContext) -> Path:
 
 
 class SetupStage(Stage):
-    number = SETUP
+    number = StageNumber.SETUP
 
     def run(self) -> str:
         context = self.context
@@ -81,7 +81,7 @@ class SetupStage(Stage):
             found = transfer.checksum_tree(context.workdir, exclude=is_record, jobs=config.jobs)
             checksums = Checksums(found)
         context.setup_checksums = checksums
-        if config.download and not context.project.get("allow_empty"):
+        if config.download and not context.project.allow_empty:
             if not any(not is_record(path) for path in checksums.paths):
                 raise TransferError(
                     f"The dataset's folder {prefix!r} is missing or empty in "
@@ -90,8 +90,8 @@ class SetupStage(Stage):
                 )
         if checksums.done():
             write_setup_checksums(context)
-        write_json(context.records / DATASET_RECORD, context.dataset)
-        write_json(context.records / PROJECT_RECORD, context.project)
+        write_json(context.records / DATASET_RECORD, context.dataset.raw)
+        write_json(context.records / PROJECT_RECORD, context.project.raw)
         path = workflow_file(context)
         path.write_bytes(workflow)
         if workflow_kind(context).executable:

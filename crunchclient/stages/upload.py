@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 
+from crunch.choices import Stage as StageNumber
 from crunchclient import transfer
-from crunchclient.connection import UPLOAD
 from crunchclient.records import (
     DELETED,
     RECORDS,
@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 
 class UploadStage(Stage):
-    number = UPLOAD
+    number = StageNumber.UPLOAD
 
     def run(self) -> str:
         context = self.context

@@ -19,7 +19,7 @@ import time
 from collections.abc import Mapping
 from typing import IO, Any
 
-from crunchclient.connection import WORKFLOW
+from crunch.choices import Stage as StageNumber
 from crunchclient.exceptions import ClientError
 from crunchclient.options import ClientConfig
 from crunchclient.outputs import OutputHashes
@@ -103,7 +103,7 @@ class Masker:
 
 
 class WorkflowStage(Stage):
-    number = WORKFLOW
+    number = StageNumber.WORKFLOW
 
     def command(self) -> list[str]:
         context = self.context

@@ -1,0 +1,188 @@
+"""The wire contract: what the server sends (a claim, a dataset, a project) as typed objects.
+
+The field names are those of ``crunch.api.serializers`` (``ClaimedDatasetSerializer``,
+``DatasetSerializer``, ``ProjectSerializer``); tests/client/test_wire.py checks them
+against the serializers and parses a claim the server serialized. The client does not
+import the serializers at run time: installing ``crunch`` and DRF as apps would add half
+a second to every command's start. Choices come from ``crunch.choices`` (plain enums).
+"""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from crunch.choices import DatasetState, Stage, State, WorkflowKind
+from crunchclient.exceptions import ServerError
+
+__all__ = ["Claim", "DatasetInfo", "ProjectInfo", "Stage", "State", "WorkflowKind"]
+
+
+def text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def number(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(f"not an integer: {value!r}")
+    return int(value)
+
+
+def optional_number(value: Any) -> int | None:
+    return None if value is None else number(value)
+
+
+def flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"not a boolean: {value!r}")
+    return value
+
+
+def moment(value: Any) -> datetime.datetime | None:
+    """An ISO 8601 time as DRF writes it (``Z`` for UTC), or None."""
+    if value in (None, ""):
+        return None
+    return datetime.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def kind(value: Any) -> WorkflowKind | str:
+    """A WorkflowKind; a kind this client does not know stays text (refused when run)."""
+    name = text(value) or WorkflowKind.SCRIPT.value
+    try:
+        return WorkflowKind(name)
+    except ValueError:
+        return name
+
+
+def dataset_stage(value: Any) -> Stage | None:
+    return None if value is None else Stage(number(value))
+
+
+def dataset_state(value: Any) -> DatasetState | str:
+    try:
+        return DatasetState(text(value))
+    except ValueError:
+        return text(value)
+
+
+def parse(cls: type[Any], data: Any, what: str, parsers: Mapping[str, Callable[[Any], Any]]) -> Any:
+    """An instance of the dataclass cls from the server's JSON. A field missing or of the
+    wrong type is the server's error (client and server of different versions), in one line."""
+    if not isinstance(data, Mapping):
+        raise ServerError(f"The server sent {what} as {type(data).__name__}, not an object.")
+    values: dict[str, Any] = {}
+    for item in fields(cls):
+        if item.name == "raw":
+            continue
+        if item.name not in data:
+            raise ServerError(
+                f"The server sent {what} without {item.name!r}: upgrade the client or the "
+                "server so that both speak the same version."
+            )
+        parser: Callable[[Any], Any] = parsers.get(item.name, text)
+        try:
+            values[item.name] = parser(data[item.name])
+        except (TypeError, ValueError) as exc:
+            raise ServerError(
+                f"The server sent {what} with {item.name} = {data[item.name]!r} ({exc})."
+            ) from None
+    return cls(**values, raw=dict(data))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProjectInfo:
+    """A project as ``ProjectSerializer`` sends it (with the claim, or ``GET projects/<slug>/``)."""
+
+    id: int
+    slug: str
+    name: str
+    description: str
+    details: str
+    workflow: str
+    workflow_kind: WorkflowKind | str
+    max_attempts: int
+    retry_delay: int
+    allow_empty: bool
+    is_public: bool
+    created: datetime.datetime | None
+    updated: datetime.datetime | None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    """The JSON as sent: the ``.crunch/project.json`` record the workflow may read."""
+
+    @classmethod
+    def from_wire(cls, data: Any) -> ProjectInfo:
+        project: ProjectInfo = parse(cls, data, "a project", PROJECT_FIELDS)
+        return project
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatasetInfo:
+    """A dataset as ``DatasetSerializer`` sends it; ``project`` is the project's slug."""
+
+    id: int
+    slug: str
+    name: str
+    parent: str
+    project: str
+    description: str
+    details: str
+    base_file_path: str
+    priority: int
+    state: DatasetState | str
+    stage: Stage | None
+    attempts: int
+    note: str
+    claim_holder: str
+    lease_expires: datetime.datetime | None
+    created: datetime.datetime | None
+    updated: datetime.datetime | None
+    finished: datetime.datetime | None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    """The JSON as sent: the ``.crunch/dataset.json`` record the workflow may read."""
+
+    @classmethod
+    def from_wire(cls, data: Any) -> DatasetInfo:
+        dataset: DatasetInfo = parse(cls, data, "a dataset", DATASET_FIELDS)
+        return dataset
+
+
+@dataclass(frozen=True, kw_only=True)
+class Claim:
+    """What a claim answers (``ClaimedDatasetSerializer``): the claim, its dataset, its project."""
+
+    id: uuid.UUID
+    holder: str
+    lease_expires: datetime.datetime | None
+    dataset: DatasetInfo
+    project: ProjectInfo
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_wire(cls, data: Any) -> Claim:
+        """Parse ``{"claim": {...}, "dataset": {...}, "project": {...}}``."""
+        if not isinstance(data, Mapping) or not isinstance(data.get("claim"), Mapping):
+            raise ServerError(
+                f"The server answered a claim without its 'claim' object ({str(data)[:200]!r}): "
+                "upgrade the client or the server so that both speak the same version."
+            )
+        flat = {**data["claim"], "dataset": data.get("dataset"), "project": data.get("project")}
+        claim: Claim = parse(cls, flat, "a claim", CLAIM_FIELDS)
+        return replace(claim, raw=dict(data))
+
+
+PROJECT_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "id": number, "workflow_kind": kind, "max_attempts": number, "retry_delay": number,
+    "allow_empty": flag, "is_public": flag, "created": moment, "updated": moment,
+}  # fmt: skip
+DATASET_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "id": number, "priority": number, "state": dataset_state, "stage": dataset_stage,
+    "attempts": number, "lease_expires": moment, "created": moment, "updated": moment,
+    "finished": moment,
+}  # fmt: skip
+CLAIM_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "id": lambda value: uuid.UUID(str(value)), "lease_expires": moment,
+    "dataset": DatasetInfo.from_wire, "project": ProjectInfo.from_wire,
+}  # fmt: skip

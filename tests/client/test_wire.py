@@ -1,0 +1,67 @@
+"""The wire contract: the client's typed objects are what the server's serializers send."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import uuid
+
+import pytest
+from rest_framework.utils.encoders import JSONEncoder
+
+from crunch.api.serializers import (
+    ClaimedDatasetSerializer,
+    ClaimSerializer,
+    DatasetSerializer,
+    ProjectSerializer,
+)
+from crunch.choices import DatasetState, WorkflowKind
+from crunch.services.claims import claim_next
+from crunchclient.wire import Claim, DatasetInfo, ProjectInfo
+from crunchclient.exceptions import ServerError
+from tests.factories import make_dataset, make_project
+
+
+def names(cls: type) -> set[str]:
+    return {item.name for item in dataclasses.fields(cls)} - {"raw"}
+
+
+def test_fields_are_the_serializers_fields() -> None:
+    assert names(ProjectInfo) == set(ProjectSerializer().fields)
+    assert names(DatasetInfo) == set(DatasetSerializer().fields)
+    assert names(Claim) == set(ClaimSerializer().fields) | {"dataset", "project"}
+    assert set(ClaimedDatasetSerializer().fields) == {"claim", "dataset", "project"}
+
+
+@pytest.mark.django_db
+def test_the_servers_claim_parses() -> None:
+    project = make_project(
+        name="Wire", workflow="#!/usr/bin/env python3\n", workflow_kind="executable"
+    )
+    make_dataset(project, name="one", base_file_path="wire/one")
+    claimed = claim_next(holder="test", lease_seconds=60)
+    assert claimed is not None
+    data = json.loads(json.dumps(ClaimedDatasetSerializer(claimed).data, cls=JSONEncoder))
+
+    claim = Claim.from_wire(data)
+
+    assert claim.id == uuid.UUID(data["claim"]["id"])
+    assert claim.holder == "test"
+    assert claim.lease_expires is not None and claim.lease_expires.tzinfo is not None
+    assert claim.dataset.slug == data["dataset"]["slug"]
+    assert claim.dataset.project == project.slug
+    assert claim.dataset.base_file_path == "wire/one"
+    assert claim.dataset.state == DatasetState.RUNNING
+    assert claim.project.workflow_kind is WorkflowKind.EXECUTABLE
+    assert claim.project.max_attempts == project.max_attempts
+    assert claim.dataset.raw == data["dataset"]  # the .crunch/ records, as sent
+    assert claim.project.raw == data["project"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        claim.holder = "other"  # type: ignore[misc]
+
+
+def test_a_field_missing_is_one_clear_line() -> None:
+    with pytest.raises(ServerError, match="without 'slug'"):
+        ProjectInfo.from_wire({"id": 1})
+    with pytest.raises(ServerError, match="without its 'claim' object"):
+        Claim.from_wire({"dataset": {}})
