@@ -12,7 +12,7 @@ import re
 import sys
 import textwrap
 
-from crunchclient import bootstrap, entry, options
+from crunchclient import bootstrap, config, entry
 from crunchclient.exceptions import ClientError, exit_codes_help
 
 COMMANDS = {
@@ -124,7 +124,7 @@ def configure(name: str, rest: list[str]) -> None:
     else:
         known, _ = parser.parse_known_args(rest)
         given = known.storage_settings
-    path = options.storage_settings_path({"storage_settings": given})
+    path = config.storage_settings_path({"storage_settings": given})
     bootstrap.configure_from_file(os.path.expanduser(path))
 
 

@@ -11,13 +11,14 @@ from urllib.parse import urlencode
 
 from django.core.management.base import CommandParser
 
-from crunchclient import options
+from crunchclient.arguments import add_connection_arguments
+from crunchclient.config import RETRY_FOR_SECONDS, resolve_token, resolve_url
 from crunchclient.connection import START_RETRY_FOR, Connection
 
 
 def add_server_arguments(parser: CommandParser) -> None:
     """--url, --token, --retry-for; and 0.1's --verbose/--no-verbose, accepted for its scripts."""
-    options.add_connection_arguments(parser)
+    add_connection_arguments(parser)
     parser.add_argument(
         "--verbose", action=argparse.BooleanOptionalAction, default=True,
         help=argparse.SUPPRESS,  # django-crunch 0.1's option: what is made is always printed
@@ -34,8 +35,8 @@ def connect(opts: dict[str, Any]) -> Connection:
     """A Connection from --url, --token and --retry-for (each also from the environment)."""
     retry_for = opts.get("retry_for")
     return Connection(
-        options.resolve_url(opts), options.resolve_token(opts),
-        retry_for=options.RETRY_FOR_SECONDS if retry_for is None else retry_for,
+        resolve_url(opts), resolve_token(opts),
+        retry_for=RETRY_FOR_SECONDS if retry_for is None else retry_for,
         # Until the server first answers, a short wait unless --retry-for says otherwise.
         start_retry_for=START_RETRY_FOR if retry_for is None else retry_for,
     )  # fmt: skip

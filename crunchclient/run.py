@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from crunchclient import diagnostics
+from crunchclient.config import ClientConfig
 from crunchclient.connection import Connection
 from crunchclient.deadline import Deadline
 from crunchclient.exceptions import (
@@ -21,7 +22,6 @@ from crunchclient.exceptions import (
     ServerError,
     StageFailed,
 )
-from crunchclient.options import ClientConfig
 from crunchclient.shutdown import Shutdown
 from crunchclient.stages.base import RunContext, first_line
 from crunchclient.stages.setup import SetupStage, kind_of, workflow_bytes

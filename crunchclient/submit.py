@@ -50,7 +50,7 @@ def wall_time(text: str) -> float:
     """
     import argparse
 
-    from crunchclient.options import duration
+    from crunchclient.arguments import duration
 
     text = text.strip()
     if re.fullmatch(r"\d+(\.\d+)?", text):

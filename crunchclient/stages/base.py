@@ -11,10 +11,10 @@ from typing import Any, ClassVar
 from crunch.choices import Stage as StageNumber
 from crunch.choices import State
 from crunchclient.bootstrap import redact
+from crunchclient.config import ClientConfig
 from crunchclient.connection import Connection
 from crunchclient.exceptions import ClaimLost, Interrupted, StageFailed, UnsafePathError
 from crunchclient.hashing import Checksums, Digests
-from crunchclient.options import ClientConfig
 from crunchclient.records import RECORDS
 from crunchclient.shutdown import Shutdown
 from crunchclient.wire import Claim, DatasetInfo, ProjectInfo

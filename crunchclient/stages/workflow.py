@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from typing import IO, Any
 
 from crunch.choices import Stage as StageNumber
+from crunchclient.config import ClientConfig
 from crunchclient.exceptions import ClientError
-from crunchclient.options import ClientConfig
 from crunchclient.outputs import OutputHashes
 from crunchclient.records import WORKFLOW_LOG, is_record
 from crunchclient.shutdown import OWN_GROUP, kill_group

@@ -4,11 +4,12 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from crunchclient import entry, options, remote
+from crunchclient import entry, remote
 from crunchclient.exceptions import ConfigurationError
+from crunchclient.management.base import ClientCommand
 
 
-class Command(options.ClientCommand):
+class Command(ClientCommand):
     help = (
         "Add a typed attribute to a project, dataset or item (crunch add-<type>-attribute "
         "ITEM KEY VALUE, as in django-crunch 0.1; lat-long takes LATITUDE LONGITUDE)."

@@ -4,10 +4,11 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
-from crunchclient import entry, options, remote
+from crunchclient import entry, remote
+from crunchclient.management.base import ClientCommand
 
 
-class Command(options.ClientCommand):
+class Command(ClientCommand):
     help = "Add an item to a dataset or item and print its slug (django-crunch 0.1's add-item)."
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -5,10 +5,11 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
-from crunchclient import entry, options, remote, workflows
+from crunchclient import entry, remote, workflows
+from crunchclient.management.base import ClientCommand
 
 
-class Command(options.ClientCommand):
+class Command(ClientCommand):
     help = "Create a project on the server and print its slug (django-crunch 0.1's add-project)."
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -2,10 +2,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from crunchclient import diagnostics, options
+from crunchclient import diagnostics
+from crunchclient.management.base import ClientCommand
 
 
-class Command(options.ClientCommand):
+class Command(ClientCommand):
     help = "Print this machine's diagnostics: what each status sends (django-crunch 0.1's)."
 
     def handle(self, *args: Any, **opts: Any) -> None:

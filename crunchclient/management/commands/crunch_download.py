@@ -5,11 +5,13 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from crunchclient import bootstrap, fetch, options, remote, watch
+from crunchclient import bootstrap, fetch, remote, watch
+from crunchclient.arguments import positive_int
 from crunchclient.exceptions import ConfigurationError
+from crunchclient.management.base import ClientCommand
 
 
-class Command(options.ClientCommand):
+class Command(ClientCommand):
     help = (
         "Copy datasets' stored files into DEST/<project>/<dataset>/ (parallel, resumable, "
         "checksums verified) without claiming them: their state and attempts stay."
@@ -32,7 +34,7 @@ class Command(options.ClientCommand):
             help="TOML or JSON storage settings (env: CRUNCH_STORAGE_SETTINGS).",
         )  # fmt: skip
         parser.add_argument(
-            "--jobs", type=options.positive_int, default=8, help="Files copied in parallel."
+            "--jobs", type=positive_int, default=8, help="Files copied in parallel."
         )
         parser.add_argument("--quiet", action="store_true", help="No progress display.")
         remote.add_server_arguments(parser)

@@ -4,10 +4,11 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
-from crunchclient import bootstrap, fetch, options, remote
+from crunchclient import bootstrap, fetch, remote
+from crunchclient.management.base import ClientCommand
 
 
-class Command(options.ClientCommand):
+class Command(ClientCommand):
     help = "List a dataset's stored files with their sizes (django-crunch 0.1's files)."
 
     def add_arguments(self, parser: CommandParser) -> None:

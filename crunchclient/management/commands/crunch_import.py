@@ -5,11 +5,13 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from crunchclient import bootstrap, importing, options, remote
+from crunchclient import bootstrap, importing, remote
+from crunchclient.arguments import positive_int
 from crunchclient.exceptions import ConfigurationError
+from crunchclient.management.base import ClientCommand
 
 
-class Command(options.ClientCommand):
+class Command(ClientCommand):
     help = (
         "Register one dataset per folder of a storage prefix (--from-storage), per local "
         "folder copied into storage first (--upload), or per row of a CSV (--from-csv); "
@@ -39,7 +41,7 @@ class Command(options.ClientCommand):
             "--from-storage and --upload.",
         )  # fmt: skip
         parser.add_argument(
-            "--jobs", type=options.positive_int, default=8, help="Files uploaded in parallel."
+            "--jobs", type=positive_int, default=8, help="Files uploaded in parallel."
         )
         parser.add_argument("--quiet", action="store_true", help="No progress bar.")
         remote.add_server_arguments(parser)

@@ -4,21 +4,24 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from crunchclient import options, run
+from crunchclient import run
+from crunchclient.arguments import add_client_arguments
+from crunchclient.config import resolve
 from crunchclient.exceptions import Interrupted, StageFailed
+from crunchclient.management.base import ClientCommand
 
 
-class Command(options.ClientCommand):
+class Command(ClientCommand):
     help = (
         "Process pending datasets one after another until none is left; a failed dataset "
         "does not stop the loop, but the exit code says some failed."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        options.add_client_arguments(parser, command="loop")
+        add_client_arguments(parser, command="loop")
 
     def handle(self, *args: Any, **opts: Any) -> None:
-        config = options.resolve(opts)
+        config = resolve(opts)
         summary = run.run_loop(
             config, project=opts["project"], max_datasets=opts["max_datasets"],
             time_limit=opts["time_limit"], wait=opts["wait"],

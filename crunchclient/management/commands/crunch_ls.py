@@ -6,10 +6,11 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
-from crunchclient import options, remote, watch
+from crunchclient import remote, watch
+from crunchclient.management.base import ClientCommand
 
 
-class Command(options.ClientCommand):
+class Command(ClientCommand):
     help = "List a project's datasets: slug, state, attempts, stage and last note."
 
     def add_arguments(self, parser: CommandParser) -> None:

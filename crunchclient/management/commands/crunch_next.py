@@ -4,16 +4,19 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
-from crunchclient import options, run
+from crunchclient import run
+from crunchclient.arguments import add_client_arguments
+from crunchclient.config import resolve
+from crunchclient.management.base import ClientCommand
 
 
-class Command(options.ClientCommand):
+class Command(ClientCommand):
     help = "Claim the next pending dataset (of a project) and process it: Setup, Workflow, Upload."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        options.add_client_arguments(parser, command="next")
+        add_client_arguments(parser, command="next")
 
     def handle(self, *args: Any, **opts: Any) -> None:
-        config = options.resolve(opts)
+        config = resolve(opts)
         outcome = run.run_next(config, project=opts["project"])
         self.stdout.write(outcome.summary() if outcome else "Nothing pending.")

@@ -4,11 +4,13 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from crunchclient import options, remote, run
+from crunchclient import remote, run
+from crunchclient.arguments import add_connection_arguments
 from crunchclient.exceptions import ConfigurationError
+from crunchclient.management.base import ClientCommand
 
 
-class Command(options.ClientCommand):
+class Command(ClientCommand):
     help = "Put failed datasets back to pending: one by slug, or every failed one of a project."
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -21,7 +23,7 @@ class Command(options.ClientCommand):
         parser.add_argument(
             "--failed", action="store_true", help="With --project: every failed dataset."
         )
-        options.add_connection_arguments(parser)
+        add_connection_arguments(parser)
 
     def handle(self, *args: Any, **opts: Any) -> None:
         dataset, project = opts["dataset"], opts["project"]

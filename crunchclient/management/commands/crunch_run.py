@@ -4,16 +4,19 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
-from crunchclient import options, run
+from crunchclient import run
+from crunchclient.arguments import add_client_arguments
+from crunchclient.config import resolve
+from crunchclient.management.base import ClientCommand
 
 
-class Command(options.ClientCommand):
+class Command(ClientCommand):
     help = "Claim one dataset by its slug and process it: Setup, Workflow, Upload."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        options.add_client_arguments(parser, command="run")
+        add_client_arguments(parser, command="run")
 
     def handle(self, *args: Any, **opts: Any) -> None:
-        config = options.resolve(opts)
+        config = resolve(opts)
         outcome = run.run_dataset(config, opts["dataset"])
         self.stdout.write(outcome.summary())

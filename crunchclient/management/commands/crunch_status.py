@@ -4,10 +4,11 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
-from crunchclient import options, remote, watch
+from crunchclient import remote, watch
+from crunchclient.management.base import ClientCommand
 
 
-class Command(options.ClientCommand):
+class Command(ClientCommand):
     help = (
         "Show a project's progress (or every project's): counts by state, throughput, time "
         "to finish, live clients by Slurm job and the largest failure groups."

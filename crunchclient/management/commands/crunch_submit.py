@@ -5,13 +5,16 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
-from crunchclient import bootstrap, options, submit
+from crunchclient import bootstrap, submit
+from crunchclient.arguments import add_argument, add_url_and_token, positive_int, seconds
+from crunchclient.config import ENVIRONMENT, resolve_token, resolve_url
 from crunchclient.launchers import SlurmLauncher
+from crunchclient.management.base import ClientCommand
 
 SCHEDULER_OPTIONS = ("partition", "account", "qos", "cpus_per_task", "mem", "gres", "constraint")
 
 
-class Command(options.ClientCommand):
+class Command(ClientCommand):
     help = (
         "Submit a Slurm job array whose tasks each run 'crunch loop --project P' sized to the "
         "job's wall time; with --keep, stay and keep tasks queued while datasets are pending. "
@@ -22,7 +25,7 @@ class Command(options.ClientCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--project", required=True, help="The project's slug.")
         parser.add_argument(
-            "--jobs", type=options.positive_int, metavar="N",
+            "--jobs", type=positive_int, metavar="N",
             help="Tasks in the job array (default 1; with --keep, the most submitted at once).",
         )  # fmt: skip
         parser.add_argument(
@@ -37,13 +40,13 @@ class Command(options.ClientCommand):
             "signal up to a minute early).",
         )  # fmt: skip
         parser.add_argument(
-            "--keep", type=options.positive_int, metavar="M",
+            "--keep", type=positive_int, metavar="M",
             help="Stay running: keep up to M tasks queued or running while the project has "
             "pending datasets, submitting more as earlier ones end; exit when nothing is "
             "pending or running.",
         )  # fmt: skip
         parser.add_argument(
-            "--poll", type=options.seconds, default=30.0, metavar="SECONDS",
+            "--poll", type=seconds, default=30.0, metavar="SECONDS",
             help="With --keep: seconds between looks at the queue and the project (default 30).",
         )  # fmt: skip
         parser.add_argument(
@@ -54,7 +57,7 @@ class Command(options.ClientCommand):
         slurm.add_argument("--account", help="sbatch --account.")
         slurm.add_argument("--qos", help="sbatch --qos.")
         slurm.add_argument(
-            "--cpus-per-task", type=options.positive_int, metavar="N",
+            "--cpus-per-task", type=positive_int, metavar="N",
             help="sbatch --cpus-per-task; also the workflow's --cores.",
         )  # fmt: skip
         slurm.add_argument("--mem", help="sbatch --mem, e.g. 8G.")
@@ -82,7 +85,7 @@ class Command(options.ClientCommand):
             help="The loop's working directory (default ./crunch-work, made absolute).",
         )  # fmt: skip
         task.add_argument(
-            "--wait", type=options.seconds, default=30.0, metavar="SECONDS",
+            "--wait", type=seconds, default=30.0, metavar="SECONDS",
             help="The loop's --wait: when nothing is pending but datasets are held, look "
             "again after SECONDS (default 30).",
         )  # fmt: skip
@@ -91,16 +94,12 @@ class Command(options.ClientCommand):
             help="Any other 'crunch loop' option, e.g. --loop-arg=--cleanup (repeatable).",
         )  # fmt: skip
         server = parser.add_argument_group("server and storage (written to the private file)")
-        server.add_argument("--url", help=options.with_env("URL of the crunch server.", "url"))
-        server.add_argument(
-            "--token", help=options.with_env("API token of a client user.", "token")
-        )
-        server.add_argument(
-            "--storage-settings", metavar="PATH",
-            help=options.with_env(
-                "TOML or JSON file with the server's storage settings (standalone 'crunch' "
-                "only).", "storage_settings",
-            ),
+        add_url_and_token(server)
+        add_argument(
+            server, "--storage-settings", metavar="PATH",
+            envvar=ENVIRONMENT["storage_settings"],
+            help="TOML or JSON file with the server's storage settings (standalone 'crunch' "
+            "only).",
         )  # fmt: skip
 
     def handle(self, *args: Any, **opts: Any) -> None:
@@ -113,7 +112,7 @@ class Command(options.ClientCommand):
         settings_file = bootstrap.configured_from
         request = submit.Request(
             project=opts["project"], jobs=jobs, wall=wall, margin=margin,
-            url=options.resolve_url(opts), token=options.resolve_token(opts),
+            url=resolve_url(opts), token=resolve_token(opts),
             storage_settings=settings_file.absolute() if settings_file else None,
             directory=opts["directory"].expanduser().absolute(), wait=opts["wait"],
             cores=opts["cpus_per_task"], loop_args=opts["loop_arg"], setup=opts["setup"],

@@ -4,10 +4,11 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
-from crunchclient import options, remote, watch
+from crunchclient import remote, watch
+from crunchclient.management.base import ClientCommand
 
 
-class Command(options.ClientCommand):
+class Command(ClientCommand):
     help = "Say what holds a dataset where it is, and the command that would move it."
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -1,0 +1,49 @@
+"""ClientCommand, the base of the crunch_* commands, and their logging."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from crunchclient.exceptions import ClientError, exit_codes_help
+
+
+def configure_logging(verbosity: int) -> None:
+    """Progress on stdout, warnings and errors on stderr; the level from --verbosity."""
+    level = {0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
+    root = logging.getLogger("crunchclient")
+    root.setLevel(level)
+    root.propagate = False
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    formatter = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
+    out = logging.StreamHandler(sys.stdout)
+    out.addFilter(lambda record: record.levelno < logging.WARNING)
+    err = logging.StreamHandler(sys.stderr)
+    err.setLevel(logging.WARNING)
+    for handler in (out, err):
+        handler.setFormatter(formatter)
+        root.addHandler(handler)
+
+
+class ClientCommand(BaseCommand):
+    """Base of the crunch_* commands: the exit-code epilog and ClientError -> CommandError."""
+
+    # The standalone client has no database or admin to check.
+    requires_system_checks: list[str] = []
+
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
+        kwargs.setdefault("epilog", exit_codes_help())
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        return super().create_parser(prog_name, subcommand, **kwargs)
+
+    def execute(self, *args: Any, **opts: Any) -> str | None:
+        configure_logging(int(opts.get("verbosity", 1)))
+        try:
+            return super().execute(*args, **opts)
+        except ClientError as exc:
+            raise CommandError(str(exc), returncode=exc.exit_code) from exc
