@@ -4,11 +4,11 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from crunchclient import run
 from crunchclient.arguments import add_client_arguments
 from crunchclient.config import resolve
 from crunchclient.exceptions import Interrupted, StageFailed
 from crunchclient.management.base import ClientCommand
+from crunchclient.worker import Worker
 
 
 class Command(ClientCommand):
@@ -22,8 +22,8 @@ class Command(ClientCommand):
 
     def handle(self, *args: Any, **opts: Any) -> None:
         config = resolve(opts)
-        summary = run.run_loop(
-            config, project=opts["project"], max_datasets=opts["max_datasets"],
+        summary = Worker(config).run_loop(
+            project=opts["project"], max_datasets=opts["max_datasets"],
             time_limit=opts["time_limit"], wait=opts["wait"],
         )  # fmt: skip
         self.stdout.write(summary.summary())

@@ -4,10 +4,10 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
-from crunchclient import run
 from crunchclient.arguments import add_client_arguments
 from crunchclient.config import resolve
 from crunchclient.management.base import ClientCommand
+from crunchclient.worker import Worker
 
 
 class Command(ClientCommand):
@@ -18,5 +18,5 @@ class Command(ClientCommand):
 
     def handle(self, *args: Any, **opts: Any) -> None:
         config = resolve(opts)
-        outcome = run.run_dataset(config, opts["dataset"])
+        outcome = Worker(config).run_dataset(opts["dataset"])
         self.stdout.write(outcome.summary())

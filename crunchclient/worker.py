@@ -1,0 +1,237 @@
+"""Worker: claims datasets and runs its stages on them, one connection and one set of
+signal handlers for ``run_dataset``, ``run_next`` and ``run_loop``.
+
+Another project subclasses it to run other stages::
+
+    class MyWorker(Worker):
+        stages = (SetupStage, MyStage, UploadStage)
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import ClassVar
+
+from crunchclient import diagnostics
+from crunchclient.config import ClientConfig
+from crunchclient.connection import Connection
+from crunchclient.deadline import Deadline
+from crunchclient.exceptions import (
+    ClaimLost,
+    ConfigurationError,
+    Interrupted,
+    ServerError,
+    StageFailed,
+)
+from crunchclient.heartbeat import Heartbeat
+from crunchclient.outcomes import LoopSummary, Outcome, finished
+from crunchclient.shutdown import Shutdown
+from crunchclient.stages.base import RunContext, Stage
+from crunchclient.stages.setup import SetupStage, kind_of, workflow_bytes
+from crunchclient.stages.upload import UploadStage
+from crunchclient.stages.workflow import WorkflowStage
+from crunchclient.wire import Claim, ProjectInfo
+
+logger = logging.getLogger(__name__)
+
+
+class Worker:
+    """Processes datasets of the server in ``config``; ``stages`` run in order on each."""
+
+    stages: ClassVar[tuple[type[Stage], ...]] = (SetupStage, WorkflowStage, UploadStage)
+
+    def __init__(self, config: ClientConfig, *, connection: Connection | None = None) -> None:
+        self.config = config
+        self.connection = connection or Connection(
+            config.url, config.token, retry_for=config.retry_for,
+            start_retry_for=config.start_retry_for,
+        )  # fmt: skip
+        self.shutdown = Shutdown()
+
+    @contextmanager
+    def signals(self) -> Iterator[Shutdown]:
+        """SIGTERM and SIGINT ask the run to stop (the claim is released) while inside."""
+        self.shutdown = Shutdown()
+        with self.shutdown.installed():
+            yield self.shutdown
+
+    # ------------------------------------------------------------------------ checks, claims
+
+    def check_project(self, project: ProjectInfo) -> None:
+        """Refuse before claiming when the project has no workflow and no --path was given,
+        or when this node lacks its kind's tool (Snakemake, the interpreter of its '#!')."""
+        config = self.config
+        workflow = workflow_bytes(config.path, project)
+        kind = kind_of(config.workflow, project)
+        what = f"Project {project.slug!r} (workflow kind {kind.kind.value!r})"
+        if config.workflow:
+            what = f"--workflow {config.workflow}"
+        kind.check(what, workflow)
+
+    def claim_next(self, project: str | None) -> Claim | None:
+        config = self.config
+        claimed = self.connection.claim_next(
+            holder=config.holder, lease_seconds=config.lease_seconds, project=project
+        )
+        if claimed is not None:
+            try:
+                self.check_project(claimed.project)
+            except ConfigurationError:
+                # Found only after claiming (no --project to check first): give it back untouched.
+                self.connection.release(str(claimed.id), note="")
+                raise
+        return claimed
+
+    def release(self, context: RunContext, *, note: str) -> None:
+        """Give the dataset back to the queue; the server records the note as a Fail status."""
+        try:
+            self.connection.release(str(context.claim.id), note=note)
+            logger.warning("%s: released its claim (%s)", context.slug, note)
+        except ClaimLost:
+            logger.warning("%s: the claim was already gone", context.slug)
+
+    # ------------------------------------------------------------------------ one dataset
+
+    def process(self, claimed: Claim) -> Outcome:
+        """Run the stages on a claimed dataset. A stage's Fail ends the dataset, not the client.
+
+        Raises Interrupted after releasing the claim when a signal asked us to stop.
+        """
+        config = self.config
+        started = time.monotonic()
+        workdir = config.directory / claimed.project.slug / claimed.dataset.slug.split(":", 1)[-1]
+        context = RunContext(
+            config=config, connection=self.connection, claim=claimed, workdir=workdir,
+            shutdown=self.shutdown, diagnostics=diagnostics.collect(config.directory),
+        )  # fmt: skip
+        logger.info("Claimed dataset %s (claim %s)", context.slug, context.claim.id)
+        try:
+            with Heartbeat(context).running():
+                for stage in self.stages:
+                    stage(context)()
+        except StageFailed as exc:
+            logger.warning("%s", exc)
+            return Outcome(
+                dataset=context.slug, completed=False, retrying=exc.retrying, note=str(exc),
+                seconds=time.monotonic() - started, exit_code=exc.exit_code,
+            )  # fmt: skip
+        except ClaimLost as exc:
+            logger.warning("%s", exc)
+            return Outcome(
+                dataset=context.slug, completed=False, lost=True, note=str(exc),
+                seconds=time.monotonic() - started,
+            )  # fmt: skip
+        except Interrupted as exc:
+            self.release(context, note=f"{exc} The dataset was released to be processed again.")
+            raise
+        finally:
+            context.setup_checksums.stop()  # a failed dataset's files need no checksums
+        if config.cleanup:
+            shutil.rmtree(workdir, ignore_errors=True)
+        return Outcome(dataset=context.slug, completed=True, seconds=time.monotonic() - started)
+
+    # ------------------------------------------------------------------------ the commands
+
+    def run_dataset(self, slug: str) -> Outcome:
+        """Claim the dataset ``slug`` and process it; StageFailed if it does not complete."""
+        dataset = self.connection.dataset(slug)
+        self.check_project(self.connection.project(dataset.project))
+        with self.signals():
+            claimed = self.connection.claim_dataset(
+                slug, holder=self.config.holder, lease_seconds=self.config.lease_seconds
+            )
+            outcome = self.process(claimed)
+        return finished(outcome)
+
+    def run_next(self, *, project: str | None = None) -> Outcome | None:
+        """Claim the next pending dataset and process it; None when nothing is pending."""
+        if project:
+            self.check_project(self.connection.project(project))
+        with self.signals():
+            claimed = self.claim_next(project)
+            if claimed is None:
+                return None
+            outcome = self.process(claimed)
+        return finished(outcome)
+
+    def run_loop(
+        self, *, project: str | None = None, max_datasets: int | None = None,
+        time_limit: float | None = None, wait: float | None = None,
+    ) -> LoopSummary:  # fmt: skip
+        """Process datasets until none is pending, a limit is reached or a signal arrives.
+
+        With ``wait``, "none pending" while other clients still hold datasets means checking
+        again after ``wait`` seconds: a dataset whose client dies comes back when its lease
+        expires, and a waiting loop picks it up.
+        """
+        connection = self.connection
+        if project:
+            self.check_project(connection.project(project))
+        started = time.monotonic()
+        processed = failed = retried = 0
+        ended: dict[str, Outcome] = {}
+        slowest = 0.0
+        deadline = Deadline.for_loop(connection, project=project, time_limit=time_limit)
+        reason = "nothing pending"
+        with self.signals() as shutdown:
+            while True:
+                if shutdown.requested:
+                    reason = f"stopped by {shutdown.signal_name}"
+                    break
+                if max_datasets is not None and processed >= max_datasets:
+                    reason = f"reached --max-datasets {max_datasets}"
+                    break
+                elapsed = time.monotonic() - started
+                if time_limit is not None and elapsed + slowest > time_limit:
+                    reason = f"--time-limit {time_limit:g}s nearly reached"
+                    break
+                if late := deadline.stop_reason(slowest):
+                    reason = late
+                    break
+                try:
+                    claimed = self.claim_next(project)
+                except ServerError as exc:
+                    if processed == 0:
+                        raise
+                    logger.warning("Stopping the loop: %s", exc)
+                    reason = "server unreachable"
+                    break
+                if claimed is None:
+                    if wait is None or not (running := connection.running_count(project)):
+                        break
+                    logger.info(
+                        "Nothing pending; %d dataset(s) held by other clients; "
+                        "checking again in %gs", running, wait,
+                    )  # fmt: skip
+                    shutdown.event.wait(wait)
+                    continue
+                try:
+                    outcome = self.process(claimed)
+                except Interrupted:
+                    reason = f"stopped by {shutdown.signal_name}"
+                    break
+                # Datasets, not claims: one retried and claimed again counts once, as it ended.
+                ended[outcome.dataset] = outcome
+                processed = len(ended)
+                retried = sum(o.retrying for o in ended.values())
+                failed = sum(not o.completed and not o.retrying for o in ended.values())
+                slowest = max(slowest, outcome.seconds)
+                logger.info("%s", outcome.summary())
+        return LoopSummary(
+            processed=processed, failed=failed, retried=retried,
+            seconds=time.monotonic() - started, reason=reason, interrupted=shutdown.requested,
+        )  # fmt: skip
+
+
+def retry(connection: Connection, *, dataset: str | None = None, project: str | None = None) -> str:
+    """Put failed datasets back to pending: one by slug, or all of a project's."""
+    if dataset:
+        answer = connection.retry_dataset(dataset)
+        return f"Dataset {answer['slug']!r} is {answer['state']} again."
+    assert project
+    count = connection.retry_project(project)
+    return f"{count} failed dataset(s) of project {project!r} are pending again."
