@@ -1,1 +1,62 @@
-"""The domain logic: plain functions the API, the admin, the pages and other projects call."""
+"""The domain logic: plain functions the API, the admin, the pages and other projects call.
+
+The names below load on first use (PEP 562): they need the models, and this package is
+imported while Django loads its apps. ``explain`` is the function; its module is
+``crunch.services.explain`` in ``sys.modules`` (``from crunch.services.explain import ...``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from crunch.services.claims import claim_dataset, claim_next, release, renew_lease
+    from crunch.services.explain import explain
+    from crunch.services.registration import register_datasets
+    from crunch.services.retries import retry, retry_failed
+    from crunch.services.stats import project_stats
+    from crunch.services.statuses import record_status
+
+EXPORTS = {
+    "claim_next": "crunch.services.claims",
+    "claim_dataset": "crunch.services.claims",
+    "renew_lease": "crunch.services.claims",
+    "release": "crunch.services.claims",
+    "record_status": "crunch.services.statuses",
+    "project_stats": "crunch.services.stats",
+    "retry": "crunch.services.retries",
+    "retry_failed": "crunch.services.retries",
+    "register_datasets": "crunch.services.registration",
+    "explain": "crunch.services.explain",
+}
+"""{public name: the module defining it}."""
+
+__all__ = [
+    "claim_dataset", "claim_next", "explain", "project_stats", "record_status",
+    "register_datasets", "release", "renew_lease", "retry", "retry_failed",
+]  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    if name not in EXPORTS:
+        raise AttributeError(f"module 'crunch.services' has no attribute {name!r}")
+    value = getattr(importlib.import_module(EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])
+
+
+class Services(types.ModuleType):
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in EXPORTS and isinstance(value, types.ModuleType):
+            return  # the import of a submodule of the same name keeps the function public
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = Services
