@@ -1,0 +1,308 @@
+"""How many datasets one server hands out and records per second, beside an older main.
+
+    .venv/bin/python benchmarks/capacity.py [--databases sqlite,postgres] [--clients 1,16,64]
+        [--datasets 300] [--base 371f601]
+
+N simulated clients (threads, each with its own requests.Session) each loop: claim
+(POST api/projects/<slug>/next/, or api/next/ with --next any), then post the six statuses of
+a clean run with the claim id, with no work between, until nothing is pending. The server
+is gunicorn (4 workers) serving the testproject on a fresh SQLite file or a fresh PostgreSQL
+database beside DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres). Both
+this checkout and the worktree of --base (see benchmarks/baseline.py) serve at once, each
+its own database; for each N the two run one after the other, on a new project of
+--datasets datasets each, so drift on a shared machine hits both alike.
+
+Prints per run datasets/s, requests/s, the server's CPU time per dataset (user + system of
+the gunicorn master and workers), this process's CPU per dataset (the clients' own cost),
+failed requests (retried) and whether every dataset completed exactly once (six statuses
+in order, state completed); then the ratio of datasets/s per (database, N). Exits 1 if a
+dataset did not complete exactly once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from baseline import (  # noqa: E402
+    CURRENT,
+    SIX,
+    Server,
+    Version,
+    base_version,
+    completion,
+    create_project,
+    database,
+    register_datasets,
+    server_env,
+)
+
+RETRIES = 5
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Tally:
+    """What the client threads did, added up under a lock."""
+
+    datasets: int = 0
+    requests: int = 0
+    failures: int = 0
+    refused: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, *, datasets: int, calls: int, failures: int, refused: list[str]) -> None:
+        with self.lock:
+            self.datasets += datasets
+            self.requests += calls
+            self.failures += failures
+            self.refused += refused
+
+
+def client(n: int, url: str, token: str, next_path: str, start: threading.Barrier,
+           tally: Tally) -> None:  # fmt: skip
+    """Claim and report until nothing is pending; retry 5xx and dropped connections."""
+    session = requests.Session()
+    session.headers["Authorization"] = f"Token {token}"
+    datasets = calls = failures = 0
+    refused: list[str] = []
+
+    def post(path: str, body: dict[str, object]) -> requests.Response | None:
+        nonlocal calls, failures
+        for _ in range(RETRIES):
+            calls += 1
+            try:
+                response = session.post(f"{url}/api/{path}", json=body, timeout=60)
+            except requests.RequestException:
+                failures += 1
+                time.sleep(0.05)
+                continue
+            if response.status_code < 500:
+                return response
+            failures += 1
+            time.sleep(0.05)
+        return None
+
+    start.wait()
+    while True:
+        claim = post(next_path, {"holder": f"capacity-{n}", "key": uuid.uuid4().hex})
+        if claim is None or claim.status_code == 204:
+            break
+        if claim.status_code != 200:
+            refused.append(f"claim {claim.status_code}: {claim.text[:200]}")
+            break
+        body = claim.json()
+        claim_id, dataset = body["claim"]["id"], body["dataset"]["slug"]
+        for stage, state in SIX:
+            key = f"{claim_id}-{stage}-{state}"
+            status = post("statuses/", {"dataset": dataset, "stage": stage, "state": state,
+                                        "claim": claim_id, "key": key})  # fmt: skip
+            if status is None or status.status_code >= 400:
+                text = "no answer" if status is None else f"{status.status_code}: {status.text}"
+                refused.append(f"status {stage}/{state} of {dataset}: {text[:200]}")
+                break
+        else:
+            datasets += 1
+    tally.add(datasets=datasets, calls=calls, failures=failures, refused=refused)
+
+
+@dataclass
+class Result:
+    version: str
+    database: str
+    clients: int
+    datasets_per_s: float
+    requests_per_s: float
+    server_cpu_ms: float
+    client_cpu_ms: float
+    failures: int
+    check: dict[str, int]
+    refused: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return self.check["wrong"] == 0 and not self.refused
+
+    def line(self) -> str:
+        check = "all completed once" if self.ok else f"WRONG {self.check} {self.refused[:3]}"
+        return (
+            f"{self.database:<9} N={self.clients:<3} {self.version:<8} "
+            f"{self.datasets_per_s:7.1f} datasets/s {self.requests_per_s:7.1f} requests/s  "
+            f"server CPU {self.server_cpu_ms:6.1f} ms/dataset  "
+            f"client CPU {self.client_cpu_ms:5.1f} ms/dataset  "
+            f"failed requests {self.failures}  {check}"
+        )
+
+
+@dataclass
+class Target:
+    """One checkout's server on one database, with its tokens and a project per N."""
+
+    kind: str
+    server: Server
+    settings: dict[str, str]
+    tokens: tuple[str, str] = ("", "")
+    projects: dict[int, str] = field(default_factory=dict)
+
+
+def prepare(target: Target, args: argparse.Namespace) -> None:
+    """Migrate, make the tokens, start the server, and (claiming per project) fill a project
+    for each N, so that only claiming and reporting remain for the measured time."""
+    version = target.server.version
+    version.manage("migrate", "--verbosity", "0", env=target.server.env)
+    target.tokens = version.tokens(target.server.env, "capacity")
+    target.server.start(timeout=120)
+    if args.next == "project":
+        for clients in args.clients:
+            target.projects[clients] = new_project(target, clients, args)
+
+
+def new_project(target: Target, clients: int, args: argparse.Namespace) -> str:
+    slug = create_project(target.server, target.tokens[0], f"Capacity {clients}", "true")
+    count = args.datasets_one if clients == 1 else args.datasets
+    register_datasets(target.server, target.tokens[0], slug, count)
+    return slug
+
+
+def run(target: Target, clients: int, args: argparse.Namespace) -> Result:
+    """One measurement: ``clients`` threads empty the project made for them."""
+    server, worker = target.server, target.tokens[1]
+    slug = target.projects.get(clients) or new_project(target, clients, args)
+    warm_up(server, worker, slug)
+    next_path = "next/" if args.next == "any" else f"projects/{slug}/next/"
+    tally = Tally()
+    barrier = threading.Barrier(clients + 1)
+    threads = [
+        threading.Thread(target=client, args=(n, server.url, worker, next_path, barrier, tally))
+        for n in range(clients)
+    ]
+    for thread in threads:
+        thread.start()
+    cpu_before, own_before = server.cpu_seconds(), time.process_time()
+    barrier.wait()
+    started = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - started
+    cpu = server.cpu_seconds() - cpu_before
+    own = time.process_time() - own_before
+    done = max(tally.datasets, 1)
+    return Result(
+        version=server.version.name, database=target.kind, clients=clients,
+        datasets_per_s=tally.datasets / wall, requests_per_s=tally.requests / wall,
+        server_cpu_ms=cpu * 1000 / done, client_cpu_ms=own * 1000 / done,
+        failures=tally.failures, check=completion(target.settings, slug), refused=tally.refused,
+    )  # fmt: skip
+
+
+def warm_up(server: Server, token: str, slug: str) -> None:
+    """Let every worker import and connect once, outside the measured time."""
+    headers = {"Authorization": f"Token {token}"}
+
+    def hit() -> None:
+        for _ in range(4):
+            requests.get(f"{server.url}/api/projects/{slug}/", headers=headers, timeout=30)
+
+    threads = [threading.Thread(target=hit) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def measure(versions: list[Version], args: argparse.Namespace, folder: Path) -> list[Result]:
+    """Set every (database, checkout) up at once, then run each N on each in turn."""
+    results: list[Result] = []
+    with ExitStack() as stack:
+        targets = []
+        for kind in args.databases:
+            for version in versions:
+                name = f"crunch_capacity_{version.name.replace('.', '_')}"
+                settings = stack.enter_context(database(kind, folder, name))
+                env = server_env(**settings, CRUNCH_MEDIA_ROOT=str(folder / "media"))
+                log = folder / f"gunicorn-{kind}-{version.name}.log"
+                server = Server(version, env=env, port=free_port(), log=log)
+                stack.callback(server.stop)
+                targets.append(Target(kind, server, settings))
+        with ThreadPoolExecutor(len(targets)) as pool:
+            for future in [pool.submit(prepare, target, args) for target in targets]:
+                future.result()
+        print(f"set up in {time.monotonic() - args.started:.0f} s", flush=True)
+        for kind in args.databases:
+            for clients in args.clients:
+                for target in targets:
+                    if target.kind == kind:
+                        result = run(target, clients, args)
+                        print(result.line(), flush=True)
+                        results.append(result)
+    return results
+
+
+def summary(results: list[Result], names: list[str]) -> None:
+    if len(names) < 2:
+        return
+    current, base = names
+    print(f"\n{'database':<9} {'N':>3}  {current + ' ds/s':>12} {base + ' ds/s':>14}  ratio  "
+          f"{current + ' req/s':>12} {base + ' req/s':>14}  server CPU ms/dataset")  # fmt: skip
+    rows = {(r.database, r.clients, r.version): r for r in results}
+    for database_kind, clients in dict.fromkeys((r.database, r.clients) for r in results):
+        a, b = rows[(database_kind, clients, current)], rows[(database_kind, clients, base)]
+        print(
+            f"{database_kind:<9} {clients:>3}  {a.datasets_per_s:>12.1f} {b.datasets_per_s:>14.1f}"
+            f"  {a.datasets_per_s / b.datasets_per_s:4.1f}x  {a.requests_per_s:>12.1f} "
+            f"{b.requests_per_s:>14.1f}  {a.server_cpu_ms:.1f} vs {b.server_cpu_ms:.1f}"
+        )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--databases", default="sqlite,postgres", help="sqlite,postgres")
+    parser.add_argument("--clients", default="1,16,64", help="comma-separated N")
+    parser.add_argument("--datasets", type=int, default=300, help="datasets per run")
+    parser.add_argument(
+        "--datasets-one",
+        type=int,
+        default=100,
+        help="datasets of the runs with one client (its rate settles sooner)",
+    )
+    parser.add_argument("--next", choices=["project", "any"], default="project",
+                        help="claim with api/projects/<slug>/next/ or api/next/")  # fmt: skip
+    parser.add_argument("--base", default="371f601", help="the older commit ('' for none)")
+    parser.add_argument("--base-tree", default="/tmp/crunch-base", help="its worktree")
+    args = parser.parse_args()
+    args.clients = [int(n) for n in args.clients.split(",")]
+    versions = [CURRENT]
+    if args.base:
+        versions.append(base_version(args.base, Path(args.base_tree)))
+    args.databases = args.databases.split(",")
+    args.started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="crunch-capacity-") as folder:
+        results = measure(versions, args, Path(folder))
+    summary(results, [v.name for v in versions])
+    print(
+        f"\nwall {time.monotonic() - args.started:.0f} s; {args.datasets} datasets per run "
+        f"({args.datasets_one} with one client), 7 requests per dataset (claim + six statuses)"
+    )
+    return 0 if all(r.ok for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""What one `crunch loop` spends per dataset beyond the work, beside an older main.
+
+    .venv/bin/python benchmarks/overhead.py [--datasets 50] [--base 371f601] [--profile FOLDER]
+
+For this checkout and the worktree of --base (see benchmarks/baseline.py): gunicorn
+(4 workers, an access log) serves the testproject on a fresh SQLite file with local
+storage; a project whose workflow is ``true`` gets --datasets empty datasets; one real
+``crunch loop`` (the console script, a subprocess, with that checkout's code) processes
+them all. Prints seconds per dataset (the loop's wall time / datasets, and the same from
+the first Setup Start to the last Upload Success, which leaves out start-up), the HTTP
+calls per dataset by kind and the server's time per dataset (from the access log), beside
+the time of as many ``bash -c true`` runs measured in the same run. --profile FOLDER runs
+each loop under cProfile and leaves <FOLDER>/<version>.prof.
+
+Exits 1 if the loop failed or a dataset did not complete exactly once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from baseline import (  # noqa: E402
+    BIN,
+    CURRENT,
+    Server,
+    Version,
+    base_version,
+    completion,
+    create_project,
+    register_datasets,
+    server_env,
+    status_times,
+)
+
+TARGET = 0.04  # seconds per dataset, issue 15
+CALL_SHAPES = [
+    (re.compile(r"^/api/projects/[^/]+/next/$"), "/api/projects/<slug>/next/"),
+    (re.compile(r"^/api/datasets/[^/]+/"), "/api/datasets/<slug>/..."),
+    (re.compile(r"^/api/claims/[^/]+/"), "/api/claims/<id>/..."),
+    (re.compile(r"^/api/projects/[^/]+/$"), "/api/projects/<slug>/"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def write_storage_settings(path: Path, media: Path) -> Path:
+    """The client's view of the server's storage: FileSystemStorage at ``media``."""
+    path.write_text(
+        '[STORAGES.default]\nBACKEND = "django.core.files.storage.FileSystemStorage"\n'
+        f'[STORAGES.default.OPTIONS]\nlocation = "{media}"\n'
+    )
+    return path
+
+
+def bash_true(count: int) -> float:
+    """Seconds per ``bash -c true`` run: the floor of running any workflow at all."""
+    started = time.perf_counter()
+    for _ in range(count):
+        subprocess.run(["bash", "-c", "true"], check=True)
+    return (time.perf_counter() - started) / count
+
+
+@dataclass
+class Figures:
+    version: str
+    wall_per_dataset: float
+    span_per_dataset: float
+    calls_per_dataset: float
+    server_ms_per_dataset: float
+    calls: Counter[str]
+    check: dict[str, int]
+    exit_code: int
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and self.check["wrong"] == 0
+
+    def lines(self, datasets: int) -> list[str]:
+        check = "all completed once" if self.ok else f"WRONG exit={self.exit_code} {self.check}"
+        head = (
+            f"{self.version:<8} {self.wall_per_dataset:.3f} s/dataset (loop wall / {datasets}), "
+            f"{self.span_per_dataset:.3f} s/dataset (first Setup Start to last Upload Success), "
+            f"{self.calls_per_dataset:.1f} HTTP calls/dataset, "
+            f"server {self.server_ms_per_dataset:.1f} ms/dataset  {check}"
+        )
+        calls = [
+            f"         {count / datasets:5.2f}/dataset  {call}"
+            for call, count in self.calls.most_common()
+        ]
+        return [head, *calls]
+
+
+def call_shape(line: str) -> tuple[str, int]:
+    """('POST /api/projects/<slug>/next/ 200', microseconds) of an access-log line."""
+    method, path, code, micros = line.split()
+    for pattern, shape in CALL_SHAPES:
+        if pattern.match(path):
+            path = shape
+            break
+    return f"{method} {path} {code}", int(micros)
+
+
+def measure(version: Version, args: argparse.Namespace, folder: Path) -> Figures:
+    media, work = folder / "media", folder / "work"
+    media.mkdir()
+    work.mkdir()
+    settings = {"CRUNCH_SQLITE": str(folder / "db.sqlite3")}
+    env = server_env(**settings, CRUNCH_MEDIA_ROOT=str(media))
+    version.manage("migrate", "--verbosity", "0", env=env)
+    maintainer, worker = version.tokens(env, "overhead")
+    access_log = folder / "access.log"
+    server = Server(
+        version, env=env, port=free_port(), log=folder / "gunicorn.log", access_log=access_log
+    )
+    server.start(timeout=120)
+    try:
+        slug = create_project(server, maintainer, "Overhead", "true")
+        register_datasets(server, maintainer, slug, args.datasets)
+        before = len(access_log.read_text().splitlines())
+        client_env = version.env(
+            server_env(
+                CRUNCH_URL=server.url,
+                CRUNCH_TOKEN=worker,
+                CRUNCH_STORAGE_SETTINGS=str(write_storage_settings(folder / "storage.toml", media)),
+            )
+        )
+        loop = [str(BIN / "crunch"), "loop", "--project", slug, "--directory", str(work)]
+        if args.profile:
+            profile = Path(args.profile).resolve() / f"{version.name}.prof"
+            profile.parent.mkdir(parents=True, exist_ok=True)
+            loop = [sys.executable, "-m", "cProfile", "-o", str(profile), *loop]
+        started = time.perf_counter()
+        result = subprocess.run(loop, env=client_env, cwd=folder, capture_output=True, text=True)
+        wall = time.perf_counter() - started
+        time.sleep(0.5)  # the last access-log lines
+        if result.returncode:
+            print(
+                f"{version.name}: crunch loop exited {result.returncode}:\n{result.stderr[-2000:]}"
+            )
+        lines = access_log.read_text().splitlines()[before:]
+    finally:
+        server.stop()
+    calls: Counter[str] = Counter()
+    micros = 0
+    for line in lines:
+        shape, spent = call_shape(line)
+        calls[shape] += 1
+        micros += spent
+    first, last = status_times(settings, slug)
+    n = args.datasets
+    return Figures(
+        version=version.name,
+        wall_per_dataset=wall / n,
+        span_per_dataset=(last - first) / n,
+        calls_per_dataset=len(lines) / n,
+        server_ms_per_dataset=micros / 1000 / n,
+        calls=calls,
+        check=completion(settings, slug),
+        exit_code=result.returncode,
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", type=int, default=50)
+    parser.add_argument("--base", default="371f601", help="the older commit ('' for none)")
+    parser.add_argument("--base-tree", default="/tmp/crunch-base", help="its worktree")
+    parser.add_argument("--profile", metavar="FOLDER", help="cProfile each loop into FOLDER")
+    args = parser.parse_args()
+    versions = [CURRENT]
+    if args.base:
+        versions.append(base_version(args.base, Path(args.base_tree)))
+    bash = bash_true(args.datasets)
+    figures = []
+    for version in versions:
+        with tempfile.TemporaryDirectory(prefix="crunch-overhead-") as folder:
+            figures.append(measure(version, args, Path(folder)))
+    bash_after = bash_true(args.datasets)
+    for figure in figures:
+        print("\n".join(figure.lines(args.datasets)))
+    print(
+        f"bash     {bash:.4f} s per 'bash -c true' before the loops, {bash_after:.4f} s after "
+        f"({args.datasets} runs each); target {TARGET} s/dataset"
+        + (" (under cProfile: slower than without)" if args.profile else "")
+    )
+    return 0 if all(f.ok for f in figures) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
