@@ -114,3 +114,16 @@ def grant(
 ) -> None:
     """Give ``user`` or ``group`` a role on ``project`` (None: on every project)."""
     ProjectRole.objects.get_or_create(project=project, user=user, group=group, role=Role(role))
+
+
+def may_process(user: Any, project_field: str = "project_id") -> Exists | None:
+    """A condition on a dataset row: may ``user`` process its project? None: always.
+
+    Lets a service check the right inside the query it runs anyway.
+    """
+    if is_signed_in(user) and user.is_superuser:
+        return None
+    if not is_signed_in(user):
+        return Exists(ProjectRole.objects.none())
+    granted = grants(user, Action.PROCESS)
+    return Exists(granted.filter(Q(project_id=OuterRef(project_field)) | Q(project__isnull=True)))

@@ -20,3 +20,7 @@ class LeaseExpired(CrunchError):
 
 class InvalidTransition(CrunchError):
     """The dataset cannot move to that state from its current one."""
+
+
+class NotAllowed(CrunchError):
+    """The user's roles do not allow this on the dataset's project."""

@@ -77,6 +77,8 @@ class DatasetSerializer(serializers.ModelSerializer[Dataset]):
         help_text="The project's slug.",
     )  # fmt: skip
     project = serializers.CharField(source="project.slug", read_only=True)
+    # Declared: the model's SlugField would be documented as [-a-zA-Z0-9_]+, without the ':'.
+    slug = serializers.CharField(read_only=True, help_text="<project>:<dataset>")
 
     class Meta:
         model = Dataset
@@ -124,7 +126,10 @@ class ItemSerializer(serializers.ModelSerializer[Item]):
         write_only=True, help_text="Slug of the dataset or item that holds this item."
     )
     dataset = serializers.CharField(source="dataset.slug", read_only=True)
-    parent_item = serializers.CharField(source="parent.slug", read_only=True, default=None)
+    parent_item = serializers.CharField(
+        source="parent.slug", read_only=True, default=None, allow_null=True
+    )
+    slug = serializers.CharField(read_only=True, help_text="<dataset>:<item>")
 
     class Meta:
         model = Item
@@ -180,6 +185,11 @@ VALUE_FIELDS: dict[AttributeKind, tuple[str, type[serializers.Field[Any, Any, An
 }
 
 
+def any_in_schema(field_class: type[Any]) -> type[Any]:
+    """``field_class`` documented as any JSON value: one schema serves every attribute type."""
+    return extend_schema_field(OpenApiTypes.ANY)(type(field_class.__name__, (field_class,), {}))
+
+
 class AttributeSerializer(serializers.Serializer[Attribute]):
     """``item`` (a project, dataset or item slug), ``key`` and a value of the URL's type."""
 
@@ -201,7 +211,7 @@ class AttributeSerializer(serializers.Serializer[Attribute]):
             if kind in (AttributeKind.INTEGER, AttributeKind.FILESIZE):
                 low = 0 if kind == AttributeKind.FILESIZE else INT64[0]
                 extra = {"min_value": low, "max_value": INT64[1]}
-            self.fields["value"] = field_class(**extra)
+            self.fields["value"] = any_in_schema(field_class)(**extra)
 
     def validate_item(self, value: str) -> Model:
         owner = owner_by_slug(value)
@@ -240,22 +250,22 @@ class ChoiceByNumberOrName(serializers.Field[int, Any, int, Any]):
     """Accept a stage or state as its number (1-3, as django-crunch 0.1 sends) or its name."""
 
     def __init__(self, choices: type[Stage] | type[State], **kwargs: Any) -> None:
-        self.choices = choices
+        self.choice_enum = choices
         super().__init__(**kwargs)
 
     def to_internal_value(self, data: Any) -> int:
         text = str(data).strip()
-        for choice in self.choices:
+        for choice in self.choice_enum:
             if text == str(choice.value) or text.lower() == choice.label.lower():
                 return int(choice.value)
-        names = ", ".join(f"{c.value} ({c.label})" for c in self.choices)
+        names = ", ".join(f"{c.value} ({c.label})" for c in self.choice_enum)
         raise serializers.ValidationError(f"{data!r} is not one of {names}.")
 
     def to_representation(self, value: int) -> int:
         return int(value)
 
 
-@extend_schema_field(OpenApiTypes.STR)
+@extend_schema_field({"oneOf": [{"type": "integer"}, {"type": "string"}]})
 class DatasetByIdOrSlug(serializers.Field[Any, Any, int, Any]):
     """A dataset's id (an int) or slug (a str), checked for form only.
 

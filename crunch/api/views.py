@@ -28,6 +28,7 @@ from crunch.access import (
     grant,
     may,
     may_create_projects,
+    may_process,
     project_of,
     projects_where,
 )  # fmt: skip
@@ -36,7 +37,7 @@ from crunch.api.authentication import TokenAuthentication
 from crunch.api.bulk import BulkDatasetsSerializer, RegistrationSerializer
 from crunch.api.permissions import ProjectAccess, require
 from crunch.choices import AttributeKind, DatasetState, Role
-from crunch.exceptions import LeaseExpired
+from crunch.exceptions import LeaseExpired, NotAllowed
 from crunch.models import Attribute, Dataset, Item, Project, Status
 from crunch.services import claims, retries, statuses, workflows
 from crunch.services.explain import explain
@@ -292,9 +293,7 @@ class StatusViewSet(
         serializer = s.StatusSerializer(data=request.data, many=True)
         serializer.is_valid(raise_exception=True)
         rows = [self.record(dict(data))[0] for data in serializer.validated_data]
-        return Response(
-            s.StatusSerializer(rows, many=True).data, status=status.HTTP_201_CREATED
-        )
+        return Response(s.StatusSerializer(rows, many=True).data, status=status.HTTP_201_CREATED)
 
     def record(self, data: dict[str, Any]) -> tuple[Status, bool]:
         diagnostics = {
@@ -313,7 +312,15 @@ class StatusViewSet(
                 diagnostics=diagnostics,
                 workflow_sha256=data.get("workflow_sha256", ""),
                 may_start=lambda dataset: require(user, Action.PROCESS, dataset.project),
+                allowed=may_process(user),
             )
+        except NotAllowed:
+            # Which answer: 404 when the project is invisible to the user, else 403.
+            lookup = data["dataset"]
+            field = "pk" if isinstance(lookup, int) else "slug"
+            dataset = Dataset.objects.select_related("project").get(**{field: lookup})
+            require(user, Action.PROCESS, dataset.project)
+            raise
         except Dataset.DoesNotExist:
             raise ValidationError({"dataset": [s.no_dataset(str(data["dataset"]))]}) from None
         except LeaseExpired:

@@ -115,13 +115,20 @@ def claim_next(
             # The key is already on a running claim: this request was sent before.
             if key and (earlier := _claim_with_key(key, user)):
                 return earlier
-            raise
+            raise KeyInUse(key or "") from None
         if pk is None:
             if reclaim_expired():
                 continue  # leases ran out: those datasets are pending again
             return None
         if pk is not LOST_RACE:
             return _claim_of(pk)
+
+
+class KeyInUse(ClaimConflict):
+    """The claim key is already held by another claim."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"The key {key[:64]!r} belongs to another claim; send a new one.")
 
 
 LOST_RACE: Any = object()
@@ -170,7 +177,11 @@ def claim_dataset(
         holder=holder, user=user, now=timezone.now(), lease_seconds=lease_seconds, key=key
     )
     free = Dataset.objects.filter(pk=dataset.pk).exclude(state=DatasetState.RUNNING)
-    if free.update(**values) != 1:
+    try:
+        taken = free.update(**values)
+    except IntegrityError:  # the key names another running claim
+        raise KeyInUse(key or "") from None
+    if taken != 1:
         raise ClaimConflict(f"Dataset {dataset.slug!r} is claimed by {_holder_of(dataset.pk)!r}.")
     return _claim_of(dataset.pk)
 

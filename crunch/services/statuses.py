@@ -8,11 +8,11 @@ from collections.abc import Callable
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Subquery
+from django.db.models import Exists, Subquery
 from django.utils import timezone
 
 from crunch.choices import DatasetState, Stage, State
-from crunch.exceptions import ClaimConflict, LeaseExpired
+from crunch.exceptions import ClaimConflict, LeaseExpired, NotAllowed
 from crunch.models import Dataset, Status
 from crunch.services.claims import CLEARED_CLAIM, claim_values, lease_until
 
@@ -35,6 +35,7 @@ def record_status(
     diagnostics: dict[str, Any] | None = None,
     workflow_sha256: str = "",
     may_start: Callable[[Dataset], None] | None = None,
+    allowed: Exists | None = None,
 ) -> tuple[Status, bool]:
     """Append a status and move the dataset's state in one transaction.
 
@@ -48,8 +49,11 @@ def record_status(
     the user may not); any other status needs the dataset held by this user and host,
     else ClaimConflict: a status without a claim never finishes a run.
 
-    Three queries on the usual path: the locked row (with the key's earlier status, if
-    any), the insert and the update.
+    ``allowed`` (an Exists on the dataset's project, see crunch.access.may_process) is
+    checked in the same query that locks the row: NotAllowed when it is false.
+
+    Three queries on the usual path: the locked row (with the key's earlier status and
+    the caller's right, if asked), the insert and the update.
     """
     stage, state = Stage(stage), State(state)
     fields = {
@@ -58,9 +62,13 @@ def record_status(
     rows = Dataset.objects.select_for_update(of=("self",)).select_related("project")
     if key:
         rows = rows.annotate(seen=Subquery(Status.objects.filter(key=key).values("pk")[:1]))
+    if allowed is not None:
+        rows = rows.annotate(allowed=allowed)
     try:
         with transaction.atomic():
             locked = rows.get(**_lookup(dataset))
+            if allowed is not None and not getattr(locked, "allowed", True):
+                raise NotAllowed(f"You may not report on dataset {locked.slug!r}.")
             if key and (seen := getattr(locked, "seen", None)):
                 return Status.objects.select_related("dataset").get(pk=seen), False
             if claim_id is None:

@@ -106,22 +106,6 @@ def signed_in(code: int) -> dict[str, str]:
 STAFF_ONLY = {"public": "302 302 302 302 302 302 200", "private": "302 302 302 302 302 302 200"}
 """The admin: non-staff are sent to its login page."""
 
-NON_WORKERS = ("no role", "viewer", "other worker", "staff")
-ROLE_NOT_CHECKED = {
-    (role, visibility): "201: a status on a claim the user holds is recorded without checking "
-    "the worker role (StatusViewSet checks it only for a status without a claim), so a user "
-    "whose role was taken away keeps reporting, up to Upload Success"
-    for role in NON_WORKERS
-    for visibility in VISIBILITIES
-}
-CLAIM_BEFORE_ROLE = {
-    (role, visibility): "409, not 403: the claim is checked before the role (no leak: the "
-    "project is visible to this role)"
-    for role in NON_WORKERS
-    for visibility in VISIBILITIES
-    if visibility == "public" or role in ("viewer", "staff")
-}
-
 START = {"stage": 1, "state": 1}
 UPLOAD_SUCCESS = {"stage": 3, "state": 2}
 
@@ -179,13 +163,11 @@ ROWS: tuple[Row, ...] = (
     Row("list statuses", "GET", "/api/statuses/", **everyone(200), lists=True),
     Row("status detail", "GET", "/api/statuses/{status}/", **read()),
     Row("post status on own claim", "POST", "/api/statuses/", **process(201),
-        body={"dataset": "{mine}", **START, "claim": "{my_claim}"}, xfail=ROLE_NOT_CHECKED),
+        body={"dataset": "{mine}", **START, "claim": "{my_claim}"}),
     Row("post statuses in a batch on own claim", "POST", "/api/statuses/batch/",
-        **process(201), body=[{"dataset": "{mine}", **START, "claim": "{my_claim}"}],
-        xfail=ROLE_NOT_CHECKED),
+        **process(201), body=[{"dataset": "{mine}", **START, "claim": "{my_claim}"}]),
     Row("post status on another's claim", "POST", "/api/statuses/", **process(409),
-        body={"dataset": "{theirs}", **START, "claim": "{their_claim}"},
-        xfail=CLAIM_BEFORE_ROLE),
+        body={"dataset": "{theirs}", **START, "claim": "{their_claim}"}),
     Row("post Setup Start without claim (0.1 client)", "POST", "/api/statuses/",
         **process(201), body={"dataset": "{dataset}", **START}),
     Row("post Upload Success without claim", "POST", "/api/statuses/", **process(409),
