@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from html import escape
 
 import cmarkgfm
 import nh3
@@ -30,6 +31,9 @@ DETAILS_MAX_LENGTH = 100_000
 """Characters of Markdown a details field holds (its validator) and the pages render."""
 
 MAX_DEPTH = 32
+MAX_TAGS = 20_000
+"""Elements past which details are shown as plain text: sanitising costs per element, and
+no one writes 20,000 of them on purpose."""
 TAGS = {
     "a", "p", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre", "code",
     "em", "strong", "del", "ul", "ol", "li", "table", "thead", "tbody", "tr", "th", "td", "img",
@@ -64,6 +68,8 @@ def render(text: str) -> str:
     html = cmarkgfm.markdown_to_html_with_extensions(
         text, options=Options.CMARK_OPT_VALIDATE_UTF8, extensions=EXTENSIONS
     )
+    if html.count("<") > 2 * MAX_TAGS:
+        return f"<pre>{escape(text)}</pre>"
     return sanitize(flatten(html))
 
 
