@@ -27,7 +27,7 @@ demo: install
 
 lint: install
 	$(BIN)/python -m pip install -q ruff mypy django-stubs djangorestframework-stubs \
-		types-requests types-Markdown types-psutil types-boto3 types-s3transfer
+		types-requests types-psutil types-boto3 types-s3transfer
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy crunch crunchclient
