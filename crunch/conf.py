@@ -24,6 +24,9 @@ class CrunchSettings:
 
     STATS_RECENT_SECONDS: int = 3600  # seconds of history used for throughput
 
+    PAGE_REFRESH_SECONDS: int = 5
+    """Seconds between refreshes of an open page's figures."""
+
     def __getattribute__(self, name: str) -> Any:
         if name.isupper():
             return getattr(settings, f"CRUNCH_{name}", object.__getattribute__(self, name))

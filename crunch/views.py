@@ -12,11 +12,11 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_safe
 
 from crunch.choices import DatasetState
+from crunch.conf import crunch_settings
 from crunch.models import Dataset
 from crunch.services import pages
 from crunch.services.stats import stats_for_projects
 
-REFRESH_SECONDS = 5  # seconds between refreshes of an open page's figures
 SEARCH_MAX_CHARS = 100
 SORT_CHOICES = [
     ("id", "Oldest first"), ("-id", "Newest first"),
@@ -52,7 +52,11 @@ def project_list(request: HttpRequest) -> HttpResponse:
     projects = list(pages.visible_projects(request.user))
     stats = stats_for_projects([project.pk for project in projects])
     rows = [(project, stats[project.pk]) for project in projects]
-    context = {"rows": rows, "states": DatasetState, "refresh_seconds": REFRESH_SECONDS}
+    context = {
+        "rows": rows,
+        "states": DatasetState,
+        "refresh_seconds": crunch_settings.PAGE_REFRESH_SECONDS,
+    }
     template = (
         "crunch/parts/project_list_live.html" if _is_live(request) else "crunch/project_list.html"
     )
@@ -94,7 +98,7 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "sort": sort,
         "sorts": SORT_CHOICES,
         "columns": COLUMNS,
-        "refresh_seconds": REFRESH_SECONDS,
+        "refresh_seconds": crunch_settings.PAGE_REFRESH_SECONDS,
         "workflow_changes": pages.workflow_changes(project),
     }
     template = (
@@ -121,7 +125,7 @@ def dataset_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "dataset": dataset,
         "project": dataset.project,
         "runs": pages.stage_runs(statuses),
-        "refresh_seconds": REFRESH_SECONDS,
+        "refresh_seconds": crunch_settings.PAGE_REFRESH_SECONDS,
     }
     if _is_live(request):
         return render(request, "crunch/parts/dataset_live.html", context)

@@ -44,6 +44,6 @@ def page(browser: Any) -> Iterator[Any]:
 
 
 @pytest.fixture
-def fast_refresh(monkeypatch: pytest.MonkeyPatch) -> None:
+def fast_refresh(settings: Any) -> None:
     """Refresh open pages every second so the tests need not wait five."""
-    monkeypatch.setattr("crunch.views.REFRESH_SECONDS", 1)
+    settings.CRUNCH_PAGE_REFRESH_SECONDS = 1

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from crunchclient import bootstrap, options
+from crunchclient import ClientConfig, bootstrap
+from crunchclient.arguments import duration
+from crunchclient.config import resolve
 from crunchclient.exceptions import ConfigurationError
 
 
@@ -57,13 +59,13 @@ def test_second_configuration_is_refused() -> None:
     ("text", "seconds"), [("2h", 7200), ("30m", 1800), ("90s", 90), ("1h30m", 5400), ("45", 45)]
 )
 def test_durations(text: str, seconds: float) -> None:
-    assert options.duration(text) == seconds
+    assert duration(text) == seconds
 
 
 @pytest.mark.parametrize("text", ["", "soon", "2d", "-5m"])
 def test_bad_durations(text: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError, match="is not a duration"):
-        options.duration(text)
+        duration(text)
 
 
 def test_help_names_the_environment_and_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
@@ -88,7 +90,7 @@ def test_help_names_the_environment_and_exit_codes(capsys: pytest.CaptureFixture
 def test_storage_settings_option_inside_a_project_is_reported(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, media_root: Path
 ) -> None:
-    config = options.resolve(
+    config = resolve(
         {
             "url": "http://127.0.0.1:1/",
             "token": "t",
@@ -152,7 +154,7 @@ def test_notes_are_cut_between_characters() -> None:
 def test_workflow_environment_keeps_secrets_out() -> None:
     from crunchclient.stages.workflow import workflow_env
 
-    config = options.ClientConfig(
+    config = ClientConfig(
         url="http://h/", token="token-0001", storage=None, directory=Path("."),
         secrets=frozenset({"token-0001", "settings-password", "pw"}), pass_env=("AWS_REGION",),
     )  # fmt: skip

@@ -16,8 +16,8 @@ from crunch.api.serializers import (
     ProjectSerializer,
 )
 from crunch.choices import DatasetState, WorkflowKind
-from crunch.services.claims import claim_next
-from crunchclient.wire import Claim, DatasetInfo, ProjectInfo
+from crunch.services import claim_next
+from crunchclient import Claim, DatasetInfo, ProjectInfo
 from crunchclient.exceptions import ServerError
 from tests.factories import make_dataset, make_project
 
