@@ -8,8 +8,9 @@ and ``ProjectInfo`` are what the server sends. Names load on first use (PEP 562)
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from crunch.lazy import exports
 
 if TYPE_CHECKING:
     from crunchclient.config import ClientConfig
@@ -66,13 +67,4 @@ __all__ = [
 ]  # fmt: skip
 
 
-def __getattr__(name: str) -> Any:
-    if name not in EXPORTS:
-        raise AttributeError(f"module 'crunchclient' has no attribute {name!r}")
-    value = getattr(importlib.import_module(EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__ = exports(__name__, EXPORTS)

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from crunch.constants import LEASE_SECONDS
 from crunchclient import workflows
 from crunchclient.config import ENVIRONMENT, HEARTBEAT_SECONDS, RETRY_FOR_SECONDS
 from crunchclient.connection import START_RETRY_FOR
+
+N = TypeVar("N", int, float)
 
 
 class Parser(Protocol):
@@ -22,24 +25,23 @@ class Parser(Protocol):
 # ---------------------------------------------------------------------------- argument types
 
 
-def positive_int(text: str) -> int:
+def number(text: str, convert: Callable[[str], N], *, what: str, least: N, bound: str) -> N:
+    """``convert(text)``, refused (as argparse shows it) if it is not one or below least."""
     try:
-        value = int(text)
+        value = convert(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number.") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1.")
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}.") from None
+    if value < least:
+        raise argparse.ArgumentTypeError(f"{text!r} {bound}.")
     return value
+
+
+def positive_int(text: str) -> int:
+    return number(text, int, what="a whole number", least=1, bound="must be at least 1")
 
 
 def seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds.") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must not be negative.")
-    return value
+    return number(text, float, what="a number of seconds", least=0.0, bound="must not be negative")
 
 
 DURATION = re.compile(

@@ -13,7 +13,7 @@ import datetime
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from crunch.choices import DatasetState, Stage, State, WorkflowKind
 from crunchclient.exceptions import ServerError
@@ -92,15 +92,52 @@ def parse(cls: type[Any], data: Any, what: str, parsers: Mapping[str, Callable[[
     return cls(**values, raw=dict(data))
 
 
+PROJECT_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "id": number, "workflow_kind": kind, "max_attempts": number, "retry_delay": number,
+    "allow_empty": flag, "is_public": flag, "created": moment, "updated": moment,
+}  # fmt: skip
+DATASET_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "id": number, "priority": number, "state": dataset_state, "stage": dataset_stage,
+    "attempts": number, "lease_expires": moment, "created": moment, "updated": moment,
+    "finished": moment,
+}  # fmt: skip
+"""{field: its parser} where the field is not plain text."""
+
+W = TypeVar("W", bound="WireObject")
+
+
 @dataclass(frozen=True, kw_only=True)
-class ProjectInfo:
-    """A project as ``ProjectSerializer`` sends it (with the claim, or ``GET projects/<slug>/``)."""
+class WireObject:
+    """One object the server sends, parsed field by field with ``parsers``."""
+
+    what: ClassVar[str]
+    parsers: ClassVar[Mapping[str, Callable[[Any], Any]]]
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    """The JSON as sent (for a dataset or project: the ``.crunch/`` record the workflow reads)."""
+
+    @classmethod
+    def from_wire(cls: type[W], data: Any) -> W:
+        parsed: W = parse(cls, data, cls.what, cls.parsers)
+        return parsed
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeInfo(WireObject):
+    """What projects and datasets share (the server's ``Node``)."""
 
     id: int
     slug: str
     name: str
     description: str
     details: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProjectInfo(NodeInfo):
+    """A project as ``ProjectSerializer`` sends it (with the claim, or ``GET projects/<slug>/``)."""
+
+    what = "a project"
+    parsers = PROJECT_FIELDS
     workflow: str
     workflow_kind: WorkflowKind | str
     max_attempts: int
@@ -109,26 +146,16 @@ class ProjectInfo:
     is_public: bool
     created: datetime.datetime | None
     updated: datetime.datetime | None
-    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
-    """The JSON as sent: the ``.crunch/project.json`` record the workflow may read."""
-
-    @classmethod
-    def from_wire(cls, data: Any) -> ProjectInfo:
-        project: ProjectInfo = parse(cls, data, "a project", PROJECT_FIELDS)
-        return project
 
 
 @dataclass(frozen=True, kw_only=True)
-class DatasetInfo:
+class DatasetInfo(NodeInfo):
     """A dataset as ``DatasetSerializer`` sends it; ``project`` is the project's slug."""
 
-    id: int
-    slug: str
-    name: str
+    what = "a dataset"
+    parsers = DATASET_FIELDS
     parent: str
     project: str
-    description: str
-    details: str
     base_file_path: str
     priority: int
     state: DatasetState | str
@@ -140,25 +167,22 @@ class DatasetInfo:
     created: datetime.datetime | None
     updated: datetime.datetime | None
     finished: datetime.datetime | None
-    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
-    """The JSON as sent: the ``.crunch/dataset.json`` record the workflow may read."""
-
-    @classmethod
-    def from_wire(cls, data: Any) -> DatasetInfo:
-        dataset: DatasetInfo = parse(cls, data, "a dataset", DATASET_FIELDS)
-        return dataset
 
 
 @dataclass(frozen=True, kw_only=True)
-class Claim:
+class Claim(WireObject):
     """What a claim answers (``ClaimedDatasetSerializer``): the claim, its dataset, its project."""
 
+    what = "a claim"
+    parsers = {
+        "id": lambda value: uuid.UUID(str(value)), "lease_expires": moment,
+        "dataset": DatasetInfo.from_wire, "project": ProjectInfo.from_wire,
+    }  # fmt: skip
     id: uuid.UUID
     holder: str
     lease_expires: datetime.datetime | None
     dataset: DatasetInfo
     project: ProjectInfo
-    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_wire(cls, data: Any) -> Claim:
@@ -169,20 +193,5 @@ class Claim:
                 "upgrade the client or the server so that both speak the same version."
             )
         flat = {**data["claim"], "dataset": data.get("dataset"), "project": data.get("project")}
-        claim: Claim = parse(cls, flat, "a claim", CLAIM_FIELDS)
+        claim: Claim = parse(cls, flat, cls.what, cls.parsers)
         return replace(claim, raw=dict(data))
-
-
-PROJECT_FIELDS: dict[str, Callable[[Any], Any]] = {
-    "id": number, "workflow_kind": kind, "max_attempts": number, "retry_delay": number,
-    "allow_empty": flag, "is_public": flag, "created": moment, "updated": moment,
-}  # fmt: skip
-DATASET_FIELDS: dict[str, Callable[[Any], Any]] = {
-    "id": number, "priority": number, "state": dataset_state, "stage": dataset_stage,
-    "attempts": number, "lease_expires": moment, "created": moment, "updated": moment,
-    "finished": moment,
-}  # fmt: skip
-CLAIM_FIELDS: dict[str, Callable[[Any], Any]] = {
-    "id": lambda value: uuid.UUID(str(value)), "lease_expires": moment,
-    "dataset": DatasetInfo.from_wire, "project": ProjectInfo.from_wire,
-}  # fmt: skip

@@ -7,10 +7,11 @@ imported while Django loads its apps. ``explain`` is the function; its module is
 
 from __future__ import annotations
 
-import importlib
 import sys
 import types
 from typing import TYPE_CHECKING, Any
+
+from crunch.lazy import exports
 
 if TYPE_CHECKING:
     from crunch.services.claims import claim_dataset, claim_next, release, renew_lease
@@ -40,16 +41,7 @@ __all__ = [
 ]  # fmt: skip
 
 
-def __getattr__(name: str) -> Any:
-    if name not in EXPORTS:
-        raise AttributeError(f"module 'crunch.services' has no attribute {name!r}")
-    value = getattr(importlib.import_module(EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__ = exports(__name__, EXPORTS)
 
 
 class Services(types.ModuleType):
