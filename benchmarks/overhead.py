@@ -8,7 +8,8 @@ storage; a project whose workflow is ``true`` gets --datasets empty datasets; on
 ``crunch loop`` (the console script, a subprocess, with that checkout's code) processes
 them all. Prints seconds per dataset (the loop's wall time / datasets, and the same from
 the first Setup Start to the last Upload Success, which leaves out start-up), the HTTP
-calls per dataset by kind and the server's time per dataset (from the access log), beside
+calls per dataset by kind, the server's time per dataset (answering, from the access log;
+CPU of the gunicorn processes), the client's CPU per dataset (with its workflows), beside
 the time of as many ``bash -c true`` runs measured in the same run. --profile FOLDER runs
 each loop under cProfile and leaves <FOLDER>/<version>.prof.
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import resource
 import socket
 import subprocess
 import sys
@@ -67,6 +69,12 @@ def write_storage_settings(path: Path, media: Path) -> Path:
     return path
 
 
+def children_cpu() -> float:
+    """User plus system CPU seconds of this process's finished children so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def bash_true(count: int) -> float:
     """Seconds per ``bash -c true`` run: the floor of running any workflow at all."""
     started = time.perf_counter()
@@ -82,6 +90,8 @@ class Figures:
     span_per_dataset: float
     calls_per_dataset: float
     server_ms_per_dataset: float
+    server_cpu_ms_per_dataset: float
+    client_cpu_ms_per_dataset: float
     calls: Counter[str]
     check: dict[str, int]
     exit_code: int
@@ -96,7 +106,9 @@ class Figures:
             f"{self.version:<8} {self.wall_per_dataset:.3f} s/dataset (loop wall / {datasets}), "
             f"{self.span_per_dataset:.3f} s/dataset (first Setup Start to last Upload Success), "
             f"{self.calls_per_dataset:.1f} HTTP calls/dataset, "
-            f"server {self.server_ms_per_dataset:.1f} ms/dataset  {check}"
+            f"server {self.server_ms_per_dataset:.0f} ms/dataset answering "
+            f"(CPU {self.server_cpu_ms_per_dataset:.0f} ms), "
+            f"client CPU {self.client_cpu_ms_per_dataset:.0f} ms/dataset  {check}"
         )
         calls = [
             f"         {count / datasets:5.2f}/dataset  {call}"
@@ -144,9 +156,12 @@ def measure(version: Version, args: argparse.Namespace, folder: Path) -> Figures
             profile = Path(args.profile).resolve() / f"{version.name}.prof"
             profile.parent.mkdir(parents=True, exist_ok=True)
             loop = [sys.executable, "-m", "cProfile", "-o", str(profile), *loop]
+        cpu_before, children_before = server.cpu_seconds(), children_cpu()
         started = time.perf_counter()
         result = subprocess.run(loop, env=client_env, cwd=folder, capture_output=True, text=True)
         wall = time.perf_counter() - started
+        client_cpu = children_cpu() - children_before
+        server_cpu = server.cpu_seconds() - cpu_before
         time.sleep(0.5)  # the last access-log lines
         if result.returncode:
             print(
@@ -169,6 +184,8 @@ def measure(version: Version, args: argparse.Namespace, folder: Path) -> Figures
         span_per_dataset=(last - first) / n,
         calls_per_dataset=len(lines) / n,
         server_ms_per_dataset=micros / 1000 / n,
+        server_cpu_ms_per_dataset=server_cpu * 1000 / n,
+        client_cpu_ms_per_dataset=client_cpu * 1000 / n,
         calls=calls,
         check=completion(settings, slug),
         exit_code=result.returncode,
