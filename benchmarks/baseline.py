@@ -34,6 +34,10 @@ from tests.servers import BIN, fresh_database, postgres_url  # noqa: E402
 
 BASE_COMMIT = "371f601"
 BASE_TREE = Path("/tmp/crunch-base")
+__all__ = [
+    "BASE_COMMIT", "BASE_TREE", "BIN", "CURRENT", "SIX", "Server", "Version", "base_version",
+    "completion", "create_project", "database", "register_datasets", "server_env", "status_times",
+]  # fmt: skip
 SIX = [(1, 1), (1, 2), (2, 1), (2, 2), (3, 1), (3, 2)]
 """Setup, Workflow, Upload; each Start then Success: a clean run's statuses, in order."""
 
@@ -229,7 +233,7 @@ def query(settings: Mapping[str, str], sql: str, params: tuple[Any, ...]) -> lis
         import psycopg
 
         with psycopg.connect(settings["DATABASE_URL"]) as conn:
-            return list(conn.execute(sql, params).fetchall())  # type: ignore[arg-type]
+            return list(conn.execute(sql, params).fetchall())
     with sqlite3.connect(settings["CRUNCH_SQLITE"]) as conn:
         return list(conn.execute(sql.replace("%s", "?"), params).fetchall())
 
