@@ -6,6 +6,7 @@ import datetime
 import logging
 import time
 import uuid
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -155,7 +156,14 @@ def _take_next(queue: DatasetQuerySet, values: dict[str, Any]) -> Any:
     pk = queue.values_list("pk", flat=True).first()
     if pk is None:
         return None
-    return pk if take_if_pending(pk, values) else LOST_RACE
+    with in_savepoint_if_nested():
+        return pk if take_if_pending(pk, values) else LOST_RACE
+
+
+def in_savepoint_if_nested() -> AbstractContextManager[Any]:
+    """A savepoint when the caller holds a transaction, so a refused write spares it."""
+    connection = connections[router.db_for_write(Dataset)]
+    return transaction.atomic() if connection.in_atomic_block else nullcontext()
 
 
 def claim_dataset(
@@ -178,7 +186,8 @@ def claim_dataset(
     )
     free = Dataset.objects.filter(pk=dataset.pk).exclude(state=DatasetState.RUNNING)
     try:
-        taken = free.update(**values)
+        with in_savepoint_if_nested():
+            taken = free.update(**values)
     except IntegrityError:  # the key names another running claim
         raise KeyInUse(key or "") from None
     if taken != 1:
