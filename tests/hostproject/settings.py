@@ -48,6 +48,8 @@ if os.environ.get("DATABASE_URL"):
     import dj_database_url
 
     DATABASES = {"default": dj_database_url.parse(os.environ["DATABASE_URL"])}
+    # A test database of its own: the suite that starts this project has one on the same server.
+    DATABASES["default"]["TEST"] = {"NAME": f"test_hostproject_{os.getpid()}"}
 STORAGES = {
     "default": {
         "BACKEND": "django.core.files.storage.FileSystemStorage",
