@@ -126,9 +126,8 @@ class ItemSerializer(serializers.ModelSerializer[Item]):
         write_only=True, help_text="Slug of the dataset or item that holds this item."
     )
     dataset = serializers.CharField(source="dataset.slug", read_only=True)
-    parent_item = serializers.CharField(
-        source="parent.slug", read_only=True, default=None, allow_null=True
-    )
+    # A method, not a field with a default: DRF leaves those out of partial updates.
+    parent_item = serializers.SerializerMethodField()
     slug = serializers.CharField(read_only=True, help_text="<dataset>:<item>")
 
     class Meta:
@@ -150,6 +149,10 @@ class ItemSerializer(serializers.ModelSerializer[Item]):
             owner = attrs["parent"]["parent"] or attrs["parent"]["dataset"]
             check_slug_length(attrs.get("name", ""), prefix=f"{owner.slug}:")
         return attrs
+
+    @extend_schema_field({"type": "string", "nullable": True})
+    def get_parent_item(self, item: Item) -> str | None:
+        return item.parent.slug if item.parent else None
 
     def validate_parent(self, value: str) -> dict[str, Any]:
         if dataset := Dataset.objects.filter(slug=value).first():
@@ -354,6 +357,11 @@ class StatusSerializer(serializers.ModelSerializer[Status]):
         ]  # fmt: skip
         read_only_fields = ["created"]
         extra_kwargs = {name: {"required": False} for name in DIAGNOSTIC_FIELDS}
+
+
+class RenewedSerializer(serializers.Serializer[Any]):
+    id = serializers.UUIDField()
+    lease_expires = serializers.DateTimeField()
 
 
 class ClaimSerializer(serializers.Serializer[Any]):

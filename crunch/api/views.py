@@ -283,7 +283,7 @@ class StatusViewSet(
     @extend_schema(
         request=s.StatusSerializer(many=True), responses={201: s.StatusSerializer(many=True)}
     )
-    @action(detail=False, methods=["post"])
+    @action(detail=False, methods=["post"], pagination_class=None)
     def batch(self, request: Request) -> Response:
         """Record several statuses in order (a stage's Success with the next one's Start).
 
@@ -412,7 +412,7 @@ class ClaimViewSet(CrunchAPI, viewsets.ViewSet):
 
     lookup_field = "claim_id"
 
-    @extend_schema(request=s.ClaimRequestSerializer, responses={200: s.ClaimSerializer})
+    @extend_schema(request=s.ClaimRequestSerializer, responses={200: s.RenewedSerializer})
     @action(detail=True, methods=["post"])
     def renew(self, request: Request, claim_id: str) -> Response:
         """Extend the lease; 409 when the claim is gone (the client must stop)."""
