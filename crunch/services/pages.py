@@ -104,20 +104,21 @@ def failure_groups(project: Project, *, limit: int = FAILURE_GROUPS) -> list[Fai
 
 
 def active_clients(project: Project, *, limit: int = CLIENTS_SHOWN) -> list[Dataset]:
-    """Running datasets with their holder, stage, heartbeat and the host of their last status."""
-    last_host = (
-        Status.objects.filter(dataset=OuterRef("pk"))
-        .exclude(hostname="")
-        .order_by("-created", "-id")
-        .values("hostname")[:1]
-    )
+    """Running datasets with their holder, stage, heartbeat, and the host and Slurm job
+    (with its array task) of their last status."""
+    latest = Status.objects.filter(dataset=OuterRef("pk")).order_by("-created", "-id")
+    last_host = latest.exclude(hostname="").values("hostname")[:1]
     return list(
         Dataset.objects.filter(project=project, state=DatasetState.RUNNING)
         .order_by(F("heartbeat").desc(nulls_last=True), "id")
         .only(
             "id", "name", "slug", "stage", "claim_holder", "heartbeat", "claimed", "lease_expires"
         )
-        .annotate(host=Subquery(last_host))[:limit]
+        .annotate(
+            host=Subquery(last_host),
+            job=Subquery(latest.values("slurm_job_id")[:1]),
+            task=Subquery(latest.values("slurm_array_task_id")[:1]),
+        )[:limit]
     )
 
 

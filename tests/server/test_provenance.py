@@ -58,3 +58,15 @@ def test_the_admin_refuses_a_dataset_folder_outside_storage_or_in_another(admin_
         assert message in page
     dataset.refresh_from_db()
     assert dataset.base_file_path == "crunch/p/two"
+
+
+def test_the_project_page_names_the_slurm_job_of_each_client(client):
+    project = make_project(name="P", is_public=True)
+    dataset = make_dataset(project, name="d")
+    claim = claims.claim_dataset(dataset, holder="node1")
+    statuses.record_status(
+        dataset=dataset, stage=1, state=1, claim_id=claim.id,
+        diagnostics={"slurm_job_id": "4242", "slurm_array_task_id": "3", "hostname": "n1"},
+    )  # fmt: skip
+    page = client.get("/projects/p/").content.decode()
+    assert "<td>n1</td>\n        <td>4242_3</td>" in page
