@@ -16,7 +16,8 @@ from tests.slurm.conftest import Cluster
 def test_keep_2_submits_more_as_tasks_end_never_more_than_2_and_exits_when_done(
     cluster: Cluster,
 ) -> None:
-    project = cluster.crunch.project("Kept", "sleep 0.5\necho done > out.txt\n")
+    # Two seconds a dataset: two tasks of 30 s each cannot finish all 40, so more must come.
+    project = cluster.crunch.project("Kept", "sleep 2\necho done > out.txt\n")
     slugs = [
         cluster.crunch.dataset(project["slug"], f"d{i:02d}", {"in.txt": "x"})["slug"]
         for i in range(40)
