@@ -316,18 +316,16 @@ class StatusViewSet(
             )
         except NotAllowed:
             # Which answer: 404 when the project is invisible to the user, else 403.
-            lookup = data["dataset"]
-            field = "pk" if isinstance(lookup, int) else "slug"
-            dataset = Dataset.objects.select_related("project").get(**{field: lookup})
+            lookup = statuses.dataset_lookup(data["dataset"])
+            dataset = Dataset.objects.select_related("project").get(**lookup)
             require(user, Action.PROCESS, dataset.project)
             raise
         except Dataset.DoesNotExist:
             raise ValidationError({"dataset": [s.no_dataset(str(data["dataset"]))]}) from None
         except LeaseExpired:
             # Refused claims of private projects look like unknown datasets: no leak.
-            lookup = data["dataset"]
-            field = "pk" if isinstance(lookup, int) else "slug"
-            if not datasets_where(user, Action.VIEW).filter(**{field: lookup}).exists():
+            lookup = statuses.dataset_lookup(data["dataset"])
+            if not datasets_where(user, Action.VIEW).filter(**lookup).exists():
                 raise NotFound("No such object.") from None
             raise
 

@@ -66,7 +66,7 @@ def record_status(
         rows = rows.annotate(allowed=allowed)
     try:
         with transaction.atomic():
-            locked = rows.get(**_lookup(dataset))
+            locked = rows.get(**dataset_lookup(dataset))
             if allowed is not None and not getattr(locked, "allowed", True):
                 raise NotAllowed(f"You may not report on dataset {locked.slug!r}.")
             if key and (seen := getattr(locked, "seen", None)):
@@ -99,7 +99,7 @@ def record_status(
     return status, True
 
 
-def _lookup(dataset: Dataset | int | str) -> dict[str, Any]:
+def dataset_lookup(dataset: Dataset | int | str) -> dict[str, Any]:
     if isinstance(dataset, Dataset):
         return {"pk": dataset.pk}
     if isinstance(dataset, int):
