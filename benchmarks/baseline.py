@@ -104,7 +104,9 @@ def server_env(**extra: str) -> dict[str, str]:
     """The server's environment: ours without CRUNCH_*/DJANGO_* settings, plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CRUNCH_", "DJANGO_"))}
     env.pop("DATABASE_URL", None)
-    env.update(DJANGO_DEBUG="0", **extra)
+    # Connections kept across requests, as testproject/deploy.py does (the older main
+    # reads this for PostgreSQL only).
+    env.update(DJANGO_DEBUG="0", CRUNCH_CONN_MAX_AGE="600", **extra)
     return env
 
 

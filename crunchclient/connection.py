@@ -73,12 +73,15 @@ class Connection:
     # The calls of the API.
 
     def claim_next(
-        self, *, holder: str, lease_seconds: int, project: str | None = None
-    ) -> Claim | None:
-        """Claim the next pending dataset (of ``project``); None when nothing is pending."""
+        self, *, holder: str, lease_seconds: int, project: str | None = None,
+        start: dict[str, Any] | None = None,
+    ) -> Claim | None:  # fmt: skip
+        """Claim the next pending dataset (of ``project``); None when nothing is pending.
+
+        With ``start`` (diagnostics) the server records the run's Setup Start with the claim.
+        """
         path = f"projects/{quote_slug(project)}/next/" if project else "next/"
-        # One key for every retry of this request: a lost answer does not claim twice.
-        body = {"holder": holder, "lease_seconds": lease_seconds, "key": uuid.uuid4().hex}
+        body = next_body(holder=holder, lease_seconds=lease_seconds, start=start)
         answer = self.request(
             "POST", path, json=body, missing=f"No project has the slug {project!r}."
         )
@@ -115,12 +118,27 @@ class Connection:
 
         ``extra`` holds fields of one stage, e.g. the Workflow Start's ``workflow_sha256``.
         """
-        body = {
-            "dataset": dataset, "stage": int(stage), "state": int(state), "note": note,
-            "claim": claim,
-            "key": uuid.uuid4().hex, **(diagnostics or {}), **(extra or {}),
-        }  # fmt: skip
+        return self.send_status(
+            status_body(
+                dataset=dataset, stage=stage, state=state, claim=claim, note=note,
+                diagnostics=diagnostics, extra=extra,
+            )
+        )  # fmt: skip
+
+    def send_status(
+        self, body: dict[str, Any], *, next: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Post one ``status_body``; with ``next`` (a ``next_body``) also claim the next
+        dataset: the answer's ``next`` is its claim, or None."""
+        if next is not None:
+            body = {**body, "next": next}
         return self.expect("POST", "statuses/", json=body, conflict=ClaimLost)
+
+    def post_statuses(self, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Record several statuses in order in one call (see ``status_body``)."""
+        answer = self.request("POST", "statuses/batch/", json=bodies, conflict=ClaimLost)
+        assert isinstance(answer, list), "statuses/batch/ answered without a list"
+        return answer
 
     def renew(self, claim: str, *, lease_seconds: int) -> dict[str, Any]:
         return self.expect(
@@ -157,7 +175,7 @@ class Connection:
     def expect(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         """A call whose success always has a body."""
         answer = self.request(method, path, **kwargs)
-        assert answer is not None, f"{method} {path} answered without a body"
+        assert isinstance(answer, dict), f"{method} {path} answered without a body"
         return answer
 
     def request(
@@ -168,8 +186,11 @@ class Connection:
         json: dict[str, Any] | list[Any] | None = None,
         missing: str | None = None,
         conflict: type[ServerError] = ServerError,
-    ) -> dict[str, Any] | None:
-        """Send one call, retrying transient failures; map refusals to our errors."""
+    ) -> Any:
+        """Send one call, retrying transient failures; map refusals to our errors.
+
+        Returns the answer's JSON (an object, or a list for a batch); None for a 204.
+        """
         url = self.api + path
         retry_for = self.retry_for if self.reached else min(self.retry_for, self.start_retry_for)
         deadline = time.monotonic() + retry_for
@@ -203,13 +224,14 @@ class Connection:
 
     def answer(
         self, response: requests.Response, *, missing: str | None, conflict: type[ServerError]
-    ) -> dict[str, Any] | None:
+    ) -> Any:
         code = response.status_code
         if code == 204:
             return None
         if code < 400:
             try:
-                return dict(response.json())
+                data = response.json()
+                return data if isinstance(data, list) else dict(data)
             except ValueError as exc:
                 raise ServerError(
                     f"The server at {self.shown!r} answered {response.request.method} "
@@ -232,6 +254,26 @@ class Connection:
         raise ClientError(
             f"The server rejected {response.request.method} {masked(response.url)!r}: {detail}"
         )
+
+
+def status_body(
+    *, dataset: int, stage: Stage, state: State, claim: str, note: str = "",
+    diagnostics: dict[str, Any] | None = None, extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """A status with its own key: recorded once, however often its post is retried."""
+    return {
+        "dataset": dataset, "stage": int(stage), "state": int(state), "note": note,
+        "claim": claim, "key": uuid.uuid4().hex, **(diagnostics or {}), **(extra or {}),
+    }  # fmt: skip
+
+
+def next_body(*, holder: str, lease_seconds: int, start: dict[str, Any] | None) -> dict[str, Any]:
+    """A claim request. One key for every retry of it: a lost answer does not claim twice."""
+    body: dict[str, Any] = {"holder": holder, "lease_seconds": lease_seconds}
+    body["key"] = uuid.uuid4().hex
+    if start is not None:
+        body["start"] = start
+    return body
 
 
 def detail_of(response: requests.Response) -> str:

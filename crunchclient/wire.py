@@ -176,13 +176,15 @@ class Claim(WireObject):
     what = "a claim"
     parsers = {
         "id": lambda value: uuid.UUID(str(value)), "lease_expires": moment,
-        "dataset": DatasetInfo.from_wire, "project": ProjectInfo.from_wire,
+        "dataset": DatasetInfo.from_wire, "project": ProjectInfo.from_wire, "started": flag,
     }  # fmt: skip
     id: uuid.UUID
     holder: str
     lease_expires: datetime.datetime | None
     dataset: DatasetInfo
     project: ProjectInfo
+    started: bool = False
+    """Whether the server recorded the run's Setup Start with the claim (0.2.1 and later)."""
 
     @classmethod
     def from_wire(cls, data: Any) -> Claim:
@@ -192,6 +194,9 @@ class Claim(WireObject):
                 f"The server answered a claim without its 'claim' object ({str(data)[:200]!r}): "
                 "upgrade the client or the server so that both speak the same version."
             )
-        flat = {**data["claim"], "dataset": data.get("dataset"), "project": data.get("project")}
+        flat = {
+            **data["claim"], "dataset": data.get("dataset"), "project": data.get("project"),
+            "started": data.get("started") is True,
+        }  # fmt: skip
         claim: Claim = parse(cls, flat, cls.what, cls.parsers)
         return replace(claim, raw=dict(data))

@@ -14,14 +14,15 @@ import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from crunchclient import diagnostics
 from crunchclient.config import ClientConfig
-from crunchclient.connection import Connection
+from crunchclient.connection import Connection, next_body
 from crunchclient.deadline import Deadline
 from crunchclient.exceptions import (
     ClaimLost,
+    ClientError,
     ConfigurationError,
     Interrupted,
     ServerError,
@@ -51,6 +52,16 @@ class Worker:
             start_retry_for=config.start_retry_for,
         )  # fmt: skip
         self.shutdown = Shutdown()
+        self.prefetched: Claim | None = None
+        """The next dataset's claim, taken with the last one's Upload Success."""
+        self._diagnostics: dict[str, Any] | None = None
+
+    @property
+    def diagnostics(self) -> dict[str, Any]:
+        """The machine's facts, gathered once per worker: they do not change per dataset."""
+        if self._diagnostics is None:
+            self._diagnostics = diagnostics.collect(self.config.directory)
+        return self._diagnostics
 
     @contextmanager
     def signals(self) -> Iterator[Shutdown]:
@@ -73,10 +84,18 @@ class Worker:
         kind.check(what, workflow)
 
     def claim_next(self, project: str | None) -> Claim | None:
+        """The claim taken with the last Upload Success, else a new one.
+
+        With ``project`` (checked before claiming) the server records the Setup Start with
+        the claim; a dataset of any project is checked first, and may be given back unstarted.
+        """
         config = self.config
-        claimed = self.connection.claim_next(
-            holder=config.holder, lease_seconds=config.lease_seconds, project=project
-        )
+        claimed, self.prefetched = self.prefetched, None
+        if claimed is None:
+            claimed = self.connection.claim_next(
+                holder=config.holder, lease_seconds=config.lease_seconds, project=project,
+                start=self.diagnostics if project else None,
+            )  # fmt: skip
         if claimed is not None:
             try:
                 self.check_project(claimed.project)
@@ -86,8 +105,33 @@ class Worker:
                 raise
         return claimed
 
+    def next_request(self, project: str | None) -> dict[str, Any]:
+        """What an Upload Success carries to claim the next dataset in the same call."""
+        config = self.config
+        start = self.diagnostics if project else None  # see claim_next
+        body = next_body(holder=config.holder, lease_seconds=config.lease_seconds, start=start)
+        return {**body, "project": project} if project else body
+
+    def give_back_prefetched(self, reason: str) -> None:
+        """Release a claim taken ahead when the loop stops before processing it."""
+        claimed, self.prefetched = self.prefetched, None
+        if claimed is None:
+            return
+        try:
+            self.connection.release(
+                str(claimed.id), note=f"Released unstarted: the client stopped ({reason})."
+            )
+        except ClientError as exc:
+            logger.warning(
+                "%s: could not release the claim taken ahead: %s", claimed.dataset.slug, exc
+            )
+
     def release(self, context: RunContext, *, note: str) -> None:
         """Give the dataset back to the queue; the server records the note as a Fail status."""
+        try:
+            context.send()  # a Success still held is true: record it before the Fail
+        except ClientError as exc:
+            logger.warning("%s: %s", context.slug, exc)
         try:
             self.connection.release(str(context.claim.id), note=note)
             logger.warning("%s: released its claim (%s)", context.slug, note)
@@ -96,23 +140,28 @@ class Worker:
 
     # ------------------------------------------------------------------------ one dataset
 
-    def process(self, claimed: Claim) -> Outcome:
+    def process(self, claimed: Claim, *, then: dict[str, Any] | None = None) -> Outcome:
         """Run the stages on a claimed dataset. A stage's Fail ends the dataset, not the client.
 
-        Raises Interrupted after releasing the claim when a signal asked us to stop.
+        With ``then`` (a ``next_request``) the Upload Success also claims the next dataset,
+        kept in ``prefetched``. Raises Interrupted after releasing the claim when a signal
+        asked us to stop.
         """
         config = self.config
         started = time.monotonic()
         workdir = config.directory / claimed.project.slug / claimed.dataset.slug.split(":", 1)[-1]
         context = RunContext(
             config=config, connection=self.connection, claim=claimed, workdir=workdir,
-            shutdown=self.shutdown, diagnostics=diagnostics.collect(config.directory),
+            shutdown=self.shutdown, diagnostics=self.diagnostics,
         )  # fmt: skip
         logger.info("Claimed dataset %s (claim %s)", context.slug, context.claim.id)
         try:
             with Heartbeat(context).running():
                 for stage in self.stages:
                     stage(context)()
+                answer = context.send(next=then)  # the last Success, and the next claim
+                if answer.get("next"):
+                    self.prefetched = Claim.from_wire(answer["next"])
         except StageFailed as exc:
             logger.warning("%s", exc)
             return Outcome(
@@ -209,8 +258,12 @@ class Worker:
                     )  # fmt: skip
                     shutdown.event.wait(wait)
                     continue
+                # The dataset that reaches --max-datasets claims no next one with its Upload.
+                counted = len(ended) + (claimed.dataset.slug not in ended)
+                last = max_datasets is not None and counted >= max_datasets
+                then = None if last else self.next_request(project)
                 try:
-                    outcome = self.process(claimed)
+                    outcome = self.process(claimed, then=then)
                 except Interrupted:
                     reason = f"stopped by {shutdown.signal_name}"
                     break
@@ -221,6 +274,7 @@ class Worker:
                 failed = sum(not o.completed and not o.retrying for o in ended.values())
                 slowest = max(slowest, outcome.seconds)
                 logger.info("%s", outcome.summary())
+            self.give_back_prefetched(reason)
         return LoopSummary(
             processed=processed, failed=failed, retried=retried,
             seconds=time.monotonic() - started, reason=reason, interrupted=shutdown.requested,

@@ -73,6 +73,11 @@ TEMPLATES = [
 ]
 
 
+CONN_MAX_AGE = int(os.environ.get("CRUNCH_CONN_MAX_AGE", "0"))
+"""Seconds a worker keeps its database connection; 0 (a new one per request) in tests, whose
+databases come and go. Servers want it long: connecting costs more than a claim."""
+
+
 def sqlite_database(name: str | Path) -> dict[str, object]:
     """SQLite tuned for several clients: wait for locks, take the write lock up front."""
     options: dict[str, object] = {"timeout": 60}
@@ -83,6 +88,7 @@ def sqlite_database(name: str | Path) -> dict[str, object]:
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": name,
         "OPTIONS": options,
+        "CONN_MAX_AGE": CONN_MAX_AGE,
         # A file, not memory: the concurrency tests open several connections.
         "TEST": {"NAME": str(BASE_DIR / f".test-db-{os.getpid()}.sqlite3")},
     }
@@ -93,9 +99,7 @@ if os.environ.get("DATABASE_URL"):
     import dj_database_url
 
     DATABASES = {
-        "default": dj_database_url.parse(
-            os.environ["DATABASE_URL"], conn_max_age=int(os.environ.get("CRUNCH_CONN_MAX_AGE", "0"))
-        )
+        "default": dj_database_url.parse(os.environ["DATABASE_URL"], conn_max_age=CONN_MAX_AGE)
     }
 else:
     DATABASES = {

@@ -10,6 +10,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from crunch.api.fields_once import FieldsOnce
 from crunch.choices import AttributeKind, Stage, State
 from crunch.models import (
     Attribute,
@@ -44,7 +45,7 @@ def check_slug_length(name: str, prefix: str = "") -> None:
         )
 
 
-class ProjectSerializer(serializers.ModelSerializer[Project]):
+class ProjectSerializer(FieldsOnce, serializers.ModelSerializer[Project]):
     class Meta:
         model = Project
         fields = [
@@ -69,7 +70,7 @@ class SlugField(serializers.SlugRelatedField[Project]):
         return super().to_internal_value(data)
 
 
-class DatasetSerializer(serializers.ModelSerializer[Dataset]):
+class DatasetSerializer(FieldsOnce, serializers.ModelSerializer[Dataset]):
     # The metaclass moves declared fields into ``_declared_fields``, so this ``parent`` never
     # shadows ``Field.parent`` (the enclosing serializer) as the stubs believe.
     parent = SlugField(  # type: ignore[assignment]
@@ -296,6 +297,15 @@ def no_dataset(text: str) -> str:
     return f"No dataset has the id or slug {text!r}."
 
 
+class StartSerializer(FieldsOnce, serializers.ModelSerializer[Status]):
+    """The diagnostics of a run's Setup Start, recorded with its claim."""
+
+    class Meta:
+        model = Status
+        fields = list(DIAGNOSTIC_FIELDS)
+        extra_kwargs = {name: {"required": False} for name in DIAGNOSTIC_FIELDS}
+
+
 class ClaimRequestSerializer(serializers.Serializer[Any]):
     holder = serializers.CharField(
         max_length=255, required=False, allow_blank=True,
@@ -309,6 +319,11 @@ class ClaimRequestSerializer(serializers.Serializer[Any]):
         max_length=64, required=False, allow_blank=True,
         help_text="Any unique string; a request retried with the same key gets the same claim.",
     )  # fmt: skip
+    start = StartSerializer(
+        required=False,
+        help_text="Record the run's Setup Start with the claim (one call less per dataset), "
+        "with these diagnostics; the answer's 'started' says it was.",
+    )  # fmt: skip
 
 
 class NextClaimSerializer(ClaimRequestSerializer):
@@ -318,7 +333,7 @@ class NextClaimSerializer(ClaimRequestSerializer):
     )  # fmt: skip
 
 
-class StatusSerializer(serializers.ModelSerializer[Status]):
+class StatusSerializer(FieldsOnce, serializers.ModelSerializer[Status]):
     dataset = DatasetByIdOrSlug(help_text="The dataset's id (as django-crunch 0.1 sends) or slug.")
     stage = ChoiceByNumberOrName(Stage)
     state = ChoiceByNumberOrName(State)
@@ -374,6 +389,7 @@ class ClaimedDatasetSerializer(serializers.Serializer[Any]):
     """What a claim returns: the claim, the dataset, and its project with the workflow."""
 
     claim = serializers.SerializerMethodField()
+    started = serializers.BooleanField(help_text="Whether the Setup Start was recorded too.")
     dataset = DatasetSerializer()
     project = ProjectSerializer(source="dataset.project")
 

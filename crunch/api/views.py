@@ -36,7 +36,7 @@ from crunch.api import serializers as s
 from crunch.api.authentication import TokenAuthentication
 from crunch.api.bulk import BulkDatasetsSerializer, RegistrationSerializer
 from crunch.api.permissions import ProjectAccess, require
-from crunch.choices import AttributeKind, DatasetState, Role
+from crunch.choices import AttributeKind, DatasetState, Role, Stage, State
 from crunch.exceptions import LeaseExpired, NotAllowed
 from crunch.models import Attribute, Dataset, Item, Project, Status
 from crunch.services import claims, retries, statuses, workflows
@@ -81,6 +81,7 @@ def claim_from_request(request: Request, *, project: str | None) -> Response:
         user=request.user,
         lease_seconds=params.validated_data.get("lease_seconds"),
         key=params.validated_data.get("key") or None,
+        start=params.validated_data.get("start"),
     )
     return claim_response(claim)
 
@@ -275,7 +276,8 @@ class StatusViewSet(
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         status_row, created = self.record(dict(serializer.validated_data))
-        body = dict(self.get_serializer(status_row).data)
+        serializer.instance = status_row  # answer with the same serializer: built once
+        body = dict(serializer.data)
         if "next" in serializer.validated_data:
             body["next"] = self.claim_next(serializer.validated_data["next"])
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
@@ -292,8 +294,29 @@ class StatusViewSet(
         """
         serializer = s.StatusSerializer(data=request.data, many=True)
         serializer.is_valid(raise_exception=True)
-        rows = [self.record(dict(data))[0] for data in serializer.validated_data]
+        items = [dict(data) for data in serializer.validated_data]
+        rows = self.record_run(items) or [self.record(data)[0] for data in items]
         return Response(s.StatusSerializer(rows, many=True).data, status=status.HTTP_201_CREATED)
+
+    def record_run(self, items: list[dict[str, Any]]) -> list[Status] | None:
+        """The usual batch, statuses of one held claim, in one pass; None for any other."""
+        claim_ids = {data.get("claim_id") for data in items}
+        datasets = {data["dataset"] for data in items}
+        claim_id = claim_ids.pop() if len(claim_ids) == 1 else None
+        if len(items) < 2 or claim_id is None or len(datasets) != 1:
+            return None
+        reports = [
+            statuses.Report(
+                stage=Stage(data["stage"]), state=State(data["state"]), note=data.get("note", ""),
+                key=data.get("key") or None, workflow_sha256=data.get("workflow_sha256", ""),
+                diagnostics={k: v for k, v in data.items() if k in statuses.DIAGNOSTIC_FIELDS},
+            )
+            for data in items
+        ]  # fmt: skip
+        return statuses.record_run(
+            dataset=datasets.pop(), claim_id=claim_id, reports=reports,
+            user=self.request.user, allowed=may_process(self.request.user),
+        )  # fmt: skip
 
     def record(self, data: dict[str, Any]) -> tuple[Status, bool]:
         diagnostics = {
@@ -337,6 +360,7 @@ class StatusViewSet(
             user=self.request.user,
             lease_seconds=params.get("lease_seconds"),
             key=params.get("key") or None,
+            start=params.get("start"),
         )
         return None if claim is None else dict(s.ClaimedDatasetSerializer(claim).data)
 

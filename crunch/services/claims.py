@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 import time
@@ -14,7 +15,7 @@ from django.db import IntegrityError, connections, router, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
-from crunch.choices import DatasetState, State
+from crunch.choices import DatasetState, Stage, State
 from crunch.conf import crunch_settings
 from crunch.exceptions import ClaimConflict, LeaseExpired
 from crunch.models import Dataset, DatasetQuerySet, Project, Status
@@ -30,6 +31,8 @@ class Claim:
     dataset: Dataset
     holder: str
     lease_expires: datetime.datetime
+    started: bool = False
+    """Whether the run's Setup Start was recorded with the claim."""
 
 
 def supports_skip_locked() -> bool:
@@ -86,12 +89,14 @@ def claim_next(
     user: Any = None,
     lease_seconds: int | None = None,
     key: str | None = None,
+    start: dict[str, Any] | None = None,
 ) -> Claim | None:
     """Atomically claim the highest-priority, oldest ready dataset; None when none is left.
 
     ``project`` (a Project or its slug) narrows the queue to one project, ``projects`` to
     those the caller may process (see crunch.access). A request retried with the same
     ``key`` (its answer was lost) gets the same claim back instead of a second dataset.
+    With ``start`` (the diagnostics of a status) the run's Setup Start is recorded too.
 
     Three queries: find and lock the next row, take it, read it back with its project.
     Expired leases are returned to the queue every few seconds and whenever it looks
@@ -110,6 +115,8 @@ def claim_next(
         values = claim_values(
             holder=holder, user=user, now=timezone.now(), lease_seconds=lease_seconds, key=key
         )
+        if start is not None:
+            values["stage"] = Stage.SETUP
         try:
             pk = _take_next(queue, values)
         except IntegrityError:
@@ -122,7 +129,18 @@ def claim_next(
                 continue  # leases ran out: those datasets are pending again
             return None
         if pk is not LOST_RACE:
-            return _claim_of(pk)
+            claim = _claim_of(pk)
+            return claim if start is None else _started(claim, start, user)
+
+
+def _started(claim: Claim, diagnostics: dict[str, Any], user: Any) -> Claim:
+    """Record the Setup Start of a run just claimed: the status its client would post next."""
+    Status.objects.create(
+        dataset=claim.dataset, stage=Stage.SETUP, state=State.START, claim_id=claim.id,
+        user=user if getattr(user, "pk", None) else None,
+        **diagnostics,
+    )  # fmt: skip
+    return dataclasses.replace(claim, started=True)
 
 
 class KeyInUse(ClaimConflict):

@@ -12,7 +12,7 @@ from crunch.choices import Stage as StageNumber
 from crunch.choices import State
 from crunchclient.bootstrap import redact
 from crunchclient.config import ClientConfig
-from crunchclient.connection import Connection
+from crunchclient.connection import Connection, status_body
 from crunchclient.exceptions import ClaimLost, Interrupted, StageFailed, UnsafePathError
 from crunchclient.hashing import Checksums, Digests
 from crunchclient.records import RECORDS
@@ -39,6 +39,8 @@ class RunContext:
     diagnostics: dict[str, Any] = field(default_factory=dict)
     setup_checksums: Checksums = field(default_factory=lambda: Checksums({}))
     output_hashes: Digests = field(default_factory=dict)  # hashed while the workflow ran
+    held: list[dict[str, Any]] = field(default_factory=list)
+    """Statuses not sent yet: a stage's Success goes with the next Start, in one call."""
 
     @property
     def dataset(self) -> DatasetInfo:
@@ -71,19 +73,40 @@ class RunContext:
 
     def report(
         self, stage: StageNumber, state: State, note: str = "",
-        extra: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None, *, hold: bool = False,
     ) -> dict[str, Any]:  # fmt: skip
-        """Post a status; return the server's answer (with the dataset's new state)."""
-        note = head_bytes(redact(note, self.config.secrets), NOTE_BYTES)
+        """Post a status; return the server's answer (with the dataset's new state).
+
+        With ``hold`` it waits to go with the next one (see ``send``) and answers nothing.
+        """
+        body = status_body(
+            dataset=self.dataset.id, stage=stage, state=state, claim=str(self.claim.id),
+            note=head_bytes(redact(note, self.config.secrets), NOTE_BYTES),
+            diagnostics=self.diagnostics, extra=extra,
+        )  # fmt: skip
+        if hold:
+            self.held.append(body)
+            return {}
+        return self.send(body)
+
+    def send(
+        self, body: dict[str, Any] | None = None, *, next: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Post the held statuses and ``body`` in order, in as few calls as the API allows;
+        with ``next`` the last of them also claims the next dataset. The last one's answer."""
+        bodies, self.held = [*self.held, *([body] if body else [])], []
+        if not bodies:
+            return {}
+        last = bodies[-1]
         try:
-            return self.connection.post_status(
-                dataset=self.dataset.id, stage=stage, state=state,
-                claim=str(self.claim.id), note=note, diagnostics=self.diagnostics,
-                extra=extra,
-            )  # fmt: skip
+            if len(bodies) > 1 and next is None:
+                return self.connection.post_statuses(bodies)[-1]
+            if len(bodies) > 1:
+                self.connection.post_statuses(bodies[:-1])
+            return self.connection.send_status(last, next=next)
         except ClaimLost as exc:
             # Refused before the heartbeat noticed: say the same as when it does.
-            if (stage, state) == (StageNumber.UPLOAD, State.SUCCESS):
+            if (last["stage"], last["state"]) == (StageNumber.UPLOAD, State.SUCCESS):
                 raise  # the files were sent already
             self.lost.set()
             raise self.claim_lost() from exc
@@ -159,7 +182,8 @@ class Stage:
         context = self.context
         context.check()
         logger.info("%s: %s started", context.slug, self.name)
-        context.report(self.number, State.START, extra=self.start_fields())
+        if not (self.number == StageNumber.SETUP and context.claim.started):
+            context.report(self.number, State.START, extra=self.start_fields())
         try:
             note = self.run()
         except (ClaimLost, Interrupted):
@@ -176,7 +200,7 @@ class Stage:
                 exit_code=UnsafePathError.exit_code if isinstance(exc, UnsafePathError) else None,
             ) from exc
         logger.info("%s: %s succeeded%s", context.slug, self.name, f" ({note})" if note else "")
-        context.report(self.number, State.SUCCESS, note)
+        context.report(self.number, State.SUCCESS, note, hold=True)
 
 
 def failure_note(exc: BaseException) -> str:

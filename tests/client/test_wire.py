@@ -29,8 +29,8 @@ def names(cls: type) -> set[str]:
 def test_fields_are_the_serializers_fields() -> None:
     assert names(ProjectInfo) == set(ProjectSerializer().fields)
     assert names(DatasetInfo) == set(DatasetSerializer().fields)
-    assert names(Claim) == set(ClaimSerializer().fields) | {"dataset", "project"}
-    assert set(ClaimedDatasetSerializer().fields) == {"claim", "dataset", "project"}
+    assert names(Claim) == set(ClaimSerializer().fields) | {"dataset", "project", "started"}
+    assert set(ClaimedDatasetSerializer().fields) == {"claim", "started", "dataset", "project"}
 
 
 @pytest.mark.django_db

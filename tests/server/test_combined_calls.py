@@ -67,3 +67,64 @@ def test_a_batch_stops_at_the_first_refused_status():
     )
     assert r.status_code == 409
     assert list(Status.objects.values_list("key", flat=True)) == ["a"]
+
+
+def test_three_calls_a_dataset_when_the_claim_records_the_setup_start():
+    project = make_project(name="C")
+    bulk_datasets(project, 3)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {make_user('node', role='worker')[1]}")
+    start = {"hostname": "node-1", "agent_user": "me"}
+    first = {"holder": "n", "key": "claim-1", "start": start}
+    claimed = api.post("/api/projects/c/next/", first, format="json").json()
+    again = api.post("/api/projects/c/next/", first, format="json").json()  # answer lost
+    assert again["claim"] == claimed["claim"] and claimed["started"] is True
+    calls, done = 1, []
+    while claimed:
+        claim, dataset = claimed["claim"]["id"], claimed["dataset"]["id"]
+        k = f"{dataset}-"
+        for batch in (
+            [status(claim, dataset, 1, 2, k + "2"), status(claim, dataset, 2, 1, k + "3")],
+            [status(claim, dataset, 2, 2, k + "4"), status(claim, dataset, 3, 1, k + "5")],
+        ):
+            for _ in range(2):  # retried: recorded once
+                assert api.post("/api/statuses/batch/", batch, format="json").status_code == 201
+            calls += 1
+        last = {
+            **status(claim, dataset, 3, 2, k + "6"),
+            "next": {"project": "c", "holder": "n", "start": start},
+        }
+        r = api.post("/api/statuses/", last, format="json")
+        assert r.status_code == 201 and r.json()["dataset_state"] == "completed"
+        calls += 1
+        done.append(dataset)
+        claimed = r.json()["next"]
+    assert len(done) == 3 and calls == 1 + 3 * 3
+    for pk in done:
+        rows = Status.objects.filter(dataset_id=pk).order_by("created", "id")
+        assert [(s.stage, s.state) for s in rows] == SIX
+        assert rows[0].hostname == "node-1" and rows[0].user is not None
+
+
+def test_a_batch_after_the_run_ended_is_refused_and_records_nothing_more():
+    project = make_project(name="C")
+    bulk_datasets(project, 1)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {make_user('node', role='worker')[1]}")
+    claimed = api.post("/api/next/", {"start": {}}, format="json").json()
+    claim, dataset = claimed["claim"]["id"], claimed["dataset"]["id"]
+    ended = [status(claim, dataset, 1, 3, "f"), status(claim, dataset, 2, 1, "g")]
+    r = api.post("/api/statuses/batch/", ended, format="json")
+    assert r.status_code in (404, 409), r.content
+    assert list(Status.objects.order_by("id").values_list("key", flat=True)) == [None, "f"]
+
+
+def test_a_start_with_hostile_diagnostics_is_a_400_and_claims_nothing():
+    project = make_project(name="C")
+    bulk_datasets(project, 1)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {make_user('node', role='worker')[1]}")
+    for start in ({"hostname": "x" * 5000}, {"memory_total": 2**70}, "yes", {"hostname": "a\x00"}):
+        r = api.post("/api/next/", {"start": start}, format="json")
+        assert r.status_code == 400, (start, r.content)
+    assert set(Dataset.objects.values_list("state", flat=True)) == {"pending"}

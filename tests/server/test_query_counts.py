@@ -57,3 +57,24 @@ def test_a_claim_and_each_status_take_at_most_four_queries(size, scoped):
             r = api.post("/api/statuses/", body, format="json")
         assert r.status_code == 201, r.content
     assert r.json()["dataset_state"] == "completed"
+
+
+@pytest.mark.parametrize("size", [10, 10_000])
+def test_a_batch_of_one_claims_statuses_takes_four_queries_however_long(size):
+    project = make_project(name="Q")
+    bulk_datasets(project, size)
+    _, token = make_user("node", role="worker", projects=[project])
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    claims.reclaim_expired()
+    r = api.post("/api/projects/q/next/", {"holder": "node", "start": {}}, format="json")
+    assert r.status_code == 200 and r.json()["started"] is True, r.content
+    claim, dataset = r.json()["claim"]["id"], r.json()["dataset"]["id"]
+    batch = [
+        {"dataset": dataset, "stage": stage, "state": state, "claim": claim, "key": f"b{n}"}
+        for n, (stage, state) in enumerate(SIX[1:])
+    ]
+    with at_most_queries(MAX_QUERIES):
+        r = api.post("/api/statuses/batch/", batch, format="json")
+    assert r.status_code == 201, r.content
+    assert [s["dataset_state"] for s in r.json()][-1] == "completed"
