@@ -78,14 +78,20 @@ class Tally:
 
 
 def client(n: int, url: str, token: str, next_path: str, start: threading.Barrier,
-           tally: Tally) -> None:  # fmt: skip
-    """Claim and report until nothing is pending; retry 5xx and dropped connections."""
+           tally: Tally, combined: bool = False) -> None:  # fmt: skip
+    """Claim and report until nothing is pending; retry 5xx and dropped connections.
+
+    ``combined``: as crunch 0.2's client does, three calls a dataset (the claim records
+    the Setup Start; two batches of a Success and the next Start; the Upload Success
+    claims the next dataset), else the older seven (a claim, six status posts).
+    """
     session = requests.Session()
     session.headers["Authorization"] = f"Token {token}"
     datasets = calls = failures = 0
     refused: list[str] = []
+    holder = f"capacity-{n}"
 
-    def post(path: str, body: dict[str, object]) -> requests.Response | None:
+    def post(path: str, body: object) -> requests.Response | None:
         nonlocal calls, failures
         for _ in range(RETRIES):
             calls += 1
@@ -101,26 +107,51 @@ def client(n: int, url: str, token: str, next_path: str, start: threading.Barrie
             time.sleep(0.05)
         return None
 
+    def ok(response: requests.Response | None, what: str) -> bool:
+        if response is not None and response.status_code < 400:
+            return True
+        text = "no answer" if response is None else f"{response.status_code}: {response.text}"
+        refused.append(f"{what}: {text[:200]}")
+        return False
+
+    def claim_body() -> dict[str, object]:
+        body: dict[str, object] = {"holder": holder, "key": uuid.uuid4().hex}
+        return {**body, "start": {"hostname": holder}} if combined else body
+
     start.wait()
-    while True:
-        claim = post(next_path, {"holder": f"capacity-{n}", "key": uuid.uuid4().hex})
+    claim = post(next_path, claim_body())
+    body = claim.json() if claim is not None and claim.status_code == 200 else None
+    if claim is None or claim.status_code not in (200, 204):
+        ok(claim, "claim")
+    while body:
+        claim_id, dataset = body["claim"]["id"], body["dataset"]["slug"]
+
+        def status(stage: int, state: int) -> dict[str, object]:
+            return {"dataset": dataset, "stage": stage, "state": state, "claim": claim_id,
+                    "key": f"{claim_id}-{stage}-{state}"}  # fmt: skip
+
+        if combined:
+            if not ok(post("statuses/batch/", [status(1, 2), status(2, 1)]), dataset) or not ok(
+                post("statuses/batch/", [status(2, 2), status(3, 1)]), dataset
+            ):
+                break
+            last = {**status(3, 2), "next": {**claim_body(), "project": body["project"]["slug"]}}
+            answer = post("statuses/", last)
+            if not ok(answer, dataset):
+                break
+            assert answer is not None
+            datasets += 1
+            body = answer.json().get("next")
+            continue
+        if not all(ok(post("statuses/", status(*six)), dataset) for six in SIX):
+            break
+        datasets += 1
+        claim = post(next_path, claim_body())
         if claim is None or claim.status_code == 204:
             break
-        if claim.status_code != 200:
-            refused.append(f"claim {claim.status_code}: {claim.text[:200]}")
+        if not ok(claim, "claim"):
             break
         body = claim.json()
-        claim_id, dataset = body["claim"]["id"], body["dataset"]["slug"]
-        for stage, state in SIX:
-            key = f"{claim_id}-{stage}-{state}"
-            status = post("statuses/", {"dataset": dataset, "stage": stage, "state": state,
-                                        "claim": claim_id, "key": key})  # fmt: skip
-            if status is None or status.status_code >= 400:
-                text = "no answer" if status is None else f"{status.status_code}: {status.text}"
-                refused.append(f"status {stage}/{state} of {dataset}: {text[:200]}")
-                break
-        else:
-            datasets += 1
     tally.add(datasets=datasets, calls=calls, failures=failures, refused=refused)
 
 
@@ -191,7 +222,10 @@ def run(target: Target, clients: int, args: argparse.Namespace) -> Result:
     tally = Tally()
     barrier = threading.Barrier(clients + 1)
     threads = [
-        threading.Thread(target=client, args=(n, server.url, worker, next_path, barrier, tally))
+        threading.Thread(
+            target=client,
+            args=(n, server.url, worker, next_path, barrier, tally, not server.version.legacy),
+        )
         for n in range(clients)
     ]
     for thread in threads:
@@ -299,7 +333,8 @@ def main() -> int:
     summary(results, [v.name for v in versions])
     print(
         f"\nwall {time.monotonic() - args.started:.0f} s; {args.datasets} datasets per run "
-        f"({args.datasets_one} with one client), 7 requests per dataset (claim + six statuses)"
+        f"({args.datasets_one} with one client); {versions[0].name}: 3 requests per dataset "
+        "(combined calls), the older main 7 (claim + six statuses)"
     )
     return 0 if all(r.ok for r in results) else 1
 
