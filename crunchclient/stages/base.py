@@ -174,6 +174,9 @@ class Stage:
         """Do the stage's work; return the note of its Success status."""
         raise NotImplementedError
 
+    def failed(self) -> None:
+        """Called before the Fail status is posted: keep what helps explain the failure."""
+
     def start_fields(self) -> dict[str, Any]:
         """Fields the stage's Start status carries besides the usual ones."""
         return {}
@@ -191,6 +194,10 @@ class Stage:
         except Exception as exc:  # any failure of the stage is the dataset's Fail status
             note = head_bytes(redact(failure_note(exc), context.config.secrets), NOTE_BYTES)
             logger.debug("%s: %s failed", context.slug, self.name, exc_info=True)
+            try:
+                self.failed()
+            except Exception as extra:  # the Fail status matters more than its log
+                logger.warning("%s: %s", context.slug, failure_note(extra))
             answer = context.report(self.number, State.FAIL, note)
             retrying = answer.get("dataset_state") == "pending"
             raise StageFailed(

@@ -20,10 +20,11 @@ from collections.abc import Mapping
 from typing import IO, Any
 
 from crunch.choices import Stage as StageNumber
+from crunchclient import transfer
 from crunchclient.config import ClientConfig
 from crunchclient.exceptions import ClientError
 from crunchclient.outputs import OutputHashes
-from crunchclient.records import WORKFLOW_LOG, is_record
+from crunchclient.records import RECORDS, WORKFLOW_LOG, is_record
 from crunchclient.shutdown import OWN_GROUP, kill_group
 from crunchclient.stages.base import NOTE_BYTES, Stage, tail_bytes
 from crunchclient.stages.setup import workflow_file, workflow_kind
@@ -151,6 +152,16 @@ class WorkflowStage(Stage):
                 )
             )
         return f"Finished in {time.monotonic() - started:.1f}s."
+
+    def failed(self) -> None:
+        """Send ``.crunch/workflow.log`` of a failed run, so the dataset's page shows it."""
+        context = self.context
+        if not context.config.upload or not (context.records / WORKFLOW_LOG).is_file():
+            return
+        transfer.upload_tree(
+            context.config.storage, f"{context.prefix}/{RECORDS}", context.records,
+            exclude=lambda rel: rel != WORKFLOW_LOG, jobs=1, quiet=True,
+        )  # fmt: skip
 
     def execute(self, command: list[str], env: dict[str, str], tail: Tail) -> int:
         """Run the workflow, relaying its output to the screen and the log (and the last

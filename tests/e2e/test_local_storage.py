@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from crunch.models import Dataset, Status
+from crunch.models import Dataset, Project, Status
 from tests.clientkit import RECORDS, ROOT, SIX, Crunch, clean_env, statuses
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -196,3 +196,19 @@ def test_workflow_has_its_own_process_group_in_the_clients_session(crunch: Crunc
     pid, group, session, client_session = crunch.stored(dataset)["ids.txt"].split()
     assert group == pid
     assert session == client_session
+
+
+def test_a_failed_run_uploads_its_workflow_log_and_the_page_shows_it(crunch: Crunch, client):
+    project = crunch.project(
+        "Broken", 'echo "reading the input" && echo "no such column" >&2; exit 3'
+    )
+    dataset = crunch.dataset(project["slug"], "b", {"input.txt": "x\n"})
+    result = crunch.run("run", dataset["slug"], "--quiet")
+    assert result.returncode != 0
+    stored = crunch.stored(dataset)
+    assert "reading the input" in stored[".crunch/workflow.log"]
+    assert "no such column" in stored[".crunch/workflow.log"]
+    assert set(stored) == {"input.txt", ".crunch/workflow.log"}  # nothing else of a failed run
+    Project.objects.filter(slug=project["slug"]).update(is_public=True)
+    page = client.get(f"/datasets/{dataset['slug']}/")
+    assert page.status_code == 200 and "no such column" in page.content.decode()
