@@ -3,7 +3,8 @@
 benchmarks/capacity.py and benchmarks/overhead.py compare the current code with the main
 an issue started from. The older code lives in a git worktree (made here when missing,
 never committed) and runs with this checkout's .venv, its own folder as cwd and on
-PYTHONPATH, so its server, its manage.py and its ``crunch`` client are its own.
+PYTHONPATH, so its server, its manage.py and its ``crunch`` client are its own. It needs
+Python-Markdown, which this checkout does not: ``.venv/bin/pip install -e '.[bench]'``.
 
 The two differ in how tokens are made (0.2's ``crunch_token --role``, the older
 'crunch clients' group) and how datasets are registered (the bulk endpoint, or the ORM
