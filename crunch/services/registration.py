@@ -1,16 +1,24 @@
 """Registering many datasets at once: what ``crunch import`` sends, in batches.
 
 Idempotent: a dataset whose slug already exists is left as it is and counted as
-existing, so re-running an import adds only what is new.
+existing, so re-running an import adds only what is new. Each batch is one transaction:
+the check for existing slugs and overlapping folders, the datasets and their attributes.
+
+Rows are written with one prepared INSERT run over the whole batch (COPY on PostgreSQL)
+rather than through ``bulk_create``, whose per-value preparation cost more than all the
+rest; the values the models fill in themselves (defaults, timestamps) are prepared once
+per batch. Like ``bulk_create``, this calls no ``save()`` and sends no signals.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, models, transaction
+from django.db.models import Q
+from django.db.models.functions import Substr
 from django.utils.text import slugify
 
 from crunch.choices import AttributeKind
@@ -19,12 +27,18 @@ from crunch.models import Attribute, Dataset, Project, default_base_file_path
 from crunch.services.paths import UnsafePath, ancestors, clean_base_file_path
 
 SLUG_MAX = 1023  # characters: Node.slug's column
+PARAMETERS = 900  # values bound in one lookup: below SQLite's smallest limit (999)
 VALUE_COLUMNS = {
     AttributeKind.TEXT: "text", AttributeKind.URL: "text",
     AttributeKind.INTEGER: "integer", AttributeKind.FILESIZE: "integer",
     AttributeKind.FLOAT: "number", AttributeKind.BOOLEAN: "boolean",
     AttributeKind.DATE: "date", AttributeKind.DATETIME: "datetime",
 }  # fmt: skip
+DATASET_FIELDS = ("name", "slug", "description", "details", "priority", "base_file_path")
+ATTRIBUTE_FIELDS = ("dataset", "kind", "key", "text", "integer", "number", "longitude",
+                    "boolean", "date", "datetime")  # fmt: skip
+PLAIN = (str, int, float, bool, type(None))
+"""Python values every database driver takes as they are."""
 
 
 class InvalidRegistration(CrunchError):
@@ -55,37 +69,34 @@ class Registration:
     existing: list[str]
 
 
+@dataclass(frozen=True)
+class _Planned:
+    entry: NewDataset
+    slug: str
+    path: str
+
+
 def register_datasets(project: Project, entries: Iterable[NewDataset]) -> Registration:
     """Create the datasets of ``entries`` that ``project`` does not have yet, in one transaction.
 
     Raises InvalidRegistration, naming the entry, before anything is written.
     """
-    planned: dict[str, Dataset] = {}
-    attributes: dict[str, Sequence[NewAttribute]] = {}
+    planned: dict[str, _Planned] = {}
     for entry in entries:
         slug = f"{project.slug}:{slugify(entry.name) or 'unnamed'}"
         if len(slug) > SLUG_MAX:
             raise InvalidRegistration(f"The name {entry.name[:40]!r}... is too long for a slug.")
-        if slug in planned:
-            continue
-        planned[slug] = Dataset(
-            project=project, name=entry.name, slug=slug, description=entry.description,
-            details=entry.details, priority=entry.priority,
-            base_file_path=_path_of(entry, slug),
-        )  # fmt: skip
-        attributes[slug] = entry.attributes
-    existing = set(Dataset.objects.filter(slug__in=list(planned)).values_list("slug", flat=True))
-    new = [dataset for slug, dataset in planned.items() if slug not in existing]
-    _check_folders(new)
+        if slug not in planned:
+            planned[slug] = _Planned(entry, slug, _path_of(entry, slug))
     with transaction.atomic():
-        created = Dataset.objects.bulk_create(new)
-        Attribute.objects.bulk_create(
-            _attribute(dataset, attribute)
-            for dataset in created
-            for attribute in attributes[dataset.slug]
-        )
+        existing: set[str] = set()
+        for chunk in _chunks(list(planned), PARAMETERS):
+            existing.update(Dataset.objects.filter(slug__in=chunk).values_list("slug", flat=True))
+        new = [plan for slug, plan in planned.items() if slug not in existing]
+        _check_folders(new)
+        ids = _create(project, new)
     return Registration(
-        created=[dataset.slug for dataset in created],
+        created=[plan.slug for plan in new if plan.slug in ids],
         existing=[slug for slug in planned if slug in existing],
     )
 
@@ -99,21 +110,27 @@ def _path_of(entry: NewDataset, slug: str) -> str:
         raise InvalidRegistration(f"Dataset {entry.name!r}: {exc}") from None
 
 
-def _check_folders(new: list[Dataset]) -> None:
-    """No new folder may equal, hold or lie inside another dataset's, new or stored."""
-    if not new:
-        return
-    paths = {dataset.base_file_path: dataset.slug for dataset in new}
+# ---------------------------------------------------------------------------- folders
+
+
+def _check_folders(new: Sequence[_Planned]) -> None:
+    """No new folder may equal, hold or lie inside another dataset's, new or stored.
+
+    Only the stored folders that could collide with a new one are read (_stored_near).
+    """
+    paths = {plan.path: plan.slug for plan in new}
     if len(paths) < len(new):
         seen: set[str] = set()
-        for dataset in new:
-            if dataset.base_file_path in seen:
+        for plan in new:
+            if plan.path in seen:
                 raise InvalidRegistration(
-                    f"Two datasets have the folder {dataset.base_file_path!r}; "
+                    f"Two datasets have the folder {plan.path!r}; "
                     "give each dataset a folder of its own."
                 )
-            seen.add(dataset.base_file_path)
-    stored = dict(Dataset.objects.values_list("base_file_path", "slug").iterator(chunk_size=5000))
+            seen.add(plan.path)
+    if not paths:
+        return
+    stored = _stored_near(list(paths))
     everyone = {**stored, **paths}
     holders = {folder: path for path in everyone for folder in ancestors(path)}
     for path, slug in paths.items():
@@ -129,10 +146,132 @@ def _check_folders(new: list[Dataset]) -> None:
             )
 
 
-def _attribute(dataset: Dataset, attribute: NewAttribute) -> Attribute:
-    row = Attribute(dataset=dataset, kind=attribute.kind, key=attribute.key)
+def _stored_near(paths: Sequence[str]) -> dict[str, str]:
+    """{folder: slug} of the stored datasets whose folder equals one of ``paths``, holds
+    one or lies inside one, in the order of their ids.
+
+    ``base_file_path`` has no index, so each lookup scans the table: one query for the
+    batch (more only past the database's limit on bound values), never a query per path
+    nor every stored folder read into Python. It matches the paths and their ancestors,
+    and for folders inside a path the column's first characters equal to ``path/`` (one
+    ``IN`` per length). Exact and case-sensitive on SQLite and PostgreSQL (no LIKE).
+    """
+    above = sorted({folder for path in paths for folder in (path, *ancestors(path))})
+    heads: dict[int, list[str]] = {}
+    for path in sorted(paths):
+        heads.setdefault(len(path) + 1, []).append(path + "/")
+    terms: list[tuple[int, list[str]]] = [(0, chunk) for chunk in _chunks(above, PARAMETERS)]
+    for length, group in heads.items():
+        terms += [(length, chunk) for chunk in _chunks(group, PARAMETERS)]
+    near: list[tuple[int, str, str]] = []
+    for query in _packed(terms, _parameter_limit()):
+        condition = Q()
+        for length, values in query:
+            condition |= Q(**{f"head_{length}__in" if length else "base_file_path__in": values})
+        heads_of = {f"head_{n}": Substr("base_file_path", 1, n) for n, _ in query if n}
+        rows = Dataset.objects.annotate(**heads_of).filter(condition).order_by()
+        near += rows.values_list("id", "base_file_path", "slug")
+    return {path: slug for _id, path, slug in sorted(near)}
+
+
+def _packed(
+    terms: list[tuple[int, list[str]]], limit: int
+) -> Iterator[list[tuple[int, list[str]]]]:
+    """The terms in as few queries as the limit on bound values allows."""
+    query: list[tuple[int, list[str]]] = []
+    bound = 0
+    for term in terms:
+        if query and bound + len(term[1]) > limit:
+            yield query
+            query, bound = [], 0
+        query.append(term)
+        bound += len(term[1])
+    if query:
+        yield query
+
+
+def _parameter_limit() -> int:
+    """Values one statement may bind: SQLite says (999 on old builds, 32766 or more)."""
+    if connection.vendor == "sqlite":
+        connection.ensure_connection()
+        getlimit = getattr(connection.connection, "getlimit", None)
+        if getlimit is None:  # Python before 3.11
+            return 999
+        import sqlite3
+
+        return int(getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)) - 10
+    return 30_000  # PostgreSQL takes 65535
+
+
+def _chunks(values: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+# ---------------------------------------------------------------------------- rows
+
+
+def _create(project: Project, new: Sequence[_Planned]) -> set[str]:
+    """Insert the new datasets and their attributes; the slugs created."""
+    if not new:
+        return set()
+    _insert(
+        Dataset, {"project": project}, DATASET_FIELDS,
+        [(p.entry.name, p.slug, p.entry.description, p.entry.details, p.entry.priority,
+          p.path) for p in new],
+    )  # fmt: skip
+    ids: dict[str, int] = {}
+    for chunk in _chunks([plan.slug for plan in new], PARAMETERS):
+        ids.update(Dataset.objects.filter(slug__in=chunk).values_list("slug", "id"))
+    rows = [
+        _attribute_row(ids[plan.slug], attribute)
+        for plan in new
+        for attribute in plan.entry.attributes
+    ]
+    if rows:
+        _insert(Attribute, {}, ATTRIBUTE_FIELDS, rows)
+    return set(ids)
+
+
+def _attribute_row(dataset_id: int, attribute: NewAttribute) -> tuple[Any, ...]:
+    values: dict[str, Any] = {}
     if attribute.kind == AttributeKind.LATLONG:
-        row.number, row.longitude = attribute.value
+        values["number"], values["longitude"] = attribute.value
     else:
-        setattr(row, VALUE_COLUMNS[attribute.kind], attribute.value)
-    return row
+        values[VALUE_COLUMNS[attribute.kind]] = attribute.value
+    return (
+        dataset_id, attribute.kind.value, attribute.key, values.get("text", ""),
+        *(values.get(name) for name in ATTRIBUTE_FIELDS[4:]),
+    )  # fmt: skip
+
+
+def _insert(
+    model: type[models.Model], common: dict[str, Any], varying: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+) -> None:  # fmt: skip
+    """INSERT rows of ``model``: ``varying`` fields from each row, the others as a new
+    instance made with ``common`` has them (defaults, timestamps), prepared once."""
+    meta = model._meta
+    fields = [f for f in meta.concrete_fields if not f.primary_key]
+    named = {f.name: f for f in fields}
+    each = [named[name] for name in varying]
+    fixed = [f for f in fields if f.name not in varying]
+    prototype = model(**common)
+    constant = tuple(f.get_db_prep_save(f.pre_save(prototype, True), connection) for f in fixed)
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(str(f.column)) for f in [*each, *fixed])
+    marks = ", ".join(["%s"] * (len(each) + len(fixed)))
+    sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({marks})"
+
+    def prepare(field: models.Field[Any, Any], value: Any) -> Any:
+        return value if type(value) in PLAIN else field.get_db_prep_save(value, connection)
+
+    prepared = [(*map(prepare, each, row), *constant) for row in rows]
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql" and hasattr(cursor.cursor, "copy"):  # psycopg 3
+            # Half the time of executemany's pipeline for a batch of 1,000.
+            with cursor.cursor.copy(f"COPY {quote(meta.db_table)} ({columns}) FROM STDIN") as copy:
+                for row in prepared:
+                    copy.write_row(row)
+        else:
+            cursor.executemany(sql, prepared)
