@@ -162,11 +162,11 @@ def test_deep_nesting_is_flattened_keeping_the_text() -> None:
     assert "deep" in html
 
 
-def test_flatten_keeps_shallow_html_as_it_is() -> None:
+def test_finish_keeps_shallow_html_as_it_is() -> None:
     html = "<ul>\n<li><p>a<br />b</p></li>\n</ul>\n<!-- raw HTML omitted -->"
 
-    assert markup.flatten(html) == html
-    assert markup.flatten("<a><b><c>x</c></b></a>", max_depth=1) == "<a>x</a>"
+    assert markup.finish(html) == html
+    assert markup.finish("<a><b><c>x</c></b></a>", max_depth=1) == "<a>x</a>"
 
 
 def test_render_stops_at_the_size_limit() -> None:
@@ -183,3 +183,49 @@ def test_details_longer_than_the_limit_are_refused() -> None:
     project.details += "x"
     with pytest.raises(ValidationError, match="at most 100000 characters"):
         project.full_clean()
+
+
+def test_raw_html_is_shown_as_text() -> None:
+    html = markup.render('<b title="x">bold</b> a<b and `<i>code</i>`\n\n<div>\nblock\n</div>')
+
+    assert html == (
+        '<p>&lt;b title="x"&gt;bold&lt;/b&gt; a&lt;b and <code>&lt;i&gt;code&lt;/i&gt;</code></p>\n'
+        "<p>&lt;div&gt;\nblock\n&lt;/div&gt;</p>\n"
+    )
+
+
+def test_bare_urls_and_emails_are_linked_outside_links_and_code() -> None:
+    html = markup.render(
+        "See www.example.org/a_b, (https://example.org/x(y)) and team@example.org.\n\n"
+        "`https://example.org/code` [https://shown.org](https://target.org) a@b"
+    )
+
+    rel = 'rel="noopener noreferrer nofollow"'
+    assert html == (
+        f'<p>See <a href="http://www.example.org/a_b" {rel}>www.example.org/a_b</a>, '
+        f'(<a href="https://example.org/x(y)" {rel}>https://example.org/x(y)</a>) and '
+        f'<a href="mailto:team@example.org" {rel}>team@example.org</a>.</p>\n'
+        f'<p><code>https://example.org/code</code> <a href="https://target.org" {rel}>'
+        "https://shown.org</a> a@b</p>\n"
+    )
+
+
+def test_escaped_characters_come_back_as_written() -> None:
+    html = markup.render("a & b < c > d \"e\" 'f' \ue001\n\n```\n&<>\"'\n```")
+
+    assert html == (
+        "<p>a &amp; b &lt; c &gt; d \"e\" 'f' \ufffd</p>\n"
+        "<pre><code>&amp;&lt;&gt;\"'\n</code></pre>\n"
+    )
+
+
+def test_bare_links_count_towards_the_element_cap() -> None:
+    html = markup.render("a@b.io " * (markup.MAX_TAGS + 10))
+
+    assert html.count("<a ") == markup.MAX_TAGS - 1  # the paragraph is the other element
+
+
+def test_more_elements_than_the_cap_are_shown_as_plain_text() -> None:
+    html = markup.render("*a* " * (markup.MAX_TAGS + 1))
+
+    assert html.startswith("<pre>*a* *a* ") and "<em>" not in html
