@@ -36,6 +36,11 @@ def write_csv(path: Path, count: int) -> None:
             out.write(f"d{i},{i / 8},{i},{'true' if i % 2 else 'false'}\n")
 
 
+def load() -> str:
+    """The machine's load beside each figure: it is shared, and figures move with it."""
+    return f"[load {os.getloadavg()[0]:.1f}]"
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -88,14 +93,15 @@ def measure(label: str, env: dict[str, str], sizes: list[int], workers: int) -> 
                 again, said_again = crunch(client, "import", slug, "--from-csv", str(rows))
                 print(
                     f"{label:<11} register {size:>7,} datasets: {seconds:6.1f} s "
-                    f"({size / seconds:,.0f}/s; {said}); again {again:5.1f} s ({said_again})",
+                    f"({size / seconds:,.0f}/s; {said}); again {again:5.1f} s ({said_again}) "
+                    f"{load()}",
                     flush=True,
                 )
             timings = [crunch(client, "status", "--project", slug)[0] for _ in range(5)]
             print(
                 f"{label:<11} crunch status at {sizes[-1]:,} datasets: median "
                 f"{statistics.median(timings):.2f} s, best {min(timings):.2f} s "
-                "(a whole client process each)",
+                f"(a whole client process each) {load()}",
                 flush=True,
             )
     finally:
