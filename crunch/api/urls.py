@@ -4,14 +4,14 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework import routers
 
-from crunch.api import views
+from crunch.api import runs, views
 
 router = routers.DefaultRouter()
 router.register("projects", views.ProjectViewSet, basename="project")
 router.register("datasets", views.DatasetViewSet, basename="dataset")
 router.register("items", views.ItemViewSet, basename="item")
-router.register("statuses", views.StatusViewSet, basename="status")
-router.register("claims", views.ClaimViewSet, basename="claim")
+router.register("statuses", runs.StatusViewSet, basename="status")
+router.register("claims", runs.ClaimViewSet, basename="claim")
 router.register(
     r"attributes/(?P<kind>[a-z-]+)", views.TypedAttributeViewSet, basename="attribute-kind"
 )

@@ -270,7 +270,8 @@ def _insert(
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql" and hasattr(cursor.cursor, "copy"):  # psycopg 3
             # Half the time of executemany's pipeline for a batch of 1,000.
-            with cursor.cursor.copy(f"COPY {quote(meta.db_table)} ({columns}) FROM STDIN") as copy:
+            copying = cursor.cursor.copy(f"COPY {quote(meta.db_table)} ({columns}) FROM STDIN")
+            with connection.wrap_database_errors, copying as copy:  # IntegrityError, as Django's
                 for row in prepared:
                     copy.write_row(row)
         else:

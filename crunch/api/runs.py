@@ -1,0 +1,175 @@
+"""The API of compute clients: statuses (alone, in batches, with the next claim) and a
+held claim's heartbeat and release. Claiming is in crunch.api.views (``next``)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.db.models import QuerySet
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from crunch.access import Action, datasets_where, may_process, projects_where
+from crunch.api import serializers as s
+from crunch.api.permissions import require
+from crunch.api.views import CrunchAPI, default_holder
+from crunch.choices import Stage, State
+from crunch.exceptions import LeaseExpired, NotAllowed
+from crunch.models import Dataset, Status
+from crunch.services import claims, statuses
+
+
+class StatusViewSet(
+    CrunchAPI,
+    mixins.CreateModelMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet[Status],
+):
+    """The status history. Posting a status moves the dataset's state."""
+
+    serializer_class = s.StatusSerializer
+
+    def get_queryset(self) -> QuerySet[Status]:
+        visible = datasets_where(self.request.user, Action.VIEW)
+        queryset = Status.objects.filter(dataset__in=visible).select_related("dataset")
+        if dataset := self.request.query_params.get("dataset"):
+            key = "dataset_id" if dataset.isascii() and dataset.isdigit() else "dataset__slug"
+            queryset = queryset.filter(**{key: dataset})
+        return queryset
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Record one status; with ``next``, also claim the next dataset in the same call."""
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        status_row, created = self.record(dict(serializer.validated_data))
+        serializer.instance = status_row  # answer with the same serializer: built once
+        body = dict(serializer.data)
+        if "next" in serializer.validated_data:
+            body["next"] = self.claim_next(serializer.validated_data["next"])
+        return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+    @extend_schema(
+        request=s.StatusSerializer(many=True), responses={201: s.StatusSerializer(many=True)}
+    )
+    @action(detail=False, methods=["post"], pagination_class=None)
+    def batch(self, request: Request) -> Response:
+        """Record several statuses in order (a stage's Success with the next one's Start).
+
+        Each is recorded as if posted alone, with its own time; the first refused one
+        stops the batch and answers its error (those before it stay recorded).
+        """
+        serializer = s.StatusSerializer(data=request.data, many=True)
+        serializer.is_valid(raise_exception=True)
+        items = [dict(data) for data in serializer.validated_data]
+        rows = self.record_run(items) or [self.record(data)[0] for data in items]
+        return Response(s.StatusSerializer(rows, many=True).data, status=status.HTTP_201_CREATED)
+
+    def record_run(self, items: list[dict[str, Any]]) -> list[Status] | None:
+        """The usual batch, statuses of one held claim, in one pass; None for any other."""
+        claim_ids = {data.get("claim_id") for data in items}
+        datasets = {data["dataset"] for data in items}
+        claim_id = claim_ids.pop() if len(claim_ids) == 1 else None
+        if len(items) < 2 or claim_id is None or len(datasets) != 1:
+            return None
+        reports = [
+            statuses.Report(
+                stage=Stage(data["stage"]), state=State(data["state"]), note=data.get("note", ""),
+                key=data.get("key") or None, workflow_sha256=data.get("workflow_sha256", ""),
+                diagnostics={k: v for k, v in data.items() if k in statuses.DIAGNOSTIC_FIELDS},
+            )
+            for data in items
+        ]  # fmt: skip
+        return statuses.record_run(
+            dataset=datasets.pop(), claim_id=claim_id, reports=reports,
+            user=self.request.user, allowed=may_process(self.request.user),
+        )  # fmt: skip
+
+    def record(self, data: dict[str, Any]) -> tuple[Status, bool]:
+        diagnostics = {
+            name: data.pop(name) for name in list(data) if name in statuses.DIAGNOSTIC_FIELDS
+        }
+        user = self.request.user
+        try:
+            return statuses.record_status(
+                dataset=data["dataset"],
+                stage=data["stage"],
+                state=data["state"],
+                note=data.get("note", ""),
+                claim_id=data.get("claim_id"),
+                key=data.get("key") or None,
+                user=user,
+                diagnostics=diagnostics,
+                workflow_sha256=data.get("workflow_sha256", ""),
+                may_start=lambda dataset: require(user, Action.PROCESS, dataset.project),
+                allowed=may_process(user),
+            )
+        except NotAllowed:
+            # Which answer: 404 when the project is invisible to the user, else 403.
+            lookup = statuses.dataset_lookup(data["dataset"])
+            dataset = Dataset.objects.select_related("project").get(**lookup)
+            require(user, Action.PROCESS, dataset.project)
+            raise
+        except Dataset.DoesNotExist:
+            raise ValidationError({"dataset": [s.no_dataset(str(data["dataset"]))]}) from None
+        except LeaseExpired:
+            # Refused claims of private projects look like unknown datasets: no leak.
+            lookup = statuses.dataset_lookup(data["dataset"])
+            if not datasets_where(user, Action.VIEW).filter(**lookup).exists():
+                raise NotFound("No such object.") from None
+            raise
+
+    def claim_next(self, params: dict[str, Any]) -> dict[str, Any] | None:
+        claim = claims.claim_next(
+            project=params.get("project") or None,
+            projects=projects_where(self.request.user, Action.PROCESS),
+            holder=params.get("holder") or default_holder(self.request),
+            user=self.request.user,
+            lease_seconds=params.get("lease_seconds"),
+            key=params.get("key") or None,
+            start=params.get("start"),
+        )
+        return None if claim is None else dict(s.ClaimedDatasetSerializer(claim).data)
+
+
+@extend_schema(parameters=[OpenApiParameter("claim_id", OpenApiTypes.UUID, OpenApiParameter.PATH)])
+class ClaimViewSet(CrunchAPI, viewsets.ViewSet):
+    """Heartbeat and release of a held claim: its id, from the user that holds it."""
+
+    lookup_field = "claim_id"
+
+    @extend_schema(request=s.ClaimRequestSerializer, responses={200: s.RenewedSerializer})
+    @action(detail=True, methods=["post"])
+    def renew(self, request: Request, claim_id: str) -> Response:
+        """Extend the lease; 409 when the claim is gone (the client must stop)."""
+        params = s.ClaimRequestSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        claim = parse_claim_id(claim_id)
+        expires = claims.renew_lease(
+            claim, user=request.user, lease_seconds=params.validated_data.get("lease_seconds")
+        )
+        return Response({"id": str(claim), "lease_expires": expires})
+
+    @extend_schema(request=s.ReleaseSerializer, responses={200: s.DatasetSerializer})
+    @action(detail=True, methods=["post"])
+    def release(self, request: Request, claim_id: str) -> Response:
+        """Give the dataset back to the queue now, without counting the attempt."""
+        params = s.ReleaseSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        dataset = claims.release(
+            parse_claim_id(claim_id), user=request.user, note=params.validated_data["note"]
+        )
+        return Response(s.DatasetSerializer(dataset).data)
+
+
+def parse_claim_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise NotFound(f"{value!r} is not a claim id.") from None
