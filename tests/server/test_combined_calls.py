@@ -17,33 +17,42 @@ def status(claim, dataset, stage, state, key):
     return {"dataset": dataset, "stage": stage, "state": state, "claim": claim, "key": key}
 
 
+def run_all(api, claimed, *, setup_start, then):
+    """Report clean runs until no claim comes back: batches of a Success and the next
+    Start (each posted twice, as a retry after a lost answer), and an Upload Success that
+    claims the next dataset. Returns (calls after the first claim, dataset ids done)."""
+    calls, done = 0, []
+    while claimed:
+        claim, dataset = claimed["claim"]["id"], claimed["dataset"]["id"]
+        k = f"{dataset}-"
+        batches = [
+            [status(claim, dataset, 1, 2, k + "2"), status(claim, dataset, 2, 1, k + "3")],
+            [status(claim, dataset, 2, 2, k + "4"), status(claim, dataset, 3, 1, k + "5")],
+        ]
+        if setup_start:
+            batches.insert(0, [status(claim, dataset, 1, 1, k + "1")])
+        for batch in batches:
+            for _ in range(2):
+                r = api.post("/api/statuses/batch/", batch, format="json")
+                assert r.status_code == 201, r.content
+            calls += 1
+        last = {**status(claim, dataset, 3, 2, k + "6"), "next": then}
+        r = api.post("/api/statuses/", last, format="json")
+        assert r.status_code == 201 and r.json()["dataset_state"] == "completed"
+        calls += 1
+        done.append(dataset)
+        claimed = r.json()["next"]
+    return calls, done
+
+
 def test_four_calls_a_dataset_record_six_statuses_in_order_and_retries_change_nothing():
     project = make_project(name="C")
     bulk_datasets(project, 3)
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Token {make_user('node', role='worker')[1]}")
     claimed = api.post("/api/projects/c/next/", {"holder": "n"}, format="json").json()
-    calls, done = 1, []
-    while claimed:
-        claim, dataset = claimed["claim"]["id"], claimed["dataset"]["id"]
-        k = f"{dataset}-"
-        batches = [
-            [status(claim, dataset, 1, 1, k + "1")],
-            [status(claim, dataset, 1, 2, k + "2"), status(claim, dataset, 2, 1, k + "3")],
-            [status(claim, dataset, 2, 2, k + "4"), status(claim, dataset, 3, 1, k + "5")],
-        ]
-        for batch in batches:
-            for _ in range(2):  # a retried call (its answer lost) records nothing twice
-                r = api.post("/api/statuses/batch/", batch, format="json")
-                assert r.status_code == 201, r.content
-            calls += 1
-        last = {**status(claim, dataset, 3, 2, k + "6"), "next": {"project": "c", "holder": "n"}}
-        r = api.post("/api/statuses/", last, format="json")
-        assert r.status_code == 201 and r.json()["dataset_state"] == "completed"
-        calls += 1
-        done.append(dataset)
-        claimed = r.json()["next"]
-    assert len(done) == 3 and calls == 1 + 4 * 3
+    calls, done = run_all(api, claimed, setup_start=True, then={"project": "c", "holder": "n"})
+    assert len(done) == 3 and calls == 4 * 3
     for pk in done:
         rows = Status.objects.filter(dataset_id=pk).order_by("created", "id")
         assert [(s.stage, s.state) for s in rows] == SIX
@@ -79,27 +88,9 @@ def test_three_calls_a_dataset_when_the_claim_records_the_setup_start():
     claimed = api.post("/api/projects/c/next/", first, format="json").json()
     again = api.post("/api/projects/c/next/", first, format="json").json()  # answer lost
     assert again["claim"] == claimed["claim"] and claimed["started"] is True
-    calls, done = 1, []
-    while claimed:
-        claim, dataset = claimed["claim"]["id"], claimed["dataset"]["id"]
-        k = f"{dataset}-"
-        for batch in (
-            [status(claim, dataset, 1, 2, k + "2"), status(claim, dataset, 2, 1, k + "3")],
-            [status(claim, dataset, 2, 2, k + "4"), status(claim, dataset, 3, 1, k + "5")],
-        ):
-            for _ in range(2):  # retried: recorded once
-                assert api.post("/api/statuses/batch/", batch, format="json").status_code == 201
-            calls += 1
-        last = {
-            **status(claim, dataset, 3, 2, k + "6"),
-            "next": {"project": "c", "holder": "n", "start": start},
-        }
-        r = api.post("/api/statuses/", last, format="json")
-        assert r.status_code == 201 and r.json()["dataset_state"] == "completed"
-        calls += 1
-        done.append(dataset)
-        claimed = r.json()["next"]
-    assert len(done) == 3 and calls == 1 + 3 * 3
+    then = {"project": "c", "holder": "n", "start": start}
+    calls, done = run_all(api, claimed, setup_start=False, then=then)
+    assert len(done) == 3 and calls == 3 * 3
     for pk in done:
         rows = Status.objects.filter(dataset_id=pk).order_by("created", "id")
         assert [(s.stage, s.state) for s in rows] == SIX
