@@ -212,3 +212,14 @@ def test_a_failed_run_uploads_its_workflow_log_and_the_page_shows_it(crunch: Cru
     Project.objects.filter(slug=project["slug"]).update(is_public=True)
     page = client.get(f"/datasets/{dataset['slug']}/")
     assert page.status_code == 200 and "no such column" in page.content.decode()
+
+
+def test_max_datasets_stops_without_claiming_one_more_with_the_last_upload(crunch: Crunch):
+    project, datasets = make_datasets(crunch, 4)
+    result = crunch.run("loop", "--project", project["slug"], "--max-datasets", "2", "--quiet")
+    assert result.returncode == 0, result.stderr
+    states = dict(Dataset.objects.values_list("slug", "state"))
+    assert sorted(states.values()) == ["completed", "completed", "pending", "pending"]
+    left = Dataset.objects.filter(state="pending")
+    assert [d.attempts for d in left] == [0, 0]
+    assert not Status.objects.filter(dataset__in=left).exists()
