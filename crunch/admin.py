@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import admin, messages
@@ -30,6 +30,15 @@ from crunch.services.paths import (
     overlapping_dataset,
 )
 
+if TYPE_CHECKING:  # generic only in django-stubs; subscripting them fails at runtime
+    ModelAdmin = admin.ModelAdmin[Any]
+    TabularInline = admin.TabularInline[Any, Any]
+    ModelForm = forms.ModelForm[Any]
+else:
+    ModelAdmin = admin.ModelAdmin
+    TabularInline = admin.TabularInline
+    ModelForm = forms.ModelForm
+
 
 class ProjectScoped:
     """Admin pages list what the user may view and change what the user may edit.
@@ -56,7 +65,7 @@ class ProjectScoped:
         return bool(allowed) and (obj is None or may(request.user, Action.EDIT, project_of(obj)))
 
 
-class AttributeInline(admin.TabularInline):
+class AttributeInline(TabularInline):
     model = Attribute
     extra = 0
     fields = [
@@ -84,13 +93,13 @@ class ItemAttributeInline(AttributeInline):
     fk_name = "item"
 
 
-class RoleInline(admin.TabularInline):
+class RoleInline(TabularInline):
     model = ProjectRole
     extra = 0
     raw_id_fields = ["user", "group"]
 
 
-class WorkflowChangeInline(admin.TabularInline):
+class WorkflowChangeInline(TabularInline):
     model = WorkflowChange
     extra = 0
     can_delete = False
@@ -101,7 +110,7 @@ class WorkflowChangeInline(admin.TabularInline):
 
 
 @admin.register(Project)
-class ProjectAdmin(ProjectScoped, admin.ModelAdmin):
+class ProjectAdmin(ProjectScoped, ModelAdmin):
     list_display = ["name", "slug", "workflow_kind", "max_attempts", "is_public", "created"]
     list_filter = ["workflow_kind", "is_public"]
     search_fields = ["name", "slug", "description"]
@@ -115,7 +124,7 @@ class ProjectAdmin(ProjectScoped, admin.ModelAdmin):
 
 
 @admin.register(ProjectRole)
-class ProjectRoleAdmin(admin.ModelAdmin):
+class ProjectRoleAdmin(ModelAdmin):
     list_display = ["role", "project", "user", "group"]
     list_filter = ["role"]
     search_fields = ["user__username", "group__name", "project__slug"]
@@ -130,7 +139,7 @@ class ProjectRoleAdmin(admin.ModelAdmin):
 
 
 @admin.register(AccessToken)
-class AccessTokenAdmin(admin.ModelAdmin):
+class AccessTokenAdmin(ModelAdmin):
     """Tokens are listed by name and the start of their key; deleting one revokes it."""
 
     list_display = ["name", "user", "masked", "created", "expires"]
@@ -147,7 +156,7 @@ class AccessTokenAdmin(admin.ModelAdmin):
 STATUS_FIELDS = ("created", "stage", "state", "note", "hostname", "agent_user")
 
 
-class StatusInline(admin.TabularInline):
+class StatusInline(TabularInline):
     model = Status
     extra = 0
     can_delete = False
@@ -158,7 +167,7 @@ class StatusInline(admin.TabularInline):
         return False
 
 
-class DatasetForm(forms.ModelForm):
+class DatasetForm(ModelForm):
     """The admin applies the API's folder rule: relative, normalised, no other's folder."""
 
     def clean_base_file_path(self) -> str:
@@ -175,7 +184,7 @@ class DatasetForm(forms.ModelForm):
 
 
 @admin.register(Dataset)
-class DatasetAdmin(ProjectScoped, admin.ModelAdmin):
+class DatasetAdmin(ProjectScoped, ModelAdmin):
     scope = "project"
     form = DatasetForm
     list_display = [
@@ -228,7 +237,7 @@ def editable(request: HttpRequest) -> QuerySet[Project]:
 
 
 @admin.register(Item)
-class ItemAdmin(ProjectScoped, admin.ModelAdmin):
+class ItemAdmin(ProjectScoped, ModelAdmin):
     scope = "dataset__project"
     list_display = ["slug", "dataset", "parent"]
     search_fields = ["name", "slug"]
@@ -237,7 +246,7 @@ class ItemAdmin(ProjectScoped, admin.ModelAdmin):
 
 
 @admin.register(Status)
-class StatusAdmin(ProjectScoped, admin.ModelAdmin):
+class StatusAdmin(ProjectScoped, ModelAdmin):
     scope = "dataset__project"
     exclude = ("claim_id", "key")
     list_display = ["dataset", "stage", "state", "hostname", "created"]
@@ -249,7 +258,7 @@ class StatusAdmin(ProjectScoped, admin.ModelAdmin):
 
 
 @admin.register(Attribute)
-class AttributeAdmin(ProjectScoped, admin.ModelAdmin):
+class AttributeAdmin(ProjectScoped, ModelAdmin):
     list_display = ["key", "kind", "project", "dataset", "item"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Attribute]:
