@@ -5,68 +5,76 @@ The exit-code table (``EXIT_CODES``) is shown in the ``--help`` epilog of every 
 
 from __future__ import annotations
 
+EXIT_CODES: list[tuple[int, str]] = [(0, "success (or nothing pending)"), (1, "unexpected error")]
+"""(code, meaning) of each error below, in the order they are declared."""
+
 
 class ClientError(Exception):
     """The client could not do its work. Do not raise directly."""
 
     exit_code: int = 1
 
+    def __init_subclass__(cls, exit_code: int = 0, meaning: str = "", **kwargs: object) -> None:
+        """``class E(ClientError, exit_code=N, meaning="...")``: E's code, in EXIT_CODES."""
+        super().__init_subclass__(**kwargs)
+        if exit_code:
+            cls.exit_code = exit_code
+            EXIT_CODES.append((exit_code, meaning))
+
     def __init__(self, message: str | None = None) -> None:
         super().__init__(message or self.__doc__)
 
 
-class ConfigurationError(ClientError):
+class ConfigurationError(
+    ClientError,
+    exit_code=2,
+    meaning="bad or missing configuration: URL, token, storage settings, options",
+):
     """The client's settings are missing or invalid (URL, token, storage settings, options)."""
 
-    exit_code = 2
 
-
-class ServerError(ClientError):
+class ServerError(
+    ClientError,
+    exit_code=3,
+    meaning="server unreachable after retrying, or it rejected the request",
+):
     """The crunch server could not be reached or refused the request."""
 
-    exit_code = 3
 
-
-class AuthenticationFailed(ServerError):
+class AuthenticationFailed(ServerError, exit_code=4, meaning="the server refused the token"):
     """The server refused the token."""
 
-    exit_code = 4
 
-
-class TransferError(ClientError):
+class TransferError(
+    ClientError, exit_code=5, meaning="a file could not be copied to or from storage"
+):
     """A file could not be copied between storage and the working directory."""
 
-    exit_code = 5
 
-
-class UnsafePathError(TransferError):
+class UnsafePathError(
+    TransferError, exit_code=6, meaning="a path in storage would escape the working directory"
+):
     """A path would escape the dataset folder."""
 
-    exit_code = 6
 
-
-class NotFound(ServerError):
+class NotFound(ServerError, exit_code=7, meaning="no such dataset or project"):
     """The server has no such dataset or project."""
 
-    exit_code = 7
 
-
-class ClaimConflict(ServerError):
+class ClaimConflict(ServerError, exit_code=8, meaning="another client holds the dataset"):
     """Another client holds the dataset."""
 
-    exit_code = 8
 
-
-class ClaimLost(ServerError):
+class ClaimLost(
+    ServerError, exit_code=9, meaning="our claim expired or was released while we worked"
+):
     """The server no longer holds our claim: its lease expired or it was released."""
 
-    exit_code = 9
 
-
-class StageFailed(ClientError):
+class StageFailed(
+    ClientError, exit_code=10, meaning="a dataset failed (for loop: at least one did)"
+):
     """A stage reported Fail; the dataset was not completed."""
-
-    exit_code = 10
 
     def __init__(
         self, message: str | None = None, *, retrying: bool = False, exit_code: int | None = None
@@ -78,29 +86,10 @@ class StageFailed(ClientError):
             self.exit_code = exit_code  # the cause's, when it has its own (UnsafePathError)
 
 
-class Interrupted(ClientError):
+class Interrupted(
+    ClientError, exit_code=130, meaning="stopped by SIGTERM/SIGINT; the dataset was released"
+):
     """A signal stopped the client; the current dataset was released."""
-
-    exit_code = 130
-
-
-EXIT_CODES: tuple[tuple[int, str], ...] = (
-    (0, "success (or nothing pending)"),
-    (1, "unexpected error"),
-    (
-        ConfigurationError.exit_code,
-        "bad or missing configuration: URL, token, storage settings, options",
-    ),
-    (ServerError.exit_code, "server unreachable after retrying, or it rejected the request"),
-    (AuthenticationFailed.exit_code, "the server refused the token"),
-    (TransferError.exit_code, "a file could not be copied to or from storage"),
-    (UnsafePathError.exit_code, "a path in storage would escape the working directory"),
-    (NotFound.exit_code, "no such dataset or project"),
-    (ClaimConflict.exit_code, "another client holds the dataset"),
-    (ClaimLost.exit_code, "our claim expired or was released while we worked"),
-    (StageFailed.exit_code, "a dataset failed (for loop: at least one did)"),
-    (Interrupted.exit_code, "stopped by SIGTERM/SIGINT; the dataset was released"),
-)
 
 
 def exit_codes_help() -> str:
