@@ -324,7 +324,11 @@ def _claim_with_key(key: str, user: Any) -> Claim | None:
     if user is not None:
         running = running.filter(claim_user_id=getattr(user, "pk", None))
     pk = running.values_list("pk", flat=True).first()
-    return None if pk is None else _claim_of(pk)
+    if pk is None:
+        return None
+    claim = _claim_of(pk)
+    # A claim taken with its Setup Start has a stage: the retry must not post it again.
+    return dataclasses.replace(claim, started=claim.dataset.stage is not None)
 
 
 def _holder_of(pk: int) -> str:

@@ -87,7 +87,7 @@ def test_three_calls_a_dataset_when_the_claim_records_the_setup_start():
     first = {"holder": "n", "key": "claim-1", "start": start}
     claimed = api.post("/api/projects/c/next/", first, format="json").json()
     again = api.post("/api/projects/c/next/", first, format="json").json()  # answer lost
-    assert again["claim"] == claimed["claim"] and claimed["started"] is True
+    assert again["claim"] == claimed["claim"] and claimed["started"] is again["started"] is True
     then = {"project": "c", "holder": "n", "start": start}
     calls, done = run_all(api, claimed, setup_start=False, then=then)
     assert len(done) == 3 and calls == 3 * 3
