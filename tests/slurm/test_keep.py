@@ -62,9 +62,12 @@ def test_keep_survives_a_failing_squeue_and_says_so(cluster: Cluster, tmp_path: 
     wrappers.mkdir()
     real = shutil.which("squeue")
     assert real
-    fake = wrappers / "squeue"  # the real squeue, except that its first call times out
+    # The real squeue, except that the keeper's first call (--array) times out; the tasks'
+    # own calls (their wall time) must not use up that failure.
+    fake = wrappers / "squeue"
     fake.write_text(
-        f'#!/bin/sh\nif [ ! -e "{tmp_path}/failed" ]; then touch "{tmp_path}/failed"\n'
+        '#!/bin/sh\ncase "$*" in *--array*) ;; *) exec ' + f'{real} "$@";; esac\n'
+        f'if [ ! -e "{tmp_path}/failed" ]; then touch "{tmp_path}/failed"\n'
         'echo "squeue: error: slurm_load_jobs error: Socket timed out on send/recv" >&2\n'
         f'exit 1\nfi\nexec {real} "$@"\n'
     )
