@@ -1,14 +1,15 @@
-"""Copies between two files on this machine: in the kernel, with the MD5 alongside."""
+"""Copies between two files on this machine: in the kernel, or in one pass that hashes
+what it copies."""
 
 from __future__ import annotations
 
 import errno
 import hashlib
 import os
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from pathlib import Path
 
-from crunchclient.hashing import CHUNK_SIZE, Counter, md5_file
+from crunchclient.hashing import CHUNK_SIZE, Counter
 
 SMALL_FILE = 1024 * 1024  # bytes: files below this are read in one call
 KERNEL_CHUNK = 64 * 1024 * 1024  # bytes per copy_file_range call: a cancel check between
@@ -19,24 +20,62 @@ def copy_file(
     target: Path | str,
     size: int,
     progress: Counter,
-    hashers: Executor | None,
+    writers: Executor | None,
     mtime_ns: int | None = None,
 ) -> str | None:
     """Copy source to the new file target and return the MD5 of what was copied.
 
-    A small file is read once and hashed in memory. A large one is copied by the kernel
-    while another thread hashes it from the page cache: MD5 (about 600 MB/s on one
-    core) is the bottleneck, and this hides the copy behind it. Without hashers, a
-    large file is only copied and None returned: the caller hashes it later. mtime_ns,
-    if given, becomes the target's modification time.
+    A small file is read once and hashed in memory. With writers, a large one is read
+    once, in chunks, each hashed on this thread while a writer thread writes it (hashlib
+    and os.write release the GIL): one pass, hashing and writing at once, so the copy
+    costs little more than the MD5 alone. Without writers, a large file is only copied,
+    by the kernel, and None returned: the caller hashes it later, or knew its MD5.
+    mtime_ns, if given, becomes the target's modification time.
     """
     if size < SMALL_FILE:
         return _copy_small(source, target, size, progress, mtime_ns)
-    hashing = hashers.submit(md5_file, source, progress) if hashers is not None else None
-    _copy_kernel(source, target, progress, count=hashing is None)
+    md5 = _copy_hashing(source, target, progress, writers) if writers is not None else None
+    if md5 is None:
+        _copy_kernel(source, target, progress, count=True)
     if mtime_ns is not None:
         os.utime(target, ns=(mtime_ns, mtime_ns))
-    return hashing.result() if hashing is not None else None
+    return md5
+
+
+def _write_all(fd: int, data: memoryview) -> None:
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+def _copy_hashing(
+    source: str | Path, target: Path | str, progress: Counter, writers: Executor
+) -> str:
+    """Read source once into two alternating buffers: while a writer thread writes one
+    chunk to target, this thread hashes it and reads the next into the other buffer."""
+    digest = hashlib.md5(usedforsecurity=False)
+    buffers = (bytearray(CHUNK_SIZE), bytearray(CHUNK_SIZE))
+    pending: Future[None] | None = None
+    with open(source, "rb", buffering=0) as src, open(target, "xb", buffering=0) as dst:
+        fd = dst.fileno()
+        try:
+            turn = 0
+            # The buffer read into was last written two chunks ago: that write is done.
+            while n := src.readinto(buffers[turn]):
+                chunk = memoryview(buffers[turn])[:n]
+                if pending is not None:
+                    pending.result()  # chunks reach the file in order
+                pending = writers.submit(_write_all, fd, chunk)
+                digest.update(chunk)
+                progress.advance(bytes=n)  # may raise to cancel
+                turn ^= 1
+            if pending is not None:
+                pending.result()
+                pending = None
+        finally:
+            # Stopped by an error: the writer must be done with fd before it closes.
+            if pending is not None and not pending.cancel():
+                pending.exception()
+    return digest.hexdigest()
 
 
 def _copy_kernel(source: str | Path, target: Path | str, progress: Counter, count: bool) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import subprocess
@@ -484,6 +485,58 @@ def test_upload_tree_checksums_and_sends_only_changes(storage: Any, tmp_path: Pa
     assert stored_names(storage) == sorted([*FILES, "out/new.txt"])
     again = upload_tree(storage, PREFIX, work, known=checksums, quiet=True)[1]
     assert again.files == 1  # only .crunch/log.txt, no longer excluded
+
+
+def test_a_file_nobody_hashed_is_hashed_in_the_pass_that_copies_it(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Local storage: no MD5 pass before or beside the copy; one read, hashed as written."""
+    from crunchclient.transfer import copies
+    from crunchclient.transfer.backends import local
+
+    data = os.urandom(2 * hashing.CHUNK_SIZE + 12345)  # chunks of both buffers, a short tail
+    work = tmp_path / "work"
+    (work / "out").mkdir(parents=True)
+    (work / "out/fresh.bin").write_bytes(data)
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a second pass over the file")
+
+    for module in (transfer.upload, local, hashing):
+        monkeypatch.setattr(module, "md5_file", refuse)
+    monkeypatch.setattr(copies, "_copy_kernel", refuse)
+    storage = FileSystemStorage(location=tmp_path / "media")
+
+    checksums, result = upload_tree(storage, PREFIX, work, jobs=2, quiet=True)
+
+    assert checksums == {"out/fresh.bin": hashlib.md5(data).hexdigest()}
+    assert (result.files, result.bytes, result.hashed_before) == (1, len(data), 0)
+    assert Path(storage.path(f"{PREFIX}/out/fresh.bin")).read_bytes() == data
+    assert os.listdir(storage.path(f"{PREFIX}/out")) == ["fresh.bin"]  # no partial file
+
+
+def test_interrupted_single_pass_upload_keeps_the_stored_file(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    storage = FileSystemStorage(location=tmp_path / "media")
+    put(storage, {"big.bin": b"previous version"})
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "big.bin").write_bytes(os.urandom(3 * hashing.CHUNK_SIZE))
+    real_advance = Progress.advance
+
+    def interrupt(self: Progress, *, bytes: int = 0, files: int = 0) -> None:
+        real_advance(self, bytes=bytes, files=files)
+        if bytes:
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Progress, "advance", interrupt)
+
+    with pytest.raises(OSError, match="No space left on device"):
+        upload_tree(storage, PREFIX, work, jobs=2, quiet=True)
+
+    assert os.listdir(storage.path(PREFIX)) == ["big.bin"]
+    assert Path(storage.path(f"{PREFIX}/big.bin")).read_bytes() == b"previous version"
 
 
 def test_backend_follows_the_storage_class_and_its_bases(tmp_path: Path) -> None:

@@ -26,7 +26,8 @@ class LocalBackend(StorageBackend):
 
     def __init__(self, storage: Storage, jobs: int) -> None:
         super().__init__(storage, jobs)
-        self.hashers = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="crunch-md5")
+        # Each upload hashing a file hands its chunks to one of these to be written.
+        self.writers = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="crunch-write")
         self.listing: dict[str, Entry] = {}
 
     @classmethod
@@ -44,7 +45,7 @@ class LocalBackend(StorageBackend):
         return min(self.jobs, os.cpu_count() or 1)
 
     def close(self) -> None:
-        self.hashers.shutdown(cancel_futures=True)
+        self.writers.shutdown(cancel_futures=True)
 
     def list(self, prefix: str) -> list[Entry]:
         self._resolve(prefix)
@@ -106,13 +107,14 @@ class LocalBackend(StorageBackend):
             self.folders.add(folder)
 
         def write(partial: str) -> str | None:
-            # A file hashed already is only copied.
-            copied = copy_file(local, partial, size, progress, None if md5 else self.hashers)
+            # A file hashed already is only copied (by the kernel); any other is hashed
+            # in the one pass that copies it.
+            copied = copy_file(local, partial, size, progress, None if md5 else self.writers)
             if self.chmod is not None:
                 os.chmod(partial, self.chmod)
             return copied
 
         copied = write_then_rename(target, self.token, write)
         result = md5 or copied
-        assert result is not None  # copy_file hashes whenever it is given hashers
+        assert result is not None  # copy_file hashes whenever it is given writers
         return result
