@@ -15,10 +15,10 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from crunch.access import Action, datasets_where, may_process, projects_where
+from crunch.access import Action, datasets_where, may_process
 from crunch.api import serializers as s
 from crunch.api.permissions import require
-from crunch.api.views import CrunchAPI, default_holder
+from crunch.api.views import CrunchAPI, claim_with
 from crunch.choices import Stage, State
 from crunch.exceptions import LeaseExpired, NotAllowed
 from crunch.models import Dataset, Status
@@ -126,15 +126,7 @@ class StatusViewSet(
             raise
 
     def claim_next(self, params: dict[str, Any]) -> dict[str, Any] | None:
-        claim = claims.claim_next(
-            project=params.get("project") or None,
-            projects=projects_where(self.request.user, Action.PROCESS),
-            holder=params.get("holder") or default_holder(self.request),
-            user=self.request.user,
-            lease_seconds=params.get("lease_seconds"),
-            key=params.get("key") or None,
-            start=params.get("start"),
-        )
+        claim = claim_with(self.request, params, project=params.get("project") or None)
         return None if claim is None else dict(s.ClaimedDatasetSerializer(claim).data)
 
 

@@ -72,16 +72,22 @@ def claim_from_request(request: Request, *, project: str | None) -> Response:
     """Claim the next dataset (of ``project``, a slug) the user may process."""
     params = s.ClaimRequestSerializer(data=request.data)
     params.is_valid(raise_exception=True)
-    claim = claims.claim_next(
+    return claim_response(claim_with(request, dict(params.validated_data), project=project))
+
+
+def claim_with(
+    request: Request, params: dict[str, Any], *, project: str | None
+) -> claims.Claim | None:
+    """The claim a validated claim request asks for: of a ``next`` call or a status's ``next``."""
+    return claims.claim_next(
         project=project,
         projects=projects_where(request.user, Action.PROCESS),
-        holder=params.validated_data.get("holder") or default_holder(request),
+        holder=params.get("holder") or default_holder(request),
         user=request.user,
-        lease_seconds=params.validated_data.get("lease_seconds"),
-        key=params.validated_data.get("key") or None,
-        start=params.validated_data.get("start"),
+        lease_seconds=params.get("lease_seconds"),
+        key=params.get("key") or None,
+        start=params.get("start"),
     )
-    return claim_response(claim)
 
 
 def peek(queryset: QuerySet[Dataset]) -> Response:

@@ -199,13 +199,8 @@ def test_stopped_checksums_end_the_wait(tmp_path: Path, held_hashing: Any) -> No
         checksums.result()
 
 
-def test_interrupted_download_leaves_no_partial_file(
-    storage: Any, tmp_path: Path, monkeypatch: Any
-) -> None:
-    put(storage, {"big.bin": os.urandom(12 * 1024 * 1024)})
-    work = tmp_path / "work"
-    work.mkdir()
-    (work / "big.bin").write_bytes(b"previous version")
+def disk_full_after_first_bytes(monkeypatch: Any) -> None:
+    """Make the transfer fail as a full disk would, once its first bytes have moved."""
     real_advance = Progress.advance
 
     def interrupt(self: Progress, *, bytes: int = 0, files: int = 0) -> None:
@@ -214,6 +209,16 @@ def test_interrupted_download_leaves_no_partial_file(
             raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(Progress, "advance", interrupt)
+
+
+def test_interrupted_download_leaves_no_partial_file(
+    storage: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    put(storage, {"big.bin": os.urandom(12 * 1024 * 1024)})
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "big.bin").write_bytes(b"previous version")
+    disk_full_after_first_bytes(monkeypatch)
 
     with pytest.raises(OSError, match="No space left on device"):
         download_tree(storage, PREFIX, work, jobs=2, quiet=True)
@@ -523,14 +528,7 @@ def test_interrupted_single_pass_upload_keeps_the_stored_file(
     work = tmp_path / "work"
     work.mkdir()
     (work / "big.bin").write_bytes(os.urandom(3 * hashing.CHUNK_SIZE))
-    real_advance = Progress.advance
-
-    def interrupt(self: Progress, *, bytes: int = 0, files: int = 0) -> None:
-        real_advance(self, bytes=bytes, files=files)
-        if bytes:
-            raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(Progress, "advance", interrupt)
+    disk_full_after_first_bytes(monkeypatch)
 
     with pytest.raises(OSError, match="No space left on device"):
         upload_tree(storage, PREFIX, work, jobs=2, quiet=True)
