@@ -17,10 +17,12 @@ from __future__ import annotations
 import enum
 from typing import Any
 
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import BooleanField, Exists, OuterRef, Q, QuerySet
+from django.db.models.expressions import RawSQL
 
 from crunch.choices import Role
 from crunch.models import Attribute, Dataset, Item, Project, ProjectRole, Status
+from crunch.services.statements import column, field_column, placeholders, quote, table
 
 
 class Action(enum.Enum):
@@ -116,14 +118,35 @@ def grant(
     ProjectRole.objects.get_or_create(project=project, user=user, group=group, role=Role(role))
 
 
-def may_process(user: Any, project_field: str = "project_id") -> Exists | None:
-    """A condition on a dataset row: may ``user`` process its project? None: always.
+def may_process(user: Any, project_column: str = "") -> RawSQL | None:
+    """A condition on a row with a project: may ``user`` process it? None: always.
 
-    Lets a service check the right inside the query it runs anyway.
+    SQL, so a service checks the right inside the query it runs anyway: the ORM annotates
+    or filters with it, the hand-written statements (crunch.services.statements) embed its
+    ``sql`` and ``params``. ``project_column`` is the qualified project id column (the
+    dataset's by default). The same rule as ``grants``: a worker or maintainer role of the
+    user or one of their groups, on the project or on every project.
     """
     if is_signed_in(user) and user.is_superuser:
         return None
     if not is_signed_in(user):
-        return Exists(ProjectRole.objects.none())
-    granted = grants(user, Action.PROCESS)
-    return Exists(granted.filter(Q(project_id=OuterRef(project_field)) | Q(project__isnull=True)))
+        return RawSQL("1 = 0", [], output_field=BooleanField())
+    project_column = project_column or column(Dataset, "project")
+    groups: Any = type(user)._meta.get_field("groups")
+    members, member_group, member_user = (
+        quote(ProjectRole, name)
+        for name in (groups.m2m_db_table(), groups.m2m_reverse_name(), groups.m2m_column_name())
+    )
+    role, project, holder, group = (
+        f"crunch_r.{field_column(ProjectRole, name)}"
+        for name in ("role", "project", "user", "group")
+    )
+    sql = (
+        f"EXISTS (SELECT 1 FROM {table(ProjectRole)} crunch_r "
+        f"WHERE {role} IN ({placeholders(len(roles_granting(Action.PROCESS)))}) "
+        f"AND ({project} = {project_column} OR {project} IS NULL) "
+        f"AND ({holder} = %s OR {group} IN (SELECT crunch_g.{member_group} "
+        f"FROM {members} crunch_g WHERE crunch_g.{member_user} = %s)))"
+    )
+    params = [*roles_granting(Action.PROCESS), user.pk, user.pk]
+    return RawSQL(sql, params, output_field=BooleanField())

@@ -3,8 +3,8 @@
 DRF's ModelSerializer maps every model field to a serializer field each time one is made:
 about a millisecond for a status, twice per status post, more than the post's queries.
 The built fields depend only on the class (none of ours reads the context or the instance
-in ``get_fields``), so they are built once, and each use gets new fields made from the same
-arguments: DRF's deep copy would also copy each model field and its choices.
+in ``get_fields``), so they are built once, and each use gets copies of them: DRF's deep
+copy would run each field's constructor again and copy each model field and its choices.
 """
 
 from __future__ import annotations
@@ -29,7 +29,13 @@ class FieldsOnce(serializers.ModelSerializer[Any]):
 
 
 def fresh(field: Field[Any, Any, Any, Any]) -> Field[Any, Any, Any, Any]:
-    """An unbound field like ``field``; nested serializers are copied whole, as DRF does."""
+    """An unbound field like ``field``; nested serializers are copied whole, as DRF does.
+
+    A field's own attributes are copied, not its arguments replayed: binding sets only
+    attributes of the copy, and the validators and messages it shares are never changed.
+    """
     if isinstance(field, serializers.BaseSerializer):
         return copy.deepcopy(field)
-    return type(field)(*field._args, **field._kwargs)  # type: ignore[attr-defined]
+    clone = object.__new__(type(field))
+    clone.__dict__.update(field.__dict__)
+    return clone

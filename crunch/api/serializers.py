@@ -293,6 +293,18 @@ class DatasetByIdOrSlug(serializers.Field[Any, Any, int, Any]):
         return int(value.pk)
 
 
+class LabelOf(serializers.CharField):
+    """A stage's or state's name, read from its number (``get_stage_display`` as a source
+    would have DRF inspect the method's signature on every status it shows)."""
+
+    def __init__(self, choices: type[Stage] | type[State], **kwargs: Any) -> None:
+        self.choice_enum = choices
+        super().__init__(read_only=True, **kwargs)
+
+    def to_representation(self, value: Any) -> str:
+        return str(self.choice_enum(value).label)
+
+
 def no_dataset(text: str) -> str:
     return f"No dataset has the id or slug {text!r}."
 
@@ -360,8 +372,8 @@ class StatusSerializer(FieldsOnce, serializers.ModelSerializer[Status]):
         source="dataset.state", read_only=True,
         help_text="The dataset's state after this status ('pending' after a Fail: retried).",
     )  # fmt: skip
-    stage_name = serializers.CharField(source="get_stage_display", read_only=True)
-    state_name = serializers.CharField(source="get_state_display", read_only=True)
+    stage_name = LabelOf(Stage, source="stage")
+    state_name = LabelOf(State, source="state")
 
     class Meta:
         model = Status

@@ -27,6 +27,7 @@ from crunch.access import (
     grant,
     may,
     may_create_projects,
+    may_process,
     project_of,
     projects_where,
 )  # fmt: skip
@@ -81,7 +82,7 @@ def claim_with(
     """The claim a validated claim request asks for: of a ``next`` call or a status's ``next``."""
     return claims.claim_next(
         project=project,
-        projects=projects_where(request.user, Action.PROCESS),
+        allowed=may_process(request.user),
         holder=params.get("holder") or default_holder(request),
         user=request.user,
         lease_seconds=params.get("lease_seconds"),

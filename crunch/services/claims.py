@@ -12,13 +12,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError, connections, router, transaction
-from django.db.models import F, QuerySet
+from django.db.models import F
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from crunch.choices import DatasetState, Stage, State
 from crunch.conf import crunch_settings
 from crunch.exceptions import ClaimConflict, LeaseExpired
 from crunch.models import Dataset, DatasetQuerySet, Project, Status
+from crunch.services import statements
 
 logger = logging.getLogger(__name__)
 
@@ -78,14 +80,63 @@ def take_if_pending(pk: int, values: dict[str, Any]) -> bool:
 
     The portable form of an atomic claim, for databases without SKIP LOCKED.
     """
-    return Dataset.objects.filter(pk=pk, state=DatasetState.PENDING).update(**values) == 1
+    return _take(pk, values, only_pending=True)
+
+
+def _take(pk: int, values: dict[str, Any], *, only_pending: bool = False) -> bool:
+    """Write the claim ``values`` to row ``pk`` (if still pending); whether it changed."""
+    values = dict(values)
+    increments = ["attempts"] if values.pop("attempts", None) is not None else []
+    where, params = ("", []) if not only_pending else (
+        f" AND {statements.column(Dataset, 'state')} = %s", [DatasetState.PENDING.value]
+    )  # fmt: skip
+    changed = statements.update(
+        Dataset, pk, values, increments=increments, where=where, params=params
+    )
+    return changed == 1
+
+
+@dataclass(frozen=True)
+class Queue:
+    """The ready datasets a claim picks from: of one project, of those the caller may process."""
+
+    project: Project | str | None = None
+    allowed: RawSQL | None = None
+
+    def first(self, *, lock: bool = False) -> int | None:
+        """The id of the next dataset to hand out (locked, skipping locked rows, if ``lock``)."""
+        state, not_before = (statements.column(Dataset, n) for n in ("state", "not_before"))
+        now = statements.prepared(Dataset, "not_before", timezone.now())
+        conditions = [f"{state} = %s", f"({not_before} IS NULL OR {not_before} <= %s)"]
+        params: list[Any] = [DatasetState.PENDING.value, now]
+        project_id = statements.column(Dataset, "project")
+        if isinstance(self.project, Project):
+            conditions.append(f"{project_id} = %s")
+            params.append(self.project.pk)
+        elif self.project is not None:
+            conditions.append(
+                f"{project_id} = (SELECT {statements.column(Project, 'id')} FROM "
+                f"{statements.table(Project)} WHERE {statements.column(Project, 'slug')} = %s)"
+            )
+            params.append(self.project)
+        if self.allowed is not None:
+            conditions.append(self.allowed.sql)
+            params.extend(self.allowed.params)
+        order = f"{statements.column(Dataset, 'priority')} DESC, {statements.column(Dataset, 'id')}"
+        lock_clause = statements.lock_clause(Dataset, skip_locked=True) if lock else ""
+        sql = (
+            f"SELECT {statements.column(Dataset, 'id')} FROM {statements.table(Dataset)} "
+            f"WHERE {' AND '.join(conditions)} ORDER BY {order} LIMIT 1{lock_clause}"
+        )
+        rows = statements.fetch(sql, params, Dataset)
+        return int(rows[0][0]) if rows else None
 
 
 def claim_next(
     *,
     holder: str,
     project: Project | str | None = None,
-    projects: QuerySet[Project] | None = None,
+    allowed: RawSQL | None = None,
     user: Any = None,
     lease_seconds: int | None = None,
     key: str | None = None,
@@ -93,24 +144,19 @@ def claim_next(
 ) -> Claim | None:
     """Atomically claim the highest-priority, oldest ready dataset; None when none is left.
 
-    ``project`` (a Project or its slug) narrows the queue to one project, ``projects`` to
-    those the caller may process (see crunch.access). A request retried with the same
+    ``project`` (a Project or its slug) narrows the queue to one project, ``allowed`` to
+    the projects the caller may process (crunch.access.may_process). A request retried with the same
     ``key`` (its answer was lost) gets the same claim back instead of a second dataset.
     With ``start`` (the diagnostics of a status) the run's Setup Start is recorded too.
 
-    Three queries: find and lock the next row, take it, read it back with its project.
+    Three queries (hand-written, see crunch.services.statements): find and lock the next
+    row, take it, read it back with its project; a fourth records the Setup Start.
     Expired leases are returned to the queue every few seconds and whenever it looks
     empty, not on every claim.
     """
     if reclaim_due():
         reclaim_expired()
-    queue = Dataset.objects.ready().claim_order()
-    if isinstance(project, Project):
-        queue = queue.filter(project=project)
-    elif project is not None:
-        queue = queue.filter(project__slug=project)
-    if projects is not None:
-        queue = queue.filter(project__in=projects)
+    queue = Queue(project=project, allowed=allowed)
     while True:  # a lost race means another client took a row: the queue only shrinks
         values = claim_values(
             holder=holder, user=user, now=timezone.now(), lease_seconds=lease_seconds, key=key
@@ -135,11 +181,11 @@ def claim_next(
 
 def _started(claim: Claim, diagnostics: dict[str, Any], user: Any) -> Claim:
     """Record the Setup Start of a run just claimed: the status its client would post next."""
-    Status.objects.create(
+    statements.insert([Status(
         dataset=claim.dataset, stage=Stage.SETUP, state=State.START, claim_id=claim.id,
         user=user if getattr(user, "pk", None) else None,
         **diagnostics,
-    )  # fmt: skip
+    )])  # fmt: skip
     return dataclasses.replace(claim, started=True)
 
 
@@ -160,18 +206,18 @@ def reclaim_due() -> bool:
     return time.monotonic() - _last_reclaim[0] >= RECLAIM_EVERY
 
 
-def _take_next(queue: DatasetQuerySet, values: dict[str, Any]) -> Any:
+def _take_next(queue: Queue, values: dict[str, Any]) -> Any:
     """Claim the queue's first row: its pk, None when empty, LOST_RACE to try again."""
     if supports_skip_locked():
         with transaction.atomic():
             # All pending rows we look at stay locked until commit: keep this short.
-            pk = queue.select_for_update(skip_locked=True).values_list("pk", flat=True).first()
+            pk = queue.first(lock=True)
             if pk is not None:
-                Dataset.objects.filter(pk=pk).update(**values)
+                _take(pk, values)
             return pk
     # No transaction around the two statements: the UPDATE alone decides who wins, and
     # SQLite waits for its write lock instead of failing a read-to-write upgrade.
-    pk = queue.values_list("pk", flat=True).first()
+    pk = queue.first()
     if pk is None:
         return None
     with in_savepoint_if_nested():
@@ -309,7 +355,9 @@ def _clear_claim(dataset: Dataset) -> None:
 
 
 def _claim_of(pk: int) -> Claim:
-    dataset = Dataset.objects.select_related("project").get(pk=pk)
+    """The claim on row ``pk``: the dataset read back with its project, in one query."""
+    where = f"{statements.column(Dataset, 'id')} = %s"
+    ((dataset, _),) = statements.select_with(Dataset, "project", where=where, params=[pk])
     assert dataset.claim_id is not None and dataset.lease_expires is not None
     return Claim(
         id=dataset.claim_id,

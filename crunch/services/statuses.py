@@ -9,12 +9,13 @@ from collections.abc import Callable
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, Subquery
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from crunch.choices import DatasetState, Stage, State
 from crunch.exceptions import ClaimConflict, LeaseExpired, NotAllowed
 from crunch.models import Dataset, Status
+from crunch.services import statements
 from crunch.services.claims import CLEARED_CLAIM, claim_values, lease_until
 
 DIAGNOSTIC_FIELDS = (
@@ -36,7 +37,7 @@ def record_status(
     diagnostics: dict[str, Any] | None = None,
     workflow_sha256: str = "",
     may_start: Callable[[Dataset], None] | None = None,
-    allowed: Exists | None = None,
+    allowed: RawSQL | None = None,
 ) -> tuple[Status, bool]:
     """Append a status and move the dataset's state in one transaction.
 
@@ -50,7 +51,7 @@ def record_status(
     the user may not); any other status needs the dataset held by this user and host,
     else ClaimConflict: a status without a claim never finishes a run.
 
-    ``allowed`` (an Exists on the dataset's project, see crunch.access.may_process) is
+    ``allowed`` (a condition on the dataset's project, see crunch.access.may_process) is
     checked in the same query that locks the row: NotAllowed when it is false.
 
     Three queries on the usual path: the locked row (with the key's earlier status and
@@ -60,18 +61,16 @@ def record_status(
     fields = {
         name: value for name, value in (diagnostics or {}).items() if name in DIAGNOSTIC_FIELDS
     }
-    rows = Dataset.objects.select_for_update(of=("self",)).select_related("project")
-    if key:
-        rows = rows.annotate(seen=Subquery(Status.objects.filter(key=key).values("pk")[:1]))
-    if allowed is not None:
-        rows = rows.annotate(allowed=allowed)
     try:
         with transaction.atomic():
-            locked = rows.get(**dataset_lookup(dataset))
-            if allowed is not None and not getattr(locked, "allowed", True):
+            found = lock(dataset, keys=[key] if key else [], allowed=allowed)
+            if found is None:
+                raise Dataset.DoesNotExist(f"No dataset {dataset!r}.")
+            locked = found.dataset
+            if not found.allowed:
                 raise NotAllowed(f"You may not report on dataset {locked.slug!r}.")
-            if key and (seen := getattr(locked, "seen", None)):
-                return Status.objects.select_related("dataset").get(pk=seen), False
+            if found.seen is not None:
+                return Status.objects.select_related("dataset").get(pk=found.seen), False
             if claim_id is None:
                 if may_start is not None:
                     may_start(locked)
@@ -84,11 +83,12 @@ def record_status(
                 raise LeaseExpired(
                     f"Claim {str(claim_id)!r} on dataset {locked.slug!r} is no longer held."
                 )
-            status = Status.objects.create(
+            status = Status(
                 dataset=locked, stage=stage, state=state, note=note, claim_id=claim_id,
                 key=key or None, user=user if getattr(user, "pk", None) else None,
                 workflow_sha256=workflow_sha256, **fields,
             )  # fmt: skip
+            statements.insert([status])
             _advance(locked, stage=stage, state=state, note=note)
     except IntegrityError:
         # The same key posted twice at once: the other request recorded it.
@@ -106,6 +106,40 @@ def dataset_lookup(dataset: Dataset | int | str) -> dict[str, Any]:
     if isinstance(dataset, int):
         return {"pk": dataset}
     return {"slug": dataset}
+
+
+@dataclasses.dataclass(frozen=True)
+class Locked:
+    """A dataset row locked for a status, with what its one query also answered."""
+
+    dataset: Dataset
+    seen: int | None
+    """An earlier status with one of the keys: the post is a retry."""
+    allowed: bool
+
+
+def lock(dataset: Dataset | int | str, *, keys: list[str], allowed: RawSQL | None) -> Locked | None:
+    """Lock a dataset's row (its project joined) in the caller's transaction; one query.
+
+    It also reads whether any of ``keys`` was recorded and whether ``allowed`` holds.
+    """
+    seen = "NULL"
+    if keys:
+        seen = (
+            f"(SELECT {statements.column(Status, 'id')} FROM {statements.table(Status)} WHERE "
+            f"{statements.column(Status, 'key')} IN ({statements.placeholders(len(keys))}) LIMIT 1)"
+        )
+    lookup = dataset_lookup(dataset)
+    where = f"{statements.column(Dataset, 'id' if 'pk' in lookup else 'slug')} = %s"
+    found = statements.select_with(
+        Dataset, "project", where=where, lock=True,
+        extra=[seen, allowed.sql if allowed else "1 = 1"],
+        params=[*keys, *(allowed.params if allowed else []), *lookup.values()],
+    )  # fmt: skip
+    if not found:
+        return None
+    ((locked, (seen_pk, may)),) = found
+    return Locked(dataset=locked, seen=seen_pk, allowed=bool(may))
 
 
 def legacy_holder(user: Any, fields: dict[str, Any]) -> str:
@@ -158,7 +192,7 @@ class Report:
 
 def record_run(
     *, dataset: int | str, claim_id: uuid.UUID, reports: list[Report], user: Any = None,
-    allowed: Exists | None = None,
+    allowed: RawSQL | None = None,
 ) -> list[Status] | None:  # fmt: skip
     """Record several statuses of one held claim in one pass: lock, insert them, update.
 
@@ -167,16 +201,12 @@ def record_run(
     alone and gets each one's answer. Three queries, whatever the number of statuses.
     """
     keys = [r.key for r in reports if r.key]
-    rows = Dataset.objects.select_for_update(of=("self",)).select_related("project")
-    rows = rows.annotate(seen=Exists(Status.objects.filter(key__in=keys)))
-    if allowed is not None:
-        rows = rows.annotate(allowed=allowed)
     try:
         with transaction.atomic():
-            locked = rows.filter(**dataset_lookup(dataset)).first()
+            found = lock(dataset, keys=keys, allowed=allowed)
+            locked = found.dataset if found else None
             if (
-                locked is None or getattr(locked, "seen", False)
-                or not getattr(locked, "allowed", True)
+                found is None or locked is None or found.seen is not None or not found.allowed
                 or locked.claim_id != claim_id or locked.state != DatasetState.RUNNING
                 or (user is not None and locked.claim_user_id != getattr(user, "pk", None))
             ):  # fmt: skip
@@ -193,8 +223,8 @@ def record_run(
                     workflow_sha256=report.workflow_sha256, **fields,
                 ))  # fmt: skip
                 _move(locked, stage=report.stage, state=report.state, note=report.note)
-            Status.objects.bulk_create(made)
-            locked.save(update_fields=ADVANCED_FIELDS)
+            statements.insert(made)
+            statements.save(locked, ADVANCED_FIELDS)
     except (_Fallback, IntegrityError):
         return None
     return made
@@ -207,7 +237,7 @@ class _Fallback(Exception):
 def _advance(dataset: Dataset, *, stage: Stage, state: State, note: str) -> None:
     """Move the dataset after a status and save what moved."""
     _move(dataset, stage=stage, state=state, note=note)
-    dataset.save(update_fields=ADVANCED_FIELDS)
+    statements.save(dataset, ADVANCED_FIELDS)
 
 
 def _move(dataset: Dataset, *, stage: Stage, state: State, note: str) -> None:

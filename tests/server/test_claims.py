@@ -7,12 +7,12 @@ import threading
 from collections import Counter
 
 import pytest
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from crunch.choices import DatasetState
-from crunch.models import Dataset, Status
+from crunch.models import Dataset, Project, Status
 from crunch.services import claims, statuses
 from tests.factories import bulk_datasets, make_dataset, make_project
 
@@ -66,6 +66,36 @@ def test_eight_workers_claim_500_datasets_each_exactly_once(scoped):
 @pytest.mark.postgres
 def test_postgres_claims_skip_locked_rows():
     assert claims.supports_skip_locked()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.postgres
+@pytest.mark.parametrize("by", ["slug", "object"])
+def test_a_locked_project_row_does_not_empty_its_queue(by):
+    """SKIP LOCKED skips rows of every table it locks: a claim must lock datasets only, or a
+    project row held by another transaction (an edit, another claim) hides every dataset."""
+    project = make_project(name="Held")
+    bulk_datasets(project, 3)
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_project_row() -> None:
+        try:
+            with transaction.atomic():
+                Project.objects.select_for_update().get(pk=project.pk)
+                held.set()
+                release.wait(30)
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=hold_the_project_row)
+    holder.start()
+    try:
+        assert held.wait(30)
+        claim = claims.claim_next(holder="h", project=project.slug if by == "slug" else project)
+        assert claim is not None and claim.dataset.project_id == project.pk
+    finally:
+        release.set()
+        holder.join()
 
 
 @pytest.mark.django_db
