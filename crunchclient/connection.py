@@ -60,6 +60,12 @@ class Connection:
                 "User-Agent": f"crunch-client/{crunch.__version__}",
             }
         )
+        # requests reads the proxy and CA-bundle variables again for every call; every call
+        # goes to this one server, so they are read once (and no .netrc replaces the token).
+        found = self.session.merge_environment_settings(self.api, {}, None, None, None)
+        self.session.proxies.update(found["proxies"])
+        self.session.verify = found["verify"]
+        self.session.trust_env = False
 
     def clone(self) -> Connection:
         """A second connection with its own session, for another thread."""

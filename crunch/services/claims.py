@@ -37,15 +37,6 @@ class Claim:
     """Whether the run's Setup Start was recorded with the claim."""
 
 
-def supports_skip_locked() -> bool:
-    """Whether the database can lock the next pending row while skipping ones others hold.
-
-    SQLite cannot; there a conditional UPDATE takes its place (see ``take_if_pending``).
-    """
-    connection = connections[router.db_for_write(Dataset)]
-    return bool(connection.features.has_select_for_update_skip_locked)
-
-
 def lease_until(now: datetime.datetime, lease_seconds: int | None = None) -> datetime.datetime:
     return now + datetime.timedelta(seconds=lease_seconds or crunch_settings.LEASE_SECONDS)
 
@@ -75,27 +66,6 @@ def claim_values(
     }
 
 
-def take_if_pending(pk: int, values: dict[str, Any]) -> bool:
-    """Claim row ``pk`` only if it is still pending: ``UPDATE ... WHERE state='pending'``.
-
-    The portable form of an atomic claim, for databases without SKIP LOCKED.
-    """
-    return _take(pk, values, only_pending=True)
-
-
-def _take(pk: int, values: dict[str, Any], *, only_pending: bool = False) -> bool:
-    """Write the claim ``values`` to row ``pk`` (if still pending); whether it changed."""
-    values = dict(values)
-    increments = ["attempts"] if values.pop("attempts", None) is not None else []
-    where, params = ("", []) if not only_pending else (
-        f" AND {statements.column(Dataset, 'state')} = %s", [DatasetState.PENDING.value]
-    )  # fmt: skip
-    changed = statements.update(
-        Dataset, pk, values, increments=increments, where=where, params=params
-    )
-    return changed == 1
-
-
 @dataclass(frozen=True)
 class Queue:
     """The ready datasets a claim picks from: of one project, of those the caller may process."""
@@ -103,8 +73,32 @@ class Queue:
     project: Project | str | None = None
     allowed: RawSQL | None = None
 
-    def first(self, *, lock: bool = False) -> int | None:
-        """The id of the next dataset to hand out (locked, skipping locked rows, if ``lock``)."""
+    def take(self, values: dict[str, Any]) -> Dataset | None:
+        """Claim the next ready dataset in one statement; the claimed row, None if none.
+
+        ``UPDATE ... WHERE id = (SELECT ... LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING``:
+        PostgreSQL skips the rows other claims are taking, SQLite runs the statement under
+        its write lock. No two claims get one row, and no transaction or retry is needed.
+        """
+        values = dict(values)
+        increments = ["attempts"] if values.pop("attempts", None) is not None else []
+        clause, params = statements.assignments(Dataset, values, increments=increments)
+        where, where_params = self.where()
+        dataset_id = statements.column(Dataset, "id")
+        order = f"{statements.column(Dataset, 'priority')} DESC, {dataset_id}"
+        alias = statements.connection_for(Dataset).alias
+        row = statements.columns(Dataset, alias)
+        sql = (
+            f"UPDATE {statements.table(Dataset)} SET {clause} WHERE {dataset_id} = "
+            f"(SELECT {dataset_id} FROM {statements.table(Dataset)} WHERE {where} "
+            f"ORDER BY {order} LIMIT 1{statements.lock_clause(Dataset, skip_locked=True)}) "
+            f"RETURNING {row.names}"
+        )
+        taken = statements.fetch(sql, [*params, *where_params], Dataset)
+        return row.load(taken[0], alias) if taken else None
+
+    def where(self) -> tuple[str, list[Any]]:
+        """The SQL condition (and its parameters) of a ready dataset of this queue."""
         state, not_before = (statements.column(Dataset, n) for n in ("state", "not_before"))
         now = statements.prepared(Dataset, "not_before", timezone.now())
         conditions = [f"{state} = %s", f"({not_before} IS NULL OR {not_before} <= %s)"]
@@ -122,14 +116,7 @@ class Queue:
         if self.allowed is not None:
             conditions.append(self.allowed.sql)
             params.extend(self.allowed.params)
-        order = f"{statements.column(Dataset, 'priority')} DESC, {statements.column(Dataset, 'id')}"
-        lock_clause = statements.lock_clause(Dataset, skip_locked=True) if lock else ""
-        sql = (
-            f"SELECT {statements.column(Dataset, 'id')} FROM {statements.table(Dataset)} "
-            f"WHERE {' AND '.join(conditions)} ORDER BY {order} LIMIT 1{lock_clause}"
-        )
-        rows = statements.fetch(sql, params, Dataset)
-        return int(rows[0][0]) if rows else None
+        return " AND ".join(conditions), params
 
 
 def claim_next(
@@ -149,34 +136,35 @@ def claim_next(
     ``key`` (its answer was lost) gets the same claim back instead of a second dataset.
     With ``start`` (the diagnostics of a status) the run's Setup Start is recorded too.
 
-    Three queries (hand-written, see crunch.services.statements): find and lock the next
-    row, take it, read it back with its project; a fourth records the Setup Start.
+    Two statements (hand-written, see crunch.services.statements): take the next row,
+    read its project; a third records the Setup Start.
     Expired leases are returned to the queue every few seconds and whenever it looks
     empty, not on every claim.
     """
     if reclaim_due():
         reclaim_expired()
     queue = Queue(project=project, allowed=allowed)
-    while True:  # a lost race means another client took a row: the queue only shrinks
+    while True:
         values = claim_values(
             holder=holder, user=user, now=timezone.now(), lease_seconds=lease_seconds, key=key
         )
         if start is not None:
             values["stage"] = Stage.SETUP
         try:
-            pk = _take_next(queue, values)
+            with in_savepoint_if_nested():
+                dataset = queue.take(values)
         except IntegrityError:
             # The key is already on a running claim: this request was sent before.
             if key and (earlier := _claim_with_key(key, user)):
                 return earlier
             raise KeyInUse(key or "") from None
-        if pk is None:
+        if dataset is None:
             if reclaim_expired():
                 continue  # leases ran out: those datasets are pending again
             return None
-        if pk is not LOST_RACE:
-            claim = _claim_of(pk)
-            return claim if start is None else _started(claim, start, user)
+        dataset.project = statements.get(Project, dataset.project_id)
+        claim = _claim_on(dataset)
+        return claim if start is None else _started(claim, start, user)
 
 
 def _started(claim: Claim, diagnostics: dict[str, Any], user: Any) -> Claim:
@@ -196,7 +184,6 @@ class KeyInUse(ClaimConflict):
         super().__init__(f"The key {key[:64]!r} belongs to another claim; send a new one.")
 
 
-LOST_RACE: Any = object()
 RECLAIM_EVERY = 5.0  # seconds between sweeps of expired leases while the queue is not empty
 _last_reclaim = [0.0]
 
@@ -204,24 +191,6 @@ _last_reclaim = [0.0]
 def reclaim_due() -> bool:
     """Whether this process last swept expired leases more than RECLAIM_EVERY ago."""
     return time.monotonic() - _last_reclaim[0] >= RECLAIM_EVERY
-
-
-def _take_next(queue: Queue, values: dict[str, Any]) -> Any:
-    """Claim the queue's first row: its pk, None when empty, LOST_RACE to try again."""
-    if supports_skip_locked():
-        with transaction.atomic():
-            # All pending rows we look at stay locked until commit: keep this short.
-            pk = queue.first(lock=True)
-            if pk is not None:
-                _take(pk, values)
-            return pk
-    # No transaction around the two statements: the UPDATE alone decides who wins, and
-    # SQLite waits for its write lock instead of failing a read-to-write upgrade.
-    pk = queue.first()
-    if pk is None:
-        return None
-    with in_savepoint_if_nested():
-        return pk if take_if_pending(pk, values) else LOST_RACE
 
 
 def in_savepoint_if_nested() -> AbstractContextManager[Any]:
@@ -358,6 +327,10 @@ def _claim_of(pk: int) -> Claim:
     """The claim on row ``pk``: the dataset read back with its project, in one query."""
     where = f"{statements.column(Dataset, 'id')} = %s"
     ((dataset, _),) = statements.select_with(Dataset, "project", where=where, params=[pk])
+    return _claim_on(dataset)
+
+
+def _claim_on(dataset: Dataset) -> Claim:
     assert dataset.claim_id is not None and dataset.lease_expires is not None
     return Claim(
         id=dataset.claim_id,

@@ -50,12 +50,21 @@ def column(model: type[Model], name: str) -> str:
     return f"{table(model)}.{field_column(model, name)}"
 
 
+def primary_key(model: type[Model]) -> str:
+    """``"table"."id"``, or whatever the model's primary key column is."""
+    pk: Any = model._meta.pk
+    return column(model, pk.name)
+
+
 @dataclass(frozen=True)
 class Columns:
     """Every column of one model, to select them and load instances from the values."""
 
     model: type[Model]
     sql: str
+    """The qualified columns, to select."""
+    names: str
+    """The bare column names, for a RETURNING clause."""
     attnames: tuple[str, ...]
     converters: tuple[tuple[int, tuple[Converter, ...], Any], ...]
 
@@ -88,6 +97,7 @@ def columns(model: type[Model], alias: str) -> Columns:
     return Columns(
         model=model,
         sql=", ".join(column(model, field.name) for field in fields),
+        names=", ".join(field_column(model, field.name) for field in fields),
         attnames=tuple(field.attname for field in fields),
         converters=tuple(converters),
     )
@@ -98,6 +108,17 @@ def fetch(sql: str, params: Sequence[Any], model: type[Model]) -> list[tuple[Any
     with connection_for(model).cursor() as cursor:
         cursor.execute(sql, params)
         return list(cursor.fetchall())
+
+
+def get(model: type[M], pk: Any) -> M:
+    """The row ``pk`` of ``model`` (DoesNotExist when there is none)."""
+    alias = connection_for(model).alias
+    own = columns(model, alias)
+    sql = f"SELECT {own.sql} FROM {table(model)} WHERE {primary_key(model)} = %s"
+    rows = fetch(sql, [pk], model)
+    if not rows:
+        raise model.DoesNotExist(f"No {model.__name__} {pk!r}.")  # type: ignore[attr-defined]
+    return own.load(rows[0], alias)  # type: ignore[no-any-return]
 
 
 def select_with(
@@ -159,34 +180,31 @@ def insert(objs: Sequence[Model]) -> None:
         obj._state.adding, obj._state.db = False, connection.alias
 
 
-def update(
-    model: type[Model],
-    pk: Any,
-    values: Mapping[str, Any],
-    *,
-    increments: Sequence[str] = (),
-    where: str = "",
-    params: Sequence[Any] = (),
-) -> int:
-    """UPDATE one row's fields (names or attnames) to ``values``, add 1 to ``increments``,
-    if ``where`` (SQL after the row's id test) holds; the number of rows changed."""
+def assignments(
+    model: type[Model], values: Mapping[str, Any], *, increments: Sequence[str] = ()
+) -> tuple[str, list[Any]]:
+    """The SET clause (and its parameters) giving fields (names or attnames) ``values``
+    and adding 1 to ``increments``."""
     connection = connection_for(model)
     fields: list[Any] = [model._meta.get_field(name) for name in values]
-    assignments = [f"{connection.ops.quote_name(f.column)} = %s" for f in fields]
-    for name in increments:
-        name = field_column(model, name)
-        assignments.append(f"{name} = {name} + 1")
-    prepared = [
+    clauses = [f"{field_column(model, f.name)} = %s" for f in fields]
+    clauses += [
+        f"{field_column(model, name)} = {field_column(model, name)} + 1" for name in increments
+    ]
+    params = [
         f.get_db_prep_save(
             value.prepare_database_save(f) if isinstance(value, Model) else value, connection
         )
         for f, value in zip(fields, values.values(), strict=True)
     ]
-    sql = (
-        f"UPDATE {table(model)} SET {', '.join(assignments)} "
-        f"WHERE {column(model, model._meta.pk.name)} = %s{where}"
-    )
-    return execute(sql, [*prepared, pk, *params], model)
+    return ", ".join(clauses), params
+
+
+def update(model: type[Model], pk: Any, values: Mapping[str, Any]) -> int:
+    """UPDATE one row's fields (names or attnames) to ``values``; the rows changed."""
+    clause, params = assignments(model, values)
+    sql = f"UPDATE {table(model)} SET {clause} WHERE {primary_key(model)} = %s"
+    return execute(sql, [*params, pk], model)
 
 
 def save(obj: Model, names: Sequence[str]) -> None:

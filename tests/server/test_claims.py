@@ -30,9 +30,9 @@ def claim_until_empty(workers: int, project=None) -> list[int]:
             while (claim := claims.claim_next(holder=f"worker-{n}", project=project)) is not None:
                 with lock:
                     taken.append(claim.dataset.pk)
-            # With the conditional UPDATE a lost race is retried, so "none left" is true when
-            # said. (SKIP LOCKED may also say it while the last rows are being claimed.)
-            if not claims.supports_skip_locked() and Dataset.objects.pending().exists():
+            # SQLite claims under its write lock, so "none left" is true when said. (SKIP
+            # LOCKED may also say it while the last rows are being claimed.)
+            if connection.vendor == "sqlite" and Dataset.objects.pending().exists():
                 errors.append(AssertionError(f"worker-{n} was told nothing is pending"))
         except BaseException as exc:  # reported by the test below
             errors.append(exc)
@@ -65,7 +65,11 @@ def test_eight_workers_claim_500_datasets_each_exactly_once(scoped):
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.postgres
 def test_postgres_claims_skip_locked_rows():
-    assert claims.supports_skip_locked()
+    make_dataset()
+    with CaptureQueriesContext(connection) as queries:
+        assert claims.claim_next(holder="a") is not None
+    (taken,) = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("UPDATE")]
+    assert 'FOR UPDATE OF "crunch_dataset" SKIP LOCKED' in taken
 
 
 @pytest.mark.django_db(transaction=True)
@@ -99,14 +103,16 @@ def test_a_locked_project_row_does_not_empty_its_queue(by):
 
 
 @pytest.mark.django_db
-def test_sqlite_uses_the_conditional_update():
-    if connection.vendor != "sqlite":
-        pytest.skip("SQLite only")
-    assert not claims.supports_skip_locked()
+def test_a_claim_takes_its_row_in_one_statement():
     dataset = make_dataset()
-    values = claims.claim_values(holder="a", user=None, now=timezone.now(), lease_seconds=None)
-    assert claims.take_if_pending(dataset.pk, values)
-    assert not claims.take_if_pending(dataset.pk, values)
+    with CaptureQueriesContext(connection) as queries:
+        claim = claims.claim_next(holder="a")
+    assert claim is not None and claim.dataset.pk == dataset.pk
+    writes = [q["sql"] for q in queries.captured_queries if 'crunch_dataset" SET' in q["sql"]]
+    assert len(writes) == 1 and writes[0].startswith("UPDATE") and "RETURNING" in writes[0]
+    assert claims.claim_next(holder="b") is None
+    dataset.refresh_from_db()
+    assert (dataset.state, dataset.attempts, dataset.claim_holder) == ("running", 1, "a")
 
 
 @pytest.mark.django_db
