@@ -209,10 +209,6 @@ class DatasetQuerySet(models.QuerySet["Dataset"]):
         """Return running datasets whose claim was not renewed in time."""
         return self.running().filter(lease_expires__lt=now or timezone.now()).order_by()
 
-    def claim_order(self) -> DatasetQuerySet:
-        """Highest priority first, then oldest: the order datasets are handed out."""
-        return self.order_by("-priority", "id")
-
 
 class Dataset(Node):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="datasets")

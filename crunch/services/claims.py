@@ -98,7 +98,8 @@ class Queue:
         return row.load(taken[0], alias) if taken else None
 
     def where(self) -> tuple[str, list[Any]]:
-        """The SQL condition (and its parameters) of a ready dataset of this queue."""
+        """The SQL condition (and its parameters) of a ready dataset of this queue: the
+        rule of ``DatasetQuerySet.ready`` (pending, past its retry delay), narrowed."""
         state, not_before = (statements.column(Dataset, n) for n in ("state", "not_before"))
         now = statements.prepared(Dataset, "not_before", timezone.now())
         conditions = [f"{state} = %s", f"({not_before} IS NULL OR {not_before} <= %s)"]
@@ -132,8 +133,8 @@ def claim_next(
     """Atomically claim the highest-priority, oldest ready dataset; None when none is left.
 
     ``project`` (a Project or its slug) narrows the queue to one project, ``allowed`` to
-    the projects the caller may process (crunch.access.may_process). A request retried with the same
-    ``key`` (its answer was lost) gets the same claim back instead of a second dataset.
+    the projects the caller may process (crunch.access.may_process). A request retried
+    with the same ``key`` (its answer was lost) gets the same claim back, not a second one.
     With ``start`` (the diagnostics of a status) the run's Setup Start is recorded too.
 
     Two statements (hand-written, see crunch.services.statements): take the next row,
