@@ -1,7 +1,7 @@
 """How many datasets one server hands out and records per second, beside an older main.
 
     .venv/bin/python benchmarks/capacity.py [--databases sqlite,postgres] [--clients 1,16,64]
-        [--datasets 300] [--base 371f601]
+        [--datasets 300] [--base 371f601] [--no-probe]
 
 N simulated clients (threads, each with its own requests.Session) each loop: claim
 (POST api/projects/<slug>/next/, or api/next/ with --next any), then post the six statuses of
@@ -17,6 +17,13 @@ the gunicorn master and workers), this process's CPU per dataset (the clients' o
 failed requests (retried) and whether every dataset completed exactly once (six statuses
 in order, state completed); then the ratio of datasets/s per (database, N). Exits 1 if a
 dataset did not complete exactly once.
+
+With --probe (the default) a second line per run says how long the project page, its
+stats call and page 1 of its dataset list take to answer, idle (just before the run, 5
+each, median) and under load (one request every 0.25 s from the clients' start until they
+finish; median and max), "n/a" where the server does not answer 200: see benchmarks/probe.py.
+The probe's requests are not in the clients' requests/s, datasets or client CPU (it has its
+own process); the server CPU figure includes them (~4 requests/s, negligible).
 """
 
 from __future__ import annotations
@@ -49,6 +56,7 @@ from baseline import (  # noqa: E402
     register_datasets,
     server_env,
 )
+from probe import Latencies, Probe, median, probe_line  # noqa: E402
 
 RETRIES = 5
 
@@ -167,6 +175,8 @@ class Result:
     failures: int
     check: dict[str, int]
     refused: list[str]
+    idle: Latencies | None = None
+    load: Latencies | None = None
 
     @property
     def ok(self) -> bool:
@@ -180,7 +190,10 @@ class Result:
             f"server CPU {self.server_cpu_ms:6.1f} ms/dataset  "
             f"client CPU {self.client_cpu_ms:5.1f} ms/dataset  "
             f"failed requests {self.failures}  {check}"
-        )
+        ) + (f"\n{probe_line(self.idle, self.load)}" if self.idle and self.load else "")
+
+    def under_load(self, name: str) -> str:
+        return median((self.load or {}).get(name, []))
 
 
 @dataclass
@@ -218,6 +231,7 @@ def run(target: Target, clients: int, args: argparse.Namespace) -> Result:
     server, worker = target.server, target.tokens[1]
     slug = target.projects.get(clients) or new_project(target, clients, args)
     warm_up(server, worker, slug)
+    watch = Probe(server, target.tokens[0], slug) if args.probe else None
     next_path = "next/" if args.next == "any" else f"projects/{slug}/next/"
     tally = Tally()
     barrier = threading.Barrier(clients + 1)
@@ -233,17 +247,21 @@ def run(target: Target, clients: int, args: argparse.Namespace) -> Result:
     cpu_before, own_before = server.cpu_seconds(), time.process_time()
     barrier.wait()
     started = time.perf_counter()
+    if watch:
+        watch.go.set()
     for thread in threads:
         thread.join()
     wall = time.perf_counter() - started
     cpu = server.cpu_seconds() - cpu_before
     own = time.process_time() - own_before
+    idle, load = watch.finish() if watch else (None, None)
     done = max(tally.datasets, 1)
     return Result(
         version=server.version.name, database=target.kind, clients=clients,
         datasets_per_s=tally.datasets / wall, requests_per_s=tally.requests / wall,
         server_cpu_ms=cpu * 1000 / done, client_cpu_ms=own * 1000 / done,
         failures=tally.failures, check=completion(target.settings, slug), refused=tally.refused,
+        idle=idle, load=load,
     )  # fmt: skip
 
 
@@ -294,15 +312,19 @@ def summary(results: list[Result], names: list[str]) -> None:
     if len(names) < 2:
         return
     current, base = names
+    probed = ["project page", "stats"] if any(r.load for r in results) else []
     print(f"\n{'database':<9} {'N':>3}  {current + ' ds/s':>12} {base + ' ds/s':>14}  ratio  "
-          f"{current + ' req/s':>12} {base + ' req/s':>14}  server CPU ms/dataset")  # fmt: skip
+          f"{current + ' req/s':>12} {base + ' req/s':>14}  server CPU ms/dataset"
+          + ("  page ms, load   stats ms, load" if probed else ""))  # fmt: skip
     rows = {(r.database, r.clients, r.version): r for r in results}
     for database_kind, clients in dict.fromkeys((r.database, r.clients) for r in results):
         a, b = rows[(database_kind, clients, current)], rows[(database_kind, clients, base)]
+        cpu = f"{a.server_cpu_ms:.1f} vs {b.server_cpu_ms:.1f}"
+        load = "".join(f"  {f'{a.under_load(n)} vs {b.under_load(n)}':<15}" for n in probed)
         print(
             f"{database_kind:<9} {clients:>3}  {a.datasets_per_s:>12.1f} {b.datasets_per_s:>14.1f}"
             f"  {a.datasets_per_s / b.datasets_per_s:4.1f}x  {a.requests_per_s:>12.1f} "
-            f"{b.requests_per_s:>14.1f}  {a.server_cpu_ms:.1f} vs {b.server_cpu_ms:.1f}"
+            f"{b.requests_per_s:>14.1f}  {cpu:<21}{load}".rstrip()
         )
 
 
@@ -321,6 +343,12 @@ def main() -> int:
                         help="claim with api/projects/<slug>/next/ or api/next/")  # fmt: skip
     parser.add_argument("--base", default="371f601", help="the older commit ('' for none)")
     parser.add_argument("--base-tree", default="/tmp/crunch-base", help="its worktree")
+    parser.add_argument(
+        "--probe",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="time the project page, stats and dataset list, idle and under load",
+    )
     args = parser.parse_args()
     args.clients = [int(n) for n in args.clients.split(",")]
     versions = [CURRENT]
