@@ -1,7 +1,7 @@
 """Markdown typed by anyone, rendered to HTML that cannot run script: pulldown-cmark, then nh3.
 
 Why pulldown-cmark (the ``pyromark`` binding): it is Rust and linear in its input, and it
-parses each adversarial input of ``benchmarks/markdown.py`` (100 KB) in under 10 ms, where
+parses each adversarial input of ``benchmarks/markup.py`` (100 KB) in under 10 ms, where
 cmark-gfm took 30-40 ms on 100 KB of ``>`` or ``*_`` (comrak, its Rust port, as long).
 Python-Markdown is quadratic (10 KB of ``[`` took 21 s), markdown-it-py pure Python
 (seconds for 100 KB), and markdown-it-pyrs crashed on 100 KB of ``>``.

@@ -1,6 +1,6 @@
 """Render 100 KB of adversarial Markdown through crunch.markup, beside plain text.
 
-    .venv/bin/python benchmarks/markdown.py [--size 100000] [--repeat 5] [--old]
+    .venv/bin/python benchmarks/markup.py [--size 100000] [--repeat 5] [--old]
 
 Each input is ``--size`` characters (the details fields' limit). Printed per input: the
 best of ``--repeat`` times of crunch.markup.render, uncached (pulldown-cmark, the depth
