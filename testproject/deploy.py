@@ -21,14 +21,11 @@ ALLOWED_HOSTS = os.environ["DJANGO_ALLOWED_HOSTS"].split()  # e.g. "crunch.examp
 CSRF_TRUSTED_ORIGINS = [f"https://{host}" for host in ALLOWED_HOSTS]
 
 # PostgreSQL, e.g. DATABASE_URL=postgres://crunch:PASSWORD@db.example.org:5432/crunch
-DATABASE = dj_database_url.parse(
-    os.environ["DATABASE_URL"], conn_max_age=600, conn_health_checks=True
-)
-# psycopg 3 binds parameters on the server, and so prepares the statements a connection
-# runs again and again (claims, statuses): PostgreSQL plans them once. (Behind PgBouncer,
-# use its transaction mode with max_prepared_statements set, 1.21 or newer.)
-DATABASE["OPTIONS"] = {**DATABASE.get("OPTIONS", {}), "server_side_binding": True}
-DATABASES = {"default": DATABASE}
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ["DATABASE_URL"], conn_max_age=600, conn_health_checks=True
+    )
+}
 
 # Datasets' files on S3 (django-storages); credentials from the usual AWS_* variables or
 # the instance's role. The clients read the same bucket with their own storage settings.
