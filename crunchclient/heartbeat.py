@@ -1,4 +1,4 @@
-"""Heartbeat: renews a claim's lease on its own connection while the stages run."""
+"""Heartbeat: renews the lease of the claim being processed, on a connection of its own."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from crunchclient.config import ClientConfig
+from crunchclient.connection import Connection
 from crunchclient.exceptions import ClaimLost, ClientError
 from crunchclient.stages.base import RunContext
 
@@ -14,40 +16,70 @@ logger = logging.getLogger(__name__)
 
 
 class Heartbeat(threading.Thread):
-    """Renew the claim's lease in the background; flag the context when the claim is gone."""
+    """One thread and one HTTP session for a worker's whole run, not one per dataset.
 
-    def __init__(self, context: RunContext) -> None:
-        super().__init__(name=f"heartbeat {context.slug}", daemon=True)
-        self.context = context
-        self.done = threading.Event()
-        self.connection = context.connection.clone()
+    Each dataset is watched while its stages run; its lease is renewed every
+    ``heartbeat_seconds`` from the moment it is watched. When the server has dropped the
+    claim, the dataset's context is flagged ``lost``.
+    """
 
-    def run(self) -> None:
-        context = self.context
-        interval = max(0.05, context.config.heartbeat_seconds)
-        try:
-            while not self.done.wait(interval):
-                try:
-                    self.connection.renew(
-                        str(context.claim.id), lease_seconds=context.config.lease_seconds
-                    )
-                except ClaimLost:
-                    if not self.done.is_set():
-                        logger.warning(
-                            "%s: the server dropped our claim; stopping the dataset", context.slug
-                        )
-                        context.lost.set()
-                    return
-                except ClientError as exc:  # keep working: the lease may survive the outage
-                    logger.warning("%s: could not renew the lease: %s", context.slug, exc)
-        finally:
-            self.connection.close()
+    def __init__(self, connection: Connection, config: ClientConfig) -> None:
+        super().__init__(name="crunch heartbeat", daemon=True)
+        self.connection = connection.clone()
+        self.interval = max(0.05, config.heartbeat_seconds)
+        self.lease_seconds = config.lease_seconds
+        self.changed = threading.Condition()
+        self.context: RunContext | None = None
+        self.stopped = False
 
     @contextmanager
-    def running(self) -> Iterator[None]:
-        self.start()
+    def watching(self, context: RunContext) -> Iterator[None]:
+        """Renew ``context``'s claim while the block runs."""
+        self._watch(context)
         try:
             yield
         finally:
-            self.done.set()
-            self.join(timeout=5)
+            self._watch(None)
+
+    def stop(self) -> None:
+        with self.changed:
+            self.stopped = True
+            self.changed.notify()
+        self.join(timeout=5)
+
+    def run(self) -> None:
+        try:
+            while (context := self._due()) is not None:
+                self._renew(context)
+        finally:
+            self.connection.close()
+
+    def _watch(self, context: RunContext | None) -> None:
+        with self.changed:
+            self.context = context
+            self.changed.notify()  # a new interval starts now
+
+    def _due(self) -> RunContext | None:
+        """Wait until the watched claim's lease is due for renewal; None once stopped."""
+        with self.changed:
+            while not self.stopped:
+                context = self.context
+                if context is None or context.lost.is_set():
+                    self.changed.wait()
+                elif not self.changed.wait(self.interval) and self.context is context:
+                    return None if self.stopped else context
+            return None
+
+    def _renew(self, context: RunContext) -> None:
+        try:
+            self.connection.renew(str(context.claim.id), lease_seconds=self.lease_seconds)
+        except ClaimLost:
+            with self.changed:
+                current = self.context is context
+            if current:  # else the dataset ended while the renewal was under way
+                logger.warning(
+                    "%s: the server dropped our claim; stopping the dataset", context.slug
+                )
+                context.lost.set()
+        except ClientError as exc:  # keep working: the lease may survive the outage
+            logger.warning("%s: could not renew the lease: %s", context.slug, exc)

@@ -55,6 +55,7 @@ class Worker:
         self.prefetched: Claim | None = None
         """The next dataset's claim, taken with the last one's Upload Success."""
         self._diagnostics: dict[str, Any] | None = None
+        self._heartbeat: Heartbeat | None = None
 
     @property
     def diagnostics(self) -> dict[str, Any]:
@@ -62,6 +63,21 @@ class Worker:
         if self._diagnostics is None:
             self._diagnostics = diagnostics.collect(self.config.directory)
         return self._diagnostics
+
+    @contextmanager
+    def beating(self) -> Iterator[Heartbeat]:
+        """The run's heartbeat thread: started on the way in, stopped on the way out;
+        nested uses (each dataset of a loop) share it."""
+        if self._heartbeat is not None:
+            yield self._heartbeat
+            return
+        self._heartbeat = Heartbeat(self.connection, self.config)
+        self._heartbeat.start()
+        try:
+            yield self._heartbeat
+        finally:
+            self._heartbeat.stop()
+            self._heartbeat = None
 
     @contextmanager
     def signals(self) -> Iterator[Shutdown]:
@@ -156,7 +172,7 @@ class Worker:
         )  # fmt: skip
         logger.info("Claimed dataset %s (claim %s)", context.slug, context.claim.id)
         try:
-            with Heartbeat(context).running():
+            with self.beating() as heartbeat, heartbeat.watching(context):
                 for stage in self.stages:
                     stage(context)()
                 answer = context.send(next=then)  # the last Success, and the next claim
@@ -189,7 +205,7 @@ class Worker:
         """Claim the dataset ``slug`` and process it; StageFailed if it does not complete."""
         dataset = self.connection.dataset(slug)
         self.check_project(self.connection.project(dataset.project))
-        with self.signals():
+        with self.signals(), self.beating():
             claimed = self.connection.claim_dataset(
                 slug, holder=self.config.holder, lease_seconds=self.config.lease_seconds
             )
@@ -200,7 +216,7 @@ class Worker:
         """Claim the next pending dataset and process it; None when nothing is pending."""
         if project:
             self.check_project(self.connection.project(project))
-        with self.signals():
+        with self.signals(), self.beating():
             claimed = self.claim_next(project)
             if claimed is None:
                 return None
@@ -226,7 +242,7 @@ class Worker:
         slowest = 0.0
         deadline = Deadline.for_loop(connection, project=project, time_limit=time_limit)
         reason = "nothing pending"
-        with self.signals() as shutdown:
+        with self.signals() as shutdown, self.beating():
             while True:
                 if shutdown.requested:
                     reason = f"stopped by {shutdown.signal_name}"
