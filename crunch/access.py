@@ -15,9 +15,11 @@ their querysets with ``projects_where(user, Action.VIEW)`` so it answers 404, no
 from __future__ import annotations
 
 import enum
+from functools import cache
 from typing import Any
 
-from django.db.models import BooleanField, Exists, OuterRef, Q, QuerySet
+from django.contrib.auth import get_user_model
+from django.db.models import BooleanField, Exists, Model, OuterRef, Q, QuerySet
 from django.db.models.expressions import RawSQL
 
 from crunch.choices import Role
@@ -131,8 +133,15 @@ def may_process(user: Any, project_column: str = "") -> RawSQL | None:
         return None
     if not is_signed_in(user):
         return RawSQL("1 = 0", [], output_field=BooleanField())
-    project_column = project_column or column(Dataset, "project")
-    groups: Any = type(user)._meta.get_field("groups")
+    params = [*roles_granting(Action.PROCESS), user.pk, user.pk]
+    sql = process_rule(get_user_model(), project_column or column(Dataset, "project"))
+    return RawSQL(sql, params, output_field=BooleanField())
+
+
+@cache
+def process_rule(user_model: type[Model], project_column: str) -> str:
+    """The SQL of ``may_process``, built once per process: every claim and status runs it."""
+    groups: Any = user_model._meta.get_field("groups")
     members, member_group, member_user = (
         quote(ProjectRole, name)
         for name in (groups.m2m_db_table(), groups.m2m_reverse_name(), groups.m2m_column_name())
@@ -141,12 +150,10 @@ def may_process(user: Any, project_column: str = "") -> RawSQL | None:
         f"crunch_r.{field_column(ProjectRole, name)}"
         for name in ("role", "project", "user", "group")
     )
-    sql = (
+    return (
         f"EXISTS (SELECT 1 FROM {table(ProjectRole)} crunch_r "
         f"WHERE {role} IN ({placeholders(len(roles_granting(Action.PROCESS)))}) "
         f"AND ({project} = {project_column} OR {project} IS NULL) "
         f"AND ({holder} = %s OR {group} IN (SELECT crunch_g.{member_group} "
         f"FROM {members} crunch_g WHERE crunch_g.{member_user} = %s)))"
     )
-    params = [*roles_granting(Action.PROCESS), user.pk, user.pk]
-    return RawSQL(sql, params, output_field=BooleanField())

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from django.apps import apps
 from django.contrib.auth import get_user_model
+from django.db.models import Model
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
@@ -44,15 +46,23 @@ def token_with_user(key: str) -> AccessToken | None:
     alias = statements.connection_for(AccessToken).alias
     user_model = get_user_model()
     token, user = statements.columns(AccessToken, alias), statements.columns(user_model, alias)
-    sql = (
-        f"SELECT {token.sql}, {user.sql} FROM {statements.table(AccessToken)} "
-        f"INNER JOIN {statements.table(user_model)} ON {statements.column(AccessToken, 'user')} "
-        f"= {statements.column(user_model, user_model._meta.pk.name)} "
-        f"WHERE {statements.column(AccessToken, 'key')} = %s"
-    )
-    rows = statements.fetch(sql, [key], AccessToken)
+    rows = statements.fetch(token_query(user_model), [key], AccessToken)
     if not rows:
         return None
     found: AccessToken = token.load(rows[0][: token.width], alias)
     found.user = user.load(rows[0][token.width :], alias)
     return found
+
+
+@cache
+def token_query(user_model: type[Model]) -> str:
+    """The SELECT of ``token_with_user``, built once per process."""
+    alias = statements.connection_for(AccessToken).alias
+    token, user = statements.columns(AccessToken, alias), statements.columns(user_model, alias)
+    user_pk: Any = user_model._meta.pk
+    return (
+        f"SELECT {token.sql}, {user.sql} FROM {statements.table(AccessToken)} "
+        f"INNER JOIN {statements.table(user_model)} ON {statements.column(AccessToken, 'user')} "
+        f"= {statements.column(user_model, user_pk.name)} "
+        f"WHERE {statements.column(AccessToken, 'key')} = %s"
+    )
