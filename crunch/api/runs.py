@@ -4,8 +4,10 @@ held claim's heartbeat and release. Claiming is in crunch.api.views (``next``)."
 from __future__ import annotations
 
 import uuid
+from contextlib import nullcontext
 from typing import Any
 
+from django.db import transaction
 from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -48,11 +50,23 @@ class StatusViewSet(
         """Record one status; with ``next``, also claim the next dataset in the same call."""
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        status_row, created = self.record(dict(serializer.validated_data))
+        params = serializer.validated_data.get("next")
+        claimed: dict[str, Any] | None = None
+        refused: Exception | None = None
+        # With a claim: one commit (on SQLite one write lock) for the status and the claim.
+        with transaction.atomic() if params is not None else nullcontext():
+            status_row, created = self.record(dict(serializer.validated_data))
+            if params is not None:
+                try:
+                    claimed = self.claim_next(params)
+                except Exception as error:  # the claim rolled back alone: the status stays
+                    refused = error
+        if refused is not None:
+            raise refused
         serializer.instance = status_row  # answer with the same serializer: built once
         body = dict(serializer.data)
-        if "next" in serializer.validated_data:
-            body["next"] = self.claim_next(serializer.validated_data["next"])
+        if params is not None:
+            body["next"] = claimed
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
     @extend_schema(

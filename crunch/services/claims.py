@@ -137,8 +137,9 @@ def claim_next(
     with the same ``key`` (its answer was lost) gets the same claim back, not a second one.
     With ``start`` (the diagnostics of a status) the run's Setup Start is recorded too.
 
-    Two statements (hand-written, see crunch.services.statements): take the next row,
-    read its project; a third records the Setup Start.
+    One transaction (a savepoint within the caller's) of two statements, hand-written
+    (see crunch.services.statements): take the next row, read its project; a third
+    records the Setup Start, so no claim is left started without its status.
     Expired leases are returned to the queue every few seconds and whenever it looks
     empty, not on every claim.
     """
@@ -152,20 +153,20 @@ def claim_next(
         if start is not None:
             values["stage"] = Stage.SETUP
         try:
-            with in_savepoint_if_nested():
+            with transaction.atomic():
                 dataset = queue.take(values)
+                if dataset is not None:
+                    dataset.project = statements.get(Project, dataset.project_id)
+                    claim = _claim_on(dataset)
+                    return claim if start is None else _started(claim, start, user)
         except IntegrityError:
             # The key is already on a running claim: this request was sent before.
             if key and (earlier := _claim_with_key(key, user)):
                 return earlier
             raise KeyInUse(key or "") from None
-        if dataset is None:
-            if reclaim_expired():
-                continue  # leases ran out: those datasets are pending again
-            return None
-        dataset.project = statements.get(Project, dataset.project_id)
-        claim = _claim_on(dataset)
-        return claim if start is None else _started(claim, start, user)
+        if reclaim_expired():
+            continue  # leases ran out: those datasets are pending again
+        return None
 
 
 def _started(claim: Claim, diagnostics: dict[str, Any], user: Any) -> Claim:
