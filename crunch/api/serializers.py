@@ -64,6 +64,8 @@ class ProjectSerializer(FieldsOnce, serializers.ModelSerializer[Project]):
 class SlugField(serializers.SlugRelatedField[Project]):
     """A related object by slug; a NUL is refused here since PostgreSQL refuses it in text."""
 
+    plain_representation = True  # shows getattr(value, slug_field): see crunch.api.fields_once
+
     def to_internal_value(self, data: Any) -> Project:
         if isinstance(data, str) and "\x00" in data:
             raise serializers.ValidationError("Null characters are not allowed.")
@@ -253,6 +255,8 @@ class AttributeSerializer(serializers.Serializer[Attribute]):
 class ChoiceByNumberOrName(serializers.Field[int, Any, int, Any]):
     """Accept a stage or state as its number (1-3, as django-crunch 0.1 sends) or its name."""
 
+    plain_representation = True  # see crunch.api.fields_once.PLAIN
+
     def __init__(self, choices: type[Stage] | type[State], **kwargs: Any) -> None:
         self.choice_enum = choices
         super().__init__(**kwargs)
@@ -276,6 +280,8 @@ class DatasetByIdOrSlug(serializers.Field[Any, Any, int, Any]):
     The status service looks the row up itself, in the query that locks it.
     """
 
+    plain_representation = True
+
     def to_internal_value(self, data: Any) -> int | str:
         text = str(data)
         if "\x00" in text:
@@ -296,6 +302,8 @@ class DatasetByIdOrSlug(serializers.Field[Any, Any, int, Any]):
 class LabelOf(serializers.CharField):
     """A stage's or state's name, read from its number (``get_stage_display`` as a source
     would have DRF inspect the method's signature on every status it shows)."""
+
+    plain_representation = True
 
     def __init__(self, choices: type[Stage] | type[State], **kwargs: Any) -> None:
         self.choice_enum = choices
