@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from django.db import models
@@ -88,15 +88,16 @@ class FieldsOnce(serializers.ModelSerializer[Any]):
             self._present = None
 
     @property
-    def _writable_fields(self) -> Iterator[Field[Any, Any, Any, Any]]:
+    def _writable_fields(self) -> list[Field[Any, Any, Any, Any]]:
         present = self._present
-        for field in self.fields.values():
-            # An absent optional field without a default would raise SkipField: not asked.
+        # An absent optional field without a default would raise SkipField: not asked.
+        return [
+            field for field in self.fields.values()
             if not field.read_only and (
                 present is None or field.field_name in present
                 or field.required or field.default is not empty
-            ):  # fmt: skip
-                yield field
+            )
+        ]  # fmt: skip
 
     def to_representation(self, instance: Any) -> dict[str, Any]:
         cls = type(self)
