@@ -69,6 +69,7 @@ class Plan:
 
 
 _PLANS: dict[type[Any], Plan | None] = {}
+_VALIDATORS: dict[type[Any], list[Any]] = {}
 
 
 class FieldsOnce(serializers.ModelSerializer[Any]):
@@ -78,6 +79,13 @@ class FieldsOnce(serializers.ModelSerializer[Any]):
 
     def get_fields(self) -> dict[str, Field[Any, Any, Any, Any]]:
         return {name: fresh(field) for name, field in built(type(self)).items()}
+
+    def get_validators(self) -> list[Any]:
+        # The model's unique-together checks, found once per class (DRF looks on each use).
+        cls = type(self)
+        if cls not in _VALIDATORS:
+            _VALIDATORS[cls] = super().get_validators()
+        return list(_VALIDATORS[cls])
 
     def to_internal_value(self, data: Any) -> Any:
         # A JSON object: fields it does not hold would only be skipped (see _writable_fields).
@@ -110,7 +118,10 @@ class FieldsOnce(serializers.ModelSerializer[Any]):
 def built(cls: type[Any]) -> dict[str, Field[Any, Any, Any, Any]]:
     """The class's fields as DRF builds them, unbound; built on first use."""
     if cls not in _BUILT:
-        _BUILT[cls] = super(FieldsOnce, cls()).get_fields()
+        fields = super(FieldsOnce, cls()).get_fields()
+        for field in fields.values():
+            field.validators  # noqa: B018 - made now, once, and shared by the copies
+        _BUILT[cls] = fields
     return _BUILT[cls]
 
 

@@ -82,8 +82,8 @@ class StatusViewSet(
         serializer = s.StatusSerializer(data=request.data, many=True)
         serializer.is_valid(raise_exception=True)
         items = [dict(data) for data in serializer.validated_data]
-        rows = self.record_run(items) or [self.record(data)[0] for data in items]
-        return Response(s.StatusSerializer(rows, many=True).data, status=status.HTTP_201_CREATED)
+        serializer.instance = self.record_run(items) or [self.record(data)[0] for data in items]
+        return Response(serializer.data, status=status.HTTP_201_CREATED)
 
     def record_run(self, items: list[dict[str, Any]]) -> list[Status] | None:
         """The usual batch, statuses of one held claim, in one pass; None for any other."""

@@ -416,6 +416,16 @@ class ClaimedDatasetSerializer(serializers.Serializer[Any]):
     def get_claim(self, claim: Any) -> dict[str, Any]:
         return dict(ClaimSerializer(claim).data)
 
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        # What the fields above give, without copying the nested serializers per claim.
+        dataset = instance.dataset
+        return {
+            "claim": self.get_claim(instance),
+            "started": bool(instance.started),
+            "dataset": DatasetSerializer(dataset).data,
+            "project": ProjectSerializer(dataset.project).data,
+        }
+
 
 class PeekSerializer(serializers.Serializer[Any]):
     """django-crunch 0.1's answer to ``GET next/``: slugs only, nothing claimed."""

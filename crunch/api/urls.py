@@ -7,11 +7,12 @@ from rest_framework import routers
 from crunch.api import runs, views
 
 router = routers.DefaultRouter()
+# A worker's calls first: each request tries the patterns in turn.
+router.register("statuses", runs.StatusViewSet, basename="status")
+router.register("claims", runs.ClaimViewSet, basename="claim")
 router.register("projects", views.ProjectViewSet, basename="project")
 router.register("datasets", views.DatasetViewSet, basename="dataset")
 router.register("items", views.ItemViewSet, basename="item")
-router.register("statuses", runs.StatusViewSet, basename="status")
-router.register("claims", runs.ClaimViewSet, basename="claim")
 router.register(
     r"attributes/(?P<kind>[a-z-]+)", views.TypedAttributeViewSet, basename="attribute-kind"
 )

@@ -14,6 +14,7 @@ from crunch.api import serializers as s
 from crunch.api.fields_once import FieldsOnce, plan_for
 from crunch.choices import DatasetState, Stage, State
 from crunch.models import Status
+from crunch.services import claims
 from tests.factories import make_dataset, make_project, make_user
 
 pytestmark = pytest.mark.django_db
@@ -118,3 +119,14 @@ def test_a_dataset_whose_time_is_not_utc_is_shown_as_drf_shows_it(settings):
     dataset = make_dataset(make_project(name="Zone"), name="Z")
     dataset.lease_expires = datetime.datetime(2026, 6, 1, 12, tzinfo=datetime.UTC)
     assert s.DatasetSerializer(dataset).data == drf_shows(s.DatasetSerializer, dataset)
+
+
+@pytest.mark.parametrize("start", [None, {"hostname": "node-1"}])
+def test_a_claim_is_shown_as_drf_shows_it(start):
+    project = make_project(name="Claimed", description="# Read me")
+    make_dataset(project, name="Next")
+    claim = claims.claim_next(holder="node-1", project=project, lease_seconds=60, start=start)
+    assert claim is not None
+    generic = serializers.Serializer.to_representation(s.ClaimedDatasetSerializer(), claim)
+    assert s.ClaimedDatasetSerializer(claim).data == generic
+    assert generic["started"] is (start is not None)
