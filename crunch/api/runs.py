@@ -4,7 +4,6 @@ held claim's heartbeat and release. Claiming is in crunch.api.views (``next``)."
 from __future__ import annotations
 
 import uuid
-from contextlib import nullcontext
 from typing import Any
 
 from django.db import transaction
@@ -50,19 +49,22 @@ class StatusViewSet(
         """Record one status; with ``next``, also claim the next dataset in the same call."""
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        params = serializer.validated_data.get("next")
+        data = serializer.validated_data
+        params = data.get("next")
         claimed: dict[str, Any] | None = None
-        refused: Exception | None = None
-        # With a claim: one commit (on SQLite one write lock) for the status and the claim.
-        with transaction.atomic() if params is not None else nullcontext():
-            status_row, created = self.record(dict(serializer.validated_data))
-            if params is not None:
-                try:
-                    claimed = self.claim_next(params)
-                except Exception as error:  # the claim rolled back alone: the status stays
-                    refused = error
-        if refused is not None:
-            raise refused
+        if params is None:
+            status_row, created = self.record(dict(data))
+        else:
+            try:
+                # One transaction without savepoints: one commit (on SQLite one write lock).
+                with transaction.atomic():
+                    status_row, created = self.record(dict(data), savepoint=False)
+                    claimed = self.claim_next(params, savepoint=False)
+            except Exception:
+                # Refused or in conflict (a retried key): nothing was kept; each step alone,
+                # so the status stays recorded when the claim is refused.
+                status_row, created = self.record(dict(data))
+                claimed = self.claim_next(params)
         serializer.instance = status_row  # answer with the same serializer: built once
         body = dict(serializer.data)
         if params is not None:
@@ -105,7 +107,7 @@ class StatusViewSet(
             user=self.request.user, allowed=may_process(self.request.user),
         )  # fmt: skip
 
-    def record(self, data: dict[str, Any]) -> tuple[Status, bool]:
+    def record(self, data: dict[str, Any], *, savepoint: bool = True) -> tuple[Status, bool]:
         diagnostics = {
             name: data.pop(name) for name in list(data) if name in statuses.DIAGNOSTIC_FIELDS
         }
@@ -123,6 +125,7 @@ class StatusViewSet(
                 workflow_sha256=data.get("workflow_sha256", ""),
                 may_start=lambda dataset: require(user, Action.PROCESS, dataset.project),
                 allowed=may_process(user),
+                savepoint=savepoint,
             )
         except NotAllowed:
             # Which answer: 404 when the project is invisible to the user, else 403.
@@ -139,8 +142,11 @@ class StatusViewSet(
                 raise NotFound("No such object.") from None
             raise
 
-    def claim_next(self, params: dict[str, Any]) -> dict[str, Any] | None:
-        claim = claim_with(self.request, params, project=params.get("project") or None)
+    def claim_next(
+        self, params: dict[str, Any], *, savepoint: bool = True
+    ) -> dict[str, Any] | None:
+        project = params.get("project") or None
+        claim = claim_with(self.request, params, project=project, savepoint=savepoint)
         return None if claim is None else dict(s.ClaimedDatasetSerializer(claim).data)
 
 

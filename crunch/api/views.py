@@ -77,7 +77,7 @@ def claim_from_request(request: Request, *, project: str | None) -> Response:
 
 
 def claim_with(
-    request: Request, params: dict[str, Any], *, project: str | None
+    request: Request, params: dict[str, Any], *, project: str | None, savepoint: bool = True
 ) -> claims.Claim | None:
     """The claim a validated claim request asks for: of a ``next`` call or a status's ``next``."""
     return claims.claim_next(
@@ -88,6 +88,7 @@ def claim_with(
         lease_seconds=params.get("lease_seconds"),
         key=params.get("key") or None,
         start=params.get("start"),
+        savepoint=savepoint,
     )
 
 

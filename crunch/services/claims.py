@@ -129,6 +129,7 @@ def claim_next(
     lease_seconds: int | None = None,
     key: str | None = None,
     start: dict[str, Any] | None = None,
+    savepoint: bool = True,
 ) -> Claim | None:
     """Atomically claim the highest-priority, oldest ready dataset; None when none is left.
 
@@ -139,7 +140,9 @@ def claim_next(
 
     One transaction (a savepoint within the caller's) of two statements, hand-written
     (see crunch.services.statements): take the next row, read its project; a third
-    records the Setup Start, so no claim is left started without its status.
+    records the Setup Start, so no claim is left started without its status. With
+    ``savepoint=False`` inside the caller's transaction, a key in use is not looked up:
+    the IntegrityError spoils that transaction, and the caller retries without it.
     Expired leases are returned to the queue every few seconds and whenever it looks
     empty, not on every claim.
     """
@@ -153,13 +156,15 @@ def claim_next(
         if start is not None:
             values["stage"] = Stage.SETUP
         try:
-            with transaction.atomic():
+            with transaction.atomic(savepoint=savepoint):
                 dataset = queue.take(values)
                 if dataset is not None:
                     dataset.project = statements.get(Project, dataset.project_id)
                     claim = _claim_on(dataset)
                     return claim if start is None else _started(claim, start, user)
         except IntegrityError:
+            if not savepoint:
+                raise
             # The key is already on a running claim: this request was sent before.
             if key and (earlier := _claim_with_key(key, user)):
                 return earlier

@@ -38,6 +38,7 @@ def record_status(
     workflow_sha256: str = "",
     may_start: Callable[[Dataset], None] | None = None,
     allowed: RawSQL | None = None,
+    savepoint: bool = True,
 ) -> tuple[Status, bool]:
     """Append a status and move the dataset's state in one transaction.
 
@@ -55,14 +56,16 @@ def record_status(
     checked in the same query that locks the row: NotAllowed when it is false.
 
     Three queries on the usual path: the locked row (with the key's earlier status and
-    the caller's right, if asked), the insert and the update.
+    the caller's right, if asked), the insert and the update. With ``savepoint=False``
+    inside the caller's transaction, a key recorded at the same moment by another request
+    is not looked up: the IntegrityError spoils that transaction, and the caller retries.
     """
     stage, state = Stage(stage), State(state)
     fields = {
         name: value for name, value in (diagnostics or {}).items() if name in DIAGNOSTIC_FIELDS
     }
     try:
-        with transaction.atomic():
+        with transaction.atomic(savepoint=savepoint):
             found = lock(dataset, keys=[key] if key else [], allowed=allowed)
             if found is None:
                 raise Dataset.DoesNotExist(f"No dataset {dataset!r}.")
@@ -91,6 +94,8 @@ def record_status(
             statements.insert([status])
             _advance(locked, stage=stage, state=state, note=note)
     except IntegrityError:
+        if not savepoint:
+            raise
         # The same key posted twice at once: the other request recorded it.
         if key and (existing := Status.objects.select_related("dataset").filter(key=key).first()):
             return existing, False

@@ -119,3 +119,55 @@ def test_a_start_with_hostile_diagnostics_is_a_400_and_claims_nothing():
         r = api.post("/api/next/", {"start": start}, format="json")
         assert r.status_code == 400, (start, r.content)
     assert set(Dataset.objects.values_list("state", flat=True)) == {"pending"}
+
+
+def claim_and_finish(api, project_slug, then):
+    """Claim one dataset, report up to Upload Start; the body of its Upload Success."""
+    claimed = api.post(f"/api/projects/{project_slug}/next/", {"start": {}}, format="json").json()
+    claim, dataset = claimed["claim"]["id"], claimed["dataset"]["id"]
+    for n, (stage, state) in enumerate(SIX[1:5]):
+        r = api.post(
+            "/api/statuses/", status(claim, dataset, stage, state, f"{dataset}-{n}"), format="json"
+        )
+        assert r.status_code == 201, r.content
+    return {**status(claim, dataset, 3, 2, "last"), "next": then}
+
+
+def test_an_upload_success_with_its_claim_retried_after_a_lost_answer_records_once():
+    project = make_project(name="C")
+    bulk_datasets(project, 3)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {make_user('node', role='worker')[1]}")
+    last = claim_and_finish(api, "c", {"project": "c", "holder": "n", "key": "next-1"})
+    first = api.post("/api/statuses/", last, format="json")
+    again = api.post("/api/statuses/", last, format="json")
+    assert (first.status_code, again.status_code) == (201, 200), again.content
+    assert first.json()["next"]["claim"] == again.json()["next"]["claim"]
+    assert Status.objects.filter(key="last").count() == 1
+    assert Dataset.objects.filter(state="running").count() == 1
+
+
+def test_an_upload_success_whose_claim_is_refused_is_recorded_all_the_same():
+    project = make_project(name="C")
+    make_project(name="Private")
+    bulk_datasets(project, 4)
+    _, token = make_user("node", role="worker", projects=[project])
+    _, other = make_user("other", role="worker", projects=[project])
+    api, rival = APIClient(), APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    rival.credentials(HTTP_AUTHORIZATION=f"Token {other}")
+    assert rival.post("/api/next/", {"key": "taken"}, format="json").status_code == 200
+    cases = [
+        ({"key": "taken"}, 409),  # the key of another user's claim: that claim is refused
+        ({"project": "private"}, 201),  # nothing this user may take there: no claim
+        ({"lease_seconds": 3}, 400),  # a malformed request: nothing recorded
+    ]
+    for n, (then, code) in enumerate(cases):
+        last = claim_and_finish(api, "c", then)
+        r = api.post("/api/statuses/", last, format="json")
+        assert r.status_code == code, r.content
+        recorded = Status.objects.filter(key="last").update(key=f"last-{n}")
+        assert recorded == (0 if code == 400 else 1)
+        assert code != 201 or r.json()["next"] is None
+    assert Dataset.objects.filter(state="completed").count() == 2
+    assert Dataset.objects.filter(state="running").count() == 2  # the rival's, the 400's
