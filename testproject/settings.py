@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import django
 
@@ -94,12 +95,24 @@ def sqlite_database(name: str | Path) -> dict[str, object]:
     }
 
 
-DATABASES: dict[str, Mapping[str, object]]
-if os.environ.get("DATABASE_URL"):
+def postgres_database(url: str, **kwargs: Any) -> dict[str, Any]:
+    """PostgreSQL at ``url``, its statements prepared on the server after five uses.
+
+    A worker's few statements run thousands of times a minute, and planning one costs
+    PostgreSQL more than running it (15% of a dataset's time). Behind PgBouncer in
+    transaction mode, set ``prepare_threshold`` to None: its connections change hands.
+    """
     import dj_database_url
 
+    database: dict[str, Any] = dict(dj_database_url.parse(url, **kwargs))
+    database["OPTIONS"] = {"server_side_binding": True, "prepare_threshold": 5}
+    return database
+
+
+DATABASES: dict[str, Mapping[str, object]]
+if os.environ.get("DATABASE_URL"):
     DATABASES = {
-        "default": dj_database_url.parse(os.environ["DATABASE_URL"], conn_max_age=CONN_MAX_AGE)
+        "default": postgres_database(os.environ["DATABASE_URL"], conn_max_age=CONN_MAX_AGE)
     }
 else:
     DATABASES = {
