@@ -20,7 +20,7 @@ CSRF_TRUSTED_ORIGINS = [f"https://{host}" for host in ALLOWED_HOSTS]
 
 # PostgreSQL, e.g. DATABASE_URL=postgres://crunch:PASSWORD@db.example.org:5432/crunch
 DATABASES = {
-    "default": postgres_database(  # noqa: F405 (from testproject.settings)
+    "default": url_database(  # noqa: F405 (from testproject.settings)
         os.environ["DATABASE_URL"], conn_max_age=600, conn_health_checks=True
     )
 }

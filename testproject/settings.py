@@ -95,8 +95,8 @@ def sqlite_database(name: str | Path) -> dict[str, object]:
     }
 
 
-def postgres_database(url: str, **kwargs: Any) -> dict[str, Any]:
-    """PostgreSQL at ``url``, its statements prepared on the server after five uses.
+def url_database(url: str, **kwargs: Any) -> dict[str, Any]:
+    """The database at ``url``; on PostgreSQL, statements prepared on the server after five uses.
 
     A worker's few statements run thousands of times a minute, and planning one costs
     PostgreSQL more than running it (15% of a dataset's time). Behind PgBouncer in
@@ -105,15 +105,14 @@ def postgres_database(url: str, **kwargs: Any) -> dict[str, Any]:
     import dj_database_url
 
     database: dict[str, Any] = dict(dj_database_url.parse(url, **kwargs))
-    database["OPTIONS"] = {"server_side_binding": True, "prepare_threshold": 5}
+    if "postgresql" in str(database.get("ENGINE", "")):
+        database["OPTIONS"] = {"server_side_binding": True, "prepare_threshold": 5}
     return database
 
 
 DATABASES: dict[str, Mapping[str, object]]
 if os.environ.get("DATABASE_URL"):
-    DATABASES = {
-        "default": postgres_database(os.environ["DATABASE_URL"], conn_max_age=CONN_MAX_AGE)
-    }
+    DATABASES = {"default": url_database(os.environ["DATABASE_URL"], conn_max_age=CONN_MAX_AGE)}
 else:
     DATABASES = {
         "default": sqlite_database(os.environ.get("CRUNCH_SQLITE", BASE_DIR / "db.sqlite3"))
