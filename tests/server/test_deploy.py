@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import subprocess
@@ -59,6 +60,29 @@ def test_testproject_debug_is_off_unless_asked_for(value: str | None, debug: str
     result = run_python(["-c", code], **env)
 
     assert result.stdout.strip() == debug, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "options"),
+    [
+        ("postgres://crunch@db.example.org:5432/crunch",
+         {"server_side_binding": True, "prepare_threshold": 5}),
+        ("sqlite:////tmp/crunch.sqlite3", {}),
+    ],
+)  # fmt: skip
+def test_a_database_url_prepares_statements_only_on_postgresql(
+    url: str, options: dict[str, object]
+) -> None:
+    code = (
+        "import json, os; os.environ['DATABASE_URL'] = " + repr(url) + "; "
+        "from testproject import settings; "
+        "print(json.dumps(settings.DATABASES['default'].get('OPTIONS', {})))"
+    )
+
+    result = run_python(["-c", code])
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == options
 
 
 @pytest.mark.django_db
