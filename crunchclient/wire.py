@@ -1,7 +1,8 @@
 """The wire contract: what the server sends (a claim, a dataset, a project) as typed objects.
 
-The field names are those of ``crunch.api.serializers`` (``ClaimedDatasetSerializer``,
-``DatasetSerializer``, ``ProjectSerializer``); tests/client/test_wire.py checks them
+The field names are those of the server's serializers (``ClaimedDatasetSerializer`` in
+``crunch.api.run_serializers``, ``DatasetSerializer`` and ``ProjectSerializer`` in
+``crunch.api.serializers``); tests/client/test_wire.py checks them
 against the serializers and parses a claim the server serialized. The client does not
 import the serializers at run time: installing ``crunch`` and DRF as apps would add half
 a second to every command's start. Choices come from ``crunch.choices`` (plain enums).

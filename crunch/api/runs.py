@@ -17,6 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from crunch.access import Action, datasets_where, may_process
+from crunch.api import run_serializers as rs
 from crunch.api import serializers as s
 from crunch.api.permissions import require
 from crunch.api.views import CrunchAPI, claim_with
@@ -35,7 +36,7 @@ class StatusViewSet(
 ):
     """The status history. Posting a status moves the dataset's state."""
 
-    serializer_class = s.StatusSerializer
+    serializer_class = rs.StatusSerializer
 
     def get_queryset(self) -> QuerySet[Status]:
         visible = datasets_where(self.request.user, Action.VIEW)
@@ -72,7 +73,7 @@ class StatusViewSet(
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
     @extend_schema(
-        request=s.StatusSerializer(many=True), responses={201: s.StatusSerializer(many=True)}
+        request=rs.StatusSerializer(many=True), responses={201: rs.StatusSerializer(many=True)}
     )
     @action(detail=False, methods=["post"], pagination_class=None)
     def batch(self, request: Request) -> Response:
@@ -81,7 +82,7 @@ class StatusViewSet(
         Each is recorded as if posted alone, with its own time; the first refused one
         stops the batch and answers its error (those before it stay recorded).
         """
-        serializer = s.StatusSerializer(data=request.data, many=True)
+        serializer = rs.StatusSerializer(data=request.data, many=True)
         serializer.is_valid(raise_exception=True)
         items = [dict(data) for data in serializer.validated_data]
         serializer.instance = self.record_run(items) or [self.record(data)[0] for data in items]
@@ -134,7 +135,7 @@ class StatusViewSet(
             require(user, Action.PROCESS, dataset.project)
             raise
         except Dataset.DoesNotExist:
-            raise ValidationError({"dataset": [s.no_dataset(str(data["dataset"]))]}) from None
+            raise ValidationError({"dataset": [rs.no_dataset(str(data["dataset"]))]}) from None
         except LeaseExpired:
             # Refused claims of private projects look like unknown datasets: no leak.
             lookup = statuses.dataset_lookup(data["dataset"])
@@ -147,7 +148,7 @@ class StatusViewSet(
     ) -> dict[str, Any] | None:
         project = params.get("project") or None
         claim = claim_with(self.request, params, project=project, savepoint=savepoint)
-        return None if claim is None else dict(s.ClaimedDatasetSerializer(claim).data)
+        return None if claim is None else dict(rs.ClaimedDatasetSerializer(claim).data)
 
 
 @extend_schema(parameters=[OpenApiParameter("claim_id", OpenApiTypes.UUID, OpenApiParameter.PATH)])
@@ -156,11 +157,11 @@ class ClaimViewSet(CrunchAPI, viewsets.ViewSet):
 
     lookup_field = "claim_id"
 
-    @extend_schema(request=s.ClaimRequestSerializer, responses={200: s.RenewedSerializer})
+    @extend_schema(request=rs.ClaimRequestSerializer, responses={200: rs.RenewedSerializer})
     @action(detail=True, methods=["post"])
     def renew(self, request: Request, claim_id: str) -> Response:
         """Extend the lease; 409 when the claim is gone (the client must stop)."""
-        params = s.ClaimRequestSerializer(data=request.data)
+        params = rs.ClaimRequestSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         claim = parse_claim_id(claim_id)
         expires = claims.renew_lease(
@@ -168,11 +169,11 @@ class ClaimViewSet(CrunchAPI, viewsets.ViewSet):
         )
         return Response({"id": str(claim), "lease_expires": expires})
 
-    @extend_schema(request=s.ReleaseSerializer, responses={200: s.DatasetSerializer})
+    @extend_schema(request=rs.ReleaseSerializer, responses={200: s.DatasetSerializer})
     @action(detail=True, methods=["post"])
     def release(self, request: Request, claim_id: str) -> Response:
         """Give the dataset back to the queue now, without counting the attempt."""
-        params = s.ReleaseSerializer(data=request.data)
+        params = rs.ReleaseSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         dataset = claims.release(
             parse_claim_id(claim_id), user=request.user, note=params.validated_data["note"]

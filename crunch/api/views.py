@@ -31,6 +31,7 @@ from crunch.access import (
     project_of,
     projects_where,
 )  # fmt: skip
+from crunch.api import run_serializers as rs
 from crunch.api import serializers as s
 from crunch.api.authentication import TokenAuthentication
 from crunch.api.bulk import BulkDatasetsSerializer, RegistrationSerializer
@@ -66,12 +67,12 @@ def default_holder(request: Request) -> str:
 def claim_response(claim: claims.Claim | None) -> Response:
     if claim is None:
         return Response(status=status.HTTP_204_NO_CONTENT)
-    return Response(s.ClaimedDatasetSerializer(claim).data)
+    return Response(rs.ClaimedDatasetSerializer(claim).data)
 
 
 def claim_from_request(request: Request, *, project: str | None) -> Response:
     """Claim the next dataset (of ``project``, a slug) the user may process."""
-    params = s.ClaimRequestSerializer(data=request.data)
+    params = rs.ClaimRequestSerializer(data=request.data)
     params.is_valid(raise_exception=True)
     return claim_response(claim_with(request, dict(params.validated_data), project=project))
 
@@ -127,10 +128,10 @@ class ProjectViewSet(CrunchAPI, viewsets.ModelViewSet[Project]):
         project = serializer.save()
         workflows.record_change(project, previous=previous, user=self.request.user)
 
-    @extend_schema(methods=["GET"], request=None, responses={200: s.PeekSerializer, 204: None})
+    @extend_schema(methods=["GET"], request=None, responses={200: rs.PeekSerializer, 204: None})
     @extend_schema(
-        methods=["POST"], request=s.ClaimRequestSerializer,
-        responses={200: s.ClaimedDatasetSerializer, 204: None},
+        methods=["POST"], request=rs.ClaimRequestSerializer,
+        responses={200: rs.ClaimedDatasetSerializer, 204: None},
     )  # fmt: skip
     @action(detail=True, methods=["get", "post"])
     def next(self, request: Request, slug: str) -> Response:
@@ -220,12 +221,12 @@ class DatasetViewSet(CrunchAPI, viewsets.ModelViewSet[Dataset]):
         serializer.save()
 
     @extend_schema(
-        request=s.ClaimRequestSerializer, responses={200: s.ClaimedDatasetSerializer, 204: None}
+        request=rs.ClaimRequestSerializer, responses={200: rs.ClaimedDatasetSerializer, 204: None}
     )
     @action(detail=True, methods=["post"])
     def claim(self, request: Request, slug: str) -> Response:
         """Claim this dataset for processing; 409 if another client holds it."""
-        params = s.ClaimRequestSerializer(data=request.data)
+        params = rs.ClaimRequestSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         claim = claims.claim_dataset(
             self.get_object(),
@@ -236,11 +237,11 @@ class DatasetViewSet(CrunchAPI, viewsets.ModelViewSet[Dataset]):
         )
         return claim_response(claim)
 
-    @extend_schema(responses={200: s.ExplanationSerializer})
+    @extend_schema(responses={200: rs.ExplanationSerializer})
     @action(detail=True, methods=["get"])
     def why(self, request: Request, slug: str) -> Response:
         """What holds this dataset where it is, and the command that would move it."""
-        return Response(s.ExplanationSerializer(explain(self.get_object())).data)
+        return Response(rs.ExplanationSerializer(explain(self.get_object())).data)
 
     @extend_schema(request=None)
     @action(detail=True, methods=["post"])
@@ -318,11 +319,11 @@ class NextView(CrunchAPI, APIView):
     """``POST api/next/`` claims the next pending dataset of any project; GET only peeks."""
 
     @extend_schema(
-        request=s.ClaimRequestSerializer, responses={200: s.ClaimedDatasetSerializer, 204: None}
+        request=rs.ClaimRequestSerializer, responses={200: rs.ClaimedDatasetSerializer, 204: None}
     )
     def post(self, request: Request) -> Response:
         return claim_from_request(request, project=None)
 
-    @extend_schema(responses={200: s.PeekSerializer, 204: None})
+    @extend_schema(responses={200: rs.PeekSerializer, 204: None})
     def get(self, request: Request) -> Response:
         return peek(datasets_where(request.user, Action.VIEW))

@@ -9,12 +9,8 @@ import uuid
 import pytest
 from rest_framework.utils.encoders import JSONEncoder
 
-from crunch.api.serializers import (
-    ClaimedDatasetSerializer,
-    ClaimSerializer,
-    DatasetSerializer,
-    ProjectSerializer,
-)
+from crunch.api.run_serializers import ClaimedDatasetSerializer, ClaimSerializer
+from crunch.api.serializers import DatasetSerializer, ProjectSerializer
 from crunch.choices import DatasetState, WorkflowKind
 from crunch.services import claim_next
 from crunchclient import Claim, DatasetInfo, ProjectInfo

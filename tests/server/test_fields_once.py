@@ -10,6 +10,7 @@ import pytest
 from django.utils import timezone
 from rest_framework import serializers
 
+from crunch.api import run_serializers as rs
 from crunch.api import serializers as s
 from crunch.api.fields_once import FieldsOnce, plan_for
 from crunch.choices import DatasetState, Stage, State
@@ -19,7 +20,7 @@ from tests.factories import make_dataset, make_project, make_user
 
 pytestmark = pytest.mark.django_db
 
-SHOWN = [s.DatasetSerializer, s.ProjectSerializer, s.StatusSerializer, s.StartSerializer]
+SHOWN = [s.DatasetSerializer, s.ProjectSerializer, rs.StatusSerializer, rs.StartSerializer]
 
 
 def drf_shows(cls: type[FieldsOnce], instance: Any) -> dict[str, Any]:
@@ -78,14 +79,14 @@ def test_statuses_datasets_and_projects_are_shown_as_drf_shows_them():
     ]
     for status in statuses:
         status.refresh_from_db()
-        for cls in (s.StatusSerializer, s.StartSerializer):
+        for cls in (rs.StatusSerializer, rs.StartSerializer):
             assert cls(status).data == drf_shows(cls, status)
     for row in (dataset, done):
         row.refresh_from_db()
         assert s.DatasetSerializer(row).data == drf_shows(s.DatasetSerializer, row)
     assert s.ProjectSerializer(project).data == drf_shows(s.ProjectSerializer, project)
-    many = s.StatusSerializer(statuses, many=True).data
-    assert many == [drf_shows(s.StatusSerializer, status) for status in statuses]
+    many = rs.StatusSerializer(statuses, many=True).data
+    assert many == [drf_shows(rs.StatusSerializer, status) for status in statuses]
 
 
 STATUS_BODIES = [
@@ -105,7 +106,7 @@ STATUS_BODIES = [
 
 @pytest.mark.parametrize("body", STATUS_BODIES, ids=range(len(STATUS_BODIES)))
 def test_a_status_body_is_validated_as_drf_validates_it(body):
-    assert ours_validates(s.StatusSerializer, body) == drf_validates(s.StatusSerializer, body)
+    assert ours_validates(rs.StatusSerializer, body) == drf_validates(rs.StatusSerializer, body)
 
 
 def test_a_project_body_gets_its_defaults_as_drf_gives_them():
@@ -127,6 +128,6 @@ def test_a_claim_is_shown_as_drf_shows_it(start):
     make_dataset(project, name="Next")
     claim = claims.claim_next(holder="node-1", project=project, lease_seconds=60, start=start)
     assert claim is not None
-    generic = serializers.Serializer.to_representation(s.ClaimedDatasetSerializer(), claim)
-    assert s.ClaimedDatasetSerializer(claim).data == generic
+    generic = serializers.Serializer.to_representation(rs.ClaimedDatasetSerializer(), claim)
+    assert rs.ClaimedDatasetSerializer(claim).data == generic
     assert generic["started"] is (start is not None)

@@ -1,0 +1,212 @@
+"""The shapes of a worker's calls: statuses, claims and what a claim answers.
+
+The projects, datasets and items they show are crunch.api.serializers'.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from crunch.api.fields_once import FieldsOnce
+from crunch.api.serializers import INT64, DatasetSerializer, ProjectSerializer
+from crunch.choices import Stage, State
+from crunch.models import Status
+from crunch.services.statuses import DIAGNOSTIC_FIELDS
+
+
+@extend_schema_field(OpenApiTypes.INT)
+class ChoiceByNumberOrName(serializers.Field[int, Any, int, Any]):
+    """Accept a stage or state as its number (1-3, as django-crunch 0.1 sends) or its name."""
+
+    plain_representation = True  # see crunch.api.fields_once.PLAIN
+
+    def __init__(self, choices: type[Stage] | type[State], **kwargs: Any) -> None:
+        self.choice_enum = choices
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> int:
+        text = str(data).strip()
+        for choice in self.choice_enum:
+            if text == str(choice.value) or text.lower() == choice.label.lower():
+                return int(choice.value)
+        names = ", ".join(f"{c.value} ({c.label})" for c in self.choice_enum)
+        raise serializers.ValidationError(f"{data!r} is not one of {names}.")
+
+    def to_representation(self, value: int) -> int:
+        return int(value)
+
+
+@extend_schema_field({"oneOf": [{"type": "integer"}, {"type": "string"}]})
+class DatasetByIdOrSlug(serializers.Field[Any, Any, int, Any]):
+    """A dataset's id (an int) or slug (a str), checked for form only.
+
+    The status service looks the row up itself, in the query that locks it.
+    """
+
+    plain_representation = True
+
+    def to_internal_value(self, data: Any) -> int | str:
+        text = str(data)
+        if "\x00" in text:
+            raise serializers.ValidationError("A dataset's id or slug holds no NUL character.")
+        # ASCII digits only: '١' and '²' pass str.isdigit() but are no id.
+        if text.isascii() and text.isdigit():
+            if int(text) > INT64[1]:
+                raise serializers.ValidationError(no_dataset(text))
+            return int(text)
+        if len(text) > 1023:
+            raise serializers.ValidationError(no_dataset(text[:40] + "..."))
+        return text
+
+    def to_representation(self, value: Any) -> int:
+        return int(value.pk)
+
+
+class LabelOf(serializers.CharField):
+    """A stage's or state's name, read from its number (``get_stage_display`` as a source
+    would have DRF inspect the method's signature on every status it shows)."""
+
+    plain_representation = True
+
+    def __init__(self, choices: type[Stage] | type[State], **kwargs: Any) -> None:
+        self.choice_enum = choices
+        super().__init__(read_only=True, **kwargs)
+
+    def to_representation(self, value: Any) -> str:
+        return str(self.choice_enum(value).label)
+
+
+def no_dataset(text: str) -> str:
+    return f"No dataset has the id or slug {text!r}."
+
+
+class StartSerializer(FieldsOnce, serializers.ModelSerializer[Status]):
+    """The diagnostics of a run's Setup Start, recorded with its claim."""
+
+    class Meta:
+        model = Status
+        fields = list(DIAGNOSTIC_FIELDS)
+        extra_kwargs = {name: {"required": False} for name in DIAGNOSTIC_FIELDS}
+
+
+class ClaimRequestSerializer(serializers.Serializer[Any]):
+    holder = serializers.CharField(
+        max_length=255, required=False, allow_blank=True,
+        help_text="Who claims: shown on the pages (e.g. user@host pid 123).",
+    )  # fmt: skip
+    lease_seconds = serializers.IntegerField(
+        min_value=5, max_value=7 * 24 * 3600, required=False,
+        help_text="How long the claim lives without a heartbeat.",
+    )  # fmt: skip
+    key = serializers.CharField(
+        max_length=64, required=False, allow_blank=True,
+        help_text="Any unique string; a request retried with the same key gets the same claim.",
+    )  # fmt: skip
+    start = StartSerializer(
+        required=False,
+        help_text="Record the run's Setup Start with the claim (one call less per dataset), "
+        "with these diagnostics; the answer's 'started' says it was.",
+    )  # fmt: skip
+
+
+class NextClaimSerializer(ClaimRequestSerializer):
+    project = serializers.CharField(
+        max_length=1023, required=False, allow_blank=True,
+        help_text="Claim from this project only (its slug).",
+    )  # fmt: skip
+
+
+class StatusSerializer(FieldsOnce, serializers.ModelSerializer[Status]):
+    dataset = DatasetByIdOrSlug(help_text="The dataset's id (as django-crunch 0.1 sends) or slug.")
+    stage = ChoiceByNumberOrName(Stage)
+    state = ChoiceByNumberOrName(State)
+    claim = serializers.UUIDField(
+        source="claim_id", required=False, allow_null=True, write_only=True,
+        help_text="The claim this status reports on; never shown (only its holder knows it).",
+    )  # fmt: skip
+    key = serializers.CharField(
+        max_length=64, required=False, allow_blank=True, allow_null=True,
+        help_text="Any unique string; a post retried with the same key is recorded once.",
+    )  # fmt: skip
+    workflow_sha256 = serializers.RegexField(
+        r"^[0-9a-f]{64}\Z", required=False, allow_blank=True,
+        error_messages={"invalid": "Give the SHA-256 as 64 lowercase hexadecimal digits."},
+        help_text="SHA-256 of the workflow the client ran (sent with Workflow Start).",
+    )  # fmt: skip
+    next = NextClaimSerializer(
+        write_only=True, required=False,
+        help_text="With an Upload Success: claim the next dataset in the same call; the "
+        "answer's 'next' holds the claim (null when none is left).",
+    )  # fmt: skip
+    dataset_slug = serializers.CharField(source="dataset.slug", read_only=True)
+    dataset_state = serializers.CharField(
+        source="dataset.state", read_only=True,
+        help_text="The dataset's state after this status ('pending' after a Fail: retried).",
+    )  # fmt: skip
+    stage_name = LabelOf(Stage, source="stage")
+    state_name = LabelOf(State, source="state")
+
+    class Meta:
+        model = Status
+        fields = [
+            "id", "dataset", "dataset_slug", "dataset_state", "stage", "stage_name", "state",
+            "state_name", "note", "claim", "key", "workflow_sha256", "next", "created",
+            *DIAGNOSTIC_FIELDS,
+        ]  # fmt: skip
+        read_only_fields = ["created"]
+        extra_kwargs = {name: {"required": False} for name in DIAGNOSTIC_FIELDS}
+
+
+class RenewedSerializer(serializers.Serializer[Any]):
+    id = serializers.UUIDField()
+    lease_expires = serializers.DateTimeField()
+
+
+class ClaimSerializer(serializers.Serializer[Any]):
+    id = serializers.UUIDField()
+    holder = serializers.CharField()
+    lease_expires = serializers.DateTimeField()
+
+
+class ClaimedDatasetSerializer(serializers.Serializer[Any]):
+    """What a claim returns: the claim, the dataset, and its project with the workflow."""
+
+    claim = serializers.SerializerMethodField()
+    started = serializers.BooleanField(help_text="Whether the Setup Start was recorded too.")
+    dataset = DatasetSerializer()
+    project = ProjectSerializer(source="dataset.project")
+
+    def get_claim(self, claim: Any) -> dict[str, Any]:
+        return dict(ClaimSerializer(claim).data)
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        # What the fields above give, without copying the nested serializers per claim.
+        dataset = instance.dataset
+        return {
+            "claim": self.get_claim(instance),
+            "started": bool(instance.started),
+            "dataset": DatasetSerializer(dataset).data,
+            "project": ProjectSerializer(dataset.project).data,
+        }
+
+
+class PeekSerializer(serializers.Serializer[Any]):
+    """django-crunch 0.1's answer to ``GET next/``: slugs only, nothing claimed."""
+
+    project = serializers.CharField()
+    dataset = serializers.CharField()
+
+
+class ReleaseSerializer(serializers.Serializer[Any]):
+    note = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class ExplanationSerializer(serializers.Serializer[Any]):
+    dataset = serializers.CharField()
+    state = serializers.CharField()
+    reason = serializers.CharField()
+    command = serializers.CharField()
