@@ -11,7 +11,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from crunch.api.fields_once import FieldsOnce
+from crunch.api.fields_once import DeclaredOnce, FieldsOnce
 from crunch.api.serializers import INT64, DatasetSerializer, ProjectSerializer
 from crunch.choices import Stage, State
 from crunch.models import Status
@@ -93,7 +93,7 @@ class StartSerializer(FieldsOnce, serializers.ModelSerializer[Status]):
         extra_kwargs = {name: {"required": False} for name in DIAGNOSTIC_FIELDS}
 
 
-class ClaimRequestSerializer(serializers.Serializer[Any]):
+class ClaimRequestSerializer(DeclaredOnce, serializers.Serializer[Any]):
     holder = serializers.CharField(
         max_length=255, required=False, allow_blank=True,
         help_text="Who claims: shown on the pages (e.g. user@host pid 123).",
@@ -161,12 +161,12 @@ class StatusSerializer(FieldsOnce, serializers.ModelSerializer[Status]):
         extra_kwargs = {name: {"required": False} for name in DIAGNOSTIC_FIELDS}
 
 
-class RenewedSerializer(serializers.Serializer[Any]):
+class RenewedSerializer(DeclaredOnce, serializers.Serializer[Any]):
     id = serializers.UUIDField()
     lease_expires = serializers.DateTimeField()
 
 
-class ClaimSerializer(serializers.Serializer[Any]):
+class ClaimSerializer(DeclaredOnce, serializers.Serializer[Any]):
     id = serializers.UUIDField()
     holder = serializers.CharField()
     lease_expires = serializers.DateTimeField()

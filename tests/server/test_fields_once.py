@@ -131,3 +131,34 @@ def test_a_claim_is_shown_as_drf_shows_it(start):
     generic = serializers.Serializer.to_representation(rs.ClaimedDatasetSerializer(), claim)
     assert rs.ClaimedDatasetSerializer(claim).data == generic
     assert generic["started"] is (start is not None)
+
+
+CLAIM_BODIES = [
+    {"holder": "h", "lease_seconds": 60, "key": "k", "start": {"hostname": "h"}, "project": "p"},
+    {"lease_seconds": 1, "start": []},
+    {"key": "k" * 65, "holder": None, "start": {"memory_total": "lots"}},
+    {},
+    "text",
+]
+
+
+@pytest.mark.parametrize("body", CLAIM_BODIES, ids=range(len(CLAIM_BODIES)))
+def test_a_claim_request_is_validated_as_drf_validates_it(body):
+    ours = rs.NextClaimSerializer(data=body)
+    drf = rs.NextClaimSerializer(data=body)
+    drf.get_fields = lambda: serializers.Serializer.get_fields(drf)  # type: ignore[method-assign]
+    assert ours.is_valid() == drf.is_valid()
+    assert ours.errors == drf.errors
+    if not ours.errors:
+        assert ours.validated_data == drf.validated_data
+
+
+def test_a_claim_and_its_renewal_are_shown_as_drf_shows_them():
+    project = make_project(name="Renewed")
+    make_dataset(project, name="Held")
+    claim = claims.claim_next(holder="node-1", project=project, lease_seconds=60)
+    assert claim is not None
+    for cls in (rs.ClaimSerializer, rs.RenewedSerializer):
+        generic = cls()
+        generic.get_fields = lambda g=generic: serializers.Serializer.get_fields(g)  # type: ignore[method-assign]
+        assert cls(claim).data == generic.to_representation(claim)
