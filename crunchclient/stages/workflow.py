@@ -7,17 +7,14 @@ client's secrets, and its output is kept with those secrets masked.
 
 from __future__ import annotations
 
-import codecs
 import hashlib
 import logging
 import os
-import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Mapping
-from typing import IO, Any
+from typing import Any
 
 from crunch.choices import Stage as StageNumber
 from crunchclient import transfer
@@ -25,7 +22,8 @@ from crunchclient.config import ClientConfig
 from crunchclient.exceptions import ClientError
 from crunchclient.outputs import OutputHashes
 from crunchclient.records import RECORDS, WORKFLOW_LOG, is_record
-from crunchclient.shutdown import OWN_GROUP, kill_group
+from crunchclient.relay import Stream, relay_until_exit
+from crunchclient.shutdown import OWN_GROUP
 from crunchclient.stages.base import NOTE_BYTES, Stage, tail_bytes
 from crunchclient.stages.setup import workflow_file, workflow_kind
 
@@ -33,13 +31,10 @@ logger = logging.getLogger(__name__)
 
 TAIL_LINES = 20  # lines of stderr kept for the Fail note
 TAIL_BYTES = NOTE_BYTES - 256  # the most of them the note holds, beside its first line
-CHUNK = 64 * 1024  # bytes of output relayed at once: a line without end is not held whole
 MASK_MIN = 8  # secrets this long or longer are masked in the output; shorter ones would
 # mask ordinary words (the environment loses them all, whatever their length)
 HIDDEN = ("CRUNCH_TOKEN",)
 HIDDEN_PREFIXES = ("AWS_",)
-POLL = 0.1  # seconds between checks of the stop flags while the workflow runs
-GRACE = 5.0  # seconds a terminated workflow gets before it is killed
 
 
 class WorkflowExited(ClientError):
@@ -165,7 +160,8 @@ class WorkflowStage(Stage):
 
     def execute(self, command: list[str], env: dict[str, str], tail: Tail) -> int:
         """Run the workflow, relaying its output to the screen and the log (and the last
-        lines of stderr to tail); return its exit code."""
+        lines of stderr to tail); stop it when a signal arrives or the claim is lost.
+        Its exit code."""
         context = self.context
         with open(context.records / WORKFLOW_LOG, "ab") as log:
             process = subprocess.Popen(
@@ -173,61 +169,16 @@ class WorkflowStage(Stage):
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, **OWN_GROUP,
             )  # fmt: skip
             context.shutdown.child = process
-            lock = threading.Lock()
             mask = Masker(context.config.secrets)
-            streams = ((process.stdout, sys.stdout, None), (process.stderr, sys.stderr, tail))
-            readers = [
-                threading.Thread(
-                    target=relay, args=(source, screen, log, lock, keep, mask), daemon=True
-                )
-                for source, screen, keep in streams
-            ]  # fmt: skip
-            for reader in readers:
-                reader.start()
+            assert process.stdout is not None and process.stderr is not None
+            streams = {
+                process.stdout: Stream(sys.stdout, log, mask, None),
+                process.stderr: Stream(sys.stderr, log, mask, tail),
+            }
             try:
-                return self.wait(process)
+                return relay_until_exit(
+                    process, streams, slug=context.slug,
+                    stopping=lambda: context.shutdown.requested or context.lost.is_set(),
+                )  # fmt: skip
             finally:
                 context.shutdown.child = None
-                for reader in readers:
-                    reader.join(timeout=GRACE)
-
-    def wait(self, process: subprocess.Popen[bytes]) -> int:
-        """Wait for the workflow; stop it when a signal arrives or the claim is lost."""
-        context = self.context
-        while True:
-            try:
-                return process.wait(timeout=POLL)
-            except subprocess.TimeoutExpired:
-                pass
-            if context.shutdown.requested or context.lost.is_set():
-                logger.warning("%s: stopping the workflow (pid %s)", context.slug, process.pid)
-                kill_group(process, signal.SIGTERM)
-                try:
-                    return process.wait(timeout=GRACE)
-                except subprocess.TimeoutExpired:
-                    kill_group(process, signal.SIGKILL)
-                    return process.wait()
-
-
-def relay(
-    source: IO[bytes] | None, screen: IO[str], log: IO[bytes], lock: threading.Lock,
-    tail: Tail | None, mask: Masker,
-) -> None:  # fmt: skip
-    """Copy a stream to the screen (live) and the log, masking secrets; keep the stderr
-    tail. Reads lines, a long line in chunks: a 3 MB line costs no more than 64 KiB."""
-    if source is None:
-        return
-    decoder = codecs.getincrementaldecoder("utf-8")("replace")
-    for line in iter(lambda: source.readline(CHUNK), b""):
-        line = mask(line)
-        with lock:
-            log.write(line)
-            log.flush()
-        try:
-            screen.write(decoder.decode(line))
-            screen.flush()
-        except (OSError, ValueError):
-            pass
-        if tail is not None:
-            tail.add(line)
-    source.close()
