@@ -14,6 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Collection
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from crunchclient.exceptions import Interrupted
@@ -31,6 +32,10 @@ logger = logging.getLogger(__name__)
 
 SETTLE = 1.0  # seconds a file must stay unchanged before it is hashed
 SCAN_SHARE = 0.05  # at most this share of the watching thread's time goes to scanning
+
+WATCHERS = ThreadPoolExecutor(8, thread_name_prefix="crunch-outputs")
+"""The threads that watch, started once and kept: one serves dataset after dataset of a
+loop (more only for workers that run at once in one process)."""
 
 
 class OutputHashes:
@@ -57,17 +62,17 @@ class OutputHashes:
         self._digests: Digests = {}
         self._lock = threading.Lock()
         self._stop = Stopper()
-        self._thread = threading.Thread(target=self._watch, daemon=True, name="crunch-outputs")
+        self._watching: Future[None] | None = None
 
     def start(self) -> OutputHashes:
-        self._thread.start()
+        self._watching = WATCHERS.submit(self._watch)
         return self
 
     def stop(self) -> None:
         """Stop watching; a file half hashed is dropped, and Upload hashes it."""
         self._stop.stopped.set()
-        if self._thread.is_alive():
-            self._thread.join()
+        if self._watching is not None:
+            self._watching.result()
 
     def digests(self) -> Digests:
         with self._lock:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -135,3 +136,17 @@ def test_upload_copies_files_hashed_meanwhile_without_reading_them(
     assert result.files == 3
     assert stored_names(storage) == sorted(real)
     assert storage.open(f"{PREFIX}/unchanged.bin").read() == (work / "unchanged.bin").read_bytes()
+
+
+def test_one_thread_watches_dataset_after_dataset(tmp_path: Path) -> None:
+    names = []
+    for number in range(3):
+        work = tmp_path / f"d{number}"
+        work.mkdir()
+        outputs = OutputHashes(work, exclude=is_record, settle=SETTLE).start()
+        (work / "result.txt").write_text(f"dataset {number}")
+        wait_for(outputs, "result.txt")
+        names.append({t.name for t in threading.enumerate() if t.name.startswith("crunch-outputs")})
+        outputs.stop()
+
+    assert names[0] and names[0] == names[1] == names[2]  # no thread more per dataset
