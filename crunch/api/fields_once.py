@@ -99,6 +99,7 @@ class FieldsOnce(serializers.ModelSerializer[Any]):
     @property
     def _writable_fields(self) -> list[Field[Any, Any, Any, Any]]:
         present = self._present
+        # Not a JSON object, or the fields are bound already (``fields`` was read): DRF's way.
         if present is None or "fields" in self.__dict__:
             return [field for field in self.fields.values() if not field.read_only]
         # An absent optional field without a default would raise SkipField: not asked, and

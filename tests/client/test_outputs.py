@@ -139,14 +139,14 @@ def test_upload_copies_files_hashed_meanwhile_without_reading_them(
 
 
 def test_one_thread_watches_dataset_after_dataset(tmp_path: Path) -> None:
-    names = []
+    watching = []  # the threads alive while each dataset is watched (objects, not names)
     for number in range(3):
         work = tmp_path / f"d{number}"
         work.mkdir()
         outputs = OutputHashes(work, exclude=is_record, settle=SETTLE).start()
         (work / "result.txt").write_text(f"dataset {number}")
         wait_for(outputs, "result.txt")
-        names.append({t.name for t in threading.enumerate() if t.name.startswith("crunch-outputs")})
+        watching.append({t for t in threading.enumerate() if t.name.startswith("crunch-outputs")})
         outputs.stop()
 
-    assert names[0] and names[0] == names[1] == names[2]  # no thread more per dataset
+    assert watching[0] and watching[0] == watching[1] == watching[2]  # none more per dataset
