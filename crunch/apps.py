@@ -10,3 +10,6 @@ class CrunchConfig(AppConfig):
 
     def ready(self) -> None:
         from crunch import checks  # noqa: F401  (registers system checks)
+        from crunch.services import removal
+
+        removal.connect()

@@ -27,6 +27,9 @@ class CrunchSettings:
     PAGE_REFRESH_SECONDS: int = 5
     """Seconds between refreshes of an open page's figures."""
 
+    DELETE_STORED_FILES: bool = True
+    """Deleting a dataset (or its project) deletes its folder in storage once committed."""
+
     def __getattribute__(self, name: str) -> Any:
         if name.isupper():
             return getattr(settings, f"CRUNCH_{name}", object.__getattribute__(self, name))
