@@ -15,7 +15,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 install: $(VENV)/.installed
 
 test: install
-	$(BIN)/python manage.py makemigrations --check --dry-run
+	CRUNCH_SQLITE=:memory: $(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/pytest
 
 test-postgres: install
