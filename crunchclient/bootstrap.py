@@ -33,6 +33,12 @@ SECRET_NAME = re.compile(r"key|secret|passw|token|credential|connection_string",
 
 STORAGE_KEYS = ("BACKEND", "OPTIONS")
 
+STORAGE_SETTINGS = ("STORAGES", "DEFAULT_FILE_STORAGE")
+"""The top-level keys that name the storage: a file needs one of them."""
+
+BACKEND_PREFIXES = ("AWS_", "GS_", "GOOGLE_", "AZURE_", "SFTP_", "FTP_", "DROPBOX_", "CRUNCH_")
+"""django-storages backends read their defaults from top-level settings with these names."""
+
 FILE_SYSTEM_TYPES: dict[str, type] = {
     "location": str, "base_url": str, "file_permissions_mode": int,
     "directory_permissions_mode": int, "allow_overwrite": bool,
@@ -81,8 +87,46 @@ def read_settings_file(path: Path) -> dict[str, Any]:
                 f"Storage settings file {str(path)!r} has the key {key!r}; Django settings "
                 f"are upper case: rename it {key.upper()!r}."
             )
+    check_top_level(values, path)
     check_storages(values, path)
     return values
+
+
+def known_settings() -> list[str]:
+    """Every top-level name a settings file may hold: Django's own and the storages'."""
+    from django.conf import global_settings
+
+    names = {name for name in dir(global_settings) if name.isupper()}
+    return sorted(names | {*STORAGE_SETTINGS, "STATICFILES_STORAGE"})
+
+
+def check_top_level(values: dict[str, Any], path: Path) -> None:
+    """Refuse a file whose storage would silently be the current folder.
+
+    A misspelled table (``[STORAGE.default]``) or an empty file used to fall back to
+    FileSystemStorage in the current folder: every dataset then failed as "missing".
+    """
+    where = f"Storage settings file {str(path)!r}"
+    known = known_settings()
+    for key in values:
+        if key in known or key.startswith(BACKEND_PREFIXES):
+            continue
+        close = difflib.get_close_matches(key, list(STORAGE_SETTINGS), n=1, cutoff=0.6)
+        close = close or difflib.get_close_matches(key, known, n=1, cutoff=0.8)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigurationError(
+            f"{where} has the unknown setting {key!r}{hint}: remove it or fix its name."
+        )
+    storages = values.get("STORAGES")
+    if "DEFAULT_FILE_STORAGE" in values or (isinstance(storages, dict) and "default" in storages):
+        return
+    if storages is not None and not isinstance(storages, dict):
+        return  # check_storages says what is wrong with it
+    raise ConfigurationError(
+        f"{where} names no storage: add a [STORAGES.default] table with its BACKEND "
+        '(e.g. BACKEND = "django.core.files.storage.FileSystemStorage" and '
+        'OPTIONS = { location = "/data/media" }).'
+    )
 
 
 def kind(value: object) -> str:

@@ -31,7 +31,8 @@ class LoopSummary:
     """What a loop did: the numbers its last line prints.
 
     ``failed`` counts datasets that ended failed; a run that failed while attempts remain
-    is ``retried`` (the dataset went back to the queue) and does not fail the loop.
+    is ``retried`` (the dataset went back to the queue). Either makes the loop exit 10: a
+    failure the loop produced is never hidden behind a retry still to come.
     """
 
     processed: int
@@ -43,7 +44,7 @@ class LoopSummary:
 
     def summary(self) -> str:
         completed = self.processed - self.failed - self.retried
-        retried = f", {self.retried} to be retried" if self.retried else ""
+        retried = f", {self.retried} waiting to retry" if self.retried else ""
         return (
             f"Processed {self.processed} dataset(s): {completed} completed, "
             f"{self.failed} failed{retried}, in {self.seconds:.1f}s ({self.reason})."

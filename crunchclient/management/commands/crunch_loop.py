@@ -32,9 +32,10 @@ class Command(ClientCommand):
                 f"Stopped by a signal after {summary.processed} dataset(s).",
                 returncode=Interrupted.exit_code,
             )
-        if summary.failed:
+        if summary.failed or summary.retried:
+            waiting = f" ({summary.retried} waiting to retry)" if summary.retried else ""
             raise CommandError(
-                f"{summary.failed} of {summary.processed} dataset(s) failed: "
-                "see their notes on the server.",
+                f"{summary.failed + summary.retried} of {summary.processed} dataset(s) "
+                f"failed{waiting}: see their notes with 'crunch why DATASET'.",
                 returncode=StageFailed.exit_code,
             )

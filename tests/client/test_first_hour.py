@@ -1,0 +1,82 @@
+"""Issue 23: a newcomer's mistakes are caught before anything is claimed or spent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from crunch.models import Dataset, Status
+from tests.clientkit import Crunch, error_line
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def pending(crunch: Crunch) -> list[str]:
+    project = crunch.project("Words", "echo ok > ok.txt\n")
+    return [crunch.dataset(project["slug"], f"d{i}", {"in.txt": "x"})["slug"] for i in range(3)]
+
+
+def nothing_claimed() -> None:
+    assert set(Dataset.objects.values_list("state", "attempts")) == {("pending", 0)}
+    assert not Status.objects.exists()
+
+
+FS = 'BACKEND = "django.core.files.storage.FileSystemStorage"'
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (f"[STORAGE.default]\n{FS}\n", "has the unknown setting 'STORAGE' (did you mean 'STORAGES'?): remove it or fix its name."),  # noqa: E501
+        (f"[STORAGES.defualt]\n{FS}\n", "names no storage: add a [STORAGES.default] table with its BACKEND (e.g. BACKEND = \"django.core.files.storage.FileSystemStorage\" and OPTIONS = { location = \"/data/media\" })."),  # noqa: E501
+        ("", "names no storage: add a [STORAGES.default] table with its BACKEND (e.g. BACKEND = \"django.core.files.storage.FileSystemStorage\" and OPTIONS = { location = \"/data/media\" })."),  # noqa: E501
+        ('MEDIA_RROT = "/data"\n', "has the unknown setting 'MEDIA_RROT' (did you mean 'MEDIA_ROOT'?): remove it or fix its name."),  # noqa: E501
+    ],
+    ids=["misspelled-table", "no-default", "empty-file", "misspelled-setting"],
+)  # fmt: skip
+def test_a_settings_file_without_a_usable_storage_is_refused_before_claiming(
+    crunch: Crunch, pending: list[str], tmp_path: Path, text: str, message: str
+) -> None:
+    path = tmp_path / "storage.toml"
+    path.write_text(text)
+
+    result = crunch.run("loop", "--storage-settings", str(path))
+
+    assert (result.returncode, error_line(result)) == (
+        2,
+        f"CommandError: Storage settings file {str(path)!r} {message}",
+    )
+    nothing_claimed()
+
+
+def test_aws_and_legacy_settings_are_known(crunch: Crunch, tmp_path: Path) -> None:
+    from crunchclient.bootstrap import read_settings_file
+
+    path = tmp_path / "legacy.toml"
+    path.write_text(
+        'DEFAULT_FILE_STORAGE = "storages.backends.s3.S3Storage"\n'
+        'AWS_STORAGE_BUCKET_NAME = "b"\nMEDIA_ROOT = "/data"\n'
+    )
+    assert read_settings_file(path)["AWS_STORAGE_BUCKET_NAME"] == "b"
+
+
+def test_a_loop_that_failed_a_dataset_exits_10_though_it_will_be_retried(
+    crunch: Crunch,
+) -> None:
+    project = crunch.project("Picky", "grep -q good in.txt\n", retry_delay=60)
+    for name, text in (("a", "good"), ("b", "bad"), ("c", "good")):
+        crunch.dataset(project["slug"], name, {"in.txt": text})
+
+    result = crunch.run("loop", "--project", "picky")
+
+    assert (result.returncode, error_line(result)) == (
+        10,
+        "CommandError: 1 of 3 dataset(s) failed (1 waiting to retry): "
+        "see their notes with 'crunch why DATASET'.",
+    )
+    assert "Processed 3 dataset(s): 2 completed, 0 failed, 1 waiting to retry" in (
+        result.stdout + result.stderr
+    )
+    assert Dataset.objects.get(slug="picky:b").state == "pending"
