@@ -72,7 +72,9 @@ class ClaimLost(
 
 
 class StageFailed(
-    ClientError, exit_code=10, meaning="a dataset failed (for loop: at least one did, retried or not)"
+    ClientError,
+    exit_code=10,
+    meaning="a dataset failed (for loop: at least one did, retried or not)",
 ):
     """A stage reported Fail; the dataset was not completed."""
 
