@@ -89,7 +89,11 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "stats": stats,
         "states": DatasetState,
         # Counts already say when there is nothing to list: skip those queries.
-        "failures": pages.failure_groups(project) if stats.counts.get(DatasetState.FAILED) else [],
+        "failures": (
+            pages.failure_groups(project)
+            if stats.counts.get(DatasetState.FAILED) or stats.retrying
+            else []
+        ),
         "clients": pages.active_clients(project) if stats.counts.get(DatasetState.RUNNING) else [],
         "table": table,
         "state": state,

@@ -53,6 +53,17 @@ def explain(dataset: Dataset) -> Explanation:
     if dataset.state == DatasetState.COMPLETED:
         reason = f"Completed at {_when(dataset.finished)} after {attempts}."
         command = f"crunch download {slug}"
+    elif (
+        dataset.state == DatasetState.RUNNING
+        and dataset.lease_expires
+        and (dataset.lease_expires < now)
+    ):
+        reason = (
+            f"Its lease expired at {_when(dataset.lease_expires)}: the client that claimed it "
+            f"({dataset.claim_holder}) stopped renewing it (killed, or cut off). It returns to "
+            "the queue at the next claim, or at once when released."
+        )
+        command = f"crunch release {slug}"
     elif dataset.state == DatasetState.RUNNING:
         host = (
             Status.objects.filter(dataset=dataset).exclude(hostname="")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth.models import AnonymousUser
-from django.db.models import Count, F, OuterRef, QuerySet, Subquery, Window
+from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Window
 from django.db.models.functions import RowNumber
 
 from crunch.access import Action, datasets_where, projects_where
@@ -66,6 +66,7 @@ class FailureGroup:
     note: str
     count: int
     examples: list[Dataset]
+    retrying: int = 0  # of ``count``, the datasets that wait for another attempt
 
     @property
     def headline(self) -> str:
@@ -81,10 +82,16 @@ class FailureGroup:
 def failure_groups(project: Project, *, limit: int = FAILURE_GROUPS) -> list[FailureGroup]:
     """Failed datasets grouped by note, largest group first, with a few examples each.
 
-    Two queries: the grouped counts, then the examples of every group at once.
+    A dataset that failed and waits for a retry is counted too (as ``retrying``): a
+    failure is seen while its retries remain. Two queries: the grouped counts, then the
+    examples of every group at once.
     """
-    failed = Dataset.objects.filter(project=project, state=DatasetState.FAILED).order_by()
-    rows = list(failed.values("note").annotate(n=Count("id")).order_by("-n", "note")[:limit])
+    retrying = Q(state=DatasetState.PENDING, not_before__isnull=False)
+    failed = Dataset.objects.filter(
+        Q(state=DatasetState.FAILED) | retrying, project=project
+    ).order_by()
+    counted = failed.values("note").annotate(n=Count("id"), retrying=Count("id", filter=retrying))
+    rows = list(counted.order_by("-n", "note")[:limit])
     if not rows:
         return []
     notes = [row["note"] for row in rows]
@@ -98,7 +105,12 @@ def failure_groups(project: Project, *, limit: int = FAILURE_GROUPS) -> list[Fai
     for dataset in ranked:
         examples[dataset.note].append(dataset)
     return [
-        FailureGroup(note=row["note"], count=row["n"], examples=examples[row["note"]])
+        FailureGroup(
+            note=row["note"],
+            count=row["n"],
+            examples=examples[row["note"]],
+            retrying=row["retrying"],
+        )  # fmt: skip
         for row in rows
     ]
 

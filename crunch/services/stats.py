@@ -7,7 +7,7 @@ import datetime
 import math
 from dataclasses import dataclass, field
 
-from django.db.models import Count, Min
+from django.db.models import Count, Max, Min
 from django.utils import timezone
 
 from crunch.choices import DatasetState, Stage, State
@@ -25,6 +25,10 @@ class ProjectStats:
     window_seconds: float = 3600
     run_seconds_p90: float | None = None  # of the latest completed runs, claim to finish
     runs_measured: int = 0
+    retrying: int = 0  # pending after a failure: failed, with attempts left
+    retry_at: datetime.datetime | None = None  # when the last of them may be claimed again
+    lease_expired: int = 0  # running, but their client stopped renewing the claim
+    now: datetime.datetime = field(default_factory=timezone.now)
 
     @property
     def total(self) -> int:
@@ -43,13 +47,24 @@ class ProjectStats:
         return self.completed_recently * 3600 / self.window_seconds
 
     @property
+    def retry_wait_seconds(self) -> float:
+        """Seconds until the last dataset waiting for its retry delay may be claimed."""
+        if self.retry_at is None:
+            return 0.0
+        return max(0.0, (self.retry_at - self.now).total_seconds())
+
+    @property
     def eta_seconds(self) -> float | None:
-        """Seconds to finish at the recent rate; None when nothing finished recently."""
+        """Seconds to finish at the recent rate, and no sooner than the last retry delay.
+
+        None when nothing finished recently and no retry is waiting.
+        """
         if self.remaining == 0:
             return 0.0
+        wait = self.retry_wait_seconds
         if not self.completed_recently:
-            return None
-        return self.remaining * self.window_seconds / self.completed_recently
+            return wait if wait and self.remaining == self.retrying else None
+        return max(self.remaining * self.window_seconds / self.completed_recently, wait)
 
     def percent(self, state: str) -> float:
         return 100 * self.counts.get(state, 0) / self.total if self.total else 0.0
@@ -63,6 +78,9 @@ class ProjectStats:
             "eta_seconds": self.eta_seconds,
             "run_seconds_p90": self.run_seconds_p90,
             "runs_measured": self.runs_measured,
+            "retrying": self.retrying,
+            "retry_at": self.retry_at.isoformat() if self.retry_at else None,
+            "lease_expired": self.lease_expired,
         }
 
 
@@ -113,10 +131,12 @@ MIN_RATE_WINDOW = 10  # seconds: the shortest span a rate is measured over
 
 
 def stats_for_projects(project_ids: list[int]) -> dict[int, ProjectStats]:
-    """Figures for several projects at once: two grouped queries, whatever their size.
+    """Figures for several projects at once: four grouped queries, whatever their size.
 
     Throughput is measured from the first completion within the window, so a run that
-    started minutes ago is not averaged over a whole hour.
+    started minutes ago is not averaged over a whole hour. A dataset that failed and waits
+    for a retry is pending with ``not_before`` set (a claim clears it); a running one whose
+    lease ran out lost its client and returns to the queue at the next claim.
     """
     window = crunch_settings.STATS_RECENT_SECONDS
     now = timezone.now()
@@ -131,9 +151,25 @@ def stats_for_projects(project_ids: list[int]) -> dict[int, ProjectStats]:
     for done in finished.values("project_id").annotate(n=Count("id"), first=Min("finished")):
         span = (now - done["first"]).total_seconds()
         recent[done["project_id"]] = (done["n"], min(float(window), max(span, MIN_RATE_WINDOW)))
+    retrying: dict[int, tuple[int, datetime.datetime | None]] = {}
+    if any(count.get(DatasetState.PENDING) for count in counts.values()):
+        waiting = datasets.filter(state=DatasetState.PENDING, not_before__isnull=False)
+        for row in waiting.values("project_id").annotate(n=Count("id"), last=Max("not_before")):
+            retrying[row["project_id"]] = (row["n"], row["last"])
+    lost: dict[int, int] = {}
+    if any(count.get(DatasetState.RUNNING) for count in counts.values()):
+        expired = datasets.filter(state=DatasetState.RUNNING, lease_expires__lt=now)
+        for row in expired.values("project_id").annotate(n=Count("id")):
+            lost[row["project_id"]] = row["n"]
     return {
         pk: ProjectStats(
-            counts=counts[pk], completed_recently=recent[pk][0], window_seconds=recent[pk][1]
-        )
+            counts=counts[pk],
+            completed_recently=recent[pk][0],
+            window_seconds=recent[pk][1],
+            retrying=retrying.get(pk, (0, None))[0],
+            retry_at=retrying.get(pk, (0, None))[1],
+            lease_expired=lost.get(pk, 0),
+            now=now,
+        )  # fmt: skip
         for pk in project_ids
     }

@@ -235,5 +235,7 @@ def test_query_count_does_not_grow_with_datasets(
         counts.append(len(queries))
     assert Dataset.objects.count() == 500
     assert counts[0] == counts[1]
-    with django_assert_max_num_queries(8):
+    # Two more than before issue 23: the failed datasets waiting to retry and the claims
+    # whose lease expired, each one grouped query, asked only when pending/running exist.
+    with django_assert_max_num_queries(10):
         client.get(url)
