@@ -154,13 +154,15 @@ def stats_for_projects(project_ids: list[int]) -> dict[int, ProjectStats]:
     retrying: dict[int, tuple[int, datetime.datetime | None]] = {}
     if any(count.get(DatasetState.PENDING) for count in counts.values()):
         waiting = datasets.filter(state=DatasetState.PENDING, not_before__isnull=False)
-        for row in waiting.values("project_id").annotate(n=Count("id"), last=Max("not_before")):
-            retrying[row["project_id"]] = (row["n"], row["last"])
+        grouped = waiting.values("project_id").annotate(n=Count("id"), last=Max("not_before"))
+        for pk, n, last in grouped.values_list("project_id", "n", "last"):
+            retrying[pk] = (n, last)
     lost: dict[int, int] = {}
     if any(count.get(DatasetState.RUNNING) for count in counts.values()):
         expired = datasets.filter(state=DatasetState.RUNNING, lease_expires__lt=now)
-        for row in expired.values("project_id").annotate(n=Count("id")):
-            lost[row["project_id"]] = row["n"]
+        lost = dict(
+            expired.values("project_id").annotate(n=Count("id")).values_list("project_id", "n")
+        )
     return {
         pk: ProjectStats(
             counts=counts[pk],
