@@ -275,10 +275,10 @@ def status_times(settings: Mapping[str, str], slug: str) -> tuple[float, float]:
 
 def epoch(value: Any) -> float:
     """A timestamp as PostgreSQL (datetime) or SQLite (text, UTC) returns it."""
-    from datetime import datetime, timezone
+    from datetime import UTC, datetime
 
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=UTC)
     return float(value.timestamp())

@@ -12,16 +12,11 @@ import inspect
 import json
 import os
 import re
-import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
 from crunchclient.exceptions import ConfigurationError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 PARSERS = {".toml": "TOML", ".json": "JSON"}
 

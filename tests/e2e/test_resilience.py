@@ -191,7 +191,7 @@ def take_over_after_lease(
     expires = crunch.api("GET", f"datasets/{dataset['slug']}/")["lease_expires"]
     deadline = datetime.datetime.fromisoformat(expires.replace("Z", "+00:00"))
     wait_until(
-        lambda: datetime.datetime.now(datetime.timezone.utc) > deadline,
+        lambda: datetime.datetime.now(datetime.UTC) > deadline,
         timeout=30, what="lease expiry",
     )  # fmt: skip
     go.touch()
