@@ -228,7 +228,7 @@ def test_failing_workflow_is_reported_and_the_loop_goes_on(crunch: Crunch) -> No
     assert "Processed 2 dataset(s): 1 completed, 1 failed" in result.stdout
     assert (
         error_line(result)
-        == "CommandError: 1 of 2 dataset(s) failed: see their notes on the server."
+        == "CommandError: 1 of 2 dataset(s) failed: see their notes with 'crunch why DATASET'."
     )
     assert statuses(bad["slug"]) == [(1, 1), (1, 2), (2, 1), (2, 3)]
     failed = Dataset.objects.get(slug=bad["slug"])
