@@ -104,7 +104,7 @@ class DatasetForm(ModelForm):
 
     def clean(self) -> dict[str, Any]:
         """On add, the folder ``save()`` will choose is checked now, as the API does."""
-        data = super().clean()
+        data: dict[str, Any] = super().clean() or self.cleaned_data
         project = data.get("project")
         if self.instance.pk is None and project is not None and not data.get("base_file_path"):
             slug = unique_slug(Dataset, data.get("name") or "", prefix=f"{project.slug}:")
@@ -169,7 +169,7 @@ class ItemForm(ModelForm):
     """An item's parent is an item of the same dataset."""
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data: dict[str, Any] = super().clean() or self.cleaned_data
         parent, dataset = data.get("parent"), data.get("dataset")
         if parent is not None and dataset is not None and parent.dataset_id != dataset.pk:
             self.add_error("parent", "The parent must be an item of the same dataset.")

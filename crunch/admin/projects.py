@@ -105,8 +105,10 @@ class ProjectRoleAdmin(ProjectScoped, ModelAdmin):
             return queryset
         return queryset.filter(project__in=editable_projects(request))
 
-    def get_form(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
-        form = super().get_form(request, obj, **kwargs)
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> type[ModelForm]:
+        form = super().get_form(request, obj, change, **kwargs)
         return type(form.__name__, (form,), {"request": request})
 
 
@@ -149,7 +151,7 @@ class AccessTokenAdmin(ModelAdmin):
             if stored.user_id != obj.user_id or not own_or_superuser(request, stored):
                 raise PermissionDenied("A token's user never changes.")
         elif not request.user.is_superuser:
-            obj.user = request.user
+            obj.user_id = request.user.pk  # type: ignore[assignment]  # staff are signed in
         super().save_model(request, obj, form, change)
 
 
