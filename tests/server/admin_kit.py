@@ -27,6 +27,7 @@ class FormFields(HTMLParser):
         self.select: str | None = None
         self.first_option: str | None = None
         self.textarea: str | None = None
+        self.textarea_start = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         at = {key: value or "" for key, value in attrs}
@@ -54,6 +55,7 @@ class FormFields(HTMLParser):
         elif tag == "textarea" and name:
             self.textarea = name
             self.fields[name] = ""
+            self.textarea_start = True
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "form":
@@ -65,7 +67,9 @@ class FormFields(HTMLParser):
 
     def handle_data(self, data: str) -> None:
         if self.textarea:
-            # The HTML parser drops the newline that follows <textarea>, as browsers do.
+            if self.textarea_start and data.startswith("\n"):
+                data = data[1:]  # browsers drop the newline that follows <textarea>
+            self.textarea_start = False
             self.fields[self.textarea] += data
 
 

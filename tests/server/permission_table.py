@@ -259,6 +259,9 @@ def markdown() -> str:
     if known:
         lines += ["", "Known bugs (the code answers otherwise today):", ""]
         lines += [f"- {row.name}, {cell[0]}, {cell[1]}: {reason}" for row, cell, reason in known]
+    from tests.server.admin_permission_table import admin_markdown
+
+    lines += admin_markdown()
     return "\n".join(lines) + "\n"
 
 
