@@ -225,7 +225,7 @@ def markdown() -> str:
         "",
         "Generated from `tests/server/permission_table.py` by `scripts/permissions_doc.py`;",
         "`tests/server/test_permissions.py` checks every cell against a live server. Do not",
-        "edit by hand.",
+        "edit by hand. The admin's add, change and delete are [at the end](#the-admin).",
         "",
         "Roles (each column's user):",
         "",
