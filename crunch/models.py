@@ -13,6 +13,8 @@ from typing import Any
 
 import django
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
 from django.db import models
 from django.db.models import Q
 from django.template.defaultfilters import filesizeformat
@@ -317,6 +319,11 @@ ONE_OWNER = (
 )
 
 
+url_value = URLValidator()
+"""A URL attribute's value (http, https, ftp, ftps): the pages render it as a link, so the
+API and the admin (through ``Attribute.clean``) both refuse ``javascript:`` and the like."""
+
+
 class Attribute(models.Model):
     """A typed key/value on exactly one project, dataset or item."""
 
@@ -345,6 +352,13 @@ class Attribute(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key}: {self.display}"
+
+    def clean(self) -> None:
+        if self.kind == AttributeKind.URL:
+            try:
+                url_value(self.text)
+            except ValidationError as exc:
+                raise ValidationError({"text": exc.messages}) from None
 
     @property
     def value(self) -> Any:

@@ -1,4 +1,7 @@
-"""Write docs/permissions.md from the permission table the tests check, cell by cell.
+"""Write docs/permissions.md from the permission tables the tests check, cell by cell.
+
+The API, pages and files (tests/server/permission_table.py) and the admin
+(tests/server/admin_permission_table.py), each cell run by a test.
 
 Usage: python scripts/permissions_doc.py [--check]
 """

@@ -20,6 +20,7 @@ from crunch.models import (
     Project,
     default_base_file_path,
     unique_slug,
+    url_value,
 )
 from crunch.services import paths
 
@@ -178,9 +179,17 @@ def owner_by_slug(slug: str) -> Model | None:
     return None
 
 
+class URLValueField(serializers.CharField):
+    """A URL attribute's value, checked by the model's validator (the admin's too)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.validators.append(url_value)
+
+
 VALUE_FIELDS: dict[AttributeKind, tuple[str, type[serializers.Field[Any, Any, Any, Any]]]] = {
     AttributeKind.TEXT: ("text", serializers.CharField),
-    AttributeKind.URL: ("text", serializers.URLField),
+    AttributeKind.URL: ("text", URLValueField),
     AttributeKind.INTEGER: ("integer", serializers.IntegerField),
     AttributeKind.FILESIZE: ("integer", serializers.IntegerField),
     AttributeKind.FLOAT: ("number", serializers.FloatField),

@@ -225,7 +225,7 @@ def markdown() -> str:
         "",
         "Generated from `tests/server/permission_table.py` by `scripts/permissions_doc.py`;",
         "`tests/server/test_permissions.py` checks every cell against a live server. Do not",
-        "edit by hand.",
+        "edit by hand. The admin's add, change and delete are [at the end](#the-admin).",
         "",
         "Roles (each column's user):",
         "",
@@ -259,6 +259,9 @@ def markdown() -> str:
     if known:
         lines += ["", "Known bugs (the code answers otherwise today):", ""]
         lines += [f"- {row.name}, {cell[0]}, {cell[1]}: {reason}" for row, cell, reason in known]
+    from tests.server.admin_permission_table import admin_markdown
+
+    lines += admin_markdown()
     return "\n".join(lines) + "\n"
 
 

@@ -1,68 +1,48 @@
-"""Admin: actions call the services, so retrying works the same here as in the API."""
+"""Datasets, their items, attributes and statuses.
+
+A dataset never changes project and an item never changes dataset or parent: their slugs
+carry their owner's, and a dataset's stored folder and work folder are derived from its
+slug. So those fields, and the slugs, are read-only on change; on add the slug is filled
+in by the model's ``save()``. Statuses are the history clients report: read-only here,
+for everyone, and deleted only with their dataset.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 
-from crunch.access import Action, datasets_where, may, project_of, projects_where
+from crunch.access import Action, datasets_where, projects_where
+from crunch.admin.scoped import (
+    FixedOnChange,
+    ModelAdmin,
+    ModelForm,
+    ProjectScoped,
+    TabularInline,
+    editable_projects,
+)
 from crunch.exceptions import CrunchError
 from crunch.models import (
-    AccessToken,
     Attribute,
     Dataset,
     DatasetQuerySet,
     Item,
-    Project,
-    ProjectRole,
     Status,
-    WorkflowChange,
+    default_base_file_path,
+    unique_slug,
 )  # fmt: skip
-from crunch.services import claims, retries, workflows
+from crunch.services import claims, retries
 from crunch.services.paths import (
     UnsafePath,
     clean_base_file_path,
     overlap_message,
     overlapping_dataset,
 )
-
-if TYPE_CHECKING:  # generic only in django-stubs; subscripting them fails at runtime
-    ModelAdmin = admin.ModelAdmin[Any]
-    TabularInline = admin.TabularInline[Any, Any]
-    ModelForm = forms.ModelForm[Any]
-else:
-    ModelAdmin = admin.ModelAdmin
-    TabularInline = admin.TabularInline
-    ModelForm = forms.ModelForm
-
-
-class ProjectScoped:
-    """Admin pages list what the user may view and change what the user may edit.
-
-    Django's model permissions still apply; crunch's roles narrow them per project.
-    ``scope`` is the lookup from the model to its project ("" for Project itself).
-    """
-
-    scope = ""
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
-        queryset: QuerySet[Any] = super().get_queryset(request)  # type: ignore[misc]
-        if request.user.is_superuser:
-            return queryset
-        visible = projects_where(request.user, Action.VIEW)
-        return queryset.filter(**{f"{self.scope}__in" if self.scope else "pk__in": visible})
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        allowed = super().has_change_permission(request, obj)  # type: ignore[misc]
-        return bool(allowed) and (obj is None or may(request.user, Action.EDIT, project_of(obj)))
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        allowed = super().has_delete_permission(request, obj)  # type: ignore[misc]
-        return bool(allowed) and (obj is None or may(request.user, Action.EDIT, project_of(obj)))
 
 
 class AttributeInline(TabularInline):
@@ -91,66 +71,6 @@ class DatasetAttributeInline(AttributeInline):
 
 class ItemAttributeInline(AttributeInline):
     fk_name = "item"
-
-
-class RoleInline(TabularInline):
-    model = ProjectRole
-    extra = 0
-    raw_id_fields = ["user", "group"]
-
-
-class WorkflowChangeInline(TabularInline):
-    model = WorkflowChange
-    extra = 0
-    can_delete = False
-    fields = readonly_fields = ("created", "user", "sha256", "previous_sha256")
-
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-
-@admin.register(Project)
-class ProjectAdmin(ProjectScoped, ModelAdmin):
-    list_display = ["name", "slug", "workflow_kind", "max_attempts", "is_public", "created"]
-    list_filter = ["workflow_kind", "is_public"]
-    search_fields = ["name", "slug", "description"]
-    prepopulated_fields = {"slug": ["name"]}
-    inlines = [ProjectAttributeInline, RoleInline, WorkflowChangeInline]
-
-    def save_model(self, request: HttpRequest, obj: Project, form: Any, change: bool) -> None:
-        previous = Project.objects.filter(pk=obj.pk).values_list("workflow", flat=True).first()
-        super().save_model(request, obj, form, change)
-        workflows.record_change(obj, previous=previous if change else None, user=request.user)
-
-
-@admin.register(ProjectRole)
-class ProjectRoleAdmin(ModelAdmin):
-    list_display = ["role", "project", "user", "group"]
-    list_filter = ["role"]
-    search_fields = ["user__username", "group__name", "project__slug"]
-    raw_id_fields = ["project", "user", "group"]
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[ProjectRole]:
-        queryset = super().get_queryset(request)
-        if request.user.is_superuser:
-            return queryset
-        editable = projects_where(request.user, Action.EDIT)
-        return queryset.filter(project__in=editable)
-
-
-@admin.register(AccessToken)
-class AccessTokenAdmin(ModelAdmin):
-    """Tokens are listed by name and the start of their key; deleting one revokes it."""
-
-    list_display = ["name", "user", "masked", "created", "expires"]
-    search_fields = ["name", "user__username"]
-    raw_id_fields = ["user"]
-    fields = ["user", "name", "expires", "created"]
-    readonly_fields = ["created"]
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[AccessToken]:
-        queryset = super().get_queryset(request).select_related("user")
-        return queryset if request.user.is_superuser else queryset.filter(user=request.user)
 
 
 STATUS_FIELDS = ("created", "stage", "state", "note", "hostname", "agent_user")
@@ -182,10 +102,23 @@ class DatasetForm(ModelForm):
             raise forms.ValidationError(overlap_message(path, other))
         return path
 
+    def clean(self) -> dict[str, Any]:
+        """On add, the folder ``save()`` will choose is checked now, as the API does."""
+        data: dict[str, Any] = super().clean() or self.cleaned_data
+        project = data.get("project")
+        if self.instance.pk is None and project is not None and not data.get("base_file_path"):
+            slug = unique_slug(Dataset, data.get("name") or "", prefix=f"{project.slug}:")
+            path = default_base_file_path(slug)
+            if other := overlapping_dataset(path):
+                self.add_error("name", overlap_message(path, other))
+        return data
+
 
 @admin.register(Dataset)
-class DatasetAdmin(ProjectScoped, ModelAdmin):
+class DatasetAdmin(FixedOnChange, ProjectScoped, ModelAdmin):
     scope = "project"
+    fixed = ("project",)
+    derived = ("slug",)
     form = DatasetForm
     list_display = [
         "slug",
@@ -212,7 +145,7 @@ class DatasetAdmin(ProjectScoped, ModelAdmin):
 
     @admin.action(description="Retry failed datasets", permissions=["change"])
     def retry_failed(self, request: HttpRequest, queryset: DatasetQuerySet) -> None:
-        count = retries.retry_failed(queryset.filter(project__in=editable(request)))
+        count = retries.retry_failed(queryset.filter(project__in=editable_projects(request)))
         self.message_user(
             request, f"{count} failed dataset(s) returned to pending.", messages.SUCCESS
         )
@@ -220,7 +153,7 @@ class DatasetAdmin(ProjectScoped, ModelAdmin):
     @admin.action(description="Release claim (return to pending)", permissions=["change"])
     def release_claim(self, request: HttpRequest, queryset: DatasetQuerySet) -> None:
         released = 0
-        mine = queryset.filter(project__in=editable(request))
+        mine = queryset.filter(project__in=editable_projects(request))
         for claim_id in mine.running().values_list("claim_id", flat=True):
             if claim_id is None:
                 continue  # running datasets always hold a claim; the column is nullable
@@ -232,13 +165,23 @@ class DatasetAdmin(ProjectScoped, ModelAdmin):
         self.message_user(request, f"{released} claim(s) released.", messages.SUCCESS)
 
 
-def editable(request: HttpRequest) -> QuerySet[Project]:
-    return projects_where(request.user, Action.EDIT)
+class ItemForm(ModelForm):
+    """An item's parent is an item of the same dataset."""
+
+    def clean(self) -> dict[str, Any]:
+        data: dict[str, Any] = super().clean() or self.cleaned_data
+        parent, dataset = data.get("parent"), data.get("dataset")
+        if parent is not None and dataset is not None and parent.dataset_id != dataset.pk:
+            self.add_error("parent", "The parent must be an item of the same dataset.")
+        return data
 
 
 @admin.register(Item)
-class ItemAdmin(ProjectScoped, ModelAdmin):
+class ItemAdmin(FixedOnChange, ProjectScoped, ModelAdmin):
     scope = "dataset__project"
+    form = ItemForm
+    fixed = ("dataset", "parent")
+    derived = ("slug",)
     list_display = ["slug", "dataset", "parent"]
     search_fields = ["name", "slug"]
     raw_id_fields = ["dataset", "parent"]
@@ -256,9 +199,27 @@ class StatusAdmin(ProjectScoped, ModelAdmin):
     raw_id_fields = ["dataset", "user"]
     show_full_result_count = False
 
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Only with its dataset (the admin asks this of each status deleted with it)."""
+        return obj is not None and super().has_delete_permission(request, obj)
+
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: Any = None
+    ) -> HttpResponse:
+        raise PermissionDenied("Statuses are deleted only with their dataset.")
+
 
 @admin.register(Attribute)
-class AttributeAdmin(ProjectScoped, ModelAdmin):
+class AttributeAdmin(FixedOnChange, ProjectScoped, ModelAdmin):
+    """An attribute stays on the project, dataset or item it was added to."""
+
+    fixed = ("project", "dataset", "item")
     list_display = ["key", "kind", "project", "dataset", "item"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Attribute]:
