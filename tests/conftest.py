@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis.configuration import set_hypothesis_home_dir
 from rest_framework.test import APIClient
 
 from tests.factories import make_client_user
@@ -14,6 +17,8 @@ pytest_plugins = ["tests.s3"]  # moto_endpoint and s3_storage fixtures
 for name in list(os.environ):
     if name.startswith("CRUNCH_") and name != "CRUNCH_TEST_DATABASE_URL":
         del os.environ[name]
+# The tests leave the clone as they found it: hypothesis keeps its examples elsewhere.
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "crunch-hypothesis")
 os.environ["AWS_CONFIG_FILE"] = "/nonexistent-crunch-aws-config"
 os.environ["AWS_SHARED_CREDENTIALS_FILE"] = "/nonexistent-crunch-aws-credentials"
 

@@ -1,4 +1,4 @@
-"""``manage.py crunch_storage_check`` and ``migrate`` make a local storage ready (issue 23, 10)."""
+"""``manage.py crunch_storage_check`` makes a local storage ready (issue 23, 10)."""
 
 from __future__ import annotations
 
@@ -21,13 +21,6 @@ def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 def server_env(tmp_path: Path, media: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CRUNCH_", "DATABASE_URL"))}
     return {**env, "CRUNCH_SQLITE": str(tmp_path / "db.sqlite3"), "CRUNCH_MEDIA_ROOT": str(media)}
-
-
-def test_migrate_creates_the_media_folder(tmp_path: Path) -> None:
-    media = tmp_path / "not-yet" / "media"
-    result = manage("migrate", "--no-input", env=server_env(tmp_path, media))
-    assert result.returncode == 0, result.stderr
-    assert media.is_dir()
 
 
 def test_storage_check_prints_settings_a_client_accepts(tmp_path: Path) -> None:
