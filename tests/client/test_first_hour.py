@@ -80,3 +80,18 @@ def test_a_loop_that_failed_a_dataset_exits_10_though_it_will_be_retried(
         result.stdout + result.stderr
     )
     assert Dataset.objects.get(slug="picky:b").state == "pending"
+
+
+def test_python_m_crunchclient_is_the_crunch_command() -> None:
+    import subprocess
+    import sys
+
+    from tests.clientkit import CRUNCH, clean_env
+
+    module = subprocess.run(
+        [sys.executable, "-m", "crunchclient", "--help"], capture_output=True, text=True,
+        env=clean_env(),
+    )  # fmt: skip
+    script = subprocess.run([CRUNCH, "--help"], capture_output=True, text=True, env=clean_env())
+    assert (module.returncode, module.stdout) == (0, script.stdout)
+    assert module.stdout.startswith("usage: crunch COMMAND [options]")
