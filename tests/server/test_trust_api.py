@@ -83,6 +83,18 @@ def test_release_notes_and_batches_are_cut_too_so_the_history_stays_small(settin
     assert listed.status_code == 200 and len(listed.content) < 7 * 17 * 1024
 
 
+def test_names_and_diagnostics_past_their_column_are_refused_not_cut() -> None:
+    dataset = make_dataset(make_project(name="Alpha"))
+    _, api = worker("node")
+    claim_id = claim(api, dataset)
+    for field, value in [("hostname", "h" * 256), ("system_version", "v" * 1024)]:
+        r = post_status(api, dataset, 1, 1, claim=claim_id, **{field: value})
+        assert r.status_code == 400 and field in r.json(), r.content
+    r = api.post(f"/api/datasets/{dataset.slug}/claim/", {"holder": "x" * 256}, format="json")
+    assert r.status_code == 400 and "holder" in r.json()
+    assert not Status.objects.exists()
+
+
 def test_cut_note_counts_bytes_and_never_splits_a_character() -> None:
     assert cut_note("short", 10) == "short"
     for text in ["€" * 5000, "a" * 9999, "x\ud800" * 3000]:
@@ -134,6 +146,17 @@ def test_a_claim_key_of_another_user_gives_the_second_user_a_claim_of_their_own(
         "first",
         "second",
     ]
+
+
+def test_a_users_claim_key_on_one_dataset_is_refused_on_another() -> None:
+    project = make_project(name="Alpha")
+    one, two = make_dataset(project, name="One"), make_dataset(project, name="Two")
+    _, api = worker("node")
+    first = claim(api, one, key="k")
+    assert claim(api, one, key="k") == first  # a retry: the same claim
+    r = api.post(f"/api/datasets/{two.slug}/claim/", {"key": "k"}, format="json")
+    assert r.status_code == 409 and "belongs to another claim" in r.json()["detail"]
+    assert Dataset.objects.get(pk=two.pk).state == "pending"
 
 
 # --- 14. a status without a claim never reports on a run claimed with one -----------------------
