@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import pytest
+from django.test import Client
 from rest_framework.test import APIClient
 
 from crunch.models import Attribute, Dataset, Item, Project, Status
@@ -63,9 +64,9 @@ def test_a_huge_note_keeps_its_head_and_tail_around_a_marker(settings: Any) -> N
 
 
 def test_release_notes_and_batches_are_cut_too_so_the_history_stays_small(settings: Any) -> None:
-    dataset = make_dataset(make_project(name="Alpha"))
+    dataset = make_dataset(make_project(name="Alpha", is_public=True))
     _, api = worker("node")
-    for _ in range(5):
+    for _ in range(20):  # the audit's twenty releases of 2.4 MB: a 50 MB page
         claim_id = claim(api, dataset)
         r = api.post(f"/api/claims/{claim_id}/release/", {"note": BIG}, format="json")
         assert r.status_code == 200, r.content[:300]
@@ -77,10 +78,12 @@ def test_release_notes_and_batches_are_cut_too_so_the_history_stays_small(settin
     ]
     assert api.post("/api/statuses/batch/", batch, format="json").status_code == 201
     notes = list(Status.objects.values_list("note", flat=True))
-    assert len(notes) == 7
+    assert len(notes) == 22
     assert all(len(n.encode()) <= 16 * 1024 and n.endswith(TAIL) for n in notes)
     listed = api.get(f"/api/statuses/?dataset={dataset.pk}")
-    assert listed.status_code == 200 and len(listed.content) < 7 * 17 * 1024
+    assert listed.status_code == 200 and len(listed.content) < 22 * 17 * 1024
+    page = Client().get(f"/datasets/{dataset.slug}/")
+    assert page.status_code == 200 and len(page.content) < 22 * 17 * 1024
 
 
 def test_names_and_diagnostics_past_their_column_are_refused_not_cut() -> None:
