@@ -30,6 +30,11 @@ class CrunchSettings:
     DELETE_STORED_FILES: bool = True
     """Deleting a dataset (or its project) deletes its folder in storage once committed."""
 
+    NOTE_MAX_BYTES: int = 16 * 1024
+    """The most a status's note keeps (in UTF-8); a longer one keeps its first and last
+    halves with a line saying how much was cut between them. A dataset page shows up to
+    300 statuses; the crunch client sends at most 8 KiB."""
+
     def __getattribute__(self, name: str) -> Any:
         if name.isupper():
             return getattr(settings, f"CRUNCH_{name}", object.__getattribute__(self, name))

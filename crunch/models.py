@@ -247,14 +247,19 @@ class Dataset(Node):
         null=True, blank=True, help_text="The lease length the claiming client asked for."
     )
     claim_key = models.CharField(
-        max_length=64, null=True, blank=True, unique=True,
-        help_text="Chosen by the client so a retried claim request returns the same claim.",
+        max_length=64, null=True, blank=True,
+        help_text="Chosen by the client so a retried claim request returns the same claim; "
+        "unique per user (crunch_claim_key).",
     )  # fmt: skip
 
     objects = DatasetQuerySet.as_manager()
 
     class Meta:
         ordering = ["id"]
+        constraints = [
+            # A key names a request of one user: another user's key is no retry of it.
+            models.UniqueConstraint(fields=["claim_user", "claim_key"], name="crunch_claim_key")
+        ]
         indexes = [
             # The claim queue: one index probe per claim whatever the table size. Not
             # partial indexes: SQLite skips those when the state is a bound parameter.
@@ -399,8 +404,8 @@ class Status(models.Model):
         max_length=64,
         null=True,
         blank=True,
-        unique=True,
-        help_text="Chosen by the client so a retried post is recorded once.",
+        help_text="Chosen by the client so a retried post is recorded once; "
+        "unique per dataset and user (crunch_status_key).",
     )
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -431,6 +436,11 @@ class Status(models.Model):
     class Meta:
         ordering = ["created", "id"]
         verbose_name_plural = "statuses"
+        constraints = [
+            # A retried post is found by the key its user chose for it on its dataset:
+            # another user's key, or another dataset's, is no retry of it.
+            models.UniqueConstraint(fields=["dataset", "user", "key"], name="crunch_status_key")
+        ]
         indexes = [models.Index(fields=["dataset", "created"], name="crunch_status_dataset")]
 
     def __str__(self) -> str:

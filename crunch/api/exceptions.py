@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote
 
-from django.core.exceptions import RequestDataTooBig
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.db import DataError
 from rest_framework import status
 from rest_framework.exceptions import APIException, NotFound, ParseError, ValidationError
@@ -54,18 +55,34 @@ def has_nul(request: Any) -> bool:
     """Whether the URL's path or query holds a NUL, which no row of PostgreSQL can match."""
     if request is None:
         return False
+    try:
+        query = request.GET.lists()
+    except TooManyFieldsSent:  # a query past DATA_UPLOAD_MAX_NUMBER_FIELDS
+        query = []
     return "\x00" in unquote(request.path) or any(
-        "\x00" in key or any("\x00" in value for value in values)
-        for key, values in request.GET.lists()
+        "\x00" in key or any("\x00" in value for value in values) for key, values in query
     )
 
 
 def hostile_input_error(exc: Exception, request: Any) -> APIException | None:
-    """The 4xx for input no serializer saw: bodies too large or too deep, NUL in URLs."""
+    """The 4xx for input no serializer saw: bodies too large, too deep or of too many
+    fields, NUL in URLs. Django's own answer to the first ones would be an HTML page."""
     if isinstance(exc, RequestDataTooBig):
         return PayloadTooLarge(
             "The request body is larger than the server accepts "
             "(DATA_UPLOAD_MAX_MEMORY_SIZE); send less per request."
+        )
+    if isinstance(exc, TooManyFieldsSent):
+        return ParseError(
+            f"The request has more fields than the server accepts "
+            f"({settings.DATA_UPLOAD_MAX_NUMBER_FIELDS}, DATA_UPLOAD_MAX_NUMBER_FIELDS); "
+            "send JSON, or fewer fields per request."
+        )
+    if isinstance(exc, TooManyFilesSent):
+        return ParseError(
+            f"The request has more files than the server accepts "
+            f"({settings.DATA_UPLOAD_MAX_NUMBER_FILES}, DATA_UPLOAD_MAX_NUMBER_FILES); "
+            "send fewer files per request."
         )
     if isinstance(exc, RecursionError):
         return ParseError("The JSON body is nested too deeply; flatten it.")

@@ -104,7 +104,8 @@ class ClaimRequestSerializer(DeclaredOnce, serializers.Serializer[Any]):
     )  # fmt: skip
     key = serializers.CharField(
         max_length=64, required=False, allow_blank=True,
-        help_text="Any unique string; a request retried with the same key gets the same claim.",
+        help_text="Any string unique among your claims; a request retried with the same key "
+        "gets the same claim.",
     )  # fmt: skip
     start = StartSerializer(
         required=False,
@@ -130,7 +131,8 @@ class StatusSerializer(FieldsOnce, serializers.ModelSerializer[Status]):
     )  # fmt: skip
     key = serializers.CharField(
         max_length=64, required=False, allow_blank=True, allow_null=True,
-        help_text="Any unique string; a post retried with the same key is recorded once.",
+        help_text="Any string unique among your statuses on the dataset; a post retried with "
+        "the same key is recorded once.",
     )  # fmt: skip
     workflow_sha256 = serializers.RegexField(
         r"^[0-9a-f]{64}\Z", required=False, allow_blank=True,
@@ -158,7 +160,14 @@ class StatusSerializer(FieldsOnce, serializers.ModelSerializer[Status]):
             *DIAGNOSTIC_FIELDS,
         ]  # fmt: skip
         read_only_fields = ["created"]
-        extra_kwargs = {name: {"required": False} for name in DIAGNOSTIC_FIELDS}
+        extra_kwargs = {
+            **{name: {"required": False} for name in DIAGNOSTIC_FIELDS},
+            "note": {
+                "help_text": "Free text, e.g. the end of a failure's output. Past "
+                "CRUNCH_NOTE_MAX_BYTES (16 KiB) its first and last halves are kept, with "
+                "'[... N bytes cut ...]' between them."
+            },
+        }
 
 
 class RenewedSerializer(DeclaredOnce, serializers.Serializer[Any]):
@@ -202,7 +211,10 @@ class PeekSerializer(serializers.Serializer[Any]):
 
 
 class ReleaseSerializer(serializers.Serializer[Any]):
-    note = serializers.CharField(required=False, allow_blank=True, default="")
+    note = serializers.CharField(
+        required=False, allow_blank=True, default="",
+        help_text="Why the claim is given back; cut to CRUNCH_NOTE_MAX_BYTES as a status's.",
+    )  # fmt: skip
 
 
 class ExplanationSerializer(serializers.Serializer[Any]):

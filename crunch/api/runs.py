@@ -12,11 +12,11 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from crunch.access import Action, datasets_where, may_process
+from crunch.access import Action, datasets_where, may, may_process
 from crunch.api import run_serializers as rs
 from crunch.api import serializers as s
 from crunch.api.permissions import require
@@ -128,19 +128,21 @@ class StatusViewSet(
                 allowed=may_process(user),
                 savepoint=savepoint,
             )
-        except NotAllowed:
-            # Which answer: 404 when the project is invisible to the user, else 403.
+        except NotAllowed as exc:
+            # 403 when the user may see the project; else as a dataset that does not exist.
             lookup = statuses.dataset_lookup(data["dataset"])
-            dataset = Dataset.objects.select_related("project").get(**lookup)
-            require(user, Action.PROCESS, dataset.project)
-            raise
+            dataset = Dataset.objects.select_related("project").filter(**lookup).first()
+            if dataset is not None and may(user, Action.VIEW, dataset.project):
+                require(user, Action.PROCESS, dataset.project)
+                raise PermissionDenied(str(exc)) from None  # the role came since: refused
+            raise unknown_dataset(data["dataset"]) from None
         except Dataset.DoesNotExist:
-            raise ValidationError({"dataset": [rs.no_dataset(str(data["dataset"]))]}) from None
+            raise unknown_dataset(data["dataset"]) from None
         except LeaseExpired:
             # Refused claims of private projects look like unknown datasets: no leak.
             lookup = statuses.dataset_lookup(data["dataset"])
             if not datasets_where(user, Action.VIEW).filter(**lookup).exists():
-                raise NotFound("No such object.") from None
+                raise unknown_dataset(data["dataset"]) from None
             raise
 
     def claim_next(
@@ -179,6 +181,12 @@ class ClaimViewSet(CrunchAPI, viewsets.ViewSet):
             parse_claim_id(claim_id), user=request.user, note=params.validated_data["note"]
         )
         return Response(s.DatasetSerializer(dataset).data)
+
+
+def unknown_dataset(dataset: int | str) -> NotFound:
+    """The answer for a dataset that does not exist, or that the user may not see: alike,
+    so that no answer tells which."""
+    return NotFound(rs.no_dataset(str(dataset)))
 
 
 def parse_claim_id(value: str) -> uuid.UUID:

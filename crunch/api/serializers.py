@@ -1,16 +1,24 @@
 """The shapes of the wire format for projects, datasets, items and attributes; a worker's
-calls are crunch.api.run_serializers'. Business rules live in crunch.services."""
+calls are crunch.api.run_serializers'. Business rules live in crunch.services.
+
+An object named in a body (a dataset's project, an item's parent, an attribute's owner)
+is looked up among those the caller may view: one they may not answers exactly as one
+that does not exist (404, the same message), so no answer tells whether it exists.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Model
+from django.core.exceptions import ObjectDoesNotExist
+from django.db.models import Model, QuerySet
 from django.utils.text import slugify
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.exceptions import NotFound
 
+from crunch.access import Action, datasets_where, may, project_of, projects_where
 from crunch.api.fields_once import FieldsOnce
 from crunch.choices import AttributeKind
 from crunch.models import (
@@ -61,15 +69,69 @@ class ProjectSerializer(FieldsOnce, serializers.ModelSerializer[Project]):
         return attrs
 
 
+def viewer(serializer: serializers.Field[Any, Any, Any, Any]) -> Any:
+    """The user of the request a serializer validates; None when used without one (by
+    trusted code, which sees everything)."""
+    request = serializer.context.get("request")
+    return getattr(request, "user", None) if request is not None else None
+
+
+def visible_datasets(serializer: serializers.Field[Any, Any, Any, Any]) -> QuerySet[Dataset]:
+    user = viewer(serializer)
+    return Dataset.objects.all() if user is None else datasets_where(user, Action.VIEW)
+
+
+def may_view(serializer: serializers.Field[Any, Any, Any, Any], project: Project) -> bool:
+    user = viewer(serializer)
+    return user is None or may(user, Action.VIEW, project)
+
+
 class SlugField(serializers.SlugRelatedField[Project]):
-    """A related object by slug; a NUL is refused here since PostgreSQL refuses it in text."""
+    """A project by slug, among those the caller may view; 404 alike for the others.
+
+    A NUL is refused here since PostgreSQL refuses it in text.
+    """
 
     plain_representation = True  # shows getattr(value, slug_field): see crunch.api.fields_once
+
+    def get_queryset(self) -> QuerySet[Project]:
+        user = viewer(self)
+        return Project.objects.all() if user is None else projects_where(user, Action.VIEW)
 
     def to_internal_value(self, data: Any) -> Project:
         if isinstance(data, str) and "\x00" in data:
             raise serializers.ValidationError("Null characters are not allowed.")
-        return super().to_internal_value(data)
+        if not isinstance(data, (str, int)) or isinstance(data, bool):
+            self.fail("invalid")
+        try:
+            return self.get_queryset().get(**{self.slug_field: str(data)})
+        except ObjectDoesNotExist:
+            raise NotFound(f"No project has the slug {str(data)!r}.") from None
+
+
+MOVED = {
+    Dataset: "A dataset never changes project: its slug and the folders made from it, in "
+    "storage and on compute nodes, name {current!r}. Create a new dataset in {new!r} instead.",
+    Item: "An item never changes dataset or parent: its slug is made from {current!r}'s. "
+    "Create a new item under {new!r} instead.",
+}
+
+
+def refuse_moves(
+    instance: Dataset | Item, data: Any, owner: str, current: dict[str, str | None]
+) -> None:
+    """400 when an update's body gives a field of ``current`` ({field: its value now})
+    another value: ``instance`` would leave ``owner`` (a slug).
+
+    The slug carries the owner's, and a dataset's folders derive from its slug: one that
+    changed project would share them with a dataset registered later under its old name.
+    """
+    if not hasattr(data, "get"):
+        return
+    for name, value in current.items():
+        if name in data and data[name] != value:
+            message = MOVED[type(instance)].format(current=owner, new=str(data[name])[:200])
+            raise serializers.ValidationError({name: [message]})
 
 
 class DatasetSerializer(FieldsOnce, serializers.ModelSerializer[Dataset]):
@@ -96,6 +158,12 @@ class DatasetSerializer(FieldsOnce, serializers.ModelSerializer[Dataset]):
         ]  # fmt: skip
         extra_kwargs = {"priority": {"min_value": INT32[0], "max_value": INT32[1]}}
 
+    def to_internal_value(self, data: Any) -> Any:
+        if self.instance is not None:
+            project = self.instance.project.slug
+            refuse_moves(self.instance, data, project, {"parent": project, "project": project})
+        return super().to_internal_value(data)
+
     def validate_base_file_path(self, value: str) -> str:
         """Blank means the default folder; anything else must be a safe relative folder."""
         if value == "":
@@ -117,8 +185,9 @@ class DatasetSerializer(FieldsOnce, serializers.ModelSerializer[Dataset]):
         if path:
             other = paths.overlapping_dataset(path, exclude_pk=getattr(self.instance, "pk", None))
             if other is not None:
+                named = may_view(self, project_of(other))
                 raise serializers.ValidationError(
-                    {"base_file_path": paths.overlap_message(path, other)}
+                    {"base_file_path": paths.overlap_message(path, other, named=named)}
                 )
         return attrs
 
@@ -147,6 +216,14 @@ class ItemSerializer(serializers.ModelSerializer[Item]):
         ]
         read_only_fields = ["slug"]
 
+    def to_internal_value(self, data: Any) -> Any:
+        if (item := self.instance) is not None:
+            parent = item.parent.slug if item.parent else None
+            owner = parent or item.dataset.slug
+            current = {"parent": owner, "dataset": item.dataset.slug, "parent_item": parent}
+            refuse_moves(item, data, owner, current)
+        return super().to_internal_value(data)
+
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if self.instance is None and "parent" in attrs:
             owner = attrs["parent"]["parent"] or attrs["parent"]["dataset"]
@@ -158,15 +235,23 @@ class ItemSerializer(serializers.ModelSerializer[Item]):
         return item.parent.slug if item.parent else None
 
     def validate_parent(self, value: str) -> dict[str, Any]:
-        if dataset := Dataset.objects.filter(slug=value).first():
+        if self.instance is not None:  # the same parent (to_internal_value refused others)
+            return {"dataset": self.instance.dataset, "parent": self.instance.parent}
+        visible = visible_datasets(self)
+        if dataset := visible.filter(slug=value).first():
             return {"dataset": dataset, "parent": None}
-        if item := Item.objects.select_related("dataset").filter(slug=value).first():
+        items = Item.objects.select_related("dataset").filter(dataset__in=visible)
+        if item := items.filter(slug=value).first():
             return {"dataset": item.dataset, "parent": item}
-        raise serializers.ValidationError(f"No dataset or item has the slug {value!r}.")
+        raise NotFound(f"No dataset or item has the slug {value!r}.")
 
     def create(self, validated_data: dict[str, Any]) -> Item:
         validated_data.update(validated_data.pop("parent"))
         return super().create(validated_data)
+
+    def update(self, instance: Item, validated_data: dict[str, Any]) -> Item:
+        validated_data.pop("parent", None)  # never changed: see refuse_moves
+        return super().update(instance, validated_data)
 
 
 def owner_by_slug(slug: str) -> Model | None:
@@ -229,10 +314,8 @@ class AttributeSerializer(serializers.Serializer[Attribute]):
 
     def validate_item(self, value: str) -> Model:
         owner = owner_by_slug(value)
-        if owner is None:
-            raise serializers.ValidationError(
-                f"No project, dataset or item has the slug {value!r}."
-            )
+        if owner is None or not may_view(self, project_of(owner)):
+            raise NotFound(f"No project, dataset or item has the slug {value!r}.")
         return owner
 
     def create(self, validated_data: dict[str, Any]) -> Attribute:

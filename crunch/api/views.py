@@ -153,7 +153,7 @@ class ProjectViewSet(CrunchAPI, viewsets.ModelViewSet[Project]):
         entries = BulkDatasetsSerializer(data=request.data)
         entries.is_valid(raise_exception=True)
         try:
-            registration = register_datasets(project, entries.validated_data)
+            registration = register_datasets(project, entries.validated_data, viewer=request.user)
         except InvalidRegistration as exc:
             raise ValidationError({"datasets": [str(exc)]}) from None
         except IntegrityError:

@@ -21,6 +21,7 @@ from crunch.conf import crunch_settings
 from crunch.exceptions import ClaimConflict, LeaseExpired
 from crunch.models import Dataset, DatasetQuerySet, Project, Status
 from crunch.services import statements
+from crunch.services.notes import cut_note
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,24 @@ class Claim:
     lease_expires: datetime.datetime
     started: bool = False
     """Whether the run's Setup Start was recorded with the claim."""
+
+
+LEGACY_VERSION = 8
+"""The UUID version of the claim ids of the 0.1 path (RFC 9562's version for ids of one's
+own design); every claim made with an id is a random version 4."""
+
+
+def legacy_claim_id() -> uuid.UUID:
+    """A random claim id for a run a django-crunch 0.1 client started with its Setup Start.
+
+    Its version tells such a claim from one a client asked for: statuses without a claim
+    id may report on the first kind only.
+    """
+    return uuid.UUID(int=uuid.uuid4().int & ~(0xF << 76) | LEGACY_VERSION << 76)
+
+
+def is_legacy_claim(claim_id: uuid.UUID | None) -> bool:
+    return claim_id is not None and claim_id.version == LEGACY_VERSION
 
 
 def lease_until(now: datetime.datetime, lease_seconds: int | None = None) -> datetime.datetime:
@@ -135,7 +154,8 @@ def claim_next(
 
     ``project`` (a Project or its slug) narrows the queue to one project, ``allowed`` to
     the projects the caller may process (crunch.access.may_process). A request retried
-    with the same ``key`` (its answer was lost) gets the same claim back, not a second one.
+    with the same ``key`` (its answer was lost) gets the same claim back, not a second one;
+    keys are the user's own (crunch_claim_key): another user's is no retry of theirs.
     With ``start`` (the diagnostics of a status) the run's Setup Start is recorded too.
 
     One transaction (a savepoint within the caller's) of two statements, hand-written
@@ -148,6 +168,8 @@ def claim_next(
     """
     if reclaim_due():
         reclaim_expired()
+    if key and getattr(user, "pk", None) is None and (earlier := _claim_with_key(key, user)):
+        return earlier  # no user: no unique constraint to find the retry (NULLs differ)
     queue = Queue(project=project, allowed=allowed)
     while True:
         values = claim_values(
@@ -169,6 +191,8 @@ def claim_next(
             if key and (earlier := _claim_with_key(key, user)):
                 return earlier
             raise KeyInUse(key or "") from None
+        if key and (earlier := _claim_with_key(key, user)):
+            return earlier  # a retry after the queue's last dataset went to this very request
         if reclaim_expired():
             continue  # leases ran out: those datasets are pending again
         return None
@@ -269,6 +293,7 @@ def release(claim_id: uuid.UUID, *, user: Any = None, note: str = "") -> Dataset
         dataset = held_by(claim_id, user).select_for_update().first()
         if dataset is None:
             raise LeaseExpired(f"Claim {str(claim_id)!r} is no longer held.")
+        note = cut_note(note)
         if note:
             Status.objects.create(
                 dataset=dataset,
@@ -348,9 +373,14 @@ def _claim_on(dataset: Dataset) -> Claim:
 
 
 def _claim_with_key(key: str, user: Any) -> Claim | None:
+    """The running claim ``user`` (None: no user) asked for with ``key``."""
     running = Dataset.objects.running().filter(claim_key=key)
-    if user is not None:
-        running = running.filter(claim_user_id=getattr(user, "pk", None))
+    user_pk = getattr(user, "pk", None)
+    running = (
+        running.filter(claim_user_id=user_pk)
+        if user_pk is not None
+        else running.filter(claim_user=None)
+    )
     pk = running.values_list("pk", flat=True).first()
     if pk is None:
         return None

@@ -60,7 +60,7 @@ def overlapping_dataset(path: str, exclude_pk: int | None = None) -> Dataset | N
     Two index lookups (equality and prefix). The prefix match is checked again in Python
     because SQLite's LIKE ignores case, and storage paths do not.
     """
-    datasets = Dataset.objects.only("id", "slug", "base_file_path").order_by("id")
+    datasets = Dataset.objects.only("id", "slug", "base_file_path", "project").order_by("id")
     if exclude_pk is not None:
         datasets = datasets.exclude(pk=exclude_pk)
     same_or_above = datasets.filter(base_file_path__in=[path, *ancestors(path)]).first()
@@ -72,8 +72,17 @@ def overlapping_dataset(path: str, exclude_pk: int | None = None) -> Dataset | N
     return None
 
 
-def overlap_message(path: str, other: Dataset) -> str:
-    """One line saying which dataset's folder ``path`` collides with."""
+def overlap_message(path: str, other: Dataset, *, named: bool = True) -> str:
+    """One line saying which dataset's folder ``path`` collides with.
+
+    ``named=False`` when the caller may not view ``other``: neither its slug nor its
+    folder is told, only that the folder is taken.
+    """
+    if not named:
+        return (
+            f"The folder {path!r} overlaps another dataset's folder; "
+            "give each dataset a folder of its own."
+        )
     if other.base_file_path == path:
         where = "is the folder of"
     elif path.startswith(other.base_file_path + "/"):

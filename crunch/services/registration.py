@@ -21,6 +21,7 @@ from django.db.models import Q
 from django.db.models.functions import Substr
 from django.utils.text import slugify
 
+from crunch.access import Action, projects_where
 from crunch.choices import AttributeKind
 from crunch.exceptions import CrunchError
 from crunch.models import Attribute, Dataset, Project, default_base_file_path
@@ -76,10 +77,13 @@ class _Planned:
     path: str
 
 
-def register_datasets(project: Project, entries: Iterable[NewDataset]) -> Registration:
+def register_datasets(
+    project: Project, entries: Iterable[NewDataset], *, viewer: Any = None
+) -> Registration:
     """Create the datasets of ``entries`` that ``project`` does not have yet, in one transaction.
 
-    Raises InvalidRegistration, naming the entry, before anything is written.
+    Raises InvalidRegistration, naming the entry, before anything is written; a stored
+    dataset whose folder collides is named only if ``viewer`` (None: anyone) may view it.
     """
     planned: dict[str, _Planned] = {}
     for entry in entries:
@@ -93,7 +97,7 @@ def register_datasets(project: Project, entries: Iterable[NewDataset]) -> Regist
         for chunk in _chunks(list(planned), PARAMETERS):
             existing.update(Dataset.objects.filter(slug__in=chunk).values_list("slug", flat=True))
         new = [plan for slug, plan in planned.items() if slug not in existing]
-        _check_folders(new)
+        _check_folders(new, viewer=viewer, project=project)
         ids = _create(project, new)
     return Registration(
         created=[plan.slug for plan in new if plan.slug in ids],
@@ -113,7 +117,7 @@ def _path_of(entry: NewDataset, slug: str) -> str:
 # ---------------------------------------------------------------------------- folders
 
 
-def _check_folders(new: Sequence[_Planned]) -> None:
+def _check_folders(new: Sequence[_Planned], *, viewer: Any, project: Project) -> None:
     """No new folder may equal, hold or lie inside another dataset's, new or stored.
 
     Only the stored folders that could collide with a new one are read (_stored_near).
@@ -140,10 +144,19 @@ def _check_folders(new: Sequence[_Planned]) -> None:
         if other is None and path in holders:
             other = everyone[holders[path]]
         if other is not None and other != slug:
+            whose = f"dataset {other!r}" if _visible(other, viewer, project) else "another dataset"
             raise InvalidRegistration(
-                f"Dataset {slug!r}: the folder {path!r} overlaps the folder of dataset "
-                f"{other!r}; give each dataset a folder of its own."
+                f"Dataset {slug!r}: the folder {path!r} overlaps the folder of {whose}; "
+                "give each dataset a folder of its own."
             )
+
+
+def _visible(slug: str, viewer: Any, project: Project) -> bool:
+    """Whether ``viewer`` may see the dataset ``slug`` (one of ``project``'s, or of another)."""
+    owner = slug.partition(":")[0]
+    if viewer is None or owner == project.slug:
+        return True
+    return projects_where(viewer, Action.VIEW).filter(slug=owner).exists()
 
 
 def _stored_near(paths: Sequence[str]) -> dict[str, str]:

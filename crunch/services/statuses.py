@@ -16,7 +16,14 @@ from crunch.choices import DatasetState, Stage, State
 from crunch.exceptions import ClaimConflict, LeaseExpired, NotAllowed
 from crunch.models import Dataset, Status
 from crunch.services import statements
-from crunch.services.claims import CLEARED_CLAIM, claim_values, lease_until
+from crunch.services.claims import (
+    CLEARED_CLAIM,
+    claim_values,
+    is_legacy_claim,
+    lease_until,
+    legacy_claim_id,
+)
+from crunch.services.notes import cut_note
 
 DIAGNOSTIC_FIELDS = (
     "agent_user", "version", "revision", "system", "system_release", "system_version",
@@ -43,14 +50,18 @@ def record_status(
     """Append a status and move the dataset's state in one transaction.
 
     ``dataset`` is a Dataset, its id or its slug (Dataset.DoesNotExist when there is none).
-    Returns the status and whether it was created; a status whose ``key`` was already
-    recorded (a retried post) is returned as it is, not recorded twice.
+    Returns the status and whether it was created; a status whose ``key`` this user
+    already recorded on this dataset (a retried post) is returned as it is, not recorded
+    twice. Another user's key, or one used on another dataset, is no retry: keys are
+    scoped so that no one is ever answered with someone else's status. The note is held
+    to CRUNCH_NOTE_MAX_BYTES (crunch.services.notes.cut_note).
 
     With ``claim_id`` the claim must still be held, by ``user`` when one is given (else
     LeaseExpired). Without one, as django-crunch 0.1 clients post, a Setup Start claims a
     free dataset for this user and host (after ``may_start(dataset)``, which raises when
-    the user may not); any other status needs the dataset held by this user and host,
-    else ClaimConflict: a status without a claim never finishes a run.
+    the user may not); any other status needs the dataset held by this user and host
+    through such a claim without an id of its own, else ClaimConflict: a status without
+    a claim never finishes a run, and never touches a run claimed with an id.
 
     ``allowed`` (a condition on the dataset's project, see crunch.access.may_process) is
     checked in the same query that locks the row: NotAllowed when it is false.
@@ -61,12 +72,13 @@ def record_status(
     is not looked up: the IntegrityError spoils that transaction, and the caller retries.
     """
     stage, state = Stage(stage), State(state)
+    note = cut_note(note)
     fields = {
         name: value for name, value in (diagnostics or {}).items() if name in DIAGNOSTIC_FIELDS
     }
     try:
         with transaction.atomic(savepoint=savepoint):
-            found = lock(dataset, keys=[key] if key else [], allowed=allowed)
+            found = lock(dataset, keys=[key] if key else [], allowed=allowed, user=user)
             if found is None:
                 raise Dataset.DoesNotExist(f"No dataset {dataset!r}.")
             locked = found.dataset
@@ -97,12 +109,20 @@ def record_status(
         if not savepoint:
             raise
         # The same key posted twice at once: the other request recorded it.
-        if key and (existing := Status.objects.select_related("dataset").filter(key=key).first()):
+        if key and (existing := recorded(dataset, key=key, user=user)):
             return existing, False
         raise
     if isinstance(dataset, Dataset):
         dataset.refresh_from_db()
     return status, True
+
+
+def recorded(dataset: Dataset | int | str, *, key: str, user: Any) -> Status | None:
+    """The status ``user`` recorded on ``dataset`` with ``key``, if any."""
+    on_dataset = {f"dataset__{name}": value for name, value in dataset_lookup(dataset).items()}
+    user_pk = getattr(user, "pk", None)
+    by = {"user_id": user_pk} if user_pk is not None else {"user__isnull": True}
+    return Status.objects.select_related("dataset").filter(key=key, **by, **on_dataset).first()
 
 
 def dataset_lookup(dataset: Dataset | int | str) -> dict[str, Any]:
@@ -119,27 +139,36 @@ class Locked:
 
     dataset: Dataset
     seen: int | None
-    """An earlier status with one of the keys: the post is a retry."""
+    """An earlier status of the user on this dataset with one of the keys: a retry."""
     allowed: bool
 
 
-def lock(dataset: Dataset | int | str, *, keys: list[str], allowed: RawSQL | None) -> Locked | None:
+def lock(
+    dataset: Dataset | int | str, *, keys: list[str], allowed: RawSQL | None, user: Any = None
+) -> Locked | None:
     """Lock a dataset's row (its project joined) in the caller's transaction; one query.
 
-    It also reads whether any of ``keys`` was recorded and whether ``allowed`` holds.
+    It also reads whether ``user`` recorded any of ``keys`` on this dataset (an index
+    probe of crunch_status_key) and whether ``allowed`` holds.
     """
-    seen = "NULL"
+    seen, key_params = "NULL", []
     if keys:
+        user_pk = getattr(user, "pk", None)
+        by_user = "= %s" if user_pk is not None else "IS NULL"
         seen = (
             f"(SELECT {statements.column(Status, 'id')} FROM {statements.table(Status)} WHERE "
-            f"{statements.column(Status, 'key')} IN ({statements.placeholders(len(keys))}) LIMIT 1)"
+            f"{statements.column(Status, 'dataset')} = {statements.column(Dataset, 'id')} "
+            f"AND {statements.column(Status, 'user')} {by_user} "
+            f"AND {statements.column(Status, 'key')} IN ({statements.placeholders(len(keys))}) "
+            "LIMIT 1)"
         )
+        key_params = [*([user_pk] if user_pk is not None else []), *keys]
     lookup = dataset_lookup(dataset)
     where = f"{statements.column(Dataset, 'id' if 'pk' in lookup else 'slug')} = %s"
     found = statements.select_with(
         Dataset, "project", where=where, lock=True,
         extra=[seen, allowed.sql if allowed else "1 = 1"],
-        params=[*keys, *(allowed.params if allowed else []), *lookup.values()],
+        params=[*key_params, *(allowed.params if allowed else []), *lookup.values()],
     )  # fmt: skip
     if not found:
         return None
@@ -158,6 +187,13 @@ def _legacy_claim(
 ) -> uuid.UUID:
     holder = legacy_holder(user, fields)
     if dataset.state == DatasetState.RUNNING:
+        if not is_legacy_claim(dataset.claim_id):
+            # Claimed with an id (crunch.api's claims): only that id reports on the run,
+            # whatever holder string the claim was given.
+            raise ClaimConflict(
+                f"Dataset {dataset.slug!r} is claimed by {dataset.claim_holder!r}; "
+                "a status on it must carry its claim id."
+            )
         if dataset.claim_holder != holder or dataset.claim_user_id != getattr(user, "pk", None):
             raise ClaimConflict(f"Dataset {dataset.slug!r} is claimed by {dataset.claim_holder!r}.")
         assert dataset.claim_id is not None
@@ -168,6 +204,7 @@ def _legacy_claim(
             "start a run with Setup Start or claim it first."
         )
     values = claim_values(holder=holder, user=user, now=timezone.now(), lease_seconds=None)
+    values["claim_id"] = legacy_claim_id()
     Dataset.objects.filter(pk=dataset.pk).update(**values)
     dataset.refresh_from_db()
     assert dataset.claim_id is not None
@@ -208,7 +245,7 @@ def record_run(
     keys = [r.key for r in reports if r.key]
     try:
         with transaction.atomic():
-            found = lock(dataset, keys=keys, allowed=allowed)
+            found = lock(dataset, keys=keys, allowed=allowed, user=user)
             locked = found.dataset if found else None
             if (
                 found is None or locked is None or found.seen is not None or not found.allowed
@@ -221,13 +258,14 @@ def record_run(
                 if locked.state != DatasetState.RUNNING:
                     raise _Fallback  # a status after the run ended: refused one by one
                 fields = {k: v for k, v in report.diagnostics.items() if k in DIAGNOSTIC_FIELDS}
+                note = cut_note(report.note)
                 made.append(Status(
-                    dataset=locked, stage=report.stage, state=report.state, note=report.note,
+                    dataset=locked, stage=report.stage, state=report.state, note=note,
                     claim_id=claim_id, key=report.key or None, created=timezone.now(),
                     user=user if getattr(user, "pk", None) else None,
                     workflow_sha256=report.workflow_sha256, **fields,
                 ))  # fmt: skip
-                _move(locked, stage=report.stage, state=report.state, note=report.note)
+                _move(locked, stage=report.stage, state=report.state, note=note)
             statements.insert(made)
             statements.save(locked, ADVANCED_FIELDS)
     except (_Fallback, IntegrityError):

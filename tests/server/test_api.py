@@ -253,9 +253,9 @@ def test_items_and_typed_attributes(maintainer):
         == 404
     )
     r = http.post("attributes/char/", {"item": "p:nope", "key": "k", "value": "v"})
-    assert r.status_code == 400 and r.json()["item"] == [
+    assert r.status_code == 404 and r.json()["detail"] == (
         "No project, dataset or item has the slug 'p:nope'."
-    ]
+    )
     assert len(http.get("attributes/", item="p:d").json()["results"]) == 9
     assert Item.objects.count() == 2
 
@@ -316,9 +316,7 @@ def test_unknown_slugs_are_404(http):
     assert http.get("datasets/p:nope/").status_code == 404
     assert http.post("datasets/p:nope/retry/").status_code == 404
     r = http.post("statuses/", {"dataset": "p:nope", "stage": 1, "state": 1})
-    assert r.status_code == 400 and r.json()["dataset"] == [
-        "No dataset has the id or slug 'p:nope'."
-    ]
+    assert r.status_code == 404 and r.json()["detail"] == "No dataset has the id or slug 'p:nope'."
 
 
 def test_invalid_stage_or_state_is_400(http):

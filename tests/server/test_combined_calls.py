@@ -150,7 +150,7 @@ def test_an_upload_success_with_its_claim_retried_after_a_lost_answer_records_on
 def test_an_upload_success_whose_claim_is_refused_is_recorded_all_the_same():
     project = make_project(name="C")
     make_project(name="Private")
-    bulk_datasets(project, 4)
+    bulk_datasets(project, 5)
     _, token = make_user("node", role="worker", projects=[project])
     _, other = make_user("other", role="worker", projects=[project])
     api, rival = APIClient(), APIClient()
@@ -158,7 +158,7 @@ def test_an_upload_success_whose_claim_is_refused_is_recorded_all_the_same():
     rival.credentials(HTTP_AUTHORIZATION=f"Token {other}")
     assert rival.post("/api/next/", {"key": "taken"}, format="json").status_code == 200
     cases = [
-        ({"key": "taken"}, 409),  # the key of another user's claim: that claim is refused
+        ({"key": "taken"}, 201),  # the key of another user's claim: a claim of one's own
         ({"project": "private"}, 201),  # nothing this user may take there: no claim
         ({"lease_seconds": 3}, 400),  # a malformed request: nothing recorded
     ]
@@ -168,6 +168,9 @@ def test_an_upload_success_whose_claim_is_refused_is_recorded_all_the_same():
         assert r.status_code == code, r.content
         recorded = Status.objects.filter(key="last").update(key=f"last-{n}")
         assert recorded == (0 if code == 400 else 1)
-        assert code != 201 or r.json()["next"] is None
+        if code == 201:
+            assert (r.json()["next"] is None) is (n == 1)
     assert Dataset.objects.filter(state="completed").count() == 2
-    assert Dataset.objects.filter(state="running").count() == 2  # the rival's, the 400's
+    # The rival's, the one claimed with the rival's key, the 400's.
+    assert Dataset.objects.filter(state="running").count() == 3
+    assert Dataset.objects.filter(claim_key="taken").count() == 2
