@@ -17,7 +17,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 
-from crunch.access import Action, datasets_where, projects_where
+from crunch.access import Action, datasets_where, may, projects_where
 from crunch.admin.scoped import (
     FixedOnChange,
     ModelAdmin,
@@ -88,7 +88,17 @@ class StatusInline(TabularInline):
 
 
 class DatasetForm(ModelForm):
-    """The admin applies the API's folder rule: relative, normalised, no other's folder."""
+    """The admin applies the API's folder rule: relative, normalised, no other's folder.
+
+    As in the API, a collision names the other dataset only to a user who may view it.
+    """
+
+    request: HttpRequest
+
+    def overlap(self, path: str, other: Dataset) -> str:
+        return overlap_message(
+            path, other, named=may(self.request.user, Action.VIEW, other.project)
+        )
 
     def clean_base_file_path(self) -> str:
         text = self.cleaned_data.get("base_file_path") or ""
@@ -99,7 +109,7 @@ class DatasetForm(ModelForm):
         except UnsafePath as exc:
             raise forms.ValidationError(str(exc)) from None
         if other := overlapping_dataset(path, exclude_pk=self.instance.pk):
-            raise forms.ValidationError(overlap_message(path, other))
+            raise forms.ValidationError(self.overlap(path, other))
         return path
 
     def clean(self) -> dict[str, Any]:
@@ -110,7 +120,7 @@ class DatasetForm(ModelForm):
             slug = unique_slug(Dataset, data.get("name") or "", prefix=f"{project.slug}:")
             path = default_base_file_path(slug)
             if other := overlapping_dataset(path):
-                self.add_error("name", overlap_message(path, other))
+                self.add_error("name", self.overlap(path, other))
         return data
 
 
@@ -142,6 +152,12 @@ class DatasetAdmin(FixedOnChange, ProjectScoped, ModelAdmin):
     inlines = [DatasetAttributeInline, StatusInline]
     actions = ["retry_failed", "release_claim"]
     show_full_result_count = False
+
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> type[ModelForm]:
+        form = super().get_form(request, obj, change, **kwargs)
+        return type(form.__name__, (form,), {"request": request})
 
     @admin.action(description="Retry failed datasets", permissions=["change"])
     def retry_failed(self, request: HttpRequest, queryset: DatasetQuerySet) -> None:

@@ -239,3 +239,4 @@ def test_no_staff_role_may_do_in_the_admin_what_a_superuser_may_not() -> None:
         "grant oneself maintainer of every project", "move role to the other project",
         "delete a role on every project",
     }  # fmt: skip
+
