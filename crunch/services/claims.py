@@ -171,6 +171,8 @@ def claim_next(
             raise KeyInUse(key or "") from None
         if reclaim_expired():
             continue  # leases ran out: those datasets are pending again
+        if key and (earlier := _claim_with_key(key, user)):
+            return earlier  # a retry whose first try took the last pending dataset
         return None
 
 
