@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
+from typing import Any, TextIO, cast
 
 from django.core.management.base import OutputWrapper
 
@@ -48,7 +48,9 @@ class Output(OutputWrapper):
     """A command's stdout or stderr whose every write is ``printable()``; Django's own
     colours (errors in red on a terminal) are added after, so they stay."""
 
-    def write(self, msg: str = "", style_func: Any = None, ending: str | None = None) -> None:
+    def write(  # type: ignore[override]  # as OutputWrapper's own
+        self, msg: str = "", style_func: Any = None, ending: str | None = None
+    ) -> None:
         super().write(printable(msg), style_func, ending)
 
     @classmethod
@@ -56,7 +58,7 @@ class Output(OutputWrapper):
         """The same stream and colour as ``wrapper`` (BaseCommand's), filtered."""
         if isinstance(wrapper, Output):
             return wrapper
-        safe = cls(wrapper._out, ending=wrapper.ending)
+        safe = cls(cast(TextIO, wrapper._out), ending=wrapper.ending)
         safe.style_func = wrapper.style_func
         return safe
 
