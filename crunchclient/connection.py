@@ -264,6 +264,7 @@ class Connection:
                 code = response.status_code
                 data = decoded(response)
                 if code >= 500:
+                    self.reached = True  # the server (or its proxy) is there: a restart
                     problem = f"HTTP {code}"
                     error = ServerError(problem)
                 elif code < 300 and code != 204 and not isinstance(data, (dict, list)):
@@ -275,7 +276,7 @@ class Connection:
                     self.reached = True
                     return self.answer(
                         response, data, method=method, path=path, missing=missing,
-                        conflict=conflict, about=self.removed(claim=claim, project=project),
+                        conflict=conflict, claim=claim, project=project,
                     )  # fmt: skip
             attempt += 1
             left = deadline - time.monotonic()
@@ -294,7 +295,7 @@ class Connection:
 
     def answer(
         self, response: requests.Response, data: Any, *, method: str, path: str,
-        missing: str | None, conflict: type[ServerError], about: tuple[str, str] | None,
+        missing: str | None, conflict: type[ServerError], claim: str | None, project: str | None,
     ) -> Any:  # fmt: skip
         """The JSON of a success; our error for a refusal (4xx)."""
         code = response.status_code
@@ -305,8 +306,8 @@ class Connection:
         detail = detail_of(response, data)
         if code == 401:
             raise AuthenticationFailed(token_refused(self.shown, detail))
-        if code in (403, 404) and about is not None:
-            project, dataset = about
+        if code in (403, 404) and (held := self.removed(claim=claim, project=project)):
+            project, dataset = held
             raise AccessRemoved(
                 f"The token's role on project {project!r} was removed while it held dataset "
                 f"{dataset!r} ({code} {detail} on {method} {path}): ask a maintainer of "
