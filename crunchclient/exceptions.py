@@ -44,7 +44,7 @@ class ServerError(
 class AuthenticationFailed(
     ServerError,
     exit_code=4,
-    meaning="the server refused the token (invalid, expired) or its role (no longer) allows this",
+    meaning="the server refused the token (invalid or expired) or its role does not allow the call",
 ):
     """The server refused the token."""
 
