@@ -14,6 +14,7 @@ import textwrap
 
 from crunchclient import bootstrap, config, entry
 from crunchclient.exceptions import ClientError, exit_codes_help
+from crunchclient.terminal import printable
 
 COMMANDS = {
     "run": "Claim one dataset by its slug and process it.",
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         configure(name, rest)
     except ClientError as exc:
-        sys.stderr.write(f"CommandError: {exc}\n")
+        sys.stderr.write(printable(f"CommandError: {exc}\n"))
         return exc.exit_code
     from django.core.management import load_command_class
 

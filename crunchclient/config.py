@@ -70,9 +70,19 @@ class ClientConfig:
     the URL's password are always among them."""
 
     def __post_init__(self) -> None:
+        check_heartbeat(self.heartbeat_seconds, self.lease_seconds)
         own = {self.token, password_of(self.url) or ""} - {""}
         if not own <= self.secrets:
             object.__setattr__(self, "secrets", self.secrets | own)
+
+
+def check_heartbeat(heartbeat: float, lease: int) -> None:
+    """A lease renewed less often than it lasts expires mid-run, every time."""
+    if heartbeat >= lease:
+        raise ConfigurationError(
+            f"--heartbeat {heartbeat:g} is not shorter than --lease {lease}: every lease would "
+            f"expire before it is renewed; pass a --heartbeat below --lease (e.g. {lease / 10:g})."
+        )
 
 
 def has_terminal() -> bool:
@@ -185,6 +195,9 @@ def resolve(opts: dict[str, Any]) -> ClientConfig:
             "--storage-settings %r is ignored: inside a Django project its STORAGES are used.",
             opts["storage_settings"],
         )
+    lease = opts.get("lease") or LEASE_SECONDS
+    heartbeat = opts["heartbeat"] if opts.get("heartbeat") is not None else HEARTBEAT_SECONDS
+    check_heartbeat(heartbeat, lease)  # before prompting for anything
     url = resolve_url(opts)
     token = resolve_token(opts)
     check_kind(opts.get("workflow"))
@@ -207,8 +220,8 @@ def resolve(opts: dict[str, Any]) -> ClientConfig:
         use_conda=bool(opts.get("use_conda")),
         jobs=opts.get("jobs") or 8,
         quiet=bool(opts.get("quiet")),
-        lease_seconds=opts.get("lease") or LEASE_SECONDS,
-        heartbeat_seconds=opts.get("heartbeat") or HEARTBEAT_SECONDS,
+        lease_seconds=lease,
+        heartbeat_seconds=heartbeat,
         retry_for=opts["retry_for"] if opts.get("retry_for") is not None else RETRY_FOR_SECONDS,
         start_retry_for=(
             opts["retry_for"] if opts.get("retry_for") is not None else START_RETRY_FOR

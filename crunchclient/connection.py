@@ -1,14 +1,16 @@
 """Connection: the HTTP calls to the crunch API, nothing else.
 
-Every call retries on connection errors, timeouts and 5xx answers with exponential
-backoff and jitter for ``retry_for`` seconds, so a server restart does not lose a run.
-Status posts carry a unique ``key`` so a retried post is recorded once.
+Every call retries on connection errors, timeouts, 5xx answers and 2xx answers that are
+not JSON (a proxy's page) with exponential backoff and jitter for ``retry_for`` seconds,
+so a server restart does not lose a run. Claims and status posts carry a unique ``key``
+so a retried post is recorded once.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import re
 import time
 import uuid
 from typing import Any
@@ -19,10 +21,12 @@ import requests
 import crunch
 from crunch.choices import Stage, State
 from crunchclient.exceptions import (
+    AccessRemoved,
     AuthenticationFailed,
     ClaimConflict,
     ClaimLost,
     ClientError,
+    NotAllowed,
     NotFound,
     ServerError,
 )
@@ -34,6 +38,10 @@ TIMEOUT = 30.0  # seconds to wait for one answer
 BACKOFF_FIRST = 0.25  # seconds before the first retry
 BACKOFF_MAX = 30.0  # seconds between retries at most
 START_RETRY_FOR = 30.0  # seconds to retry before the server has answered once: a wrong URL
+HELD = 16  # claims remembered (a client holds two at most: the current one and the next)
+EXPIRED = re.compile(r"\bexpired\b(?: on (?P<when>.+?))?\.?$")
+"""The server's 401 for an expired token: "The token has expired." or, with its date,
+"The token expired on 2026-05-01 12:00:00 UTC."."""
 
 
 class Connection:
@@ -52,6 +60,9 @@ class Connection:
         self.start_retry_for = retry_for if start_retry_for is None else start_retry_for
         """How long to retry while the server has never answered: a wrong --url fails fast."""
         self.reached = False
+        self.held: dict[str, tuple[str, str]] = {}
+        """{claim id: (project slug, dataset slug)} of the claims taken lately: a 404 or 403
+        on one of them, or on their project, means the token's role was removed."""
         self.session = requests.Session()
         self.session.headers.update(
             {
@@ -71,6 +82,7 @@ class Connection:
         """A second connection with its own session, for another thread."""
         twin = Connection(self.url, self.token, retry_for=self.retry_for, timeout=self.timeout)
         twin.reached = self.reached
+        twin.held = self.held  # shared: the heartbeat renews the claims this one takes
         return twin
 
     def close(self) -> None:
@@ -89,17 +101,20 @@ class Connection:
         path = f"projects/{quote_slug(project)}/next/" if project else "next/"
         body = next_body(holder=holder, lease_seconds=lease_seconds, start=start)
         answer = self.request(
-            "POST", path, json=body, missing=f"No project has the slug {project!r}."
-        )
-        return None if answer is None else Claim.from_wire(answer)
+            "POST", path, json=body, missing=f"No project has the slug {project!r}.",
+            project=project,
+        )  # fmt: skip
+        return None if answer is None else self.hold(Claim.from_wire(answer))
 
     def claim_dataset(self, slug: str, *, holder: str, lease_seconds: int) -> Claim:
         # One key for every retry of this request: a lost answer does not claim twice.
         body = {"holder": holder, "lease_seconds": lease_seconds, "key": uuid.uuid4().hex}
-        return Claim.from_wire(
-            self.expect(
-                "POST", f"datasets/{quote_slug(slug)}/claim/", json=body,
-                missing=no_dataset(slug), conflict=ClaimConflict,
+        return self.hold(
+            Claim.from_wire(
+                self.expect(
+                    "POST", f"datasets/{quote_slug(slug)}/claim/", json=body,
+                    missing=no_dataset(slug), conflict=ClaimConflict,
+                )
             )
         )  # fmt: skip
 
@@ -112,7 +127,7 @@ class Connection:
         return ProjectInfo.from_wire(
             self.expect(
                 "GET", f"projects/{quote_slug(slug)}/",
-                missing=f"No project has the slug {slug!r}.",
+                missing=f"No project has the slug {slug!r}.", project=slug,
             )
         )  # fmt: skip
 
@@ -138,11 +153,22 @@ class Connection:
         dataset: the answer's ``next`` is its claim, or None."""
         if next is not None:
             body = {**body, "next": next}
-        return self.expect("POST", "statuses/", json=body, conflict=ClaimLost)
+        answer = self.expect(
+            "POST", "statuses/", json=body, conflict=ClaimLost, claim=body.get("claim")
+        )
+        if isinstance(taken := answer.get("next"), dict):  # parsed by the caller
+            self.remember(
+                str(taken.get("claim", {}).get("id")), str(taken.get("project", {}).get("slug")),
+                str(taken.get("dataset", {}).get("slug")),
+            )  # fmt: skip
+        return answer
 
     def post_statuses(self, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Record several statuses in order in one call (see ``status_body``)."""
-        answer = self.request("POST", "statuses/batch/", json=bodies, conflict=ClaimLost)
+        claim = next((body["claim"] for body in bodies if body.get("claim")), None)
+        answer = self.request(
+            "POST", "statuses/batch/", json=bodies, conflict=ClaimLost, claim=claim
+        )
         assert isinstance(answer, list), "statuses/batch/ answered without a list"
         return answer
 
@@ -152,12 +178,14 @@ class Connection:
             f"claims/{quote_slug(claim)}/renew/",
             json={"lease_seconds": lease_seconds},
             conflict=ClaimLost,
+            claim=claim,
         )
 
     def release(self, claim: str, *, note: str) -> dict[str, Any]:
         return self.expect(
-            "POST", f"claims/{quote_slug(claim)}/release/", json={"note": note}, conflict=ClaimLost
-        )
+            "POST", f"claims/{quote_slug(claim)}/release/", json={"note": note},
+            conflict=ClaimLost, claim=claim,
+        )  # fmt: skip
 
     def retry_dataset(self, slug: str) -> dict[str, Any]:
         return self.expect("POST", f"datasets/{quote_slug(slug)}/retry/", missing=no_dataset(slug))
@@ -176,6 +204,27 @@ class Connection:
         )
         return int(answer["retried"])
 
+    # The claims held, to say what a refusal means.
+
+    def hold(self, claim: Claim) -> Claim:
+        """Remember ``claim``'s project and dataset (see ``held``); return it."""
+        self.remember(str(claim.id), claim.project.slug, claim.dataset.slug)
+        return claim
+
+    def remember(self, claim: str, project: str, dataset: str) -> None:
+        self.held[claim] = (project, dataset)
+        while len(self.held) > HELD:
+            self.held.pop(next(iter(self.held)), None)
+
+    def removed(self, *, claim: str | None, project: str | None) -> tuple[str, str] | None:
+        """(project, dataset) when ``claim``, or ``project``, is one we held a claim on."""
+        if claim and (found := self.held.get(claim)):
+            return found
+        if project:
+            datasets = [dataset for slug, dataset in list(self.held.values()) if slug == project]
+            return (project, datasets[-1]) if datasets else None
+        return None
+
     # The transport.
 
     def expect(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
@@ -192,10 +241,14 @@ class Connection:
         json: dict[str, Any] | list[Any] | None = None,
         missing: str | None = None,
         conflict: type[ServerError] = ServerError,
+        claim: str | None = None,
+        project: str | None = None,
     ) -> Any:
         """Send one call, retrying transient failures; map refusals to our errors.
 
-        Returns the answer's JSON (an object, or a list for a batch); None for a 204.
+        ``claim`` or ``project`` name what the call is about: a 404 or 403 on a claim or
+        project we held means the token's role was removed. Returns the answer's JSON
+        (an object, or a list for a batch); None for a 204.
         """
         url = self.api + path
         retry_for = self.retry_for if self.reached else min(self.retry_for, self.start_retry_for)
@@ -208,11 +261,23 @@ class Connection:
                 problem = type(exc).__name__
                 error: Exception = exc
             else:
-                self.reached = True
-                if response.status_code < 500:
-                    return self.answer(response, missing=missing, conflict=conflict)
-                problem = f"HTTP {response.status_code}"
-                error = ServerError(problem)
+                code = response.status_code
+                data = decoded(response)
+                if code >= 500:
+                    self.reached = True  # the server (or its proxy) is there: a restart
+                    problem = f"HTTP {code}"
+                    error = ServerError(problem)
+                elif code < 300 and code != 204 and not isinstance(data, (dict, list)):
+                    # A proxy's page instead of ours: the call may not have reached us.
+                    kind = response.headers.get("Content-Type", "no type").split(";")[0]
+                    problem = f"HTTP {code} {kind} that is not crunch's JSON"
+                    error = ServerError(problem)
+                else:
+                    self.reached = True
+                    return self.answer(
+                        response, data, method=method, path=path, missing=missing,
+                        conflict=conflict, claim=claim, project=project,
+                    )  # fmt: skip
             attempt += 1
             left = deadline - time.monotonic()
             if left <= 0:
@@ -229,26 +294,29 @@ class Connection:
             time.sleep(pause)
 
     def answer(
-        self, response: requests.Response, *, missing: str | None, conflict: type[ServerError]
-    ) -> Any:
+        self, response: requests.Response, data: Any, *, method: str, path: str,
+        missing: str | None, conflict: type[ServerError], claim: str | None, project: str | None,
+    ) -> Any:  # fmt: skip
+        """The JSON of a success; our error for a refusal (4xx)."""
         code = response.status_code
         if code == 204:
             return None
         if code < 400:
-            try:
-                data = response.json()
-                return data if isinstance(data, list) else dict(data)
-            except ValueError as exc:
-                raise ServerError(
-                    f"The server at {self.shown!r} answered {response.request.method} "
-                    f"{masked(response.url)!r} with something that is not JSON: "
-                    "check --url/CRUNCH_URL."
-                ) from exc
-        detail = detail_of(response)
-        if code in (401, 403):
-            raise AuthenticationFailed(
-                f"The server at {self.shown!r} refused the token ({code} {detail}): "
-                "check --token/CRUNCH_TOKEN and that its user is in the 'crunch clients' group."
+            return data
+        detail = detail_of(response, data)
+        if code == 401:
+            raise AuthenticationFailed(token_refused(self.shown, detail))
+        if code in (403, 404) and (held := self.removed(claim=claim, project=project)):
+            project, dataset = held
+            raise AccessRemoved(
+                f"The token's role on project {project!r} was removed while it held dataset "
+                f"{dataset!r} ({code} {detail} on {method} {path}): ask a maintainer of "
+                f"{project!r} for the worker role again."
+            )
+        if code == 403:
+            raise NotAllowed(
+                f"The server refused {method} {path} ({code} {detail}): the token's role "
+                "does not allow it."
             )
         if code == 404:
             raise NotFound(
@@ -257,9 +325,28 @@ class Connection:
             )
         if code == 409:
             raise conflict(detail)
-        raise ClientError(
-            f"The server rejected {response.request.method} {masked(response.url)!r}: {detail}"
+        raise ClientError(f"The server rejected {method} {masked(response.url)!r}: {detail}")
+
+
+def token_refused(shown: str, detail: str) -> str:
+    """What a 401 means: the token expired (on the date the server names), or it is wrong."""
+    if expired := EXPIRED.search(detail):
+        when = f" on {expired['when']}" if expired["when"] else " (the server did not say when)"
+        return (
+            f"The token expired{when}: ask for a new one (crunch_token on the server) and "
+            "pass it with --token/CRUNCH_TOKEN."
         )
+    return f"The server at {shown!r} refused the token (401 {detail}): check --token/CRUNCH_TOKEN."
+
+
+def decoded(response: requests.Response) -> Any:
+    """The answer's JSON; None when it has none (a 204) or is not JSON (a proxy's page)."""
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return None
 
 
 def status_body(
@@ -282,11 +369,9 @@ def next_body(*, holder: str, lease_seconds: int, start: dict[str, Any] | None) 
     return body
 
 
-def detail_of(response: requests.Response) -> str:
+def detail_of(response: requests.Response, data: Any) -> str:
     """The server's one-line ``detail``, or the start of whatever it sent."""
-    try:
-        data = response.json()
-    except ValueError:
+    if data is None:
         return response.reason or response.text[:200].replace("\n", " ")
     if isinstance(data, dict) and "detail" in data:
         return str(data["detail"]).replace("\n", " ")

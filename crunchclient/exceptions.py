@@ -41,8 +41,20 @@ class ServerError(
     """The crunch server could not be reached or refused the request."""
 
 
-class AuthenticationFailed(ServerError, exit_code=4, meaning="the server refused the token"):
+class AuthenticationFailed(
+    ServerError,
+    exit_code=4,
+    meaning="the server refused the token (invalid or expired) or its role does not allow the call",
+):
     """The server refused the token."""
+
+
+class AccessRemoved(AuthenticationFailed):
+    """The token's role on the project of a dataset it held was removed while it worked."""
+
+
+class NotAllowed(AuthenticationFailed):
+    """The token is valid, but its role does not allow this call (HTTP 403)."""
 
 
 class TransferError(

@@ -31,6 +31,7 @@ class Heartbeat(threading.Thread):
         self.changed = threading.Condition()
         self.context: RunContext | None = None
         self.stopped = False
+        self.said = ""  # the last warning: a refusal that lasts is said once
 
     @contextmanager
     def watching(self, context: RunContext) -> Iterator[None]:
@@ -82,4 +83,9 @@ class Heartbeat(threading.Thread):
                 )
                 context.lost.set()
         except ClientError as exc:  # keep working: the lease may survive the outage
-            logger.warning("%s: could not renew the lease: %s", context.slug, exc)
+            said = f"{context.slug}: could not renew the lease: {exc}"
+            if said != self.said:  # once, not at every beat of a long outage
+                logger.warning("%s", said)
+            self.said = said
+        else:
+            self.said = ""

@@ -9,6 +9,7 @@ from types import TracebackType
 from typing import IO, Any
 
 from crunchclient.exceptions import TransferError
+from crunchclient.terminal import printable
 
 PLAIN_INTERVAL = 10.0  # seconds between plain lines: readable in a Slurm log
 
@@ -42,7 +43,7 @@ class Progress:
         stream: IO[str] | None = None,
         interval: float = PLAIN_INTERVAL,
     ) -> None:
-        self.label = label
+        self.label = printable(label, lines=False)  # printed to stderr, not by a command
         self.total_bytes = total_bytes
         self.total_files = total_files
         self.bytes = 0
@@ -61,6 +62,7 @@ class Progress:
         self._started = self._last_line = time.monotonic()
         if not self.quiet and self.stream.isatty():
             from rich.console import Console
+            from rich.markup import escape
             from rich.progress import (
                 BarColumn,
                 DownloadColumn,
@@ -82,7 +84,7 @@ class Progress:
             )
             self._bar.start()
             self._task = self._bar.add_task(
-                self.label, total=self.total_bytes, files=0, total_files=self.total_files
+                escape(self.label), total=self.total_bytes, files=0, total_files=self.total_files
             )
         return self
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from crunchclient.connection import Connection, no_dataset, quote_slug
 from crunchclient.remote import paged
+from crunchclient.terminal import markup, printable
 
 STATES = ("pending", "running", "completed", "failed")
 NOTE_CHARS = 60  # of a note in the ls table
@@ -90,10 +91,11 @@ def ls_table(rows: list[dict[str, Any]], *, width: int | None = None) -> str:
         table.add_column(column, no_wrap=column != "note", overflow="fold")
     for row in rows:
         note = (row.get("note") or "").strip().splitlines()
-        last = note[-1] if note else ""
-        table.add_row(
-            row["slug"], row["state"], str(row["attempts"]), stage_name(row.get("stage")),
-            last if len(last) <= NOTE_CHARS else last[: NOTE_CHARS - 1] + "\u2026",
+        last = printable(note[-1], lines=False) if note else ""  # then cut: no half escapes
+        table.add_row(  # server values: rich would obey '[bold]' or fail on '[/x]' in them
+            markup(row["slug"]), markup(row["state"]), markup(row["attempts"]),
+            stage_name(row.get("stage")),
+            markup(last if len(last) <= NOTE_CHARS else last[: NOTE_CHARS - 1] + "\u2026"),
         )  # fmt: skip
     console = Console(width=width or 160, record=True, file=io.StringIO())
     console.print(table)

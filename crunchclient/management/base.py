@@ -10,6 +10,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from crunchclient.exceptions import ClientError, exit_codes_help
+from crunchclient.terminal import Formatter, Output
 
 
 def configure_logging(verbosity: int) -> None:
@@ -20,7 +21,7 @@ def configure_logging(verbosity: int) -> None:
     root.propagate = False
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    formatter = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
+    formatter = Formatter("%(asctime)s %(message)s", "%H:%M:%S")
     out = logging.StreamHandler(sys.stdout)
     out.addFilter(lambda record: record.levelno < logging.WARNING)
     err = logging.StreamHandler(sys.stderr)
@@ -31,10 +32,16 @@ def configure_logging(verbosity: int) -> None:
 
 
 class ClientCommand(BaseCommand):
-    """Base of the crunch_* commands: the exit-code epilog and ClientError -> CommandError."""
+    """Base of the crunch_* commands: the exit-code epilog, ClientError -> CommandError, and
+    output made printable (``crunchclient.terminal``)."""
 
     # The standalone client has no database or admin to check.
     requires_system_checks: list[str] = []
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # What the server sends reaches a terminal: every line written is made printable.
+        self.stdout, self.stderr = Output.around(self.stdout), Output.around(self.stderr)
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
         kwargs.setdefault("epilog", exit_codes_help())
@@ -43,6 +50,10 @@ class ClientCommand(BaseCommand):
 
     def execute(self, *args: Any, **opts: Any) -> str | None:
         configure_logging(int(opts.get("verbosity", 1)))
+        if opts.get("stdout"):  # call_command(stdout=...): filtered too
+            self.stdout = Output(opts.pop("stdout"))
+        if opts.get("stderr"):
+            self.stderr = Output(opts.pop("stderr"))
         try:
             return super().execute(*args, **opts)
         except ClientError as exc:

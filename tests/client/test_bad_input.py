@@ -31,7 +31,7 @@ def test_wrong_token(crunch: Crunch, pending: dict) -> None:
     assert result.returncode == 4
     assert error_line(result) == (
         f"CommandError: The server at {crunch.url + '/'!r} refused the token (401 Invalid token.): "
-        "check --token/CRUNCH_TOKEN and that its user is in the 'crunch clients' group."
+        "check --token/CRUNCH_TOKEN."
     )
     nothing_claimed()
 
