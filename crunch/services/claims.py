@@ -195,8 +195,6 @@ def claim_next(
             return earlier  # a retry after the queue's last dataset went to this very request
         if reclaim_expired():
             continue  # leases ran out: those datasets are pending again
-        if key and (earlier := _claim_with_key(key, user)):
-            return earlier  # a retry whose first try took the last pending dataset
         return None
 
 
