@@ -27,6 +27,10 @@ class CrunchSettings:
     PAGE_REFRESH_SECONDS: int = 5
     """Seconds between refreshes of an open page's figures."""
 
+    TOKEN_FAILURE_RATE: str | None = "30/min"
+    """Failed token authentications allowed per client address (DRF's rate syntax), past
+    which the address's tokens are refused with 429 for the rest of the window; None: off."""
+
     def __getattribute__(self, name: str) -> Any:
         if name.isupper():
             return getattr(settings, f"CRUNCH_{name}", object.__getattribute__(self, name))
