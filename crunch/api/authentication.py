@@ -34,6 +34,8 @@ class FailedTokenThrottle(throttling.SimpleRateThrottle):
     """
 
     scope = "crunch_token_failures"
+    num_requests: int | None  # parsed from the rate by SimpleRateThrottle.__init__
+    duration: int | None
 
     def get_rate(self) -> str | None:
         return crunch_settings.TOKEN_FAILURE_RATE
@@ -43,14 +45,14 @@ class FailedTokenThrottle(throttling.SimpleRateThrottle):
 
     def locked(self, request: Request) -> bool:
         """Whether ``request``'s address has failed too often: one cache read, no write."""
-        if self.rate is None:
+        if self.num_requests is None or self.duration is None:
             return False
         self.key = self.get_cache_key(request, None)
         self.history = self.cache.get(self.key, [])
         self.now = self.timer()
         while self.history and self.history[-1] <= self.now - self.duration:
             self.history.pop()
-        return len(self.history) >= self.num_requests  # type: ignore[operator]
+        return len(self.history) >= self.num_requests
 
     def refusal(self) -> exceptions.Throttled:
         return exceptions.Throttled(
@@ -75,7 +77,8 @@ class TokenAuthentication(authentication.TokenAuthentication):
         try:
             return super().authenticate(request)
         except exceptions.AuthenticationFailed:
-            if not throttle.allow_request(request, None):  # counts this failure
+            no_view: Any = None
+            if not throttle.allow_request(request, no_view):  # counts this failure
                 raise throttle.refusal() from None
             raise
 
