@@ -39,6 +39,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "rest_framework",
+    # crunch no longer reads its keys (migration 0008 moves them to crunch tokens): kept to
+    # test that move.
     "rest_framework.authtoken",
     "drf_spectacular",
     "crunch",

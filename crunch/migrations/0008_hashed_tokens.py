@@ -41,6 +41,12 @@ def hash_keys(apps: Any, schema_editor: Any) -> None:
         token.digest, token.prefix = digest(token.key), token.key[:4]
         token.key = None
         token.save(update_fields=["digest", "prefix", "key"])
+    move_authtoken_keys(AccessToken, schema_editor)
+    checked_now(schema_editor)
+
+
+def move_authtoken_keys(AccessToken: Any, schema_editor: Any) -> None:
+    """DRF authtoken rows become crunch tokens, if that table exists; then they are deleted."""
     connection = schema_editor.connection
     if AUTHTOKEN_TABLE not in connection.introspection.table_names():
         return
@@ -59,12 +65,20 @@ def hash_keys(apps: Any, schema_editor: Any) -> None:
         cursor.execute(f"DELETE FROM {table}")  # noqa: S608
 
 
+def checked_now(schema_editor: Any) -> None:
+    """PostgreSQL checks the new rows' foreign keys at commit, and until then refuses to
+    alter their table, as the next operations do: check them now."""
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+
+
 def new_keys(apps: Any, schema_editor: Any) -> None:
     """Backwards: the old column needs a unique key per row; none of the old ones is known."""
     AccessToken = apps.get_model("crunch", "AccessToken")
     for token in AccessToken.objects.all():
         token.key = secrets.token_hex(20)
         token.save(update_fields=["key"])
+    checked_now(schema_editor)
 
 
 class Migration(migrations.Migration):
