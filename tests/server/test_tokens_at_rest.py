@@ -7,10 +7,12 @@ none can be replayed. What a worker sees: the key printed once still authenticat
 from __future__ import annotations
 
 import hashlib
+import re
 from io import StringIO
 from typing import Any
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
@@ -116,3 +118,21 @@ def test_the_migration_hashes_crunch_and_drf_keys_which_keep_working() -> None:
     assert migrated["dave"].masked == "c0ff…" and migrated["erin"].name == "DRF authtoken"
     assert api(crunch_key).get("/api/projects/").status_code == 200
     assert api(drf_key).get("/api/projects/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_the_admin_lists_tokens_by_their_prefix_and_stores_no_key(client: Any) -> None:
+    admin = get_user_model().objects.create_superuser("root", password="x")
+    _, key = make_user("frank", role="viewer")
+    client.force_login(admin)
+
+    listed = client.get("/admin/crunch/accesstoken/").content.decode()
+    added = client.post(
+        "/admin/crunch/accesstoken/add/", {"user": admin.pk, "name": "from the admin"}
+    )
+
+    assert f"{key[:4]}…" in listed and key not in listed
+    assert added.status_code == 302
+    made = AccessToken.objects.get(name="from the admin")
+    assert len(made.digest) == 64 and len(made.prefix) == 4
+    assert not re.search(rf"^{made.prefix}[0-9a-f]{{36}}$", database_text(), re.MULTILINE)
