@@ -69,8 +69,9 @@ class TokenAuthentication(authentication.TokenAuthentication):
     model = AccessToken
 
     def authenticate(self, request: Request) -> tuple[Any, Any] | None:
-        if not authentication.get_authorization_header(request):
-            return None
+        header = authentication.get_authorization_header(request)
+        if not header[:6].lower().startswith(b"token"):
+            return None  # another scheme, or none: not counted, not checked
         throttle = FailedTokenThrottle()
         if throttle.locked(request):
             raise throttle.refusal()
