@@ -54,7 +54,7 @@ class Version:
     def env(self, base: Mapping[str, str]) -> dict[str, str]:
         """``base`` with this checkout's code first on the path."""
         env = dict(base)
-        if self.legacy:
+        if self.root != ROOT:
             env["PYTHONPATH"] = str(self.root)
         return env
 
@@ -98,7 +98,8 @@ def base_version(commit: str = BASE_COMMIT, tree: Path = BASE_TREE) -> Version:
     ).stdout.strip()
     if head != wanted:
         raise SystemExit(f"{tree} is at {head[:7]}, not {commit!r}; remove it or pass --base-tree.")
-    return Version(commit, tree, legacy=True)
+    # A main from before roles (crunch/access.py) has one kind of token and no bulk endpoint.
+    return Version(commit, tree, legacy=not (tree / "crunch" / "access.py").exists())
 
 
 def server_env(**extra: str) -> dict[str, str]:

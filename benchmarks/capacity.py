@@ -1,7 +1,7 @@
 """How many datasets one server hands out and records per second, beside an older main.
 
     .venv/bin/python benchmarks/capacity.py [--databases sqlite,postgres] [--clients 1,16,64]
-        [--datasets 300] [--base 371f601] [--no-probe]
+        [--datasets 300] [--base 371f601] [--base-first] [--no-probe]
 
 N simulated clients (threads, each with its own requests.Session) each loop: claim
 (POST api/projects/<slug>/next/, or api/next/ with --next any), then post the six statuses of
@@ -300,7 +300,8 @@ def measure(versions: list[Version], args: argparse.Namespace, folder: Path) -> 
         print(f"set up in {time.monotonic() - args.started:.0f} s", flush=True)
         for kind in args.databases:
             for clients in args.clients:
-                for target in targets:
+                order = reversed(targets) if args.base_first else targets
+                for target in order:
                     if target.kind == kind:
                         result = run(target, clients, args)
                         print(result.line(), flush=True)
@@ -343,6 +344,11 @@ def main() -> int:
                         help="claim with api/projects/<slug>/next/ or api/next/")  # fmt: skip
     parser.add_argument("--base", default="371f601", help="the older commit ('' for none)")
     parser.add_argument("--base-tree", default="/tmp/crunch-base", help="its worktree")
+    parser.add_argument(
+        "--base-first",
+        action="store_true",
+        help="run the older main first at each N (to see the order's bias)",
+    )
     parser.add_argument(
         "--probe",
         action=argparse.BooleanOptionalAction,

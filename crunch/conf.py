@@ -35,6 +35,10 @@ class CrunchSettings:
     halves with a line saying how much was cut between them. A dataset page shows up to
     300 statuses; the crunch client sends at most 8 KiB."""
 
+    TOKEN_FAILURE_RATE: str | None = "30/min"
+    """Failed token authentications allowed per client address (DRF's rate syntax), past
+    which the address's tokens are refused with 429 for the rest of the window; None: off."""
+
     def __getattribute__(self, name: str) -> Any:
         if name.isupper():
             return getattr(settings, f"CRUNCH_{name}", object.__getattribute__(self, name))

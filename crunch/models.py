@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import secrets
 from typing import Any
 
 import django
@@ -22,6 +21,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
 
+from crunch import tokens
 from crunch.choices import AttributeKind, DatasetState, Role, Stage, State, WorkflowKind
 from crunch.conf import crunch_settings
 from crunch.markup import details_length
@@ -163,13 +163,19 @@ class ProjectRole(models.Model):
 
 
 def new_token_key() -> str:
-    return secrets.token_hex(20)
+    """A new key (kept here for migration 0004, which names it)."""
+    return tokens.new_key()
 
 
 class AccessToken(models.Model):
-    """An API token of a user: named, listed and revoked in the admin, optionally expiring."""
+    """An API token of a user: named, listed and revoked in the admin, optionally expiring.
 
-    key = models.CharField(max_length=64, unique=True, default=new_token_key, editable=False)
+    Only the SHA-256 of its key and the key's first characters are stored (crunch/tokens.py);
+    the key itself is ``key`` on the instance that created it, to be shown once.
+    """
+
+    digest = tokens.KeyDerivedField(max_length=64, unique=True, editable=False)
+    prefix = tokens.KeyDerivedField(max_length=8, blank=True, default="", editable=False)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="crunch_tokens"
     )
@@ -177,15 +183,21 @@ class AccessToken(models.Model):
     created = models.DateTimeField(default=timezone.now, editable=False)
     expires = models.DateTimeField(null=True, blank=True, help_text="Empty: never.")
 
+    key: str | None = None
+    """The clear key: set on the instance that created it; never stored, never loaded."""
+
     class Meta:
         ordering = ["-created", "-id"]
 
     def __str__(self) -> str:
         return f"{self.name or 'token'} of {self.user}"
 
+    def set_key(self, key: str) -> None:
+        self.key, self.digest, self.prefix = key, tokens.digest(key), tokens.prefix(key)
+
     @property
     def masked(self) -> str:
-        return f"{self.key[:4]}…"
+        return f"{self.prefix}…"
 
 
 class DatasetQuerySet(models.QuerySet["Dataset"]):

@@ -10,6 +10,7 @@ testproject/deploy.py and the README's "Deploying".
 
 from __future__ import annotations
 
+import datetime
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -38,10 +39,13 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "rest_framework",
+    # crunch no longer reads its keys (migration 0008 moves them to crunch tokens): kept to
+    # test that move.
     "rest_framework.authtoken",
     "drf_spectacular",
     "crunch",
     "crunchclient",
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -53,7 +57,24 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into its 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# django-axes counts failed logins (the admin's and the pages' login form) per address and
+# user name: after AXES_FAILURE_LIMIT of them that pair is refused, the right password too,
+# until AXES_COOLOFF_TIME has passed; a success resets the count. Its backend comes first.
+# Behind a proxy, tell it the client's address: AXES_IPWARE_PROXY_COUNT (with django-ipware)
+# or AXES_CLIENT_IP_CALLABLE. API tokens are throttled by crunch itself (crunch/api/
+# authentication.py), in the default cache: give a server of several processes a shared one.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = 5
+AXES_COOLOFF_TIME = datetime.timedelta(minutes=15)
+AXES_LOCKOUT_PARAMETERS = [["ip_address", "username"]]
+AXES_RESET_ON_SUCCESS = True
 
 ROOT_URLCONF = "testproject.urls"
 WSGI_APPLICATION = "testproject.wsgi.application"

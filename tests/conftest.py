@@ -39,6 +39,15 @@ def no_retry_delay(settings: Any) -> None:
     settings.CRUNCH_DEFAULT_RETRY_DELAY = 0
 
 
+@pytest.fixture(autouse=True)
+def empty_cache() -> None:
+    """Failed token authentications are counted per address in the cache: one test's must
+    not throttle the next test's calls, which come from the same address."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture
 def client_user(db: None) -> tuple[Any, str]:
     return make_client_user("worker")

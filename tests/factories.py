@@ -7,8 +7,8 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 
-from crunch.models import AccessToken, Dataset, Project
-from crunch.services.accounts import client_token, issue_token
+from crunch.models import Dataset, Project
+from crunch.services.accounts import client_token, create_token, issue_token
 
 
 def make_project(**kwargs: Any) -> Project:
@@ -61,6 +61,6 @@ def make_user(
     """A user with ``role`` on ``projects`` (on every project when none), and a token."""
     if role is None:
         user = get_user_model().objects.create_user(username=username)
-        return user, AccessToken.objects.create(user=user).key
+        return user, create_token(user)[1]
     issued = issue_token(username, role=role, projects=[project.slug for project in projects])
     return issued.user, issued.key

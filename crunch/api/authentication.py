@@ -1,43 +1,96 @@
-"""Token authentication against crunch's own tokens, which can expire and be revoked."""
+"""Token authentication against crunch's own tokens, which can expire and be revoked.
+
+Tokens are found by the SHA-256 of their key (crunch/tokens.py). Failed authentications
+are counted per client address, and an address that fails too often is refused for a
+while (429, with Retry-After): see ``FailedTokenThrottle``.
+"""
 
 from __future__ import annotations
 
 from functools import cache
 from typing import Any
 
-from django.apps import apps
 from django.contrib.auth import get_user_model
 from django.db.models import Model
 from django.utils import timezone
-from rest_framework import authentication, exceptions
+from rest_framework import authentication, exceptions, throttling
+from rest_framework.request import Request
 
+from crunch import tokens
+from crunch.conf import crunch_settings
 from crunch.models import AccessToken
 from crunch.services import statements
 
 
+class FailedTokenThrottle(throttling.SimpleRateThrottle):
+    """Failed token authentications of one client address, DRF's way (``SimpleRateThrottle``).
+
+    The address is DRF's ``get_ident``: REMOTE_ADDR, or X-Forwarded-For as its setting
+    NUM_PROXIES says. Only failures are counted, so a worker whose token is good is never
+    throttled, however fast it calls. Past ``CRUNCH_TOKEN_FAILURE_RATE`` failures, every
+    token from that address is refused, good ones too (else a right guess would still get
+    through), until the oldest failure leaves the window. The history lives in the default
+    cache: with one local-memory cache per server process, each process counts on its own.
+    """
+
+    scope = "crunch_token_failures"
+    num_requests: int | None  # parsed from the rate by SimpleRateThrottle.__init__
+    duration: int | None
+
+    def get_rate(self) -> str | None:
+        return crunch_settings.TOKEN_FAILURE_RATE
+
+    def get_cache_key(self, request: Any, view: Any) -> str:
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+    def locked(self, request: Request) -> bool:
+        """Whether ``request``'s address has failed too often: one cache read, no write."""
+        if self.num_requests is None or self.duration is None:
+            return False
+        self.key = self.get_cache_key(request, None)
+        self.history = self.cache.get(self.key, [])
+        self.now = self.timer()
+        while self.history and self.history[-1] <= self.now - self.duration:
+            self.history.pop()
+        return len(self.history) >= self.num_requests
+
+    def refusal(self) -> exceptions.Throttled:
+        return exceptions.Throttled(
+            self.wait(),
+            detail="Too many failed token authentications from this address.",
+            code="auth_throttled",
+        )
+
+
 class TokenAuthentication(authentication.TokenAuthentication):
-    """``Authorization: Token <key>``: a crunch token, else a DRF authtoken of older setups."""
+    """``Authorization: Token <key>``: a crunch token (the keys of DRF's authtoken app were
+    moved to crunch tokens by migration 0008), refused while its address is throttled."""
 
     model = AccessToken
+
+    def authenticate(self, request: Request) -> tuple[Any, Any] | None:
+        header = authentication.get_authorization_header(request)
+        if not header[:6].lower().startswith(b"token"):
+            return None  # another scheme, or none: not counted, not checked
+        throttle = FailedTokenThrottle()
+        if throttle.locked(request):
+            raise throttle.refusal()
+        try:
+            return super().authenticate(request)
+        except exceptions.AuthenticationFailed:
+            no_view: Any = None
+            if not throttle.allow_request(request, no_view):  # counts this failure
+                raise throttle.refusal() from None
+            raise
 
     def authenticate_credentials(self, key: str) -> tuple[Any, Any]:
         token = token_with_user(key)
         if token is None:
-            return self.legacy_credentials(key)
+            raise exceptions.AuthenticationFailed("Invalid token.")
         if token.expires is not None and token.expires <= timezone.now():
             raise exceptions.AuthenticationFailed("The token has expired.")
         if not token.user.is_active:
             raise exceptions.AuthenticationFailed("The token's user is inactive.")
-        return token.user, token
-
-    def legacy_credentials(self, key: str) -> tuple[Any, Any]:
-        if not apps.is_installed("rest_framework.authtoken"):
-            raise exceptions.AuthenticationFailed("Invalid token.")
-        from rest_framework.authtoken.models import Token
-
-        token = Token.objects.select_related("user").filter(key=key).first()
-        if token is None or not token.user.is_active:
-            raise exceptions.AuthenticationFailed("Invalid token.")
         return token.user, token
 
 
@@ -46,7 +99,7 @@ def token_with_user(key: str) -> AccessToken | None:
     alias = statements.connection_for(AccessToken).alias
     user_model = get_user_model()
     token, user = statements.columns(AccessToken, alias), statements.columns(user_model, alias)
-    rows = statements.fetch(token_query(user_model), [key], AccessToken)
+    rows = statements.fetch(token_query(user_model), [tokens.digest(key)], AccessToken)
     if not rows:
         return None
     found: AccessToken = token.load(rows[0][: token.width], alias)
@@ -64,5 +117,5 @@ def token_query(user_model: type[Model]) -> str:
         f"SELECT {token.sql}, {user.sql} FROM {statements.table(AccessToken)} "
         f"INNER JOIN {statements.table(user_model)} ON {statements.column(AccessToken, 'user')} "
         f"= {statements.column(user_model, user_pk.name)} "
-        f"WHERE {statements.column(AccessToken, 'key')} = %s"
+        f"WHERE {statements.column(AccessToken, 'digest')} = %s"
     )

@@ -51,8 +51,21 @@ def issue_token(
     expires = None
     if expires_days is not None:
         expires = timezone.now() + datetime.timedelta(days=expires_days)
-    token = AccessToken.objects.create(user=user, name=name or f"{role} token", expires=expires)
-    return IssuedToken(key=token.key, user=user, created_user=created, expires=expires)
+    _, key = create_token(user, name=name or f"{role} token", expires=expires)
+    return IssuedToken(key=key, user=user, created_user=created, expires=expires)
+
+
+def create_token(
+    user: Any, *, name: str = "", expires: datetime.datetime | None = None
+) -> tuple[AccessToken, str]:
+    """A new token of ``user`` and its key: the only time the key is known, so show it now.
+
+    Only the key's digest is stored (crunch/tokens.py). The admin saves its tokens itself;
+    the key is then ``token.key`` on the instance it saved, for the page that follows.
+    """
+    token = AccessToken.objects.create(user=user, name=name, expires=expires)
+    assert token.key is not None
+    return token, token.key
 
 
 def client_token(username: str) -> tuple[str, bool]:

@@ -19,7 +19,8 @@ def positive_days(text: str) -> float:
 class Command(BaseCommand):
     help = (
         "Print a new API token for NAME, creating the user if needed and granting the role "
-        "on the named projects (on every project when none is named)."
+        "on the named projects (on every project when none is named). The key is shown "
+        "this once: the server keeps only its digest."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
