@@ -25,7 +25,6 @@ from crunchclient.exceptions import (
     AuthenticationFailed,
     ClaimConflict,
     ClaimLost,
-    ClientError,
     NotAllowed,
     NotFound,
     ServerError,
@@ -267,6 +266,16 @@ class Connection:
                     self.reached = True  # the server (or its proxy) is there: a restart
                     problem = f"HTTP {code}"
                     error = ServerError(problem)
+                elif code == 429:
+                    # Too many failed logins from this address (another node's bad token):
+                    # wait as the server asks, then go on; our own token is not at fault.
+                    problem = f"HTTP 429 {detail_of(response, data)}"
+                    error = ServerError(problem)
+                    wait = retry_after(response)
+                    if deadline - time.monotonic() > wait:
+                        logger.warning("%s; waiting %gs as the server asks", problem, wait)
+                        time.sleep(wait)
+                        continue
                 elif code < 300 and code != 204 and not isinstance(data, (dict, list)):
                     # A proxy's page instead of ours: the call may not have reached us.
                     kind = response.headers.get("Content-Type", "no type").split(";")[0]
@@ -325,7 +334,7 @@ class Connection:
             )
         if code == 409:
             raise conflict(detail)
-        raise ClientError(f"The server rejected {method} {masked(response.url)!r}: {detail}")
+        raise ServerError(f"The server rejected {method} {masked(response.url)!r}: {detail}")
 
 
 def token_refused(shown: str, detail: str) -> str:
@@ -367,6 +376,14 @@ def next_body(*, holder: str, lease_seconds: int, start: dict[str, Any] | None) 
     if start is not None:
         body["start"] = start
     return body
+
+
+def retry_after(response: requests.Response) -> float:
+    """The seconds a 429 asks us to wait (its Retry-After), 5 when it says nothing usable."""
+    try:
+        return min(max(float(response.headers.get("Retry-After", "")), 0.5), 300.0)
+    except ValueError:
+        return 5.0
 
 
 def detail_of(response: requests.Response, data: Any) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -153,6 +153,13 @@ class AccessTokenAdmin(ModelAdmin):
         elif not request.user.is_superuser:
             obj.user_id = request.user.pk  # type: ignore[assignment]  # staff are signed in
         super().save_model(request, obj, form, change)
+        if not change and obj.key:
+            # Shown once: only the key's digest is stored (crunch/tokens.py).
+            messages.warning(
+                request,
+                f"The key of {obj}: {obj.key} (copy it now: it is not stored and is shown only "
+                "this once).",
+            )
 
 
 def own_or_superuser(request: HttpRequest, token: AccessToken | None) -> bool:

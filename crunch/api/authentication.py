@@ -7,6 +7,7 @@ while (429, with Retry-After): see ``FailedTokenThrottle``.
 
 from __future__ import annotations
 
+import datetime
 from functools import cache
 from typing import Any
 
@@ -88,7 +89,10 @@ class TokenAuthentication(authentication.TokenAuthentication):
         if token is None:
             raise exceptions.AuthenticationFailed("Invalid token.")
         if token.expires is not None and token.expires <= timezone.now():
-            raise exceptions.AuthenticationFailed("The token has expired.")
+            when = token.expires.astimezone(datetime.UTC)
+            raise exceptions.AuthenticationFailed(
+                f"The token expired on {when:%Y-%m-%d %H:%M:%S} UTC."
+            )
         if not token.user.is_active:
             raise exceptions.AuthenticationFailed("The token's user is inactive.")
         return token.user, token

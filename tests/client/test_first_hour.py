@@ -95,3 +95,16 @@ def test_python_m_crunchclient_is_the_crunch_command() -> None:
     script = subprocess.run([CRUNCH, "--help"], capture_output=True, text=True, env=clean_env())
     assert (module.returncode, module.stdout) == (0, script.stdout)
     assert module.stdout.startswith("usage: crunch COMMAND [options]")
+
+
+def test_a_request_the_server_rejects_exits_3_as_the_table_says(crunch: Crunch) -> None:
+    crunch.project("Words", "echo ok > ok.txt\n")
+    env = {**crunch.env, "CRUNCH_TOKEN": crunch.maintainer_token()}
+
+    result = crunch.run("add-dataset", "words", "", env=env)
+
+    assert result.returncode == 3, result.stderr
+    assert error_line(result).startswith("CommandError: The server rejected POST ")
+    assert "    3  server unreachable after retrying, or it rejected the request" in (
+        crunch.run("--help").stdout
+    )

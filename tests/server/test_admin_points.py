@@ -240,3 +240,23 @@ def test_no_staff_role_may_do_in_the_admin_what_a_superuser_may_not() -> None:
         "delete a role on every project",
     }  # fmt: skip
 
+
+
+def test_a_token_added_in_the_admin_shows_its_key_once_and_the_key_works(
+    keeper: Any, alpha: Project
+) -> None:
+    import re
+
+    from rest_framework.test import APIClient
+
+    client = signed_in(keeper)
+    added = post_form(client, "/admin/crunch/accesstoken/add/", {"name": "laptop"})
+    assert added.status_code == 302
+    shown = client.get(added["Location"]).content.decode()  # the message, on the next page
+    key = re.search(r"The key of laptop of \S+: ([0-9a-f]{40})", shown)
+    assert key is not None, shown
+    again = client.get(added["Location"]).content.decode()
+    assert key.group(1) not in again  # shown once
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {key.group(1)}")
+    assert api.get(f"/api/projects/{alpha.slug}/").status_code == 200
