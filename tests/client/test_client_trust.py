@@ -227,7 +227,7 @@ def test_a_token_expired_mid_run_is_named(crunch: Crunch) -> None:
     guidance = (
         ": ask for a new one (crunch_token on the server) and pass it with --token/CRUNCH_TOKEN."
     )
-    when = expired.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    when = expired.astimezone(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     assert error_line(result) == f"CommandError: The token expired on {when}{guidance}"
     assert "crunch clients" not in stderr
 

@@ -241,7 +241,6 @@ def test_no_staff_role_may_do_in_the_admin_what_a_superuser_may_not() -> None:
     }  # fmt: skip
 
 
-
 def test_a_token_added_in_the_admin_shows_its_key_once_and_the_key_works(
     keeper: Any, alpha: Project
 ) -> None:
