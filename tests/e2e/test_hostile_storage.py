@@ -108,9 +108,7 @@ def test_slugs_that_climb_out_of_directory_fail_before_any_file_is_touched(
     """A server (or a row written around the API) answers a claim with project slug '..'
     and dataset slug 'x:..': <dir>/../.. is never made, used or deleted."""
     project = Project.objects.create(name="Up", slug="..", workflow="echo ran > ran.txt\n")
-    Dataset.objects.create(
-        project=project, name="up", slug="x:..", base_file_path="hostile/x"
-    )
+    Dataset.objects.create(project=project, name="up", slug="x:..", base_file_path="hostile/x")
     (crunch.media / "hostile/x").mkdir(parents=True)
     (crunch.media / "hostile/x/in.txt").write_text("in")
     directory = crunch.work / "a" / "b" / "dir"
