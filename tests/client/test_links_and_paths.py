@@ -167,11 +167,11 @@ def test_a_full_disk_leaves_no_cut_off_file(crunch: Crunch, tiny_disk: Path) -> 
     result = crunch.run("run", dataset["slug"], "--directory", str(tiny_disk), "--quiet")
 
     workdir = tiny_disk / project["slug"] / "one"
+    assert not (workdir / "big.bin").exists()  # neither whole nor cut off
     assert result.returncode == 10, result.stderr  # a dataset failed
     line = error_line(result)
     assert "failed at Setup" in line
     assert f"Cannot write '{workdir / 'big.bin'}': No space left on device" in line
-    assert not (workdir / "big.bin").exists()
     assert [p.name for p in workdir.iterdir() if "partial" in p.name] == []
     last = Status.objects.filter(dataset__slug=dataset["slug"]).last()
     assert (last.stage, last.state) == (1, 3) and "No space left on device" in last.note
