@@ -16,13 +16,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
+from crunch.constants import PARTIAL_MARK as PARTIAL_MARK
 from crunchclient.exceptions import TransferError, UnsafePathError
 
 logger = logging.getLogger(__name__)
 
-PARTIAL_MARK = ".crunch-partial-"
-"""In the name of a file being written; such a file is never taken for a result, never
-listed from storage, and removed by the next Setup or Upload of its folder."""
+# In the name of a file being written; such a file is never taken for a result, never
+# listed from storage, and removed by the next Setup or Upload of its folder.
 FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 T = TypeVar("T")
