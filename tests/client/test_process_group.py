@@ -116,7 +116,9 @@ def test_watchdog_ends_the_groups_it_watches_when_its_client_is_gone(
     import sys
 
     leftovers += ["41.31", "41.32"]
-    workflow = subprocess.Popen(["bash", "-c", "(sleep 41.31) & sleep 41.32"], process_group=0)
+    workflow = subprocess.Popen(
+        ["bash", "-c", "(sleep 41.31) & sleep 41.32"], start_new_session=True
+    )
     watchdog = subprocess.Popen(
         [sys.executable, "-I", "-S", str(groups.WATCHDOG), "1"], stdin=subprocess.PIPE
     )
