@@ -4,6 +4,8 @@ with it, and never outlive their client, even one killed with SIGKILL."""
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -112,9 +114,6 @@ def test_watchdog_ends_the_groups_it_watches_when_its_client_is_gone(
     leftovers: list[str],
 ) -> None:
     """The watchdog on its own: the end of its input is the client's death."""
-    import subprocess
-    import sys
-
     leftovers += ["41.31", "41.32"]
     workflow = subprocess.Popen(
         ["bash", "-c", "(sleep 41.31) & sleep 41.32"], start_new_session=True
