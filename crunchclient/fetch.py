@@ -15,10 +15,11 @@ from typing import Any
 
 from crunchclient import transfer
 from crunchclient.connection import Connection, no_dataset, quote_slug
-from crunchclient.exceptions import TransferError, UnsafePathError
+from crunchclient.exceptions import TransferError
 from crunchclient.records import SETUP_CHECKSUMS, UPLOAD_CHECKSUMS, record_path
 from crunchclient.remote import paged, storage_location
 from crunchclient.transfer.backends.base import Entry, StorageBackend
+from crunchclient.transfer.paths import dataset_prefix, work_folder
 
 logger = logging.getLogger(__name__)
 
@@ -37,14 +38,7 @@ def size_text(size: int) -> str:
 
 def folder_of(dataset: dict[str, Any]) -> str:
     """The dataset's folder in storage, refused if it would lead out of it."""
-    raw = str(dataset.get("base_file_path") or "")
-    parts = raw.replace("\\", "/").split("/")
-    if ".." in parts or "\x00" in raw or not raw.strip("/. "):
-        raise UnsafePathError(
-            f"Refusing the folder {raw!r} of dataset {dataset.get('slug')!r}: it is not a "
-            "folder inside the storage."
-        )
-    return "/".join(part for part in parts if part not in ("", "."))
+    return dataset_prefix(str(dataset.get("base_file_path") or ""), str(dataset.get("slug")))
 
 
 def get_dataset(connection: Connection, slug: str) -> dict[str, Any]:
@@ -100,8 +94,8 @@ def backend_for(storage: Any, keep: set[str] | None) -> type[StorageBackend]:
     if keep is None:
         return base
 
-    def list_kept(self: StorageBackend, prefix: str) -> list[Entry]:
-        return [entry for entry in base.list(self, prefix) if entry.rel in keep]
+    def list_kept(self: StorageBackend, prefix: str, *, tidy: bool = False) -> list[Entry]:
+        return [entry for entry in base.list(self, prefix, tidy=tidy) if entry.rel in keep]
 
     return type(f"Only{base.__name__}", (base,), {"list": list_kept})
 
@@ -159,8 +153,8 @@ def download(
     """Download each dataset into dest/<project>/<dataset>/; claims nothing."""
     done = []
     for dataset in select(connection, slugs, project=project, state=state):
-        project_slug, _, name = str(dataset["slug"]).partition(":")
-        target = dest.expanduser() / project_slug / (name or project_slug)
+        slug = str(dataset["slug"])
+        target = work_folder(dest.expanduser(), slug.partition(":")[0], slug)
         done.append(
             download_one(
                 storage, dataset, target, outputs_only=outputs_only, jobs=jobs, quiet=quiet

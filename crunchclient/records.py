@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +24,7 @@ from crunch.constants import (
     record_path,
 )
 from crunchclient import workflows
+from crunchclient.transfer.paths import write_all, write_then_rename
 
 if TYPE_CHECKING:
     from crunchclient.stages.base import RunContext
@@ -29,7 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DATASET_RECORD", "DELETED", "PROJECT_RECORD", "RECORDS", "SETUP_CHECKSUMS",
     "UPLOAD_CHECKSUMS", "WORKFLOW_LOG", "is_cache", "is_record", "read_json", "record_path",
-    "write_json", "write_setup_checksums",
+    "write_file", "write_json", "write_setup_checksums",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -46,7 +49,20 @@ def is_cache(path: str) -> bool:
 
 
 def write_json(path: Path, value: Any) -> None:
-    path.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    write_file(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+
+
+def write_file(path: Path, data: bytes) -> None:
+    """Write path whole or not at all: on a full disk no cut-off record takes its name."""
+
+    def write(partial: str) -> None:
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+        try:
+            write_all(fd, data)
+        finally:
+            os.close(fd)
+
+    write_then_rename(str(path), secrets.token_hex(4), write)
 
 
 def read_json(path: Path) -> Any:

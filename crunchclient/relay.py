@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import IO, Protocol
 
-from crunchclient.shutdown import kill_group
+from crunchclient.shutdown import kill_group, signal_group
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,9 @@ def relay_until_exit(
     """Relay ``streams`` (pipe: its way out) until the process exits and its pipes end;
     stop it (SIGTERM, then SIGKILL after GRACE) once ``stopping()``. Its exit code.
 
-    Pipes that a child of the workflow still holds are closed GRACE seconds after it exits.
+    Once it exits, what is left of its process group (background children) gets SIGTERM,
+    and SIGKILL if it still holds the pipes GRACE seconds later: a workflow's work ends
+    with it (the caller then waits for the group to end, see groups.end_group).
     """
     code: int | None = None
     kill_at = drain_until = 0.0
@@ -91,8 +93,13 @@ def relay_until_exit(
             if code is None:
                 code = process.poll()
             if code is not None:
-                drain_until = drain_until or now + GRACE
-                if not selector.get_map() or now >= drain_until:
+                if not drain_until:
+                    drain_until = now + GRACE
+                    signal_group(process.pid, signal.SIGTERM)
+                if not selector.get_map():
+                    break
+                if now >= drain_until:
+                    signal_group(process.pid, signal.SIGKILL)
                     break
             elif not kill_at and stopping():
                 logger.warning("%s: stopping the workflow (pid %s)", slug, process.pid)

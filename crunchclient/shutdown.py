@@ -82,7 +82,12 @@ def kill_group(process: subprocess.Popen[bytes] | None, sig: int) -> None:
     """Send sig to the process group of a workflow started with OWN_GROUP."""
     if process is None or process.poll() is not None:
         return
+    signal_group(process.pid, sig)
+
+
+def signal_group(pgid: int, sig: int) -> None:
+    """Send sig to process group pgid, if any process is left in it."""
     try:
-        os.killpg(process.pid, sig)
+        os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
         pass

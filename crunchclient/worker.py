@@ -10,7 +10,6 @@ Another project subclasses it to run other stages::
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +34,7 @@ from crunchclient.stages.base import RunContext, Stage
 from crunchclient.stages.setup import SetupStage, kind_of, workflow_bytes
 from crunchclient.stages.upload import UploadStage
 from crunchclient.stages.workflow import WorkflowStage
+from crunchclient.transfer.paths import remove_work_folder, work_folder
 from crunchclient.wire import Claim, ProjectInfo
 
 logger = logging.getLogger(__name__)
@@ -196,7 +196,7 @@ class Worker:
         finally:
             context.setup_checksums.stop()  # a failed dataset's files need no checksums
         if config.cleanup:
-            shutil.rmtree(workdir, ignore_errors=True)
+            remove_work_folder(config.directory, workdir)
         return Outcome(dataset=context.slug, completed=True, seconds=time.monotonic() - started)
 
     # ------------------------------------------------------------------------ the commands
@@ -204,6 +204,7 @@ class Worker:
     def run_dataset(self, slug: str) -> Outcome:
         """Claim the dataset ``slug`` and process it; StageFailed if it does not complete."""
         dataset = self.connection.dataset(slug)
+        work_folder(self.config.directory, dataset.project, dataset.slug)  # before claiming
         self.check_project(self.connection.project(dataset.project))
         with self.signals(), self.beating():
             claimed = self.connection.claim_dataset(

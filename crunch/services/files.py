@@ -16,6 +16,7 @@ from django.core.exceptions import SuspiciousFileOperation
 from django.core.files.base import File
 from django.core.files.storage import FileSystemStorage, Storage, storages
 
+from crunch.constants import PARTIAL_MARK
 from crunch.models import Dataset
 from crunch.services.paths import UnsafePath, clean_base_file_path
 
@@ -160,8 +161,8 @@ def _walk(place: Place, node: FileNode, tree: FileTree, limit: int, depth: int) 
             return
     for name in sorted(files):
         path = posixpath.join(node.path, name) if node.path else name
-        if not place.inside(path):
-            continue
+        if PARTIAL_MARK in name or not place.inside(path):
+            continue  # a file the client is still writing, or one leaving the folder
         if tree.files + tree.folders >= limit:
             tree.truncated = True
             return
@@ -194,6 +195,8 @@ def open_dataset_file(dataset: Dataset, path: str) -> tuple[File[bytes], str] | 
     place = dataset_place(dataset)
     if relative is None or place is None or not place.inside(relative):
         return None
+    if PARTIAL_MARK in posixpath.basename(relative):
+        return None  # half-written by a client, perhaps killed: not a file of the dataset
     name = place.name(relative)
     try:
         if not place.storage.exists(name):

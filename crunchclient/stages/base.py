@@ -17,6 +17,7 @@ from crunchclient.exceptions import ClaimLost, Interrupted, StageFailed, UnsafeP
 from crunchclient.hashing import Checksums, Digests
 from crunchclient.records import RECORDS
 from crunchclient.shutdown import Shutdown
+from crunchclient.transfer.paths import dataset_prefix, make_work_folder, work_folder
 from crunchclient.wire import Claim, DatasetInfo, ProjectInfo
 
 logger = logging.getLogger(__name__)
@@ -60,16 +61,20 @@ class RunContext:
 
     @property
     def prefix(self) -> str:
-        """The dataset's folder in storage, refused if it would lead out of the storage
-        (a leading ``/`` means the storage's root, as it always did)."""
-        raw = self.dataset.base_file_path
-        parts = raw.replace("\\", "/").split("/")
-        if ".." in parts or raw[1:2] == ":" or "\x00" in raw or not raw.strip("/. "):
+        """The dataset's folder in storage, refused if it would lead out of the storage."""
+        return dataset_prefix(self.dataset.base_file_path, self.slug)
+
+    def make_workdir(self) -> None:
+        """Make the dataset's folder under --directory, refused (UnsafePathError) unless
+        the server's slugs name one inside it and no link takes it out."""
+        directory = self.config.directory
+        folder = work_folder(directory, self.project.slug, self.slug)
+        if folder != self.workdir:
             raise UnsafePathError(
-                f"Refusing the folder {raw!r} of dataset {self.slug!r}: it is not a folder inside "
-                "the storage; give the dataset a relative base_file_path on the server."
+                f"Refusing the folder {str(self.workdir)!r} of dataset {self.slug!r}: it is "
+                f"not {str(folder)!r}."
             )
-        return "/".join(part for part in parts if part not in ("", "."))
+        make_work_folder(directory, folder)
 
     def report(
         self, stage: StageNumber, state: State, note: str = "",

@@ -16,6 +16,7 @@ from crunchclient.records import (
     SETUP_CHECKSUMS,
     is_record,
     read_json,
+    write_file,
     write_json,
     write_setup_checksums,
 )
@@ -66,7 +67,7 @@ class SetupStage(Stage):
         config = context.config
         workflow = workflow_bytes(config.path, context.project)
         prefix = context.prefix  # refuses a folder outside the storage
-        context.workdir.mkdir(parents=True, exist_ok=True)
+        context.make_workdir()  # refuses one outside --directory
         context.records.mkdir(exist_ok=True)
         previous = read_json(context.records / SETUP_CHECKSUMS) or {}
         if config.download:
@@ -75,7 +76,7 @@ class SetupStage(Stage):
             # when they are known.
             checksums = transfer.fetch_tree(
                 config.storage, prefix, context.workdir,
-                jobs=config.jobs, known=previous, quiet=config.quiet,
+                jobs=config.jobs, known=previous, quiet=config.quiet, tidy=True,
             )  # fmt: skip
         else:
             found = transfer.checksum_tree(context.workdir, exclude=is_record, jobs=config.jobs)
@@ -93,7 +94,7 @@ class SetupStage(Stage):
         write_json(context.records / DATASET_RECORD, context.dataset.raw)
         write_json(context.records / PROJECT_RECORD, context.project.raw)
         path = workflow_file(context)
-        path.write_bytes(workflow)
+        write_file(path, workflow)
         if workflow_kind(context).executable:
             path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
         context.check()

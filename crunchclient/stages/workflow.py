@@ -20,6 +20,7 @@ from crunch.choices import Stage as StageNumber
 from crunchclient import transfer
 from crunchclient.config import ClientConfig
 from crunchclient.exceptions import ClientError
+from crunchclient.groups import WATCHDOG_PROCESS, die_with_parent, end_group
 from crunchclient.outputs import OutputHashes
 from crunchclient.records import RECORDS, WORKFLOW_LOG, is_record
 from crunchclient.relay import Stream, relay_until_exit
@@ -166,8 +167,10 @@ class WorkflowStage(Stage):
         with open(context.records / WORKFLOW_LOG, "ab") as log:
             process = subprocess.Popen(
                 command, cwd=context.workdir, env=env, stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, **OWN_GROUP,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                preexec_fn=die_with_parent(), **OWN_GROUP,
             )  # fmt: skip
+            WATCHDOG_PROCESS.watch(process.pid)  # its group ends with the client, however
             context.shutdown.child = process
             mask = Masker(context.config.secrets)
             assert process.stdout is not None and process.stderr is not None
@@ -182,3 +185,8 @@ class WorkflowStage(Stage):
                 )  # fmt: skip
             finally:
                 context.shutdown.child = None
+                if process.poll() is None:  # relaying itself failed
+                    process.kill()
+                    process.wait()
+                end_group(process.pid)  # its background children go with it
+                WATCHDOG_PROCESS.unwatch(process.pid)

@@ -7,9 +7,11 @@ import errno
 import hashlib
 import os
 from concurrent.futures import Executor, Future
+from io import FileIO
 from pathlib import Path
 
 from crunchclient.hashing import CHUNK_SIZE, Counter
+from crunchclient.transfer.paths import write_all
 
 SMALL_FILE = 1024 * 1024  # bytes: files below this are read in one call
 KERNEL_CHUNK = 64 * 1024 * 1024  # bytes per copy_file_range call: a cancel check between
@@ -22,6 +24,8 @@ def copy_file(
     progress: Counter,
     writers: Executor | None,
     mtime_ns: int | None = None,
+    *,
+    stored: bool = False,
 ) -> str | None:
     """Copy source to the new file target and return the MD5 of what was copied.
 
@@ -30,32 +34,33 @@ def copy_file(
     and os.write release the GIL): one pass, hashing and writing at once, so the copy
     costs little more than the MD5 alone. Without writers, a large file is only copied,
     by the kernel, and None returned: the caller hashes it later, or knew its MD5.
-    mtime_ns, if given, becomes the target's modification time.
+    mtime_ns, if given, becomes the target's modification time. A stored source (in
+    storage) is never opened through a link. Every byte is written, or OSError raised.
     """
+    flags = os.O_RDONLY | os.O_CLOEXEC | (os.O_NOFOLLOW if stored else 0)
     if size < SMALL_FILE:
-        return _copy_small(source, target, size, progress, mtime_ns)
-    md5 = _copy_hashing(source, target, progress, writers) if writers is not None else None
+        return _copy_small(source, target, size, progress, mtime_ns, flags)
+    md5 = _copy_hashing(source, target, progress, writers, flags) if writers is not None else None
     if md5 is None:
-        _copy_kernel(source, target, progress, count=True)
+        _copy_kernel(source, target, progress, count=True, flags=flags)
     if mtime_ns is not None:
         os.utime(target, ns=(mtime_ns, mtime_ns))
     return md5
 
 
-def _write_all(fd: int, data: memoryview) -> None:
-    while data:
-        data = data[os.write(fd, data) :]
+def _open(source: str | Path, flags: int) -> FileIO:
+    return FileIO(os.open(source, flags), "rb", closefd=True)
 
 
 def _copy_hashing(
-    source: str | Path, target: Path | str, progress: Counter, writers: Executor
+    source: str | Path, target: Path | str, progress: Counter, writers: Executor, flags: int
 ) -> str:
     """Read source once into two alternating buffers: while a writer thread writes one
     chunk to target, this thread hashes it and reads the next into the other buffer."""
     digest = hashlib.md5(usedforsecurity=False)
     buffers = (bytearray(CHUNK_SIZE), bytearray(CHUNK_SIZE))
     pending: Future[None] | None = None
-    with open(source, "rb", buffering=0) as src, open(target, "xb", buffering=0) as dst:
+    with _open(source, flags) as src, open(target, "xb", buffering=0) as dst:
         fd = dst.fileno()
         try:
             turn = 0
@@ -64,7 +69,7 @@ def _copy_hashing(
                 chunk = memoryview(buffers[turn])[:n]
                 if pending is not None:
                     pending.result()  # chunks reach the file in order
-                pending = writers.submit(_write_all, fd, chunk)
+                pending = writers.submit(write_all, fd, chunk)
                 digest.update(chunk)
                 progress.advance(bytes=n)  # may raise to cancel
                 turn ^= 1
@@ -78,10 +83,13 @@ def _copy_hashing(
     return digest.hexdigest()
 
 
-def _copy_kernel(source: str | Path, target: Path | str, progress: Counter, count: bool) -> None:
+def _copy_kernel(
+    source: str | Path, target: Path | str, progress: Counter, *, count: bool, flags: int
+) -> None:
     """Copy inside the kernel (copy_file_range), stopping if cancelled; count the bytes
-    on progress if count, else leave that to whoever hashes the file."""
-    with open(source, "rb", buffering=0) as src, open(target, "xb", buffering=0) as dst:
+    on progress if count, else leave that to whoever hashes the file. Where the kernel
+    refuses (another filesystem), copy in chunks, each written whole."""
+    with _open(source, flags) as src, open(target, "xb", buffering=0) as dst:
         infd, outfd = src.fileno(), dst.fileno()
         try:
             while n := os.copy_file_range(infd, outfd, KERNEL_CHUNK):
@@ -97,18 +105,19 @@ def _copy_kernel(source: str | Path, target: Path | str, progress: Counter, coun
         buffer = bytearray(CHUNK_SIZE)
         view = memoryview(buffer)
         while n := src.readinto(buffer):
-            dst.write(view[:n])
+            write_all(outfd, view[:n])
             progress.advance(bytes=n if count else 0)
 
 
 def _copy_small(
-    source: str | Path, target: Path | str, size: int, progress: Counter, mtime_ns: int | None
-) -> str:
+    source: str | Path, target: Path | str, size: int, progress: Counter, mtime_ns: int | None,
+    flags: int,
+) -> str:  # fmt: skip
     """Copy a small file with as few system calls as possible: one read, one write.
 
     Per-file overhead, not bytes, is what a tree of many small files costs.
     """
-    fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+    fd = os.open(source, flags)
     try:
         # One byte more than expected: a short read is the end of a regular file, and
         # a file that grew since it was listed is still copied whole.
@@ -122,9 +131,7 @@ def _copy_small(
         os.close(fd)
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        write_all(fd, data)
         if mtime_ns is not None:
             os.utime(fd, ns=(mtime_ns, mtime_ns))
     finally:

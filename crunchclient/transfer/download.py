@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict
 
+from crunchclient.exceptions import TransferError
 from crunchclient.hashing import Checksums, Copy, fingerprint, fingerprint_of, md5_file
 from crunchclient.progress import Progress
 from crunchclient.transfer.backends import StorageBackend, open_backend
@@ -46,6 +47,7 @@ def fetch_tree(
     jobs: int = 8,
     known: Mapping[str, str] | None = None,
     quiet: bool = False,
+    tidy: bool = False,
 ) -> Checksums:
     """Copy every file under prefix into destination; return their checksums.
 
@@ -54,10 +56,13 @@ def fetch_tree(
     stored file's size and modification time (which a download gives its copy) is
     kept, with its MD5 from known, else hashed again; without that, a local file with
     the stored file's MD5 (S3's ETag) is kept. storage is a Django storage, or a
-    StorageBackend its owner keeps open.
+    StorageBackend its owner keeps open. With tidy (a run's Setup), what a killed upload
+    left half-written in the stored folder is removed.
     """
     with open_backend(storage, jobs) as backend:
-        return _download(backend, prefix, destination, jobs=jobs, known=known or {}, quiet=quiet)
+        return _download(
+            backend, prefix, destination, jobs=jobs, known=known or {}, quiet=quiet, tidy=tidy
+        )
 
 
 class FetchOptions(TypedDict, total=False):
@@ -66,6 +71,7 @@ class FetchOptions(TypedDict, total=False):
     jobs: int
     known: Mapping[str, str] | None
     quiet: bool
+    tidy: bool
 
 
 def download_tree(
@@ -86,10 +92,11 @@ def _download(
     jobs: int,
     known: Mapping[str, str],
     quiet: bool,
+    tidy: bool = False,
 ) -> Checksums:
-    entries = backend.list(prefix)
+    entries = backend.list(prefix, tidy=tidy)
     if not backend.is_local:  # a local listing builds its names itself
-        entries = [_checked(entry) for entry in entries]
+        entries = unambiguous(prefix, entries, [_checked(entry) for entry in entries])
     destination.mkdir(parents=True, exist_ok=True)
     root = Path(os.path.realpath(destination))
     checksums: dict[str, str] = {}
@@ -165,6 +172,31 @@ def _present(root: Path, entries: list[Entry]) -> dict[str, os.stat_result]:
                     rel = f"{parent}/{item.name}" if parent else item.name
                     present[rel] = item.stat(follow_symlinks=False)
     return present
+
+
+def unambiguous(prefix: str, listed: list[Entry], checked: list[Entry]) -> list[Entry]:
+    """checked (the listed entries with clean names), or TransferError naming the keys
+    when two would be one local file (``a//b.txt``, ``a/./b.txt``, ``a/b.txt``) or a
+    file would be another's folder (``sub`` beside ``sub/x.txt``)."""
+    keys: dict[str, list[str]] = {}
+    for raw, entry in zip(listed, checked, strict=True):
+        keys.setdefault(entry.rel, []).append(join(prefix, raw.rel))
+    for rel, names in keys.items():
+        if len(names) > 1:
+            raise TransferError(
+                f"Refusing the keys {', '.join(repr(n) for n in sorted(names))} in storage: "
+                f"they are all the file {rel!r}; keep one of them."
+            )
+    for rel, names in keys.items():
+        parent = rel.rpartition("/")[0]
+        while parent:
+            if parent in keys:
+                raise TransferError(
+                    f"Refusing the key {keys[parent][0]!r} in storage: it is a file and also "
+                    f"the folder of {names[0]!r}; rename one of them."
+                )
+            parent = parent.rpartition("/")[0]
+    return checked
 
 
 def _checked(entry: Entry) -> Entry:

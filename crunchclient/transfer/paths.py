@@ -1,24 +1,29 @@
-"""Path safety: names from storage stay inside the destination, links in the working
-directory are not followed out of it, and a partly written file never stands under its
-final name."""
+"""Path safety: names from storage and from the server stay inside their folder, links
+in storage are never followed, links in the working directory not out of it, and a
+partly or cut-off written file never stands under its final name."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import logging
 import os
 import posixpath
+import shutil
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
-from crunchclient.exceptions import UnsafePathError
+from crunch.constants import PARTIAL_MARK as PARTIAL_MARK
+from crunchclient.exceptions import TransferError, UnsafePathError
 
 logger = logging.getLogger(__name__)
 
-PARTIAL_MARK = ".crunch-partial-"
-"""In the name of a file being written; such a file is never taken for a result."""
+# In the name of a file being written; such a file is never taken for a result, never
+# listed from storage, and removed by the next Setup or Upload of its folder.
+FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 T = TypeVar("T")
 
@@ -55,22 +60,45 @@ def inside(path: Path | str, root: Path | str) -> bool:
     return True
 
 
+def partial_name(target: str, token: str) -> str:
+    """The temporary name target is written under, beside it: short whatever target's
+    length (a 255-byte name must still fit in NAME_MAX), unique per target and token."""
+    folder, name = os.path.split(target)
+    key = hashlib.blake2s(name.encode("utf-8", "surrogateescape"), digest_size=8).hexdigest()
+    return os.path.join(folder, f"{PARTIAL_MARK}{token}-{key}")
+
+
 def write_then_rename(target: str, token: str, write: Callable[[str], T]) -> T:
     """Call write(partial) on a new name beside target, then rename it to target.
 
-    On any error, Ctrl+C included, the partial file is removed and target is untouched.
-    A partial file left by a killed process is skipped by listing() and removed by the
-    next download into its folder.
+    On any error, Ctrl+C included, the partial file is removed and target is untouched;
+    a full disk is said in one line. A partial file left by a killed process is skipped
+    by listing() and removed by the next Setup or Upload of its folder.
     """
-    partial = f"{target}{PARTIAL_MARK}{token}"
+    partial = partial_name(target, token)
     try:
         result = write(partial)
         os.replace(partial, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(partial)
+        if isinstance(exc, OSError) and exc.errno in FULL:
+            raise TransferError(
+                f"Cannot write {target!r}: {exc.strerror} (the file was not kept); free space "
+                "on that disk and run again."
+            ) from exc
         raise
     return result
+
+
+def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
+    """Write every byte of data to fd: os.write may write less (a disk nearly full)."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view = view[written:]
 
 
 def listing(folder: str, *, clean: bool = False) -> list[os.DirEntry[str]]:
@@ -94,31 +122,30 @@ def listing(folder: str, *, clean: bool = False) -> list[os.DirEntry[str]]:
     return kept
 
 
-def walk(root: Path | str, *, follow: bool = False, warn: bool = True) -> Iterator[
-    tuple[str, os.DirEntry[str]]
-]:  # fmt: skip
+def walk(
+    root: Path | str, *, storage: bool = False, warn: bool = True, clean: bool = False
+) -> Iterator[tuple[str, os.DirEntry[str]]]:
     """Yield (relative posix path, entry) of the regular files under root.
 
-    The one walk of a local folder. With follow (a local storage, which serves what it
-    holds), every link is followed. Without (a working directory), only links that stay
-    inside root are, so a workflow's link to a reference genome elsewhere is neither
+    The one walk of a local folder. In storage, no link is followed, whatever it points
+    at: a link there is no file of the dataset (the server's pages hide them too), and
+    following one would copy a node's secret or another dataset's files, or write
+    through it; each is skipped, with a warning if warn. With clean, partial files a
+    killed run left are removed. In a working directory, only links that stay inside
+    root are followed, so a workflow's link to a reference genome elsewhere is neither
     hashed nor uploaded; if warn, each link that leads out is logged.
     """
     base = str(root)
     stack = [""]
     while stack:
         current = stack.pop()
-        for entry in listing(os.path.join(base, current) if current else base):
+        for entry in listing(os.path.join(base, current) if current else base, clean=clean):
             rel = f"{current}/{entry.name}" if current else entry.name
-            if follow:
-                if entry.is_dir():
-                    stack.append(rel)
-                elif entry.is_file():
-                    yield rel, entry
-            elif entry.is_symlink():
-                if not inside(entry.path, base):
+            if entry.is_symlink():
+                if storage or not inside(entry.path, base):
                     if warn:
-                        logger.warning("Not following link %r: it points outside %s", rel, base)
+                        why = "it is in storage" if storage else f"it points outside {base}"
+                        logger.warning("Not following link %r: %s", rel, why)
                     continue
                 if entry.is_file():
                     yield rel, entry
@@ -160,3 +187,63 @@ def prepare_folder(root: Path, parent: str, made: dict[str, bool]) -> bool:
             ) from None
     made[parent] = existed
     return existed
+
+
+def plain_name(value: str, what: str) -> str:
+    """value as one folder name of a local path, or UnsafePathError naming what it is.
+
+    Refuses what a path would read as more than one plain name: empty, ``.``, ``..``,
+    separators, a drive (``:``), control characters.
+    """
+    if (
+        value in ("", ".", "..") or any(char in value for char in "/\\:")
+        or any(ord(char) < 32 or ord(char) == 127 for char in value)
+    ):  # fmt: skip
+        raise UnsafePathError(
+            f"Refusing the {what} {value!r} from the server: it is not a plain folder name, "
+            "so its folder would not stay inside --directory."
+        )
+    return value
+
+
+def work_folder(directory: Path, project: str, dataset: str) -> Path:
+    """<directory>/<project>/<dataset's short slug>: the one rule for a dataset's local
+    folder, refused (UnsafePathError) unless it stays inside directory."""
+    name = dataset.split(":", 1)[-1]
+    return directory / plain_name(project, "project slug") / plain_name(name, "dataset slug")
+
+
+def make_work_folder(directory: Path, folder: Path) -> None:
+    """Make folder (from work_folder()) and refuse it if a link takes it out of directory:
+    a workflow may have left one in place of a project's or dataset's folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    expected = os.path.join(os.path.realpath(directory), os.path.relpath(folder, directory))
+    if os.path.realpath(folder) != expected:
+        raise UnsafePathError(
+            f"Refusing the folder {str(folder)!r}: a link takes it out of {str(directory)!r}; "
+            "remove the link."
+        )
+
+
+def remove_work_folder(directory: Path, folder: Path) -> bool:
+    """Delete folder (from work_folder()) unless a link takes it out of directory; whether
+    it was deleted. --cleanup never deletes anything outside --directory."""
+    expected = os.path.join(os.path.realpath(directory), os.path.relpath(folder, directory))
+    if os.path.realpath(folder) != expected or os.path.islink(folder):
+        logger.warning("Not deleting %s: a link takes it out of %s", folder, directory)
+        return False
+    shutil.rmtree(folder, ignore_errors=True)
+    return True
+
+
+def dataset_prefix(raw: str, slug: str) -> str:
+    """The dataset's folder in storage from its base_file_path: the one rule, refused if
+    it would lead out of the storage (a leading ``/`` means the storage's root, as it
+    always did)."""
+    parts = raw.replace("\\", "/").split("/")
+    if ".." in parts or raw[1:2] == ":" or "\x00" in raw or not raw.strip("/. "):
+        raise UnsafePathError(
+            f"Refusing the folder {raw!r} of dataset {slug!r}: it is not a folder inside "
+            "the storage; give the dataset a relative base_file_path on the server."
+        )
+    return "/".join(part for part in parts if part not in ("", "."))

@@ -220,7 +220,7 @@ def test_interrupted_download_leaves_no_partial_file(
     (work / "big.bin").write_bytes(b"previous version")
     disk_full_after_first_bytes(monkeypatch)
 
-    with pytest.raises(OSError, match="No space left on device"):
+    with pytest.raises(TransferError, match="No space left on device"):
         download_tree(storage, PREFIX, work, jobs=2, quiet=True)
 
     assert sorted(os.listdir(work)) == ["big.bin"]
@@ -530,7 +530,7 @@ def test_interrupted_single_pass_upload_keeps_the_stored_file(
     (work / "big.bin").write_bytes(os.urandom(3 * hashing.CHUNK_SIZE))
     disk_full_after_first_bytes(monkeypatch)
 
-    with pytest.raises(OSError, match="No space left on device"):
+    with pytest.raises(TransferError, match="No space left on device"):
         upload_tree(storage, PREFIX, work, jobs=2, quiet=True)
 
     assert os.listdir(storage.path(PREFIX)) == ["big.bin"]

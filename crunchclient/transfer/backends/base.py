@@ -82,8 +82,9 @@ class StorageBackend(ABC):
         return None
 
     @abstractmethod
-    def list(self, prefix: str) -> list[Entry]:
-        """Every file stored under prefix."""
+    def list(self, prefix: str, *, tidy: bool = False) -> list[Entry]:
+        """Every file stored under prefix; with tidy, also remove what a killed transfer
+        left half-written there (see paths.PARTIAL_MARK), where a storage can have such."""
 
     @abstractmethod
     def stored(self, name: str, rel: str) -> Entry | None:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 class GenericBackend(StorageBackend):
     """listdir(), open(), exists(), save(): works with every storage."""
 
-    def list(self, prefix: str) -> list[Entry]:
+    def list(self, prefix: str, *, tidy: bool = False) -> list[Entry]:
         entries: list[Entry] = []
         base = prefix.strip("/")
         stack = [base]

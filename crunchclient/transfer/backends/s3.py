@@ -115,7 +115,7 @@ class S3Backend(StorageBackend):
                 f"{self.location!r}; check the dataset's prefix."
             ) from None
 
-    def list(self, prefix: str) -> list[Entry]:
+    def list(self, prefix: str, *, tidy: bool = False) -> list[Entry]:
         base = self.key(prefix.strip("/")).rstrip("/")
         search = f"{base}/" if base else ""
         entries: list[Entry] = []
