@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 import time
 import uuid
 from typing import Any
@@ -20,15 +19,18 @@ import requests
 
 import crunch
 from crunch.choices import Stage, State
+from crunchclient import hints
 from crunchclient.exceptions import (
     AccessRemoved,
     AuthenticationFailed,
     ClaimConflict,
     ClaimLost,
+    ConfigurationError,
     NotAllowed,
     NotFound,
     ServerError,
 )
+from crunchclient.replies import decoded, detail_of, permanent_cause, retry_after, token_refused
 from crunchclient.wire import Claim, DatasetInfo, ProjectInfo
 
 logger = logging.getLogger(__name__)
@@ -38,9 +40,6 @@ BACKOFF_FIRST = 0.25  # seconds before the first retry
 BACKOFF_MAX = 30.0  # seconds between retries at most
 START_RETRY_FOR = 30.0  # seconds to retry before the server has answered once: a wrong URL
 HELD = 16  # claims remembered (a client holds two at most: the current one and the next)
-EXPIRED = re.compile(r"\bexpired\b(?: on (?P<when>.+?))?\.?$")
-"""The server's 401 for an expired token: "The token has expired." or, with its date,
-"The token expired on 2026-05-01 12:00:00 UTC."."""
 
 
 class Connection:
@@ -257,6 +256,8 @@ class Connection:
             try:
                 response = self.session.request(method, url, json=json, timeout=self.timeout)
             except (requests.ConnectionError, requests.Timeout) as exc:
+                if not self.reached and (cause := permanent_cause(exc, self.shown)):
+                    raise ConfigurationError(cause) from None
                 problem = type(exc).__name__
                 error: Exception = exc
             else:
@@ -295,12 +296,22 @@ class Connection:
                     f"{path}) after retrying for {retry_for:g}s: check --url/CRUNCH_URL "
                     "and that the server is running."
                 ) from error
-            pause = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (attempt - 1), left)
-            pause *= random.uniform(0.5, 1.0)
+            # Jitter first, then the time left: a pause cut to what is left sleeps all of it,
+            # so the last tries never come in a burst of ever shorter pauses.
+            pause = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (attempt - 1)) * random.uniform(0.5, 1)
+            pause = min(pause, left)
             logger.warning(
                 "Server unreachable (%s on %s %s); retrying in %.1fs", problem, method, path, pause
             )
             time.sleep(pause)
+
+    def peek(self, path: str) -> Any:
+        """GET ``path`` once, for a hint after a 404: its JSON, None when that fails too."""
+        try:
+            response = self.session.get(self.api + path, timeout=self.timeout)
+        except requests.RequestException:
+            return None
+        return decoded(response) if response.status_code < 400 else None
 
     def answer(
         self, response: requests.Response, data: Any, *, method: str, path: str,
@@ -328,34 +339,16 @@ class Connection:
                 "does not allow it."
             )
         if code == 404:
+            if wrong_url := hints.api_missing(self.url, self.peek):
+                raise NotFound(wrong_url)
+            if missing:
+                raise NotFound(missing + hints.suggestion(path, self.peek))
             raise NotFound(
-                missing
-                or f"Not found: {masked(response.url)!r} ({detail}); check --url/CRUNCH_URL."
+                f"Not found: {masked(response.url)!r} ({detail}); check --url/CRUNCH_URL."
             )
         if code == 409:
             raise conflict(detail)
         raise ServerError(f"The server rejected {method} {masked(response.url)!r}: {detail}")
-
-
-def token_refused(shown: str, detail: str) -> str:
-    """What a 401 means: the token expired (on the date the server names), or it is wrong."""
-    if expired := EXPIRED.search(detail):
-        when = f" on {expired['when']}" if expired["when"] else " (the server did not say when)"
-        return (
-            f"The token expired{when}: ask for a new one (crunch_token on the server) and "
-            "pass it with --token/CRUNCH_TOKEN."
-        )
-    return f"The server at {shown!r} refused the token (401 {detail}): check --token/CRUNCH_TOKEN."
-
-
-def decoded(response: requests.Response) -> Any:
-    """The answer's JSON; None when it has none (a 204) or is not JSON (a proxy's page)."""
-    if not response.content:
-        return None
-    try:
-        return response.json()
-    except ValueError:
-        return None
 
 
 def status_body(
@@ -376,23 +369,6 @@ def next_body(*, holder: str, lease_seconds: int, start: dict[str, Any] | None) 
     if start is not None:
         body["start"] = start
     return body
-
-
-def retry_after(response: requests.Response) -> float:
-    """The seconds a 429 asks us to wait (its Retry-After), 5 when it says nothing usable."""
-    try:
-        return min(max(float(response.headers.get("Retry-After", "")), 0.5), 300.0)
-    except ValueError:
-        return 5.0
-
-
-def detail_of(response: requests.Response, data: Any) -> str:
-    """The server's one-line ``detail``, or the start of whatever it sent."""
-    if data is None:
-        return response.reason or response.text[:200].replace("\n", " ")
-    if isinstance(data, dict) and "detail" in data:
-        return str(data["detail"]).replace("\n", " ")
-    return str(data)[:200]
 
 
 def no_dataset(slug: str) -> str:

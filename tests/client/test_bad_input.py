@@ -52,7 +52,7 @@ def test_unknown_dataset_slug(crunch: Crunch, pending: dict) -> None:
     result = crunch.run("run", "bad:nope")
     assert result.returncode == 7
     assert error_line(result) == (
-        "CommandError: No dataset has the slug 'bad:nope': dataset slugs look like 'project:dataset'."  # noqa: E501
+        "CommandError: No dataset has the slug 'bad:nope': dataset slugs look like 'project:dataset'. Did you mean 'bad:one'?"  # noqa: E501
     )
     nothing_claimed()
 
@@ -361,11 +361,11 @@ def test_token_with_a_trailing_newline_is_fine(crunch: Crunch, pending: dict) ->
     ("args", "message"),
     [
         (["run", "x/../bad:one"], "No dataset has the slug 'x/../bad:one': dataset slugs look like 'project:dataset'."),  # noqa: E501
-        (["run", "bad:one/"], "No dataset has the slug 'bad:one/': dataset slugs look like 'project:dataset'."),  # noqa: E501
-        (["run", "bad:one#x"], "No dataset has the slug 'bad:one#x': dataset slugs look like 'project:dataset'."),  # noqa: E501
+        (["run", "bad:one/"], "No dataset has the slug 'bad:one/': dataset slugs look like 'project:dataset'. Did you mean 'bad:one'?"),  # noqa: E501
+        (["run", "bad:one#x"], "No dataset has the slug 'bad:one#x': dataset slugs look like 'project:dataset'. Did you mean 'bad:one'?"),  # noqa: E501
         (["run", ".."], "No dataset has the slug '..': dataset slugs look like 'project:dataset'."),  # noqa: E501
         (["next", "--project", "x/../bad"], "No project has the slug 'x/../bad'."),
-        (["loop", "--project", "bad?x=1"], "No project has the slug 'bad?x=1'."),
+        (["loop", "--project", "bad?x=1"], "No project has the slug 'bad?x=1'. Did you mean 'bad'?"),  # noqa: E501
     ],
 )  # fmt: skip
 def test_slug_with_a_slash_is_one_path_segment(

@@ -108,3 +108,61 @@ def test_a_request_the_server_rejects_exits_3_as_the_table_says(crunch: Crunch) 
     assert "    3  server unreachable after retrying, or it rejected the request" in (
         crunch.run("--help").stdout
     )
+
+
+# ---------------------------------------------------------------- point 2 and 3: causes
+
+
+@pytest.fixture
+def words(crunch: Crunch) -> dict:
+    project = crunch.project("Words", "echo ok > ok.txt\n")
+    return crunch.dataset(project["slug"], "site-7", {"in.txt": "x"})
+
+
+def test_a_url_ending_in_the_api_prefix_is_named(crunch: Crunch, words: dict) -> None:
+    result = crunch.run("loop", "--project", "words", "--url", f"{crunch.url}/api/")
+
+    assert (result.returncode, error_line(result)) == (
+        7,
+        f"CommandError: No crunch API answers at '{crunch.url}/api/api/' (404). It ends in "
+        f"/api/, which the client adds itself: use '{crunch.url}/'.",
+    )
+    nothing_claimed()
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (("loop", "--project", "wrods"), "No project has the slug 'wrods'. Did you mean 'words'?"),
+        (("run", "words:site-8"), "No dataset has the slug 'words:site-8': dataset slugs look like 'project:dataset'. Did you mean 'words:site-7'?"),  # noqa: E501
+        (("why", "wrds:site-7"), "No dataset has the slug 'wrds:site-7': dataset slugs look like 'project:dataset'. Did you mean 'words'?"),  # noqa: E501
+    ],
+    ids=["project", "dataset", "dataset-of-a-misspelled-project"],
+)  # fmt: skip
+def test_a_misspelled_slug_gets_the_closest_the_token_can_see(
+    crunch: Crunch, words: dict, command: tuple[str, ...], message: str
+) -> None:
+    crunch.project("Secret words", "true\n", is_public=False)  # the worker may not see it
+    result = crunch.run(*command)
+    assert (result.returncode, error_line(result)) == (7, f"CommandError: {message}")
+    nothing_claimed()
+
+
+@pytest.mark.parametrize("mistake", ["tls", "dns"])
+def test_a_url_that_can_never_work_fails_at_once_with_its_cause(
+    crunch: Crunch, words: dict, mistake: str
+) -> None:
+    port = crunch.url.rsplit(":", 1)[1]
+    url = f"https://127.0.0.1:{port}" if mistake == "tls" else "http://no-such-host.invalid:8000"
+
+    result = crunch.run("loop", "--url", url, timeout=20)
+
+    expected = {
+        "tls": f"CommandError: The TLS handshake with '{url}/' failed (",
+        "dns": f"CommandError: The host 'no-such-host.invalid' of '{url}/' is not known "
+        "(its DNS lookup failed): check --url/CRUNCH_URL.",
+    }[mistake]
+    assert result.returncode == 2
+    assert error_line(result).startswith(expected)
+    assert "retrying" not in result.stderr
+    nothing_claimed()
