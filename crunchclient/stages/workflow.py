@@ -73,9 +73,7 @@ def workflow_env(config: ClientConfig, environ: Mapping[str, str]) -> dict[str, 
         else:
             (secrets if secret else settings).append(name)
     if told := once(secrets):
-        logger.info(
-            "Not giving the workflow %s (--pass-env NAME gives it one)", ", ".join(told)
-        )
+        logger.info("Not giving the workflow %s (--pass-env NAME gives it one)", ", ".join(told))
     if told := once(settings):
         logger.debug("Not giving the workflow the client's settings %s either", ", ".join(told))
     for name in once(keep - set(environ)):
@@ -214,6 +212,7 @@ class WorkflowStage(Stage):
             if deadline is not None and time.monotonic() >= deadline:
                 self.timed_out = True
             return self.timed_out
+
         with open(context.records / WORKFLOW_LOG, "ab") as log:
             process = subprocess.Popen(
                 command, cwd=context.workdir, env=env, stdin=subprocess.DEVNULL,
