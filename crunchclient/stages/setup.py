@@ -102,8 +102,8 @@ class SetupStage(Stage):
             path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
         context.check()
         if fetched is None:
-            found = sum(not is_record(path) for path in checksums.paths)
-            return f"{found} file(s) found in the folder (--no-download)."
+            count = sum(not is_record(path) for path in checksums.paths)
+            return f"{count} file(s) found in the folder (--no-download)."
         return setup_note(fetched)
 
 
