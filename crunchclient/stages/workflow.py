@@ -64,14 +64,13 @@ def workflow_env(config: ClientConfig, environ: Mapping[str, str]) -> dict[str, 
     secrets: list[str] = []
     settings: list[str] = []
     for name, value in environ.items():
-        secret = (
-            name in HIDDEN or value in config.secrets or any(part in value for part in long)
-            or (SECRET_NAME.search(name) is not None and not name.endswith(POINTERS))
-        )  # fmt: skip
-        if name in keep or not (secret or name.startswith(HIDDEN_PREFIXES)):
+        holds = name in HIDDEN or value in config.secrets or any(part in value for part in long)
+        if name in keep or not (holds or name.startswith(HIDDEN_PREFIXES)):
             env[name] = value
+        elif holds or (SECRET_NAME.search(name) and not name.endswith(POINTERS)):
+            secrets.append(name)  # AWS_SECRET_ACCESS_KEY, not AWS_SHARED_CREDENTIALS_FILE
         else:
-            (secrets if secret else settings).append(name)
+            settings.append(name)
     if told := once(secrets):
         logger.info("Not giving the workflow %s (--pass-env NAME gives it one)", ", ".join(told))
     if told := once(settings):
