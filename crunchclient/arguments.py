@@ -60,6 +60,14 @@ def duration(text: str) -> float:
     return hours * 3600 + minutes * 60 + secs
 
 
+def positive_duration(text: str) -> float:
+    """A duration (see duration()) longer than zero."""
+    value = duration(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be longer than 0s.")
+    return value
+
+
 def add_argument(
     parser: Parser, *flags: str, envvar: str | None = None, **kwargs: Any
 ) -> argparse.Action:
@@ -115,6 +123,11 @@ def add_client_arguments(parser: argparse.ArgumentParser, *, command: str) -> No
         "--path", type=Path, help="A local workflow file to run instead of the project's."
     )
     work.add_argument("--use-conda", action="store_true", help="Pass --use-conda to Snakemake.")
+    work.add_argument(
+        "--timeout", type=positive_duration, metavar="DURATION",
+        help="Stop a dataset's workflow that runs longer than this, e.g. 90, 90s, 5m, 2h: "
+        "the dataset fails with a note naming the limit (and a loop goes on).",
+    )  # fmt: skip
     work.add_argument(
         "--pass-env", action="append", default=[], metavar="NAME",
         help="Give the workflow this environment variable although it is kept from it "

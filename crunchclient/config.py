@@ -55,6 +55,7 @@ class ClientConfig:
     upload: bool = True
     cleanup: bool = False
     use_conda: bool = False
+    timeout: float | None = None  # seconds one dataset's workflow may run (--timeout)
     jobs: int = 8
     quiet: bool = False
     lease_seconds: int = LEASE_SECONDS
@@ -218,6 +219,7 @@ def resolve(opts: dict[str, Any]) -> ClientConfig:
         upload=opts.get("upload", True),
         cleanup=bool(opts.get("cleanup")),
         use_conda=bool(opts.get("use_conda")),
+        timeout=opts.get("timeout"),
         jobs=opts.get("jobs") or 8,
         quiet=bool(opts.get("quiet")),
         lease_seconds=lease,

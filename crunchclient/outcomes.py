@@ -23,7 +23,7 @@ class Outcome:
     def summary(self) -> str:
         if self.completed:
             return f"Dataset {self.dataset!r} completed in {self.seconds:.1f}s."
-        return f"Dataset {self.dataset!r} not completed: {first_line(self.note)}"
+        return first_line(self.note)  # "Dataset 'p:d' failed at Workflow: ..."
 
 
 @dataclass(frozen=True, kw_only=True)

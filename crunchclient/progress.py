@@ -30,7 +30,9 @@ class Progress:
     """Count bytes and files from many threads, and show them on stderr.
 
     A rich bar (bytes, files, rate, ETA) when stderr is a terminal, a plain line every
-    PLAIN_INTERVAL seconds otherwise, nothing when quiet.
+    PLAIN_INTERVAL seconds otherwise (and one at the end, once there were such lines: a
+    short transfer's line would only repeat the caller's, e.g. a run's Setup line),
+    nothing when quiet.
     """
 
     def __init__(
@@ -55,6 +57,7 @@ class Progress:
         self._lock = threading.Lock()
         self._started = time.monotonic()
         self._last_line = self._started
+        self._lines = 0  # plain lines printed
         self._bar: Any = None
         self._task: Any = None
 
@@ -121,6 +124,7 @@ class Progress:
         remaining = (self.total_bytes - self.bytes) / rate if rate > 0 else float("inf")
         eta = f"{remaining:.0f}s" if remaining != float("inf") else "?"
         percent = 100.0 * self.bytes / self.total_bytes if self.total_bytes else 100.0
+        self._lines += 1
         print(
             f"{self.label}: {_size(self.bytes)}/{_size(self.total_bytes)} ({percent:.0f}%), "
             f"{self.files}/{self.total_files} files, {_size(rate)}/s, ETA {eta}",
@@ -136,5 +140,5 @@ class Progress:
     ) -> None:
         if self._bar is not None:
             self._bar.stop()
-        elif not self.quiet and exc_type is None:
+        elif not self.quiet and exc_type is None and self._lines:
             self._line(time.monotonic())

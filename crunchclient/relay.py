@@ -102,7 +102,8 @@ def relay_until_exit(
                     signal_group(process.pid, signal.SIGKILL)
                     break
             elif not kill_at and stopping():
-                logger.warning("%s: stopping the workflow (pid %s)", slug, process.pid)
+                # The caller says why (the signal, the lost claim, --timeout): not again here.
+                logger.debug("%s: stopping the workflow (pid %s)", slug, process.pid)
                 kill_group(process, signal.SIGTERM)
                 kill_at = now + GRACE
             elif kill_at and now >= kill_at:

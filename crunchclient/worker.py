@@ -178,14 +178,12 @@ class Worker:
                 answer = context.send(next=then)  # the last Success, and the next claim
                 if answer.get("next"):
                     self.prefetched = Claim.from_wire(answer["next"])
-        except StageFailed as exc:
-            logger.warning("%s", exc)
+        except StageFailed as exc:  # said once: by the loop, or by run's and next's error
             return Outcome(
                 dataset=context.slug, completed=False, retrying=exc.retrying, note=str(exc),
                 seconds=time.monotonic() - started, exit_code=exc.exit_code,
             )  # fmt: skip
         except ClaimLost as exc:
-            logger.warning("%s", exc)
             return Outcome(
                 dataset=context.slug, completed=False, lost=True, note=str(exc),
                 seconds=time.monotonic() - started,
@@ -290,7 +288,8 @@ class Worker:
                 retried = sum(o.retrying for o in ended.values())
                 failed = sum(not o.completed and not o.retrying for o in ended.values())
                 slowest = max(slowest, outcome.seconds)
-                logger.info("%s", outcome.summary())
+                log = logger.info if outcome.completed else logger.warning
+                log("%s", outcome.summary())
             self.give_back_prefetched(reason)
         return LoopSummary(
             processed=processed, failed=failed, retried=retried,

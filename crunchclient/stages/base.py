@@ -189,7 +189,8 @@ class Stage:
     def __call__(self) -> None:
         context = self.context
         context.check()
-        logger.info("%s: %s started", context.slug, self.name)
+        # One line per stage, when it ends: its Success note, or the dataset's failure.
+        logger.debug("%s: %s started", context.slug, self.name)
         if not (self.number == StageNumber.SETUP and context.claim.started):
             context.report(self.number, State.START, extra=self.start_fields())
         try:
@@ -211,7 +212,7 @@ class Stage:
                 retrying=retrying,
                 exit_code=UnsafePathError.exit_code if isinstance(exc, UnsafePathError) else None,
             ) from exc
-        logger.info("%s: %s succeeded%s", context.slug, self.name, f" ({note})" if note else "")
+        logger.info("%s: %s succeeded%s", context.slug, self.name, f": {note}" if note else ".")
         context.report(self.number, State.SUCCESS, note, hold=True)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from crunch.choices import Stage as StageNumber
 from crunchclient import transfer, workflows
 from crunchclient.exceptions import ConfigurationError, TransferError
+from crunchclient.fetch import size_text
 from crunchclient.hashing import Checksums
 from crunchclient.records import (
     DATASET_RECORD,
@@ -22,6 +23,7 @@ from crunchclient.records import (
 )
 from crunchclient.remote import storage_location
 from crunchclient.stages.base import RunContext, Stage
+from crunchclient.transfer.download import Fetched, fetch_counted
 from crunchclient.wire import ProjectInfo
 
 logger = logging.getLogger(__name__)
@@ -70,11 +72,12 @@ class SetupStage(Stage):
         context.make_workdir()  # refuses one outside --directory
         context.records.mkdir(exist_ok=True)
         previous = read_json(context.records / SETUP_CHECKSUMS) or {}
+        fetched: Fetched | None = None
         if config.download:
             # The workflow starts once the files are in place; large files' MD5s may
             # still be computing (see hashing.Checksums), and their record is written
             # when they are known.
-            checksums = transfer.fetch_tree(
+            checksums, fetched = fetch_counted(
                 config.storage, prefix, context.workdir,
                 jobs=config.jobs, known=previous, quiet=config.quiet, tidy=True,
             )  # fmt: skip
@@ -98,5 +101,18 @@ class SetupStage(Stage):
         if workflow_kind(context).executable:
             path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
         context.check()
-        source = "downloaded" if config.download else "found"
-        return f"{sum(not is_record(path) for path in checksums.paths)} file(s) {source}."
+        if fetched is None:
+            count = sum(not is_record(path) for path in checksums.paths)
+            return f"{count} file(s) found in the folder (--no-download)."
+        return setup_note(fetched)
+
+
+def setup_note(fetched: Fetched) -> str:
+    """What Setup did, in one line: the dataset's files (not the .crunch/ records that a
+    previous run stored) downloaded and kept, which add up to the files in place."""
+    copied = {rel: size for rel, size in fetched.copied.items() if not is_record(rel)}
+    kept = sum(not is_record(rel) for rel in fetched.kept)
+    return (
+        f"{len(copied)} file(s) downloaded ({size_text(sum(copied.values()))}), "
+        f"{kept} already in place."
+    )

@@ -10,6 +10,7 @@ import logging
 
 from crunch.choices import Stage as StageNumber
 from crunchclient import transfer
+from crunchclient.fetch import size_text
 from crunchclient.records import (
     DELETED,
     RECORDS,
@@ -48,12 +49,9 @@ class UploadStage(Stage):
             config.storage, f"{context.prefix}/{RECORDS}", context.records,
             exclude=is_cache, jobs=config.jobs, quiet=True,
         )  # fmt: skip
-        logger.info(
-            "%s: uploaded %d file(s), %d byte(s); %d deleted by the workflow",
-            context.slug, result.files, result.bytes, len(deleted),
-        )  # fmt: skip
         early = f" ({result.hashed_before} hashed while the workflow ran)"
         return (
             f"{result.files} new or modified file(s) uploaded"
-            f"{early if result.hashed_before else ''}; {len(deleted)} deleted."
+            f"{early if result.hashed_before else ''}, {size_text(result.bytes)} sent; "
+            f"{result.skipped} unchanged, {len(deleted)} deleted by the workflow."
         )

@@ -13,11 +13,12 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from crunch.choices import Stage as StageNumber
 from crunchclient import transfer
+from crunchclient.bootstrap import SECRET_NAME
 from crunchclient.config import ClientConfig
 from crunchclient.exceptions import ClientError
 from crunchclient.groups import WATCHDOG_PROCESS, die_with_parent, end_group
@@ -36,34 +37,64 @@ MASK_MIN = 8  # secrets this long or longer are masked in the output; shorter on
 # mask ordinary words (the environment loses them all, whatever their length)
 HIDDEN = ("CRUNCH_TOKEN",)
 HIDDEN_PREFIXES = ("AWS_",)
+POINTERS = ("_FILE", "_PATH", "_BUNDLE", "_DIR", "_URL", "_URI")
+"""Name endings of variables that say where something is (AWS_SHARED_CREDENTIALS_FILE):
+whatever the rest of the name says, their value is no secret."""
+TOLD: set[str] = set()
+"""The names the notices of this process named already: each is said once per loop."""
 
 
 class WorkflowExited(ClientError):
     """The workflow exited with a non-zero code."""
 
 
+class WorkflowTimedOut(ClientError):
+    """The workflow ran past --timeout and was stopped."""
+
+
 def workflow_env(config: ClientConfig, environ: Mapping[str, str]) -> dict[str, str]:
-    """The client's environment without its secrets, unless passed with --pass-env."""
+    """The client's environment without its secrets, unless passed with --pass-env.
+
+    The client's other AWS_* settings (region, profile, CA bundle) stay out too, but only
+    the secrets are named, once per process: the notice is not repeated per dataset.
+    """
     keep = set(config.pass_env)
     long = [secret for secret in config.secrets if len(secret) >= MASK_MIN]
     env: dict[str, str] = {}
-    hidden: list[str] = []
+    secrets: list[str] = []
+    settings: list[str] = []
     for name, value in environ.items():
-        secret = (
-            name in HIDDEN or name.startswith(HIDDEN_PREFIXES) or value in config.secrets
-            or any(part in value for part in long)
-        )  # fmt: skip
-        if secret and name not in keep:
-            hidden.append(name)
-        else:
+        holds = name in HIDDEN or value in config.secrets or any(part in value for part in long)
+        if name in keep or not (holds or name.startswith(HIDDEN_PREFIXES)):
             env[name] = value
-    if hidden:
-        logger.info(
-            "Not giving the workflow %s (--pass-env NAME gives it one)", ", ".join(sorted(hidden))
-        )
-    for name in sorted(keep - set(environ)):
+        elif holds or (SECRET_NAME.search(name) and not name.endswith(POINTERS)):
+            secrets.append(name)  # AWS_SECRET_ACCESS_KEY, not AWS_SHARED_CREDENTIALS_FILE
+        else:
+            settings.append(name)
+    if told := once(secrets):
+        logger.info("Not giving the workflow %s (--pass-env NAME gives it one)", ", ".join(told))
+    if told := once(settings):
+        logger.debug("Not giving the workflow the client's settings %s either", ", ".join(told))
+    for name in once(keep - set(environ)):
         logger.warning("--pass-env %s: the client has no such environment variable", name)
     return env
+
+
+def once(names: Iterable[str]) -> list[str]:
+    """The names not told before in this process, remembered as told now."""
+    new = sorted(set(names) - TOLD)
+    TOLD.update(new)
+    return new
+
+
+def duration_text(seconds: float) -> str:
+    """Seconds as --timeout reads them: 5s, 90s, 5m, 2h, 1h30m."""
+    if seconds < 120 or seconds % 60:
+        return f"{seconds:g}s"
+    hours, minutes = divmod(int(seconds) // 60, 60)
+    if not hours:
+        return f"{minutes}m"
+    return f"{hours}h{minutes}m" if minutes else f"{hours}h"
 
 
 class Tail:
@@ -101,6 +132,7 @@ class Masker:
 
 class WorkflowStage(Stage):
     number = StageNumber.WORKFLOW
+    timed_out = False  # stopped for running past --timeout
 
     def command(self) -> list[str]:
         context = self.context
@@ -137,8 +169,14 @@ class WorkflowStage(Stage):
             outputs.stop()
             context.output_hashes = outputs.digests()
         context.check()
+        lines = tail.text()
+        if self.timed_out:
+            limit = duration_text(context.config.timeout or 0)
+            raise WorkflowTimedOut(
+                f"The workflow ran past --timeout {limit} and was stopped."
+                + (f" Last lines of stderr:\n{lines}" if lines else "")
+            )
         if code != 0:
-            lines = tail.text()
             raise WorkflowExited(
                 f"The workflow exited with code {code}"
                 + (
@@ -161,9 +199,19 @@ class WorkflowStage(Stage):
 
     def execute(self, command: list[str], env: dict[str, str], tail: Tail) -> int:
         """Run the workflow, relaying its output to the screen and the log (and the last
-        lines of stderr to tail); stop it when a signal arrives or the claim is lost.
-        Its exit code."""
+        lines of stderr to tail); stop it when a signal arrives, the claim is lost or it
+        runs past --timeout (then ``timed_out``). Its exit code."""
         context = self.context
+        timeout = context.config.timeout
+        deadline = time.monotonic() + timeout if timeout is not None else None
+
+        def stopping() -> bool:
+            if context.shutdown.requested or context.lost.is_set():
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                self.timed_out = True
+            return self.timed_out
+
         with open(context.records / WORKFLOW_LOG, "ab") as log:
             process = subprocess.Popen(
                 command, cwd=context.workdir, env=env, stdin=subprocess.DEVNULL,
@@ -181,7 +229,7 @@ class WorkflowStage(Stage):
             try:
                 return relay_until_exit(
                     process, streams, slug=context.slug,
-                    stopping=lambda: context.shutdown.requested or context.lost.is_set(),
+                    stopping=stopping,
                 )  # fmt: skip
             finally:
                 context.shutdown.child = None

@@ -14,6 +14,7 @@ import secrets
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict
 
@@ -39,6 +40,16 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, kw_only=True)
+class Fetched:
+    """What a download did, file by file, so a caller's one line can count what it
+    shows (Setup leaves out the .crunch/ records): {path: bytes} copied, paths kept."""
+
+    copied: dict[str, int]
+    kept: tuple[str, ...]
+    seconds: float
+
+
 def fetch_tree(
     storage: Storage | StorageBackend,
     prefix: str,
@@ -59,6 +70,22 @@ def fetch_tree(
     StorageBackend its owner keeps open. With tidy (a run's Setup), what a killed upload
     left half-written in the stored folder is removed.
     """
+    return fetch_counted(
+        storage, prefix, destination, jobs=jobs, known=known, quiet=quiet, tidy=tidy
+    )[0]
+
+
+def fetch_counted(
+    storage: Storage | StorageBackend,
+    prefix: str,
+    destination: Path,
+    *,
+    jobs: int = 8,
+    known: Mapping[str, str] | None = None,
+    quiet: bool = False,
+    tidy: bool = False,
+) -> tuple[Checksums, Fetched]:
+    """fetch_tree(), and what it copied and kept."""
     with open_backend(storage, jobs) as backend:
         return _download(
             backend, prefix, destination, jobs=jobs, known=known or {}, quiet=quiet, tidy=tidy
@@ -93,7 +120,7 @@ def _download(
     known: Mapping[str, str],
     quiet: bool,
     tidy: bool = False,
-) -> Checksums:
+) -> tuple[Checksums, Fetched]:
     entries = backend.list(prefix, tidy=tidy)
     if not backend.is_local:  # a local listing builds its names itself
         entries = unambiguous(prefix, entries, [_checked(entry) for entry in entries])
@@ -102,7 +129,7 @@ def _download(
     checksums: dict[str, str] = {}
     copies: list[Copy] = []  # kernel copies, hashed in the background
     to_fetch: list[tuple[Entry, int]] = []
-    skipped = 0
+    in_place: list[str] = []  # kept as they are
     present = _present(root, entries)
     for entry in entries:
         info = present.get(entry.rel)
@@ -112,7 +139,7 @@ def _download(
         if kept is None:
             to_fetch.append((entry, entry.size or 0))
             continue
-        skipped += 1
+        in_place.append(entry.rel)
         if isinstance(kept, Copy):
             copies.append(kept)
         else:
@@ -150,11 +177,16 @@ def _download(
 
         run_parallel(fetch, to_fetch, backend.workers, progress, local=backend.is_local)
 
-    logger.info(
-        "Downloaded %d files (%d bytes), kept %d, in %.2fs",
-        len(to_fetch), total_bytes, skipped, time.monotonic() - started,
+    fetched = Fetched(
+        copied={entry.rel: size for entry, size in to_fetch}, kept=tuple(in_place),
+        seconds=time.monotonic() - started,
     )  # fmt: skip
-    return Checksums(checksums, copies, jobs=jobs)
+    # The caller's line says what the download did (a run's Setup line, crunch download's).
+    logger.debug(
+        "Downloaded %d files (%d bytes), kept %d, in %.2fs",
+        len(to_fetch), total_bytes, len(in_place), fetched.seconds,
+    )  # fmt: skip
+    return Checksums(checksums, copies, jobs=jobs), fetched
 
 
 def _present(root: Path, entries: list[Entry]) -> dict[str, os.stat_result]:

@@ -216,7 +216,8 @@ def _send(
         files=sent.files, bytes=sent.bytes, skipped=sent.skipped,
         seconds=time.monotonic() - started, hashed_before=sent.early,
     )  # fmt: skip
-    logger.info(
+    # The caller's line says what the upload did (a run's Upload line, crunch import's).
+    logger.debug(
         "Uploaded %d files (%d bytes, %d hashed before), kept %d, in %.2fs",
         result.files, result.bytes, result.hashed_before, result.skipped, result.seconds,
     )  # fmt: skip
