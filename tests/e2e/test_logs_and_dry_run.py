@@ -4,6 +4,7 @@ server and local storage: what a reader of logs sees, and a dry run that claims 
 from __future__ import annotations
 
 import re
+import shutil
 import socket
 import time
 
@@ -58,10 +59,14 @@ def test_logs_never_reads_a_link_or_a_partial_upload(crunch: Crunch, tmp_path) -
 
     result = crunch.run("logs", "linked:d")
 
-    assert result.returncode == 0
-    assert "secret" not in result.stdout + result.stderr.replace("secret", "", 0)
-    assert "half" not in result.stdout
-    assert result.stderr.splitlines()[-1].startswith("Dataset 'linked:d' (pending) has no ")
+    assert (result.returncode, result.stdout) == (0, "")
+    assert "the node's secret" not in result.stderr and "half" not in result.stderr
+    warning, missing = result.stderr.splitlines()
+    assert re.fullmatch(r"\d\d:\d\d:\d\d Not following link 'workflow.log': it is in storage", warning)
+    assert missing == (
+        f"Dataset 'linked:d' (pending) has no workflow log yet: {dataset['base_file_path']}"
+        f"/.crunch/workflow.log in the local storage at {str(crunch.media)!r}."
+    )
 
 
 def wait_for(condition, what: str, timeout: float = 60) -> None:  # type: ignore[no-untyped-def]
@@ -92,7 +97,10 @@ def test_logs_follow_waits_for_a_running_dataset_and_prints_its_log_once_uploade
         ), once.stderr
 
         follow = crunch.start("logs", "slow:d", "--follow", "--every", "0.2")
-        time.sleep(1)
+        assert follow.stderr is not None
+        first = follow.stderr.readline()  # it looked: the dataset runs
+        assert first == once.stderr.replace("no log is stored yet", "no log is stored yet"), first
+        time.sleep(0.5)
         assert follow.poll() is None  # still following
         flag.touch()
         out, err = follow.communicate(timeout=60)
@@ -104,3 +112,82 @@ def test_logs_follow_waits_for_a_running_dataset_and_prints_its_log_once_uploade
     assert err.splitlines()[-1] == "Dataset 'slow:d' is completed: no longer running."
     assert Dataset.objects.get(slug="slow:d").state == "completed"
     assert Status.objects.filter(dataset__slug="slow:d").count() == 6  # the run's own only
+
+
+def test_loop_dry_run_says_what_it_would_claim_and_claims_nothing(crunch: Crunch) -> None:
+    crunch.project("Queue", "exit 1\n", retry_delay=600)
+    for i in range(7):
+        crunch.dataset("queue", f"d{i}", {"input.txt": "in"})
+    crunch.api("PATCH", "datasets/queue:d5/", priority=9)
+
+    result = crunch.run("loop", "--project", "queue", "--dry-run")
+
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    assert Status.objects.count() == 0
+    assert set(Dataset.objects.values_list("state", "attempts")) == {("pending", 0)}
+    assert not (crunch.work / "crunch-work").exists()
+    assert result.stdout.splitlines() == [
+        "Dry run: nothing is claimed and no status is sent.",
+        "Project 'queue': 7 pending, 0 running.",
+        "Claim order: the highest priority first, then the oldest, skipping datasets that wait "
+        "to retry (read with GET api/datasets/?project=queue&state=pending, the server has no "
+        "queue endpoint, sorted here).",
+        "It would claim first:",
+        "  queue:d5  priority 9",
+        *(f"  queue:d{i}  priority 0" for i in range(4)),
+        f"Workflow of project 'queue': ready (a bash script: bash is {shutil.which('bash')}).",
+        f"Storage: ready (the local storage at {str(crunch.media)!r} lists).",
+        f"Working directory {str(crunch.work / 'crunch-work')!r}: ready (it would be created).",
+    ]
+
+    assert crunch.run("run", "queue:d0", "--quiet").returncode == 10  # waits 600 s to retry
+    assert crunch.run("run", "queue:d1", "--quiet", "--workflow", "script").returncode == 10
+    Dataset.objects.filter(slug="queue:d1").update(not_before=None)  # its delay is over
+    statuses = Status.objects.count()
+
+    again = crunch.run("loop", "--project", "queue", "-n").stdout.splitlines()
+
+    assert Status.objects.count() == statuses
+    assert list(Dataset.objects.order_by("id").values_list("attempts", flat=True)) == [
+        1, 1, 0, 0, 0, 0, 0,
+    ]  # fmt: skip
+    assert re.fullmatch(
+        f"Project 'queue': 7 pending \\(1 of them after a failure, waiting to retry until {WHEN} "
+        "at the latest\\), 0 running\\.",
+        again[1],
+    ), again
+    assert again[3:9] == [
+        "It would claim first:",
+        "  queue:d5  priority 9",
+        "  queue:d1  priority 0, failed 1 time(s) before",
+        *(f"  queue:d{i}  priority 0" for i in range(2, 5)),
+    ]
+
+
+def test_loop_dry_run_names_each_problem_and_exits_2(crunch: Crunch, tmp_path) -> None:
+    crunch.project("Odd", "#!/opt/nowhere/interp\necho hi\n", workflow_kind="executable")
+    crunch.dataset("odd", "d0", {"input.txt": "in"})
+    settings = tmp_path / "gone.toml"
+    settings.write_text(crunch.settings_file.read_text().replace("media", "unmounted"))
+
+    result = crunch.run(
+        "loop", "--project", "odd", "--dry-run", "--storage-settings", str(settings)
+    )
+
+    assert result.returncode == 2
+    lines = result.stdout.splitlines()
+    assert lines[-3:] == [
+        "Workflow of project 'odd': NOT READY: Project 'odd' (workflow kind 'executable') "
+        "needs '/opt/nowhere/interp' (the workflow's '#!' line), which is not installed on "
+        "this node: install it or change the workflow's first line.",
+        f"Storage: NOT READY: The local storage's location {str(tmp_path / 'unmounted')!r} is "
+        f"not a folder: mount or create it, or fix OPTIONS location in the storage settings "
+        f"file {str(settings)!r}.",
+        f"Working directory {str(crunch.work / 'crunch-work')!r}: ready (it would be created).",
+    ]
+    assert error_line(result) == (
+        "CommandError: Not ready: Workflow of project 'odd', Storage (see above); "
+        "nothing was claimed."
+    )
+    assert Status.objects.count() == 0
+    assert Dataset.objects.get(slug="odd:d0").attempts == 0
