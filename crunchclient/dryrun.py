@@ -106,7 +106,8 @@ def queue(
         "Claim order: the highest priority first, then the oldest, skipping datasets that "
         f"wait to retry (read with {call}, the server has no queue endpoint, sorted here{read})."
     )
-    ready, checked = [], 0
+    ready: list[dict[str, Any]] = []
+    checked = 0
     for row in rows:
         if len(ready) == SHOWN:
             break

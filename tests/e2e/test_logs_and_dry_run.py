@@ -62,7 +62,9 @@ def test_logs_never_reads_a_link_or_a_partial_upload(crunch: Crunch, tmp_path) -
     assert (result.returncode, result.stdout) == (0, "")
     assert "the node's secret" not in result.stderr and "half" not in result.stderr
     warning, missing = result.stderr.splitlines()
-    assert re.fullmatch(r"\d\d:\d\d:\d\d Not following link 'workflow.log': it is in storage", warning)
+    assert re.fullmatch(
+        r"\d\d:\d\d:\d\d Not following link 'workflow.log': it is in storage", warning
+    )
     assert missing == (
         f"Dataset 'linked:d' (pending) has no workflow log yet: {dataset['base_file_path']}"
         f"/.crunch/workflow.log in the local storage at {str(crunch.media)!r}."

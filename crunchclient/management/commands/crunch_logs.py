@@ -44,7 +44,9 @@ class Command(ClientCommand):
                 every=opts["every"], out=self.write_log, note=self.stderr.write,
             )  # fmt: skip
         except KeyboardInterrupt:
-            raise CommandError("Stopped following the log.", returncode=Interrupted.exit_code)
+            raise CommandError(
+                "Stopped following the log.", returncode=Interrupted.exit_code
+            ) from None
 
     def write_log(self, text: str) -> None:
         if text:
