@@ -7,12 +7,15 @@ import re
 import shutil
 import socket
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from crunch.models import Dataset, Status
 from tests.clientkit import Crunch, error_line
-from tests.factories import make_user
+from tests.e2e.test_s3 import BUCKET, bucket, moto_url, toml_settings  # noqa: F401
+from tests.factories import make_client_user, make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -158,6 +161,10 @@ def test_loop_dry_run_says_what_it_would_claim_and_claims_nothing(crunch: Crunch
         "at the latest\\), 0 running\\.",
         again[1],
     ), again
+    anywhere = crunch.run("loop", "--dry-run").stdout.splitlines()
+    assert anywhere[1] == again[1]
+    assert "GET api/datasets/?state=pending," in anywhere[2]
+    assert anywhere[3:5] == again[3:5]
     assert again[3:9] == [
         "It would claim first:",
         "  queue:d5  priority 9",
@@ -193,3 +200,38 @@ def test_loop_dry_run_names_each_problem_and_exits_2(crunch: Crunch, tmp_path) -
     )
     assert Status.objects.count() == 0
     assert Dataset.objects.get(slug="odd:d0").attempts == 0
+
+
+def test_logs_and_dry_run_read_s3_and_name_a_missing_bucket(
+    live_server: Any, bucket: Any, moto_url: str, tmp_path: Path,  # noqa: F811
+) -> None:  # fmt: skip
+    work = tmp_path / "client"
+    work.mkdir()
+    crunch = Crunch(
+        url=live_server.url, token=make_client_user()[1], media=tmp_path, work=work,
+        settings_file=toml_settings(tmp_path / "storage.toml", moto_url),
+    )  # fmt: skip
+    crunch.project("Cloud", "echo counted\n")
+    crunch.dataset("cloud", "d0")
+    crunch.dataset("cloud", "d1")
+
+    ready = crunch.run("loop", "--project", "cloud", "--dry-run")
+    assert ready.returncode == 0, ready.stderr
+    assert f"Storage: ready (bucket {BUCKET!r} lists)." in ready.stdout.splitlines()
+    assert crunch.run("run", "cloud:d0", "--quiet").returncode == 0
+    assert crunch.run("logs", "cloud:d0").stdout == "counted\n"
+
+    gone = tmp_path / "gone.toml"
+    gone.write_text(crunch.settings_file.read_text().replace(BUCKET, "no-such-bucket"))
+    result = crunch.run("loop", "--project", "cloud", "-n", "--storage-settings", str(gone))
+    assert result.returncode == 2
+    storage = [line for line in result.stdout.splitlines() if line.startswith("Storage")]
+    assert storage == [
+        "Storage: NOT READY: bucket 'no-such-bucket' cannot be listed (An error occurred "
+        "(NoSuchBucket) when calling the ListObjectsV2 operation: The specified bucket does not "
+        f"exist): check the storage settings file {str(gone)!r}."
+    ]
+    assert (
+        error_line(result) == "CommandError: Not ready: Storage (see above); nothing was claimed."
+    )
+    assert Dataset.objects.get(slug="cloud:d1").attempts == 0

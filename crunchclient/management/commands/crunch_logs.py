@@ -5,16 +5,20 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 
 from crunchclient import bootstrap, logs, remote
-from crunchclient.arguments import seconds
+from crunchclient.arguments import number
 from crunchclient.exceptions import Interrupted
 from crunchclient.management.base import ClientCommand
 
 
+def interval(text: str) -> float:
+    return number(text, float, what="a number of seconds", least=0.1, bound="is under 0.1")
+
+
 class Command(ClientCommand):
     help = (
-        "Print a dataset's workflow log (.crunch/workflow.log) as stored with its files; "
-        "claims nothing, and the viewer role may read it. The log's text goes to stdout, "
-        "notes about it to stderr: a running dataset's client uploads its log when the "
+        "Print a dataset's workflow log (.crunch/workflow.log) as stored with its files.\n"
+        "It claims nothing; the viewer role may read it. The log's text goes to stdout,\n"
+        "notes about it to stderr: a running dataset's client uploads its log when the\n"
         "stage ends, and a dataset with no log yet says so in one line and exits 0."
     )
 
@@ -26,7 +30,7 @@ class Command(ClientCommand):
             "exit 0 when it is no longer running.",
         )  # fmt: skip
         parser.add_argument(
-            "--every", type=seconds, default=logs.FOLLOW_EVERY, metavar="SECONDS",
+            "--every", type=interval, default=logs.FOLLOW_EVERY, metavar="SECONDS",
             help=f"With --follow: seconds between two looks (default {logs.FOLLOW_EVERY:g}).",
         )  # fmt: skip
         parser.add_argument(
