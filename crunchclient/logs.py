@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from crunchclient import transfer
-from crunchclient.connection import Connection, quote_slug
+from crunchclient.connection import Connection
 from crunchclient.fetch import backend_for, folder_of, get_dataset
 from crunchclient.records import RECORDS, WORKFLOW_LOG, record_path
-from crunchclient.remote import storage_location
+from crunchclient.remote import paged, storage_location
 
 LOG_NAME = record_path(WORKFLOW_LOG)
 FOLLOW_EVERY = 5.0  # seconds between two looks at a running dataset and its stored log
@@ -88,14 +88,13 @@ def when(value: Any) -> str:
 def running_since(connection: Connection, dataset: dict[str, Any]) -> str:
     """'running on HOST since T': the host and time of the current run's Setup Start (the
     newest one in its status history), else the claim's holder."""
-    answer = connection.expect("GET", f"statuses/?dataset={quote_slug(str(dataset['slug']))}")
-    rows = answer.get("results", answer) if isinstance(answer, dict) else answer
-    start = next(
-        (row for row in rows or [] if row.get("stage") == 1 and row.get("state") == 1), None
-    )
+    start: dict[str, Any] | None = None
+    for row in paged(connection, "statuses/", dataset=str(dataset["slug"])):  # oldest first
+        if row.get("stage") == 1 and row.get("state") == 1:
+            start = row
     holder = str(dataset.get("claim_holder") or "")
     host = (start or {}).get("hostname") or holder.partition("@")[2].split(" ")[0] or "unknown"
-    since = when(start.get("created")) if start else "an unknown time"
+    since = when(start["created"]) if start else "an unknown time"
     return f"running on {host} since {since}"
 
 
