@@ -182,6 +182,12 @@ def add_client_arguments(parser: argparse.ArgumentParser, *, command: str) -> No
             "every SECONDS instead of stopping, so datasets a lost client leaves behind are "
             "picked up; stop when none is pending or running.",
         )  # fmt: skip
+        limits.add_argument(
+            "--dry-run", "-n", action="store_true",
+            help="Claim nothing: say which datasets would be claimed first and why, and whether "
+            "the workflow's tool, the storage and the working directory are ready; exit 2 "
+            "when one is not (like snakemake -n).",
+        )  # fmt: skip
 
 
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:

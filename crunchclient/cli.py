@@ -33,9 +33,10 @@ COMMANDS = {
     "why": "Say what holds a dataset where it is, and the command that would move it.",
     "files": "List a dataset's stored files with their sizes.",
     "download": "Copy datasets' files from storage (checksum-verified), claiming nothing.",
+    "logs": "Print a dataset's workflow log from storage (--follow while it runs).",
     "diagnostics": "Print this machine's diagnostics, as statuses send them.",
 }
-NEEDS_STORAGE = {"run", "next", "loop", "submit", "files", "download"}
+NEEDS_STORAGE = {"run", "next", "loop", "submit", "files", "download", "logs"}
 STORAGE_IMPORTS = {"--from-storage", "--upload"}  # the import sources that read storage
 ATTRIBUTE = re.compile(r"^add-(?P<type>[a-z-]+)-attribute$")
 STANDALONE_HIDDEN = {"--settings", "--pythonpath", "--no-color", "--force-color", "--skip-checks"}

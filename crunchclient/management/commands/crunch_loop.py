@@ -6,7 +6,8 @@ from django.core.management.base import CommandError, CommandParser
 
 from crunchclient.arguments import add_client_arguments
 from crunchclient.config import resolve
-from crunchclient.exceptions import Interrupted, StageFailed
+from crunchclient.dryrun import dry_run
+from crunchclient.exceptions import ConfigurationError, Interrupted, StageFailed
 from crunchclient.management.base import ClientCommand
 from crunchclient.worker import Worker
 
@@ -21,6 +22,8 @@ class Command(ClientCommand):
         add_client_arguments(parser, command="loop")
 
     def handle(self, *args: Any, **opts: Any) -> None:
+        if opts["dry_run"]:
+            return self.dry_run(opts)
         config = resolve(opts)
         summary = Worker(config).run_loop(
             project=opts["project"], max_datasets=opts["max_datasets"],
@@ -38,4 +41,13 @@ class Command(ClientCommand):
                 f"{summary.failed + summary.retried} of {summary.processed} dataset(s) "
                 f"failed{waiting}: see their notes with 'crunch why DATASET'.",
                 returncode=StageFailed.exit_code,
+            )
+
+    def dry_run(self, opts: dict[str, Any]) -> None:
+        report = dry_run(opts)
+        self.stdout.write("\n".join(report.lines))
+        if report.problems:
+            raise CommandError(
+                f"Not ready: {', '.join(report.problems)} (see above); nothing was claimed.",
+                returncode=ConfigurationError.exit_code,
             )
