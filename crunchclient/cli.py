@@ -34,6 +34,9 @@ COMMANDS = {
     "files": "List a dataset's stored files with their sizes.",
     "download": "Copy datasets' files from storage (checksum-verified), claiming nothing.",
     "diagnostics": "Print this machine's diagnostics, as statuses send them.",
+    "project": "Change a project (set P --workflow/--max-attempts/--retry-delay/--public), "
+    "or pause P, resume P.",
+    "release": "Return a running dataset to pending now (its client was killed or is stuck).",
 }
 NEEDS_STORAGE = {"run", "next", "loop", "submit", "files", "download"}
 STORAGE_IMPORTS = {"--from-storage", "--upload"}  # the import sources that read storage
