@@ -24,3 +24,7 @@ class InvalidTransition(CrunchError):
 
 class NotAllowed(CrunchError):
     """The user's roles do not allow this on the dataset's project."""
+
+
+class ProjectPaused(CrunchError):
+    """The project is paused: it hands out no dataset until a maintainer resumes it."""

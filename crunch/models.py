@@ -91,6 +91,10 @@ class Project(Node):
     allow_empty = models.BooleanField(
         default=False, help_text="Datasets may start with no files in storage."
     )
+    paused = models.BooleanField(
+        default=False,
+        help_text="Hands out no dataset: running ones finish, pending ones wait for resume.",
+    )
 
     class Meta:
         ordering = ["name"]

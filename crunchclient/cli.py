@@ -35,6 +35,9 @@ COMMANDS = {
     "download": "Copy datasets' files from storage (checksum-verified), claiming nothing.",
     "logs": "Print a dataset's workflow log from storage (--follow while it runs).",
     "diagnostics": "Print this machine's diagnostics, as statuses send them.",
+    "project": "Change a project (set P --workflow/--max-attempts/--retry-delay/--public), "
+    "or pause P, resume P.",
+    "release": "Return a running dataset to pending now (its client was killed or is stuck).",
 }
 NEEDS_STORAGE = {"run", "next", "loop", "submit", "files", "download", "logs"}
 STORAGE_IMPORTS = {"--from-storage", "--upload"}  # the import sources that read storage

@@ -45,6 +45,8 @@ def status_lines(overview: dict[str, Any]) -> list[str]:
     total = int(overview["total"])
     counts = ", ".join(f"{overview[state]} {state}" for state in STATES)
     lines = [f"Project {overview['project']!r}: {total} dataset(s): {counts}."]
+    if overview.get("paused"):
+        lines.append(f"Paused: it hands out nothing; crunch project resume {overview['project']}")
     lines.append(
         f"Throughput {overview['throughput_per_hour']:.1f}/h over the last hour; "
         f"time to finish {duration(overview['eta_seconds'])}."

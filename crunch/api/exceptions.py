@@ -13,7 +13,13 @@ from rest_framework.exceptions import APIException, NotFound, ParseError, Valida
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from crunch.exceptions import ClaimConflict, CrunchError, InvalidTransition, LeaseExpired
+from crunch.exceptions import (
+    ClaimConflict,
+    CrunchError,
+    InvalidTransition,
+    LeaseExpired,
+    ProjectPaused,
+)
 
 
 class Conflict(APIException):
@@ -32,6 +38,11 @@ class ClaimedElsewhere(Conflict):
     default_code = "claimed_elsewhere"
 
 
+class Paused(Conflict):
+    default_detail = "The project is paused: it hands out no dataset until it is resumed."
+    default_code = "project_paused"
+
+
 class PayloadTooLarge(APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_detail = "The request body is too large."
@@ -45,6 +56,7 @@ class InvalidValue(APIException):
 
 
 API_ERRORS: dict[type[CrunchError], type[APIException]] = {
+    ProjectPaused: Paused,
     LeaseExpired: ClaimNotHeld,
     ClaimConflict: ClaimedElsewhere,
     InvalidTransition: Conflict,

@@ -58,7 +58,8 @@ class ProjectSerializer(FieldsOnce, serializers.ModelSerializer[Project]):
         model = Project
         fields = [
             "id", "slug", "name", "description", "details", "workflow", "workflow_kind",
-            "max_attempts", "retry_delay", "allow_empty", "is_public", "created", "updated",
+            "max_attempts", "retry_delay", "allow_empty", "is_public", "paused", "created",
+            "updated",
         ]  # fmt: skip
         read_only_fields = ["slug", "created", "updated"]
         extra_kwargs = {"max_attempts": {"max_value": INT32[1]}}

@@ -142,7 +142,9 @@ class ProjectViewSet(CrunchAPI, viewsets.ModelViewSet[Project]):
         # query; only an empty answer asks which of them it was.
         response = claim_from_request(request, project=slug)
         if response.status_code == status.HTTP_204_NO_CONTENT:
-            require(request.user, Action.PROCESS, self.visible_project())
+            project = self.visible_project()
+            require(request.user, Action.PROCESS, project)
+            claims.refuse_paused(project)
         return response
 
     @extend_schema(request=BulkDatasetsSerializer(), responses={200: RegistrationSerializer})
@@ -195,7 +197,7 @@ class ProjectViewSet(CrunchAPI, viewsets.ModelViewSet[Project]):
 class DatasetViewSet(CrunchAPI, viewsets.ModelViewSet[Dataset]):
     serializer_class = s.DatasetSerializer
     lookup_field = "slug"
-    action_needs = {"claim": Action.PROCESS, "retry": Action.RETRY}
+    action_needs = {"claim": Action.PROCESS, "retry": Action.RETRY, "release": Action.RETRY}
 
     def get_queryset(self) -> QuerySet[Dataset]:
         queryset = datasets_where(self.request.user, Action.VIEW).select_related("project")
@@ -248,6 +250,14 @@ class DatasetViewSet(CrunchAPI, viewsets.ModelViewSet[Dataset]):
     def retry(self, request: Request, slug: str) -> Response:
         """Return this failed dataset to pending."""
         dataset = retries.retry(self.get_object())
+        return Response(s.DatasetSerializer(dataset).data)
+
+    @extend_schema(request=None, responses={200: s.DatasetSerializer})
+    @action(detail=True, methods=["post"])
+    def release(self, request: Request, slug: str) -> Response:
+        """Return this running dataset to pending now (its client was killed or is stuck);
+        409 when it is not running. The claim is dropped; its id is never shown."""
+        dataset = claims.release_dataset(self.get_object(), user=request.user)
         return Response(s.DatasetSerializer(dataset).data)
 
 

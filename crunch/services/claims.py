@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from crunch.choices import DatasetState, Stage, State
 from crunch.conf import crunch_settings
-from crunch.exceptions import ClaimConflict, LeaseExpired
+from crunch.exceptions import ClaimConflict, InvalidTransition, LeaseExpired, ProjectPaused
 from crunch.models import Dataset, DatasetQuerySet, Project, Status
 from crunch.services import statements
 from crunch.services.notes import cut_note
@@ -124,15 +124,24 @@ class Queue:
         conditions = [f"{state} = %s", f"({not_before} IS NULL OR {not_before} <= %s)"]
         params: list[Any] = [DatasetState.PENDING.value, now]
         project_id = statements.column(Dataset, "project")
+        projects, paused = statements.table(Project), statements.column(Project, "paused")
         if isinstance(self.project, Project):
-            conditions.append(f"{project_id} = %s")
-            params.append(self.project.pk)
+            # A paused project hands out nothing: the query then matches no row.
+            conditions.append(f"{project_id} = %s" if not self.project.paused else "1 = 0")
+            params += [self.project.pk] if not self.project.paused else []
         elif self.project is not None:
             conditions.append(
-                f"{project_id} = (SELECT {statements.column(Project, 'id')} FROM "
-                f"{statements.table(Project)} WHERE {statements.column(Project, 'slug')} = %s)"
+                f"{project_id} = (SELECT {statements.column(Project, 'id')} FROM {projects} "
+                f"WHERE {statements.column(Project, 'slug')} = %s AND {paused} = %s)"
             )
-            params.append(self.project)
+            params += [self.project, False]
+        else:
+            # A paused project hands out nothing: its datasets are skipped in this query.
+            conditions.append(
+                f"{project_id} NOT IN (SELECT {statements.column(Project, 'id')} FROM "
+                f"{projects} WHERE {paused} = %s)"
+            )
+            params.append(True)
         if self.allowed is not None:
             conditions.append(self.allowed.sql)
             params.extend(self.allowed.params)
@@ -208,6 +217,15 @@ def _started(claim: Claim, diagnostics: dict[str, Any], user: Any) -> Claim:
     return dataclasses.replace(claim, started=True)
 
 
+def refuse_paused(project: Project) -> None:
+    """Raise ProjectPaused when ``project`` is paused: claims of any kind are refused."""
+    if project.paused:
+        raise ProjectPaused(
+            f"Project {project.slug!r} is paused: it hands out no dataset until a maintainer "
+            f"runs 'crunch project resume {project.slug}'."
+        )
+
+
 class KeyInUse(ClaimConflict):
     """The claim key is already held by another claim."""
 
@@ -240,8 +258,10 @@ def claim_dataset(
 ) -> Claim:
     """Claim one named dataset. Completed or failed ones are taken for a new run too.
 
-    Raises ClaimConflict when another client holds it.
+    Raises ClaimConflict when another client holds it, ProjectPaused when its project is
+    paused (``dataset.project`` is read as loaded: no query).
     """
+    refuse_paused(dataset.project)
     if key and (earlier := _claim_with_key(key, user)) and earlier.dataset.pk == dataset.pk:
         return earlier
     reclaim_expired()
@@ -308,6 +328,28 @@ def release(claim_id: uuid.UUID, *, user: Any = None, note: str = "") -> Dataset
         _clear_claim(dataset)
         dataset.save()
     return dataset
+
+
+def release_dataset(dataset: Dataset, *, user: Any) -> Dataset:
+    """Return a running dataset to pending now, on a maintainer's word (``crunch release``).
+
+    For a client killed or stuck: its claim is dropped (the attempt not counted) and the
+    history notes who released it. InvalidTransition when the dataset is not running.
+    """
+    if dataset.state != DatasetState.RUNNING or dataset.claim_id is None:
+        raise _not_running(dataset)
+    name = user.get_username() if getattr(user, "pk", None) else "an anonymous user"
+    try:
+        return release(dataset.claim_id, note=f"Released by {name}.")
+    except LeaseExpired:  # it finished, failed or was released meanwhile
+        dataset.refresh_from_db(fields=["state"])
+        raise _not_running(dataset) from None
+
+
+def _not_running(dataset: Dataset) -> InvalidTransition:
+    return InvalidTransition(
+        f"Dataset {dataset.slug!r} is {dataset.state}, not running: there is no claim to release."
+    )
 
 
 def reclaim_expired(now: datetime.datetime | None = None) -> int:

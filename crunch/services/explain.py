@@ -79,6 +79,12 @@ def explain(dataset: Dataset) -> Explanation:
     elif dataset.state == DatasetState.FAILED:
         reason = f"Failed {attempts}: it is not retried by itself.{_last_note(dataset)}"
         command = f"crunch retry {slug}"
+    elif dataset.state == DatasetState.PENDING and project.paused:
+        reason = (
+            f"Project {project.slug!r} is paused: it hands out no dataset until it is resumed."
+            f"{_last_note(dataset)}"
+        )
+        command = f"crunch project resume {project.slug}"
     elif dataset.not_before and dataset.not_before > now:
         reason = (
             f"Pending after failing {attempts}; not to be retried before "

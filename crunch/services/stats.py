@@ -28,6 +28,7 @@ class ProjectStats:
     retrying: int = 0  # pending after a failure: failed, with attempts left
     retry_at: datetime.datetime | None = None  # when the last of them may be claimed again
     lease_expired: int = 0  # running, but their client stopped renewing the claim
+    paused: bool = False  # the project hands out nothing (set by project_stats)
     now: datetime.datetime = field(default_factory=timezone.now)
 
     @property
@@ -81,6 +82,7 @@ class ProjectStats:
             "retrying": self.retrying,
             "retry_at": self.retry_at.isoformat() if self.retry_at else None,
             "lease_expired": self.lease_expired,
+            "paused": self.paused,
         }
 
 
@@ -89,8 +91,9 @@ def project_stats(project: Project) -> ProjectStats:
     stats = stats_for_projects([project.pk])[project.pk]
     durations = run_durations(project)
     return dataclasses.replace(
-        stats, run_seconds_p90=percentile(durations, RUN_PERCENTILE), runs_measured=len(durations)
-    )
+        stats, run_seconds_p90=percentile(durations, RUN_PERCENTILE), runs_measured=len(durations),
+        paused=project.paused,
+    )  # fmt: skip
 
 
 def run_durations(project: Project, latest: int = RUNS_MEASURED) -> list[float]:

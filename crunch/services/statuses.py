@@ -22,6 +22,7 @@ from crunch.services.claims import (
     is_legacy_claim,
     lease_until,
     legacy_claim_id,
+    refuse_paused,
 )
 from crunch.services.notes import cut_note
 
@@ -203,6 +204,7 @@ def _legacy_claim(
             f"Dataset {dataset.slug!r} is {dataset.state} and not held by {holder!r}; "
             "start a run with Setup Start or claim it first."
         )
+    refuse_paused(dataset.project)
     values = claim_values(holder=holder, user=user, now=timezone.now(), lease_seconds=None)
     values["claim_id"] = legacy_claim_id()
     Dataset.objects.filter(pk=dataset.pk).update(**values)

@@ -117,6 +117,8 @@ ROWS: tuple[Row, ...] = (
         body={"name": "Created", "is_public": "{public}"}),
     Row("update project", "PATCH", "/api/projects/{project}/", **edit(200),
         body={"description": "changed"}),
+    Row("pause project", "PATCH", "/api/projects/{project}/", **edit(200),
+        body={"paused": True}),
     Row("delete project", "DELETE", "/api/projects/{project}/", **edit(204)),
     Row("project stats", "GET", "/api/projects/{project}/stats/", **read()),
     Row("retry a project's failed datasets", "POST", "/api/projects/{project}/retry/",
@@ -139,6 +141,9 @@ ROWS: tuple[Row, ...] = (
         **process(409)),
     Row("why a dataset is where it is", "GET", "/api/datasets/{dataset}/why/", **read()),
     Row("retry a failed dataset", "POST", "/api/datasets/{failed}/retry/", **edit(200)),
+    Row("release a running dataset", "POST", "/api/datasets/{theirs}/release/", **edit(200)),
+    Row("release a dataset that is not running", "POST", "/api/datasets/{dataset}/release/",
+        **edit(409)),
     # Items
     Row("list items", "GET", "/api/items/", **everyone(200), lists=True),
     Row("item detail", "GET", "/api/items/{item}/", **read()),

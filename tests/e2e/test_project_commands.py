@@ -1,0 +1,170 @@
+"""``crunch project set|pause|resume`` and ``crunch release`` through the real console script,
+against a live server and local storage."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from crunch.choices import DatasetState, Stage
+from crunch.models import Dataset, Project, Status, WorkflowChange
+from tests.clientkit import CRUNCH, Crunch, error_line
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+PAUSED = (
+    "CommandError: Project 'p' is paused: it hands out no dataset until a maintainer runs "
+    "'crunch project resume p'."
+)
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    return result.stdout
+
+
+def nothing_claimed(project: str = "p") -> None:
+    rows = Dataset.objects.filter(project__slug=project).values_list("state", "attempts")
+    assert set(rows) == {("pending", 0)}
+    assert not Status.objects.filter(dataset__project__slug=project).exists()
+
+
+def test_project_set(crunch: Crunch, tmp_path: Path) -> None:
+    crunch.project("P", "echo old\n", is_public=True)
+    workflow = tmp_path / "new.sh"
+    workflow.write_text("echo new > new.txt\n")
+    env = crunch.maintainer_env
+    result = crunch.run(
+        "project", "set", "p", "--workflow", str(workflow), "--max-attempts", "5",
+        "--retry-delay", "30", "--private", env=env,
+    )  # fmt: skip
+    project = Project.objects.get(slug="p")
+    change = WorkflowChange.objects.filter(project=project).first()
+    assert change is not None and change.previous == "echo old"  # as the page shows them:
+    old, new = change.previous_sha256[:12], project.workflow_sha256[:12]
+    assert ok(result) == (
+        f"Project 'p': workflow {old} -> {new} (SHA-256), max attempts 3 -> 5, "
+        "retry delay 0s -> 30s, now private.\n"
+    )
+    assert (project.workflow, project.max_attempts, project.retry_delay, project.is_public) == (
+        "echo new > new.txt", 5, 30, False,
+    )  # fmt: skip
+    assert ok(crunch.run("project", "set", "p", "--max-attempts", "5", env=env)) == (
+        "Project 'p': nothing changed (it already had these values).\n"
+    )
+
+    # Bad values: refused before any call (2), by the server (3); no role (4); no project (7).
+    for args, code, line in [
+        (["--max-attempts", "0"], 2,
+         "CommandError: --max-attempts '0' is not a whole number of at least 1."),
+        (["--retry-delay", "soon"], 2,
+         "CommandError: --retry-delay 'soon' is not a whole number of at least 0."),
+        ([], 2, "CommandError: Nothing to change: give --workflow, --max-attempts, "
+         "--retry-delay, --public or --private."),
+        (["--workflow", str(tmp_path / "missing.sh")], 2, None),
+    ]:  # fmt: skip
+        result = crunch.run("project", "set", "p", *args, env=env)
+        assert result.returncode == code, result.stderr
+        assert line is None or error_line(result) == line
+    result = crunch.run("project", "set", "p", "--max-attempts", str(2**40), env=env)
+    assert result.returncode == 3
+    assert "max_attempts: Ensure this value is less than or equal to 2147483647." in error_line(
+        result
+    )
+    result = crunch.run("project", "set", "p", "--max-attempts", "2")  # the worker's token
+    assert result.returncode == 4, result.stderr
+    result = crunch.run("project", "set", "nope", "--max-attempts", "2", env=env)
+    assert (result.returncode, error_line(result)) == (
+        7, "CommandError: No project has the slug 'nope'.",
+    )  # fmt: skip
+    project.refresh_from_db()
+    assert project.max_attempts == 5
+
+
+def test_pause_and_resume(crunch: Crunch) -> None:
+    crunch.project("P", "echo done > done.txt\n")
+    for name in ("a", "b"):
+        crunch.dataset("p", name)
+    env = crunch.maintainer_env
+    assert ok(crunch.run("project", "pause", "p", env=env)) == (
+        "Project 'p' paused: it hands out no dataset; running ones finish. "
+        "Resume with: crunch project resume p\n"
+    )
+    assert ok(crunch.run("project", "pause", "p", env=env)) == "Project 'p' is already paused.\n"
+
+    result = crunch.run("loop", "--project", "p")
+    assert (result.returncode, error_line(result)) == (3, PAUSED)
+    result = crunch.run("run", "p:a")
+    assert result.returncode != 0 and error_line(result) == PAUSED
+    result = crunch.run("loop")  # every project: the paused one is skipped
+    assert ok(result).endswith("(nothing pending).\n")
+    assert "Processed 0 dataset(s)" in result.stdout
+    nothing_claimed()
+
+    status = ok(crunch.run("status", "--project", "p"))
+    assert "Paused: it hands out nothing; crunch project resume p\n" in status
+    assert ok(crunch.run("why", "p:a")) == (
+        "Project 'p' is paused: it hands out no dataset until it is resumed.\n"
+        "To move it: crunch project resume p\n"
+    )
+
+    assert ok(crunch.run("project", "resume", "p", env=env)) == (
+        "Project 'p' resumed: its pending datasets are handed out again.\n"
+    )
+    assert "Paused" not in ok(crunch.run("status", "--project", "p"))
+    ok(crunch.run("loop", "--project", "p"))
+    assert set(Dataset.objects.values_list("state", flat=True)) == {DatasetState.COMPLETED}
+
+
+def wait_for(condition: object, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def test_release_a_dataset_whose_client_was_killed(crunch: Crunch) -> None:
+    fast = crunch.work / "fast"
+    crunch.project("P", f"test -e {fast} || sleep 60\necho done > done.txt\n")
+    crunch.dataset("p", "slow")
+    loop = subprocess.Popen(
+        [CRUNCH, "loop", "--project", "p"], env=crunch.env, cwd=crunch.work,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: Dataset.objects.filter(slug="p:slow", stage=Stage.WORKFLOW).exists())
+    finally:
+        os.killpg(loop.pid, signal.SIGKILL)  # kill -9: the client and its workflow
+        loop.wait()
+    dataset = Dataset.objects.get(slug="p:slow")
+    assert (dataset.state, dataset.attempts) == (DatasetState.RUNNING, 1)
+
+    result = crunch.run("release", "p:slow")  # the worker's token: not a maintainer's
+    assert result.returncode == 4, result.stderr
+    result = crunch.run("release", "p:slow", env=crunch.maintainer_env)
+    assert ok(result) == (
+        f"Released 'p:slow' from {dataset.claim_holder}: it is pending again (the attempt is "
+        "not counted) and goes to the next claim.\n"
+    )
+    dataset.refresh_from_db()
+    assert (dataset.state, dataset.attempts, dataset.claim_id) == (DatasetState.PENDING, 0, None)
+    assert Status.objects.filter(dataset=dataset).last().note == "Released by crunch-maintainer."
+
+    fast.touch()
+    ok(crunch.run("loop", "--project", "p"))
+    dataset.refresh_from_db()
+    assert dataset.state == DatasetState.COMPLETED
+    assert (crunch.media / dataset.base_file_path / "done.txt").read_text() == "done\n"
+
+    result = crunch.run("release", "p:slow", env=crunch.maintainer_env)
+    assert (result.returncode, error_line(result)) == (
+        3,
+        "CommandError: Dataset 'p:slow' is completed, not running: there is no claim to release.",
+    )
+    result = crunch.run("release", "p:nope", env=crunch.maintainer_env)
+    assert result.returncode == 7
