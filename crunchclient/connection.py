@@ -28,6 +28,7 @@ from crunchclient.exceptions import (
     ConfigurationError,
     NotAllowed,
     NotFound,
+    ProjectPaused,
     ServerError,
 )
 from crunchclient.replies import decoded, detail_of, permanent_cause, retry_after, token_refused
@@ -347,7 +348,8 @@ class Connection:
                 f"Not found: {masked(response.url)!r} ({detail}); check --url/CRUNCH_URL."
             )
         if code == 409:
-            raise conflict(detail)
+            paused = isinstance(data, dict) and data.get("code") == "project_paused"
+            raise (ProjectPaused if paused else conflict)(detail)
         raise ServerError(f"The server rejected {method} {masked(response.url)!r}: {detail}")
 
 

@@ -57,6 +57,10 @@ class NotAllowed(AuthenticationFailed):
     """The token is valid, but its role does not allow this call (HTTP 403)."""
 
 
+class ProjectPaused(ServerError):
+    """The project is paused: it hands out nothing until a maintainer resumes it (409)."""
+
+
 class TransferError(
     ClientError, exit_code=5, meaning="a file could not be copied to or from storage"
 ):

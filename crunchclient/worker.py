@@ -24,6 +24,7 @@ from crunchclient.exceptions import (
     ClientError,
     ConfigurationError,
     Interrupted,
+    ProjectPaused,
     ServerError,
     StageFailed,
 )
@@ -262,7 +263,9 @@ class Worker:
                     if processed == 0:
                         raise
                     logger.warning("Stopping the loop: %s", exc)
-                    reason = "server unreachable"
+                    reason = (
+                        "project paused" if isinstance(exc, ProjectPaused) else "server unreachable"
+                    )
                     break
                 if claimed is None:
                     if wait is None or not (running := connection.running_count(project)):

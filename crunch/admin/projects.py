@@ -53,8 +53,8 @@ class ProjectAdmin(FixedOnChange, ProjectScoped, ModelAdmin):
     """A project's slug is fixed once made: its datasets' slugs and folders carry it."""
 
     fixed = ("slug",)
-    list_display = ["name", "slug", "workflow_kind", "max_attempts", "is_public", "created"]
-    list_filter = ["workflow_kind", "is_public"]
+    list_display = ["name", "slug", "workflow_kind", "max_attempts", "is_public", "paused", "created"]
+    list_filter = ["workflow_kind", "is_public", "paused"]
     search_fields = ["name", "slug", "description"]
     inlines = [ProjectAttributeInline, RoleInline, WorkflowChangeInline]
 
