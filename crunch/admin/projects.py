@@ -53,7 +53,9 @@ class ProjectAdmin(FixedOnChange, ProjectScoped, ModelAdmin):
     """A project's slug is fixed once made: its datasets' slugs and folders carry it."""
 
     fixed = ("slug",)
-    list_display = ["name", "slug", "workflow_kind", "max_attempts", "is_public", "paused", "created"]
+    list_display = [
+        "name", "slug", "workflow_kind", "max_attempts", "is_public", "paused", "created",
+    ]  # fmt: skip
     list_filter = ["workflow_kind", "is_public", "paused"]
     search_fields = ["name", "slug", "description"]
     inlines = [ProjectAttributeInline, RoleInline, WorkflowChangeInline]
