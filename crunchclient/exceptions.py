@@ -95,11 +95,14 @@ class StageFailed(
     """A stage reported Fail; the dataset was not completed."""
 
     def __init__(
-        self, message: str | None = None, *, retrying: bool = False, exit_code: int | None = None
-    ) -> None:
+        self, message: str | None = None, *, retrying: bool = False, exit_code: int | None = None,
+        retry_at: str = "",
+    ) -> None:  # fmt: skip
         super().__init__(message)
         self.retrying = retrying
         """The server put the dataset back to pending: it has attempts left."""
+        self.retry_at = retry_at
+        """When it may be claimed again (ISO 8601, from the server), if it said."""
         if exit_code is not None:
             self.exit_code = exit_code  # the cause's, when it has its own (UnsafePathError)
 

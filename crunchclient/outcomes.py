@@ -15,6 +15,7 @@ class Outcome:
     dataset: str
     completed: bool
     retrying: bool = False  # failed, but the server gave it back to the queue
+    retry_at: str = ""  # then: when it may be claimed again (ISO 8601, UTC)
     lost: bool = False  # the server dropped our claim: nothing was uploaded
     exit_code: int = StageFailed.exit_code  # of a failed run: the cause's when it has one
     note: str = ""
@@ -41,10 +42,12 @@ class LoopSummary:
     reason: str
     retried: int = 0
     interrupted: bool = False
+    retry_at: str = ""  # the latest time one of the retried datasets may be claimed again
 
     def summary(self) -> str:
         completed = self.processed - self.failed - self.retried
-        retried = f", {self.retried} waiting to retry" if self.retried else ""
+        at = f" at {self.retry_at[11:16]} UTC" if len(self.retry_at) >= 16 else ""
+        retried = f", {self.retried} waiting to retry{at}" if self.retried else ""
         return (
             f"Processed {self.processed} dataset(s): {completed} completed, "
             f"{self.failed} failed{retried}, in {self.seconds:.1f}s ({self.reason})."

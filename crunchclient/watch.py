@@ -47,6 +47,15 @@ def status_lines(overview: dict[str, Any]) -> list[str]:
     lines = [f"Project {overview['project']!r}: {total} dataset(s): {counts}."]
     if overview.get("paused"):
         lines.append(f"Paused: it hands out nothing; crunch project resume {overview['project']}")
+    if retrying := overview.get("retrying"):
+        at = str(overview.get("retry_at") or "")[11:16]
+        when = f" (the last at {at} UTC)" if at else ""
+        lines.append(f"Failed, waiting to retry: {retrying}{when}.")
+    if expired := overview.get("lease_expired"):
+        lines.append(
+            f"Lease expired: {expired} (their clients stopped renewing; they return to the queue "
+            "at the next claim, or now with crunch release DATASET)."
+        )
     lines.append(
         f"Throughput {overview['throughput_per_hour']:.1f}/h over the last hour; "
         f"time to finish {duration(overview['eta_seconds'])}."

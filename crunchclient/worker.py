@@ -183,6 +183,7 @@ class Worker:
             return Outcome(
                 dataset=context.slug, completed=False, retrying=exc.retrying, note=str(exc),
                 seconds=time.monotonic() - started, exit_code=exc.exit_code,
+                retry_at=exc.retry_at,
             )  # fmt: skip
         except ClaimLost as exc:
             return Outcome(
@@ -294,9 +295,11 @@ class Worker:
                 log = logger.info if outcome.completed else logger.warning
                 log("%s", outcome.summary())
             self.give_back_prefetched(reason)
+        waiting = [o.retry_at for o in ended.values() if o.retrying and o.retry_at]
         return LoopSummary(
             processed=processed, failed=failed, retried=retried,
             seconds=time.monotonic() - started, reason=reason, interrupted=shutdown.requested,
+            retry_at=max(waiting, default=""),
         )  # fmt: skip
 
 

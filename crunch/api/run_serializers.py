@@ -149,13 +149,18 @@ class StatusSerializer(FieldsOnce, serializers.ModelSerializer[Status]):
         source="dataset.state", read_only=True,
         help_text="The dataset's state after this status ('pending' after a Fail: retried).",
     )  # fmt: skip
+    dataset_retry_at = serializers.DateTimeField(
+        source="dataset.not_before", read_only=True, allow_null=True,
+        help_text="After a Fail that is retried: when the dataset may be claimed again.",
+    )  # fmt: skip
     stage_name = LabelOf(Stage, source="stage")
     state_name = LabelOf(State, source="state")
 
     class Meta:
         model = Status
         fields = [
-            "id", "dataset", "dataset_slug", "dataset_state", "stage", "stage_name", "state",
+            "id", "dataset", "dataset_slug", "dataset_state", "dataset_retry_at", "stage",
+            "stage_name", "state",
             "state_name", "note", "claim", "key", "workflow_sha256", "next", "created",
             *DIAGNOSTIC_FIELDS,
         ]  # fmt: skip

@@ -210,6 +210,7 @@ class Stage:
                 f"Dataset {context.slug!r} failed at {self.name}"
                 f"{' (it will be retried)' if retrying else ''}: {first_line(note)}",
                 retrying=retrying,
+                retry_at=str(answer.get("dataset_retry_at") or ""),
                 exit_code=UnsafePathError.exit_code if isinstance(exc, UnsafePathError) else None,
             ) from exc
         logger.info("%s: %s succeeded%s", context.slug, self.name, f": {note}" if note else ".")
