@@ -103,6 +103,8 @@ def ls_table(rows: list[dict[str, Any]], *, width: int | None = None) -> str:
     for row in rows:
         note = (row.get("note") or "").strip().splitlines()
         last = printable(note[-1], lines=False) if note else ""  # then cut: no half escapes
+        if last and row["state"] == "running":
+            last = f"(last run) {last}"  # the note is the previous attempt's, not this one's
         table.add_row(  # server values: rich would obey '[bold]' or fail on '[/x]' in them
             markup(row["slug"]), markup(row["state"]), markup(row["attempts"]),
             stage_name(row.get("stage")),

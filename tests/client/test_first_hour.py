@@ -168,3 +168,15 @@ def test_a_url_that_can_never_work_fails_at_once_with_its_cause(
     assert error_line(result).startswith(expected)
     assert "retrying" not in result.stderr
     nothing_claimed()
+
+
+def test_ls_marks_a_running_rows_note_as_the_last_runs() -> None:
+    from crunchclient.watch import ls_table
+
+    rows = [
+        {"slug": "w:a", "state": "running", "attempts": 2, "stage": 2, "note": "exit 1\nboom"},
+        {"slug": "w:b", "state": "failed", "attempts": 3, "stage": 2, "note": "boom"},
+    ]
+    lines = ls_table(rows).splitlines()
+    assert lines[2].split() == ["w:a", "running", "2", "Workflow", "(last", "run)", "boom"]
+    assert lines[3].split() == ["w:b", "failed", "3", "Workflow", "boom"]
