@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any, ClassVar, TypeVar
 
 from crunch.choices import DatasetState, Stage, State, WorkflowKind
@@ -78,6 +78,8 @@ def parse(cls: type[Any], data: Any, what: str, parsers: Mapping[str, Callable[[
     for item in fields(cls):
         if item.name == "raw":
             continue
+        if item.name not in data and item.default is not MISSING:
+            continue  # added later: a server of an older version leaves it out
         if item.name not in data:
             raise ServerError(
                 f"The server sent {what} without {item.name!r}: upgrade the client or the "
@@ -95,7 +97,8 @@ def parse(cls: type[Any], data: Any, what: str, parsers: Mapping[str, Callable[[
 
 PROJECT_FIELDS: dict[str, Callable[[Any], Any]] = {
     "id": number, "workflow_kind": kind, "max_attempts": number, "retry_delay": number,
-    "allow_empty": flag, "is_public": flag, "created": moment, "updated": moment,
+    "allow_empty": flag, "is_public": flag, "paused": flag, "created": moment,
+    "updated": moment,
 }  # fmt: skip
 DATASET_FIELDS: dict[str, Callable[[Any], Any]] = {
     "id": number, "priority": number, "state": dataset_state, "stage": dataset_stage,
@@ -147,6 +150,7 @@ class ProjectInfo(NodeInfo):
     is_public: bool
     created: datetime.datetime | None
     updated: datetime.datetime | None
+    paused: bool = False  # since issue 23: a paused project hands out nothing
 
 
 @dataclass(frozen=True, kw_only=True)

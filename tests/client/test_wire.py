@@ -61,3 +61,13 @@ def test_a_field_missing_is_one_clear_line() -> None:
         ProjectInfo.from_wire({"id": 1})
     with pytest.raises(ServerError, match="without its 'claim' object"):
         Claim.from_wire({"dataset": {}})
+
+
+def test_a_project_from_a_server_before_pausing_parses_as_not_paused() -> None:
+    project = make_project(name="Old")
+    data = json.loads(json.dumps(ProjectSerializer(project).data, cls=JSONEncoder))
+    assert ProjectInfo.from_wire(data).paused is False
+    del data["paused"]  # a server of 0.2 sends no such field
+    assert ProjectInfo.from_wire(data).paused is False
+    data["paused"] = True
+    assert ProjectInfo.from_wire(data).paused is True
