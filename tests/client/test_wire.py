@@ -63,6 +63,7 @@ def test_a_field_missing_is_one_clear_line() -> None:
         Claim.from_wire({"dataset": {}})
 
 
+@pytest.mark.django_db
 def test_a_project_from_a_server_before_pausing_parses_as_not_paused() -> None:
     project = make_project(name="Old")
     data = json.loads(json.dumps(ProjectSerializer(project).data, cls=JSONEncoder))
