@@ -20,6 +20,7 @@ import requests
 import crunch
 from crunch.choices import Stage, State
 from crunchclient import hints
+from crunchclient.bodies import next_body, status_body
 from crunchclient.exceptions import (
     AccessRemoved,
     AuthenticationFailed,
@@ -351,26 +352,6 @@ class Connection:
             paused = isinstance(data, dict) and data.get("code") == "project_paused"
             raise (ProjectPaused if paused else conflict)(detail)
         raise ServerError(f"The server rejected {method} {masked(response.url)!r}: {detail}")
-
-
-def status_body(
-    *, dataset: int, stage: Stage, state: State, claim: str, note: str = "",
-    diagnostics: dict[str, Any] | None = None, extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:  # fmt: skip
-    """A status with its own key: recorded once, however often its post is retried."""
-    return {
-        "dataset": dataset, "stage": int(stage), "state": int(state), "note": note,
-        "claim": claim, "key": uuid.uuid4().hex, **(diagnostics or {}), **(extra or {}),
-    }  # fmt: skip
-
-
-def next_body(*, holder: str, lease_seconds: int, start: dict[str, Any] | None) -> dict[str, Any]:
-    """A claim request. One key for every retry of it: a lost answer does not claim twice."""
-    body: dict[str, Any] = {"holder": holder, "lease_seconds": lease_seconds}
-    body["key"] = uuid.uuid4().hex
-    if start is not None:
-        body["start"] = start
-    return body
 
 
 def no_dataset(slug: str) -> str:

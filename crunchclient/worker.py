@@ -16,8 +16,9 @@ from contextlib import contextmanager
 from typing import Any, ClassVar
 
 from crunchclient import diagnostics
+from crunchclient.bodies import next_body
 from crunchclient.config import ClientConfig
-from crunchclient.connection import Connection, next_body
+from crunchclient.connection import Connection
 from crunchclient.deadline import Deadline
 from crunchclient.exceptions import (
     ClaimLost,

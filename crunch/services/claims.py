@@ -1,11 +1,14 @@
-"""Atomic claims: one dataset to one client at a time, with a lease that must be renewed."""
+"""Atomic claims: one dataset to one client at a time, with a lease that must be renewed.
+
+Renewing, releasing and sweeping expired leases live in crunch.services.leases; they are
+importable from here too, as before.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
 import logging
-import time
 import uuid
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -17,11 +20,19 @@ from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from crunch.choices import DatasetState, Stage, State
-from crunch.conf import crunch_settings
-from crunch.exceptions import ClaimConflict, InvalidTransition, LeaseExpired, ProjectPaused
-from crunch.models import Dataset, DatasetQuerySet, Project, Status
+from crunch.exceptions import ClaimConflict, LeaseExpired, ProjectPaused
+from crunch.models import Dataset, Project, Status
 from crunch.services import statements
-from crunch.services.notes import cut_note
+from crunch.services.leases import (  # the lease's life, once claimed; re-exported
+    CLEARED_CLAIM,
+    held_by,
+    lease_until,
+    reclaim_due,
+    reclaim_expired,
+    release,
+    release_dataset,
+    renew_lease,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -54,10 +65,6 @@ def legacy_claim_id() -> uuid.UUID:
 
 def is_legacy_claim(claim_id: uuid.UUID | None) -> bool:
     return claim_id is not None and claim_id.version == LEGACY_VERSION
-
-
-def lease_until(now: datetime.datetime, lease_seconds: int | None = None) -> datetime.datetime:
-    return now + datetime.timedelta(seconds=lease_seconds or crunch_settings.LEASE_SECONDS)
 
 
 def claim_values(
@@ -233,15 +240,6 @@ class KeyInUse(ClaimConflict):
         super().__init__(f"The key {key[:64]!r} belongs to another claim; send a new one.")
 
 
-RECLAIM_EVERY = 5.0  # seconds between sweeps of expired leases while the queue is not empty
-_last_reclaim = [0.0]
-
-
-def reclaim_due() -> bool:
-    """Whether this process last swept expired leases more than RECLAIM_EVERY ago."""
-    return time.monotonic() - _last_reclaim[0] >= RECLAIM_EVERY
-
-
 def in_savepoint_if_nested() -> AbstractContextManager[Any]:
     """A savepoint when the caller holds a transaction, so a refused write spares it."""
     connection = connections[router.db_for_write(Dataset)]
@@ -277,124 +275,6 @@ def claim_dataset(
     if taken != 1:
         raise ClaimConflict(f"Dataset {dataset.slug!r} is claimed by {_holder_of(dataset.pk)!r}.")
     return _claim_of(dataset.pk)
-
-
-def held_by(claim_id: uuid.UUID, user: Any) -> DatasetQuerySet:
-    """The running dataset of this claim, if ``user`` holds it (any user when None).
-
-    A claim id alone is not enough: it must come from the user that claimed.
-    """
-    held = Dataset.objects.filter(claim_id=claim_id, state=DatasetState.RUNNING)
-    return held if user is None else held.filter(claim_user_id=getattr(user, "pk", None))
-
-
-def renew_lease(
-    claim_id: uuid.UUID, *, user: Any = None, lease_seconds: int | None = None
-) -> datetime.datetime:
-    """Extend a held claim's lease (by its own length unless given); raise LeaseExpired if gone."""
-    now = timezone.now()
-    held = held_by(claim_id, user)
-    if lease_seconds is None:
-        lease_seconds = held.values_list("lease_seconds", flat=True).first()
-    expires = lease_until(now, lease_seconds)
-    if held.update(heartbeat=now, lease_expires=expires) != 1:
-        raise LeaseExpired(f"Claim {str(claim_id)!r} is no longer held.")
-    return expires
-
-
-def release(claim_id: uuid.UUID, *, user: Any = None, note: str = "") -> Dataset:
-    """Give a claimed dataset back to the queue at once, not counting the attempt.
-
-    Used when a client is stopped (SIGTERM at wall time): the dataset was not at fault.
-    A note is also recorded as a Fail status of the current stage, so the history shows
-    why the run ended.
-    """
-    with transaction.atomic():
-        dataset = held_by(claim_id, user).select_for_update().first()
-        if dataset is None:
-            raise LeaseExpired(f"Claim {str(claim_id)!r} is no longer held.")
-        note = cut_note(note)
-        if note:
-            Status.objects.create(
-                dataset=dataset,
-                stage=dataset.stage or 1,
-                state=State.FAIL,
-                note=note,
-                claim_id=claim_id,
-            )
-            dataset.note = note
-        dataset.state = DatasetState.PENDING
-        dataset.attempts = max(dataset.attempts - 1, 0)
-        _clear_claim(dataset)
-        dataset.save()
-    return dataset
-
-
-def release_dataset(dataset: Dataset, *, user: Any) -> Dataset:
-    """Return a running dataset to pending now, on a maintainer's word (``crunch release``).
-
-    For a client killed or stuck: its claim is dropped (the attempt not counted) and the
-    history notes who released it. InvalidTransition when the dataset is not running.
-    """
-    if dataset.state != DatasetState.RUNNING or dataset.claim_id is None:
-        raise _not_running(dataset)
-    name = user.get_username() if getattr(user, "pk", None) else "an anonymous user"
-    try:
-        return release(dataset.claim_id, note=f"Released by {name}.")
-    except LeaseExpired:  # it finished, failed or was released meanwhile
-        dataset.refresh_from_db(fields=["state"])
-        raise _not_running(dataset) from None
-
-
-def _not_running(dataset: Dataset) -> InvalidTransition:
-    return InvalidTransition(
-        f"Dataset {dataset.slug!r} is {dataset.state}, not running: there is no claim to release."
-    )
-
-
-def reclaim_expired(now: datetime.datetime | None = None) -> int:
-    """Return datasets whose lease expired to pending (or failed when out of attempts).
-
-    The attempt stays counted and a Fail status records why, so the history shows it.
-    """
-    _last_reclaim[0] = time.monotonic()
-    now = now or timezone.now()
-    expired = list(
-        Dataset.objects.expired(now).values_list(
-            "pk", "claim_id", "claim_holder", "stage", "attempts", "project__max_attempts"
-        )
-    )
-    count = 0
-    for pk, claim_id, holder, stage, attempts, max_attempts in expired:
-        note = f"Lease expired: {holder or 'the client'} stopped renewing its claim."
-        state = DatasetState.PENDING if attempts < max_attempts else DatasetState.FAILED
-        with transaction.atomic():
-            changed = Dataset.objects.filter(
-                pk=pk, claim_id=claim_id, state=DatasetState.RUNNING, lease_expires__lt=now
-            ).update(state=state, note=note, finished=now, **CLEARED_CLAIM)
-            if changed:
-                Status.objects.create(
-                    dataset_id=pk, stage=stage or 1, state=State.FAIL, note=note, claim_id=claim_id
-                )
-                count += 1
-                logger.info("Reclaimed dataset pk=%s from holder=%s", pk, holder)
-    return count
-
-
-CLEARED_CLAIM: dict[str, Any] = {
-    "claim_id": None,
-    "claim_key": None,
-    "lease_seconds": None,
-    "claim_holder": "",
-    "claim_user": None,
-    "claimed": None,
-    "lease_expires": None,
-}
-
-
-def _clear_claim(dataset: Dataset) -> None:
-    for field, value in CLEARED_CLAIM.items():
-        setattr(dataset, field, value)
 
 
 def _claim_of(pk: int) -> Claim:
@@ -434,3 +314,11 @@ def _claim_with_key(key: str, user: Any) -> Claim | None:
 def _holder_of(pk: int) -> str:
     holder = Dataset.objects.filter(pk=pk).values_list("claim_holder", flat=True).first()
     return holder or "another client"
+
+
+__all__ = [
+    "CLEARED_CLAIM", "Claim", "KeyInUse", "LeaseExpired", "Queue", "claim_dataset",
+    "claim_next", "claim_values", "held_by", "is_legacy_claim", "lease_until",
+    "legacy_claim_id", "reclaim_due", "reclaim_expired", "refuse_paused", "release",
+    "release_dataset", "renew_lease",
+]  # fmt: skip

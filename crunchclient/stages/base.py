@@ -10,9 +10,10 @@ from typing import Any, ClassVar
 
 from crunch.choices import Stage as StageNumber
 from crunch.choices import State
+from crunchclient.bodies import status_body
 from crunchclient.bootstrap import redact
 from crunchclient.config import ClientConfig
-from crunchclient.connection import Connection, status_body
+from crunchclient.connection import Connection
 from crunchclient.exceptions import ClaimLost, Interrupted, StageFailed, UnsafePathError
 from crunchclient.hashing import Checksums, Digests
 from crunchclient.records import RECORDS

@@ -1,0 +1,36 @@
+"""Projects hold datasets, datasets hold items; any of them carries typed attributes.
+
+One module per concern; every model and helper is importable from ``crunch.models`` as
+before (migrations name ``crunch.models.new_token_key`` and the defaults).
+"""
+
+from __future__ import annotations
+
+from crunch.models.base import Node, check_constraint, unique_slug
+from crunch.models.datasets import (
+    ONE_OWNER,
+    Attribute,
+    Dataset,
+    DatasetQuerySet,
+    Item,
+    default_base_file_path,
+    url_value,
+)
+from crunch.models.projects import (
+    AccessToken,
+    Project,
+    ProjectRole,
+    WorkflowChange,
+    default_max_attempts,
+    default_retry_delay,
+    new_token_key,
+    sha256_of,
+)
+from crunch.models.statuses import Status
+
+__all__ = [
+    "ONE_OWNER", "AccessToken", "Attribute", "Dataset", "DatasetQuerySet", "Item", "Node",
+    "Project", "ProjectRole", "Status", "WorkflowChange", "check_constraint",
+    "default_base_file_path", "default_max_attempts", "default_retry_delay", "new_token_key",
+    "sha256_of", "unique_slug", "url_value",
+]  # fmt: skip

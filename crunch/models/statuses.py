@@ -1,0 +1,65 @@
+"""The status history: one row per report of a client, never changed afterwards."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from crunch.choices import Stage, State
+from crunch.models.datasets import Dataset
+
+
+class Status(models.Model):
+    """One report from a client: a stage's Start, Success or Fail. Never changed afterwards."""
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="statuses")
+    stage = models.PositiveSmallIntegerField(choices=Stage.choices)
+    state = models.PositiveSmallIntegerField(choices=State.choices)
+    note = models.TextField(blank=True, default="")
+    claim_id = models.UUIDField(null=True, blank=True)
+    key = models.CharField(
+        max_length=64,
+        null=True,
+        blank=True,
+        help_text="Chosen by the client so a retried post is recorded once; "
+        "unique per dataset and user (crunch_status_key).",
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created = models.DateTimeField(default=timezone.now, editable=False)
+    workflow_sha256 = models.CharField(
+        max_length=64, blank=True, default="", help_text="SHA-256 of the workflow the client ran."
+    )
+
+    # Machine diagnostics, named as django-crunch 0.1 clients send them.
+    agent_user = models.CharField(max_length=255, blank=True, default="")
+    version = models.CharField(max_length=255, blank=True, default="")
+    revision = models.CharField(max_length=255, blank=True, default="")
+    system = models.CharField(max_length=255, blank=True, default="")
+    system_release = models.CharField(max_length=255, blank=True, default="")
+    system_version = models.CharField(max_length=1023, blank=True, default="")
+    machine = models.CharField(max_length=255, blank=True, default="")
+    hostname = models.CharField(max_length=255, blank=True, default="")
+    ip_address = models.CharField(max_length=64, blank=True, default="")
+    mac_address = models.CharField(max_length=64, blank=True, default="")
+    slurm_job_id = models.CharField(max_length=64, blank=True, default="")
+    slurm_array_task_id = models.CharField(max_length=64, blank=True, default="")
+    memory_total = models.BigIntegerField(null=True, blank=True)
+    memory_free = models.BigIntegerField(null=True, blank=True)
+    disk_total = models.BigIntegerField(null=True, blank=True)
+    disk_free = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created", "id"]
+        verbose_name_plural = "statuses"
+        constraints = [
+            # A retried post is found by the key its user chose for it on its dataset:
+            # another user's key, or another dataset's, is no retry of it.
+            models.UniqueConstraint(fields=["dataset", "user", "key"], name="crunch_status_key")
+        ]
+        indexes = [models.Index(fields=["dataset", "created"], name="crunch_status_dataset")]
+
+    def __str__(self) -> str:
+        return f"{self.dataset.slug}: {self.get_stage_display()} {self.get_state_display()}"

@@ -1,0 +1,155 @@
+"""Leases: a held claim is renewed, released, or swept back to the queue once it expires.
+
+A claim (crunch.services.claims) makes a dataset running with a lease; what follows here
+keeps that lease or ends it. Nothing here hands a dataset out.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+import uuid
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from crunch.choices import DatasetState, State
+from crunch.conf import crunch_settings
+from crunch.exceptions import InvalidTransition, LeaseExpired
+from crunch.models import Dataset, DatasetQuerySet, Status
+from crunch.services.notes import cut_note
+
+logger = logging.getLogger(__name__)
+
+
+def lease_until(now: datetime.datetime, lease_seconds: int | None = None) -> datetime.datetime:
+    return now + datetime.timedelta(seconds=lease_seconds or crunch_settings.LEASE_SECONDS)
+
+
+RECLAIM_EVERY = 5.0  # seconds between sweeps of expired leases while the queue is not empty
+_last_reclaim = [0.0]
+
+
+def reclaim_due() -> bool:
+    """Whether this process last swept expired leases more than RECLAIM_EVERY ago."""
+    return time.monotonic() - _last_reclaim[0] >= RECLAIM_EVERY
+
+
+def held_by(claim_id: uuid.UUID, user: Any) -> DatasetQuerySet:
+    """The running dataset of this claim, if ``user`` holds it (any user when None).
+
+    A claim id alone is not enough: it must come from the user that claimed.
+    """
+    held = Dataset.objects.filter(claim_id=claim_id, state=DatasetState.RUNNING)
+    return held if user is None else held.filter(claim_user_id=getattr(user, "pk", None))
+
+
+def renew_lease(
+    claim_id: uuid.UUID, *, user: Any = None, lease_seconds: int | None = None
+) -> datetime.datetime:
+    """Extend a held claim's lease (by its own length unless given); raise LeaseExpired if gone."""
+    now = timezone.now()
+    held = held_by(claim_id, user)
+    if lease_seconds is None:
+        lease_seconds = held.values_list("lease_seconds", flat=True).first()
+    expires = lease_until(now, lease_seconds)
+    if held.update(heartbeat=now, lease_expires=expires) != 1:
+        raise LeaseExpired(f"Claim {str(claim_id)!r} is no longer held.")
+    return expires
+
+
+def release(claim_id: uuid.UUID, *, user: Any = None, note: str = "") -> Dataset:
+    """Give a claimed dataset back to the queue at once, not counting the attempt.
+
+    Used when a client is stopped (SIGTERM at wall time): the dataset was not at fault.
+    A note is also recorded as a Fail status of the current stage, so the history shows
+    why the run ended.
+    """
+    with transaction.atomic():
+        dataset = held_by(claim_id, user).select_for_update().first()
+        if dataset is None:
+            raise LeaseExpired(f"Claim {str(claim_id)!r} is no longer held.")
+        note = cut_note(note)
+        if note:
+            Status.objects.create(
+                dataset=dataset,
+                stage=dataset.stage or 1,
+                state=State.FAIL,
+                note=note,
+                claim_id=claim_id,
+            )
+            dataset.note = note
+        dataset.state = DatasetState.PENDING
+        dataset.attempts = max(dataset.attempts - 1, 0)
+        _clear_claim(dataset)
+        dataset.save()
+    return dataset
+
+
+def release_dataset(dataset: Dataset, *, user: Any) -> Dataset:
+    """Return a running dataset to pending now, on a maintainer's word (``crunch release``).
+
+    For a client killed or stuck: its claim is dropped (the attempt not counted) and the
+    history notes who released it. InvalidTransition when the dataset is not running.
+    """
+    if dataset.state != DatasetState.RUNNING or dataset.claim_id is None:
+        raise _not_running(dataset)
+    name = user.get_username() if getattr(user, "pk", None) else "an anonymous user"
+    try:
+        return release(dataset.claim_id, note=f"Released by {name}.")
+    except LeaseExpired:  # it finished, failed or was released meanwhile
+        dataset.refresh_from_db(fields=["state"])
+        raise _not_running(dataset) from None
+
+
+def _not_running(dataset: Dataset) -> InvalidTransition:
+    return InvalidTransition(
+        f"Dataset {dataset.slug!r} is {dataset.state}, not running: there is no claim to release."
+    )
+
+
+def reclaim_expired(now: datetime.datetime | None = None) -> int:
+    """Return datasets whose lease expired to pending (or failed when out of attempts).
+
+    The attempt stays counted and a Fail status records why, so the history shows it.
+    """
+    _last_reclaim[0] = time.monotonic()
+    now = now or timezone.now()
+    expired = list(
+        Dataset.objects.expired(now).values_list(
+            "pk", "claim_id", "claim_holder", "stage", "attempts", "project__max_attempts"
+        )
+    )
+    count = 0
+    for pk, claim_id, holder, stage, attempts, max_attempts in expired:
+        note = f"Lease expired: {holder or 'the client'} stopped renewing its claim."
+        state = DatasetState.PENDING if attempts < max_attempts else DatasetState.FAILED
+        with transaction.atomic():
+            changed = Dataset.objects.filter(
+                pk=pk, claim_id=claim_id, state=DatasetState.RUNNING, lease_expires__lt=now
+            ).update(state=state, note=note, finished=now, **CLEARED_CLAIM)
+            if changed:
+                Status.objects.create(
+                    dataset_id=pk, stage=stage or 1, state=State.FAIL, note=note, claim_id=claim_id
+                )
+                count += 1
+                logger.info("Reclaimed dataset pk=%s from holder=%s", pk, holder)
+    return count
+
+
+CLEARED_CLAIM: dict[str, Any] = {
+    "claim_id": None,
+    "claim_key": None,
+    "lease_seconds": None,
+    "claim_holder": "",
+    "claim_user": None,
+    "claimed": None,
+    "lease_expires": None,
+}
+
+
+def _clear_claim(dataset: Dataset) -> None:
+    for field, value in CLEARED_CLAIM.items():
+        setattr(dataset, field, value)
