@@ -1,0 +1,27 @@
+"""The docs site's generated reference pages are those the code produces today.
+
+Each page is built again here, from the parsers, the OpenAPI schema, the exit-code
+registry and the settings class, and compared with the file in docs/reference/.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from scripts.reference_docs import PAGES, ROOT
+
+
+@pytest.mark.parametrize(("path", "build"), PAGES.items(), ids=[path.name for path in PAGES])
+def test_generated_page_is_up_to_date(path: Path, build: Callable[[], str]) -> None:
+    assert path.read_text(encoding="utf-8") == build(), (
+        f"{path.relative_to(ROOT)} is out of date; run: python scripts/reference_docs.py"
+    )
+
+
+def test_the_site_lists_every_reference_page() -> None:
+    nav = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    for path in PAGES:
+        assert str(path.relative_to(ROOT / "docs")) in nav
