@@ -39,4 +39,4 @@ docs: install
 	$(BIN)/python -m pip install -q 'mkdocs-material>=9.5'
 	$(BIN)/python scripts/reference_docs.py --check
 	$(BIN)/python scripts/permissions_doc.py --check
-	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --quiet --site-dir "$(SITE)"
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --site-dir "$(SITE)"
