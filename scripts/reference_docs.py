@@ -102,7 +102,7 @@ def command_section(
     with columns(WIDTH):
         usage = parser.format_usage().strip()
     lines = [
-        f"{'#' * level} {title}",
+        f"{'#' * level} {escape(title)}",
         "",
         escape(parser.description or summary),
         "",
