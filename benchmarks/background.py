@@ -1,6 +1,6 @@
 """Measure how much the client's background hashing slows a CPU-bound workflow.
 
-    .venv/bin/python benchmarks/background.py [--repeat 3]
+    .venv/bin/python -m benchmarks.background [--repeat 3]
 
 A workflow of one busy process per core runs: alone (the baseline); while the client
 hashes the workflow's files (crunchclient.outputs, at nice 19), started as the client
@@ -19,9 +19,6 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 BUSY = "x = 0\nfor i in range(25_000_000):\n    x += i\n"
 
