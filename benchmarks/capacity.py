@@ -9,9 +9,9 @@ a clean run with the claim id, with no work between, until nothing is pending. T
 is gunicorn (4 workers) serving the testproject on a fresh SQLite file or a fresh PostgreSQL
 database beside CRUNCH_BENCH_POSTGRES or DATABASE_URL (default
 postgres://postgres@127.0.0.1:5432/postgres). Both this checkout and the worktree of --base
-(see benchmarks/harness.py) serve at once, each
-its own database; for each N the two run one after the other, on a new project of
---datasets datasets each, so drift on a shared machine hits both alike.
+(see benchmarks/harness.py) serve at once, each its own database; for each N the two run
+one after the other, on a new project of --datasets datasets each, so drift on a shared
+machine hits both alike.
 
 Prints per run datasets/s, requests/s, the server's CPU time per dataset (user + system of
 the gunicorn master and workers), this process's CPU per dataset (the clients' own cost),
