@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.harness import load_average
+
 BUSY = "x = 0\nfor i in range(25_000_000):\n    x += i\n"
 
 
@@ -58,7 +60,10 @@ def main() -> None:
     from crunchclient.shutdown import OWN_GROUP
 
     own_session = {"start_new_session": True}
-    print(f"{os.cpu_count()} cpus, autogroup {autogroup()}, best of {args.repeat}\n")
+    print(
+        f"{os.cpu_count()} cpus, autogroup {autogroup()}, best of {args.repeat}, "
+        f"load average {load_average():.1f} (a shared machine slows the runs unevenly)\n"
+    )
     with tempfile.TemporaryDirectory(prefix="crunch-bench-") as tmp:
         folder = Path(tmp)
         alone = min(workflow(OWN_GROUP) for _ in range(args.repeat))

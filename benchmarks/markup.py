@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable
 
+from benchmarks.harness import load_average
 from crunch import markup
 
 TARGET_MS = 50.0
@@ -124,6 +125,7 @@ def main() -> int:
     print(f"plain text: {baseline:.1f} ms")
     verdict = "ok" if slowest < TARGET_MS else "OVER"
     print(f"slowest input {slowest:.0f} ms (target {TARGET_MS:.0f} ms): {slowest_name}, {verdict}")
+    print(f"load average {load_average():.1f}")
     return 0
 
 
