@@ -315,7 +315,7 @@ def summary(results: list[Result], names: list[str]) -> None:
         load = "".join(f"  {f'{a.under_load(n)} vs {b.under_load(n)}':<15}" for n in probed)
         print(
             f"{database_kind:<9} {clients:>3}  {a.datasets_per_s:>12.1f} {b.datasets_per_s:>14.1f}"
-            f"  {a.datasets_per_s / b.datasets_per_s:4.1f}x  {a.requests_per_s:>12.1f} "
+            f"  {a.datasets_per_s / b.datasets_per_s:5.2f}x  {a.requests_per_s:>12.1f} "
             f"{b.requests_per_s:>14.1f}  {cpu:<21}{load}".rstrip()
         )
 
