@@ -305,7 +305,7 @@ def summary(results: list[Result], names: list[str]) -> None:
         return
     current, base = names
     probed = ["project page", "stats"] if any(r.load for r in results) else []
-    print(f"\n{'database':<9} {'N':>3}  {current + ' ds/s':>12} {base + ' ds/s':>14}  ratio  "
+    print(f"\n{'database':<9} {'N':>3}  {current + ' ds/s':>12} {base + ' ds/s':>14}   ratio  "
           f"{current + ' req/s':>12} {base + ' req/s':>14}  server CPU ms/dataset"
           + ("  page ms, load   stats ms, load" if probed else ""))  # fmt: skip
     rows = {(r.database, r.clients, r.version): r for r in results}
