@@ -1,7 +1,7 @@
 """What one `crunch loop` spends per dataset beyond the work, beside an older main.
 
     .venv/bin/python -m benchmarks.overhead [--datasets 50] [--base db247aa] [--warm-up 20]
-        [--profile FOLDER]
+        [--profile FOLDER] [--rounds 1]
 
 For this checkout and the worktree of --base (see benchmarks/harness.py): gunicorn
 (4 workers, an access log) serves the testproject on a fresh SQLite file with local
@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import re
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -190,6 +191,27 @@ def warm_up(
     subprocess.run(loop, env=client_env, capture_output=True, check=True)
 
 
+def summary(figures: list[Figures], versions: list[Version]) -> None:
+    """Each checkout's median seconds per dataset over the rounds, and this one's speed
+    relative to the older one (its time / ours: above 1 is faster)."""
+    medians: dict[str, tuple[float, float]] = {}
+    for version in versions:
+        mine = [f for f in figures if f.version == version.name]
+        wall = statistics.median(f.wall_per_dataset for f in mine)
+        span = statistics.median(f.span_per_dataset for f in mine)
+        medians[version.name] = (wall, span)
+        print(
+            f"{version.name:<8} median of {len(mine)}: {wall:.3f} s/dataset (loop wall), "
+            f"{span:.3f} s/dataset (first Setup Start to last Upload Success)"
+        )
+    if len(versions) == 2:
+        (wall, span), (old_wall, old_span) = medians.values()
+        print(
+            f"speed vs {versions[1].name}: {old_wall / wall:.2f}x (wall), "
+            f"{old_span / span:.2f}x (span)"
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", type=int, default=50)
@@ -203,18 +225,27 @@ def main() -> int:
         metavar="N",
         help="datasets of a loop run first on another project, not measured (0: a cold server)",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure each checkout this often, in turns (the older one first every other "
+        "round), and print the medians: drift on a shared machine then hits both alike",
+    )
     args = parser.parse_args()
     versions = [CURRENT]
     if args.base:
         versions.append(base_version(args.base, args.base_tree))
     bash = bash_true(args.datasets)
     figures = []
-    for version in versions:
-        with tempfile.TemporaryDirectory(prefix="crunch-overhead-") as folder:
-            figures.append(measure(version, args, Path(folder)))
+    for round_ in range(args.rounds):
+        for version in versions[::-1] if round_ % 2 else versions:
+            with tempfile.TemporaryDirectory(prefix="crunch-overhead-") as folder:
+                figures.append(measure(version, args, Path(folder)))
+            print("\n".join(figures[-1].lines(args.datasets)), flush=True)
     bash_after = bash_true(args.datasets)
-    for figure in figures:
-        print("\n".join(figure.lines(args.datasets)))
+    if args.rounds > 1:
+        summary(figures, versions)
     print(
         f"bash     {bash:.4f} s per 'bash -c true' before the loops, {bash_after:.4f} s after "
         f"({args.datasets} runs each); target {TARGET} s/dataset; load average "
