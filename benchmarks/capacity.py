@@ -1,7 +1,7 @@
 """How many datasets one server hands out and records per second, beside an older main.
 
     .venv/bin/python -m benchmarks.capacity [--databases sqlite,postgres] [--clients 1,16,64]
-        [--datasets 300] [--base db247aa] [--base-first] [--no-probe]
+        [--datasets 300] [--base db247aa] [--base-first] [--rounds 1] [--no-probe]
 
 N simulated clients (threads, each with its own requests.Session) each loop: claim
 (POST api/projects/<slug>/next/, or api/next/ with --next any), then post the six statuses of
@@ -30,11 +30,13 @@ own process); the server CPU figure includes them (~4 requests/s, negligible).
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 import threading
 import time
 import uuid
+from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -212,7 +214,8 @@ def prepare(target: Target, args: argparse.Namespace) -> None:
 
 
 def new_project(target: Target, clients: int, args: argparse.Namespace) -> str:
-    slug = create_project(target.server, target.tokens[0], f"Capacity {clients}", "true")
+    name = f"Capacity {clients} {uuid.uuid4().hex[:8]}"
+    slug = create_project(target.server, target.tokens[0], name, "true")
     count = args.datasets_one if clients == 1 else args.datasets
     register_datasets(target.server, target.tokens[0], slug, count)
     return slug
@@ -221,7 +224,7 @@ def new_project(target: Target, clients: int, args: argparse.Namespace) -> str:
 def run(target: Target, clients: int, args: argparse.Namespace) -> Result:
     """One measurement: ``clients`` threads empty the project made for them."""
     server, worker = target.server, target.tokens[1]
-    slug = target.projects.get(clients) or new_project(target, clients, args)
+    slug = target.projects.pop(clients, "") or new_project(target, clients, args)
     warm_up(server, worker, slug)
     watch = Probe(server, target.tokens[0], slug) if args.probe else None
     next_path = "next/" if args.next == "any" else f"projects/{slug}/next/"
@@ -289,14 +292,15 @@ def measure(versions: list[Version], args: argparse.Namespace, folder: Path) -> 
             for future in [pool.submit(prepare, target, args) for target in targets]:
                 future.result()
         print(f"set up in {time.monotonic() - args.started:.0f} s", flush=True)
-        for kind in args.databases:
-            for clients in args.clients:
-                order = reversed(targets) if args.base_first else targets
-                for target in order:
-                    if target.database.kind == kind:
-                        result = run(target, clients, args)
-                        print(result.line(), flush=True)
-                        results.append(result)
+        for round_ in range(args.rounds):
+            for kind in args.databases:
+                for clients in args.clients:
+                    flip = args.base_first != bool(round_ % 2)
+                    for target in targets[::-1] if flip else targets:
+                        if target.database.kind == kind:
+                            result = run(target, clients, args)
+                            print(result.line(), flush=True)
+                            results.append(result)
     return results
 
 
@@ -308,16 +312,24 @@ def summary(results: list[Result], names: list[str]) -> None:
     print(f"\n{'database':<9} {'N':>3}  {current + ' ds/s':>12} {base + ' ds/s':>14}   ratio  "
           f"{current + ' req/s':>12} {base + ' req/s':>14}  server CPU ms/dataset"
           + ("  page ms, load   stats ms, load" if probed else ""))  # fmt: skip
-    rows = {(r.database, r.clients, r.version): r for r in results}
+    rows: dict[tuple[str, int, str], list[Result]] = defaultdict(list)
+    for result in results:
+        rows[(result.database, result.clients, result.version)].append(result)
     for database_kind, clients in dict.fromkeys((r.database, r.clients) for r in results):
         a, b = rows[(database_kind, clients, current)], rows[(database_kind, clients, base)]
-        cpu = f"{a.server_cpu_ms:.1f} vs {b.server_cpu_ms:.1f}"
-        load = "".join(f"  {f'{a.under_load(n)} vs {b.under_load(n)}':<15}" for n in probed)
+        ds_a, ds_b = (statistics.median(r.datasets_per_s for r in side) for side in (a, b))
+        rq_a, rq_b = (statistics.median(r.requests_per_s for r in side) for side in (a, b))
+        cpu_a, cpu_b = (statistics.median(r.server_cpu_ms for r in side) for side in (a, b))
+        cpu = f"{cpu_a:.1f} vs {cpu_b:.1f}"
+        load = "".join(f"  {f'{a[-1].under_load(n)} vs {b[-1].under_load(n)}':<15}" for n in probed)
+        ratios = [x.datasets_per_s / y.datasets_per_s for x, y in zip(a, b, strict=True)]
+        rounds = f"  (by round: {' '.join(f'{r:.2f}' for r in ratios)})" if len(a) > 1 else ""
         print(
-            f"{database_kind:<9} {clients:>3}  {a.datasets_per_s:>12.1f} {b.datasets_per_s:>14.1f}"
-            f"  {a.datasets_per_s / b.datasets_per_s:5.2f}x  {a.requests_per_s:>12.1f} "
-            f"{b.requests_per_s:>14.1f}  {cpu:<21}{load}".rstrip()
+            f"{database_kind:<9} {clients:>3}  {ds_a:>12.1f} {ds_b:>14.1f}  {ds_a / ds_b:5.2f}x"
+            f"  {rq_a:>12.1f} {rq_b:>14.1f}  {cpu:<21}{load}{rounds}".rstrip()
         )
+    if any(len(side) > 1 for side in rows.values()):
+        print("(datasets/s, requests/s and CPU: medians over the rounds; page times: last round)")
 
 
 def main() -> int:
@@ -339,6 +351,13 @@ def main() -> int:
         "--base-first",
         action="store_true",
         help="run the older main first at each N (to see the order's bias)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run each (database, N) this often on each checkout, the order flipped every "
+        "other round; the summary gives medians",
     )
     parser.add_argument(
         "--probe",
