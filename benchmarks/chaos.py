@@ -4,9 +4,9 @@
 
 gunicorn (4 workers) serves the testproject on a fresh PostgreSQL database (beside
 CRUNCH_BENCH_POSTGRES or DATABASE_URL, default postgres://postgres@127.0.0.1:5432/postgres);
-storage is a local
-folder. While the clients work, one is killed with SIGKILL every --kill-every seconds and
-started again, and the server is stopped for --outage seconds once. At the end it prints
+storage is a local folder. While the clients work, one is killed with SIGKILL every
+--kill-every seconds and started again, and the server is stopped for --outage seconds
+once. At the end it prints
 datasets, completed once, duplicates (more than one Upload Success), lost (not completed),
 stuck (running or pending), renamed files in storage, kills and wall time, and exits 1 if
 anything was duplicated, lost, stuck or renamed.
