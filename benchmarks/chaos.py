@@ -14,26 +14,19 @@ anything was duplicated, lost, stuck or renamed.
 
 from __future__ import annotations
 
-import os
+import argparse
+import random
+import re
+import signal
+import subprocess
 import sys
+import tempfile
+import time
+from pathlib import Path
 
-if __name__ == "__main__" and not __package__:
-    # Run as a file (tests/e2e/test_resilience.py does, from the repository's root): run as
-    # the module instead, so that the package ``benchmarks`` is found there.
-    os.execv(sys.executable, [sys.executable, "-m", "benchmarks.chaos", *sys.argv[1:]])
+import requests
 
-import argparse  # noqa: E402
-import random  # noqa: E402
-import re  # noqa: E402
-import signal  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import requests  # noqa: E402
-
-from benchmarks.harness import (  # noqa: E402
+from benchmarks.harness import (
     CRUNCH,
     CURRENT,
     Database,
