@@ -22,7 +22,7 @@ import uuid
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "testproject.settings")
 os.environ["DJANGO_DEBUG"] = "0"  # no query log: time what production runs
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
@@ -91,7 +91,7 @@ def build(total: int, seed: int = 1) -> tuple[Project, Dataset]:
                     heartbeat=now - datetime.timedelta(seconds=rng.randint(0, 120))
                     if state == DatasetState.RUNNING
                     else None,
-                )  # fmt: skip
+                )
             )
         Dataset.objects.bulk_create(rows)
     history = {
@@ -118,7 +118,7 @@ def build(total: int, seed: int = 1) -> tuple[Project, Dataset]:
                     created=t,
                     hostname=host,
                     note=note if result == State.FAIL else "",
-                )  # fmt: skip
+                )
             )
         if len(statuses) >= BATCH:
             Status.objects.bulk_create(statuses)

@@ -31,7 +31,7 @@ def test_the_readme_example_runs(
     monkeypatch.setenv("CRUNCH_URL", f"{live_server.url}/lab/")
     monkeypatch.chdir(tmp_path)
     namespace: dict[str, Any] = {"__name__": "readme"}
-    exec(compile(readme_example(), str(README), "exec"), namespace)  # noqa: S102
+    exec(compile(readme_example(), str(README), "exec"), namespace)
 
     storage = storages["default"]
     for dataset in Dataset.objects.exclude(name="west"):
