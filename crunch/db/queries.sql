@@ -1,6 +1,7 @@
 -- The statements crunch writes by hand: those every dataset runs (its claim, its
 -- statuses, the token of each call), where building an ORM query costs about ten times
--- running it. Everything else goes through the ORM.
+-- running it, and two of a migration. Registration's bulk writes are in crunch/db/bulk.py.
+-- Everything else goes through the ORM.
 --
 -- Each statement starts with "-- name --" and a comment saying what it does; crunch.db
 -- loads it by that name (crunch.db.queries). Parameters are named: %(name)s. A few parts
@@ -132,8 +133,9 @@ INNER JOIN {user_table} ON "crunch_accesstoken".user_id = {user_table}.{user_pk}
 WHERE "crunch_accesstoken".digest = %(digest)s
 
 -- insert_statuses --
--- Record statuses of one or more runs in one statement; {rows} holds one
--- (%(dataset_id_0)s, ...) tuple per status, the columns in this order. Their ids.
+-- Record statuses of one or more runs in one statement; {rows} holds one tuple per
+-- status, (%(v0_0)s, %(v0_1)s, ...) for the first, its values in this column order.
+-- Their ids, in the same order.
 INSERT INTO "crunch_status" (
     dataset_id, stage, state, note, claim_id, "key", user_id, created, workflow_sha256,
     agent_user, version, revision, system, system_release, system_version, machine,
@@ -142,3 +144,13 @@ INSERT INTO "crunch_status" (
 )
 VALUES {rows}
 RETURNING id
+
+-- authtoken_keys --
+-- Migration 0008: the keys of DRF's authtoken app (rest_framework.authtoken, which crunch
+-- read before it had tokens of its own), to become crunch tokens. Its model may not be
+-- installed, hence SQL.
+SELECT "key", user_id, created FROM "authtoken_token"
+
+-- delete_authtoken_keys --
+-- Migration 0008: delete DRF's authtoken rows once their keys are crunch tokens.
+DELETE FROM "authtoken_token"
