@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from crunchclient import ClientConfig, bootstrap
-from crunchclient.arguments import duration
-from crunchclient.config import resolve
+from crunchclient import ClientConfig
+from crunchclient.cli.arguments import duration
 from crunchclient.exceptions import ConfigurationError
+from crunchclient.settings import bootstrap
+from crunchclient.settings.config import resolve
 
 
 def test_legacy_default_file_storage_becomes_storages_default() -> None:
@@ -115,14 +116,14 @@ def test_storage_settings_option_inside_a_project_is_reported(
     ],
 )
 def test_passwords_in_urls_are_masked(url: str, shown: str) -> None:
-    from crunchclient.connection import masked
+    from crunchclient.server.connection import masked
 
     assert masked(url) == shown
 
 
 def test_the_server_url_password_never_shows(tmp_path: Path) -> None:
-    from crunchclient.connection import Connection
     from crunchclient.exceptions import ServerError
+    from crunchclient.server.connection import Connection
 
     connection = Connection("http://user:pw-0001@127.0.0.1:1/", "t", retry_for=0)
     with pytest.raises(ServerError) as excinfo:
@@ -135,13 +136,14 @@ def test_the_server_url_password_never_shows(tmp_path: Path) -> None:
     [("p:d", "p:d"), ("a/../b", "a%2F..%2Fb"), ("..", "%2E%2E"), ("a?b#c", "a%3Fb%23c")],
 )
 def test_slugs_are_one_path_segment(slug: str, segment: str) -> None:
-    from crunchclient.connection import quote_slug
+    from crunchclient.server.connection import quote_slug
 
     assert quote_slug(slug) == segment
 
 
 def test_notes_are_cut_between_characters() -> None:
-    from crunchclient.stages.base import head_bytes, tail_bytes
+    from crunchclient.worker.context import head_bytes
+    from crunchclient.worker.stages.base import tail_bytes
 
     text = "\u00e9" * 10_000
     head = head_bytes(text, 101)
@@ -152,7 +154,7 @@ def test_notes_are_cut_between_characters() -> None:
 
 
 def test_workflow_environment_keeps_secrets_out() -> None:
-    from crunchclient.stages.workflow import workflow_env
+    from crunchclient.settings.secrets import workflow_env
 
     config = ClientConfig(
         url="http://h/", token="token-0001", storage=None, directory=Path("."),

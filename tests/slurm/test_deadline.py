@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from crunch.models import Dataset, Project, Status
-from crunchclient.deadline import Deadline, slurm_job_end
+from crunchclient.worker.deadline import Deadline, slurm_job_end
 from tests.clientkit import Crunch
 from tests.measured import measured_run
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from crunchclient import diagnostics
 from crunchclient.management.base import ClientCommand
+from crunchclient.worker import diagnostics
 
 
 class Command(ClientCommand):
