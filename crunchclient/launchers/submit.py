@@ -23,8 +23,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from crunchclient.exceptions import ClientError, ConfigurationError
-from crunchclient.launchers.base import JobSpec, Launcher, SchedulerError
+from crunchclient.exceptions import ConfigurationError, SchedulerError, SubmitError
+from crunchclient.launchers.base import JobSpec, Launcher
 from crunchclient.server.connection import Connection
 
 logger = logging.getLogger(__name__)
@@ -32,12 +32,6 @@ logger = logging.getLogger(__name__)
 SUBMIT_DIR = Path("~/.crunch/submit")  # scripts and their private settings files
 BACKOFF_FIRST = 5.0  # seconds before retrying a failed scheduler command
 BACKOFF_MAX = 300.0
-
-
-class SubmitError(ClientError):
-    """The job array cannot do its work (e.g. its tasks end without finishing datasets)."""
-
-    exit_code = 11
 
 
 def default_margin(wall: float) -> float:

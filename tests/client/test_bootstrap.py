@@ -81,6 +81,7 @@ def test_help_names_the_environment_and_exit_codes(capsys: pytest.CaptureFixture
         "--max-datasets",
         "--time-limit",
         "exit codes:",
+        "11 crunch submit: the scheduler refused a command",
         "130 stopped by SIGTERM/SIGINT",
         "--pass-env NAME",
         "CRUNCH_TOKEN, AWS_*",
@@ -168,3 +169,18 @@ def test_workflow_environment_keeps_secrets_out() -> None:
     assert workflow_env(config, environ) == {
         "PATH": "/bin", "AWS_REGION": "eu-west-1", "HOME": "/home/pw",
     }  # fmt: skip
+
+
+def test_every_exit_code_is_in_the_table_once() -> None:
+    """--help imports crunchclient.exceptions alone: every code the client returns is there."""
+    from crunchclient.exceptions import EXIT_CODES, ClientError
+
+    def subclasses(cls: type[ClientError]) -> list[type[ClientError]]:
+        return [cls, *(sub for child in cls.__subclasses__() for sub in subclasses(child))]
+
+    import crunchclient.launchers.submit  # noqa: F401  # its errors, if declared there
+
+    codes = [code for code, _ in EXIT_CODES]
+    assert len(codes) == len(set(codes))
+    assert {cls.exit_code for cls in subclasses(ClientError)} <= set(codes)
+    assert 11 in codes
