@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from crunch.constants import LEASE_SECONDS
-from crunchclient.server.connection import START_RETRY_FOR
+from crunchclient.server.http import START_RETRY_FOR
 from crunchclient.settings import kinds
 from crunchclient.settings.config import ENVIRONMENT, HEARTBEAT_SECONDS, RETRY_FOR_SECONDS
 

@@ -168,7 +168,7 @@ class Keeper:
     most_held: int = 0
 
     def stats(self) -> dict[str, Any]:
-        return self.connection.expect("GET", f"projects/{self.request.project}/stats/")
+        return self.connection.project_stats(self.request.project)
 
     def run(self) -> str:
         """Submit until nothing is pending or running; return the closing summary."""

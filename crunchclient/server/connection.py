@@ -1,88 +1,25 @@
-"""Connection: the HTTP calls to the crunch API, nothing else.
+"""Connection: the crunch API, one typed method per endpoint, nothing else.
 
-Every call retries on connection errors, timeouts, 5xx answers and 2xx answers that are
-not JSON (a proxy's page) with exponential backoff and jitter for ``retry_for`` seconds,
-so a server restart does not lose a run. Claims and status posts carry a unique ``key``
-so a retried post is recorded once.
+The transport (retries, errors, URL helpers) is ``crunchclient.server.http``. Claims and
+status posts carry a unique ``key`` so a retried post is recorded once.
 """
 
 from __future__ import annotations
 
-import logging
-import random
-import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import urlencode
 
-import requests
-
-import crunch
 from crunch.choices import Stage, State
-from crunchclient.exceptions import (
-    AccessRemoved,
-    AuthenticationFailed,
-    ClaimConflict,
-    ClaimLost,
-    ConfigurationError,
-    NotAllowed,
-    NotFound,
-    ProjectPaused,
-    ServerError,
-)
-from crunchclient.server import hints
+from crunchclient.exceptions import ClaimConflict, ClaimLost
 from crunchclient.server.bodies import next_body, status_body
-from crunchclient.server.replies import (
-    decoded,
-    detail_of,
-    permanent_cause,
-    retry_after,
-    token_refused,
-)
+from crunchclient.server.http import Transport, quote_slug
 from crunchclient.server.wire import Claim, DatasetInfo, ProjectInfo
 
-logger = logging.getLogger(__name__)
 
-TIMEOUT = 30.0  # seconds to wait for one answer
-BACKOFF_FIRST = 0.25  # seconds before the first retry
-BACKOFF_MAX = 30.0  # seconds between retries at most
-START_RETRY_FOR = 30.0  # seconds to retry before the server has answered once: a wrong URL
-HELD = 16  # claims remembered (a client holds two at most: the current one and the next)
-
-
-class Connection:
+class Connection(Transport):
     """The crunch API at ``url``, authenticated with ``token``."""
-
-    def __init__(
-        self, url: str, token: str, *, retry_for: float = 600.0, timeout: float = TIMEOUT,
-        start_retry_for: float | None = START_RETRY_FOR,
-    ) -> None:  # fmt: skip
-        self.url = url.rstrip("/") + "/"
-        self.shown = masked(self.url)  # the URL as messages show it: no password
-        self.api = self.url + "api/"
-        self.token = token
-        self.retry_for = retry_for
-        self.timeout = timeout
-        self.start_retry_for = retry_for if start_retry_for is None else start_retry_for
-        """How long to retry while the server has never answered: a wrong --url fails fast."""
-        self.reached = False
-        self.held: dict[str, tuple[str, str]] = {}
-        """{claim id: (project slug, dataset slug)} of the claims taken lately: a 404 or 403
-        on one of them, or on their project, means the token's role was removed."""
-        self.session = requests.Session()
-        self.session.headers.update(
-            {
-                "Authorization": f"Token {token}",
-                "Accept": "application/json",
-                "User-Agent": f"crunch-client/{crunch.__version__}",
-            }
-        )
-        # requests reads the proxy and CA-bundle variables again for every call; every call
-        # goes to this one server, so they are read once (and no .netrc replaces the token).
-        found = self.session.merge_environment_settings(self.api, {}, None, None, None)
-        self.session.proxies.update(found["proxies"])
-        self.session.verify = found["verify"]
-        self.session.trust_env = False
 
     def clone(self) -> Connection:
         """A second connection with its own session, for another thread."""
@@ -90,9 +27,6 @@ class Connection:
         twin.reached = self.reached
         twin.held = self.held  # shared: the heartbeat renews the claims this one takes
         return twin
-
-    def close(self) -> None:
-        self.session.close()
 
     # The calls of the API.
 
@@ -196,6 +130,11 @@ class Connection:
     def retry_dataset(self, slug: str) -> dict[str, Any]:
         return self.expect("POST", f"datasets/{quote_slug(slug)}/retry/", missing=no_dataset(slug))
 
+    def project_stats(self, slug: str) -> dict[str, Any]:
+        """The project's counts by state (``ProjectStatsView``): the deadline's and submit's
+        measure of what is left."""
+        return self.expect("GET", f"projects/{quote_slug(slug)}/stats/")
+
     def running_count(self, project: str | None) -> int:
         """How many datasets (of ``project``) other clients hold now."""
         if project:
@@ -210,183 +149,76 @@ class Connection:
         )
         return int(answer["retried"])
 
-    # The claims held, to say what a refusal means.
+    # The terminal's calls: listings and details as the server shows them to a person.
 
-    def hold(self, claim: Claim) -> Claim:
-        """Remember ``claim``'s project and dataset (see ``held``); return it."""
-        self.remember(str(claim.id), claim.project.slug, claim.dataset.slug)
-        return claim
-
-    def remember(self, claim: str, project: str, dataset: str) -> None:
-        self.held[claim] = (project, dataset)
-        while len(self.held) > HELD:
-            self.held.pop(next(iter(self.held)), None)
-
-    def removed(self, *, claim: str | None, project: str | None) -> tuple[str, str] | None:
-        """(project, dataset) when ``claim``, or ``project``, is one we held a claim on."""
-        if claim and (found := self.held.get(claim)):
-            return found
-        if project:
-            datasets = [dataset for slug, dataset in list(self.held.values()) if slug == project]
-            return (project, datasets[-1]) if datasets else None
-        return None
-
-    # The transport.
-
-    def expect(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        """A call whose success always has a body."""
-        answer = self.request(method, path, **kwargs)
-        assert isinstance(answer, dict), f"{method} {path} answered without a body"
-        return answer
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: dict[str, Any] | list[Any] | None = None,
-        missing: str | None = None,
-        conflict: type[ServerError] = ServerError,
-        claim: str | None = None,
-        project: str | None = None,
-    ) -> Any:
-        """Send one call, retrying transient failures; map refusals to our errors.
-
-        ``claim`` or ``project`` name what the call is about: a 404 or 403 on a claim or
-        project we held means the token's role was removed. Returns the answer's JSON
-        (an object, or a list for a batch); None for a 204.
-        """
-        url = self.api + path
-        retry_for = self.retry_for if self.reached else min(self.retry_for, self.start_retry_for)
-        deadline = time.monotonic() + retry_for
-        attempt = 0
+    def listing(self, path: str, **params: str | None) -> Iterator[dict[str, Any]]:
+        """Every row of a paginated listing, page after page (DRF's ``next`` links)."""
+        given = {key: value for key, value in params.items() if value}
+        page = 1
         while True:
-            try:
-                response = self.session.request(method, url, json=json, timeout=self.timeout)
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                if not self.reached and (cause := permanent_cause(exc, self.shown)):
-                    raise ConfigurationError(cause) from None
-                problem = type(exc).__name__
-                error: Exception = exc
-            else:
-                code = response.status_code
-                data = decoded(response)
-                if code >= 500:
-                    self.reached = True  # the server (or its proxy) is there: a restart
-                    problem = f"HTTP {code}"
-                    error = ServerError(problem)
-                elif code == 429:
-                    # Too many failed logins from this address (another node's bad token):
-                    # wait as the server asks, then go on; our own token is not at fault.
-                    problem = f"HTTP 429 {detail_of(response, data)}"
-                    error = ServerError(problem)
-                    wait = retry_after(response)
-                    if deadline - time.monotonic() > wait:
-                        logger.warning("%s; waiting %gs as the server asks", problem, wait)
-                        time.sleep(wait)
-                        continue
-                elif code < 300 and code != 204 and not isinstance(data, (dict, list)):
-                    # A proxy's page instead of ours: the call may not have reached us.
-                    kind = response.headers.get("Content-Type", "no type").split(";")[0]
-                    problem = f"HTTP {code} {kind} that is not crunch's JSON"
-                    error = ServerError(problem)
-                else:
-                    self.reached = True
-                    return self.answer(
-                        response, data, method=method, path=path, missing=missing,
-                        conflict=conflict, claim=claim, project=project,
-                    )  # fmt: skip
-            attempt += 1
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise ServerError(
-                    f"Cannot reach the crunch server at {self.shown!r} ({problem} on {method} "
-                    f"{path}) after retrying for {retry_for:g}s: check --url/CRUNCH_URL "
-                    "and that the server is running."
-                ) from error
-            # Jitter first, then the time left: a pause cut to what is left sleeps all of it,
-            # so the last tries never come in a burst of ever shorter pauses.
-            pause = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (attempt - 1)) * random.uniform(0.5, 1)
-            pause = min(pause, left)
-            logger.warning(
-                "Server unreachable (%s on %s %s); retrying in %.1fs", problem, method, path, pause
-            )
-            time.sleep(pause)
+            answer = self.expect("GET", f"{path}?{urlencode({**given, 'page': page})}")
+            yield from answer.get("results", [])
+            if not answer.get("next"):
+                return
+            page += 1
 
-    def peek(self, path: str) -> Any:
-        """GET ``path`` once, for a hint after a 404: its JSON, None when that fails too."""
-        try:
-            response = self.session.get(self.api + path, timeout=self.timeout)
-        except requests.RequestException:
-            return None
-        return decoded(response) if response.status_code < 400 else None
+    def projects(self) -> Iterator[dict[str, Any]]:
+        return self.listing("projects/")
 
-    def answer(
-        self, response: requests.Response, data: Any, *, method: str, path: str,
-        missing: str | None, conflict: type[ServerError], claim: str | None, project: str | None,
-    ) -> Any:  # fmt: skip
-        """The JSON of a success; our error for a refusal (4xx)."""
-        code = response.status_code
-        if code == 204:
-            return None
-        if code < 400:
-            return data
-        detail = detail_of(response, data)
-        if code == 401:
-            raise AuthenticationFailed(token_refused(self.shown, detail))
-        if code in (403, 404) and (held := self.removed(claim=claim, project=project)):
-            project, dataset = held
-            raise AccessRemoved(
-                f"The token's role on project {project!r} was removed while it held dataset "
-                f"{dataset!r} ({code} {detail} on {method} {path}): ask a maintainer of "
-                f"{project!r} for the worker role again."
-            )
-        if code == 403:
-            raise NotAllowed(
-                f"The server refused {method} {path} ({code} {detail}): the token's role "
-                "does not allow it."
-            )
-        if code == 404:
-            if wrong_url := hints.api_missing(self.url, self.peek):
-                raise NotFound(wrong_url)
-            if missing:
-                raise NotFound(missing + hints.suggestion(path, self.peek))
-            raise NotFound(
-                f"Not found: {masked(response.url)!r} ({detail}); check --url/CRUNCH_URL."
-            )
-        if code == 409:
-            paused = isinstance(data, dict) and data.get("code") == "project_paused"
-            raise (ProjectPaused if paused else conflict)(detail)
-        raise ServerError(f"The server rejected {method} {masked(response.url)!r}: {detail}")
+    def datasets(self, **filters: str | None) -> Iterator[dict[str, Any]]:
+        """The datasets the token may see, filtered by ``project``, ``state``, ``search``."""
+        return self.listing("datasets/", **filters)
+
+    def statuses(self, dataset: str) -> Iterator[dict[str, Any]]:
+        """A dataset's statuses, oldest first."""
+        return self.listing("statuses/", dataset=dataset)
+
+    def project_detail(self, slug: str) -> dict[str, Any]:
+        return self.expect("GET", f"projects/{quote_slug(slug)}/", missing=no_project(slug))
+
+    def change_project(self, slug: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """PATCH the project's fields in ``changes``; the project as it is after."""
+        return self.expect(
+            "PATCH", f"projects/{quote_slug(slug)}/", json=changes, missing=no_project(slug)
+        )
+
+    def overview(self, slug: str, *, missing: str | None = None) -> dict[str, Any]:
+        """The project's counts and failures (``ProjectOverviewView``)."""
+        return self.expect("GET", f"projects/{quote_slug(slug)}/overview/", missing=missing)
+
+    def why(self, slug: str, *, missing: str | None = None) -> dict[str, Any]:
+        """Why the dataset is where it is (``DatasetWhyView``)."""
+        return self.expect("GET", f"datasets/{quote_slug(slug)}/why/", missing=missing)
+
+    def release_dataset(self, slug: str) -> None:
+        """Return a running dataset to pending (a maintainer's release, not a claim's)."""
+        self.expect("POST", f"datasets/{quote_slug(slug)}/release/", missing=no_dataset(slug))
+
+    def register(self, project: str, entries: list[Any], *, missing: str) -> dict[str, Any]:
+        """Register many datasets at once: the answer's ``created`` and ``existing``."""
+        path = f"projects/{quote_slug(project)}/datasets/"
+        return self.expect("POST", path, json=entries, missing=missing)
+
+    def create_project(self, fields: dict[str, Any]) -> str:
+        """Create a project; its slug."""
+        return str(self.expect("POST", "projects/", json=fields)["slug"])
+
+    def create_dataset(self, fields: dict[str, Any]) -> str:
+        """Create a dataset (``parent``: its project's slug); its slug."""
+        return str(self.expect("POST", "datasets/", json=fields)["slug"])
+
+    def create_item(self, fields: dict[str, Any]) -> str:
+        """Create an item under a dataset or item (``parent``); its slug."""
+        return str(self.expect("POST", "items/", json=fields)["slug"])
+
+    def add_attribute(self, kind: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """Add a typed attribute (``kind`` as the API names it: int, lat-long...)."""
+        return self.expect("POST", f"attributes/{quote_slug(kind)}/", json=fields)
+
+
+def no_project(slug: str) -> str:
+    return f"No project has the slug {slug!r}."
 
 
 def no_dataset(slug: str) -> str:
     return f"No dataset has the slug {slug!r}: dataset slugs look like 'project:dataset'."
-
-
-def quote_slug(slug: str) -> str:
-    """A slug as one segment of a URL path: ``/``, ``?``, ``#`` and the dot segments escaped."""
-    quoted = quote(slug, safe=":")
-    return quoted.replace(".", "%2E") if quoted in (".", "..") else quoted
-
-
-def masked(url: str) -> str:
-    """The URL with the password of its user info replaced by ``***``, to print it."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return url
-    if password is None:
-        return url
-    user = parts.username or ""
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
-
-
-def password_of(url: str) -> str | None:
-    """The password in the URL's user info, if any: a secret to keep from the workflow."""
-    try:
-        return urlsplit(url).password or None
-    except ValueError:
-        return None

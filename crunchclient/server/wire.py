@@ -18,6 +18,7 @@ from typing import Any, ClassVar, TypeVar
 
 from crunch.choices import DatasetState, Stage, State, WorkflowKind
 from crunchclient.exceptions import ServerError
+from crunchclient.transfer.paths import dataset_prefix
 
 __all__ = ["Claim", "DatasetInfo", "ProjectInfo", "Stage", "State", "WorkflowKind"]
 
@@ -172,6 +173,12 @@ class DatasetInfo(NodeInfo):
     created: datetime.datetime | None
     updated: datetime.datetime | None
     finished: datetime.datetime | None
+
+    @property
+    def folder(self) -> str:
+        """Its folder in storage: the one rule for it (``dataset_prefix``), refused with
+        UnsafePathError if it would lead out of the storage."""
+        return dataset_prefix(self.base_file_path, self.slug)
 
 
 @dataclass(frozen=True, kw_only=True)

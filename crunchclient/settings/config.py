@@ -21,7 +21,7 @@ from typing import Any
 
 from crunch.constants import LEASE_SECONDS
 from crunchclient.exceptions import ConfigurationError
-from crunchclient.server.connection import START_RETRY_FOR, masked, password_of
+from crunchclient.server.http import START_RETRY_FOR, masked, password_of
 from crunchclient.settings import bootstrap, kinds
 from crunchclient.settings.secrets import secret_values
 

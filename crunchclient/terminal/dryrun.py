@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from crunchclient.exceptions import ConfigurationError
-from crunchclient.server.connection import Connection, quote_slug
+from crunchclient.server.connection import Connection
 from crunchclient.server.wire import ProjectInfo
 from crunchclient.settings import bootstrap, config, kinds
 from crunchclient.settings.secrets import redact, secret_values
@@ -78,12 +78,12 @@ def pending_of(connection: Connection, project: str | None) -> tuple[list[dict[s
     """Up to READ pending datasets (of project) in the server's claim order, and the call."""
     params = {"project": project, "state": "pending"} if project else {"state": "pending"}
     call = f"GET api/datasets/?{urlencode(params)}"
-    rows = list(itertools.islice(remote.paged(connection, "datasets/", **params), READ))
+    rows = list(itertools.islice(connection.datasets(**params), READ))
     return sorted(rows, key=lambda row: (-int(row.get("priority") or 0), int(row["id"]))), call
 
 
 def overview(connection: Connection, slug: str) -> dict[str, Any]:
-    return connection.expect("GET", f"projects/{quote_slug(slug)}/overview/")
+    return connection.overview(slug)
 
 
 def queue(
@@ -118,7 +118,7 @@ def queue(
             if checked == CHECKED:
                 break
             checked += 1
-            why = connection.expect("GET", f"datasets/{quote_slug(str(row['slug']))}/why/")
+            why = connection.why(str(row["slug"]))
             if WAITING in str(why.get("reason", "")):
                 continue
         ready.append(row)

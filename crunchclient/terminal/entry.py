@@ -42,7 +42,7 @@ def add_project(
         body["workflow_kind"] = kind
     if public:
         body["is_public"] = True
-    return str(connection.expect("POST", "projects/", json=body)["slug"])
+    return connection.create_project(body)
 
 
 def add_dataset(
@@ -53,7 +53,7 @@ def add_dataset(
     body = {"parent": project, "name": name, "description": description, "details": details}
     if base_file_path:
         body["base_file_path"] = base_file_path
-    return str(connection.expect("POST", "datasets/", json=body)["slug"])
+    return connection.create_dataset(body)
 
 
 def add_item(
@@ -61,7 +61,7 @@ def add_item(
 ) -> str:
     """Create an item under a dataset or item (its slug); return the item's slug."""
     body = {"parent": parent, "name": name, "description": description, "details": details}
-    return str(connection.expect("POST", "items/", json=body)["slug"])
+    return connection.create_item(body)
 
 
 def typed_value(kind: str, value: str, *, format: str = "") -> Any:
@@ -98,5 +98,5 @@ def add_attribute(
         body["latitude"], body["longitude"] = (typed_value("float", v) for v in values)
     else:
         body["value"] = typed_value(kind, values[0], format=format)
-    answer = connection.expect("POST", f"attributes/{server_kind}/", json=body)
+    answer = connection.add_attribute(server_kind, body)
     return f"{answer['item']}: {answer['key']} = {answer['display']}"

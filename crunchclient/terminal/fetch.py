@@ -15,11 +15,11 @@ from typing import Any
 
 from crunchclient import transfer
 from crunchclient.exceptions import TransferError
-from crunchclient.server.connection import Connection, no_dataset, quote_slug
+from crunchclient.server.connection import Connection
+from crunchclient.server.wire import DatasetInfo
 from crunchclient.settings.bootstrap import storage_location
-from crunchclient.terminal.remote import paged
 from crunchclient.transfer.backends.base import Entry, StorageBackend
-from crunchclient.transfer.paths import dataset_prefix, work_folder
+from crunchclient.transfer.paths import work_folder
 from crunchclient.transfer.progress import size_text
 from crunchclient.worker.records import SETUP_CHECKSUMS, UPLOAD_CHECKSUMS, record_path
 
@@ -29,15 +29,6 @@ SETUP_RECORD = record_path(SETUP_CHECKSUMS)
 UPLOAD_RECORD = record_path(UPLOAD_CHECKSUMS)
 
 
-def folder_of(dataset: dict[str, Any]) -> str:
-    """The dataset's folder in storage, refused if it would lead out of it."""
-    return dataset_prefix(str(dataset.get("base_file_path") or ""), str(dataset.get("slug")))
-
-
-def get_dataset(connection: Connection, slug: str) -> dict[str, Any]:
-    return connection.expect("GET", f"datasets/{quote_slug(slug)}/", missing=no_dataset(slug))
-
-
 def listing(storage: Any, prefix: str) -> list[Entry]:
     with transfer.open_backend(storage, 4) as backend:
         return sorted(backend.list(prefix), key=lambda entry: entry.rel)
@@ -45,8 +36,7 @@ def listing(storage: Any, prefix: str) -> list[Entry]:
 
 def files(connection: Connection, storage: Any, slug: str) -> str:
     """The stored files of a dataset with their sizes, and their total."""
-    dataset = get_dataset(connection, slug)
-    prefix = folder_of(dataset)
+    prefix = connection.dataset(slug).folder
     entries = listing(storage, prefix)
     if not entries:
         return f"No files in {prefix!r} of {storage_location(storage)}."
@@ -94,11 +84,11 @@ def backend_for(storage: Any, keep: set[str] | None) -> type[StorageBackend]:
 
 
 def download_one(
-    storage: Any, dataset: dict[str, Any], destination: Path, *, outputs_only: bool = False,
+    storage: Any, dataset: DatasetInfo, destination: Path, *, outputs_only: bool = False,
     jobs: int = 8, quiet: bool = True,
 ) -> Downloaded:  # fmt: skip
     """Copy a dataset's stored files into destination; verify them against its records."""
-    prefix = folder_of(dataset)
+    prefix = dataset.folder
     setup = read_record(storage, f"{prefix}/{SETUP_RECORD}")
     uploaded = read_record(storage, f"{prefix}/{UPLOAD_RECORD}")
     keep: set[str] | None = None
@@ -116,26 +106,24 @@ def download_one(
         want = expected.get(rel)
         if want is not None and want != md5:
             raise TransferError(
-                f"{rel!r} of dataset {dataset['slug']!r} has the MD5 {md5} here but {want} in "
+                f"{rel!r} of dataset {dataset.slug!r} has the MD5 {md5} here but {want} in "
                 f"its record: the stored file changed since its run; download it again."
             )
     return Downloaded(
-        dataset=str(dataset["slug"]), destination=destination, files=len(checksums),
+        dataset=dataset.slug, destination=destination, files=len(checksums),
         skipped=skipped,
     )  # fmt: skip
 
 
 def select(
     connection: Connection, slugs: list[str], *, project: str | None, state: str | None
-) -> list[dict[str, Any]]:
+) -> list[DatasetInfo]:
     """The datasets named, or those of project (in state)."""
     if slugs:
-        return [get_dataset(connection, slug) for slug in slugs]
+        return [connection.dataset(slug) for slug in slugs]
     assert project
-    connection.expect(
-        "GET", f"projects/{quote_slug(project)}/", missing=f"No project has the slug {project!r}."
-    )
-    return list(paged(connection, "datasets/", project=project, state=state))
+    connection.project_detail(project)
+    return [DatasetInfo.from_wire(row) for row in connection.datasets(project=project, state=state)]
 
 
 def download(
@@ -146,7 +134,7 @@ def download(
     """Download each dataset into dest/<project>/<dataset>/; claims nothing."""
     done = []
     for dataset in select(connection, slugs, project=project, state=state):
-        slug = str(dataset["slug"])
+        slug = dataset.slug
         target = work_folder(dest.expanduser(), slug.partition(":")[0], slug)
         done.append(
             download_one(

@@ -20,10 +20,9 @@ from django.utils.text import slugify
 
 from crunchclient import transfer
 from crunchclient.exceptions import ConfigurationError
-from crunchclient.server.connection import Connection, quote_slug
+from crunchclient.server.connection import Connection
 from crunchclient.settings.bootstrap import storage_location
 from crunchclient.terminal.entry import ATTRIBUTE_TYPES, typed_value
-from crunchclient.terminal.remote import paged
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +142,7 @@ def upload_folders(
 ) -> list[Entry]:  # fmt: skip
     """Copy each new local folder into storage under crunch/<project>/<name>; a folder
     whose dataset is registered already is left alone (its stored files may be outputs)."""
-    registered = {d["slug"] for d in paged(connection, "datasets/", project=project)}
+    registered = {d["slug"] for d in connection.datasets(project=project)}
     entries: list[Entry] = []
     for folder in folders:
         folder = folder.expanduser()
@@ -166,10 +165,9 @@ def register(
 ) -> Imported:  # fmt: skip
     """Send entries to the bulk endpoint, batch by batch; count what was new."""
     created = existing = 0
-    path = f"projects/{quote_slug(project)}/datasets/"
     missing = f"No project has the slug {project!r}: create it with crunch add-project."
     for chunk in chunks(entries, batch):
-        answer = connection.expect("POST", path, json=list(chunk), missing=missing)
+        answer = connection.register(project, list(chunk), missing=missing)
         created += len(answer["created"])
         existing += len(answer["existing"])
         if progress is not None:

@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from crunch.choices import DatasetState, Stage, State
 from crunchclient import transfer
 from crunchclient.server.connection import Connection
+from crunchclient.server.wire import DatasetInfo
 from crunchclient.settings.bootstrap import storage_location
-from crunchclient.terminal.fetch import backend_for, folder_of, get_dataset
-from crunchclient.terminal.remote import paged
+from crunchclient.terminal.fetch import backend_for
 from crunchclient.worker.records import RECORDS, WORKFLOW_LOG, record_path
 
 LOG_NAME = record_path(WORKFLOW_LOG)
@@ -86,14 +87,14 @@ def when(value: Any) -> str:
     return moment.astimezone(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def running_since(connection: Connection, dataset: dict[str, Any]) -> str:
+def running_since(connection: Connection, dataset: DatasetInfo) -> str:
     """'running on HOST since T': the host and time of the current run's Setup Start (the
     newest one in its status history), else the claim's holder."""
     start: dict[str, Any] | None = None
-    for row in paged(connection, "statuses/", dataset=str(dataset["slug"])):  # oldest first
-        if row.get("stage") == 1 and row.get("state") == 1:
+    for row in connection.statuses(dataset.slug):  # oldest first
+        if row.get("stage") == Stage.SETUP and row.get("state") == State.START:
             start = row
-    holder = str(dataset.get("claim_holder") or "")
+    holder = dataset.claim_holder
     host = (start or {}).get("hostname") or holder.partition("@")[2].split(" ")[0] or "unknown"
     since = when(start["created"]) if start else "an unknown time"
     return f"running on {host} since {since}"
@@ -105,10 +106,10 @@ def show(
 ) -> None:  # fmt: skip
     """Write the stored log to out (its text only) and what a reader needs to know about
     it to note (one line each): no log yet, a running dataset's log not uploaded yet."""
-    dataset = get_dataset(connection, slug)
-    log = StoredLog(storage, folder_of(dataset))
+    dataset = connection.dataset(slug)
+    log = StoredLog(storage, dataset.folder)
     found = log.read()
-    running = dataset.get("state") == "running"
+    running = dataset.state == DatasetState.RUNNING
     if running:
         uploaded = "its stored log (uploaded before) follows" if found else "no log is stored yet"
         note(
@@ -116,15 +117,15 @@ def show(
             f"when the stage ends ({uploaded})."
         )
     elif not found:
-        note(f"Dataset {slug!r} ({dataset.get('state')}) has no workflow log yet: {log.where}.")
+        note(f"Dataset {slug!r} ({dataset.state}) has no workflow log yet: {log.where}.")
         return
     out(log.new_text(whole_lines=follow and running))
     if not (follow and running):
         return
     while running:
         time.sleep(every)
-        dataset = get_dataset(connection, slug)
-        running = dataset.get("state") == "running"
+        dataset = connection.dataset(slug)
+        running = dataset.state == DatasetState.RUNNING
         log.read()
         out(log.new_text(whole_lines=running))
-    note(f"Dataset {slug!r} is {dataset.get('state')}: no longer running.")
+    note(f"Dataset {slug!r} is {dataset.state}: no longer running.")

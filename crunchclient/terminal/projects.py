@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from crunchclient.exceptions import ConfigurationError
-from crunchclient.server.connection import Connection, no_dataset, quote_slug
+from crunchclient.server.connection import Connection
 from crunchclient.settings import kinds
 
 SHA_SHOWN = 12  # hex digits of a workflow's SHA-256 in messages
@@ -53,14 +53,6 @@ def short_sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:SHA_SHOWN]
 
 
-def project_path(slug: str) -> str:
-    return f"projects/{quote_slug(slug)}/"
-
-
-def no_project(slug: str) -> str:
-    return f"No project has the slug {slug!r}."
-
-
 def set_project(connection: Connection, slug: str, changes: Changes) -> str:
     """Change a project's workflow, attempts, retry delay or visibility; one line saying what."""
     body = changes.body()
@@ -69,8 +61,8 @@ def set_project(connection: Connection, slug: str, changes: Changes) -> str:
             "Nothing to change: give --workflow, --max-attempts, --retry-delay, --public "
             "or --private."
         )
-    before = connection.expect("GET", project_path(slug), missing=no_project(slug))
-    after = connection.expect("PATCH", project_path(slug), json=body, missing=no_project(slug))
+    before = connection.project_detail(slug)
+    after = connection.change_project(slug, body)
     return f"Project {slug!r}: {described(before, after)}."
 
 
@@ -93,11 +85,11 @@ def described(before: dict[str, Any], after: dict[str, Any]) -> str:
 
 def set_paused(connection: Connection, slug: str, *, paused: bool) -> str:
     """Pause or resume a project; the line saying what that means."""
-    before = connection.expect("GET", project_path(slug), missing=no_project(slug))
+    before = connection.project_detail(slug)
     if bool(before.get("paused")) == paused:
         return f"Project {slug!r} is already {'paused' if paused else 'running (not paused)'}."
     body = {"paused": paused}
-    connection.expect("PATCH", project_path(slug), json=body, missing=no_project(slug))
+    connection.change_project(slug, body)
     if paused:
         return (
             f"Project {slug!r} paused: it hands out no dataset; running ones finish. "
@@ -112,10 +104,9 @@ def release(connection: Connection, slug: str) -> str:
     A dataset that is not running answers 409, which exits 3 (the server rejected the
     request): there is no claim to release, and no other client to name.
     """
-    path = f"datasets/{quote_slug(slug)}/"
-    held = connection.expect("GET", path, missing=no_dataset(slug))
-    connection.expect("POST", f"{path}release/", missing=no_dataset(slug))
-    holder = f" from {held['claim_holder']}" if held.get("claim_holder") else ""
+    held = connection.dataset(slug)
+    connection.release_dataset(slug)
+    holder = f" from {held.claim_holder}" if held.claim_holder else ""
     return (
         f"Released {slug!r}{holder}: it is pending again (the attempt is not counted) "
         "and goes to the next claim."

@@ -1,14 +1,13 @@
-"""What the terminal commands share: a Connection from their options, paged listings,
+"""What the terminal commands share: a Connection from their options,
 and a storage named the way a person would look for it."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlencode
 
-from crunchclient.server.connection import START_RETRY_FOR, Connection
+from crunchclient.server.connection import Connection
+from crunchclient.server.http import START_RETRY_FOR
 from crunchclient.settings.config import RETRY_FOR_SECONDS, resolve_token, resolve_url
 
 
@@ -27,15 +26,3 @@ def connect(opts: dict[str, Any]) -> Connection:
         # Until the server first answers, a short wait unless --retry-for says otherwise.
         start_retry_for=START_RETRY_FOR if retry_for is None else retry_for,
     )  # fmt: skip
-
-
-def paged(connection: Connection, path: str, **params: str | None) -> Iterator[dict[str, Any]]:
-    """Every result of a paginated listing, page after page (DRF's ``next`` links)."""
-    given = {key: value for key, value in params.items() if value}
-    page = 1
-    while True:
-        answer = connection.expect("GET", f"{path}?{urlencode({**given, 'page': page})}")
-        yield from answer.get("results", [])
-        if not answer.get("next"):
-            return
-        page += 1

@@ -8,8 +8,7 @@ import json
 from typing import Any
 
 from crunchclient.printable import markup, printable
-from crunchclient.server.connection import Connection, no_dataset, quote_slug
-from crunchclient.terminal.remote import paged
+from crunchclient.server.connection import Connection, no_dataset, no_project
 
 STATES = ("pending", "running", "completed", "failed")
 NOTE_CHARS = 60  # of a note in the ls table
@@ -17,15 +16,8 @@ NOTE_CHARS = 60  # of a note in the ls table
 
 def overviews(connection: Connection, project: str | None) -> list[dict[str, Any]]:
     """The overview of project, or of every project the token may see."""
-    slugs = [project] if project else [p["slug"] for p in paged(connection, "projects/")]
-    return [
-        connection.expect(
-            "GET",
-            f"projects/{quote_slug(slug)}/overview/",
-            missing=f"No project has the slug {slug!r}.",
-        )  # fmt: skip
-        for slug in slugs
-    ]
+    slugs = [project] if project else [p["slug"] for p in connection.projects()]
+    return [connection.overview(slug, missing=no_project(slug)) for slug in slugs]
 
 
 def duration(seconds: float | None) -> str:
@@ -88,7 +80,7 @@ def datasets(
     connection: Connection, project: str, *, state: str | None = None, search: str | None = None
 ) -> list[dict[str, Any]]:
     connection.project(project)  # a clear error for a project that does not exist
-    return list(paged(connection, "datasets/", project=project, state=state, search=search))
+    return list(connection.datasets(project=project, state=state, search=search))
 
 
 def ls_table(rows: list[dict[str, Any]], *, width: int | None = None) -> str:
@@ -132,7 +124,7 @@ def ls(
 
 
 def why(connection: Connection, slug: str, *, as_json: bool = False) -> str:
-    answer = connection.expect("GET", f"datasets/{quote_slug(slug)}/why/", missing=no_dataset(slug))
+    answer = connection.why(slug, missing=no_dataset(slug))
     if as_json:
         return json.dumps(answer, indent=2)
     return f"{answer['reason']}\nTo move it: {answer['command']}"

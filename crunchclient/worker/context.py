@@ -17,7 +17,7 @@ from crunchclient.server.wire import Claim, DatasetInfo, ProjectInfo
 from crunchclient.settings.config import ClientConfig
 from crunchclient.settings.secrets import redact
 from crunchclient.transfer.hashing import Checksums, Digests
-from crunchclient.transfer.paths import dataset_prefix, make_work_folder, work_folder
+from crunchclient.transfer.paths import make_work_folder, work_folder
 from crunchclient.worker.records import RECORDS, SETUP_CHECKSUMS, is_record, write_json
 from crunchclient.worker.shutdown import Shutdown
 
@@ -62,7 +62,7 @@ class RunContext:
     @property
     def prefix(self) -> str:
         """The dataset's folder in storage, refused if it would lead out of the storage."""
-        return dataset_prefix(self.dataset.base_file_path, self.slug)
+        return self.dataset.folder
 
     def make_workdir(self) -> None:
         """Make the dataset's folder under --directory, refused (UnsafePathError) unless

@@ -81,7 +81,7 @@ class Deadline:
         ends_at, source = min(ends) if ends else (None, "")
 
         def stats() -> Any:
-            return connection.expect("GET", f"projects/{project}/stats/")
+            return connection.project_stats(project)
 
         return cls(ends_at=ends_at, source=source, stats=stats if project else None)
 

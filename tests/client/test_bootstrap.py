@@ -117,7 +117,7 @@ def test_storage_settings_option_inside_a_project_is_reported(
     ],
 )
 def test_passwords_in_urls_are_masked(url: str, shown: str) -> None:
-    from crunchclient.server.connection import masked
+    from crunchclient.server.http import masked
 
     assert masked(url) == shown
 
@@ -137,7 +137,7 @@ def test_the_server_url_password_never_shows(tmp_path: Path) -> None:
     [("p:d", "p:d"), ("a/../b", "a%2F..%2Fb"), ("..", "%2E%2E"), ("a?b#c", "a%3Fb%23c")],
 )
 def test_slugs_are_one_path_segment(slug: str, segment: str) -> None:
-    from crunchclient.server.connection import quote_slug
+    from crunchclient.server.http import quote_slug
 
     assert quote_slug(slug) == segment
 
