@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,28 @@ from crunchclient.settings.settings_file import (  # the file, read and checked
     read_settings_file,
 )
 
-configured_from: Path | None = None
-"""The settings file the standalone client configured Django from, if any."""
+
+@dataclass
+class Bootstrap:
+    """How Django was configured in this process: by the standalone client from a storage
+    settings file (``configured_from``), or by a Django project (None)."""
+
+    configured_from: Path | None = None
+
+    def configure_from_file(self, path: Path | str) -> None:
+        """Configure Django from a storage settings file, for the standalone ``crunch``."""
+        path = Path(path).expanduser()
+        configure(settings_from_values(read_settings_file(path)))
+        self.configured_from = path
+
+    @property
+    def standalone(self) -> bool:
+        """Whether Django was configured by the client rather than by a Django project."""
+        return self.configured_from is not None
+
+
+PROCESS = Bootstrap()
+"""This process's: Django is configured once per process."""
 
 FILE_SYSTEM_TYPES: dict[str, type] = {
     "location": str, "base_url": str, "file_permissions_mode": int,
@@ -60,11 +81,7 @@ def settings_from_values(values: dict[str, Any]) -> dict[str, Any]:
 
 def configure_from_file(path: Path | str) -> None:
     """Configure Django from a storage settings file, for the standalone ``crunch`` script."""
-    global configured_from
-    path = Path(path).expanduser()
-    values = settings_from_values(read_settings_file(path))
-    configure(values)
-    configured_from = path
+    PROCESS.configure_from_file(path)
 
 
 def configure_minimal() -> None:
@@ -87,7 +104,7 @@ def configure(values: dict[str, Any]) -> None:
 
 def is_standalone() -> bool:
     """Whether Django was configured by this module rather than by a Django project."""
-    return configured_from is not None
+    return PROCESS.standalone
 
 
 def get_storage() -> Any:
@@ -132,8 +149,8 @@ def get_storage() -> Any:
 
 def where_set() -> str:
     """Where the storage settings come from, for messages."""
-    if configured_from is not None:
-        return f"the storage settings file {str(configured_from)!r}"
+    if PROCESS.configured_from is not None:
+        return f"the storage settings file {str(PROCESS.configured_from)!r}"
     return "the STORAGES setting"
 
 
@@ -179,8 +196,10 @@ def check_options(backend: type, options: dict[str, Any]) -> None:
     types = option_types(backend)
     if types is None:
         return
-    if configured_from is not None:
-        where = f"Storage settings file {str(configured_from)!r}: STORAGES['default'] OPTIONS"
+    if PROCESS.configured_from is not None:
+        where = (
+            f"Storage settings file {str(PROCESS.configured_from)!r}: STORAGES['default'] OPTIONS"
+        )
     else:
         where = "STORAGES['default'] OPTIONS"
     for key, value in options.items():

@@ -115,7 +115,7 @@ class Command(ClientCommand):
         scheduler = {name: opts[name] for name in SCHEDULER_OPTIONS if opts[name] is not None}
         scheduler["output"] = opts["output"] or str(Path("crunch-%x-%A_%a.out").absolute())
         standalone = bootstrap.is_standalone()
-        settings_file = bootstrap.configured_from
+        settings_file = bootstrap.PROCESS.configured_from
         request = submit.Request(
             project=opts["project"], jobs=jobs, wall=wall, margin=margin,
             url=resolve_url(opts), token=resolve_token(opts),

@@ -33,9 +33,32 @@ logger = logging.getLogger(__name__)
 SETTLE = 1.0  # seconds a file must stay unchanged before it is hashed
 SCAN_SHARE = 0.05  # at most this share of the watching thread's time goes to scanning
 
-WATCHERS = ThreadPoolExecutor(8, thread_name_prefix="crunch-outputs")
-"""The threads that watch, started once and kept: one serves dataset after dataset of a
-loop (more only for workers that run at once in one process)."""
+
+class Watchers:
+    """The threads that watch, started on first use and kept: one serves dataset after
+    dataset of a loop (more only for workers that run at once in one process)."""
+
+    def __init__(self, size: int = 8) -> None:
+        self.size = size
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, watch: Callable[[], None]) -> Future[None]:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.size, thread_name_prefix="crunch-outputs")
+            return self._pool.submit(watch)
+
+    def shutdown(self) -> None:
+        """Wait for the watching threads to end (each ends when its OutputHashes stops)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown()
+
+
+WATCHERS = Watchers()
+"""The process's: no thread is started by importing this module."""
 
 
 class OutputHashes:
@@ -54,7 +77,9 @@ class OutputHashes:
         inputs: Collection[str] = (),
         exclude: Callable[[str], bool],
         settle: float = SETTLE,
+        watchers: Watchers = WATCHERS,
     ) -> None:
+        self.watchers = watchers
         self.root = os.path.realpath(root)
         self.inputs = inputs
         self.exclude = exclude
@@ -65,7 +90,7 @@ class OutputHashes:
         self._watching: Future[None] | None = None
 
     def start(self) -> OutputHashes:
-        self._watching = WATCHERS.submit(self._watch)
+        self._watching = self.watchers.submit(self._watch)
         return self
 
     def stop(self) -> None:
