@@ -26,6 +26,7 @@ from typing import Any
 from crunchclient.exceptions import ConfigurationError, SchedulerError, SubmitError
 from crunchclient.launchers.base import JobSpec, Launcher
 from crunchclient.server.connection import Connection
+from crunchclient.server.wire import ProjectStats
 
 logger = logging.getLogger(__name__)
 
@@ -167,7 +168,7 @@ class Keeper:
     submitted: int = 0
     most_held: int = 0
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> ProjectStats:
         return self.connection.project_stats(self.request.project)
 
     def run(self) -> str:
@@ -182,8 +183,8 @@ class Keeper:
                 self.retry_later(exc, backoff)
                 continue
             self.most_held = max(self.most_held, tasks.held)
-            pending, running = int(stats["pending"]), int(stats["running"])
-            done = int(stats["completed"]) + int(stats["failed"])
+            pending, running = stats.pending, stats.running
+            done = stats.completed + stats.failed
             ended = self.submitted - tasks.held
             if done != done_before:
                 done_before, ended_since_progress = done, ended
@@ -200,7 +201,7 @@ class Keeper:
                 if not tasks.running:
                     return (
                         f"Project {self.request.project!r}: nothing pending or running "
-                        f"({stats['completed']} completed, {stats['failed']} failed); "
+                        f"({stats.completed} completed, {stats.failed} failed); "
                         f"submitted {self.submitted} task(s) in {len(self.job_ids)} job(s), "
                         f"at most {self.most_held} at once."
                     )

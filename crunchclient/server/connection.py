@@ -11,11 +11,10 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode
 
-from crunch.choices import Stage, State
 from crunchclient.exceptions import ClaimConflict, ClaimLost
-from crunchclient.server.bodies import next_body, status_body
+from crunchclient.server.bodies import Diagnostics, NextRequest, StatusReport
 from crunchclient.server.http import Transport, quote_slug
-from crunchclient.server.wire import Claim, DatasetInfo, ProjectInfo
+from crunchclient.server.wire import Claim, DatasetInfo, ProjectInfo, ProjectStats, StatusAnswer
 
 
 class Connection(Transport):
@@ -32,14 +31,14 @@ class Connection(Transport):
 
     def claim_next(
         self, *, holder: str, lease_seconds: int, project: str | None = None,
-        start: dict[str, Any] | None = None,
+        start: Diagnostics | None = None,
     ) -> Claim | None:  # fmt: skip
         """Claim the next pending dataset (of ``project``); None when nothing is pending.
 
         With ``start`` (diagnostics) the server records the run's Setup Start with the claim.
         """
         path = f"projects/{quote_slug(project)}/next/" if project else "next/"
-        body = next_body(holder=holder, lease_seconds=lease_seconds, start=start)
+        body = NextRequest(holder=holder, lease_seconds=lease_seconds, start=start).to_wire()
         answer = self.request(
             "POST", path, json=body, missing=f"No project has the slug {project!r}.",
             project=project,
@@ -71,58 +70,37 @@ class Connection(Transport):
             )
         )  # fmt: skip
 
-    def post_status(
-        self, *, dataset: int, stage: Stage, state: State, claim: str, note: str = "",
-        diagnostics: dict[str, Any] | None = None, extra: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:  # fmt: skip
-        """Record a status once, however often the post is retried.
-
-        ``extra`` holds fields of one stage, e.g. the Workflow Start's ``workflow_sha256``.
-        """
-        return self.send_status(
-            status_body(
-                dataset=dataset, stage=stage, state=state, claim=claim, note=note,
-                diagnostics=diagnostics, extra=extra,
+    def send_status(self, report: StatusReport, *, next: NextRequest | None = None) -> StatusAnswer:
+        """Post one status; with ``next`` also claim the next dataset (the answer's
+        ``next``, held like any claim)."""
+        answer = StatusAnswer.from_wire(
+            self.expect(
+                "POST", "statuses/", json=report.to_wire(next=next), conflict=ClaimLost,
+                claim=report.claim,
             )
         )  # fmt: skip
-
-    def send_status(
-        self, body: dict[str, Any], *, next: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
-        """Post one ``status_body``; with ``next`` (a ``next_body``) also claim the next
-        dataset: the answer's ``next`` is its claim, or None."""
-        if next is not None:
-            body = {**body, "next": next}
-        answer = self.expect(
-            "POST", "statuses/", json=body, conflict=ClaimLost, claim=body.get("claim")
-        )
-        if isinstance(taken := answer.get("next"), dict):  # parsed by the caller
-            self.remember(
-                str(taken.get("claim", {}).get("id")), str(taken.get("project", {}).get("slug")),
-                str(taken.get("dataset", {}).get("slug")),
-            )  # fmt: skip
+        if answer.next is not None:
+            self.hold(answer.next)
         return answer
 
-    def post_statuses(self, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Record several statuses in order in one call (see ``status_body``)."""
-        claim = next((body["claim"] for body in bodies if body.get("claim")), None)
+    def post_statuses(self, reports: list[StatusReport]) -> list[StatusAnswer]:
+        """Record several statuses in order in one call."""
+        claim = next((report.claim for report in reports if report.claim), None)
         answer = self.request(
-            "POST", "statuses/batch/", json=bodies, conflict=ClaimLost, claim=claim
-        )
+            "POST", "statuses/batch/", json=[report.to_wire() for report in reports],
+            conflict=ClaimLost, claim=claim,
+        )  # fmt: skip
         assert isinstance(answer, list), "statuses/batch/ answered without a list"
-        return answer
+        return [StatusAnswer.from_wire(item) for item in answer]
 
-    def renew(self, claim: str, *, lease_seconds: int) -> dict[str, Any]:
-        return self.expect(
-            "POST",
-            f"claims/{quote_slug(claim)}/renew/",
-            json={"lease_seconds": lease_seconds},
-            conflict=ClaimLost,
-            claim=claim,
-        )
+    def renew(self, claim: str, *, lease_seconds: int) -> None:
+        self.expect(
+            "POST", f"claims/{quote_slug(claim)}/renew/", json={"lease_seconds": lease_seconds},
+            conflict=ClaimLost, claim=claim,
+        )  # fmt: skip
 
-    def release(self, claim: str, *, note: str) -> dict[str, Any]:
-        return self.expect(
+    def release(self, claim: str, *, note: str) -> None:
+        self.expect(
             "POST", f"claims/{quote_slug(claim)}/release/", json={"note": note},
             conflict=ClaimLost, claim=claim,
         )  # fmt: skip
@@ -130,15 +108,15 @@ class Connection(Transport):
     def retry_dataset(self, slug: str) -> dict[str, Any]:
         return self.expect("POST", f"datasets/{quote_slug(slug)}/retry/", missing=no_dataset(slug))
 
-    def project_stats(self, slug: str) -> dict[str, Any]:
+    def project_stats(self, slug: str) -> ProjectStats:
         """The project's counts by state (``ProjectStatsView``): the deadline's and submit's
         measure of what is left."""
-        return self.expect("GET", f"projects/{quote_slug(slug)}/stats/")
+        return ProjectStats.from_wire(self.expect("GET", f"projects/{quote_slug(slug)}/stats/"))
 
     def running_count(self, project: str | None) -> int:
         """How many datasets (of ``project``) other clients hold now."""
         if project:
-            return int(self.expect("GET", f"projects/{quote_slug(project)}/stats/")["running"])
+            return self.project_stats(project).running
         return int(self.expect("GET", "datasets/?state=running")["count"])
 
     def retry_project(self, slug: str) -> int:

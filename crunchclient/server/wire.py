@@ -20,7 +20,10 @@ from crunch.choices import DatasetState, Stage, State, WorkflowKind
 from crunchclient.exceptions import ServerError
 from crunchclient.transfer.paths import dataset_prefix
 
-__all__ = ["Claim", "DatasetInfo", "ProjectInfo", "Stage", "State", "WorkflowKind"]
+__all__ = [
+    "Claim", "DatasetInfo", "ProjectInfo", "ProjectStats", "Stage", "State", "StatusAnswer",
+    "WorkflowKind",
+]  # fmt: skip
 
 
 def text(value: Any) -> str:
@@ -212,3 +215,57 @@ class Claim(WireObject):
         }  # fmt: skip
         claim: Claim = parse(cls, flat, cls.what, cls.parsers)
         return replace(claim, raw=dict(data))
+
+
+@dataclass(frozen=True, kw_only=True)
+class StatusAnswer:
+    """What a status post answers that the worker reads (``StatusSerializer``): the
+    dataset's state after it (``pending`` again after a Fail with attempts left), when it
+    may be claimed again, and the next claim when the post asked for one."""
+
+    dataset_state: DatasetState | str | None = None
+    dataset_retry_at: str = ""
+    next: Claim | None = None
+
+    @classmethod
+    def from_wire(cls, data: Any) -> StatusAnswer:
+        if not isinstance(data, Mapping):
+            raise ServerError(f"The server sent a status as {type(data).__name__}, not an object.")
+        state = data.get("dataset_state")
+        taken = data.get("next")
+        return cls(
+            dataset_state=None if state is None else dataset_state(state),
+            dataset_retry_at=text(data.get("dataset_retry_at")),
+            next=Claim.from_wire(taken) if taken else None,
+        )
+
+    @property
+    def retrying(self) -> bool:
+        """The dataset failed with attempts left: it is pending again."""
+        return self.dataset_state == DatasetState.PENDING
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProjectStats:
+    """A project's counts (``GET projects/<slug>/stats/``), as the worker and ``crunch
+    submit`` read them."""
+
+    pending: int
+    running: int
+    completed: int
+    failed: int
+    run_seconds_p90: float | None
+
+    @classmethod
+    def from_wire(cls, data: Any) -> ProjectStats:
+        if not isinstance(data, Mapping):
+            raise ServerError(f"The server sent stats as {type(data).__name__}, not an object.")
+        try:
+            p90 = data.get("run_seconds_p90")
+            return cls(
+                pending=number(data["pending"]), running=number(data["running"]),
+                completed=number(data["completed"]), failed=number(data["failed"]),
+                run_seconds_p90=None if p90 is None else float(p90),
+            )  # fmt: skip
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ServerError(f"The server sent stats without a valid {exc}.") from None

@@ -7,10 +7,11 @@ import io
 import json
 from typing import Any
 
+from crunch.choices import DatasetState, Stage
 from crunchclient.printable import markup, printable
 from crunchclient.server.connection import Connection, no_dataset, no_project
 
-STATES = ("pending", "running", "completed", "failed")
+STATES = tuple(DatasetState.values)  # pending, running, completed, failed: the overview's order
 NOTE_CHARS = 60  # of a note in the ls table
 
 
@@ -95,7 +96,7 @@ def ls_table(rows: list[dict[str, Any]], *, width: int | None = None) -> str:
     for row in rows:
         note = (row.get("note") or "").strip().splitlines()
         last = printable(note[-1], lines=False) if note else ""  # then cut: no half escapes
-        if last and row["state"] == "running":
+        if last and row["state"] == DatasetState.RUNNING:
             last = f"(last run) {last}"  # the note is the previous attempt's, not this one's
         table.add_row(  # server values: rich would obey '[bold]' or fail on '[/x]' in them
             markup(row["slug"]), markup(row["state"]), markup(row["attempts"]),
@@ -108,7 +109,8 @@ def ls_table(rows: list[dict[str, Any]], *, width: int | None = None) -> str:
 
 
 def stage_name(stage: Any) -> str:
-    return {1: "Setup", 2: "Workflow", 3: "Upload"}.get(stage, "") if stage else ""
+    """A stage number as the table shows it: Setup, Workflow, Upload; '' for none."""
+    return str(Stage(stage).label) if stage in Stage.values else ""
 
 
 def ls(

@@ -11,9 +11,9 @@ from typing import Any
 from crunch.choices import Stage as StageNumber
 from crunch.choices import State
 from crunchclient.exceptions import ClaimLost, Interrupted, UnsafePathError
-from crunchclient.server.bodies import status_body
+from crunchclient.server.bodies import Diagnostics, NextRequest, StatusReport
 from crunchclient.server.connection import Connection
-from crunchclient.server.wire import Claim, DatasetInfo, ProjectInfo
+from crunchclient.server.wire import Claim, DatasetInfo, ProjectInfo, StatusAnswer
 from crunchclient.settings.config import ClientConfig
 from crunchclient.settings.secrets import redact
 from crunchclient.transfer.hashing import Checksums, Digests
@@ -37,10 +37,10 @@ class RunContext:
     workdir: Path
     shutdown: Shutdown = field(default_factory=Shutdown)
     lost: threading.Event = field(default_factory=threading.Event)
-    diagnostics: dict[str, Any] = field(default_factory=dict)
+    diagnostics: Diagnostics | None = None
     setup_checksums: Checksums = field(default_factory=lambda: Checksums({}))
     output_hashes: Digests = field(default_factory=dict)  # hashed while the workflow ran
-    held: list[dict[str, Any]] = field(default_factory=list)
+    held: list[StatusReport] = field(default_factory=list)
     """Statuses not sent yet: a stage's Success goes with the next Start, in one call."""
 
     @property
@@ -79,39 +79,39 @@ class RunContext:
     def report(
         self, stage: StageNumber, state: State, note: str = "",
         extra: dict[str, Any] | None = None, *, hold: bool = False,
-    ) -> dict[str, Any]:  # fmt: skip
+    ) -> StatusAnswer:  # fmt: skip
         """Post a status; return the server's answer (with the dataset's new state).
 
         With ``hold`` it waits to go with the next one (see ``send``) and answers nothing.
         """
-        body = status_body(
+        report = StatusReport(
             dataset=self.dataset.id, stage=stage, state=state, claim=str(self.claim.id),
             note=head_bytes(redact(note, self.config.secrets), NOTE_BYTES),
-            diagnostics=self.diagnostics, extra=extra,
+            diagnostics=self.diagnostics, extra=extra or {},
         )  # fmt: skip
         if hold:
-            self.held.append(body)
-            return {}
-        return self.send(body)
+            self.held.append(report)
+            return StatusAnswer()
+        return self.send(report)
 
     def send(
-        self, body: dict[str, Any] | None = None, *, next: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
+        self, report: StatusReport | None = None, *, next: NextRequest | None = None
+    ) -> StatusAnswer:
         """Post the held statuses and ``body`` in order, in as few calls as the API allows;
         with ``next`` the last of them also claims the next dataset. The last one's answer."""
-        bodies, self.held = [*self.held, *([body] if body else [])], []
-        if not bodies:
-            return {}
-        last = bodies[-1]
+        reports, self.held = [*self.held, *([report] if report else [])], []
+        if not reports:
+            return StatusAnswer()
+        last = reports[-1]
         try:
-            if len(bodies) > 1 and next is None:
-                return self.connection.post_statuses(bodies)[-1]
-            if len(bodies) > 1:
-                self.connection.post_statuses(bodies[:-1])
+            if len(reports) > 1 and next is None:
+                return self.connection.post_statuses(reports)[-1]
+            if len(reports) > 1:
+                self.connection.post_statuses(reports[:-1])
             return self.connection.send_status(last, next=next)
         except ClaimLost as exc:
             # Refused before the heartbeat noticed: say the same as when it does.
-            if (last["stage"], last["state"]) == (StageNumber.UPLOAD, State.SUCCESS):
+            if (last.stage, last.state) == (StageNumber.UPLOAD, State.SUCCESS):
                 raise  # the files were sent already
             self.lost.set()
             raise self.claim_lost() from exc

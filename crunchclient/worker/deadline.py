@@ -15,9 +15,10 @@ import os
 import subprocess
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from crunchclient.exceptions import ClientError
+from crunchclient.server.connection import Connection
+from crunchclient.server.wire import ProjectStats
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +56,8 @@ class Deadline:
     """The loop's end, and the run time a dataset is expected to need."""
 
     def __init__(
-        self, *, ends_at: float | None, source: str = "", stats: Callable[[], Any] | None = None,
+        self, *, ends_at: float | None, source: str = "",
+        stats: Callable[[], ProjectStats] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:  # fmt: skip
         self.ends_at = ends_at  # on ``clock``
@@ -67,7 +69,7 @@ class Deadline:
 
     @classmethod
     def for_loop(
-        cls, connection: Any, *, project: str | None, time_limit: float | None,
+        cls, connection: Connection, *, project: str | None, time_limit: float | None,
         environ: Mapping[str, str] | None = None,
     ) -> Deadline:  # fmt: skip
         """The sooner of the Slurm job's end and ``--time-limit`` from now."""
@@ -80,10 +82,10 @@ class Deadline:
             ends.append((now + job_end - time.time(), f"Slurm job {env.get('SLURM_JOB_ID')}'s end"))
         ends_at, source = min(ends) if ends else (None, "")
 
-        def stats() -> Any:
-            return connection.project_stats(project)
-
-        return cls(ends_at=ends_at, source=source, stats=stats if project else None)
+        if not project:
+            return cls(ends_at=ends_at, source=source)
+        slug = project
+        return cls(ends_at=ends_at, source=source, stats=lambda: connection.project_stats(slug))
 
     def left(self) -> float | None:
         return None if self.ends_at is None else self.ends_at - self.clock()
@@ -97,7 +99,7 @@ class Deadline:
             return self.measured
         self.measured_at = now
         try:
-            value = self.stats().get("run_seconds_p90")
+            value = self.stats().run_seconds_p90
         except ClientError as exc:  # keep what we knew: the claim will meet the same outage
             logger.info("Cannot read the project's run times: %s", exc)
             return self.measured

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import crunch
+from crunchclient.server.bodies import Diagnostics
 
 
-def collect(directory: Path | None = None) -> dict[str, Any]:
+def collect(directory: Path | None = None) -> Diagnostics:
     """The diagnostic fields of a status, named as django-crunch 0.1 sends them."""
     uname = platform.uname()
     facts: dict[str, Any] = {
@@ -37,7 +38,7 @@ def collect(directory: Path | None = None) -> dict[str, Any]:
         facts.update(disk_total=usage.total, disk_free=usage.free)
     except OSError:
         pass
-    return facts
+    return Diagnostics(**facts)
 
 
 def slurm_job(environ: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from crunchclient.exceptions import (
     ClaimLost,
@@ -24,7 +24,7 @@ from crunchclient.exceptions import (
     ServerError,
     StageFailed,
 )
-from crunchclient.server.bodies import next_body
+from crunchclient.server.bodies import Diagnostics, NextRequest
 from crunchclient.server.connection import Connection
 from crunchclient.server.wire import Claim, ProjectInfo
 from crunchclient.settings.config import ClientConfig
@@ -57,11 +57,11 @@ class Worker:
         self.shutdown = Shutdown()
         self.prefetched: Claim | None = None
         """The next dataset's claim, taken with the last one's Upload Success."""
-        self._diagnostics: dict[str, Any] | None = None
+        self._diagnostics: Diagnostics | None = None
         self._heartbeat: Heartbeat | None = None
 
     @property
-    def diagnostics(self) -> dict[str, Any]:
+    def diagnostics(self) -> Diagnostics:
         """The machine's facts, gathered once per worker: they do not change per dataset."""
         if self._diagnostics is None:
             self._diagnostics = diagnostics.collect(self.config.directory)
@@ -124,12 +124,13 @@ class Worker:
                 raise
         return claimed
 
-    def next_request(self, project: str | None) -> dict[str, Any]:
+    def next_request(self, project: str | None) -> NextRequest:
         """What an Upload Success carries to claim the next dataset in the same call."""
         config = self.config
         start = self.diagnostics if project else None  # see claim_next
-        body = next_body(holder=config.holder, lease_seconds=config.lease_seconds, start=start)
-        return {**body, "project": project} if project else body
+        return NextRequest(
+            holder=config.holder, lease_seconds=config.lease_seconds, start=start, project=project
+        )
 
     def give_back_prefetched(self, reason: str) -> None:
         """Release a claim taken ahead when the loop stops before processing it."""
@@ -159,7 +160,7 @@ class Worker:
 
     # ------------------------------------------------------------------------ one dataset
 
-    def process(self, claimed: Claim, *, then: dict[str, Any] | None = None) -> Outcome:
+    def process(self, claimed: Claim, *, then: NextRequest | None = None) -> Outcome:
         """Run the stages on a claimed dataset. A stage's Fail ends the dataset, not the client.
 
         With ``then`` (a ``next_request``) the Upload Success also claims the next dataset,
@@ -179,8 +180,8 @@ class Worker:
                 for stage in self.stages:
                     stage(context)()
                 answer = context.send(next=then)  # the last Success, and the next claim
-                if answer.get("next"):
-                    self.prefetched = Claim.from_wire(answer["next"])
+                if answer.next is not None:
+                    self.prefetched = answer.next
         except StageFailed as exc:  # said once: by the loop, or by run's and next's error
             return Outcome(
                 dataset=context.slug, completed=False, retrying=exc.retrying, note=str(exc),

@@ -10,5 +10,5 @@ class Command(ClientCommand):
     help = "Print this machine's diagnostics: what each status sends (django-crunch 0.1's)."
 
     def handle(self, *args: Any, **opts: Any) -> None:
-        for key, value in diagnostics.collect().items():
+        for key, value in diagnostics.collect().to_wire().items():
             self.stdout.write(f"{key}: {value}")

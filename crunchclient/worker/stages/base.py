@@ -81,12 +81,12 @@ class Stage:
             except Exception as extra:  # the Fail status matters more than its log
                 logger.warning("%s: %s", context.slug, failure_note(extra))
             answer = context.report(self.number, State.FAIL, note)
-            retrying = answer.get("dataset_state") == "pending"
+            retrying = answer.retrying
             raise StageFailed(
                 f"Dataset {context.slug!r} failed at {self.name}"
                 f"{' (it will be retried)' if retrying else ''}: {first_line(note)}",
                 retrying=retrying,
-                retry_at=str(answer.get("dataset_retry_at") or ""),
+                retry_at=answer.dataset_retry_at,
                 exit_code=UnsafePathError.exit_code if isinstance(exc, UnsafePathError) else None,
             ) from exc
         logger.info("%s: %s succeeded%s", context.slug, self.name, f": {note}" if note else ".")
