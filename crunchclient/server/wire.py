@@ -17,8 +17,7 @@ from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any, ClassVar, TypeVar
 
 from crunch.choices import DatasetState, Stage, State, WorkflowKind
-from crunchclient.exceptions import ServerError
-from crunchclient.transfer.paths import dataset_prefix
+from crunchclient.exceptions import ServerError, UnsafePathError
 
 __all__ = [
     "Claim", "DatasetInfo", "ProjectInfo", "ProjectStats", "Stage", "State", "StatusAnswer",
@@ -111,6 +110,20 @@ DATASET_FIELDS: dict[str, Callable[[Any], Any]] = {
 }  # fmt: skip
 """{field: its parser} where the field is not plain text."""
 
+
+def dataset_prefix(raw: str, slug: str) -> str:
+    """The dataset's folder in storage from its base_file_path: the one rule, refused if
+    it would lead out of the storage (a leading ``/`` means the storage's root, as it
+    always did)."""
+    parts = raw.replace("\\", "/").split("/")
+    if ".." in parts or raw[1:2] == ":" or "\x00" in raw or not raw.strip("/. "):
+        raise UnsafePathError(
+            f"Refusing the folder {raw!r} of dataset {slug!r}: it is not a folder inside "
+            "the storage; give the dataset a relative base_file_path on the server."
+        )
+    return "/".join(part for part in parts if part not in ("", "."))
+
+
 W = TypeVar("W", bound="WireObject")
 
 
@@ -180,7 +193,8 @@ class DatasetInfo(NodeInfo):
     @property
     def folder(self) -> str:
         """Its folder in storage: the one rule for it (``dataset_prefix``), refused with
-        UnsafePathError if it would lead out of the storage."""
+        UnsafePathError if it would lead out of the storage (the base_file_path is the
+        server's, and so any maintainer's)."""
         return dataset_prefix(self.base_file_path, self.slug)
 
 
