@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 PG_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+# Where `make docs` writes the site (git-ignored); CI builds it outside the clone.
+SITE ?= site
 
-.PHONY: install test test-postgres demo lint
+.PHONY: install test test-postgres demo lint docs
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,3 +34,10 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy crunch crunchclient
 	$(BIN)/lint-imports
+
+# The docs site, warnings as errors; the generated reference pages must be up to date.
+docs: install
+	$(BIN)/python -m pip install -q 'mkdocs-material>=9.5'
+	$(BIN)/python scripts/reference_docs.py --check
+	$(BIN)/python scripts/permissions_doc.py --check
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --site-dir "$(SITE)"

@@ -1,6 +1,6 @@
 """Measure how much the client's background hashing slows a CPU-bound workflow.
 
-    .venv/bin/python benchmarks/background.py [--repeat 3]
+    .venv/bin/python -m benchmarks.background [--repeat 3]
 
 A workflow of one busy process per core runs: alone (the baseline); while the client
 hashes the workflow's files (crunchclient.worker.workflow.outputs, at nice 19),
@@ -21,8 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks.harness import load_average
 
 BUSY = "x = 0\nfor i in range(25_000_000):\n    x += i\n"
 
@@ -62,7 +61,10 @@ def main() -> None:
     from crunchclient.worker.shutdown import OWN_GROUP
 
     own_session = {"start_new_session": True}
-    print(f"{os.cpu_count()} cpus, autogroup {autogroup()}, best of {args.repeat}\n")
+    print(
+        f"{os.cpu_count()} cpus, autogroup {autogroup()}, best of {args.repeat}, "
+        f"load average {load_average():.1f} (a shared machine slows the runs unevenly)\n"
+    )
     with tempfile.TemporaryDirectory(prefix="crunch-bench-") as tmp:
         folder = Path(tmp)
         alone = min(workflow(OWN_GROUP) for _ in range(args.repeat))
