@@ -104,7 +104,7 @@ class WorkflowStage(Stage):
             outputs.start()
         tail = Tail()
         try:
-            code = self.execute(command, env, tail)
+            code = self.run_process(command, env, tail)
         finally:
             outputs.stop()
             context.output_hashes = outputs.digests()
@@ -137,7 +137,7 @@ class WorkflowStage(Stage):
             exclude=lambda rel: rel != WORKFLOW_LOG, jobs=1, quiet=True,
         )  # fmt: skip
 
-    def execute(self, command: list[str], env: dict[str, str], tail: Tail) -> int:
+    def run_process(self, command: list[str], env: dict[str, str], tail: Tail) -> int:
         """Run the workflow, relaying its output to the screen and the log (and the last
         lines of stderr to tail); stop it when a signal arrives, the claim is lost or it
         runs past --timeout (then ``timed_out``). Its exit code."""
