@@ -29,10 +29,11 @@ demo: install
 
 lint: install
 	$(BIN)/python -m pip install -q ruff mypy django-stubs djangorestframework-stubs \
-		types-requests types-psutil types-boto3 types-s3transfer
+		types-requests types-psutil types-boto3 types-s3transfer import-linter
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy crunch crunchclient
+	$(BIN)/lint-imports
 
 # The docs site, warnings as errors; the generated reference pages must be up to date.
 docs: install

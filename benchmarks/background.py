@@ -3,10 +3,11 @@
     .venv/bin/python -m benchmarks.background [--repeat 3]
 
 A workflow of one busy process per core runs: alone (the baseline); while the client
-hashes the workflow's files (crunchclient.outputs, at nice 19), started as the client
-starts it (its own process group in the client's session); and the same, started in a
-session of its own. Linux's autogroup shares the CPU between sessions, so in the last
-case the hashing competes with the workflow as an equal despite its nice value.
+hashes the workflow's files (crunchclient.worker.workflow.outputs, at nice 19),
+started as the client starts it (its own process group in the client's session); and
+the same, started in a session of its own. Linux's autogroup shares the CPU between
+sessions, so in the last case the hashing competes with the workflow as an equal
+despite its nice value.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def workflow(spawn: dict[str, Any]) -> float:
 
 def with_hashing(folder: Path, spawn: dict[str, Any]) -> float:
     """Run the workflow while the client hashes a file too large to finish meanwhile."""
-    from crunchclient.outputs import OutputHashes
+    from crunchclient.worker.workflow.outputs import OutputHashes
 
     big = folder / "result.bin"
     big.unlink(missing_ok=True)
@@ -57,7 +58,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs per timing, best kept")
     args = parser.parse_args()
 
-    from crunchclient.shutdown import OWN_GROUP
+    from crunchclient.worker.shutdown import OWN_GROUP
 
     own_session = {"start_new_session": True}
     print(

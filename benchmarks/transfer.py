@@ -70,8 +70,8 @@ def local_benchmarks(
 ) -> None:
     from django.core.files.storage import FileSystemStorage
 
-    from crunchclient.hashing import Checksums
     from crunchclient.transfer import download_tree, fetch_tree, upload_tree
+    from crunchclient.transfer.hashing import Checksums
 
     storage = FileSystemStorage(location=work / "media")
     targets = {"a": 1.5, "b": 3.0, "c": 1.5}
@@ -237,10 +237,11 @@ def md5sum_command(files: int) -> list[str]:
 
 def play_workflow(source: Path, folder: Path) -> tuple[dict[str, Any], float]:
     """Write source's tree into folder, as a workflow writes its files, while the client
-    hashes them (crunchclient.outputs); return the MD5s and how long after the last write
-    the last of them was known: how much longer a workflow must run for all of them."""
-    from crunchclient.hashing import fingerprint
-    from crunchclient.outputs import OutputHashes
+    hashes them (crunchclient.worker.workflow.outputs); return the MD5s and how
+    long after the last write the last of them was known: how much longer a workflow must
+    run for all of them."""
+    from crunchclient.transfer.hashing import fingerprint
+    from crunchclient.worker.workflow.outputs import OutputHashes
 
     clear(folder)
     folder.mkdir()

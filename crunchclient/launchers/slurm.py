@@ -7,7 +7,8 @@ import shlex
 import subprocess
 from pathlib import Path
 
-from crunchclient.launchers.base import JobSpec, Launcher, SchedulerError, Tasks
+from crunchclient.exceptions import SchedulerError
+from crunchclient.launchers.base import JobSpec, Launcher, Tasks
 
 QUEUED_STATES = {"PD", "RQ", "RH", "RF", "S", "SE"}
 """squeue's compact states of a task that has not started (or waits to start again)."""

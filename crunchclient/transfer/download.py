@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict
 
 from crunchclient.exceptions import TransferError
-from crunchclient.hashing import Checksums, Copy, fingerprint, fingerprint_of, md5_file
-from crunchclient.progress import Progress
 from crunchclient.transfer.backends import StorageBackend, open_backend
 from crunchclient.transfer.backends.base import Entry
+from crunchclient.transfer.hashing import Checksums, Copy, fingerprint, fingerprint_of, md5_file
 from crunchclient.transfer.parallel import run_parallel
 from crunchclient.transfer.paths import (
     join,
@@ -31,6 +30,7 @@ from crunchclient.transfer.paths import (
     safe_relative,
     write_then_rename,
 )
+from crunchclient.transfer.progress import Progress
 
 if TYPE_CHECKING:
     from typing import Unpack

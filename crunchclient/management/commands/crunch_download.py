@@ -5,10 +5,11 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from crunchclient import bootstrap, fetch, remote, watch
-from crunchclient.arguments import positive_int
+from crunchclient.cli.arguments import add_server_arguments, positive_int
 from crunchclient.exceptions import ConfigurationError
 from crunchclient.management.base import ClientCommand
+from crunchclient.settings import bootstrap
+from crunchclient.terminal import fetch, remote, watch
 
 
 class Command(ClientCommand):
@@ -37,7 +38,7 @@ class Command(ClientCommand):
             "--jobs", type=positive_int, default=8, help="Files copied in parallel."
         )
         parser.add_argument("--quiet", action="store_true", help="No progress display.")
-        remote.add_server_arguments(parser)
+        add_server_arguments(parser)
 
     def handle(self, *args: Any, **opts: Any) -> None:
         if bool(opts["datasets"]) == bool(opts["project"]):

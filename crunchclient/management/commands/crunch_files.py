@@ -4,8 +4,10 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
-from crunchclient import bootstrap, fetch, remote
+from crunchclient.cli.arguments import add_server_arguments
 from crunchclient.management.base import ClientCommand
+from crunchclient.settings import bootstrap
+from crunchclient.terminal import fetch, remote
 
 
 class Command(ClientCommand):
@@ -21,7 +23,7 @@ class Command(ClientCommand):
             "--storage-settings", metavar="PATH",
             help="TOML or JSON storage settings (env: CRUNCH_STORAGE_SETTINGS).",
         )  # fmt: skip
-        remote.add_server_arguments(parser)
+        add_server_arguments(parser)
 
     def handle(self, *args: Any, **opts: Any) -> None:
         connection = remote.connect(opts)

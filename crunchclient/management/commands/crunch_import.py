@@ -5,10 +5,11 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from crunchclient import bootstrap, importing, remote
-from crunchclient.arguments import positive_int
+from crunchclient.cli.arguments import add_server_arguments, positive_int
 from crunchclient.exceptions import ConfigurationError
 from crunchclient.management.base import ClientCommand
+from crunchclient.settings import bootstrap
+from crunchclient.terminal import importing, remote
 
 
 class Command(ClientCommand):
@@ -44,7 +45,7 @@ class Command(ClientCommand):
             "--jobs", type=positive_int, default=8, help="Files uploaded in parallel."
         )
         parser.add_argument("--quiet", action="store_true", help="No progress bar.")
-        remote.add_server_arguments(parser)
+        add_server_arguments(parser)
 
     def handle(self, *args: Any, **opts: Any) -> None:
         project = opts["project"]

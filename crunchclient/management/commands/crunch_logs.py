@@ -4,10 +4,11 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from crunchclient import bootstrap, logs, remote
-from crunchclient.arguments import number
+from crunchclient.cli.arguments import add_server_arguments, number
 from crunchclient.exceptions import Interrupted
 from crunchclient.management.base import ClientCommand
+from crunchclient.settings import bootstrap
+from crunchclient.terminal import logs, remote
 
 
 def interval(text: str) -> float:
@@ -37,7 +38,7 @@ class Command(ClientCommand):
             "--storage-settings", metavar="PATH",
             help="TOML or JSON storage settings (env: CRUNCH_STORAGE_SETTINGS).",
         )  # fmt: skip
-        remote.add_server_arguments(parser)
+        add_server_arguments(parser)
 
     def handle(self, *args: Any, **opts: Any) -> None:
         remote.quiet_transfers(opts["verbosity"])

@@ -23,13 +23,13 @@ from s3transfer.utils import ChunksizeAdjuster
 from storages.utils import clean_name, safe_join
 
 from crunchclient.exceptions import UnsafePathError
-from crunchclient.hashing import md5_file, md5_stream, multipart_etag
 from crunchclient.transfer.backends.base import Entry, StorageBackend, keep_mtime
+from crunchclient.transfer.hashing import md5_file, md5_stream, multipart_etag
 
 if TYPE_CHECKING:
     from django.core.files.storage import Storage
 
-    from crunchclient.progress import Progress
+    from crunchclient.transfer.progress import Progress
 
 logger = logging.getLogger(__name__)
 
