@@ -161,7 +161,7 @@ class Version:
     def manage(self, *args: str, env: Mapping[str, str]) -> str:
         """Run this checkout's ``manage.py ARGS``; return its stdout."""
         result = subprocess.run(
-            [sys.executable, "manage.py", *args], cwd=self.root, env=self.env(env),
+            [sys.executable, "manage.py", *args], check=False, cwd=self.root, env=self.env(env),
             capture_output=True, text=True,
         )  # fmt: skip
         if result.returncode:

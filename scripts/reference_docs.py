@@ -50,9 +50,10 @@ def escape(text: str) -> str:
         if index % 3:  # a literal
             parts.append("`" + piece.replace("|", "\\|") + "`")
             continue
+        escaped = piece
         for char in "\\*_|[":
-            piece = piece.replace(char, "\\" + char)
-        parts.append(piece.replace("<", "&lt;"))
+            escaped = escaped.replace(char, "\\" + char)
+        parts.append(escaped.replace("<", "&lt;"))
     return "".join(parts)
 
 

@@ -108,9 +108,8 @@ def prepared(model: type[Model], values: Mapping[str, Any]) -> dict[str, Any]:
     prepared by each field as ``save()`` prepares it (a related instance gives its key)."""
     connection = connection_for(model)
     params = {}
-    for name, value in values.items():
+    for name, given in values.items():
         field: Any = model._meta.get_field(name)
-        if isinstance(value, Model):
-            value = value.prepare_database_save(field)
+        value = given.prepare_database_save(field) if isinstance(given, Model) else given
         params[field.column] = field.get_db_prep_save(value, connection)
     return params

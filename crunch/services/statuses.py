@@ -33,7 +33,7 @@ DIAGNOSTIC_FIELDS = (
 )  # fmt: skip
 
 
-def record_status(
+def record_status(  # noqa: PLR0913 (keyword-only: the parts of one status)
     *,
     dataset: Dataset | int | str,
     stage: Stage | int,

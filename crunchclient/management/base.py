@@ -36,7 +36,7 @@ class ClientCommand(BaseCommand):
     output made printable (``crunchclient.printable``)."""
 
     # The standalone client has no database or admin to check.
-    requires_system_checks: list[str] = []
+    requires_system_checks: list[str] = []  # noqa: RUF012 (django-stubs: an instance variable)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

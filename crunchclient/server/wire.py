@@ -203,7 +203,7 @@ class Claim(WireObject):
     """What a claim answers (``ClaimedDatasetSerializer``): the claim, its dataset, its project."""
 
     what = "a claim"
-    parsers = {
+    parsers: ClassVar[Mapping[str, Callable[[Any], Any]]] = {
         "id": lambda value: uuid.UUID(str(value)), "lease_expires": moment,
         "dataset": DatasetInfo.from_wire, "project": ProjectInfo.from_wire, "started": flag,
     }  # fmt: skip

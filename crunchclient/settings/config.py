@@ -63,7 +63,8 @@ class ClientConfig:
     heartbeat_seconds: float = HEARTBEAT_SECONDS
     retry_for: float = RETRY_FOR_SECONDS
     start_retry_for: float = START_RETRY_FOR  # until the server first answers; --retry-for if given
-    holder: str = field(default_factory=lambda: default_holder())
+    # A lambda: default_holder is defined below this class.
+    holder: str = field(default_factory=lambda: default_holder())  # noqa: PLW0108
     python: str = sys.executable  # runs ``python -m snakemake``
     pass_env: tuple[str, ...] = ()  # variables the workflow gets even if they look secret
     secrets: frozenset[str] = field(default=frozenset(), repr=False)

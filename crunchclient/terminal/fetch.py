@@ -126,7 +126,7 @@ def select(
     return [DatasetInfo.from_wire(row) for row in connection.datasets(project=project, state=state)]
 
 
-def download(
+def download(  # noqa: PLR0913 (keyword-only: the command's options)
     connection: Connection, storage: Any, slugs: list[str], *, project: str | None = None,
     state: str | None = None, dest: Path = Path("."), outputs_only: bool = False,
     jobs: int = 8, quiet: bool = True,

@@ -113,9 +113,9 @@ def csv_entry(
     if not name:
         raise ConfigurationError(f"{where}: the name is empty; give every dataset a name.")
     entry: Entry = {"name": name, "attributes": []}
-    for column, text in row.items():
+    for column, cell in row.items():
         kind = typed.get(column)
-        text = (text or "").strip()
+        text = (cell or "").strip()
         if not text or column == "name":
             continue
         if kind is None:
@@ -144,8 +144,8 @@ def upload_folders(
     whose dataset is registered already is left alone (its stored files may be outputs)."""
     registered = {d["slug"] for d in connection.datasets(project=project)}
     entries: list[Entry] = []
-    for folder in folders:
-        folder = folder.expanduser()
+    for given in folders:
+        folder = given.expanduser()
         if not folder.is_dir():
             raise ConfigurationError(f"{str(folder)!r} is not a folder: check --upload.")
         name = folder.resolve().name

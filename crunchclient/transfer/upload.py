@@ -144,7 +144,7 @@ class _Sent:
                 self.skipped += 1
 
 
-def _send(
+def _send(  # noqa: PLR0913 (keyword-only: what one upload needs)
     storage: Storage | StorageBackend,
     prefix: str,
     root: Path,

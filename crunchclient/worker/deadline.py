@@ -39,7 +39,8 @@ def slurm_job_end(environ: Mapping[str, str] | None = None) -> float | None:
     try:
         answer = subprocess.run(
             ["squeue", "--noheader", "--jobs", job, "--format=%e"],
-            capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+            check=False, capture_output=True, text=True, timeout=30,
+            stdin=subprocess.DEVNULL,
         )  # fmt: skip
     except (OSError, subprocess.TimeoutExpired) as exc:
         logger.warning("Cannot ask squeue when job %s ends (%s): using --time-limit only", job, exc)

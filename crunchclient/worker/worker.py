@@ -227,7 +227,8 @@ class Worker:
             outcome = self.process(claimed)
         return finished(outcome)
 
-    def run_loop(
+    # One loop's life reads top to bottom: claim, run, count, wait, stop.
+    def run_loop(  # noqa: PLR0915
         self, *, project: str | None = None, max_datasets: int | None = None,
         time_limit: float | None = None, wait: float | None = None,
     ) -> LoopSummary:  # fmt: skip

@@ -31,5 +31,5 @@ class Command(ClientCommand):
                 search=opts["search"],
                 as_json=opts["json"],
                 width=width,
-            )  # fmt: skip
+            )
         )

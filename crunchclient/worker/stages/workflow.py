@@ -156,7 +156,7 @@ class WorkflowStage(Stage):
             process = subprocess.Popen(
                 command, cwd=context.workdir, env=env, stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                preexec_fn=die_with_parent(), **OWN_GROUP,
+                preexec_fn=die_with_parent(), **OWN_GROUP,  # noqa: PLW1509 (one prctl call)
             )  # fmt: skip
             WATCHDOG_PROCESS.watch(process.pid)  # its group ends with the client, however
             context.shutdown.child = process

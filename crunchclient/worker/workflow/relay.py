@@ -72,7 +72,8 @@ class Stream:
             self.keep.add(line)
 
 
-def relay_until_exit(
+# One select loop over the two pipes, the exit and the stop request: split, it reads worse.
+def relay_until_exit(  # noqa: C901, PLR0912
     process: subprocess.Popen[bytes], streams: dict[IO[bytes], Stream],
     *, stopping: Callable[[], bool], slug: str,
 ) -> int:  # fmt: skip
