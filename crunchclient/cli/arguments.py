@@ -110,6 +110,23 @@ def add_url_and_token(parser: Parser) -> None:
     add_argument(parser, "--token", envvar=ENVIRONMENT["token"], help="API token of a client user.")
 
 
+def add_storage_settings(parser: Parser, *, use: str = "") -> None:
+    """--storage-settings of the terminal commands that read or write storage."""
+    add_argument(
+        parser,
+        "--storage-settings",
+        metavar="PATH",
+        envvar=ENVIRONMENT["storage_settings"],
+        help=f"TOML or JSON storage settings{use}.",
+    )
+
+
+def add_copy_arguments(parser: Parser, *, copied: str) -> None:
+    """--jobs and --quiet of the terminal commands that copy files."""
+    parser.add_argument("--jobs", type=positive_int, default=8, help=f"Files {copied} in parallel.")
+    parser.add_argument("--quiet", action="store_true", help="No progress display.")
+
+
 # ---------------------------------------------------------------------------- the parser
 
 

@@ -5,7 +5,11 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from crunchclient.cli.arguments import add_server_arguments, positive_int
+from crunchclient.cli.arguments import (
+    add_copy_arguments,
+    add_server_arguments,
+    add_storage_settings,
+)
 from crunchclient.exceptions import ConfigurationError
 from crunchclient.management.base import ClientCommand
 from crunchclient.settings import bootstrap
@@ -36,15 +40,8 @@ class Command(ClientCommand):
             help="Columns: name, optional base_file_path, description, details, priority, "
             "then one per attribute named key:type (e.g. depth:float).",
         )  # fmt: skip
-        parser.add_argument(
-            "--storage-settings", metavar="PATH",
-            help="TOML or JSON storage settings (env: CRUNCH_STORAGE_SETTINGS); for "
-            "--from-storage and --upload.",
-        )  # fmt: skip
-        parser.add_argument(
-            "--jobs", type=positive_int, default=8, help="Files uploaded in parallel."
-        )
-        parser.add_argument("--quiet", action="store_true", help="No progress bar.")
+        add_storage_settings(parser, use=" for --from-storage and --upload")
+        add_copy_arguments(parser, copied="uploaded")
         add_server_arguments(parser)
 
     def handle(self, *args: Any, **opts: Any) -> None:

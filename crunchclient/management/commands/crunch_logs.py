@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from crunchclient.cli.arguments import add_server_arguments, number
+from crunchclient.cli.arguments import add_server_arguments, add_storage_settings, number
 from crunchclient.exceptions import Interrupted
 from crunchclient.management.base import ClientCommand
 from crunchclient.settings import bootstrap
@@ -34,10 +34,7 @@ class Command(ClientCommand):
             "--every", type=interval, default=logs.FOLLOW_EVERY, metavar="SECONDS",
             help=f"With --follow: seconds between two looks (default {logs.FOLLOW_EVERY:g}).",
         )  # fmt: skip
-        parser.add_argument(
-            "--storage-settings", metavar="PATH",
-            help="TOML or JSON storage settings (env: CRUNCH_STORAGE_SETTINGS).",
-        )  # fmt: skip
+        add_storage_settings(parser)
         add_server_arguments(parser)
 
     def handle(self, *args: Any, **opts: Any) -> None:
