@@ -117,7 +117,7 @@ def add_storage_settings(parser: Parser, *, use: str = "") -> None:
         "--storage-settings",
         metavar="PATH",
         envvar=ENVIRONMENT["storage_settings"],
-        help=f"TOML or JSON storage settings{use}.",
+        help=f"TOML or JSON storage settings{use}",
     )
 
 
