@@ -50,7 +50,7 @@ class StatusViewSet(
         """Record one status; with ``next``, also claim the next dataset in the same call."""
         data = rs.STATUS.validate(request.data, self.get_serializer_context())
         params = data.get("next")
-        claimed: dict[str, Any] | None = None
+        claimed: claims.Claim | None = None
         if params is None:
             status_row, created = self.record(dict(data))
         else:
@@ -66,7 +66,8 @@ class StatusViewSet(
                 claimed = self.claim_next(params)
         body = rs.STATUS.show(status_row)
         if params is not None:
-            body["next"] = claimed
+            # Shown after the commit: the write lock (SQLite's, or the rows') is not held for it.
+            body["next"] = None if claimed is None else rs.CLAIMED.show(claimed)
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
     @extend_schema(
@@ -140,12 +141,9 @@ class StatusViewSet(
                 raise unknown_dataset(data["dataset"]) from None
             raise
 
-    def claim_next(
-        self, params: dict[str, Any], *, savepoint: bool = True
-    ) -> dict[str, Any] | None:
+    def claim_next(self, params: dict[str, Any], *, savepoint: bool = True) -> claims.Claim | None:
         project = params.get("project") or None
-        claim = claim_with(self.request, params, project=project, savepoint=savepoint)
-        return None if claim is None else rs.CLAIMED.show(claim)
+        return claim_with(self.request, params, project=project, savepoint=savepoint)
 
 
 @extend_schema(parameters=[OpenApiParameter("claim_id", OpenApiTypes.UUID, OpenApiParameter.PATH)])
