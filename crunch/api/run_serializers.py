@@ -11,7 +11,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from crunch.api.fields_once import DeclaredOnce, FieldsOnce
+from crunch.api.prepared import Shared
 from crunch.api.serializers import INT64, DatasetSerializer, ProjectSerializer
 from crunch.choices import Stage, State
 from crunch.models import Status
@@ -21,8 +21,6 @@ from crunch.services.statuses import DIAGNOSTIC_FIELDS
 @extend_schema_field(OpenApiTypes.INT)
 class ChoiceByNumberOrName(serializers.Field[int, Any, int, Any]):
     """Accept a stage or state as its number (1-3, as django-crunch 0.1 sends) or its name."""
-
-    plain_representation = True  # see crunch.api.fields_once.PLAIN
 
     def __init__(self, choices: type[Stage] | type[State], **kwargs: Any) -> None:
         self.choice_enum = choices
@@ -47,8 +45,6 @@ class DatasetByIdOrSlug(serializers.Field[Any, Any, int, Any]):
     The status service looks the row up itself, in the query that locks it.
     """
 
-    plain_representation = True
-
     def to_internal_value(self, data: Any) -> int | str:
         text = str(data)
         if "\x00" in text:
@@ -70,8 +66,6 @@ class LabelOf(serializers.CharField):
     """A stage's or state's name, read from its number (``get_stage_display`` as a source
     would have DRF inspect the method's signature on every status it shows)."""
 
-    plain_representation = True
-
     def __init__(self, choices: type[Stage] | type[State], **kwargs: Any) -> None:
         self.choice_enum = choices
         super().__init__(read_only=True, **kwargs)
@@ -84,7 +78,7 @@ def no_dataset(text: str) -> str:
     return f"No dataset has the id or slug {text!r}."
 
 
-class StartSerializer(FieldsOnce, serializers.ModelSerializer[Status]):
+class StartSerializer(serializers.ModelSerializer[Status]):
     """The diagnostics of a run's Setup Start, recorded with its claim."""
 
     class Meta:
@@ -93,7 +87,7 @@ class StartSerializer(FieldsOnce, serializers.ModelSerializer[Status]):
         extra_kwargs = {name: {"required": False} for name in DIAGNOSTIC_FIELDS}
 
 
-class ClaimRequestSerializer(DeclaredOnce, serializers.Serializer[Any]):
+class ClaimRequestSerializer(serializers.Serializer[Any]):
     holder = serializers.CharField(
         max_length=255, required=False, allow_blank=True,
         help_text="Who claims: shown on the pages (e.g. user@host pid 123).",
@@ -121,7 +115,7 @@ class NextClaimSerializer(ClaimRequestSerializer):
     )  # fmt: skip
 
 
-class StatusSerializer(FieldsOnce, serializers.ModelSerializer[Status]):
+class StatusSerializer(serializers.ModelSerializer[Status]):
     dataset = DatasetByIdOrSlug(help_text="The dataset's id (as django-crunch 0.1 sends) or slug.")
     stage = ChoiceByNumberOrName(Stage)
     state = ChoiceByNumberOrName(State)
@@ -175,12 +169,12 @@ class StatusSerializer(FieldsOnce, serializers.ModelSerializer[Status]):
         }
 
 
-class RenewedSerializer(DeclaredOnce, serializers.Serializer[Any]):
+class RenewedSerializer(serializers.Serializer[Any]):
     id = serializers.UUIDField()
     lease_expires = serializers.DateTimeField()
 
 
-class ClaimSerializer(DeclaredOnce, serializers.Serializer[Any]):
+class ClaimSerializer(serializers.Serializer[Any]):
     id = serializers.UUIDField()
     holder = serializers.CharField()
     lease_expires = serializers.DateTimeField()
@@ -195,16 +189,16 @@ class ClaimedDatasetSerializer(serializers.Serializer[Any]):
     project = ProjectSerializer(source="dataset.project")
 
     def get_claim(self, claim: Any) -> dict[str, Any]:
-        return dict(ClaimSerializer(claim).data)
+        return SHOWN_CLAIM.show(claim)
 
     def to_representation(self, instance: Any) -> dict[str, Any]:
-        # What the fields above give, without copying the nested serializers per claim.
+        # What the fields above give, with the nested serializers made once (see Shared).
         dataset = instance.dataset
         return {
             "claim": self.get_claim(instance),
             "started": bool(instance.started),
-            "dataset": DatasetSerializer(dataset).data,
-            "project": ProjectSerializer(dataset.project).data,
+            "dataset": SHOWN_DATASET.show(dataset),
+            "project": SHOWN_PROJECT.show(dataset.project),
         }
 
 
@@ -227,3 +221,12 @@ class ExplanationSerializer(serializers.Serializer[Any]):
     state = serializers.CharField()
     reason = serializers.CharField()
     command = serializers.CharField()
+
+
+STATUS = Shared(StatusSerializer)
+CLAIM_REQUEST = Shared(ClaimRequestSerializer)
+CLAIMED = Shared(ClaimedDatasetSerializer)
+SHOWN_CLAIM = Shared(ClaimSerializer)
+SHOWN_DATASET = Shared(DatasetSerializer)
+SHOWN_PROJECT = Shared(ProjectSerializer)
+"""The hot paths' serializers, made once (crunch.api.prepared): none reads its context."""

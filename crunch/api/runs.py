@@ -48,11 +48,9 @@ class StatusViewSet(
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Record one status; with ``next``, also claim the next dataset in the same call."""
-        serializer = self.get_serializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = rs.STATUS.validate(request.data, self.get_serializer_context())
         params = data.get("next")
-        claimed: dict[str, Any] | None = None
+        claimed: claims.Claim | None = None
         if params is None:
             status_row, created = self.record(dict(data))
         else:
@@ -66,10 +64,10 @@ class StatusViewSet(
                 # so the status stays recorded when the claim is refused.
                 status_row, created = self.record(dict(data))
                 claimed = self.claim_next(params)
-        serializer.instance = status_row  # answer with the same serializer: built once
-        body = dict(serializer.data)
+        body = rs.STATUS.show(status_row)
         if params is not None:
-            body["next"] = claimed
+            # Shown after the commit: the write lock (SQLite's, or the rows') is not held for it.
+            body["next"] = None if claimed is None else rs.CLAIMED.show(claimed)
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
     @extend_schema(
@@ -82,11 +80,9 @@ class StatusViewSet(
         Each is recorded as if posted alone, with its own time; the first refused one
         stops the batch and answers its error (those before it stay recorded).
         """
-        serializer = rs.StatusSerializer(data=request.data, many=True)
-        serializer.is_valid(raise_exception=True)
-        items = [dict(data) for data in serializer.validated_data]
-        serializer.instance = self.record_run(items) or [self.record(data)[0] for data in items]
-        return Response(serializer.data, status=status.HTTP_201_CREATED)
+        items = rs.STATUS.validate_many(request.data, self.get_serializer_context())
+        recorded = self.record_run(items) or [self.record(data)[0] for data in items]
+        return Response(rs.STATUS.show_many(recorded), status=status.HTTP_201_CREATED)
 
     def record_run(self, items: list[dict[str, Any]]) -> list[Status] | None:
         """The usual batch, statuses of one held claim, in one pass; None for any other."""
@@ -145,12 +141,9 @@ class StatusViewSet(
                 raise unknown_dataset(data["dataset"]) from None
             raise
 
-    def claim_next(
-        self, params: dict[str, Any], *, savepoint: bool = True
-    ) -> dict[str, Any] | None:
+    def claim_next(self, params: dict[str, Any], *, savepoint: bool = True) -> claims.Claim | None:
         project = params.get("project") or None
-        claim = claim_with(self.request, params, project=project, savepoint=savepoint)
-        return None if claim is None else dict(rs.ClaimedDatasetSerializer(claim).data)
+        return claim_with(self.request, params, project=project, savepoint=savepoint)
 
 
 @extend_schema(parameters=[OpenApiParameter("claim_id", OpenApiTypes.UUID, OpenApiParameter.PATH)])
@@ -163,11 +156,10 @@ class ClaimViewSet(CrunchAPI, viewsets.ViewSet):
     @action(detail=True, methods=["post"])
     def renew(self, request: Request, claim_id: str) -> Response:
         """Extend the lease; 409 when the claim is gone (the client must stop)."""
-        params = rs.ClaimRequestSerializer(data=request.data)
-        params.is_valid(raise_exception=True)
+        params = rs.CLAIM_REQUEST.validate(request.data)
         claim = parse_claim_id(claim_id)
         expires = claims.renew_lease(
-            claim, user=request.user, lease_seconds=params.validated_data.get("lease_seconds")
+            claim, user=request.user, lease_seconds=params.get("lease_seconds")
         )
         return Response({"id": str(claim), "lease_expires": expires})
 

@@ -19,7 +19,6 @@ from rest_framework import serializers
 from rest_framework.exceptions import NotFound
 
 from crunch.access import Action, datasets_where, may, project_of, projects_where
-from crunch.api.fields_once import FieldsOnce
 from crunch.choices import AttributeKind
 from crunch.models import (
     Attribute,
@@ -53,7 +52,7 @@ def check_slug_length(name: str, prefix: str = "") -> None:
         )
 
 
-class ProjectSerializer(FieldsOnce, serializers.ModelSerializer[Project]):
+class ProjectSerializer(serializers.ModelSerializer[Project]):
     class Meta:
         model = Project
         fields = [
@@ -92,8 +91,6 @@ class SlugField(serializers.SlugRelatedField[Project]):
 
     A NUL is refused here since PostgreSQL refuses it in text.
     """
-
-    plain_representation = True  # shows getattr(value, slug_field): see crunch.api.fields_once
 
     def get_queryset(self) -> QuerySet[Project]:
         user = viewer(self)
@@ -135,7 +132,7 @@ def refuse_moves(
             raise serializers.ValidationError({name: [message]})
 
 
-class DatasetSerializer(FieldsOnce, serializers.ModelSerializer[Dataset]):
+class DatasetSerializer(serializers.ModelSerializer[Dataset]):
     # The metaclass moves declared fields into ``_declared_fields``, so this ``parent`` never
     # shadows ``Field.parent`` (the enclosing serializer) as the stubs believe.
     parent = SlugField(  # type: ignore[assignment]

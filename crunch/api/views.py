@@ -67,14 +67,13 @@ def default_holder(request: Request) -> str:
 def claim_response(claim: claims.Claim | None) -> Response:
     if claim is None:
         return Response(status=status.HTTP_204_NO_CONTENT)
-    return Response(rs.ClaimedDatasetSerializer(claim).data)
+    return Response(rs.CLAIMED.show(claim))
 
 
 def claim_from_request(request: Request, *, project: str | None) -> Response:
     """Claim the next dataset (of ``project``, a slug) the user may process."""
-    params = rs.ClaimRequestSerializer(data=request.data)
-    params.is_valid(raise_exception=True)
-    return claim_response(claim_with(request, dict(params.validated_data), project=project))
+    params = rs.CLAIM_REQUEST.validate(request.data)
+    return claim_response(claim_with(request, params, project=project))
 
 
 def claim_with(
@@ -228,14 +227,13 @@ class DatasetViewSet(CrunchAPI, viewsets.ModelViewSet[Dataset]):
     @action(detail=True, methods=["post"])
     def claim(self, request: Request, slug: str) -> Response:
         """Claim this dataset for processing; 409 if another client holds it."""
-        params = rs.ClaimRequestSerializer(data=request.data)
-        params.is_valid(raise_exception=True)
+        params = rs.CLAIM_REQUEST.validate(request.data)
         claim = claims.claim_dataset(
             self.get_object(),
-            holder=params.validated_data.get("holder") or default_holder(request),
+            holder=params.get("holder") or default_holder(request),
             user=request.user,
-            lease_seconds=params.validated_data.get("lease_seconds"),
-            key=params.validated_data.get("key") or None,
+            lease_seconds=params.get("lease_seconds"),
+            key=params.get("key") or None,
         )
         return claim_response(claim)
 
