@@ -168,7 +168,7 @@ def plain_attribute(attribute: Any) -> NewAttribute | None:
     return None if value is None else NewAttribute(key=key, kind=kind, value=value)
 
 
-def plain_value(kind: AttributeKind, value: Any) -> Any:
+def plain_value(kind: AttributeKind, value: Any) -> Any:  # noqa: PLR0911 (one return a kind)
     """The typed value for a plain one of the kind's JSON type; None for anything else."""
     if kind == AttributeKind.INTEGER:
         return value if type(value) is int and -INT64 <= value < INT64 else None

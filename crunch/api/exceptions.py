@@ -76,7 +76,9 @@ def has_nul(request: Any) -> bool:
     )
 
 
-def hostile_input_error(exc: Exception, request: Any) -> APIException | None:
+def hostile_input_error(  # noqa: PLR0911 (one return a kind of input)
+    exc: Exception, request: Any
+) -> APIException | None:
     """The 4xx for input no serializer saw: bodies too large, too deep or of too many
     fields, NUL in URLs. Django's own answer to the first ones would be an HTML page."""
     if isinstance(exc, RequestDataTooBig):

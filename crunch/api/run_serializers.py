@@ -49,7 +49,7 @@ class DatasetByIdOrSlug(serializers.Field[Any, Any, int, Any]):
         text = str(data)
         if "\x00" in text:
             raise serializers.ValidationError("A dataset's id or slug holds no NUL character.")
-        # ASCII digits only: '١' and '²' pass str.isdigit() but are no id.
+        # ASCII digits only: '١' and '²' pass str.isdigit() but are no id.  # noqa: RUF003
         if text.isascii() and text.isdigit():
             if int(text) > INT64[1]:
                 raise serializers.ValidationError(no_dataset(text))
