@@ -163,7 +163,7 @@ def option_types(backend: type) -> dict[str, type | None] | None:
     if callable(getattr(backend, "get_default_settings", None)):  # django-storages
         try:
             defaults = backend.__new__(backend).get_default_settings()  # type: ignore[attr-defined]
-        except Exception:
+        except Exception:  # a backend we cannot inspect is not checked
             return None
         return {
             name: type(value) if value is not None else (str if SECRET_NAME.search(name) else None)

@@ -182,7 +182,7 @@ def storage_check() -> tuple[str, str | None]:
             client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
         else:
             storage.listdir("")
-    except Exception as exc:
+    except Exception as exc:  # any backend's error is the storage's answer
         reason = redact(str(exc), secret_values(standalone=bootstrap.is_standalone())).splitlines()[
             0
         ]

@@ -68,7 +68,7 @@ def demo_run(total: int = 1200) -> Project:
                 else 2
                 if state == DatasetState.FAILED
                 else None,
-            )  # fmt: skip
+            )
         )
     Dataset.objects.bulk_create(datasets)
     pending = list(

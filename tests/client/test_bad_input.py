@@ -270,7 +270,7 @@ def settings_file(path: Path, storage: str, options: str = "") -> Path:
     path.write_text(
         f"[STORAGES.default]\n{storage}\n"
         + (f"[STORAGES.default.OPTIONS]\n{options}\n" if options else "")
-    )  # noqa: E501
+    )
     return path
 
 
@@ -353,7 +353,7 @@ def test_token_with_a_trailing_newline_is_fine(crunch: Crunch, pending: dict) ->
     """``CRUNCH_TOKEN=$(cat file)`` keeps no newline, but a file read otherwise may."""
     result = crunch.run(
         "run", pending["slug"], env={**crunch.env, "CRUNCH_TOKEN": f"{crunch.token}\n"}
-    )  # noqa: E501
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -363,7 +363,7 @@ def test_token_with_a_trailing_newline_is_fine(crunch: Crunch, pending: dict) ->
         (["run", "x/../bad:one"], "No dataset has the slug 'x/../bad:one': dataset slugs look like 'project:dataset'."),  # noqa: E501
         (["run", "bad:one/"], "No dataset has the slug 'bad:one/': dataset slugs look like 'project:dataset'. Did you mean 'bad:one'?"),  # noqa: E501
         (["run", "bad:one#x"], "No dataset has the slug 'bad:one#x': dataset slugs look like 'project:dataset'. Did you mean 'bad:one'?"),  # noqa: E501
-        (["run", ".."], "No dataset has the slug '..': dataset slugs look like 'project:dataset'."),  # noqa: E501
+        (["run", ".."], "No dataset has the slug '..': dataset slugs look like 'project:dataset'."),
         (["next", "--project", "x/../bad"], "No project has the slug 'x/../bad'."),
         (["loop", "--project", "bad?x=1"], "No project has the slug 'bad?x=1'. Did you mean 'bad'?"),  # noqa: E501
     ],
@@ -421,7 +421,7 @@ def test_link_out_of_the_working_folder(crunch: Crunch, pending: dict, tmp_path:
 
 def test_key_escaping_s3_storage(
     crunch: Crunch, pending: dict, moto_endpoint: str, tmp_path: Path
-) -> None:  # noqa: E501
+) -> None:
     from tests.s3 import make_s3_storage
 
     storage = make_s3_storage(moto_endpoint)
@@ -435,10 +435,10 @@ def test_key_escaping_s3_storage(
         "access_key": "testing",
         "secret_key": "testing",
         "region_name": "us-east-1",
-    }  # noqa: E501
+    }
     path = settings_file(
         tmp_path / "s3.toml", S3, "\n".join(f"{k} = {json.dumps(v)}" for k, v in options.items())
-    )  # noqa: E501
+    )
     result = crunch.run("run", pending["slug"], "--storage-settings", str(path))
     assert result.returncode == 6, result.stderr
     assert error_line(result) == (

@@ -52,7 +52,7 @@ def test_lower_case_key_is_refused(tmp_path: Path) -> None:
 
 def test_second_configuration_is_refused() -> None:
     # pytest-django configured Django already, as a Django project would.
-    with pytest.raises(ConfigurationError, match="^Django is already configured"):
+    with pytest.raises(ConfigurationError, match=r"^Django is already configured"):
         bootstrap.configure_minimal()
 
 

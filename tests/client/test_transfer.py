@@ -185,7 +185,7 @@ def test_a_changed_file_gone_from_storage_is_a_clear_error(
     held_hashing.set()
 
     with pytest.raises(
-        TransferError, match="Cannot record the checksum of 'big.bin': the workflow"
+        TransferError, match=r"Cannot record the checksum of 'big\.bin': the workflow"
     ):
         checksums.result()
 

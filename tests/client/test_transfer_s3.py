@@ -45,7 +45,7 @@ def test_multipart_object_resumes_through_its_etag(s3_storage: Any, tmp_path: Pa
 
 
 def test_multipart_object_with_md5_metadata_resumes(
-    s3_storage: Any,  # noqa: F811
+    s3_storage: Any,
     tmp_path: Path,
 ) -> None:
     """An object uploaded in other parts (another tool, older crunch) is known by its metadata."""
@@ -75,13 +75,13 @@ def test_multipart_object_with_md5_metadata_resumes(
     assert (result.files, result.skipped) == (1, 1)
 
 
-def test_storage_location_is_honoured(moto_endpoint: str, tmp_path: Path) -> None:  # noqa: F811
+def test_storage_location_is_honoured(moto_endpoint: str, tmp_path: Path) -> None:
     storage = make_s3_storage(moto_endpoint, location="media")
     work = tmp_path / "work"
     (work / "sub").mkdir(parents=True)
     (work / "sub/x.txt").write_bytes(b"x")
 
-    checksums, result = upload_tree(storage, PREFIX, work, quiet=True)
+    checksums, _result = upload_tree(storage, PREFIX, work, quiet=True)
 
     keys = [
         o["Key"]

@@ -34,7 +34,7 @@ def test_sigterm_fails_releases_and_a_later_loop_completes(crunch: Crunch) -> No
     wait_for_stage(dataset["slug"], 2)
     started = time.monotonic()
     client.send_signal(signal.SIGTERM)
-    out, err = client.communicate(timeout=20)
+    _out, err = client.communicate(timeout=20)
     assert time.monotonic() - started < 10  # the workflow was terminated, not waited for
     assert client.returncode == 130, err
     assert "Received SIGTERM - finishing" in err and "(send again to force)" in err

@@ -70,7 +70,7 @@ def test_crunch_loop_completes_every_dataset(crunch: Crunch) -> None:
 
 
 def test_manage_py_crunch_loop_completes_every_dataset(crunch: Crunch) -> None:
-    project, datasets = make_datasets(crunch, 2)
+    _project, datasets = make_datasets(crunch, 2)
     env = clean_env(
         CRUNCH_URL=crunch.url, CRUNCH_TOKEN=crunch.token, CRUNCH_MEDIA_ROOT=str(crunch.media),
         CRUNCH_SQLITE=str(crunch.work / "unused.sqlite3"), DJANGO_SETTINGS_MODULE="testproject.settings",  # noqa: E501
@@ -86,7 +86,7 @@ def test_manage_py_crunch_loop_completes_every_dataset(crunch: Crunch) -> None:
 
 
 def test_next_then_nothing_pending(crunch: Crunch) -> None:
-    project, datasets = make_datasets(crunch, 1)
+    _project, datasets = make_datasets(crunch, 1)
     first = crunch.run("next", "--quiet")
     assert first.returncode == 0, first.stderr
     assert (
@@ -215,7 +215,7 @@ def test_a_failed_run_uploads_its_workflow_log_and_the_page_shows_it(crunch: Cru
 
 
 def test_max_datasets_stops_without_claiming_one_more_with_the_last_upload(crunch: Crunch):
-    project, datasets = make_datasets(crunch, 4)
+    project, _datasets = make_datasets(crunch, 4)
     result = crunch.run("loop", "--project", project["slug"], "--max-datasets", "2", "--quiet")
     assert result.returncode == 0, result.stderr
     states = dict(Dataset.objects.values_list("slug", "state"))

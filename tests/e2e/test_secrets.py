@@ -67,7 +67,7 @@ def test_passed_token_reaches_the_workflow_but_not_its_log(crunch: Crunch) -> No
     """--pass-env gives a hidden variable back; the log still masks its value."""
     project = crunch.project(
         "Passed", 'printf %s "$CRUNCH_TOKEN" > token.txt\necho "token: $CRUNCH_TOKEN"\n'
-    )  # noqa: E501
+    )
     dataset = crunch.dataset(project["slug"], "one")
     result = crunch.run("run", dataset["slug"], "--quiet", "--pass-env", "CRUNCH_TOKEN")
     assert result.returncode == 0, result.stderr

@@ -68,14 +68,14 @@ def test_statuses_datasets_and_projects_are_shown_as_new_serializers_show_them()
             memory_total=2**40,
             disk_free=0,
             slurm_job_id="17",
-        ),  # fmt: skip
+        ),
         Status.objects.create(
             dataset=done,
             stage=Stage.UPLOAD,
             state=State.FAIL,
             note="lost",
             workflow_sha256="a" * 64,
-        ),  # fmt: skip
+        ),
     ]
     for status in statuses:
         status.refresh_from_db()

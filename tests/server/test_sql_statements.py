@@ -158,11 +158,10 @@ def test_may_process_allows_the_datasets_grants_allow():
     users["member"].groups.add(crew)
     grant(Role.WORKER, project=other, group=crew)
     grant(Role.VIEWER, project=scans, group=crew)
-    for name, user in [*users.items(), ("anonymous", None)]:
-        if user is None:
-            from django.contrib.auth.models import AnonymousUser
+    from django.contrib.auth.models import AnonymousUser
 
-            user = AnonymousUser()
+    for name, member in [*users.items(), ("anonymous", None)]:
+        user = AnonymousUser() if member is None else member
         expected = set(datasets_where(user, Action.PROCESS).values_list("pk", flat=True))
         allowed = {
             d.pk
@@ -265,7 +264,7 @@ def test_insert_statuses_stores_what_bulk_create_stores():
 
 
 def test_token_with_user_is_select_related():
-    user, key = make_user("worker")
+    _user, key = make_user("worker")
     found = statements.token_with_user(digest(key))
     orm = AccessToken.objects.select_related("user").get(digest=digest(key))
     assert found is not None

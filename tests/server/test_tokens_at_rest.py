@@ -101,7 +101,7 @@ def test_the_migration_hashes_crunch_and_drf_keys_which_keep_working() -> None:
         old_apps = executor.loader.project_state(
             [(parent.key[0], parent.key[1]) for parent in before]
         ).apps
-        OldToken = old_apps.get_model("crunch", "AccessToken")
+        OldToken = old_apps.get_model("crunch", "AccessToken")  # noqa: N806 (a model class)
         OldToken.objects.all().delete()
         OldToken.objects.create(user_id=user.pk, key=crunch_key, name="from 0.2")
         Token.objects.create(user=other, key=drf_key)
