@@ -22,9 +22,10 @@ test: install
 	CRUNCH_SQLITE=:memory: $(BIN)/python manage.py makemigrations --check --dry-run
 	$(PYTEST)
 
-# The loop while working: the server's and the client's tests, no e2e, browser or Slurm.
+# The loop while working: the server's tests and the client's unit tests; no e2e, browser,
+# Slurm, or client as a subprocess against a live server.
 test-fast: install
-	$(PYTEST) tests/server tests/client
+	$(PYTEST) -m "not live_server" tests/server tests/client
 
 test-postgres: install
 	DATABASE_URL=$(PG_URL) $(PYTEST) tests/server
