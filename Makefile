@@ -7,8 +7,10 @@ PG_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 # JOBS=0 runs them in this process, e.g. with a debugger.
 JOBS ?= auto
 PYTEST = $(BIN)/python -m pytest -n $(JOBS) --dist loadgroup
+# Where `make docs` writes the site (git-ignored); CI builds it outside the clone.
+SITE ?= site
 
-.PHONY: install test test-fast test-postgres demo lint
+.PHONY: install test test-fast test-postgres demo lint docs
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +38,15 @@ demo: install
 
 lint: install
 	$(BIN)/python -m pip install -q ruff mypy django-stubs djangorestframework-stubs \
-		types-requests types-psutil types-boto3 types-s3transfer
+		types-requests types-psutil types-boto3 types-s3transfer import-linter
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy crunch crunchclient
+	$(BIN)/lint-imports
+
+# The docs site, warnings as errors; the generated reference pages must be up to date.
+docs: install
+	$(BIN)/python -m pip install -q 'mkdocs-material>=9.5'
+	$(BIN)/python scripts/reference_docs.py --check
+	$(BIN)/python scripts/permissions_doc.py --check
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --site-dir "$(SITE)"

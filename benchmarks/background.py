@@ -1,12 +1,13 @@
 """Measure how much the client's background hashing slows a CPU-bound workflow.
 
-    .venv/bin/python benchmarks/background.py [--repeat 3]
+    .venv/bin/python -m benchmarks.background [--repeat 3]
 
 A workflow of one busy process per core runs: alone (the baseline); while the client
-hashes the workflow's files (crunchclient.outputs, at nice 19), started as the client
-starts it (its own process group in the client's session); and the same, started in a
-session of its own. Linux's autogroup shares the CPU between sessions, so in the last
-case the hashing competes with the workflow as an equal despite its nice value.
+hashes the workflow's files (crunchclient.worker.workflow.outputs, at nice 19),
+started as the client starts it (its own process group in the client's session); and
+the same, started in a session of its own. Linux's autogroup shares the CPU between
+sessions, so in the last case the hashing competes with the workflow as an equal
+despite its nice value.
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks.harness import load_average
 
 BUSY = "x = 0\nfor i in range(25_000_000):\n    x += i\n"
 
@@ -37,7 +37,7 @@ def workflow(spawn: dict[str, Any]) -> float:
 
 def with_hashing(folder: Path, spawn: dict[str, Any]) -> float:
     """Run the workflow while the client hashes a file too large to finish meanwhile."""
-    from crunchclient.outputs import OutputHashes
+    from crunchclient.worker.workflow.outputs import OutputHashes
 
     big = folder / "result.bin"
     big.unlink(missing_ok=True)
@@ -58,10 +58,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs per timing, best kept")
     args = parser.parse_args()
 
-    from crunchclient.shutdown import OWN_GROUP
+    from crunchclient.worker.shutdown import OWN_GROUP
 
     own_session = {"start_new_session": True}
-    print(f"{os.cpu_count()} cpus, autogroup {autogroup()}, best of {args.repeat}\n")
+    print(
+        f"{os.cpu_count()} cpus, autogroup {autogroup()}, best of {args.repeat}, "
+        f"load average {load_average():.1f} (a shared machine slows the runs unevenly)\n"
+    )
     with tempfile.TemporaryDirectory(prefix="crunch-bench-") as tmp:
         folder = Path(tmp)
         alone = min(workflow(OWN_GROUP) for _ in range(args.repeat))

@@ -1,16 +1,17 @@
 """How many datasets one server hands out and records per second, beside an older main.
 
-    .venv/bin/python benchmarks/capacity.py [--databases sqlite,postgres] [--clients 1,16,64]
-        [--datasets 300] [--base 371f601] [--base-first] [--no-probe]
+    .venv/bin/python -m benchmarks.capacity [--databases sqlite,postgres] [--clients 1,16,64]
+        [--datasets 300] [--base db247aa] [--base-first] [--rounds 1] [--no-probe]
 
 N simulated clients (threads, each with its own requests.Session) each loop: claim
 (POST api/projects/<slug>/next/, or api/next/ with --next any), then post the six statuses of
 a clean run with the claim id, with no work between, until nothing is pending. The server
 is gunicorn (4 workers) serving the testproject on a fresh SQLite file or a fresh PostgreSQL
-database beside DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres). Both
-this checkout and the worktree of --base (see benchmarks/baseline.py) serve at once, each
-its own database; for each N the two run one after the other, on a new project of
---datasets datasets each, so drift on a shared machine hits both alike.
+database beside CRUNCH_BENCH_POSTGRES or DATABASE_URL (default
+postgres://postgres@127.0.0.1:5432/postgres). Both this checkout and the worktree of --base
+(see benchmarks/harness.py) serve at once, each its own database; for each N the two run
+one after the other, on a new project of --datasets datasets each, so drift on a shared
+machine hits both alike.
 
 Prints per run datasets/s, requests/s, the server's CPU time per dataset (user + system of
 the gunicorn master and workers), this process's CPU per dataset (the clients' own cost),
@@ -29,12 +30,13 @@ own process); the server CPU figure includes them (~4 requests/s, negligible).
 from __future__ import annotations
 
 import argparse
-import socket
+import statistics
 import sys
 import tempfile
 import threading
 import time
 import uuid
+from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -42,29 +44,22 @@ from pathlib import Path
 
 import requests
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from baseline import (  # noqa: E402
+from benchmarks.baseline import SIX, completion, create_project, register_datasets
+from benchmarks.harness import (
+    BASE_COMMIT,
     CURRENT,
-    SIX,
+    Database,
     Server,
     Version,
     base_version,
-    completion,
-    create_project,
     database,
-    register_datasets,
+    load_average,
     server_env,
+    session,
 )
-from probe import Latencies, Probe, median, probe_line  # noqa: E402
+from benchmarks.probe import Latencies, Probe, median, probe_line
 
 RETRIES = 5
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass
@@ -93,8 +88,7 @@ def client(n: int, url: str, token: str, next_path: str, start: threading.Barrie
     the Setup Start; two batches of a Success and the next Start; the Upload Success
     claims the next dataset), else the older seven (a claim, six status posts).
     """
-    session = requests.Session()
-    session.headers["Authorization"] = f"Token {token}"
+    api = session(token)
     datasets = calls = failures = 0
     refused: list[str] = []
     holder = f"capacity-{n}"
@@ -104,7 +98,7 @@ def client(n: int, url: str, token: str, next_path: str, start: threading.Barrie
         for _ in range(RETRIES):
             calls += 1
             try:
-                response = session.post(f"{url}/api/{path}", json=body, timeout=60)
+                response = api.post(f"{url}/api/{path}", json=body, timeout=60)
             except requests.RequestException:
                 failures += 1
                 time.sleep(0.05)
@@ -177,6 +171,7 @@ class Result:
     refused: list[str]
     idle: Latencies | None = None
     load: Latencies | None = None
+    machine_load: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -189,7 +184,7 @@ class Result:
             f"{self.datasets_per_s:7.1f} datasets/s {self.requests_per_s:7.1f} requests/s  "
             f"server CPU {self.server_cpu_ms:6.1f} ms/dataset  "
             f"client CPU {self.client_cpu_ms:5.1f} ms/dataset  "
-            f"failed requests {self.failures}  {check}"
+            f"failed requests {self.failures}  {check}  [load {self.machine_load:.1f}]"
         ) + (f"\n{probe_line(self.idle, self.load)}" if self.idle and self.load else "")
 
     def under_load(self, name: str) -> str:
@@ -200,9 +195,8 @@ class Result:
 class Target:
     """One checkout's server on one database, with its tokens and a project per N."""
 
-    kind: str
     server: Server
-    settings: dict[str, str]
+    database: Database
     tokens: tuple[str, str] = ("", "")
     projects: dict[int, str] = field(default_factory=dict)
 
@@ -220,7 +214,8 @@ def prepare(target: Target, args: argparse.Namespace) -> None:
 
 
 def new_project(target: Target, clients: int, args: argparse.Namespace) -> str:
-    slug = create_project(target.server, target.tokens[0], f"Capacity {clients}", "true")
+    name = f"Capacity {clients} {uuid.uuid4().hex[:8]}"
+    slug = create_project(target.server, target.tokens[0], name, "true")
     count = args.datasets_one if clients == 1 else args.datasets
     register_datasets(target.server, target.tokens[0], slug, count)
     return slug
@@ -229,7 +224,7 @@ def new_project(target: Target, clients: int, args: argparse.Namespace) -> str:
 def run(target: Target, clients: int, args: argparse.Namespace) -> Result:
     """One measurement: ``clients`` threads empty the project made for them."""
     server, worker = target.server, target.tokens[1]
-    slug = target.projects.get(clients) or new_project(target, clients, args)
+    slug = target.projects.pop(clients, "") or new_project(target, clients, args)
     warm_up(server, worker, slug)
     watch = Probe(server, target.tokens[0], slug) if args.probe else None
     next_path = "next/" if args.next == "any" else f"projects/{slug}/next/"
@@ -257,11 +252,11 @@ def run(target: Target, clients: int, args: argparse.Namespace) -> Result:
     idle, load = watch.finish() if watch else (None, None)
     done = max(tally.datasets, 1)
     return Result(
-        version=server.version.name, database=target.kind, clients=clients,
+        version=server.version.name, database=target.database.kind, clients=clients,
         datasets_per_s=tally.datasets / wall, requests_per_s=tally.requests / wall,
         server_cpu_ms=cpu * 1000 / done, client_cpu_ms=own * 1000 / done,
-        failures=tally.failures, check=completion(target.settings, slug), refused=tally.refused,
-        idle=idle, load=load,
+        failures=tally.failures, check=completion(target.database, slug), refused=tally.refused,
+        idle=idle, load=load, machine_load=load_average(),
     )  # fmt: skip
 
 
@@ -288,24 +283,24 @@ def measure(versions: list[Version], args: argparse.Namespace, folder: Path) -> 
         for kind in args.databases:
             for version in versions:
                 name = f"crunch_capacity_{version.name.replace('.', '_')}"
-                settings = stack.enter_context(database(kind, folder, name))
-                env = server_env(**settings, CRUNCH_MEDIA_ROOT=str(folder / "media"))
+                db = stack.enter_context(database(kind, folder, name))
+                env = server_env(**db.settings, CRUNCH_MEDIA_ROOT=str(folder / "media"))
                 log = folder / f"gunicorn-{kind}-{version.name}.log"
-                server = Server(version, env=env, port=free_port(), log=log)
-                stack.callback(server.stop)
-                targets.append(Target(kind, server, settings))
+                server = stack.enter_context(Server(version, env=env, log=log))
+                targets.append(Target(server, db))
         with ThreadPoolExecutor(len(targets)) as pool:
             for future in [pool.submit(prepare, target, args) for target in targets]:
                 future.result()
         print(f"set up in {time.monotonic() - args.started:.0f} s", flush=True)
-        for kind in args.databases:
-            for clients in args.clients:
-                order = reversed(targets) if args.base_first else targets
-                for target in order:
-                    if target.kind == kind:
-                        result = run(target, clients, args)
-                        print(result.line(), flush=True)
-                        results.append(result)
+        for round_ in range(args.rounds):
+            for kind in args.databases:
+                for clients in args.clients:
+                    flip = args.base_first != bool(round_ % 2)
+                    for target in targets[::-1] if flip else targets:
+                        if target.database.kind == kind:
+                            result = run(target, clients, args)
+                            print(result.line(), flush=True)
+                            results.append(result)
     return results
 
 
@@ -314,19 +309,27 @@ def summary(results: list[Result], names: list[str]) -> None:
         return
     current, base = names
     probed = ["project page", "stats"] if any(r.load for r in results) else []
-    print(f"\n{'database':<9} {'N':>3}  {current + ' ds/s':>12} {base + ' ds/s':>14}  ratio  "
+    print(f"\n{'database':<9} {'N':>3}  {current + ' ds/s':>12} {base + ' ds/s':>14}   ratio  "
           f"{current + ' req/s':>12} {base + ' req/s':>14}  server CPU ms/dataset"
           + ("  page ms, load   stats ms, load" if probed else ""))  # fmt: skip
-    rows = {(r.database, r.clients, r.version): r for r in results}
+    rows: dict[tuple[str, int, str], list[Result]] = defaultdict(list)
+    for result in results:
+        rows[(result.database, result.clients, result.version)].append(result)
     for database_kind, clients in dict.fromkeys((r.database, r.clients) for r in results):
         a, b = rows[(database_kind, clients, current)], rows[(database_kind, clients, base)]
-        cpu = f"{a.server_cpu_ms:.1f} vs {b.server_cpu_ms:.1f}"
-        load = "".join(f"  {f'{a.under_load(n)} vs {b.under_load(n)}':<15}" for n in probed)
+        ds_a, ds_b = (statistics.median(r.datasets_per_s for r in side) for side in (a, b))
+        rq_a, rq_b = (statistics.median(r.requests_per_s for r in side) for side in (a, b))
+        cpu_a, cpu_b = (statistics.median(r.server_cpu_ms for r in side) for side in (a, b))
+        cpu = f"{cpu_a:.1f} vs {cpu_b:.1f}"
+        load = "".join(f"  {f'{a[-1].under_load(n)} vs {b[-1].under_load(n)}':<15}" for n in probed)
+        ratios = [x.datasets_per_s / y.datasets_per_s for x, y in zip(a, b, strict=True)]
+        rounds = f"  (by round: {' '.join(f'{r:.2f}' for r in ratios)})" if len(a) > 1 else ""
         print(
-            f"{database_kind:<9} {clients:>3}  {a.datasets_per_s:>12.1f} {b.datasets_per_s:>14.1f}"
-            f"  {a.datasets_per_s / b.datasets_per_s:4.1f}x  {a.requests_per_s:>12.1f} "
-            f"{b.requests_per_s:>14.1f}  {cpu:<21}{load}".rstrip()
+            f"{database_kind:<9} {clients:>3}  {ds_a:>12.1f} {ds_b:>14.1f}  {ds_a / ds_b:5.2f}x"
+            f"  {rq_a:>12.1f} {rq_b:>14.1f}  {cpu:<21}{load}{rounds}".rstrip()
         )
+    if any(len(side) > 1 for side in rows.values()):
+        print("(datasets/s, requests/s and CPU: medians over the rounds; page times: last round)")
 
 
 def main() -> int:
@@ -342,12 +345,19 @@ def main() -> int:
     )
     parser.add_argument("--next", choices=["project", "any"], default="project",
                         help="claim with api/projects/<slug>/next/ or api/next/")  # fmt: skip
-    parser.add_argument("--base", default="371f601", help="the older commit ('' for none)")
-    parser.add_argument("--base-tree", default="/tmp/crunch-base", help="its worktree")
+    parser.add_argument("--base", default=BASE_COMMIT, help="the older commit ('' for none)")
+    parser.add_argument("--base-tree", type=Path, help="its worktree (/tmp/crunch-base-<base>)")
     parser.add_argument(
         "--base-first",
         action="store_true",
         help="run the older main first at each N (to see the order's bias)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run each (database, N) this often on each checkout, the order flipped every "
+        "other round; the summary gives medians",
     )
     parser.add_argument(
         "--probe",
@@ -359,16 +369,20 @@ def main() -> int:
     args.clients = [int(n) for n in args.clients.split(",")]
     versions = [CURRENT]
     if args.base:
-        versions.append(base_version(args.base, Path(args.base_tree)))
+        versions.append(base_version(args.base, args.base_tree))
     args.databases = args.databases.split(",")
     args.started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="crunch-capacity-") as folder:
         results = measure(versions, args, Path(folder))
     summary(results, [v.name for v in versions])
+    calls = ", ".join(
+        f"{v.name} {'7 (claim + six statuses)' if v.legacy else '3 (combined calls)'}"
+        for v in versions
+    )
     print(
         f"\nwall {time.monotonic() - args.started:.0f} s; {args.datasets} datasets per run "
-        f"({args.datasets_one} with one client); {versions[0].name}: 3 requests per dataset "
-        "(combined calls), the older main 7 (claim + six statuses)"
+        f"({args.datasets_one} with one client); requests per dataset: {calls}; "
+        f"load average {load_average():.1f}"
     )
     return 0 if all(r.ok for r in results) else 1
 

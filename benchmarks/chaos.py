@@ -1,11 +1,12 @@
 """Chaos run: many `crunch loop` clients, kill -9 every few seconds, one server restart.
 
-    .venv/bin/python benchmarks/chaos.py [--datasets 200] [--clients 8]
+    .venv/bin/python -m benchmarks.chaos [--datasets 200] [--clients 8]
 
 gunicorn (4 workers) serves the testproject on a fresh PostgreSQL database (beside
-DATABASE_URL, default postgres://postgres@127.0.0.1:5432/postgres); storage is a local
-folder. While the clients work, one is killed with SIGKILL every --kill-every seconds and
-started again, and the server is stopped for --outage seconds once. At the end it prints
+CRUNCH_BENCH_POSTGRES or DATABASE_URL, default postgres://postgres@127.0.0.1:5432/postgres);
+storage is a local folder. While the clients work, one is killed with SIGKILL every
+--kill-every seconds and started again, and the server is stopped for --outage seconds
+once. At the end it prints
 datasets, completed once, duplicates (more than one Upload Success), lost (not completed),
 stuck (running or pending), renamed files in storage, kills and wall time, and exits 1 if
 anything was duplicated, lost, stuck or renamed.
@@ -14,12 +15,9 @@ anything was duplicated, lost, stuck or renamed.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,10 +26,16 @@ from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from tests.servers import BIN, GunicornServer, fresh_database, manage  # noqa: E402
+from benchmarks.harness import (
+    CRUNCH,
+    CURRENT,
+    Database,
+    Server,
+    clean_env,
+    postgres_database,
+    session,
+    write_storage_settings,
+)
 
 WORKFLOW = """\
 set -euo pipefail
@@ -40,12 +44,6 @@ wc -w < input.txt > words.txt
 echo "processed on $(hostname) pid $$" >> input.txt
 """
 RENAMED = re.compile(r"_[A-Za-z0-9]{7}(\.[^/]*)?$")  # Django's get_available_name suffix
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Clients:
@@ -60,7 +58,7 @@ class Clients:
         folder = self.root / f"node{n}"
         folder.mkdir(exist_ok=True)
         command = [
-            str(BIN / "crunch"), "loop", "--project", "chaos", "--directory", str(folder),
+            str(CRUNCH), "loop", "--project", "chaos", "--directory", str(folder),
             "--lease", str(self.args.lease), "--heartbeat", str(self.args.heartbeat),
             "--retry-for", "600", "--wait", "1", "--quiet",
         ]  # fmt: skip
@@ -87,20 +85,17 @@ class Clients:
                 process.wait()
 
 
-def count_results(database_url: str, media: Path) -> dict[str, int]:
-    import psycopg
-
-    with psycopg.connect(database_url) as conn:
-        uploads = dict(
-            conn.execute(
-                "SELECT d.id, COUNT(s.id) FROM crunch_dataset d LEFT JOIN crunch_status s "
-                "ON s.dataset_id = d.id AND s.stage = 3 AND s.state = 2 GROUP BY d.id"
-            ).fetchall()
+def count_results(database: Database, media: Path) -> dict[str, int]:
+    uploads: dict[int, int] = dict(
+        database.query(
+            "SELECT d.id, COUNT(s.id) FROM crunch_dataset d LEFT JOIN crunch_status s "
+            "ON s.dataset_id = d.id AND s.stage = 3 AND s.state = 2 GROUP BY d.id"
         )
-        states = dict(
-            conn.execute("SELECT state, COUNT(*) FROM crunch_dataset GROUP BY state").fetchall()
-        )
-        attempts = conn.execute("SELECT COALESCE(SUM(attempts), 0) FROM crunch_dataset").fetchone()
+    )
+    states: dict[str, int] = dict(
+        database.query("SELECT state, COUNT(*) FROM crunch_dataset GROUP BY state")
+    )
+    (attempts,), *_ = database.query("SELECT COALESCE(SUM(attempts), 0) FROM crunch_dataset")
     renamed = [p for p in media.rglob("*") if p.is_file() and RENAMED.search(p.name)]
     return {
         "datasets": len(uploads),
@@ -110,33 +105,27 @@ def count_results(database_url: str, media: Path) -> dict[str, int]:
         "stuck": states.get("running", 0) + states.get("pending", 0),
         "failed": states.get("failed", 0),
         "renamed files": len(renamed),
-        "attempts": int(attempts[0]) if attempts else 0,
+        "attempts": int(attempts),
     }
 
 
 def chaos(args: argparse.Namespace) -> dict[str, float]:
     with (
         tempfile.TemporaryDirectory(prefix="crunch-chaos-") as folder,
-        fresh_database(
-            f"crunch_chaos_{os.getpid()}"  # its own: two runs at once must not drop each other's
-        ) as database_url,
+        postgres_database("crunch_chaos") as database_url,
     ):
         root = Path(folder)
         media = root / "media"
         media.mkdir()
-        server_env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("CRUNCH_", "DJANGO_"))},
-            "DATABASE_URL": database_url,
-            "CRUNCH_MEDIA_ROOT": str(media),
-            "DJANGO_DEBUG": "0",
-        }
-        manage("migrate", "--verbosity", "0", env=server_env)
-        token = manage("crunch_token", "chaos", env=server_env)
-        keeper = manage("crunch_token", "chaos-keeper", "--role", "maintainer", env=server_env)
-        server = GunicornServer(port=free_port(), env=server_env, log=root / "gunicorn.log")
-        server.start()
-        api = requests.Session()
-        api.headers["Authorization"] = f"Token {keeper}"
+        database = Database("postgres", {"DATABASE_URL": database_url})
+        server_env = clean_env(**database.settings, CRUNCH_MEDIA_ROOT=str(media), DJANGO_DEBUG="0")
+        CURRENT.manage("migrate", "--verbosity", "0", env=server_env)
+        token = CURRENT.manage("crunch_token", "chaos", env=server_env)
+        keeper = CURRENT.manage(
+            "crunch_token", "chaos-keeper", "--role", "maintainer", env=server_env
+        )
+        server = Server(env=server_env, log=root / "gunicorn.log").start()
+        api = session(keeper)
         api.post(
             f"{server.url}/api/projects/",
             json={"name": "Chaos", "workflow": WORKFLOW, "max_attempts": 20, "retry_delay": 0},
@@ -152,25 +141,10 @@ def chaos(args: argparse.Namespace) -> dict[str, float]:
             base.mkdir(parents=True)
             (base / "input.txt").write_text(f"dataset {i} " * (i % 50 + 1))
 
-        settings_file = root / "storage.json"
-        settings_file.write_text(
-            json.dumps(
-                {
-                    "STORAGES": {
-                        "default": {
-                            "BACKEND": "django.core.files.storage.FileSystemStorage",
-                            "OPTIONS": {"location": str(media)},
-                        }
-                    }
-                }
-            )
+        settings_file = write_storage_settings(root / "storage.toml", media)
+        client_env = clean_env(
+            CRUNCH_URL=server.url, CRUNCH_TOKEN=token, CRUNCH_STORAGE_SETTINGS=str(settings_file)
         )
-        client_env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("CRUNCH_", "DJANGO_"))},
-            "CRUNCH_URL": server.url,
-            "CRUNCH_TOKEN": token,
-            "CRUNCH_STORAGE_SETTINGS": str(settings_file),
-        }
         clients = Clients(args.clients, env=client_env, root=root, args=args)
         started = time.monotonic()
         for n in range(args.clients):
@@ -203,7 +177,7 @@ def chaos(args: argparse.Namespace) -> dict[str, float]:
         finally:
             clients.stop()
             server.stop()
-        results = count_results(database_url, media)
+        results = count_results(database, media)
         if args.keep_logs:
             Path(args.keep_logs).mkdir(parents=True, exist_ok=True)
             for log in root.glob("*.log"):

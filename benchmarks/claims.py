@@ -1,9 +1,11 @@
 """Claim and stats latency with 100,000 datasets, on SQLite and (when configured) PostgreSQL.
 
-    .venv/bin/python benchmarks/claims.py [--datasets 100000] [--claims 300]
+    .venv/bin/python -m benchmarks.claims [--datasets 100000] [--claims 300]
 
-PostgreSQL is measured when DATABASE_URL (or CRUNCH_BENCH_POSTGRES) names a server; the
-benchmark creates and drops its own database ``crunch_bench`` there.
+PostgreSQL is measured when CRUNCH_BENCH_POSTGRES or DATABASE_URL names a server; the
+benchmark creates and drops its own database ``crunch_bench_<pid>`` there. The datasets are
+registered as the bulk endpoint registers them, then a quarter each marked completed and
+failed.
 Also prints the SQL queries per claim at 1,000 and at the full size, which must be equal.
 """
 
@@ -16,9 +18,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchmarks.harness import ROOT, configured_postgres, database
 
 
 def measure(datasets: int, claim_count: int) -> None:
@@ -28,21 +31,24 @@ def measure(datasets: int, claim_count: int) -> None:
     django.setup()
     from django.core.management import call_command
     from django.db import connection
+    from django.db.models import F
     from django.test.utils import CaptureQueriesContext
 
     from crunch.models import Dataset, Project
     from crunch.services.claims import claim_next
+    from crunch.services.registration import NewDataset, register_datasets
     from crunch.services.stats import project_stats
-    from tests.factories import bulk_datasets
 
     call_command("migrate", verbosity=0)
     small = Project.objects.create(name="Small")
     big = Project.objects.create(name="Big")
 
     def fill(project: Project, count: int) -> None:
-        bulk_datasets(
-            project, count, prefix="d", states=("pending", "pending", "completed", "failed")
-        )
+        """``count`` datasets: pending, pending, completed, failed, in turn."""
+        register_datasets(project, (NewDataset(name=f"d{i}") for i in range(count)))
+        cycle = Dataset.objects.filter(project=project).annotate(turn=F("id") % 4)
+        cycle.filter(turn=2).update(state="completed")
+        cycle.filter(turn=3).update(state="failed")
 
     def queries_per_claim(project: Project) -> int:
         with CaptureQueriesContext(connection) as context:
@@ -75,7 +81,7 @@ def measure(datasets: int, claim_count: int) -> None:
         f"claim median={statistics.median(claim_ms):6.2f} ms p95={p95:6.2f} ms  "
         f"stats median={statistics.median(stats_ms):6.2f} ms  "
         f"queries/claim at 1k={small_queries} at {datasets // 1000}k={big_queries}  "
-        f"(bulk insert {fill_seconds:.1f} s)",
+        f"(registered in {fill_seconds:.1f} s)",
         flush=True,
     )
 
@@ -83,7 +89,8 @@ def measure(datasets: int, claim_count: int) -> None:
 def run_child(env: dict[str, str], args: argparse.Namespace) -> int:
     command = [
         sys.executable,
-        __file__,
+        "-m",
+        "benchmarks.claims",
         "--child",
         "--datasets",
         str(args.datasets),
@@ -97,44 +104,23 @@ def run_child(env: dict[str, str], args: argparse.Namespace) -> int:
     )
 
 
-def postgres_url() -> str | None:
-    return os.environ.get("CRUNCH_BENCH_POSTGRES") or os.environ.get("DATABASE_URL")
-
-
-def with_bench_database(url: str, create: bool) -> str:
-    """Create (or drop) the benchmark's own database beside the one ``url`` names."""
-    import psycopg
-
-    base = url.rsplit("/", 1)[0]
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("DROP DATABASE IF EXISTS crunch_bench")
-        if create:
-            conn.execute("CREATE DATABASE crunch_bench")
-    return f"{base}/crunch_bench"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", type=int, default=100_000)
     parser.add_argument("--claims", type=int, default=300)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    sys.path.insert(0, str(ROOT))
     if args.child:
         measure(args.datasets, args.claims)
         return 0
     print("targets: claim median < 10 ms, stats median < 50 ms, queries/claim independent of size")
     failures = 0
-    with tempfile.TemporaryDirectory() as folder:
-        env = {"CRUNCH_SQLITE": str(Path(folder) / "bench.sqlite3"), "DATABASE_URL": ""}
-        failures += run_child(env, args)
-    if url := postgres_url():
-        bench = with_bench_database(url, create=True)
-        try:
-            failures += run_child({"DATABASE_URL": bench}, args)
-        finally:
-            with_bench_database(url, create=False)
-    else:
+    kinds = ["sqlite", "postgres"] if configured_postgres() else ["sqlite"]
+    with tempfile.TemporaryDirectory() as folder, ExitStack() as stack:
+        for kind in kinds:
+            db = stack.enter_context(database(kind, Path(folder), "crunch_bench"))
+            failures += run_child({"DATABASE_URL": "", **db.settings}, args)
+    if len(kinds) == 1:
         print("postgresql  skipped: set DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres")
     return 1 if failures else 0
 

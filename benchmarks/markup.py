@@ -1,6 +1,6 @@
 """Render 100 KB of adversarial Markdown through crunch.markup, beside plain text.
 
-    .venv/bin/python benchmarks/markup.py [--size 100000] [--repeat 5] [--old]
+    .venv/bin/python -m benchmarks.markup [--size 100000] [--repeat 5] [--old]
 
 Each input is ``--size`` characters (the details fields' limit). Printed per input: the
 best of ``--repeat`` times of crunch.markup.render, uncached (pulldown-cmark, the depth
@@ -17,14 +17,9 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-# This file's folder first on the path would make "import markdown" import this file.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
-sys.path.insert(0, str(ROOT))
-
-from crunch import markup  # noqa: E402
+from benchmarks.harness import load_average
+from crunch import markup
 
 TARGET_MS = 50.0
 OLD_SIZE = 2_000
@@ -98,10 +93,10 @@ def best_ms(render: Callable[[str], object], text: str, repeat: int) -> float:
 
 def old_renderer() -> Callable[[str], object] | None:
     try:
-        import markdown
+        import markdown  # type: ignore[import-untyped]  # Python-Markdown ships no types
     except ImportError:
         return None
-    render: Callable[..., object] = markdown.markdown  # type: ignore[attr-defined]
+    render: Callable[..., object] = markdown.markdown
     return lambda text: render(text, extensions=["fenced_code", "tables"])
 
 
@@ -130,6 +125,7 @@ def main() -> int:
     print(f"plain text: {baseline:.1f} ms")
     verdict = "ok" if slowest < TARGET_MS else "OVER"
     print(f"slowest input {slowest:.0f} ms (target {TARGET_MS:.0f} ms): {slowest_name}, {verdict}")
+    print(f"load average {load_average():.1f}")
     return 0
 
 

@@ -1,9 +1,9 @@
 """What one `crunch loop` spends per dataset beyond the work, beside an older main.
 
-    .venv/bin/python benchmarks/overhead.py [--datasets 50] [--base 371f601] [--warm-up 20]
-        [--profile FOLDER]
+    .venv/bin/python -m benchmarks.overhead [--datasets 50] [--base db247aa] [--warm-up 20]
+        [--profile FOLDER] [--rounds 1]
 
-For this checkout and the worktree of --base (see benchmarks/baseline.py): gunicorn
+For this checkout and the worktree of --base (see benchmarks/harness.py): gunicorn
 (4 workers, an access log) serves the testproject on a fresh SQLite file with local
 storage; a project whose workflow is ``true`` gets --datasets empty datasets; one real
 ``crunch loop`` (the console script, a subprocess, with that checkout's code) processes
@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import re
 import resource
-import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,19 +33,18 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from baseline import (  # noqa: E402
-    BIN,
+from benchmarks.baseline import completion, create_project, register_datasets, status_times
+from benchmarks.harness import (
+    BASE_COMMIT,
+    CRUNCH,
     CURRENT,
+    Database,
     Server,
     Version,
     base_version,
-    completion,
-    create_project,
-    register_datasets,
+    load_average,
     server_env,
-    status_times,
+    write_storage_settings,
 )
 
 TARGET = 0.04  # seconds per dataset, issue 15
@@ -55,21 +54,6 @@ CALL_SHAPES = [
     (re.compile(r"^/api/claims/[^/]+/"), "/api/claims/<id>/..."),
     (re.compile(r"^/api/projects/[^/]+/$"), "/api/projects/<slug>/"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def write_storage_settings(path: Path, media: Path) -> Path:
-    """The client's view of the server's storage: FileSystemStorage at ``media``."""
-    path.write_text(
-        '[STORAGES.default]\nBACKEND = "django.core.files.storage.FileSystemStorage"\n'
-        f'[STORAGES.default.OPTIONS]\nlocation = "{media}"\n'
-    )
-    return path
 
 
 def children_cpu() -> float:
@@ -134,14 +118,12 @@ def measure(version: Version, args: argparse.Namespace, folder: Path) -> Figures
     media, work = folder / "media", folder / "work"
     media.mkdir()
     work.mkdir()
-    settings = {"CRUNCH_SQLITE": str(folder / "db.sqlite3")}
-    env = server_env(**settings, CRUNCH_MEDIA_ROOT=str(media))
+    db = Database("sqlite", {"CRUNCH_SQLITE": str(folder / "db.sqlite3")})
+    env = server_env(**db.settings, CRUNCH_MEDIA_ROOT=str(media))
     version.manage("migrate", "--verbosity", "0", env=env)
     maintainer, worker = version.tokens(env, "overhead")
     access_log = folder / "access.log"
-    server = Server(
-        version, env=env, port=free_port(), log=folder / "gunicorn.log", access_log=access_log
-    )
+    server = Server(version, env=env, log=folder / "gunicorn.log", access_log=access_log)
     server.start(timeout=120)
     try:
         slug = create_project(server, maintainer, "Overhead", "true")
@@ -156,14 +138,16 @@ def measure(version: Version, args: argparse.Namespace, folder: Path) -> Figures
         if args.warm_up:
             warm_up(server, maintainer, client_env, work, args.warm_up)
         before = len(access_log.read_text().splitlines())
-        loop = [str(BIN / "crunch"), "loop", "--project", slug, "--directory", str(work)]
+        loop = [str(CRUNCH), "loop", "--project", slug, "--directory", str(work)]
         if args.profile:
             profile = Path(args.profile).resolve() / f"{version.name}.prof"
             profile.parent.mkdir(parents=True, exist_ok=True)
             loop = [sys.executable, "-m", "cProfile", "-o", str(profile), *loop]
         cpu_before, children_before = server.cpu_seconds(), children_cpu()
         started = time.perf_counter()
-        result = subprocess.run(loop, env=client_env, cwd=folder, capture_output=True, text=True)
+        result = subprocess.run(
+            loop, check=False, env=client_env, cwd=folder, capture_output=True, text=True
+        )
         wall = time.perf_counter() - started
         client_cpu = children_cpu() - children_before
         server_cpu = server.cpu_seconds() - cpu_before
@@ -181,7 +165,7 @@ def measure(version: Version, args: argparse.Namespace, folder: Path) -> Figures
         shape, spent = call_shape(line)
         calls[shape] += 1
         micros += spent
-    first, last = status_times(settings, slug)
+    first, last = status_times(db, slug)
     n = args.datasets
     return Figures(
         version=version.name,
@@ -192,7 +176,7 @@ def measure(version: Version, args: argparse.Namespace, folder: Path) -> Figures
         server_cpu_ms_per_dataset=server_cpu * 1000 / n,
         client_cpu_ms_per_dataset=client_cpu * 1000 / n,
         calls=calls,
-        check=completion(settings, slug),
+        check=completion(db, slug),
         exit_code=result.returncode,
     )
 
@@ -205,15 +189,36 @@ def warm_up(
     server, as a loop does but for the first datasets after a deployment."""
     slug = create_project(server, token, "Warm-up", "true")
     register_datasets(server, token, slug, datasets)
-    loop = [str(BIN / "crunch"), "loop", "--project", slug, "--directory", str(work / "warm-up")]
+    loop = [str(CRUNCH), "loop", "--project", slug, "--directory", str(work / "warm-up")]
     subprocess.run(loop, env=client_env, capture_output=True, check=True)
+
+
+def summary(figures: list[Figures], versions: list[Version]) -> None:
+    """Each checkout's median seconds per dataset over the rounds, and this one's speed
+    relative to the older one (its time / ours: above 1 is faster)."""
+    medians: dict[str, tuple[float, float]] = {}
+    for version in versions:
+        mine = [f for f in figures if f.version == version.name]
+        wall = statistics.median(f.wall_per_dataset for f in mine)
+        span = statistics.median(f.span_per_dataset for f in mine)
+        medians[version.name] = (wall, span)
+        print(
+            f"{version.name:<8} median of {len(mine)}: {wall:.3f} s/dataset (loop wall), "
+            f"{span:.3f} s/dataset (first Setup Start to last Upload Success)"
+        )
+    if len(versions) == 2:
+        (wall, span), (old_wall, old_span) = medians.values()
+        print(
+            f"speed vs {versions[1].name}: {old_wall / wall:.2f}x (wall), "
+            f"{old_span / span:.2f}x (span)"
+        )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", type=int, default=50)
-    parser.add_argument("--base", default="371f601", help="the older commit ('' for none)")
-    parser.add_argument("--base-tree", default="/tmp/crunch-base", help="its worktree")
+    parser.add_argument("--base", default=BASE_COMMIT, help="the older commit ('' for none)")
+    parser.add_argument("--base-tree", type=Path, help="its worktree (/tmp/crunch-base-<base>)")
     parser.add_argument("--profile", metavar="FOLDER", help="cProfile each loop into FOLDER")
     parser.add_argument(
         "--warm-up",
@@ -222,22 +227,31 @@ def main() -> int:
         metavar="N",
         help="datasets of a loop run first on another project, not measured (0: a cold server)",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure each checkout this often, in turns (the older one first every other "
+        "round), and print the medians: drift on a shared machine then hits both alike",
+    )
     args = parser.parse_args()
     versions = [CURRENT]
     if args.base:
-        versions.append(base_version(args.base, Path(args.base_tree)))
+        versions.append(base_version(args.base, args.base_tree))
     bash = bash_true(args.datasets)
     figures = []
-    for version in versions:
-        with tempfile.TemporaryDirectory(prefix="crunch-overhead-") as folder:
-            figures.append(measure(version, args, Path(folder)))
+    for round_ in range(args.rounds):
+        for version in versions[::-1] if round_ % 2 else versions:
+            with tempfile.TemporaryDirectory(prefix="crunch-overhead-") as folder:
+                figures.append(measure(version, args, Path(folder)))
+            print("\n".join(figures[-1].lines(args.datasets)), flush=True)
     bash_after = bash_true(args.datasets)
-    for figure in figures:
-        print("\n".join(figure.lines(args.datasets)))
+    if args.rounds > 1:
+        summary(figures, versions)
     print(
         f"bash     {bash:.4f} s per 'bash -c true' before the loops, {bash_after:.4f} s after "
-        f"({args.datasets} runs each); target {TARGET} s/dataset"
-        + (" (under cProfile: slower than without)" if args.profile else "")
+        f"({args.datasets} runs each); target {TARGET} s/dataset; load average "
+        f"{load_average():.1f}" + (" (under cProfile: slower than without)" if args.profile else "")
     )
     return 0 if all(f.ok for f in figures) else 1
 

@@ -22,7 +22,8 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import requests
-from baseline import Server
+
+from benchmarks.harness import Server
 
 PROBED = {
     "project page": "/projects/{slug}/",

@@ -1,12 +1,12 @@
 """The time of the tests an older main already had, at that main and at this checkout.
 
-    .venv/bin/python benchmarks/suite_time.py [--base 371f601] [--base-tree /tmp/crunch-base]
+    .venv/bin/python -m benchmarks.suite_time [--base db247aa] [--base-tree DIR]
         [--only tests/server] [--keep results.json]
 
 Whole-suite times do not compare once new tests came in, so this collects the node ids at
 both (``pytest --collect-only -q -p no:randomly``), keeps those present at both (under
 --only PATH if given) and runs just those at each: the worktree of --base (see
-benchmarks/baseline.py) with its own folder as cwd and on PYTHONPATH, and this checkout,
+benchmarks/harness.py) with its own folder as cwd and on PYTHONPATH, and this checkout,
 each with this .venv, its own pytest configuration, ``-p no:randomly -p no:cacheprovider``,
 a fresh temporary folder and an environment without CRUNCH_*, DJANGO_* and DATABASE_URL
 (so tests marked postgres skip at both). The sides run one after the other per group
@@ -37,9 +37,7 @@ from dataclasses import asdict, dataclass
 from importlib.metadata import version
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from baseline import BASE_COMMIT, BASE_TREE, CURRENT, Version, base_version  # noqa: E402
+from benchmarks.harness import BASE_COMMIT, CURRENT, Version, base_version, clean_env
 
 PYTEST = [sys.executable, "-m", "pytest", "-p", "no:randomly", "-p", "no:cacheprovider"]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -56,16 +54,15 @@ class Result:
 
 
 def side_env(side: Version) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CRUNCH_", "DJANGO_"))}
-    for name in ("DATABASE_URL", "PYTHONPATH"):
-        env.pop(name, None)
+    env = clean_env()
+    env.pop("PYTHONPATH", None)
     return side.env(env)
 
 
 def collect(side: Version) -> list[str]:
     """The node ids ``pytest --collect-only`` finds at ``side``, in its order."""
     done = subprocess.run(
-        [*PYTEST, "--collect-only", "-q"], cwd=side.root, env=side_env(side),
+        [*PYTEST, "--collect-only", "-q"], check=False, cwd=side.root, env=side_env(side),
         capture_output=True, text=True,
     )  # fmt: skip
     if done.returncode not in (0, 5):
@@ -108,7 +105,7 @@ def run(side: Version, nodes: list[str], folder: Path) -> tuple[dict[str, Result
         with (folder / f"output{number}.txt").open("w") as output:
             start = time.perf_counter()
             subprocess.run(
-                [*command, *args], cwd=side.root, env=side_env(side), stdout=output,
+                [*command, *args], check=False, cwd=side.root, env=side_env(side), stdout=output,
                 stderr=subprocess.STDOUT,
             )  # fmt: skip
             wall += time.perf_counter() - start
@@ -149,7 +146,7 @@ def row(name: str, nodes: list[str], base: dict[str, Result], now: dict[str, Res
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--base", default=BASE_COMMIT, help="the older commit (%(default)s)")
-    parser.add_argument("--base-tree", type=Path, default=BASE_TREE, help="its git worktree")
+    parser.add_argument("--base-tree", type=Path, help="its worktree (/tmp/crunch-base-<base>)")
     parser.add_argument("--only", help="only node ids under this path, e.g. tests/server")
     parser.add_argument("--keep", type=Path, help="write the results to this JSON file")
     options = parser.parse_args()

@@ -1,6 +1,6 @@
 """Measure crunch transfers against `cp -r` and plain boto3, in one run, and print a table.
 
-    .venv/bin/python benchmarks/transfer.py [--quick] [--no-s3] [--jobs 8] [--tmp DIR]
+    .venv/bin/python -m benchmarks.transfer [--quick] [--no-s3] [--jobs 8] [--tmp DIR]
 
 Cases: (a) one 1 GiB file, (b) 2,000 files of 4 KiB in nested folders, (c) 100 files of
 10 MiB (--quick shrinks them). Each timing is the best of --repeat runs, alternating ours
@@ -13,17 +13,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks.harness import ROOT
+from benchmarks.timing import Table, best_of, best_pair, clear, emptied, evict, load, timed
+from benchmarks.transfer_s3 import s3_benchmarks
 
 MiB = 1024 * 1024
 
@@ -66,122 +65,13 @@ def describe(case: str, quick: bool) -> str:
     return {"a": "(a) 1x1GiB", "b": "(b) 2000x4KiB", "c": "(c) 100x10MiB"}[case]
 
 
-def evict(tree: Path, cold: bool) -> None:
-    """With --cold, drop tree's files from the page cache: read from disk, as a large
-    dataset is, instead of from memory."""
-    if not cold:
-        return
-    for path in tree.rglob("*"):
-        if path.is_file():
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            finally:
-                os.close(fd)
-
-
-def clear(path: Path) -> None:
-    """Remove path and make sure its parent exists, ready for a copy."""
-    shutil.rmtree(path, ignore_errors=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-
-
-def load() -> str:
-    """The machine's 1-minute load average, printed so readers can judge the noise."""
-    return f"{os.getloadavg()[0]:.1f}"
-
-
-def timed(run: Callable[[], Any], before: Callable[[], None]) -> float:
-    before()
-    os.sync()  # earlier runs' dirty pages must not be flushed on our clock
-    start = time.perf_counter()
-    run()
-    return time.perf_counter() - start
-
-
-def best_pair(
-    ours: Callable[[], Any],
-    base: Callable[[], Any],
-    before_ours: Callable[[], None],
-    before_base: Callable[[], None],
-    repeat: int,
-) -> tuple[float, float]:
-    t_base, t_ours = best_of([(base, before_base), (ours, before_ours)], repeat)
-    return t_ours, t_base
-
-
-def best_of(runs: list[tuple[Callable[[], Any], Callable[[], None]]], repeat: int) -> list[float]:
-    """The best time of each (run, before) over repeat rounds that take them in turn."""
-    best = [float("inf")] * len(runs)
-    # One untimed round first: this VM pays for the first touch of fresh memory, which
-    # would otherwise land on whichever copy runs first.
-    for run, before in runs:
-        timed(run, before)
-    for _ in range(repeat):
-        for i, (run, before) in enumerate(runs):
-            best[i] = min(best[i], timed(run, before))
-    return best
-
-
-class Table:
-    def __init__(self) -> None:
-        self.rows: list[tuple[str, ...]] = []
-
-    def add(
-        self, case: str, what: str, ours: float, base: float, baseline: str, target: float
-    ) -> None:
-        ratio = ours / base if base else float("inf")
-        self.rows.append(
-            (
-                case,
-                what,
-                f"{ours:.3f}s",
-                f"{base:.3f}s",
-                baseline,
-                f"{ratio:.2f}x",
-                f"<= {target:g}x",
-                "ok" if ratio <= target else "MISSED",
-                load(),
-            )
-        )
-        self.print_row(self.rows[-1])
-
-    def add_raw(self, *row: str) -> None:
-        row = (*row, load())
-        self.rows.append(row)
-        self.print_row(row)
-
-    header = (
-        "case",
-        "operation",
-        "crunch",
-        "baseline",
-        "baseline is",
-        "ratio",
-        "target",
-        "",
-        "load",
-    )
-    widths = (15, 33, 9, 9, 22, 7, 8, 6, 5)
-
-    def print_row(self, row: tuple[str, ...]) -> None:
-        print(
-            "  ".join(cell.ljust(w) for cell, w in zip(row, self.widths, strict=True)).rstrip(),
-            flush=True,
-        )
-
-    def start(self) -> None:
-        self.print_row(self.header)
-        self.print_row(tuple("-" * w for w in self.widths))
-
-
 def local_benchmarks(
     work: Path, cases: dict[str, Path], table: Table, args: argparse.Namespace
 ) -> None:
     from django.core.files.storage import FileSystemStorage
 
-    from crunchclient.hashing import Checksums
     from crunchclient.transfer import download_tree, fetch_tree, upload_tree
+    from crunchclient.transfer.hashing import Checksums
 
     storage = FileSystemStorage(location=work / "media")
     targets = {"a": 1.5, "b": 3.0, "c": 1.5}
@@ -282,11 +172,11 @@ def local_benchmarks(
             [
                 (
                     lambda: upload_tree(storage, f"up/{case}", fresh, jobs=args.jobs, quiet=True),
-                    lambda: (clear(up), evict(fresh, args.cold)),
+                    emptied(up, fresh, args.cold),
                 ),
                 (
                     lambda: subprocess.run(["cp", "-r", str(fresh), str(up_cp)], check=True),
-                    lambda: (clear(up_cp), evict(fresh, args.cold)),
+                    emptied(up_cp, fresh, args.cold),
                 ),
                 (
                     lambda: subprocess.run(
@@ -326,7 +216,7 @@ def local_benchmarks(
             ),
             lambda: subprocess.run(["cp", "-r", str(fresh), str(up_cp)], check=True),
             write_while_watched,
-            lambda: (clear(up_cp), evict(fresh, args.cold)),
+            emptied(up_cp, fresh, args.cold),
             args.repeat,
         )
         table.add(label, "local upload, hashed in workflow", t_ours, t_cp, "cp -r", 2.0)
@@ -347,10 +237,11 @@ def md5sum_command(files: int) -> list[str]:
 
 def play_workflow(source: Path, folder: Path) -> tuple[dict[str, Any], float]:
     """Write source's tree into folder, as a workflow writes its files, while the client
-    hashes them (crunchclient.outputs); return the MD5s and how long after the last write
-    the last of them was known: how much longer a workflow must run for all of them."""
-    from crunchclient.hashing import fingerprint
-    from crunchclient.outputs import OutputHashes
+    hashes them (crunchclient.worker.workflow.outputs); return the MD5s and how
+    long after the last write the last of them was known: how much longer a workflow must
+    run for all of them."""
+    from crunchclient.transfer.hashing import fingerprint
+    from crunchclient.worker.workflow.outputs import OutputHashes
 
     clear(folder)
     folder.mkdir()
@@ -374,7 +265,6 @@ def memory_benchmark(work: Path, table: Table, args: argparse.Namespace) -> None
     script = f"""
 import sys, json
 from pathlib import Path
-sys.path.insert(0, {str(ROOT)!r})
 from django.conf import settings
 import django
 settings.configure(USE_TZ=True, INSTALLED_APPS=[]); django.setup()
@@ -408,108 +298,6 @@ print(json.dumps([idle, hwm()]))
         "< 120MiB",
         "ok" if peak / 1024 < 120 else "MISSED",
     )
-
-
-def s3_benchmarks(
-    work: Path, cases: dict[str, Path], table: Table, args: argparse.Namespace
-) -> None:
-    import boto3
-    from boto3.s3.transfer import TransferConfig, create_transfer_manager
-
-    from crunchclient.transfer import download_tree, upload_tree
-    from tests.s3 import DUMMY_CREDENTIALS, make_s3_storage, moto_subprocess
-
-    os.environ.update(DUMMY_CREDENTIALS)
-    with moto_subprocess() as endpoint:
-        storage = make_s3_storage(endpoint)
-        client = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
-        bucket = storage.bucket_name
-
-        def plain_upload(source: Path, prefix: str) -> None:
-            """boto3's own managed transfer: every file submitted to one manager."""
-            with create_transfer_manager(client, TransferConfig()) as manager:
-                futures = [
-                    manager.upload(
-                        str(path), bucket, f"{prefix}/{path.relative_to(source).as_posix()}"
-                    )
-                    for path in source.rglob("*")
-                    if path.is_file()
-                ]
-                for future in futures:
-                    future.result()
-
-        def plain_download(prefix: str, dest: Path) -> None:
-            keys = [
-                item["Key"]
-                for page in client.get_paginator("list_objects_v2").paginate(
-                    Bucket=bucket, Prefix=f"{prefix}/"
-                )
-                for item in page.get("Contents", ())
-            ]
-            with create_transfer_manager(client, TransferConfig()) as manager:
-                futures = []
-                for key in keys:
-                    target = dest / key[len(prefix) + 1 :]
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    futures.append(manager.download(bucket, key, str(target)))
-                for future in futures:
-                    future.result()
-
-        def delete_prefix(prefix: str) -> None:
-            for page in client.get_paginator("list_objects_v2").paginate(
-                Bucket=bucket, Prefix=f"{prefix}/"
-            ):
-                keys = [{"Key": item["Key"]} for item in page.get("Contents", ())]
-                if keys:
-                    client.delete_objects(Bucket=bucket, Delete={"Objects": keys})
-
-        for case, source in cases.items():
-            if case not in args.s3_cases:
-                continue
-            label = describe(case, args.quick)
-            t_ours, t_base = best_pair(
-                lambda: upload_tree(storage, f"ours/{case}", source, jobs=args.jobs, quiet=True),
-                lambda: plain_upload(source, f"plain/{case}"),
-                lambda: delete_prefix(f"ours/{case}"),
-                lambda: delete_prefix(f"plain/{case}"),
-                args.repeat,
-            )
-            table.add(
-                label, "S3 upload incl. checksums", t_ours, t_base, "boto3 TransferManager", 1.3
-            )
-            delete_prefix(f"plain/{case}")
-            dest = work / "s3down" / case
-            dest_plain = work / "s3plain" / case
-            checksums: dict[str, str] = {}
-            t_ours, t_base = best_pair(
-                lambda: checksums.update(
-                    download_tree(storage, f"ours/{case}", dest, jobs=args.jobs, quiet=True)
-                ),
-                lambda: plain_download(f"ours/{case}", dest_plain),
-                lambda: clear(dest),
-                lambda: clear(dest_plain),
-                args.repeat,
-            )
-            table.add(label, "S3 download", t_ours, t_base, "boto3 TransferManager", 1.3)
-            t_second = min(
-                timed(
-                    lambda: download_tree(
-                        storage, f"ours/{case}", dest, jobs=args.jobs, known=checksums, quiet=True
-                    ),
-                    lambda: None,
-                )
-                for _ in range(args.repeat)
-            )
-            table.add(label, "S3 2nd setup vs 1st", t_second, t_ours, "1st setup", 0.2)
-            delete_prefix(f"ours/{case}")
-            clear(dest)
-            clear(dest_plain)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -548,7 +336,8 @@ def main(argv: list[str] | None = None) -> None:
         if "a" in cases:
             memory_benchmark(work, table, args)
         if not args.no_s3:
-            s3_benchmarks(work, cases, table, args)
+            labels = {case: describe(case, args.quick) for case in cases}
+            s3_benchmarks(work, cases, labels, table, args)
     missed = [row for row in table.rows if row[7] == "MISSED"]
     within = len(table.rows) - len(missed)
     print(f"\n{within}/{len(table.rows)} within target (load average {load()} at end)")

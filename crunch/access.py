@@ -15,16 +15,14 @@ their querysets with ``projects_where(user, Action.VIEW)`` so it answers 404, no
 from __future__ import annotations
 
 import enum
-from functools import cache
 from typing import Any
 
-from django.contrib.auth import get_user_model
-from django.db.models import BooleanField, Exists, Model, OuterRef, Q, QuerySet
-from django.db.models.expressions import RawSQL
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from crunch.choices import Role
+from crunch.db import statements
+from crunch.db.statements import Condition
 from crunch.models import Attribute, Dataset, Item, Project, ProjectRole, Status
-from crunch.services.statements import column, field_column, placeholders, quote, table
 
 
 class Action(enum.Enum):
@@ -120,40 +118,16 @@ def grant(
     ProjectRole.objects.get_or_create(project=project, user=user, group=group, role=Role(role))
 
 
-def may_process(user: Any, project_column: str = "") -> RawSQL | None:
-    """A condition on a row with a project: may ``user`` process it? None: always.
+def may_process(user: Any) -> Condition | None:
+    """A condition on a dataset row: may ``user`` process its project? None: always.
 
-    SQL, so a service checks the right inside the query it runs anyway: the ORM annotates
-    or filters with it, the hand-written statements (crunch.services.statements) embed its
-    ``sql`` and ``params``. ``project_column`` is the qualified project id column (the
-    dataset's by default). The same rule as ``grants``: a worker or maintainer role of the
-    user or one of their groups, on the project or on every project.
+    SQL (crunch.db's ``may_process``), so a service checks the right inside the query it
+    runs anyway: the claim and the status's lock. The same rule as ``grants``: a worker or
+    maintainer role of the user or one of their groups, on the project or on every
+    project; tests/server/test_sql_statements.py compares the two.
     """
     if is_signed_in(user) and user.is_superuser:
         return None
     if not is_signed_in(user):
-        return RawSQL("1 = 0", [], output_field=BooleanField())
-    params = [*roles_granting(Action.PROCESS), user.pk, user.pk]
-    sql = process_rule(get_user_model(), project_column or column(Dataset, "project"))
-    return RawSQL(sql, params, output_field=BooleanField())
-
-
-@cache
-def process_rule(user_model: type[Model], project_column: str) -> str:
-    """The SQL of ``may_process``, built once per process: every claim and status runs it."""
-    groups: Any = user_model._meta.get_field("groups")
-    members, member_group, member_user = (
-        quote(ProjectRole, name)
-        for name in (groups.m2m_db_table(), groups.m2m_reverse_name(), groups.m2m_column_name())
-    )
-    role, project, holder, group = (
-        f"crunch_r.{field_column(ProjectRole, name)}"
-        for name in ("role", "project", "user", "group")
-    )
-    return (
-        f"EXISTS (SELECT 1 FROM {table(ProjectRole)} crunch_r "
-        f"WHERE {role} IN ({placeholders(len(roles_granting(Action.PROCESS)))}) "
-        f"AND ({project} = {project_column} OR {project} IS NULL) "
-        f"AND ({holder} = %s OR {group} IN (SELECT crunch_g.{member_group} "
-        f"FROM {members} crunch_g WHERE crunch_g.{member_user} = %s)))"
-    )
+        return statements.NO_ONE
+    return statements.may_process(user.pk, roles_granting(Action.PROCESS))

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 from crunch.lazy import exports
 
 if TYPE_CHECKING:
-    from crunchclient.config import ClientConfig
     from crunchclient.exceptions import (
         AuthenticationFailed,
         ClaimConflict,
@@ -27,27 +26,29 @@ if TYPE_CHECKING:
         TransferError,
         UnsafePathError,
     )
-    from crunchclient.outcomes import LoopSummary, Outcome
-    from crunchclient.stages.base import RunContext, Stage
-    from crunchclient.stages.setup import SetupStage
-    from crunchclient.stages.upload import UploadStage
-    from crunchclient.stages.workflow import WorkflowStage
-    from crunchclient.wire import Claim, DatasetInfo, ProjectInfo
-    from crunchclient.worker import Worker
+    from crunchclient.server.wire import Claim, DatasetInfo, ProjectInfo
+    from crunchclient.settings.config import ClientConfig
+    from crunchclient.worker.context import RunContext
+    from crunchclient.worker.outcomes import LoopSummary, Outcome
+    from crunchclient.worker.stages.base import Stage
+    from crunchclient.worker.stages.setup import SetupStage
+    from crunchclient.worker.stages.upload import UploadStage
+    from crunchclient.worker.stages.workflow import WorkflowStage
+    from crunchclient.worker.worker import Worker
 
 EXPORTS = {
-    "Worker": "crunchclient.worker",
-    "ClientConfig": "crunchclient.config",
-    "Outcome": "crunchclient.outcomes",
-    "LoopSummary": "crunchclient.outcomes",
-    "Stage": "crunchclient.stages.base",
-    "RunContext": "crunchclient.stages.base",
-    "SetupStage": "crunchclient.stages.setup",
-    "WorkflowStage": "crunchclient.stages.workflow",
-    "UploadStage": "crunchclient.stages.upload",
-    "Claim": "crunchclient.wire",
-    "DatasetInfo": "crunchclient.wire",
-    "ProjectInfo": "crunchclient.wire",
+    "Worker": "crunchclient.worker.worker",
+    "ClientConfig": "crunchclient.settings.config",
+    "Outcome": "crunchclient.worker.outcomes",
+    "LoopSummary": "crunchclient.worker.outcomes",
+    "Stage": "crunchclient.worker.stages.base",
+    "RunContext": "crunchclient.worker.context",
+    "SetupStage": "crunchclient.worker.stages.setup",
+    "WorkflowStage": "crunchclient.worker.stages.workflow",
+    "UploadStage": "crunchclient.worker.stages.upload",
+    "Claim": "crunchclient.server.wire",
+    "DatasetInfo": "crunchclient.server.wire",
+    "ProjectInfo": "crunchclient.server.wire",
     **dict.fromkeys(
         [
             "ClientError", "ConfigurationError", "ServerError", "AuthenticationFailed",

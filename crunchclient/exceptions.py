@@ -15,10 +15,15 @@ class ClientError(Exception):
     exit_code: int = 1
 
     def __init_subclass__(cls, exit_code: int = 0, meaning: str = "", **kwargs: object) -> None:
-        """``class E(ClientError, exit_code=N, meaning="...")``: E's code, in EXIT_CODES."""
+        """``class E(ClientError, exit_code=N, meaning="...")``: E's code, in EXIT_CODES.
+
+        Every code is declared here, even those of errors only ``crunch submit`` raises:
+        ``--help`` imports this module alone, and its table must list them all.
+        """
         super().__init_subclass__(**kwargs)
         if exit_code:
             cls.exit_code = exit_code
+        if exit_code and meaning:  # a second class with the same code adds no second row
             EXIT_CODES.append((exit_code, meaning))
 
     def __init__(self, message: str | None = None) -> None:
@@ -105,6 +110,18 @@ class StageFailed(
         """When it may be claimed again (ISO 8601, from the server), if it said."""
         if exit_code is not None:
             self.exit_code = exit_code  # the cause's, when it has its own (UnsafePathError)
+
+
+class SchedulerError(
+    ClientError,
+    exit_code=11,
+    meaning="crunch submit: the scheduler refused a command, or the job array could not work",
+):
+    """The batch scheduler refused a command (its own message follows)."""
+
+
+class SubmitError(ClientError, exit_code=11):
+    """The job array cannot do its work (e.g. its tasks end without finishing datasets)."""
 
 
 class Interrupted(

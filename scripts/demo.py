@@ -186,7 +186,7 @@ def main() -> int:
                     env=client_env,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT,
-                )  # fmt: skip
+                )
             )
         relays = [
             threading.Thread(target=relay, args=(f"client {n}", c.stdout))

@@ -1,6 +1,6 @@
 """Settings for a deployment: PostgreSQL, S3, gunicorn behind an HTTPS proxy.
 
-The README's "Deploying" section explains each; ``python manage.py check --deploy`` with
+docs/how-to/deploying.md explains each; ``python manage.py check --deploy`` with
 ``DJANGO_SETTINGS_MODULE=testproject.deploy`` reports no issues (tests/server/test_deploy.py).
 A host project copies the lines below the import into its own settings. Everything secret
 or site-specific comes from the environment, and a missing variable stops the server at

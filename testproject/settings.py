@@ -5,7 +5,7 @@ SQLite and local storage by default. From the environment:
 ``CRUNCH_STORAGE=s3`` with ``AWS_STORAGE_BUCKET_NAME``, ``AWS_S3_ENDPOINT_URL`` and the usual
 AWS variables switches storage to S3; ``CRUNCH_MEDIA_ROOT`` moves local storage.
 ``DJANGO_DEBUG=1`` turns DEBUG on (the demo does). Settings for a real deployment:
-testproject/deploy.py and the README's "Deploying".
+testproject/deploy.py and docs/how-to/deploying.md.
 """
 
 from __future__ import annotations

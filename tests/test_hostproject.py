@@ -1,5 +1,6 @@
-"""The README's "Using crunch from Python" runs in a Django project that is not the
-testproject: tests/hostproject/, in a pytest of its own (its settings, its database)."""
+"""The "Using crunch from Python" code of docs/how-to/host-project.md runs in a Django
+project that is not the testproject: tests/hostproject/, in a pytest of its own (its
+settings, its database)."""
 
 from __future__ import annotations
 

@@ -124,7 +124,7 @@ class FixedOnChange:
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         fields = list(super().get_readonly_fields(request, obj))  # type: ignore[misc]
-        return fields + [*self.fixed, *self.derived] if obj is not None else fields
+        return [*fields, *self.fixed, *self.derived] if obj is not None else fields
 
     def get_exclude(self, request: HttpRequest, obj: Any = None) -> Any:
         excluded = list(super().get_exclude(request, obj) or ())  # type: ignore[misc]

@@ -8,19 +8,16 @@ while (429, with Retry-After): see ``FailedTokenThrottle``.
 from __future__ import annotations
 
 import datetime
-from functools import cache
 from typing import Any
 
-from django.contrib.auth import get_user_model
-from django.db.models import Model
 from django.utils import timezone
 from rest_framework import authentication, exceptions, throttling
 from rest_framework.request import Request
 
 from crunch import tokens
 from crunch.conf import crunch_settings
+from crunch.db import statements
 from crunch.models import AccessToken
-from crunch.services import statements
 
 
 class FailedTokenThrottle(throttling.SimpleRateThrottle):
@@ -99,27 +96,6 @@ class TokenAuthentication(authentication.TokenAuthentication):
 
 
 def token_with_user(key: str) -> AccessToken | None:
-    """The token of ``key`` with its user, in one hand-written query: every API call runs it."""
-    alias = statements.connection_for(AccessToken).alias
-    user_model = get_user_model()
-    token, user = statements.columns(AccessToken, alias), statements.columns(user_model, alias)
-    rows = statements.fetch(token_query(user_model), [tokens.digest(key)], AccessToken)
-    if not rows:
-        return None
-    found: AccessToken = token.load(rows[0][: token.width], alias)
-    found.user = user.load(rows[0][token.width :], alias)
-    return found
-
-
-@cache
-def token_query(user_model: type[Model]) -> str:
-    """The SELECT of ``token_with_user``, built once per process."""
-    alias = statements.connection_for(AccessToken).alias
-    token, user = statements.columns(AccessToken, alias), statements.columns(user_model, alias)
-    user_pk: Any = user_model._meta.pk
-    return (
-        f"SELECT {token.sql}, {user.sql} FROM {statements.table(AccessToken)} "
-        f"INNER JOIN {statements.table(user_model)} ON {statements.column(AccessToken, 'user')} "
-        f"= {statements.column(user_model, user_pk.name)} "
-        f"WHERE {statements.column(AccessToken, 'digest')} = %s"
-    )
+    """The token of ``key`` with its user, in one hand-written query (crunch.db's
+    ``token_with_user``): every API call runs it."""
+    return statements.token_with_user(tokens.digest(key))

@@ -39,21 +39,9 @@ def limited(stream: IO[bytes] | None, parser_context: Mapping[str, Any] | None) 
     return io.BytesIO(data)
 
 
-class JSONParser(parsers.JSONParser):
-    def parse(
-        self,
-        stream: IO[Any],
-        media_type: str | None = None,
-        parser_context: Mapping[str, Any] | None = None,
-    ) -> Any:
-        body = limited(stream, parser_context)
-        try:
-            return super().parse(body, media_type, parser_context)  # type: ignore[arg-type]
-        except RecursionError:
-            raise ParseError("JSON parse error - the body is nested too deeply.") from None
+class LimitedParser(parsers.BaseParser):
+    """Parses the body read through ``limited``; mixed in before DRF's parser."""
 
-
-class FormParser(parsers.FormParser):
     def parse(
         self,
         stream: IO[Any],
@@ -62,3 +50,20 @@ class FormParser(parsers.FormParser):
     ) -> Any:
         body = limited(stream, parser_context)
         return super().parse(body, media_type, parser_context)  # type: ignore[arg-type]
+
+
+class JSONParser(LimitedParser, parsers.JSONParser):
+    def parse(
+        self,
+        stream: IO[Any],
+        media_type: str | None = None,
+        parser_context: Mapping[str, Any] | None = None,
+    ) -> Any:
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise ParseError("JSON parse error - the body is nested too deeply.") from None
+
+
+class FormParser(LimitedParser, parsers.FormParser):
+    pass

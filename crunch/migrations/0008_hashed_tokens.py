@@ -18,8 +18,7 @@ from django.conf import settings
 from django.db import migrations, models
 
 import crunch.tokens
-
-AUTHTOKEN_TABLE = "authtoken_token"
+from crunch.db import migrating
 
 
 def digest(key: str) -> str:
@@ -47,13 +46,7 @@ def hash_keys(apps: Any, schema_editor: Any) -> None:
 
 def move_authtoken_keys(AccessToken: Any, schema_editor: Any) -> None:
     """DRF authtoken rows become crunch tokens, if that table exists; then they are deleted."""
-    connection = schema_editor.connection
-    if AUTHTOKEN_TABLE not in connection.introspection.table_names():
-        return
-    table, key_column = connection.ops.quote_name(AUTHTOKEN_TABLE), connection.ops.quote_name("key")
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {key_column}, user_id, created FROM {table}")  # noqa: S608
-        rows = cursor.fetchall()
+    rows = migrating.authtoken_keys(schema_editor.connection)
     taken = set(AccessToken.objects.values_list("digest", flat=True))
     for key, user_id, created in rows:
         if digest(key) not in taken:
@@ -61,15 +54,15 @@ def move_authtoken_keys(AccessToken: Any, schema_editor: Any) -> None:
                 digest=digest(key), prefix=key[:4], user_id=user_id, created=aware(created),
                 name="DRF authtoken",
             )  # fmt: skip
-    with connection.cursor() as cursor:
-        cursor.execute(f"DELETE FROM {table}")  # noqa: S608
+    migrating.delete_authtoken_keys(schema_editor.connection)
 
 
 def checked_now(schema_editor: Any) -> None:
     """PostgreSQL checks the new rows' foreign keys at commit, and until then refuses to
-    alter their table, as the next operations do: check them now."""
+    alter their table, as the next operations do: check them now (Django's
+    ``check_constraints`` sets them IMMEDIATE, which checks those pending, then DEFERRED)."""
     if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        schema_editor.connection.check_constraints()
 
 
 def new_keys(apps: Any, schema_editor: Any) -> None:

@@ -81,7 +81,8 @@ class Dataset(Node):
     lease_seconds = models.PositiveIntegerField(
         null=True, blank=True, help_text="The lease length the claiming client asked for."
     )
-    claim_key = models.CharField(
+    # NULL, not "": the unique constraint on (user, key) must let unkeyed claims repeat.
+    claim_key = models.CharField(  # noqa: DJ001
         max_length=64, null=True, blank=True,
         help_text="Chosen by the client so a retried claim request returns the same claim; "
         "unique per user (crunch_claim_key).",
@@ -164,6 +165,15 @@ url_value = URLValidator()
 API and the admin (through ``Attribute.clean``) both refuse ``javascript:`` and the like."""
 
 
+VALUE_COLUMN = {
+    AttributeKind.TEXT: "text", AttributeKind.URL: "text",
+    AttributeKind.INTEGER: "integer", AttributeKind.FILESIZE: "integer",
+    AttributeKind.FLOAT: "number", AttributeKind.BOOLEAN: "boolean",
+    AttributeKind.DATE: "date", AttributeKind.DATETIME: "datetime",
+}  # fmt: skip
+"""{kind: the column holding its value}; a latitude/longitude holds two."""
+
+
 class Attribute(models.Model):
     """A typed key/value on exactly one project, dataset or item."""
 
@@ -203,19 +213,9 @@ class Attribute(models.Model):
     @property
     def value(self) -> Any:
         kind = AttributeKind(self.kind)
-        if kind in (AttributeKind.TEXT, AttributeKind.URL):
-            return self.text
-        if kind in (AttributeKind.INTEGER, AttributeKind.FILESIZE):
-            return self.integer
-        if kind == AttributeKind.FLOAT:
-            return self.number
-        if kind == AttributeKind.BOOLEAN:
-            return self.boolean
-        if kind == AttributeKind.DATE:
-            return self.date
-        if kind == AttributeKind.DATETIME:
-            return self.datetime
-        return (self.number, self.longitude)
+        if kind == AttributeKind.LATLONG:
+            return (self.number, self.longitude)
+        return getattr(self, VALUE_COLUMN[kind])
 
     @property
     def display(self) -> str:

@@ -87,6 +87,9 @@ class WorkflowChange(models.Model):
     class Meta:
         ordering = ["-created", "-id"]
 
+    def __str__(self) -> str:
+        return f"{self.project} workflow {self.sha256[:12]}"
+
 
 class ProjectRole(models.Model):
     """A role on one project (or on every project) for a user or a group."""

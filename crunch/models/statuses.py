@@ -18,7 +18,8 @@ class Status(models.Model):
     state = models.PositiveSmallIntegerField(choices=State.choices)
     note = models.TextField(blank=True, default="")
     claim_id = models.UUIDField(null=True, blank=True)
-    key = models.CharField(
+    # NULL, not "": the unique constraint on (dataset, user, key) must let unkeyed posts repeat.
+    key = models.CharField(  # noqa: DJ001
         max_length=64,
         null=True,
         blank=True,

@@ -1,21 +1,20 @@
 """The domain logic: plain functions the API, the admin, the pages and other projects call.
 
 The names below load on first use (PEP 562): they need the models, and this package is
-imported while Django loads its apps. ``explain`` is the function; its module is
-``crunch.services.explain`` in ``sys.modules`` (``from crunch.services.explain import ...``).
+imported while Django loads its apps (CrunchConfig.ready). ``explain`` is imported here:
+it is the function, whose module has the same name (``from crunch.services.explain import
+...``), and importing the module sets the package's attribute to the module unless the
+function is bound after it.
 """
 
 from __future__ import annotations
 
-import sys
-import types
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from crunch.lazy import exports
 
 if TYPE_CHECKING:
     from crunch.services.claims import claim_dataset, claim_next, release, renew_lease
-    from crunch.services.explain import explain
     from crunch.services.registration import register_datasets
     from crunch.services.retries import retry, retry_failed
     from crunch.services.stats import project_stats
@@ -31,7 +30,6 @@ EXPORTS = {
     "retry": "crunch.services.retries",
     "retry_failed": "crunch.services.retries",
     "register_datasets": "crunch.services.registration",
-    "explain": "crunch.services.explain",
 }
 """{public name: the module defining it}."""
 
@@ -43,12 +41,4 @@ __all__ = [
 
 __getattr__, __dir__ = exports(__name__, EXPORTS)
 
-
-class Services(types.ModuleType):
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in EXPORTS and isinstance(value, types.ModuleType):
-            return  # the import of a submodule of the same name keeps the function public
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = Services
+from crunch.services.explain import explain  # noqa: E402  (after the lazy names: see above)

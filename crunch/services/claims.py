@@ -16,13 +16,13 @@ from typing import Any
 
 from django.db import IntegrityError, connections, router, transaction
 from django.db.models import F
-from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from crunch.choices import DatasetState, Stage, State
+from crunch.db import statements
+from crunch.db.statements import Condition
 from crunch.exceptions import ClaimConflict, LeaseExpired, ProjectPaused
 from crunch.models import Dataset, Project, Status
-from crunch.services import statements
 from crunch.services.leases import (  # the lease's life, once claimed; re-exported
     CLEARED_CLAIM,
     held_by,
@@ -97,69 +97,26 @@ class Queue:
     """The ready datasets a claim picks from: of one project, of those the caller may process."""
 
     project: Project | str | None = None
-    allowed: RawSQL | None = None
+    allowed: Condition | None = None
 
     def take(self, values: dict[str, Any]) -> Dataset | None:
         """Claim the next ready dataset in one statement; the claimed row, None if none.
 
-        ``UPDATE ... WHERE id = (SELECT ... LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING``:
-        PostgreSQL skips the rows other claims are taking, SQLite runs the statement under
-        its write lock. No two claims get one row, and no transaction or retry is needed.
+        ``UPDATE ... WHERE id = (SELECT ... LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING``
+        (crunch.db's ``claim_next``): PostgreSQL skips the rows other claims are taking,
+        SQLite runs the statement under its write lock. No two claims get one row, and no
+        transaction or retry is needed.
         """
-        values = dict(values)
-        increments = ["attempts"] if values.pop("attempts", None) is not None else []
-        clause, params = statements.assignments(Dataset, values, increments=increments)
-        where, where_params = self.where()
-        dataset_id = statements.column(Dataset, "id")
-        order = f"{statements.column(Dataset, 'priority')} DESC, {dataset_id}"
-        alias = statements.connection_for(Dataset).alias
-        row = statements.columns(Dataset, alias)
-        sql = (
-            f"UPDATE {statements.table(Dataset)} SET {clause} WHERE {dataset_id} = "
-            f"(SELECT {dataset_id} FROM {statements.table(Dataset)} WHERE {where} "
-            f"ORDER BY {order} LIMIT 1{statements.lock_clause(Dataset, skip_locked=True)}) "
-            f"RETURNING {row.names}"
+        return statements.claim_next(
+            values, project=self.project, allowed=self.allowed, now=timezone.now()
         )
-        taken = statements.fetch(sql, [*params, *where_params], Dataset)
-        return row.load(taken[0], alias) if taken else None
-
-    def where(self) -> tuple[str, list[Any]]:
-        """The SQL condition (and its parameters) of a ready dataset of this queue: the
-        rule of ``DatasetQuerySet.ready`` (pending, past its retry delay), narrowed."""
-        state, not_before = (statements.column(Dataset, n) for n in ("state", "not_before"))
-        now = statements.prepared(Dataset, "not_before", timezone.now())
-        conditions = [f"{state} = %s", f"({not_before} IS NULL OR {not_before} <= %s)"]
-        params: list[Any] = [DatasetState.PENDING.value, now]
-        project_id = statements.column(Dataset, "project")
-        projects, paused = statements.table(Project), statements.column(Project, "paused")
-        if isinstance(self.project, Project):
-            # A paused project hands out nothing: the query then matches no row.
-            conditions.append(f"{project_id} = %s" if not self.project.paused else "1 = 0")
-            params += [self.project.pk] if not self.project.paused else []
-        elif self.project is not None:
-            conditions.append(
-                f"{project_id} = (SELECT {statements.column(Project, 'id')} FROM {projects} "
-                f"WHERE {statements.column(Project, 'slug')} = %s AND {paused} = %s)"
-            )
-            params += [self.project, False]
-        else:
-            # A paused project hands out nothing: its datasets are skipped in this query.
-            conditions.append(
-                f"{project_id} NOT IN (SELECT {statements.column(Project, 'id')} FROM "
-                f"{projects} WHERE {paused} = %s)"
-            )
-            params.append(True)
-        if self.allowed is not None:
-            conditions.append(self.allowed.sql)
-            params.extend(self.allowed.params)
-        return " AND ".join(conditions), params
 
 
 def claim_next(
     *,
     holder: str,
     project: Project | str | None = None,
-    allowed: RawSQL | None = None,
+    allowed: Condition | None = None,
     user: Any = None,
     lease_seconds: int | None = None,
     key: str | None = None,
@@ -175,7 +132,7 @@ def claim_next(
     With ``start`` (the diagnostics of a status) the run's Setup Start is recorded too.
 
     One transaction (a savepoint within the caller's) of two statements, hand-written
-    (see crunch.services.statements): take the next row, read its project; a third
+    (see crunch.db): take the next row, read its project; a third
     records the Setup Start, so no claim is left started without its status. With
     ``savepoint=False`` inside the caller's transaction, a key in use is not looked up:
     the IntegrityError spoils that transaction, and the caller retries without it.
@@ -197,7 +154,7 @@ def claim_next(
             with transaction.atomic(savepoint=savepoint):
                 dataset = queue.take(values)
                 if dataset is not None:
-                    dataset.project = statements.get(Project, dataset.project_id)
+                    dataset.project = statements.project(dataset.project_id)
                     claim = _claim_on(dataset)
                     return claim if start is None else _started(claim, start, user)
         except IntegrityError:
@@ -216,7 +173,7 @@ def claim_next(
 
 def _started(claim: Claim, diagnostics: dict[str, Any], user: Any) -> Claim:
     """Record the Setup Start of a run just claimed: the status its client would post next."""
-    statements.insert([Status(
+    statements.insert_statuses([Status(
         dataset=claim.dataset, stage=Stage.SETUP, state=State.START, claim_id=claim.id,
         user=user if getattr(user, "pk", None) else None,
         **diagnostics,
@@ -279,9 +236,7 @@ def claim_dataset(
 
 def _claim_of(pk: int) -> Claim:
     """The claim on row ``pk``: the dataset read back with its project, in one query."""
-    where = f"{statements.column(Dataset, 'id')} = %s"
-    ((dataset, _),) = statements.select_with(Dataset, "project", where=where, params=[pk])
-    return _claim_on(dataset)
+    return _claim_on(statements.dataset_with_project(pk))
 
 
 def _claim_on(dataset: Dataset) -> Claim:

@@ -110,7 +110,7 @@ def failure_groups(project: Project, *, limit: int = FAILURE_GROUPS) -> list[Fai
             count=row["n"],
             examples=examples[row["note"]],
             retrying=row["retrying"],
-        )  # fmt: skip
+        )
         for row in rows
     ]
 

@@ -4,10 +4,8 @@ Idempotent: a dataset whose slug already exists is left as it is and counted as
 existing, so re-running an import adds only what is new. Each batch is one transaction:
 the check for existing slugs and overlapping folders, the datasets and their attributes.
 
-Rows are written with one prepared INSERT run over the whole batch (COPY on PostgreSQL)
-rather than through ``bulk_create``, whose per-value preparation cost more than all the
-rest; the values the models fill in themselves (defaults, timestamps) are prepared once
-per batch. Like ``bulk_create``, this calls no ``save()`` and sends no signals.
+Rows are written by crunch.db.bulk: one prepared INSERT over the whole batch (COPY on
+PostgreSQL) rather than ``bulk_create``; like it, no ``save()`` and no signals.
 """
 
 from __future__ import annotations
@@ -16,13 +14,14 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import connection, models, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.db.models.functions import Substr
 from django.utils.text import slugify
 
 from crunch.access import Action, projects_where
 from crunch.choices import AttributeKind
+from crunch.db import bulk
 from crunch.exceptions import CrunchError
 from crunch.models import Attribute, Dataset, Project, default_base_file_path
 from crunch.services.paths import UnsafePath, ancestors, clean_base_file_path
@@ -38,8 +37,6 @@ VALUE_COLUMNS = {
 DATASET_FIELDS = ("name", "slug", "description", "details", "priority", "base_file_path")
 ATTRIBUTE_FIELDS = ("dataset", "kind", "key", "text", "integer", "number", "longitude",
                     "boolean", "date", "datetime")  # fmt: skip
-PLAIN = (str, int, float, bool, type(None))
-"""Python values every database driver takes as they are."""
 
 
 class InvalidRegistration(CrunchError):
@@ -204,16 +201,8 @@ def _packed(
 
 
 def _parameter_limit() -> int:
-    """Values one statement may bind: SQLite says (999 on old builds, 32766 or more)."""
-    if connection.vendor == "sqlite":
-        connection.ensure_connection()
-        getlimit = getattr(connection.connection, "getlimit", None)
-        if getlimit is None:  # Python before 3.11
-            return 999
-        import sqlite3
-
-        return int(getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)) - 10
-    return 30_000  # PostgreSQL takes 65535
+    """Values one statement may bind on the datasets' database."""
+    return bulk.parameter_limit(Dataset)
 
 
 def _chunks(values: list[str], size: int) -> Iterator[list[str]]:
@@ -228,7 +217,7 @@ def _create(project: Project, new: Sequence[_Planned]) -> set[str]:
     """Insert the new datasets and their attributes; the slugs created."""
     if not new:
         return set()
-    _insert(
+    bulk.insert_rows(
         Dataset, {"project": project}, DATASET_FIELDS,
         [(p.entry.name, p.slug, p.entry.description, p.entry.details, p.entry.priority,
           p.path) for p in new],
@@ -242,7 +231,7 @@ def _create(project: Project, new: Sequence[_Planned]) -> set[str]:
         for attribute in plan.entry.attributes
     ]
     if rows:
-        _insert(Attribute, {}, ATTRIBUTE_FIELDS, rows)
+        bulk.insert_rows(Attribute, {}, ATTRIBUTE_FIELDS, rows)
     return set(ids)
 
 
@@ -256,36 +245,3 @@ def _attribute_row(dataset_id: int, attribute: NewAttribute) -> tuple[Any, ...]:
         dataset_id, attribute.kind.value, attribute.key, values.get("text", ""),
         *(values.get(name) for name in ATTRIBUTE_FIELDS[4:]),
     )  # fmt: skip
-
-
-def _insert(
-    model: type[models.Model], common: dict[str, Any], varying: Sequence[str],
-    rows: Sequence[Sequence[Any]],
-) -> None:  # fmt: skip
-    """INSERT rows of ``model``: ``varying`` fields from each row, the others as a new
-    instance made with ``common`` has them (defaults, timestamps), prepared once."""
-    meta = model._meta
-    fields = [f for f in meta.concrete_fields if not f.primary_key]
-    named = {f.name: f for f in fields}
-    each = [named[name] for name in varying]
-    fixed = [f for f in fields if f.name not in varying]
-    prototype = model(**common)
-    constant = tuple(f.get_db_prep_save(f.pre_save(prototype, True), connection) for f in fixed)
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(str(f.column)) for f in [*each, *fixed])
-    marks = ", ".join(["%s"] * (len(each) + len(fixed)))
-    sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({marks})"
-
-    def prepare(field: models.Field[Any, Any], value: Any) -> Any:
-        return value if type(value) in PLAIN else field.get_db_prep_save(value, connection)
-
-    prepared = [(*map(prepare, each, row), *constant) for row in rows]
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql" and hasattr(cursor.cursor, "copy"):  # psycopg 3
-            # Half the time of executemany's pipeline for a batch of 1,000.
-            copying = cursor.cursor.copy(f"COPY {quote(meta.db_table)} ({columns}) FROM STDIN")
-            with connection.wrap_database_errors, copying as copy:  # IntegrityError, as Django's
-                for row in prepared:
-                    copy.write_row(row)
-        else:
-            cursor.executemany(sql, prepared)

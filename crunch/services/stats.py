@@ -175,6 +175,6 @@ def stats_for_projects(project_ids: list[int]) -> dict[int, ProjectStats]:
             retry_at=retrying.get(pk, (0, None))[1],
             lease_expired=lost.get(pk, 0),
             now=now,
-        )  # fmt: skip
+        )
         for pk in project_ids
     }

@@ -9,13 +9,13 @@ from collections.abc import Callable
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from crunch.choices import DatasetState, Stage, State
+from crunch.db import statements
+from crunch.db.statements import Condition, Locked
 from crunch.exceptions import ClaimConflict, LeaseExpired, NotAllowed
 from crunch.models import Dataset, Status
-from crunch.services import statements
 from crunch.services.claims import (
     CLEARED_CLAIM,
     claim_values,
@@ -33,7 +33,7 @@ DIAGNOSTIC_FIELDS = (
 )  # fmt: skip
 
 
-def record_status(
+def record_status(  # noqa: PLR0913 (keyword-only: the parts of one status)
     *,
     dataset: Dataset | int | str,
     stage: Stage | int,
@@ -45,7 +45,7 @@ def record_status(
     diagnostics: dict[str, Any] | None = None,
     workflow_sha256: str = "",
     may_start: Callable[[Dataset], None] | None = None,
-    allowed: RawSQL | None = None,
+    allowed: Condition | None = None,
     savepoint: bool = True,
 ) -> tuple[Status, bool]:
     """Append a status and move the dataset's state in one transaction.
@@ -104,7 +104,7 @@ def record_status(
                 key=key or None, user=user if getattr(user, "pk", None) else None,
                 workflow_sha256=workflow_sha256, **fields,
             )  # fmt: skip
-            statements.insert([status])
+            (status,) = statements.insert_statuses([status])
             _advance(locked, stage=stage, state=state, note=note)
     except IntegrityError:
         if not savepoint:
@@ -134,47 +134,18 @@ def dataset_lookup(dataset: Dataset | int | str) -> dict[str, Any]:
     return {"slug": dataset}
 
 
-@dataclasses.dataclass(frozen=True)
-class Locked:
-    """A dataset row locked for a status, with what its one query also answered."""
-
-    dataset: Dataset
-    seen: int | None
-    """An earlier status of the user on this dataset with one of the keys: a retry."""
-    allowed: bool
-
-
 def lock(
-    dataset: Dataset | int | str, *, keys: list[str], allowed: RawSQL | None, user: Any = None
+    dataset: Dataset | int | str, *, keys: list[str], allowed: Condition | None, user: Any = None
 ) -> Locked | None:
-    """Lock a dataset's row (its project joined) in the caller's transaction; one query.
+    """Lock a dataset's row (its project joined) in the caller's transaction; one query
+    (crunch.db's ``lock_dataset``).
 
     It also reads whether ``user`` recorded any of ``keys`` on this dataset (an index
     probe of crunch_status_key) and whether ``allowed`` holds.
     """
-    seen, key_params = "NULL", []
-    if keys:
-        user_pk = getattr(user, "pk", None)
-        by_user = "= %s" if user_pk is not None else "IS NULL"
-        seen = (
-            f"(SELECT {statements.column(Status, 'id')} FROM {statements.table(Status)} WHERE "
-            f"{statements.column(Status, 'dataset')} = {statements.column(Dataset, 'id')} "
-            f"AND {statements.column(Status, 'user')} {by_user} "
-            f"AND {statements.column(Status, 'key')} IN ({statements.placeholders(len(keys))}) "
-            "LIMIT 1)"
-        )
-        key_params = [*([user_pk] if user_pk is not None else []), *keys]
-    lookup = dataset_lookup(dataset)
-    where = f"{statements.column(Dataset, 'id' if 'pk' in lookup else 'slug')} = %s"
-    found = statements.select_with(
-        Dataset, "project", where=where, lock=True,
-        extra=[seen, allowed.sql if allowed else "1 = 1"],
-        params=[*key_params, *(allowed.params if allowed else []), *lookup.values()],
-    )  # fmt: skip
-    if not found:
-        return None
-    ((locked, (seen_pk, may)),) = found
-    return Locked(dataset=locked, seen=seen_pk, allowed=bool(may))
+    (which,) = dataset_lookup(dataset).values()
+    user_pk = getattr(user, "pk", None)
+    return statements.lock_dataset(which, keys=keys, user_pk=user_pk, allowed=allowed)
 
 
 def legacy_holder(user: Any, fields: dict[str, Any]) -> str:
@@ -236,7 +207,7 @@ class Report:
 
 def record_run(
     *, dataset: int | str, claim_id: uuid.UUID, reports: list[Report], user: Any = None,
-    allowed: RawSQL | None = None,
+    allowed: Condition | None = None,
 ) -> list[Status] | None:  # fmt: skip
     """Record several statuses of one held claim in one pass: lock, insert them, update.
 
@@ -268,8 +239,8 @@ def record_run(
                     workflow_sha256=report.workflow_sha256, **fields,
                 ))  # fmt: skip
                 _move(locked, stage=report.stage, state=report.state, note=note)
-            statements.insert(made)
-            statements.save(locked, ADVANCED_FIELDS)
+            made = statements.insert_statuses(made)
+            statements.advance_dataset(locked)
     except (_Fallback, IntegrityError):
         return None
     return made
@@ -282,7 +253,7 @@ class _Fallback(Exception):
 def _advance(dataset: Dataset, *, stage: Stage, state: State, note: str) -> None:
     """Move the dataset after a status and save what moved."""
     _move(dataset, stage=stage, state=state, note=note)
-    statements.save(dataset, ADVANCED_FIELDS)
+    statements.advance_dataset(dataset)
 
 
 def _move(dataset: Dataset, *, stage: Stage, state: State, note: str) -> None:
@@ -308,8 +279,5 @@ def _move(dataset: Dataset, *, stage: Stage, state: State, note: str) -> None:
         dataset.lease_expires = lease_until(now, dataset.lease_seconds)
 
 
-ADVANCED_FIELDS = [
-    "stage", "heartbeat", "state", "not_before", "note", "finished", "lease_expires",
-    *CLEARED_CLAIM,
-]  # fmt: skip
+ADVANCED_FIELDS = list(statements.ADVANCED)
 """What a status may change on its dataset: saved alone, not the whole row."""

@@ -21,7 +21,7 @@ def markdown_safe(text: str | None) -> SafeString:
     """Markdown to HTML that runs no script: see crunch.markup for how and why."""
     if not text:
         return mark_safe("")
-    return mark_safe(markup.render(text))  # noqa: S308 (nh3 keeps only its allow-list)
+    return mark_safe(markup.render(text))  # nh3 keeps only its allow-list
 
 
 @register.filter
@@ -29,7 +29,7 @@ def duration(seconds: float | int | None) -> str:
     """A number of seconds as people say it: ``45s``, ``3m 20s``, ``2h 5m``, ``3d 4h``."""
     if seconds is None:
         return "unknown"
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     if seconds < 60:
         return f"{seconds}s"
     minutes, sec = divmod(seconds, 60)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from crunchclient.launchers.base import JobSpec, Launcher, SchedulerError, Tasks
+from crunchclient.exceptions import SchedulerError
+from crunchclient.launchers.base import JobSpec, Launcher, Tasks
 from crunchclient.launchers.slurm import SlurmLauncher
 
 __all__ = ["JobSpec", "Launcher", "SchedulerError", "SlurmLauncher", "Tasks"]

@@ -10,14 +10,6 @@ import abc
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from crunchclient.exceptions import ClientError
-
-
-class SchedulerError(ClientError):
-    """The batch scheduler refused a command (its own message follows)."""
-
-    exit_code = 11
-
 
 @dataclass(frozen=True, kw_only=True)
 class JobSpec:

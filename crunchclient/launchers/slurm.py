@@ -7,7 +7,8 @@ import shlex
 import subprocess
 from pathlib import Path
 
-from crunchclient.launchers.base import JobSpec, Launcher, SchedulerError, Tasks
+from crunchclient.exceptions import SchedulerError
+from crunchclient.launchers.base import JobSpec, Launcher, Tasks
 
 QUEUED_STATES = {"PD", "RQ", "RH", "RF", "S", "SE"}
 """squeue's compact states of a task that has not started (or waits to start again)."""
@@ -28,8 +29,8 @@ def slurm_time(seconds: float) -> str:
 def slurm_message(stderr: str) -> str:
     """Slurm's own error lines as one line, without the repeated 'sbatch: error:' prefix."""
     lines = []
-    for line in stderr.strip().splitlines():
-        line = line.strip()
+    for raw in stderr.strip().splitlines():
+        line = raw.strip()
         for prefix in ("sbatch: error: ", "squeue: error: ", "scancel: error: "):
             line = line.removeprefix(prefix)
         if line and line not in lines:
@@ -111,7 +112,12 @@ class SlurmLauncher(Launcher):
         tool = Path(command[0]).name
         try:
             result = subprocess.run(
-                command, capture_output=True, text=True, timeout=TIMEOUT, stdin=subprocess.DEVNULL
+                command,
+                check=False,
+                capture_output=True,
+                text=True,
+                timeout=TIMEOUT,
+                stdin=subprocess.DEVNULL,
             )
         except FileNotFoundError:
             raise SchedulerError(

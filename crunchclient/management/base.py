@@ -10,7 +10,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from crunchclient.exceptions import ClientError, exit_codes_help
-from crunchclient.terminal import Formatter, Output
+from crunchclient.printable import Formatter, Output
 
 
 def configure_logging(verbosity: int) -> None:
@@ -33,10 +33,10 @@ def configure_logging(verbosity: int) -> None:
 
 class ClientCommand(BaseCommand):
     """Base of the crunch_* commands: the exit-code epilog, ClientError -> CommandError, and
-    output made printable (``crunchclient.terminal``)."""
+    output made printable (``crunchclient.printable``)."""
 
     # The standalone client has no database or admin to check.
-    requires_system_checks: list[str] = []
+    requires_system_checks: list[str] = []  # noqa: RUF012 (django-stubs: an instance variable)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

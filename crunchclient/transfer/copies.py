@@ -10,7 +10,7 @@ from concurrent.futures import Executor, Future
 from io import FileIO
 from pathlib import Path
 
-from crunchclient.hashing import CHUNK_SIZE, Counter
+from crunchclient.transfer.hashing import CHUNK_SIZE, Counter
 from crunchclient.transfer.paths import write_all
 
 SMALL_FILE = 1024 * 1024  # bytes: files below this are read in one call

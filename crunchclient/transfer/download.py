@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict
 
 from crunchclient.exceptions import TransferError
-from crunchclient.hashing import Checksums, Copy, fingerprint, fingerprint_of, md5_file
-from crunchclient.progress import Progress
 from crunchclient.transfer.backends import StorageBackend, open_backend
 from crunchclient.transfer.backends.base import Entry
+from crunchclient.transfer.hashing import Checksums, Copy, fingerprint, fingerprint_of, md5_file
 from crunchclient.transfer.parallel import run_parallel
 from crunchclient.transfer.paths import (
     join,
@@ -31,6 +30,7 @@ from crunchclient.transfer.paths import (
     safe_relative,
     write_then_rename,
 )
+from crunchclient.transfer.progress import Progress
 
 if TYPE_CHECKING:
     from typing import Unpack
@@ -50,15 +50,20 @@ class Fetched:
     seconds: float
 
 
+class FetchOptions(TypedDict, total=False):
+    """fetch_tree()'s keyword arguments."""
+
+    jobs: int
+    known: Mapping[str, str] | None
+    quiet: bool
+    tidy: bool
+
+
 def fetch_tree(
     storage: Storage | StorageBackend,
     prefix: str,
     destination: Path,
-    *,
-    jobs: int = 8,
-    known: Mapping[str, str] | None = None,
-    quiet: bool = False,
-    tidy: bool = False,
+    **options: Unpack[FetchOptions],
 ) -> Checksums:
     """Copy every file under prefix into destination; return their checksums.
 
@@ -70,9 +75,7 @@ def fetch_tree(
     StorageBackend its owner keeps open. With tidy (a run's Setup), what a killed upload
     left half-written in the stored folder is removed.
     """
-    return fetch_counted(
-        storage, prefix, destination, jobs=jobs, known=known, quiet=quiet, tidy=tidy
-    )[0]
+    return fetch_counted(storage, prefix, destination, **options)[0]
 
 
 def fetch_counted(
@@ -90,15 +93,6 @@ def fetch_counted(
         return _download(
             backend, prefix, destination, jobs=jobs, known=known or {}, quiet=quiet, tidy=tidy
         )
-
-
-class FetchOptions(TypedDict, total=False):
-    """fetch_tree()'s keyword arguments."""
-
-    jobs: int
-    known: Mapping[str, str] | None
-    quiet: bool
-    tidy: bool
 
 
 def download_tree(

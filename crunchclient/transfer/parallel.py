@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import TypeVar
 
-from crunchclient.progress import Progress, TransferCancelled
+from crunchclient.transfer.progress import Progress, TransferCancelled
 
 BATCH_FILES = 64  # small files handled by one worker task, to keep pool overhead low
 BATCH_BYTES = 16 * 1024 * 1024  # bytes: a batch closes once it holds this much

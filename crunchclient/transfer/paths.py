@@ -234,16 +234,3 @@ def remove_work_folder(directory: Path, folder: Path) -> bool:
         return False
     shutil.rmtree(folder, ignore_errors=True)
     return True
-
-
-def dataset_prefix(raw: str, slug: str) -> str:
-    """The dataset's folder in storage from its base_file_path: the one rule, refused if
-    it would lead out of the storage (a leading ``/`` means the storage's root, as it
-    always did)."""
-    parts = raw.replace("\\", "/").split("/")
-    if ".." in parts or raw[1:2] == ":" or "\x00" in raw or not raw.strip("/. "):
-        raise UnsafePathError(
-            f"Refusing the folder {raw!r} of dataset {slug!r}: it is not a folder inside "
-            "the storage; give the dataset a relative base_file_path on the server."
-        )
-    return "/".join(part for part in parts if part not in ("", "."))

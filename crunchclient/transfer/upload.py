@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from crunchclient.exceptions import TransferError
-from crunchclient.hashing import Digests, fingerprint_of, md5_file
-from crunchclient.progress import Progress
 from crunchclient.transfer.backends import StorageBackend, open_backend
 from crunchclient.transfer.backends.base import Entry
+from crunchclient.transfer.hashing import Digests, fingerprint_of, md5_file
 from crunchclient.transfer.parallel import run_parallel
 from crunchclient.transfer.paths import inside, join, safe_relative, walk_files
+from crunchclient.transfer.progress import Progress
 
 if TYPE_CHECKING:
     from django.core.files.storage import Storage
@@ -144,7 +144,7 @@ class _Sent:
                 self.skipped += 1
 
 
-def _send(
+def _send(  # noqa: PLR0913 (keyword-only: what one upload needs)
     storage: Storage | StorageBackend,
     prefix: str,
     root: Path,

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from crunchclient import ClientConfig, bootstrap
-from crunchclient.arguments import duration
-from crunchclient.config import resolve
+from crunchclient import ClientConfig
+from crunchclient.cli.arguments import duration
 from crunchclient.exceptions import ConfigurationError
+from crunchclient.settings import bootstrap
+from crunchclient.settings.config import resolve
 
 
 def test_legacy_default_file_storage_becomes_storages_default() -> None:
@@ -80,6 +81,7 @@ def test_help_names_the_environment_and_exit_codes(capsys: pytest.CaptureFixture
         "--max-datasets",
         "--time-limit",
         "exit codes:",
+        "11 crunch submit: the scheduler refused a command",
         "130 stopped by SIGTERM/SIGINT",
         "--pass-env NAME",
         "CRUNCH_TOKEN, AWS_*",
@@ -115,14 +117,14 @@ def test_storage_settings_option_inside_a_project_is_reported(
     ],
 )
 def test_passwords_in_urls_are_masked(url: str, shown: str) -> None:
-    from crunchclient.connection import masked
+    from crunchclient.server.http import masked
 
     assert masked(url) == shown
 
 
 def test_the_server_url_password_never_shows(tmp_path: Path) -> None:
-    from crunchclient.connection import Connection
     from crunchclient.exceptions import ServerError
+    from crunchclient.server.connection import Connection
 
     connection = Connection("http://user:pw-0001@127.0.0.1:1/", "t", retry_for=0)
     with pytest.raises(ServerError) as excinfo:
@@ -135,13 +137,14 @@ def test_the_server_url_password_never_shows(tmp_path: Path) -> None:
     [("p:d", "p:d"), ("a/../b", "a%2F..%2Fb"), ("..", "%2E%2E"), ("a?b#c", "a%3Fb%23c")],
 )
 def test_slugs_are_one_path_segment(slug: str, segment: str) -> None:
-    from crunchclient.connection import quote_slug
+    from crunchclient.server.http import quote_slug
 
     assert quote_slug(slug) == segment
 
 
 def test_notes_are_cut_between_characters() -> None:
-    from crunchclient.stages.base import head_bytes, tail_bytes
+    from crunchclient.worker.context import head_bytes
+    from crunchclient.worker.stages.base import tail_bytes
 
     text = "\u00e9" * 10_000
     head = head_bytes(text, 101)
@@ -152,7 +155,7 @@ def test_notes_are_cut_between_characters() -> None:
 
 
 def test_workflow_environment_keeps_secrets_out() -> None:
-    from crunchclient.stages.workflow import workflow_env
+    from crunchclient.settings.secrets import workflow_env
 
     config = ClientConfig(
         url="http://h/", token="token-0001", storage=None, directory=Path("."),
@@ -166,3 +169,18 @@ def test_workflow_environment_keeps_secrets_out() -> None:
     assert workflow_env(config, environ) == {
         "PATH": "/bin", "AWS_REGION": "eu-west-1", "HOME": "/home/pw",
     }  # fmt: skip
+
+
+def test_every_exit_code_is_in_the_table_once() -> None:
+    """--help imports crunchclient.exceptions alone: every code the client returns is there."""
+    from crunchclient.exceptions import EXIT_CODES, ClientError
+
+    def subclasses(cls: type[ClientError]) -> list[type[ClientError]]:
+        return [cls, *(sub for child in cls.__subclasses__() for sub in subclasses(child))]
+
+    import crunchclient.launchers.submit  # noqa: F401  # its errors, if declared there
+
+    codes = [code for code, _ in EXIT_CODES]
+    assert len(codes) == len(set(codes))
+    assert {cls.exit_code for cls in subclasses(ClientError)} <= set(codes)
+    assert 11 in codes

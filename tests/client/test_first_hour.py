@@ -52,7 +52,7 @@ def test_a_settings_file_without_a_usable_storage_is_refused_before_claiming(
 
 
 def test_aws_and_legacy_settings_are_known(crunch: Crunch, tmp_path: Path) -> None:
-    from crunchclient.bootstrap import read_settings_file
+    from crunchclient.settings.bootstrap import read_settings_file
 
     path = tmp_path / "legacy.toml"
     path.write_text(
@@ -171,7 +171,7 @@ def test_a_url_that_can_never_work_fails_at_once_with_its_cause(
 
 
 def test_ls_marks_a_running_rows_note_as_the_last_runs() -> None:
-    from crunchclient.watch import ls_table
+    from crunchclient.terminal.watch import ls_table
 
     rows = [
         {"slug": "w:a", "state": "running", "attempts": 2, "stage": 2, "note": "exit 1\nboom"},

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from crunchclient.hashing import fingerprint
-from crunchclient.outputs import OutputHashes
-from crunchclient.stages.setup import is_record
 from crunchclient.transfer import upload_tree
+from crunchclient.transfer.hashing import fingerprint
+from crunchclient.worker.stages.setup import is_record
+from crunchclient.worker.workflow.outputs import OutputHashes
 from tests.client.test_transfer import PREFIX, md5sum, stored_names
 
 SETTLE = 0.05  # seconds: short, so the tests do not wait on the real one-second pause

@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from crunch.models import Dataset, Status
-from crunchclient import groups
+from crunchclient.worker import groups
 from tests.clientkit import Crunch
 
 pytestmark = pytest.mark.django_db(transaction=True)

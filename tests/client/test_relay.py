@@ -1,5 +1,5 @@
-"""A workflow's output relayed on the client's own thread (crunchclient.relay), with real
-subprocesses: lines and long lines whole, secrets masked, stop flags obeyed."""
+"""A workflow's output relayed on the client's own thread (crunchclient.worker.workflow.relay),
+with real subprocesses: lines and long lines whole, secrets masked, stop flags obeyed."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from crunchclient import relay
-from crunchclient.relay import Stream, relay_until_exit
-from crunchclient.shutdown import OWN_GROUP
-from crunchclient.stages.workflow import Masker, Tail
+from crunchclient.settings.secrets import Masker
+from crunchclient.worker.shutdown import OWN_GROUP
+from crunchclient.worker.stages.workflow import Tail
+from crunchclient.worker.workflow import relay
+from crunchclient.worker.workflow.relay import Stream, relay_until_exit
 
 
 def run(script: str, tmp_path: Path, *, stopping=lambda: False, secrets=frozenset()):

@@ -16,18 +16,19 @@ import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import FileSystemStorage
 
-from crunchclient import hashing, transfer
+from crunchclient import transfer
 from crunchclient.exceptions import Interrupted, TransferError, UnsafePathError
-from crunchclient.hashing import Checksums
-from crunchclient.progress import Progress
 from crunchclient.transfer import (
     checksum_tree,
     download_tree,
     fetch_tree,
+    hashing,
     safe_relative,
     upload_files,
     upload_tree,
 )
+from crunchclient.transfer.hashing import Checksums
+from crunchclient.transfer.progress import Progress
 
 PREFIX = "proj/ds"
 FILES = {
@@ -389,7 +390,7 @@ def test_killed_download_leaves_no_file_under_final_name(tmp_path: Path) -> None
         from pathlib import Path
         from django.core.files.storage import FileSystemStorage
         from crunchclient import transfer
-        from crunchclient.progress import Progress
+        from crunchclient.transfer.progress import Progress
         def die(self, *, bytes=0, files=0):
             # Die once bytes flow and the partial file exists, mid-copy.
             for _ in range(200):

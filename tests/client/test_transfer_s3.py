@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from crunchclient.hashing import multipart_etag
 from crunchclient.transfer import backend_class, download_tree, upload_files, upload_tree
 from crunchclient.transfer.backends.s3 import S3Backend
+from crunchclient.transfer.hashing import multipart_etag
 from tests.s3 import make_s3_storage
 
 PREFIX = "proj/ds"

@@ -72,3 +72,25 @@ def test_a_project_from_a_server_before_pausing_parses_as_not_paused() -> None:
     assert ProjectInfo.from_wire(data).paused is False
     data["paused"] = True
     assert ProjectInfo.from_wire(data).paused is True
+
+
+def test_what_the_client_sends_has_the_serializers_fields() -> None:
+    """The outgoing dataclasses write the fields the server's serializers read."""
+    from crunch.api.run_serializers import NextClaimSerializer, StartSerializer, StatusSerializer
+    from crunch.choices import Stage, State
+    from crunchclient.server.bodies import Diagnostics, NextRequest, StatusReport
+
+    assert names(Diagnostics) == set(StartSerializer().fields)
+    facts = Diagnostics(**dict.fromkeys(names(Diagnostics), "x"))
+    ask = NextRequest(holder="h", lease_seconds=60, start=facts, project="p")
+    assert set(ask.to_wire()) == set(NextClaimSerializer().fields)
+    report = StatusReport(
+        dataset=1, stage=Stage.UPLOAD, state=State.SUCCESS, claim="c", diagnostics=facts,
+        extra={"workflow_sha256": "0" * 64},
+    )  # fmt: skip
+    sent = set(report.to_wire(next=ask))
+    assert sent <= set(StatusSerializer().fields)
+    assert set(StatusSerializer().fields) - sent == {
+        "id", "created", "dataset_slug", "dataset_state", "dataset_retry_at", "stage_name",
+        "state_name",
+    }  # what only the answer holds  # fmt: skip

@@ -1,7 +1,7 @@
-"""A newcomer's first hour, run from the README's own commands (issue 23, must show 2).
+"""A newcomer's first hour, run from the tutorial's own commands (issue 23, must show 2).
 
-The commands are read from README.md's "Run a server" and "From folders to results"
-blocks, so the README cannot drift from what works: a server started as it says, its
+The commands are read from docs/tutorial.md's "Run a server" and "From folders to results"
+blocks, so the tutorial cannot drift from what works: a server started as it says, its
 tokens and storage settings, a project of 20 folders, two loops at once, a dataset that
 fails once and is retried, then status, why, logs and download. Only what a test must
 change is changed: the port, the folders' place, and answers a person would type.
@@ -21,7 +21,8 @@ import requests
 
 from tests.clientkit import BIN, ROOT, clean_env, free_port
 
-README = (ROOT / "README.md").read_text(encoding="utf-8")
+README = (ROOT / "docs" / "tutorial.md").read_text(encoding="utf-8")
+"""The tutorial (once the README's first sections; the name stays for the diff's sake)."""
 
 
 def block(heading: str) -> list[str]:
@@ -48,7 +49,7 @@ wc -w < input.txt > count.txt
 
 
 class Journey:
-    """Runs README lines in a folder of the newcomer's, as their shell would."""
+    """Runs tutorial lines in a folder of the newcomer's, as their shell would."""
 
     def __init__(self, home: Path) -> None:
         self.home = home
@@ -60,7 +61,7 @@ class Journey:
         self.url = ""
 
     def line(self, text: str) -> str:
-        """A README line as the test runs it: this venv's Python, the repo's manage.py."""
+        """A tutorial line as the test runs it: this venv's Python, the repo's manage.py."""
         text = text.replace(".venv/bin/python", shlex.quote(sys.executable))
         text = text.replace("manage.py", shlex.quote(str(ROOT / "manage.py")))
         for name, value in self.tokens.items():
@@ -134,7 +135,7 @@ def wait_for_server(url: str) -> None:
             return
         except requests.ConnectionError:
             time.sleep(0.3)
-    raise AssertionError("the README's server did not start")
+    raise AssertionError("the tutorial's server did not start")
 
 
 def work_through_the_folders(journey: Journey, tmp_path: Path) -> None:
@@ -194,4 +195,4 @@ def work_through_the_folders(journey: Journey, tmp_path: Path) -> None:
             assert len(counts) == 20
             assert (journey.home / "results/words/site-7/count.txt").read_text().strip() == "8"
         else:
-            raise AssertionError(f"The README has a new command this test does not know: {line}")
+            raise AssertionError(f"The tutorial has a new command this test does not know: {line}")

@@ -340,7 +340,7 @@ def test_fails_once_then_completes_on_its_second_attempt(crunch: Crunch, tmp_pat
 @pytest.mark.timeout(420)
 def test_chaos_run_completes_every_dataset_exactly_once() -> None:
     result = subprocess.run(
-        [sys.executable, "benchmarks/chaos.py", "--datasets", "40", "--clients", "4",
+        [sys.executable, "-m", "benchmarks.chaos", "--datasets", "40", "--clients", "4",
          "--kill-every", "2", "--outage", "4", "--timeout", "300"],
         cwd=ROOT, capture_output=True, text=True, timeout=400,
     )  # fmt: skip

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from crunch.models import Attribute, Dataset, Status
-from crunchclient.fetch import size_text
+from crunchclient.transfer.progress import size_text
 from tests.clientkit import Crunch, error_line, free_port, statuses
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -95,12 +95,14 @@ def test_staff_place_and_move_nothing_into_a_project_they_have_no_role_on(
         post_form(client, f"/admin/crunch/dataset/{mine.pk}/change/", {"project": beta.pk}),
         post_form(client, "/admin/crunch/item/add/", {"dataset": theirs.pk, "name": "planted"}),
         post_form(
-            client, "/admin/crunch/attribute/add/",
+            client,
+            "/admin/crunch/attribute/add/",
             {"dataset": theirs.pk, "kind": "char", "key": "planted", "text": "x"},
-        ),  # fmt: skip
-        post_form(client, "/admin/crunch/status/add/", {"dataset": theirs.pk, "stage": 1,
-                                                         "state": 1}),
-    ]  # fmt: skip
+        ),
+        post_form(
+            client, "/admin/crunch/status/add/", {"dataset": theirs.pk, "stage": 1, "state": 1}
+        ),
+    ]
 
     assert [answer.status_code for answer in answers] == [200, 302, 200, 200, 403]
     for refused in (answers[0], answers[2], answers[3]):

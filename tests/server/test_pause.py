@@ -176,7 +176,7 @@ def running(project: Project, name: str = "r") -> tuple[Dataset, uuid.UUID]:
 )
 def test_who_may_release(role: str | None, code: int) -> None:
     project = make_project(name="P")
-    dataset, claim_id = running(project)
+    dataset, _claim_id = running(project)
     r = client(token_of(role, project)).post("/api/datasets/p:r/release/")
     assert r.status_code == code, r.content
     dataset.refresh_from_db()

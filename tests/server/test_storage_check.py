@@ -46,7 +46,7 @@ def test_storage_check_prints_settings_a_client_accepts(tmp_path: Path) -> None:
     assert os.listdir(media) == []  # the test file and its folder are gone
     path = tmp_path / "storage.toml"
     path.write_text(printed.stdout)
-    from crunchclient.bootstrap import read_settings_file
+    from crunchclient.settings.bootstrap import read_settings_file
 
     assert read_settings_file(path)["STORAGES"]["default"]["OPTIONS"]["location"] == str(media)
 

@@ -35,7 +35,7 @@ def database_text() -> str:
     values: list[str] = []
     with connection.cursor() as cursor:
         for table in connection.introspection.table_names():
-            cursor.execute(f"SELECT * FROM {connection.ops.quote_name(table)}")  # noqa: S608
+            cursor.execute(f"SELECT * FROM {connection.ops.quote_name(table)}")
             values.extend(str(value) for row in cursor.fetchall() for value in row)
     return "\n".join(values)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from crunch.models import Dataset, Project, Status
-from crunchclient.deadline import Deadline, slurm_job_end
+from crunchclient.server.wire import ProjectStats
+from crunchclient.worker.deadline import Deadline, slurm_job_end
 from tests.clientkit import Crunch
 from tests.measured import measured_run
 
@@ -51,7 +52,9 @@ def test_the_job_end_comes_from_slurm_job_end_time() -> None:
 def test_without_measured_runs_the_slowest_of_the_loop_decides() -> None:
     now = [0.0]
     deadline = Deadline(
-        ends_at=100.0, source="the job's end", stats=lambda: {"run_seconds_p90": None},
+        ends_at=100.0, source="the job's end", stats=lambda: ProjectStats(
+            pending=1, running=0, completed=0, failed=0, run_seconds_p90=None
+        ),
         clock=lambda: now[0],
     )  # fmt: skip
     assert deadline.stop_reason(slowest=90) is None

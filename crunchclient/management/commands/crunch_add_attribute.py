@@ -4,9 +4,10 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from crunchclient import entry, remote
+from crunchclient.cli.arguments import add_server_arguments
 from crunchclient.exceptions import ConfigurationError
 from crunchclient.management.base import ClientCommand
+from crunchclient.terminal import entry, remote
 
 
 class Command(ClientCommand):
@@ -23,7 +24,7 @@ class Command(ClientCommand):
         parser.add_argument(
             "--format", default="", help="For date and datetime: a strptime format to read VALUE."
         )
-        remote.add_server_arguments(parser)
+        add_server_arguments(parser)
 
     def handle(self, *args: Any, **opts: Any) -> None:
         wanted = 2 if entry.ATTRIBUTE_TYPES[opts["type"]] == "lat-long" else 1

@@ -4,8 +4,9 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
-from crunchclient import entry, remote
+from crunchclient.cli.arguments import add_server_arguments
 from crunchclient.management.base import ClientCommand
+from crunchclient.terminal import entry, remote
 
 
 class Command(ClientCommand):
@@ -20,7 +21,7 @@ class Command(ClientCommand):
             "--base-file-path", default="", metavar="FOLDER",
             help="The dataset's folder in storage (default crunch/<project>/<dataset>).",
         )  # fmt: skip
-        remote.add_server_arguments(parser)
+        add_server_arguments(parser)
 
     def handle(self, *args: Any, **opts: Any) -> None:
         slug = entry.add_dataset(

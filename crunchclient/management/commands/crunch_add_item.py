@@ -4,8 +4,9 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
-from crunchclient import entry, remote
+from crunchclient.cli.arguments import add_server_arguments
 from crunchclient.management.base import ClientCommand
+from crunchclient.terminal import entry, remote
 
 
 class Command(ClientCommand):
@@ -16,7 +17,7 @@ class Command(ClientCommand):
         parser.add_argument("name", help="The name of the new item.")
         parser.add_argument("--description", default="", help="A brief description.")
         parser.add_argument("--details", default="", help="A long description in Markdown.")
-        remote.add_server_arguments(parser)
+        add_server_arguments(parser)
 
     def handle(self, *args: Any, **opts: Any) -> None:
         slug = entry.add_item(

@@ -5,8 +5,10 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
-from crunchclient import entry, remote, workflows
+from crunchclient.cli.arguments import add_server_arguments
 from crunchclient.management.base import ClientCommand
+from crunchclient.settings import kinds
+from crunchclient.terminal import entry, remote
 
 
 class Command(ClientCommand):
@@ -21,11 +23,11 @@ class Command(ClientCommand):
             help="A file with the workflow every dataset runs (script, Snakefile, executable).",
         )  # fmt: skip
         parser.add_argument(
-            "--kind", choices=tuple(workflows.KINDS),
+            "--kind", choices=tuple(kinds.KINDS),
             help="How the workflow runs (default: snakemake for a Snakefile, else script).",
         )  # fmt: skip
         parser.add_argument("--public", action="store_true", help="Anyone may view the project.")
-        remote.add_server_arguments(parser)
+        add_server_arguments(parser)
 
     def handle(self, *args: Any, **opts: Any) -> None:
         slug = entry.add_project(

@@ -5,10 +5,15 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from crunchclient import bootstrap, fetch, remote, watch
-from crunchclient.arguments import positive_int
+from crunchclient.cli.arguments import (
+    add_copy_arguments,
+    add_server_arguments,
+    add_storage_settings,
+)
 from crunchclient.exceptions import ConfigurationError
 from crunchclient.management.base import ClientCommand
+from crunchclient.settings import bootstrap
+from crunchclient.terminal import fetch, remote, watch
 
 
 class Command(ClientCommand):
@@ -29,15 +34,9 @@ class Command(ClientCommand):
             help="Leave out the files Setup had (the dataset's .crunch/setup_md5_checksums.json)"
             " unless the workflow changed them.",
         )  # fmt: skip
-        parser.add_argument(
-            "--storage-settings", metavar="PATH",
-            help="TOML or JSON storage settings (env: CRUNCH_STORAGE_SETTINGS).",
-        )  # fmt: skip
-        parser.add_argument(
-            "--jobs", type=positive_int, default=8, help="Files copied in parallel."
-        )
-        parser.add_argument("--quiet", action="store_true", help="No progress display.")
-        remote.add_server_arguments(parser)
+        add_storage_settings(parser)
+        add_copy_arguments(parser, copied="copied")
+        add_server_arguments(parser)
 
     def handle(self, *args: Any, **opts: Any) -> None:
         if bool(opts["datasets"]) == bool(opts["project"]):

@@ -4,8 +4,10 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
-from crunchclient import bootstrap, fetch, remote
+from crunchclient.cli.arguments import add_server_arguments, add_storage_settings
 from crunchclient.management.base import ClientCommand
+from crunchclient.settings import bootstrap
+from crunchclient.terminal import fetch, remote
 
 
 class Command(ClientCommand):
@@ -17,11 +19,8 @@ class Command(ClientCommand):
             "storage_settings_file", nargs="?", metavar="STORAGE_SETTINGS",
             help="The storage settings file, as django-crunch 0.1 took it (or --storage-settings).",
         )  # fmt: skip
-        parser.add_argument(
-            "--storage-settings", metavar="PATH",
-            help="TOML or JSON storage settings (env: CRUNCH_STORAGE_SETTINGS).",
-        )  # fmt: skip
-        remote.add_server_arguments(parser)
+        add_storage_settings(parser)
+        add_server_arguments(parser)
 
     def handle(self, *args: Any, **opts: Any) -> None:
         connection = remote.connect(opts)

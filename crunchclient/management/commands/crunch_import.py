@@ -5,10 +5,15 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from crunchclient import bootstrap, importing, remote
-from crunchclient.arguments import positive_int
+from crunchclient.cli.arguments import (
+    add_copy_arguments,
+    add_server_arguments,
+    add_storage_settings,
+)
 from crunchclient.exceptions import ConfigurationError
 from crunchclient.management.base import ClientCommand
+from crunchclient.settings import bootstrap
+from crunchclient.terminal import importing, remote
 
 
 class Command(ClientCommand):
@@ -35,16 +40,9 @@ class Command(ClientCommand):
             help="Columns: name, optional base_file_path, description, details, priority, "
             "then one per attribute named key:type (e.g. depth:float).",
         )  # fmt: skip
-        parser.add_argument(
-            "--storage-settings", metavar="PATH",
-            help="TOML or JSON storage settings (env: CRUNCH_STORAGE_SETTINGS); for "
-            "--from-storage and --upload.",
-        )  # fmt: skip
-        parser.add_argument(
-            "--jobs", type=positive_int, default=8, help="Files uploaded in parallel."
-        )
-        parser.add_argument("--quiet", action="store_true", help="No progress bar.")
-        remote.add_server_arguments(parser)
+        add_storage_settings(parser, use=" for --from-storage and --upload")
+        add_copy_arguments(parser, copied="uploaded")
+        add_server_arguments(parser)
 
     def handle(self, *args: Any, **opts: Any) -> None:
         project = opts["project"]

@@ -4,10 +4,11 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from crunchclient import bootstrap, logs, remote
-from crunchclient.arguments import number
+from crunchclient.cli.arguments import add_server_arguments, add_storage_settings, number
 from crunchclient.exceptions import Interrupted
 from crunchclient.management.base import ClientCommand
+from crunchclient.settings import bootstrap
+from crunchclient.terminal import logs, remote
 
 
 def interval(text: str) -> float:
@@ -33,11 +34,8 @@ class Command(ClientCommand):
             "--every", type=interval, default=logs.FOLLOW_EVERY, metavar="SECONDS",
             help=f"With --follow: seconds between two looks (default {logs.FOLLOW_EVERY:g}).",
         )  # fmt: skip
-        parser.add_argument(
-            "--storage-settings", metavar="PATH",
-            help="TOML or JSON storage settings (env: CRUNCH_STORAGE_SETTINGS).",
-        )  # fmt: skip
-        remote.add_server_arguments(parser)
+        add_storage_settings(parser)
+        add_server_arguments(parser)
 
     def handle(self, *args: Any, **opts: Any) -> None:
         remote.quiet_transfers(opts["verbosity"])

@@ -4,12 +4,12 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from crunchclient.arguments import add_client_arguments
-from crunchclient.config import resolve
-from crunchclient.dryrun import dry_run
+from crunchclient.cli.arguments import add_client_arguments
 from crunchclient.exceptions import ConfigurationError, Interrupted, StageFailed
 from crunchclient.management.base import ClientCommand
-from crunchclient.worker import Worker
+from crunchclient.settings.config import resolve
+from crunchclient.terminal.dryrun import dry_run
+from crunchclient.worker.worker import Worker
 
 
 class Command(ClientCommand):

@@ -6,8 +6,9 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
-from crunchclient import remote, watch
+from crunchclient.cli.arguments import add_server_arguments
 from crunchclient.management.base import ClientCommand
+from crunchclient.terminal import remote, watch
 
 
 class Command(ClientCommand):
@@ -18,7 +19,7 @@ class Command(ClientCommand):
         parser.add_argument("--state", choices=watch.STATES, help="Only datasets in this state.")
         parser.add_argument("--search", metavar="TEXT", help="Only datasets whose name holds TEXT.")
         parser.add_argument("--json", action="store_true", help="Print the datasets as JSON.")
-        remote.add_server_arguments(parser)
+        add_server_arguments(parser)
 
     def handle(self, *args: Any, **opts: Any) -> None:
         width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
@@ -30,5 +31,5 @@ class Command(ClientCommand):
                 search=opts["search"],
                 as_json=opts["json"],
                 width=width,
-            )  # fmt: skip
+            )
         )

@@ -4,10 +4,10 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
-from crunchclient.arguments import add_client_arguments
-from crunchclient.config import resolve
+from crunchclient.cli.arguments import add_client_arguments
 from crunchclient.management.base import ClientCommand
-from crunchclient.worker import Worker
+from crunchclient.settings.config import resolve
+from crunchclient.worker.worker import Worker
 
 
 class Command(ClientCommand):

@@ -7,9 +7,10 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from crunchclient import projects, remote
+from crunchclient.cli.arguments import add_server_arguments
 from crunchclient.exceptions import ConfigurationError
 from crunchclient.management.base import ClientCommand
+from crunchclient.terminal import projects, remote
 
 ACTIONS = {
     "set": "Change the workflow, attempts, retry delay or visibility (any of them).",
@@ -62,7 +63,7 @@ class Command(ClientCommand):
                     "--private", dest="public", action="store_const", const=False,
                     help="Only roles on the project see it.",
                 )  # fmt: skip
-            remote.add_server_arguments(action)
+            add_server_arguments(action)
 
     def handle(self, *args: Any, **opts: Any) -> None:
         slug, action = opts["project"], opts["action"]

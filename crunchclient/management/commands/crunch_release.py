@@ -6,8 +6,9 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
-from crunchclient import projects, remote
+from crunchclient.cli.arguments import add_server_arguments
 from crunchclient.management.base import ClientCommand
+from crunchclient.terminal import projects, remote
 
 
 class Command(ClientCommand):
@@ -19,7 +20,7 @@ class Command(ClientCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("dataset", help="The dataset's slug, e.g. 'project:dataset'.")
-        remote.add_server_arguments(parser)
+        add_server_arguments(parser)
 
     def handle(self, *args: Any, **opts: Any) -> None:
         self.stdout.write(projects.release(remote.connect(opts), opts["dataset"]))

@@ -4,10 +4,10 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from crunchclient import remote, worker
-from crunchclient.arguments import add_connection_arguments
+from crunchclient.cli.arguments import add_connection_arguments
 from crunchclient.exceptions import ConfigurationError
 from crunchclient.management.base import ClientCommand
+from crunchclient.terminal import remote, retry
 
 
 class Command(ClientCommand):
@@ -34,4 +34,4 @@ class Command(ClientCommand):
                 returncode=ConfigurationError.exit_code,
             )
         connection = remote.connect(opts)
-        self.stdout.write(worker.retry(connection, dataset=dataset, project=project))
+        self.stdout.write(retry.retry(connection, dataset=dataset, project=project))

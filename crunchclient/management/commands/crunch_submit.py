@@ -5,11 +5,17 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
-from crunchclient import bootstrap, submit
-from crunchclient.arguments import add_argument, add_url_and_token, positive_int, seconds
-from crunchclient.config import ENVIRONMENT, resolve_token, resolve_url
-from crunchclient.launchers import SlurmLauncher
+from crunchclient.cli.arguments import (
+    add_argument,
+    add_url_and_token,
+    positive_int,
+    seconds,
+    wall_time,
+)
+from crunchclient.launchers import SlurmLauncher, submit
 from crunchclient.management.base import ClientCommand
+from crunchclient.settings import bootstrap
+from crunchclient.settings.config import ENVIRONMENT, resolve_token, resolve_url
 
 SCHEDULER_OPTIONS = ("partition", "account", "qos", "cpus_per_task", "mem", "gres", "constraint")
 
@@ -29,11 +35,11 @@ class Command(ClientCommand):
             help="Tasks in the job array (default 1; with --keep, the most submitted at once).",
         )  # fmt: skip
         parser.add_argument(
-            "--time", type=submit.wall_time, required=True, metavar="DURATION",
+            "--time", type=wall_time, required=True, metavar="DURATION",
             help="Wall time of each task, e.g. 2h, 90m, 1h30m or Slurm's 1:30:00.",
         )  # fmt: skip
         parser.add_argument(
-            "--margin", type=submit.wall_time, metavar="DURATION",
+            "--margin", type=wall_time, metavar="DURATION",
             help="Time kept free at the end: the loop claims nothing that would not finish "
             "before it, and Slurm signals the task then, so a running dataset is released "
             "without spending an attempt (default a tenth of --time, 10s to 5m; Slurm may "
@@ -109,7 +115,7 @@ class Command(ClientCommand):
         scheduler = {name: opts[name] for name in SCHEDULER_OPTIONS if opts[name] is not None}
         scheduler["output"] = opts["output"] or str(Path("crunch-%x-%A_%a.out").absolute())
         standalone = bootstrap.is_standalone()
-        settings_file = bootstrap.configured_from
+        settings_file = bootstrap.PROCESS.configured_from
         request = submit.Request(
             project=opts["project"], jobs=jobs, wall=wall, margin=margin,
             url=resolve_url(opts), token=resolve_token(opts),

@@ -4,8 +4,9 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
-from crunchclient import remote, watch
+from crunchclient.cli.arguments import add_server_arguments
 from crunchclient.management.base import ClientCommand
+from crunchclient.terminal import remote, watch
 
 
 class Command(ClientCommand):
@@ -14,7 +15,7 @@ class Command(ClientCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("dataset", help="The dataset's slug, e.g. 'project:dataset'.")
         parser.add_argument("--json", action="store_true", help="Print the server's JSON.")
-        remote.add_server_arguments(parser)
+        add_server_arguments(parser)
 
     def handle(self, *args: Any, **opts: Any) -> None:
         self.stdout.write(watch.why(remote.connect(opts), opts["dataset"], as_json=opts["json"]))

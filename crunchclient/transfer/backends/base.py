@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, ClassVar, NamedTuple
 if TYPE_CHECKING:
     from django.core.files.storage import Storage
 
-    from crunchclient.progress import Progress
+    from crunchclient.transfer.progress import Progress
 
 
 class Entry(NamedTuple):

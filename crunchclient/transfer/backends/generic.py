@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING
 from django.core.files import File
 
 from crunchclient.exceptions import TransferError
-from crunchclient.hashing import md5_file, md5_stream
 from crunchclient.transfer.backends.base import Entry, StorageBackend, keep_mtime
+from crunchclient.transfer.hashing import md5_file, md5_stream
 from crunchclient.transfer.paths import join
 
 if TYPE_CHECKING:
-    from crunchclient.progress import Progress
+    from crunchclient.transfer.progress import Progress
 
 
 class GenericBackend(StorageBackend):

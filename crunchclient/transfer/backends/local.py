@@ -17,15 +17,15 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from crunchclient.exceptions import UnsafePathError
-from crunchclient.hashing import md5_file
 from crunchclient.transfer.backends.base import Entry, StorageBackend
 from crunchclient.transfer.copies import SMALL_FILE, copy_file
+from crunchclient.transfer.hashing import md5_file
 from crunchclient.transfer.paths import walk, write_then_rename
 
 if TYPE_CHECKING:
     from django.core.files.storage import Storage
 
-    from crunchclient.progress import Progress
+    from crunchclient.transfer.progress import Progress
 
 
 class LocalBackend(StorageBackend):

@@ -13,7 +13,9 @@ from typing import IO, TYPE_CHECKING, Any, cast
 
 from boto3.s3.transfer import TransferConfig, create_transfer_manager
 from botocore.exceptions import (
-    ConnectionError,
+    ConnectionError as BotoConnectionError,
+)
+from botocore.exceptions import (
     IncompleteReadError,
     ReadTimeoutError,
     ResponseStreamingError,
@@ -23,13 +25,13 @@ from s3transfer.utils import ChunksizeAdjuster
 from storages.utils import clean_name, safe_join
 
 from crunchclient.exceptions import UnsafePathError
-from crunchclient.hashing import md5_file, md5_stream, multipart_etag
 from crunchclient.transfer.backends.base import Entry, StorageBackend, keep_mtime
+from crunchclient.transfer.hashing import md5_file, md5_stream, multipart_etag
 
 if TYPE_CHECKING:
     from django.core.files.storage import Storage
 
-    from crunchclient.progress import Progress
+    from crunchclient.transfer.progress import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +39,7 @@ MULTIPART_THRESHOLD = 64 * 1024 * 1024  # bytes: below it an upload's ETag is it
 PART_SIZE = 16 * 1024 * 1024  # bytes per ranged GET or uploaded part
 MIN_CONCURRENCY = 10  # requests in flight, boto3's default
 GET_ATTEMPTS = 5  # tries of a single-GET download whose stream breaks
-BROKEN_STREAM = (ConnectionError, IncompleteReadError, ReadTimeoutError, ResponseStreamingError)
+BROKEN_STREAM = (BotoConnectionError, IncompleteReadError, ReadTimeoutError, ResponseStreamingError)
 
 
 class S3Backend(StorageBackend):

@@ -1,0 +1,156 @@
+-- The statements crunch writes by hand: those every dataset runs (its claim, its
+-- statuses, the token of each call), where building an ORM query costs about ten times
+-- running it, and two of a migration. Registration's bulk writes are in crunch/db/bulk.py.
+-- Everything else goes through the ORM.
+--
+-- Each statement starts with "-- name --" and a comment saying what it does; crunch.db
+-- loads it by that name (crunch.db.queries). Parameters are named: %(name)s. A few parts
+-- vary with the call and are written {slot}: the user model's table and columns (filled
+-- once, from the model, as AUTH_USER_MODEL may be swapped), a condition chosen among the
+-- fragments below, or a list of placeholders. On a database without row locks (SQLite,
+-- which takes its write lock when a transaction starts) the loader drops FOR UPDATE.
+-- tests/server/test_sql_statements.py compares each statement with its ORM equivalent.
+
+-- claim_next --
+-- Claim the next ready dataset (pending, past its retry delay; highest priority, then
+-- oldest) in one statement: the row, as it is now. {queue} narrows the datasets to one
+-- project or to unpaused projects, {allowed} to those the caller may process. PostgreSQL
+-- skips the rows other claims are taking, so no two claims get one row.
+UPDATE "crunch_dataset" SET
+    claim_key = %(claim_key)s, lease_seconds = %(lease_seconds)s, state = %(state)s,
+    stage = %(stage)s, claim_id = %(claim_id)s, claim_holder = %(claim_holder)s,
+    claim_user_id = %(claim_user_id)s, claimed = %(claimed)s, heartbeat = %(heartbeat)s,
+    lease_expires = %(lease_expires)s, not_before = %(not_before)s,
+    attempts = attempts + 1
+WHERE id = (
+    SELECT id FROM "crunch_dataset"
+    WHERE state = %(ready)s AND (not_before IS NULL OR not_before <= %(now)s)
+      AND {queue} AND {allowed}
+    ORDER BY priority DESC, id
+    LIMIT 1
+    FOR UPDATE OF "crunch_dataset" SKIP LOCKED
+)
+RETURNING *
+
+-- queue_anywhere --
+-- The claim queue's datasets when no project is named: those of unpaused projects.
+"crunch_dataset".project_id NOT IN (SELECT id FROM "crunch_project" WHERE paused)
+
+-- queue_of_project --
+-- The claim queue's datasets of one unpaused project, known by its id.
+"crunch_dataset".project_id = %(project_id)s
+
+-- queue_of_slug --
+-- The claim queue's datasets of one project, known by its slug, unless it is paused.
+"crunch_dataset".project_id = (
+    SELECT id FROM "crunch_project" WHERE slug = %(project_slug)s AND NOT paused
+)
+
+-- may_process --
+-- Whether the user %(process_user)s may process the dataset's project, as
+-- crunch.access.grants says: a role among {roles} (%(process_role_0)s, ...) of the user or
+-- of one of their groups, on the project or on every project (no project).
+EXISTS (
+    SELECT 1 FROM "crunch_projectrole" crunch_r
+    WHERE crunch_r.role IN ({roles})
+      AND (crunch_r.project_id = "crunch_dataset".project_id OR crunch_r.project_id IS NULL)
+      AND (crunch_r.user_id = %(process_user)s OR crunch_r.group_id IN (
+          SELECT crunch_g.{user_groups_group} FROM {user_groups} crunch_g
+          WHERE crunch_g.{user_groups_user} = %(process_user)s
+      ))
+)
+
+-- anyone --
+-- No condition: the caller may process every project.
+1 = 1
+
+-- no_one --
+-- The caller may process no project (not signed in).
+1 = 0
+
+-- project --
+-- A project by its id.
+SELECT * FROM "crunch_project" WHERE id = %(id)s
+
+-- dataset_with_project --
+-- A dataset by its id, its project joined: a claim read back.
+SELECT "crunch_dataset".*, "crunch_project".*
+FROM "crunch_dataset"
+INNER JOIN "crunch_project" ON "crunch_dataset".project_id = "crunch_project".id
+WHERE "crunch_dataset".id = %(id)s
+
+-- lock_dataset --
+-- Lock a dataset (by {dataset}: its id or its slug) for a status, its project joined,
+-- with {seen}: the id of a status the user already recorded on it with one of the
+-- status keys (a retried post), and {allowed}: whether the user may report on it.
+SELECT "crunch_dataset".*, "crunch_project".*, {seen}, {allowed}
+FROM "crunch_dataset"
+INNER JOIN "crunch_project" ON "crunch_dataset".project_id = "crunch_project".id
+WHERE {dataset}
+FOR UPDATE OF "crunch_dataset"
+
+-- dataset_of_id --
+-- lock_dataset's dataset, by id.
+"crunch_dataset".id = %(dataset)s
+
+-- dataset_of_slug --
+-- lock_dataset's dataset, by slug.
+"crunch_dataset".slug = %(dataset)s
+
+-- seen_by_user --
+-- lock_dataset's earlier status of the user with one of the keys {keys}.
+(SELECT "crunch_status".id FROM "crunch_status"
+ WHERE "crunch_status".dataset_id = "crunch_dataset".id
+   AND "crunch_status".user_id = %(seen_user)s AND "crunch_status"."key" IN ({keys})
+ LIMIT 1)
+
+-- seen_anonymous --
+-- lock_dataset's earlier status without a user with one of the keys {keys}.
+(SELECT "crunch_status".id FROM "crunch_status"
+ WHERE "crunch_status".dataset_id = "crunch_dataset".id
+   AND "crunch_status".user_id IS NULL AND "crunch_status"."key" IN ({keys})
+ LIMIT 1)
+
+-- unseen --
+-- lock_dataset without status keys: nothing to look up.
+NULL
+
+-- advance_dataset --
+-- Save what a status moves on its dataset (crunch.db.statements.ADVANCED).
+UPDATE "crunch_dataset" SET
+    stage = %(stage)s, heartbeat = %(heartbeat)s, state = %(state)s,
+    not_before = %(not_before)s, note = %(note)s, finished = %(finished)s,
+    lease_expires = %(lease_expires)s, claim_id = %(claim_id)s, claim_key = %(claim_key)s,
+    lease_seconds = %(lease_seconds)s, claim_holder = %(claim_holder)s,
+    claim_user_id = %(claim_user_id)s, claimed = %(claimed)s
+WHERE id = %(id)s
+
+-- token_with_user --
+-- The API token of a key's SHA-256 digest, with its user: every API call runs it.
+SELECT "crunch_accesstoken".*, {user_table}.*
+FROM "crunch_accesstoken"
+INNER JOIN {user_table} ON "crunch_accesstoken".user_id = {user_table}.{user_pk}
+WHERE "crunch_accesstoken".digest = %(digest)s
+
+-- insert_statuses --
+-- Record statuses of one or more runs in one statement; {rows} holds one tuple per
+-- status, (%(v0_0)s, %(v0_1)s, ...) for the first, its values in this column order.
+-- Their ids, in the same order.
+INSERT INTO "crunch_status" (
+    dataset_id, stage, state, note, claim_id, "key", user_id, created, workflow_sha256,
+    agent_user, version, revision, system, system_release, system_version, machine,
+    hostname, ip_address, mac_address, slurm_job_id, slurm_array_task_id,
+    memory_total, memory_free, disk_total, disk_free
+)
+VALUES {rows}
+RETURNING id
+
+-- authtoken_keys --
+-- Migration 0008: the keys of DRF's authtoken app (rest_framework.authtoken, which crunch
+-- read before it had tokens of its own), to become crunch tokens. Its model may not be
+-- installed, hence SQL.
+SELECT "key", user_id, created FROM "authtoken_token"
+
+-- delete_authtoken_keys --
+-- Migration 0008: delete DRF's authtoken rows once their keys are crunch tokens.
+DELETE FROM "authtoken_token"

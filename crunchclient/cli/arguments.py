@@ -1,0 +1,252 @@
+"""Argument types and parser builders of the crunch_* commands (argparse only)."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from crunch.constants import LEASE_SECONDS
+from crunchclient.server.http import START_RETRY_FOR
+from crunchclient.settings import kinds
+from crunchclient.settings.config import ENVIRONMENT, HEARTBEAT_SECONDS, RETRY_FOR_SECONDS
+
+N = TypeVar("N", int, float)
+
+
+class Parser(Protocol):
+    """A parser or an argument group: what ``add_argument`` is called on."""
+
+    def add_argument(self, *flags: str, **kwargs: Any) -> argparse.Action: ...
+
+
+# ---------------------------------------------------------------------------- argument types
+
+
+def number(text: str, convert: Callable[[str], N], *, what: str, least: N, bound: str) -> N:
+    """``convert(text)``, refused (as argparse shows it) if it is not one or below least."""
+    try:
+        value = convert(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}.") from None
+    if value < least:
+        raise argparse.ArgumentTypeError(f"{text!r} {bound}.")
+    return value
+
+
+def positive_int(text: str) -> int:
+    return number(text, int, what="a whole number", least=1, bound="must be at least 1")
+
+
+def seconds(text: str) -> float:
+    return number(text, float, what="a number of seconds", least=0.0, bound="must not be negative")
+
+
+DURATION = re.compile(
+    r"^\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s?)?\s*$"
+)
+
+
+def duration(text: str) -> float:
+    """Parse '2h', '30m', '90s', '1h30m' or plain seconds into seconds."""
+    match = DURATION.match(text)
+    if not text.strip() or not match or not any(match.groups()):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration: use e.g. 2h, 30m, 90s or 1h30m."
+        )
+    hours, minutes, secs = (float(part or 0) for part in match.groups())
+    return hours * 3600 + minutes * 60 + secs
+
+
+SLURM_TIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")  # Slurm's [D-]HH:MM[:SS]
+
+
+def wall_time(text: str) -> float:
+    """'2h', '90m', '1h30m', '45s', or Slurm's '[D-]HH:MM[:SS]', in seconds.
+
+    A bare number is refused: sbatch reads it as minutes, ``crunch loop`` as seconds.
+    """
+    text = text.strip()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is ambiguous: write e.g. {text}m or {text}s, or Slurm's 1:30:00."
+        )
+    match = SLURM_TIME.match(text)
+    if match and (":" in text or "-" in text):
+        days, first, second, third = (int(part or 0) for part in match.groups())
+        if match.group(4) is not None:  # H:M:S
+            hours, minutes, secs = first, second, third
+        elif "-" in text:  # D-H or D-H:M
+            hours, minutes, secs = first, second, 0
+        else:  # M:S
+            hours, minutes, secs = 0, first, second
+        return float(days * 86400 + hours * 3600 + minutes * 60 + secs)
+    return duration(text)
+
+
+def positive_duration(text: str) -> float:
+    """A duration (see duration()) longer than zero."""
+    value = duration(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be longer than 0s.")
+    return value
+
+
+def add_argument(
+    parser: Parser, *flags: str, envvar: str | None = None, **kwargs: Any
+) -> argparse.Action:
+    """``parser.add_argument``, saying in the help which variable gives the value when the
+    option is not passed (``crunchclient.settings.config`` reads it, then prompts)."""
+    if envvar:
+        kwargs["help"] = f"{kwargs.get('help', '')} (env: {envvar})".lstrip()
+    return parser.add_argument(*flags, **kwargs)
+
+
+def add_url_and_token(parser: Parser) -> None:
+    """--url and --token, which every command that talks to the server takes."""
+    add_argument(parser, "--url", envvar=ENVIRONMENT["url"], help="URL of the crunch server.")
+    add_argument(parser, "--token", envvar=ENVIRONMENT["token"], help="API token of a client user.")
+
+
+def add_storage_settings(parser: Parser, *, use: str = "") -> None:
+    """--storage-settings of the terminal commands that read or write storage."""
+    add_argument(
+        parser,
+        "--storage-settings",
+        metavar="PATH",
+        envvar=ENVIRONMENT["storage_settings"],
+        help=f"TOML or JSON storage settings{use}",
+    )
+
+
+def add_copy_arguments(parser: Parser, *, copied: str) -> None:
+    """--jobs and --quiet of the terminal commands that copy files."""
+    parser.add_argument("--jobs", type=positive_int, default=8, help=f"Files {copied} in parallel.")
+    parser.add_argument("--quiet", action="store_true", help="No progress display.")
+
+
+# ---------------------------------------------------------------------------- the parser
+
+
+def add_client_arguments(parser: argparse.ArgumentParser, *, command: str) -> None:
+    """Add the options of ``command`` (run, next or loop) to parser."""
+    if command == "run":
+        parser.add_argument(
+            "dataset", help="Slug of the dataset to process, e.g. 'project:dataset'."
+        )
+    else:
+        parser.add_argument("--project", help="Only datasets of this project (its slug).")
+    server = parser.add_argument_group("server and storage")
+    add_url_and_token(server)
+    add_argument(
+        server, "--storage-settings", metavar="PATH", envvar=ENVIRONMENT["storage_settings"],
+        help="TOML or JSON file with the server's storage settings (standalone 'crunch' only; "
+        "inside a Django project its STORAGES are used).",
+    )  # fmt: skip
+    work = parser.add_argument_group("processing")
+    work.add_argument(
+        "--directory", type=Path, default=Path("crunch-work"),
+        help="Working directory; each dataset goes in <directory>/<project>/<dataset>/ "
+        "(default ./crunch-work).",
+    )  # fmt: skip
+    work.add_argument(
+        "--cores",
+        type=positive_int,
+        default=1,
+        help="Cores for the workflow (Snakemake --cores; default 1).",
+    )
+    work.add_argument(
+        "--workflow", choices=tuple(kinds.KINDS),
+        help="Run the workflow as this kind (a bash script, a Snakefile, or an executable "
+        "whose first line picks its interpreter), whatever the project says.",
+    )  # fmt: skip
+    work.add_argument(
+        "--path", type=Path, help="A local workflow file to run instead of the project's."
+    )
+    work.add_argument("--use-conda", action="store_true", help="Pass --use-conda to Snakemake.")
+    work.add_argument(
+        "--timeout", type=positive_duration, metavar="DURATION",
+        help="Stop a dataset's workflow that runs longer than this, e.g. 90, 90s, 5m, 2h: "
+        "the dataset fails with a note naming the limit (and a loop goes on).",
+    )  # fmt: skip
+    work.add_argument(
+        "--pass-env", action="append", default=[], metavar="NAME",
+        help="Give the workflow this environment variable although it is kept from it "
+        "by default (CRUNCH_TOKEN, AWS_*, and any variable holding a key or password of "
+        "the storage settings); repeat for several.",
+    )  # fmt: skip
+    work.add_argument(
+        "--download", action=argparse.BooleanOptionalAction, default=True,
+        help="Copy the dataset's files from storage before the workflow (default: yes).",
+    )  # fmt: skip
+    work.add_argument(
+        "--upload", action=argparse.BooleanOptionalAction, default=True,
+        help="Upload new and modified files after the workflow (default: yes).",
+    )  # fmt: skip
+    work.add_argument(
+        "--cleanup",
+        action="store_true",
+        help="Delete the dataset's folder after a successful upload.",
+    )
+    transfer = parser.add_argument_group("transfers")
+    transfer.add_argument(
+        "--jobs", type=positive_int, default=8, help="Files copied in parallel (default 8)."
+    )
+    transfer.add_argument("--quiet", action="store_true", help="No progress display for transfers.")
+    resilience = parser.add_argument_group("leases and outages")
+    resilience.add_argument(
+        "--lease", type=positive_int, default=LEASE_SECONDS, metavar="SECONDS",
+        help=f"How long the claim lives without a heartbeat (default {LEASE_SECONDS}).",
+    )  # fmt: skip
+    resilience.add_argument(
+        "--heartbeat", type=seconds, default=HEARTBEAT_SECONDS, metavar="SECONDS",
+        help=f"Seconds between lease renewals (default {HEARTBEAT_SECONDS}).",
+    )  # fmt: skip
+    resilience.add_argument(
+        "--retry-for", type=seconds, default=None, metavar="SECONDS",
+        help="Keep retrying an unreachable server this long before giving up "
+        f"(default {RETRY_FOR_SECONDS}; {START_RETRY_FOR:g} until the server first answers).",
+    )  # fmt: skip
+    if command == "loop":
+        limits = parser.add_argument_group("loop")
+        limits.add_argument(
+            "--max-datasets", type=positive_int, metavar="N", help="Stop after N datasets."
+        )
+        limits.add_argument(
+            "--time-limit", type=duration, metavar="DURATION",
+            help="Stop claiming when too little of this time is left, e.g. 2h, 30m, 90s "
+            "(for batch jobs).",
+        )  # fmt: skip
+        limits.add_argument(
+            "--wait", type=seconds, metavar="SECONDS", default=None,
+            help="When nothing is pending but other clients still hold datasets, check again "
+            "every SECONDS instead of stopping, so datasets a lost client leaves behind are "
+            "picked up; stop when none is pending or running.",
+        )  # fmt: skip
+        limits.add_argument(
+            "--dry-run", "-n", action="store_true",
+            help="Claim nothing: say which datasets would be claimed first and why, and whether "
+            "the workflow's tool, the storage and the working directory are ready; exit 2 "
+            "when one is not (like snakemake -n).",
+        )  # fmt: skip
+
+
+def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of commands that only talk to the server (crunch_retry)."""
+    add_url_and_token(parser)
+    parser.add_argument(
+        "--retry-for", type=seconds, default=None, metavar="SECONDS",
+        help=f"Keep retrying an unreachable server this long (default {RETRY_FOR_SECONDS}; "
+        f"{START_RETRY_FOR:g} until the server first answers).",
+    )  # fmt: skip
+
+
+def add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    """--url, --token, --retry-for; and 0.1's --verbose/--no-verbose, accepted for its scripts."""
+    add_connection_arguments(parser)
+    parser.add_argument(
+        "--verbose", action=argparse.BooleanOptionalAction, default=True,
+        help=argparse.SUPPRESS,  # django-crunch 0.1's option: what is made is always printed
+    )  # fmt: skip

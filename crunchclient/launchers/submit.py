@@ -1,0 +1,273 @@
+"""``crunch submit``: write a job array script of ``crunch loop`` tasks and submit it.
+
+The URL, token and storage settings reach the tasks through a file only its owner can
+read (mode 0600), which the job script sources: never through a command line, where
+``ps`` and the scheduler's accounting show them, nor through the script, which Slurm
+copies into its spool and ``scontrol write batch_script`` prints.
+
+With ``keep``, the command stays and keeps that many tasks queued or running while
+the project has pending datasets, then exits once nothing is pending or running.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import secrets
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from crunchclient.exceptions import ConfigurationError, SchedulerError, SubmitError
+from crunchclient.launchers.base import JobSpec, Launcher
+from crunchclient.server.connection import Connection
+from crunchclient.server.wire import ProjectStats
+
+logger = logging.getLogger(__name__)
+
+SUBMIT_DIR = Path("~/.crunch/submit")  # scripts and their private settings files
+BACKOFF_FIRST = 5.0  # seconds before retrying a failed scheduler command
+BACKOFF_MAX = 300.0
+
+
+def default_margin(wall: float) -> float:
+    """Time kept free at the end of a job: a tenth of it, between 10 s and 5 min."""
+    return min(300.0, max(10.0, wall / 10))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Request:
+    """What ``crunch submit`` was asked to do, options resolved."""
+
+    project: str
+    jobs: int
+    wall: float
+    margin: float
+    url: str
+    token: str
+    storage_settings: Path | None  # standalone client; None inside a Django project
+    directory: Path
+    wait: float = 30.0
+    cores: int | None = None
+    loop_args: list[str] = field(default_factory=list)
+    setup: list[str] = field(default_factory=list)
+    scheduler: dict[str, Any] = field(default_factory=dict)  # partition, account, ...
+    extra: list[str] = field(default_factory=list)
+    name: str | None = None
+
+
+def loop_command(request: Request, *, standalone: bool) -> list[str]:
+    """The ``crunch loop`` each task runs: the same Python, so the same crunch."""
+    if standalone:
+        base = [sys.executable, "-m", "crunchclient.cli", "loop"]
+    else:  # inside a Django project: its manage.py and its settings
+        base = [sys.executable, str(Path(sys.argv[0]).absolute()), "crunch_loop"]
+    command = [
+        *base, "--project", request.project,
+        "--time-limit", f"{max(1.0, request.wall - request.margin):g}s",
+        "--wait", f"{request.wait:g}", "--directory", str(request.directory), "--quiet",
+    ]  # fmt: skip
+    if request.cores:
+        command += ["--cores", str(request.cores)]
+    return command + request.loop_args
+
+
+def env_text(request: Request) -> str:
+    values = {"CRUNCH_URL": request.url, "CRUNCH_TOKEN": request.token}
+    if request.storage_settings is not None:
+        values["CRUNCH_STORAGE_SETTINGS"] = str(request.storage_settings)
+    lines = [f"{name}={shlex.quote(value)}" for name, value in values.items()]
+    return "# crunch submit: the settings of its job's tasks. Keep this file private.\n" + (
+        "\n".join(lines) + "\n"
+    )
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to a file created readable by its owner only."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+        out.write(text)
+    os.chmod(path, 0o600)  # an older file of that name keeps its mode otherwise
+
+
+@dataclass(frozen=True)
+class Prepared:
+    spec: JobSpec
+    script: str
+    script_path: Path
+    env_path: Path
+
+
+def prepare(request: Request, launcher: Launcher, *, standalone: bool) -> Prepared:
+    """The job script and where it and its settings file go; nothing is written yet."""
+    name = request.name or f"crunch-{request.project}"
+    stamp = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+    folder = SUBMIT_DIR.expanduser().absolute()
+    env_path = folder / f"{name}-{stamp}.env"
+    spec = JobSpec(
+        name=name, tasks=request.jobs, wall_seconds=request.wall, signal_seconds=request.margin,
+        command=loop_command(request, standalone=standalone), env_file=env_path,
+        setup=request.setup, extra=request.extra, **request.scheduler,
+    )  # fmt: skip
+    return Prepared(spec, launcher.script(spec), folder / f"{name}-{stamp}.sh", env_path)
+
+
+def write(prepared: Prepared, request: Request) -> None:
+    write_private(prepared.env_path, env_text(request))
+    write_private(prepared.script_path, prepared.script)
+
+
+def submitted_message(launcher: Launcher, job_id: str, tasks: int, request: Request) -> str:
+    lines = [
+        f"Submitted job {job_id}: {tasks} task(s) of 'crunch loop --project {request.project}'."
+    ]
+    if hint := launcher.watch_hint(job_id):
+        lines.append(f"Watch it with: {hint}")
+    lines.append(f"Progress: crunch status --project {request.project}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- --keep
+
+
+@dataclass
+class Backoff:
+    """Seconds to wait before the next retry of a failing scheduler command."""
+
+    first: float = BACKOFF_FIRST
+    most: float = BACKOFF_MAX
+    failures: int = 0
+
+    def next(self) -> float:
+        self.failures += 1
+        return float(min(self.most, self.first * 2.0 ** (self.failures - 1)))
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+@dataclass
+class Keeper:
+    """Keep up to ``keep`` tasks queued or running while the project has pending datasets."""
+
+    launcher: Launcher
+    connection: Connection
+    prepared: Prepared
+    request: Request
+    keep: int
+    poll_seconds: float = 30.0
+    report: Callable[[str], None] = print
+    sleep: Callable[[float], None] = time.sleep
+    job_ids: list[str] = field(default_factory=list)
+    submitted: int = 0
+    most_held: int = 0
+
+    def stats(self) -> ProjectStats:
+        return self.connection.project_stats(self.request.project)
+
+    def run(self) -> str:
+        """Submit until nothing is pending or running; return the closing summary."""
+        backoff = Backoff()
+        done_before, ended_since_progress = -1, 0
+        while True:
+            stats = self.stats()
+            try:
+                tasks = self.launcher.poll(self.job_ids)
+            except SchedulerError as exc:
+                self.retry_later(exc, backoff)
+                continue
+            self.most_held = max(self.most_held, tasks.held)
+            pending, running = stats.pending, stats.running
+            done = stats.completed + stats.failed
+            ended = self.submitted - tasks.held
+            if done != done_before:
+                done_before, ended_since_progress = done, ended
+            elif ended - ended_since_progress >= max(3, 2 * self.keep) and pending:
+                raise SubmitError(
+                    f"{ended - ended_since_progress} task(s) ended without finishing a dataset "
+                    f"of {self.request.project!r}: a dataset may need more than --time, or the "
+                    "tasks fail to start; see their output (--output)."
+                )
+            if not pending and not running:
+                if tasks.queued:
+                    for job_id in self.job_ids:
+                        self.launcher.cancel(job_id, queued_only=True)
+                if not tasks.running:
+                    return (
+                        f"Project {self.request.project!r}: nothing pending or running "
+                        f"({stats.completed} completed, {stats.failed} failed); "
+                        f"submitted {self.submitted} task(s) in {len(self.job_ids)} job(s), "
+                        f"at most {self.most_held} at once."
+                    )
+            count = min(self.keep - tasks.held, pending - tasks.queued, self.request.jobs)
+            if pending and count > 0:
+                try:
+                    job_id = self.launcher.submit(self.prepared.script_path, tasks=count)
+                except SchedulerError as exc:
+                    if not self.job_ids:
+                        raise  # the first submission failing is the job's settings, not luck
+                    self.retry_later(exc, backoff)
+                    continue
+                self.job_ids.append(job_id)
+                self.submitted += count
+                self.most_held = max(self.most_held, tasks.held + count)
+                self.report(
+                    f"Submitted job {job_id}: {count} task(s); {tasks.held} already held, "
+                    f"{pending} dataset(s) pending."
+                )
+            backoff.reset()
+            self.sleep(self.poll_seconds)
+
+    def retry_later(self, exc: SchedulerError, backoff: Backoff) -> None:
+        pause = backoff.next()
+        logger.warning("%s; retrying in %gs", exc, pause)
+        self.sleep(pause)
+
+
+def submit(
+    request: Request, launcher: Launcher, *, standalone: bool, dry_run: bool = False,
+    keep: int | None = None, poll_seconds: float = 30.0,
+    report: Callable[[str], None] = print,
+) -> str | None:  # fmt: skip
+    """Submit the job array (or keep tasks going); return the job id (None with dry_run)."""
+    if keep is not None:
+        request = replace(request, jobs=min(request.jobs, keep))
+    prepared = prepare(request, launcher, standalone=standalone)
+    if dry_run:
+        report(prepared.script.rstrip("\n"))
+        return None
+    connection = Connection(request.url, request.token)
+    connection.project(request.project)  # a wrong slug or token fails before sbatch
+    write(prepared, request)
+    keeper = Keeper(
+        launcher=launcher, connection=connection, prepared=prepared, request=request,
+        keep=keep or 0, poll_seconds=poll_seconds, report=report,
+    )  # fmt: skip
+    try:
+        if keep is None:
+            job_id = launcher.submit(prepared.script_path, tasks=request.jobs)
+            keeper.job_ids.append(job_id)
+            report(submitted_message(launcher, job_id, request.jobs, request))
+        else:
+            report(keeper.run())
+    finally:
+        if not keeper.job_ids:  # nothing submitted: no job will read them
+            prepared.env_path.unlink(missing_ok=True)
+            prepared.script_path.unlink(missing_ok=True)
+    return keeper.job_ids[0] if keeper.job_ids else None
+
+
+def check_request(request: Request) -> None:
+    if request.margin >= request.wall:
+        raise ConfigurationError(
+            f"--margin {request.margin:g}s leaves no time of --time {request.wall:g}s: "
+            "pass a smaller --margin or a longer --time."
+        )
+    if math.isinf(request.wall):
+        raise ConfigurationError("--time must be finite.")

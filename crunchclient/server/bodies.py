@@ -1,0 +1,100 @@
+"""What the client sends: statuses and claim requests, each with its own idempotency key.
+
+A key is made once per status or claim request, so every retry of the same call is
+recorded once by the server, however often its answer is lost. ``Connection`` turns
+each into JSON (``to_wire``); nothing else builds a request body by hand.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from crunch.choices import Stage, State
+
+
+def new_key() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True, kw_only=True)
+class Diagnostics:
+    """Facts about the machine, sent with each status (and with a claim, as its Setup
+    Start's), named as django-crunch 0.1 sends them. A fact that is None is not sent."""
+
+    agent_user: str
+    version: str
+    revision: str
+    system: str
+    system_release: str
+    system_version: str
+    machine: str
+    hostname: str
+    ip_address: str
+    mac_address: str
+    memory_total: int | None = None
+    memory_free: int | None = None
+    slurm_job_id: str | None = None
+    slurm_array_task_id: str | None = None
+    disk_total: int | None = None
+    disk_free: int | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        found = ((item.name, getattr(self, item.name)) for item in fields(self))
+        return {name: value for name, value in found if value is not None}
+
+
+@dataclass(frozen=True, kw_only=True)
+class NextRequest:
+    """A claim request. One key for every retry of it: a lost answer does not claim twice.
+
+    ``start``: the diagnostics of the run's Setup Start, recorded with the claim;
+    ``project``: the project to claim from, when it goes with a status (``next``).
+    """
+
+    holder: str
+    lease_seconds: int
+    start: Diagnostics | None = None
+    project: str | None = None
+    key: str = field(default_factory=new_key)
+
+    def to_wire(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "holder": self.holder, "lease_seconds": self.lease_seconds, "key": self.key,
+        }  # fmt: skip
+        if self.start is not None:
+            body["start"] = self.start.to_wire()
+        if self.project:
+            body["project"] = self.project
+        return body
+
+
+@dataclass(frozen=True, kw_only=True)
+class StatusReport:
+    """A status with its own key: recorded once, however often its post is retried.
+
+    ``diagnostics`` are the machine's facts (see worker/diagnostics.py); ``extra`` the
+    fields of one stage, e.g. the Workflow Start's ``workflow_sha256``.
+    """
+
+    dataset: int
+    stage: Stage
+    state: State
+    claim: str
+    note: str = ""
+    diagnostics: Diagnostics | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    key: str = field(default_factory=new_key)
+
+    def to_wire(self, *, next: NextRequest | None = None) -> dict[str, Any]:
+        """The JSON the API reads; with ``next`` it also asks for the next claim."""
+        body: dict[str, Any] = {
+            "dataset": self.dataset, "stage": int(self.stage), "state": int(self.state),
+            "note": self.note, "claim": self.claim, "key": self.key,
+            **(self.diagnostics.to_wire() if self.diagnostics else {}), **self.extra,
+        }  # fmt: skip
+        if next is not None:
+            body["next"] = next.to_wire()
+        return body

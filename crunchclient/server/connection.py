@@ -1,0 +1,202 @@
+"""Connection: the crunch API, one typed method per endpoint, nothing else.
+
+The transport (retries, errors, URL helpers) is ``crunchclient.server.http``. Claims and
+status posts carry a unique ``key`` so a retried post is recorded once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlencode
+
+from crunchclient.exceptions import ClaimConflict, ClaimLost
+from crunchclient.server.bodies import Diagnostics, NextRequest, StatusReport
+from crunchclient.server.http import Transport, quote_slug
+from crunchclient.server.wire import Claim, DatasetInfo, ProjectInfo, ProjectStats, StatusAnswer
+
+
+class Connection(Transport):
+    """The crunch API at ``url``, authenticated with ``token``."""
+
+    def clone(self) -> Connection:
+        """A second connection with its own session, for another thread."""
+        twin = Connection(self.url, self.token, retry_for=self.retry_for, timeout=self.timeout)
+        twin.reached = self.reached
+        twin.held = self.held  # shared: the heartbeat renews the claims this one takes
+        return twin
+
+    # The calls of the API.
+
+    def claim_next(
+        self, *, holder: str, lease_seconds: int, project: str | None = None,
+        start: Diagnostics | None = None,
+    ) -> Claim | None:  # fmt: skip
+        """Claim the next pending dataset (of ``project``); None when nothing is pending.
+
+        With ``start`` (diagnostics) the server records the run's Setup Start with the claim.
+        """
+        path = f"projects/{quote_slug(project)}/next/" if project else "next/"
+        body = NextRequest(holder=holder, lease_seconds=lease_seconds, start=start).to_wire()
+        answer = self.request(
+            "POST", path, json=body, missing=f"No project has the slug {project!r}.",
+            project=project,
+        )  # fmt: skip
+        return None if answer is None else self.hold(Claim.from_wire(answer))
+
+    def claim_dataset(self, slug: str, *, holder: str, lease_seconds: int) -> Claim:
+        # One key for every retry of this request: a lost answer does not claim twice.
+        body = {"holder": holder, "lease_seconds": lease_seconds, "key": uuid.uuid4().hex}
+        return self.hold(
+            Claim.from_wire(
+                self.expect(
+                    "POST", f"datasets/{quote_slug(slug)}/claim/", json=body,
+                    missing=no_dataset(slug), conflict=ClaimConflict,
+                )
+            )
+        )  # fmt: skip
+
+    def dataset(self, slug: str) -> DatasetInfo:
+        return DatasetInfo.from_wire(
+            self.expect("GET", f"datasets/{quote_slug(slug)}/", missing=no_dataset(slug))
+        )
+
+    def project(self, slug: str) -> ProjectInfo:
+        return ProjectInfo.from_wire(
+            self.expect(
+                "GET", f"projects/{quote_slug(slug)}/",
+                missing=f"No project has the slug {slug!r}.", project=slug,
+            )
+        )  # fmt: skip
+
+    def send_status(self, report: StatusReport, *, next: NextRequest | None = None) -> StatusAnswer:
+        """Post one status; with ``next`` also claim the next dataset (the answer's
+        ``next``, held like any claim)."""
+        answer = StatusAnswer.from_wire(
+            self.expect(
+                "POST", "statuses/", json=report.to_wire(next=next), conflict=ClaimLost,
+                claim=report.claim,
+            )
+        )  # fmt: skip
+        if answer.next is not None:
+            self.hold(answer.next)
+        return answer
+
+    def post_statuses(self, reports: list[StatusReport]) -> list[StatusAnswer]:
+        """Record several statuses in order in one call."""
+        claim = next((report.claim for report in reports if report.claim), None)
+        answer = self.request(
+            "POST", "statuses/batch/", json=[report.to_wire() for report in reports],
+            conflict=ClaimLost, claim=claim,
+        )  # fmt: skip
+        assert isinstance(answer, list), "statuses/batch/ answered without a list"
+        return [StatusAnswer.from_wire(item) for item in answer]
+
+    def renew(self, claim: str, *, lease_seconds: int) -> None:
+        self.expect(
+            "POST", f"claims/{quote_slug(claim)}/renew/", json={"lease_seconds": lease_seconds},
+            conflict=ClaimLost, claim=claim,
+        )  # fmt: skip
+
+    def release(self, claim: str, *, note: str) -> None:
+        self.expect(
+            "POST", f"claims/{quote_slug(claim)}/release/", json={"note": note},
+            conflict=ClaimLost, claim=claim,
+        )  # fmt: skip
+
+    def retry_dataset(self, slug: str) -> dict[str, Any]:
+        return self.expect("POST", f"datasets/{quote_slug(slug)}/retry/", missing=no_dataset(slug))
+
+    def project_stats(self, slug: str) -> ProjectStats:
+        """The project's counts by state (``ProjectStatsView``): the deadline's and submit's
+        measure of what is left."""
+        return ProjectStats.from_wire(self.expect("GET", f"projects/{quote_slug(slug)}/stats/"))
+
+    def running_count(self, project: str | None) -> int:
+        """How many datasets (of ``project``) other clients hold now."""
+        if project:
+            return self.project_stats(project).running
+        return int(self.expect("GET", "datasets/?state=running")["count"])
+
+    def retry_project(self, slug: str) -> int:
+        answer = self.expect(
+            "POST",
+            f"projects/{quote_slug(slug)}/retry/",
+            missing=f"No project has the slug {slug!r}.",
+        )
+        return int(answer["retried"])
+
+    # The terminal's calls: listings and details as the server shows them to a person.
+
+    def listing(self, path: str, **params: str | None) -> Iterator[dict[str, Any]]:
+        """Every row of a paginated listing, page after page (DRF's ``next`` links)."""
+        given = {key: value for key, value in params.items() if value}
+        page = 1
+        while True:
+            answer = self.expect("GET", f"{path}?{urlencode({**given, 'page': page})}")
+            yield from answer.get("results", [])
+            if not answer.get("next"):
+                return
+            page += 1
+
+    def projects(self) -> Iterator[dict[str, Any]]:
+        return self.listing("projects/")
+
+    def datasets(self, **filters: str | None) -> Iterator[dict[str, Any]]:
+        """The datasets the token may see, filtered by ``project``, ``state``, ``search``."""
+        return self.listing("datasets/", **filters)
+
+    def statuses(self, dataset: str) -> Iterator[dict[str, Any]]:
+        """A dataset's statuses, oldest first."""
+        return self.listing("statuses/", dataset=dataset)
+
+    def project_detail(self, slug: str) -> dict[str, Any]:
+        return self.expect("GET", f"projects/{quote_slug(slug)}/", missing=no_project(slug))
+
+    def change_project(self, slug: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """PATCH the project's fields in ``changes``; the project as it is after."""
+        return self.expect(
+            "PATCH", f"projects/{quote_slug(slug)}/", json=changes, missing=no_project(slug)
+        )
+
+    def overview(self, slug: str, *, missing: str | None = None) -> dict[str, Any]:
+        """The project's counts and failures (``ProjectOverviewView``)."""
+        return self.expect("GET", f"projects/{quote_slug(slug)}/overview/", missing=missing)
+
+    def why(self, slug: str, *, missing: str | None = None) -> dict[str, Any]:
+        """Why the dataset is where it is (``DatasetWhyView``)."""
+        return self.expect("GET", f"datasets/{quote_slug(slug)}/why/", missing=missing)
+
+    def release_dataset(self, slug: str) -> None:
+        """Return a running dataset to pending (a maintainer's release, not a claim's)."""
+        self.expect("POST", f"datasets/{quote_slug(slug)}/release/", missing=no_dataset(slug))
+
+    def register(self, project: str, entries: list[Any], *, missing: str) -> dict[str, Any]:
+        """Register many datasets at once: the answer's ``created`` and ``existing``."""
+        path = f"projects/{quote_slug(project)}/datasets/"
+        return self.expect("POST", path, json=entries, missing=missing)
+
+    def create_project(self, fields: dict[str, Any]) -> str:
+        """Create a project; its slug."""
+        return str(self.expect("POST", "projects/", json=fields)["slug"])
+
+    def create_dataset(self, fields: dict[str, Any]) -> str:
+        """Create a dataset (``parent``: its project's slug); its slug."""
+        return str(self.expect("POST", "datasets/", json=fields)["slug"])
+
+    def create_item(self, fields: dict[str, Any]) -> str:
+        """Create an item under a dataset or item (``parent``); its slug."""
+        return str(self.expect("POST", "items/", json=fields)["slug"])
+
+    def add_attribute(self, kind: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """Add a typed attribute (``kind`` as the API names it: int, lat-long...)."""
+        return self.expect("POST", f"attributes/{quote_slug(kind)}/", json=fields)
+
+
+def no_project(slug: str) -> str:
+    return f"No project has the slug {slug!r}."
+
+
+def no_dataset(slug: str) -> str:
+    return f"No dataset has the slug {slug!r}: dataset slugs look like 'project:dataset'."

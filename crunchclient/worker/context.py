@@ -1,0 +1,149 @@
+"""RunContext: what the stages of one dataset share, and how its statuses reach the server."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from crunch.choices import Stage as StageNumber
+from crunch.choices import State
+from crunchclient.exceptions import ClaimLost, Interrupted, UnsafePathError
+from crunchclient.server.bodies import Diagnostics, NextRequest, StatusReport
+from crunchclient.server.connection import Connection
+from crunchclient.server.wire import Claim, DatasetInfo, ProjectInfo, StatusAnswer
+from crunchclient.settings.config import ClientConfig
+from crunchclient.settings.secrets import redact
+from crunchclient.transfer.hashing import Checksums, Digests
+from crunchclient.transfer.paths import make_work_folder, work_folder
+from crunchclient.worker.records import RECORDS, SETUP_CHECKSUMS, is_record, write_json
+from crunchclient.worker.shutdown import Shutdown
+
+logger = logging.getLogger(__name__)
+
+NOTE_BYTES = 8 * 1024
+"""The most a note sends (in UTF-8): a workflow's 3 MB stderr line must not stop its Fail."""
+
+
+@dataclass(kw_only=True)
+class RunContext:
+    """What the stages of one dataset share: the claim, the folder and the stop flags."""
+
+    config: ClientConfig
+    connection: Connection
+    claim: Claim
+    workdir: Path
+    shutdown: Shutdown = field(default_factory=Shutdown)
+    lost: threading.Event = field(default_factory=threading.Event)
+    diagnostics: Diagnostics | None = None
+    setup_checksums: Checksums = field(default_factory=lambda: Checksums({}))
+    output_hashes: Digests = field(default_factory=dict)  # hashed while the workflow ran
+    held: list[StatusReport] = field(default_factory=list)
+    """Statuses not sent yet: a stage's Success goes with the next Start, in one call."""
+
+    @property
+    def dataset(self) -> DatasetInfo:
+        return self.claim.dataset
+
+    @property
+    def project(self) -> ProjectInfo:
+        return self.claim.project
+
+    @property
+    def slug(self) -> str:
+        return self.claim.dataset.slug
+
+    @property
+    def records(self) -> Path:
+        return self.workdir / RECORDS
+
+    @property
+    def prefix(self) -> str:
+        """The dataset's folder in storage, refused if it would lead out of the storage."""
+        return self.dataset.folder
+
+    def make_workdir(self) -> None:
+        """Make the dataset's folder under --directory, refused (UnsafePathError) unless
+        the server's slugs name one inside it and no link takes it out."""
+        directory = self.config.directory
+        folder = work_folder(directory, self.project.slug, self.slug)
+        if folder != self.workdir:
+            raise UnsafePathError(
+                f"Refusing the folder {str(self.workdir)!r} of dataset {self.slug!r}: it is "
+                f"not {str(folder)!r}."
+            )
+        make_work_folder(directory, folder)
+
+    def report(
+        self, stage: StageNumber, state: State, note: str = "",
+        extra: dict[str, Any] | None = None, *, hold: bool = False,
+    ) -> StatusAnswer:  # fmt: skip
+        """Post a status; return the server's answer (with the dataset's new state).
+
+        With ``hold`` it waits to go with the next one (see ``send``) and answers nothing.
+        """
+        report = StatusReport(
+            dataset=self.dataset.id, stage=stage, state=state, claim=str(self.claim.id),
+            note=head_bytes(redact(note, self.config.secrets), NOTE_BYTES),
+            diagnostics=self.diagnostics, extra=extra or {},
+        )  # fmt: skip
+        if hold:
+            self.held.append(report)
+            return StatusAnswer()
+        return self.send(report)
+
+    def send(
+        self, report: StatusReport | None = None, *, next: NextRequest | None = None
+    ) -> StatusAnswer:
+        """Post the held statuses and ``body`` in order, in as few calls as the API allows;
+        with ``next`` the last of them also claims the next dataset. The last one's answer."""
+        reports, self.held = [*self.held, *([report] if report else [])], []
+        if not reports:
+            return StatusAnswer()
+        last = reports[-1]
+        try:
+            if len(reports) > 1 and next is None:
+                return self.connection.post_statuses(reports)[-1]
+            if len(reports) > 1:
+                self.connection.post_statuses(reports[:-1])
+            return self.connection.send_status(last, next=next)
+        except ClaimLost as exc:
+            # Refused before the heartbeat noticed: say the same as when it does.
+            if (last.stage, last.state) == (StageNumber.UPLOAD, State.SUCCESS):
+                raise  # the files were sent already
+            self.lost.set()
+            raise self.claim_lost() from exc
+
+    def claim_lost(self) -> ClaimLost:
+        return ClaimLost(
+            f"The server no longer holds the claim on dataset {self.slug!r}; "
+            "stopped without uploading."
+        )
+
+    def write_setup_checksums(self) -> dict[str, str]:
+        """Wait for the MD5s of the downloaded files, write their record and return them."""
+        if not self.setup_checksums.done():
+            logger.info("%s: waiting for the checksums of the downloaded files", self.slug)
+        checksums = self.setup_checksums.result(self.check)
+        setup = {path: md5 for path, md5 in checksums.items() if not is_record(path)}
+        write_json(self.records / SETUP_CHECKSUMS, setup)
+        return setup
+
+    def check(self) -> None:
+        """Stop the dataset if the server dropped our claim or a signal asked us to stop."""
+        if self.lost.is_set():
+            raise self.claim_lost()
+        if self.shutdown.requested:
+            raise Interrupted(f"Received {self.shutdown.signal_name}: the client was stopped.")
+
+
+def head_bytes(text: str, limit: int) -> str:
+    """The start of text, at most limit bytes of UTF-8, cut between two characters."""
+    data = text.encode("utf-8", "surrogateescape")
+    if len(data) <= limit:
+        return text
+    marker = f" [{len(data) - limit:,} bytes cut]"
+    kept = data[: max(0, limit - len(marker))]
+    return kept.decode("utf-8", "ignore") + marker

@@ -1,0 +1,180 @@
+"""WorkflowStage: run the workflow file as its kind says (settings/kinds.py), show and keep
+its output.
+
+The workflow is code from the server: it gets the client's environment without the
+client's secrets, and its output is kept with those secrets masked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+from crunch.choices import Stage as StageNumber
+from crunchclient import transfer
+from crunchclient.exceptions import ClientError
+from crunchclient.settings.secrets import Masker, workflow_env
+from crunchclient.worker.context import NOTE_BYTES
+from crunchclient.worker.groups import WATCHDOG_PROCESS, die_with_parent, end_group
+from crunchclient.worker.records import RECORDS, WORKFLOW_LOG, is_record
+from crunchclient.worker.shutdown import OWN_GROUP
+from crunchclient.worker.stages.base import Stage, tail_bytes
+from crunchclient.worker.stages.setup import workflow_file, workflow_kind
+from crunchclient.worker.workflow.outputs import OutputHashes
+from crunchclient.worker.workflow.relay import Stream, relay_until_exit
+
+logger = logging.getLogger(__name__)
+
+TAIL_LINES = 20  # lines of stderr kept for the Fail note
+TAIL_BYTES = NOTE_BYTES - 256  # the most of them the note holds, beside its first line
+
+
+class WorkflowExited(ClientError):
+    """The workflow exited with a non-zero code."""
+
+
+class WorkflowTimedOut(ClientError):
+    """The workflow ran past --timeout and was stopped."""
+
+
+def duration_text(seconds: float) -> str:
+    """Seconds as --timeout reads them: 5s, 90s, 5m, 2h, 1h30m."""
+    if seconds < 120 or seconds % 60:
+        return f"{seconds:g}s"
+    hours, minutes = divmod(int(seconds) // 60, 60)
+    if not hours:
+        return f"{minutes}m"
+    return f"{hours}h{minutes}m" if minutes else f"{hours}h"
+
+
+class Tail:
+    """The last bytes of a stream, for the Fail note: never more than a few notes' worth."""
+
+    def __init__(self, keep: int = 4 * NOTE_BYTES) -> None:
+        self.data = bytearray()
+        self.keep = keep
+
+    def add(self, chunk: bytes) -> None:
+        self.data += chunk
+        if len(self.data) > self.keep:
+            del self.data[: len(self.data) - self.keep]
+
+    def text(self, lines: int = TAIL_LINES, limit: int = TAIL_BYTES) -> str:
+        """Its last lines, at most limit bytes, cut between two characters."""
+        kept = bytes(self.data).rstrip().splitlines()[-lines:]
+        return tail_bytes(b"\n".join(kept), limit).strip()
+
+
+class WorkflowStage(Stage):
+    number = StageNumber.WORKFLOW
+    timed_out = False  # stopped for running past --timeout
+
+    def command(self) -> list[str]:
+        context = self.context
+        config = context.config
+        return workflow_kind(context).command(
+            workflow_file(context), cores=config.cores, workdir=context.workdir,
+            python=config.python, use_conda=config.use_conda,
+        )  # fmt: skip
+
+    def start_fields(self) -> dict[str, Any]:
+        """The SHA-256 of the file we run, so the server knows which workflow ran."""
+        digest = hashlib.sha256(workflow_file(self.context).read_bytes()).hexdigest()
+        return {"workflow_sha256": digest}
+
+    def run(self) -> str:
+        context = self.context
+        command = self.command()
+        env = {
+            **workflow_env(context.config, os.environ),
+            "CRUNCH_CORES": str(context.config.cores),
+            "CRUNCH_DATASET": context.slug,
+        }
+        started = time.monotonic()
+        # Upload needs the MD5 of every file the workflow writes: hash them meanwhile.
+        outputs = OutputHashes(
+            context.workdir, inputs=set(context.setup_checksums.paths), exclude=is_record
+        )
+        if context.config.upload:
+            outputs.start()
+        tail = Tail()
+        try:
+            code = self.run_process(command, env, tail)
+        finally:
+            outputs.stop()
+            context.output_hashes = outputs.digests()
+        context.check()
+        lines = tail.text()
+        if self.timed_out:
+            limit = duration_text(context.config.timeout or 0)
+            raise WorkflowTimedOut(
+                f"The workflow ran past --timeout {limit} and was stopped."
+                + (f" Last lines of stderr:\n{lines}" if lines else "")
+            )
+        if code != 0:
+            raise WorkflowExited(
+                f"The workflow exited with code {code}"
+                + (
+                    f". Last lines of stderr:\n{lines}"
+                    if lines
+                    else " and wrote nothing to stderr."
+                )
+            )
+        return f"Finished in {time.monotonic() - started:.1f}s."
+
+    def failed(self) -> None:
+        """Send ``.crunch/workflow.log`` of a failed run, so the dataset's page shows it."""
+        context = self.context
+        if not context.config.upload or not (context.records / WORKFLOW_LOG).is_file():
+            return
+        transfer.upload_tree(
+            context.config.storage, f"{context.prefix}/{RECORDS}", context.records,
+            exclude=lambda rel: rel != WORKFLOW_LOG, jobs=1, quiet=True,
+        )  # fmt: skip
+
+    def run_process(self, command: list[str], env: dict[str, str], tail: Tail) -> int:
+        """Run the workflow, relaying its output to the screen and the log (and the last
+        lines of stderr to tail); stop it when a signal arrives, the claim is lost or it
+        runs past --timeout (then ``timed_out``). Its exit code."""
+        context = self.context
+        timeout = context.config.timeout
+        deadline = time.monotonic() + timeout if timeout is not None else None
+
+        def stopping() -> bool:
+            if context.shutdown.requested or context.lost.is_set():
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                self.timed_out = True
+            return self.timed_out
+
+        with open(context.records / WORKFLOW_LOG, "ab") as log:
+            process = subprocess.Popen(
+                command, cwd=context.workdir, env=env, stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                preexec_fn=die_with_parent(), **OWN_GROUP,  # noqa: PLW1509 (one prctl call)
+            )  # fmt: skip
+            WATCHDOG_PROCESS.watch(process.pid)  # its group ends with the client, however
+            context.shutdown.child = process
+            mask = Masker(context.config.secrets)
+            assert process.stdout is not None and process.stderr is not None
+            streams = {
+                process.stdout: Stream(sys.stdout, log, mask, None),
+                process.stderr: Stream(sys.stderr, log, mask, tail),
+            }
+            try:
+                return relay_until_exit(
+                    process, streams, slug=context.slug,
+                    stopping=stopping,
+                )  # fmt: skip
+            finally:
+                context.shutdown.child = None
+                if process.poll() is None:  # relaying itself failed
+                    process.kill()
+                    process.wait()
+                end_group(process.pid)  # its background children go with it
+                WATCHDOG_PROCESS.unwatch(process.pid)

@@ -1,0 +1,1 @@
+"""Running the workflow's process: relaying its output and hashing what it writes."""
