@@ -3,10 +3,14 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 PG_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+# The tests run on every core (pytest-xdist); the Slurm tests share one worker (loadgroup).
+# JOBS=0 runs them in this process, e.g. with a debugger.
+JOBS ?= auto
+PYTEST = $(BIN)/python -m pytest -n $(JOBS) --dist loadgroup
 # Where `make docs` writes the site (git-ignored); CI builds it outside the clone.
 SITE ?= site
 
-.PHONY: install test test-postgres demo lint docs
+.PHONY: install test test-fast test-postgres demo lint docs
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,11 +22,16 @@ install: $(VENV)/.installed
 
 test: install
 	CRUNCH_SQLITE=:memory: $(BIN)/python manage.py makemigrations --check --dry-run
-	$(BIN)/pytest
+	$(PYTEST)
+
+# The loop while working: the server's tests and the client's unit tests; no e2e, browser,
+# Slurm, or client as a subprocess against a live server.
+test-fast: install
+	$(PYTEST) -m "not live_server" tests/server tests/client
 
 test-postgres: install
-	DATABASE_URL=$(PG_URL) $(BIN)/pytest tests/server
-	DATABASE_URL=$(PG_URL) $(BIN)/pytest -m postgres --ignore=tests/server
+	DATABASE_URL=$(PG_URL) $(PYTEST) tests/server
+	DATABASE_URL=$(PG_URL) $(PYTEST) -m postgres --ignore=tests/server
 
 demo: install
 	$(BIN)/python scripts/demo.py

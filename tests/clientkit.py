@@ -9,7 +9,7 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from tests.factories import make_client_user, make_user
+from tests.servers import GunicornServer, test_database_env
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -166,3 +167,26 @@ def crunch(live_server: Any, media_root: Path, tmp_path: Path) -> Crunch:
 
 
 MakeCrunch = Callable[..., Crunch]
+
+
+@pytest.fixture
+def served_crunch(transactional_db: None, media_root: Path, tmp_path: Path) -> Iterator[Crunch]:
+    """``crunch``, but gunicorn (two processes) serves the test database, not live_server.
+
+    live_server answers from one thread of the test process, at a few datasets a second:
+    the tests that process a thousand datasets use this one. It runs the testproject's own
+    settings: what a test sets with pytest-django's ``settings`` does not reach it.
+    """
+    _, token = make_client_user("worker")
+    work = tmp_path / "client"
+    work.mkdir()
+    env = clean_env(CRUNCH_MEDIA_ROOT=str(media_root), **test_database_env())
+    server = GunicornServer(port=free_port(), env=env, log=tmp_path / "gunicorn.log", workers=2)
+    server.start(timeout=60)
+    try:
+        yield Crunch(
+            url=server.url, token=token, media=media_root, work=work,
+            settings_file=write_local_settings(tmp_path / "storage.toml", media_root),
+        )  # fmt: skip
+    finally:
+        server.stop()

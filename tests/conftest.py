@@ -26,6 +26,9 @@ os.environ["AWS_SHARED_CREDENTIALS_FILE"] = "/nonexistent-crunch-aws-credentials
 def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
     from django.db import connection
 
+    for item in items:  # make test-fast leaves them out
+        if "live_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.live_server)
     if connection.vendor != "postgresql":
         skip = pytest.mark.skip(reason="needs PostgreSQL: set DATABASE_URL=postgres://...")
         for item in items:

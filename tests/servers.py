@@ -1,6 +1,7 @@
-"""A real testproject server under gunicorn on PostgreSQL, that tests can stop and restart.
+"""A real testproject server under gunicorn, that tests can stop and restart.
 
-Used by the resilience tests and by benchmarks/chaos.py.
+Used by the resilience tests, by the e2e tests that process many datasets (gunicorn serving
+the test database, see ``test_database_env``) and by benchmarks/chaos.py.
 """
 
 from __future__ import annotations
@@ -51,6 +52,22 @@ def fresh_database(name: str, server_url: str | None = None) -> Iterator[str]:
         recreate(False)
 
 
+def test_database_env() -> dict[str, str]:
+    """The environment that points a testproject server at this test process's database.
+
+    pytest-django's test database (one per xdist worker), which a transactional test commits
+    to, so a gunicorn serving it and the test's ORM see the same rows.
+    """
+    from django.db import connection
+
+    database = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return {"CRUNCH_SQLITE": str(database["NAME"])}
+    user = database["USER"] + (f":{database['PASSWORD']}" if database["PASSWORD"] else "")
+    address = f"{database['HOST'] or '127.0.0.1'}:{database['PORT'] or 5432}"
+    return {"DATABASE_URL": f"postgres://{user}@{address}/{database['NAME']}"}
+
+
 def manage(*args: str, env: dict[str, str]) -> str:
     """Run ``manage.py ARGS`` against the server's database; return its stdout."""
     result = subprocess.run(
@@ -77,7 +94,7 @@ class GunicornServer:
 
     def start(self, timeout: float = 30) -> None:
         command = [
-            str(BIN / "gunicorn"), "testproject.wsgi:application",
+            sys.executable, "-m", "gunicorn", "testproject.wsgi:application",
             "--workers", str(self.workers), "--bind", f"127.0.0.1:{self.port}",
             "--graceful-timeout", "5", "--timeout", "60",
         ]  # fmt: skip

@@ -15,6 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_the_readme_example_runs_in_a_host_project(tmp_path: Path) -> None:
     env = {**os.environ, "HOSTPROJECT_MEDIA": str(tmp_path / "media")}
     env.pop("DJANGO_SETTINGS_MODULE", None)
+    for name in [name for name in env if name.startswith("PYTEST_XDIST")]:
+        del env[name]  # a pytest of its own, not one of this run's xdist workers
     result = subprocess.run(
         [
             sys.executable, "-m", "pytest", "--ds", "tests.hostproject.settings", "--noconftest",

@@ -1,3 +1,3 @@
 from __future__ import annotations
 
-from tests.clientkit import crunch  # noqa: F401
+from tests.clientkit import crunch, served_crunch  # noqa: F401

@@ -88,7 +88,8 @@ def test_import_from_three_sources_at_scale_is_idempotent(crunch: Crunch) -> Non
     assert len(listed) == total
 
 
-def test_register_process_watch_explain_and_download(crunch: Crunch) -> None:
+def test_register_process_watch_explain_and_download(served_crunch: Crunch) -> None:
+    crunch = served_crunch  # gunicorn: two loops through 1,002 datasets
     total = register_from_three_sources(crunch, PROCESSED)
 
     # Before any client: why names the queue and the missing client.

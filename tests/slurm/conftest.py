@@ -18,6 +18,16 @@ import pytest
 from tests.clientkit import ROOT, Crunch, crunch  # noqa: F401
 
 SCRIPT = ROOT / "scripts" / "slurm-cluster.sh"
+HERE = Path(__file__).parent
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``--dist loadgroup``), one worker runs every Slurm test: the
+    cluster is started once, and its one node is not shared by two tests' jobs."""
+    for item in items:
+        if HERE in item.path.parents:
+            item.add_marker(pytest.mark.xdist_group("slurm"))
 
 
 @pytest.fixture(scope="session")
