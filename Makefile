@@ -41,7 +41,7 @@ lint: install
 		types-requests types-psutil types-boto3 types-s3transfer import-linter
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy crunch crunchclient
+	$(BIN)/mypy crunch crunchclient benchmarks
 	$(BIN)/lint-imports
 
 # The docs site, warnings as errors; the generated reference pages must be up to date.
