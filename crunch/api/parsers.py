@@ -40,7 +40,8 @@ def limited(stream: IO[bytes] | None, parser_context: Mapping[str, Any] | None) 
 
 
 class LimitedParser(parsers.BaseParser):
-    """Parses the body read through ``limited``; mixed in before DRF's parser."""
+    """Parses the body read through ``limited``; mixed in before DRF's parser. A JSON body
+    nested past the interpreter's recursion limit is a 400, not a 500."""
 
     def parse(
         self,
@@ -49,20 +50,14 @@ class LimitedParser(parsers.BaseParser):
         parser_context: Mapping[str, Any] | None = None,
     ) -> Any:
         body = limited(stream, parser_context)
-        return super().parse(body, media_type, parser_context)  # type: ignore[arg-type]
+        try:
+            return super().parse(body, media_type, parser_context)  # type: ignore[arg-type]
+        except RecursionError:
+            raise ParseError("JSON parse error - the body is nested too deeply.") from None
 
 
 class JSONParser(LimitedParser, parsers.JSONParser):
-    def parse(
-        self,
-        stream: IO[Any],
-        media_type: str | None = None,
-        parser_context: Mapping[str, Any] | None = None,
-    ) -> Any:
-        try:
-            return super().parse(stream, media_type, parser_context)
-        except RecursionError:
-            raise ParseError("JSON parse error - the body is nested too deeply.") from None
+    pass
 
 
 class FormParser(LimitedParser, parsers.FormParser):

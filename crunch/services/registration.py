@@ -24,16 +24,11 @@ from crunch.choices import AttributeKind
 from crunch.db import bulk
 from crunch.exceptions import CrunchError
 from crunch.models import Attribute, Dataset, Project, default_base_file_path
+from crunch.models.datasets import VALUE_COLUMN
 from crunch.services.paths import UnsafePath, ancestors, clean_base_file_path
 
 SLUG_MAX = 1023  # characters: Node.slug's column
 PARAMETERS = 900  # values bound in one lookup: below SQLite's smallest limit (999)
-VALUE_COLUMNS = {
-    AttributeKind.TEXT: "text", AttributeKind.URL: "text",
-    AttributeKind.INTEGER: "integer", AttributeKind.FILESIZE: "integer",
-    AttributeKind.FLOAT: "number", AttributeKind.BOOLEAN: "boolean",
-    AttributeKind.DATE: "date", AttributeKind.DATETIME: "datetime",
-}  # fmt: skip
 DATASET_FIELDS = ("name", "slug", "description", "details", "priority", "base_file_path")
 ATTRIBUTE_FIELDS = ("dataset", "kind", "key", "text", "integer", "number", "longitude",
                     "boolean", "date", "datetime")  # fmt: skip
@@ -240,7 +235,7 @@ def _attribute_row(dataset_id: int, attribute: NewAttribute) -> tuple[Any, ...]:
     if attribute.kind == AttributeKind.LATLONG:
         values["number"], values["longitude"] = attribute.value
     else:
-        values[VALUE_COLUMNS[attribute.kind]] = attribute.value
+        values[VALUE_COLUMN[attribute.kind]] = attribute.value
     return (
         dataset_id, attribute.kind.value, attribute.key, values.get("text", ""),
         *(values.get(name) for name in ATTRIBUTE_FIELDS[4:]),
