@@ -3,9 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 PG_URL ?= postgres://postgres@127.0.0.1:5432/postgres
-# The tests run on every core (pytest-xdist); the Slurm tests share one worker (loadgroup).
-# JOBS=0 runs them in this process, e.g. with a debugger.
-JOBS ?= auto
+# The tests run in parallel (pytest-xdist), one worker more than there are cores: the Slurm
+# tests share one worker (loadgroup) that mostly waits for the scheduler. JOBS=0 runs them
+# in this process, e.g. with a debugger.
+JOBS ?= $(shell echo $$(( $$(nproc) + 1 )))
 PYTEST = $(BIN)/python -m pytest -n $(JOBS) --dist loadgroup
 # Where `make docs` writes the site (git-ignored); CI builds it outside the clone.
 SITE ?= site
@@ -30,8 +31,7 @@ test-fast: install
 	$(PYTEST) -m "not live_server" tests/server tests/client
 
 test-postgres: install
-	DATABASE_URL=$(PG_URL) $(PYTEST) tests/server
-	DATABASE_URL=$(PG_URL) $(PYTEST) -m postgres --ignore=tests/server
+	DATABASE_URL=$(PG_URL) $(PYTEST) -m "server or postgres"
 
 demo: install
 	$(BIN)/python scripts/demo.py

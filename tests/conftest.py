@@ -26,9 +26,12 @@ os.environ["AWS_SHARED_CREDENTIALS_FILE"] = "/nonexistent-crunch-aws-credentials
 def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
     from django.db import connection
 
-    for item in items:  # make test-fast leaves them out
-        if "live_server" in getattr(item, "fixturenames", ()):
+    server = Path(__file__).parent / "server"
+    for item in items:
+        if "live_server" in getattr(item, "fixturenames", ()):  # make test-fast leaves them out
             item.add_marker(pytest.mark.live_server)
+        if item.path.is_relative_to(server):  # make test-postgres runs them all
+            item.add_marker(pytest.mark.server)
     if connection.vendor != "postgresql":
         skip = pytest.mark.skip(reason="needs PostgreSQL: set DATABASE_URL=postgres://...")
         for item in items:
