@@ -123,8 +123,19 @@ def add_storage_settings(parser: Parser, *, use: str = "") -> None:
 
 def add_copy_arguments(parser: Parser, *, copied: str) -> None:
     """--jobs and --quiet of the terminal commands that copy files."""
-    parser.add_argument("--jobs", type=positive_int, default=8, help=f"Files {copied} in parallel.")
+    parser.add_argument(
+        "--jobs", type=positive_int, default=8, help=f"Files {copied} in parallel (default 8)."
+    )
     parser.add_argument("--quiet", action="store_true", help="No progress display.")
+
+
+def add_retry_for(parser: Parser) -> None:
+    """--retry-for, of every command that talks to the server."""
+    parser.add_argument(
+        "--retry-for", type=seconds, default=None, metavar="SECONDS",
+        help="Keep retrying an unreachable server this long before giving up "
+        f"(default {RETRY_FOR_SECONDS}; {START_RETRY_FOR:g} until the server first answers).",
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------------------- the parser
@@ -190,11 +201,7 @@ def add_client_arguments(parser: argparse.ArgumentParser, *, command: str) -> No
         action="store_true",
         help="Delete the dataset's folder after a successful upload.",
     )
-    transfer = parser.add_argument_group("transfers")
-    transfer.add_argument(
-        "--jobs", type=positive_int, default=8, help="Files copied in parallel (default 8)."
-    )
-    transfer.add_argument("--quiet", action="store_true", help="No progress display for transfers.")
+    add_copy_arguments(parser.add_argument_group("transfers"), copied="copied")
     resilience = parser.add_argument_group("leases and outages")
     resilience.add_argument(
         "--lease", type=positive_int, default=LEASE_SECONDS, metavar="SECONDS",
@@ -204,11 +211,7 @@ def add_client_arguments(parser: argparse.ArgumentParser, *, command: str) -> No
         "--heartbeat", type=seconds, default=HEARTBEAT_SECONDS, metavar="SECONDS",
         help=f"Seconds between lease renewals (default {HEARTBEAT_SECONDS}).",
     )  # fmt: skip
-    resilience.add_argument(
-        "--retry-for", type=seconds, default=None, metavar="SECONDS",
-        help="Keep retrying an unreachable server this long before giving up "
-        f"(default {RETRY_FOR_SECONDS}; {START_RETRY_FOR:g} until the server first answers).",
-    )  # fmt: skip
+    add_retry_for(resilience)
     if command == "loop":
         limits = parser.add_argument_group("loop")
         limits.add_argument(
@@ -236,11 +239,7 @@ def add_client_arguments(parser: argparse.ArgumentParser, *, command: str) -> No
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of commands that only talk to the server (crunch_retry)."""
     add_url_and_token(parser)
-    parser.add_argument(
-        "--retry-for", type=seconds, default=None, metavar="SECONDS",
-        help=f"Keep retrying an unreachable server this long (default {RETRY_FOR_SECONDS}; "
-        f"{START_RETRY_FOR:g} until the server first answers).",
-    )  # fmt: skip
+    add_retry_for(parser)
 
 
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
