@@ -6,7 +6,6 @@ status posts carry a unique ``key`` so a retried post is recorded once.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode
@@ -40,14 +39,13 @@ class Connection(Transport):
         path = f"projects/{quote_slug(project)}/next/" if project else "next/"
         body = NextRequest(holder=holder, lease_seconds=lease_seconds, start=start).to_wire()
         answer = self.request(
-            "POST", path, json=body, missing=f"No project has the slug {project!r}.",
+            "POST", path, json=body, missing=no_project(project or ""),
             project=project,
         )  # fmt: skip
         return None if answer is None else self.hold(Claim.from_wire(answer))
 
     def claim_dataset(self, slug: str, *, holder: str, lease_seconds: int) -> Claim:
-        # One key for every retry of this request: a lost answer does not claim twice.
-        body = {"holder": holder, "lease_seconds": lease_seconds, "key": uuid.uuid4().hex}
+        body = NextRequest(holder=holder, lease_seconds=lease_seconds).to_wire()
         return self.hold(
             Claim.from_wire(
                 self.expect(
@@ -66,7 +64,7 @@ class Connection(Transport):
         return ProjectInfo.from_wire(
             self.expect(
                 "GET", f"projects/{quote_slug(slug)}/",
-                missing=f"No project has the slug {slug!r}.", project=slug,
+                missing=no_project(slug), project=slug,
             )
         )  # fmt: skip
 
@@ -123,7 +121,7 @@ class Connection(Transport):
         answer = self.expect(
             "POST",
             f"projects/{quote_slug(slug)}/retry/",
-            missing=f"No project has the slug {slug!r}.",
+            missing=no_project(slug),
         )
         return int(answer["retried"])
 
