@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable, Collection
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 
 from crunchclient.exceptions import Interrupted
@@ -36,25 +37,54 @@ SCAN_SHARE = 0.05  # at most this share of the watching thread's time goes to sc
 
 class Watchers:
     """The threads that watch, started on first use and kept: one serves dataset after
-    dataset of a loop (more only for workers that run at once in one process)."""
+    dataset of a loop (more only for workers that run at once in one process).
+
+    Not a ThreadPoolExecutor: its thread counts itself idle only after the future is
+    done, so a watch submitted just after another one stops could start a second thread.
+    Here a thread is idle before its future completes."""
 
     def __init__(self, size: int = 8) -> None:
         self.size = size
-        self._pool: ThreadPoolExecutor | None = None
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], None], Future[None]] | None]
+        self._jobs = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._idle = 0
+        self._backlog = 0  # jobs queued while every thread was busy
         self._lock = threading.Lock()
 
     def submit(self, watch: Callable[[], None]) -> Future[None]:
+        future: Future[None] = Future()
         with self._lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.size, thread_name_prefix="crunch-outputs")
-            return self._pool.submit(watch)
+            if self._idle:
+                self._idle -= 1
+            elif len(self._threads) < self.size:
+                name = f"crunch-outputs_{len(self._threads)}"
+                thread = threading.Thread(target=self._serve, name=name, daemon=True)
+                self._threads.append(thread)
+                thread.start()
+            else:
+                self._backlog += 1
+            self._jobs.put((watch, future))
+        return future
 
-    def shutdown(self) -> None:
-        """Wait for the watching threads to end (each ends when its OutputHashes stops)."""
-        with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown()
+    def _serve(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            watch, future = job
+            error: BaseException | None = None
+            if future.set_running_or_notify_cancel():
+                try:
+                    watch()
+                except BaseException as exc:  # handed to whoever waits on the future
+                    error = exc
+            with self._lock:  # idle (or on to a queued job) before the waiter wakes
+                if self._backlog:
+                    self._backlog -= 1
+                else:
+                    self._idle += 1
+            if error is None:
+                future.set_result(None)
+            else:
+                future.set_exception(error)
 
 
 WATCHERS = Watchers()
