@@ -4,7 +4,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework import routers
 
-from crunch.api import runs, views
+from crunch.api import files, runs, views
 
 router = routers.DefaultRouter()
 # A worker's calls first: each request tries the patterns in turn.
@@ -18,8 +18,20 @@ router.register(
 )
 router.register("attributes", views.AttributeViewSet, basename="attribute")
 
+# A dataset's files through the server (crunch.api.files).
+DATASET_FILES = [
+    path("datasets/<str:slug>/manifest/", files.ManifestView.as_view(), name="dataset-manifest"),
+    path("datasets/<str:slug>/links/", files.LinksView.as_view(), name="dataset-links"),
+    path("datasets/<str:slug>/complete/", files.CompleteView.as_view(), name="dataset-complete"),
+    path("datasets/<str:slug>/bundle/", files.BundleView.as_view(), name="dataset-bundle"),
+    path(
+        "datasets/<str:slug>/files/<path:path>", files.FileView.as_view(), name="dataset-stored-file"
+    ),
+]
+
 urlpatterns = [
     path("next/", views.NextView.as_view(), name="next"),
+    *DATASET_FILES,
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     *router.urls,
 ]

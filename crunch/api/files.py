@@ -1,0 +1,198 @@
+"""``api/datasets/<slug>/...``: a dataset's files through the server, for nodes without
+storage keys (``--transfer server``) and for ``crunch download``.
+
+Every view asks ``transfers.grant()`` first, the one access rule; the bytes then move by
+signed links (S3) or through these views (every other storage). A write names its claim
+in the ``X-Crunch-Claim`` header (or the body's ``claim``).
+"""
+
+from __future__ import annotations
+
+import posixpath
+from typing import Any
+
+from django.conf import settings
+from django.http import FileResponse, HttpResponse, StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.exceptions import NotFound, ParseError, ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from crunch.api.views import CrunchAPI
+from crunch.models import Dataset
+from crunch.services import links, streams, transfers
+from crunch.services.transfers import Grant, Refused
+
+CLAIM_HEADER = OpenApiParameter(
+    "X-Crunch-Claim", OpenApiTypes.UUID, OpenApiParameter.HEADER,
+    description="The live claim on the dataset; needed to write.",
+)  # fmt: skip
+NAMES = inline_serializer("FileNames", {"paths": serializers.ListField(child=serializers.CharField())})
+
+
+def granted(request: Request, slug: str, *, write: bool = False, claim: Any = None) -> Grant:
+    claim = claim or request.META.get("HTTP_X_CRUNCH_CLAIM")
+    try:
+        return transfers.grant(request.user, slug, claim=claim, write=write)
+    except Dataset.DoesNotExist:
+        raise NotFound(f"No dataset {slug!r} that you may {'write' if write else 'read'}.") from None
+
+
+def checked(value: Any, check: Any) -> Any:
+    """``check(value)``, its Refused as a 400 with its one line."""
+    try:
+        return check(value)
+    except Refused as exc:
+        raise ValidationError({"detail": str(exc)}) from None
+
+
+def body_length(request: Request) -> int:
+    """The announced size of a streamed body: without it nothing is read."""
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or "")
+    except ValueError:
+        raise ParseError("Send the body's size in Content-Length (no chunked bodies).") from None
+    if length < 0:
+        raise ParseError("Content-Length must not be negative.")
+    return length
+
+
+class ManifestView(CrunchAPI, APIView):
+    """``GET``: the dataset's files with size, mtime and MD5 where known."""
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT}, parameters=[CLAIM_HEADER])
+    def get(self, request: Request, slug: str) -> Response:
+        grant = granted(request, slug)
+        files = transfers.manifest(grant)
+        return Response(
+            {
+                "dataset": grant.dataset.slug,
+                "links": links.signs(grant),
+                "files": [info.as_dict() for info in files],
+            }
+        )
+
+
+class LinksView(CrunchAPI, APIView):
+    """``POST {claim, read: [path], write: [{path, size}]}``: signed links (S3 only)."""
+
+    @extend_schema(request=OpenApiTypes.OBJECT, responses={200: OpenApiTypes.OBJECT})
+    def post(self, request: Request, slug: str) -> Response:
+        data = request.data if isinstance(request.data, dict) else {}
+        reads = checked(data.get("read", []), transfers.clean_file_paths)
+        writes = checked(data.get("write", []), links.write_sizes)
+        if len(reads) + len(writes) > transfers.MAX_NAMES:
+            raise ValidationError({"detail": f"Ask for at most {transfers.MAX_NAMES} links."})
+        grant = granted(request, slug, write=bool(writes), claim=data.get("claim"))
+        if not links.signs(grant):
+            raise ValidationError(
+                {"detail": "This storage signs no links: move the files through files/ and bundle/."}
+            )
+        signer = links.Signer(grant)
+        answer = [signer.read(path).as_dict() for path in reads]
+        for path, size in writes:
+            answer.append(signer.write(checked(path, transfers.clean_file_path), size).as_dict())
+        return Response({"expires": grant.expires, "links": answer})
+
+
+class CompleteView(CrunchAPI, APIView):
+    """``POST {claim, path, upload_id, etags}``: join the parts of a multipart upload."""
+
+    @extend_schema(request=OpenApiTypes.OBJECT, responses={204: None})
+    def post(self, request: Request, slug: str) -> Response:
+        data = request.data if isinstance(request.data, dict) else {}
+        path = checked(data.get("path"), transfers.clean_file_path)
+        upload_id, etags = data.get("upload_id"), data.get("etags")
+        if not isinstance(upload_id, str) or not isinstance(etags, list) or not all(
+            isinstance(etag, str) for etag in etags
+        ):
+            raise ValidationError({"detail": "Send the upload_id and the parts' etags in order."})
+        grant = granted(request, slug, write=True, claim=data.get("claim"))
+        if not links.signs(grant):
+            raise ValidationError({"detail": "This storage signs no links."})
+        try:
+            links.Signer(grant).complete(path, upload_id, etags)
+        except Exception as exc:  # botocore's ClientError: a wrong id or part list
+            if type(exc).__name__ != "ClientError":
+                raise
+            raise ValidationError({"detail": f"S3 refused to complete {path!r}: {exc}"}) from None
+        return Response(status=204)
+
+
+class FileView(CrunchAPI, APIView):
+    """``GET``: one stored file's bytes; ``PUT`` (with the claim): replace it."""
+
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
+    def get(self, request: Request, slug: str, path: str) -> HttpResponse:
+        grant = granted(request, slug)
+        path = checked(path, transfers.clean_file_path)
+        opened = streams.open_stored(grant, path)
+        if opened is None:
+            raise NotFound(f"No file {path!r} in dataset {slug!r}.")
+        return sent(opened, path)
+
+    @extend_schema(
+        request={"application/octet-stream": OpenApiTypes.BINARY},
+        responses={200: OpenApiTypes.OBJECT}, parameters=[CLAIM_HEADER],
+    )  # fmt: skip
+    def put(self, request: Request, slug: str, path: str) -> Response:
+        path = checked(path, transfers.clean_file_path)
+        length = body_length(request)
+        grant = granted(request, slug, write=True)
+        stream: Any = request._request  # the raw body, read in chunks  # noqa: SLF001
+        try:
+            checked(None, lambda _none: streams.write_stored(grant, path, stream, length))
+        except streams.Incomplete as exc:
+            raise ParseError(str(exc)) from None
+        return Response({"path": path, "size": length})
+
+
+def sent(opened: streams.Opened, path: str) -> HttpResponse:
+    """The file as an attachment, or (``CRUNCH_SENDFILE``) handed to the web server."""
+    how = getattr(settings, "CRUNCH_SENDFILE", "")
+    if opened.path is not None and how in ("x-accel-redirect", "x-sendfile"):
+        opened.handle.close()
+        response = HttpResponse(content_type="application/octet-stream")
+        if how == "x-sendfile":
+            response["X-Sendfile"] = opened.path
+        else:
+            root = str(getattr(settings, "MEDIA_ROOT", ""))
+            internal = getattr(settings, "CRUNCH_SENDFILE_PREFIX", "/protected/")
+            response["X-Accel-Redirect"] = internal.rstrip("/") + "/" + posixpath.relpath(
+                opened.path, root
+            )
+        return response
+    response = FileResponse(
+        opened.handle, as_attachment=True, filename=posixpath.basename(path)
+    )
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+class BundleView(CrunchAPI, APIView):
+    """Many small files in one request: ``POST {paths}`` answers them as a tar stream;
+    ``PUT`` a tar stream (with the claim) stores each of its files."""
+
+    @extend_schema(request=NAMES, responses={(200, "application/x-tar"): OpenApiTypes.BINARY})
+    def post(self, request: Request, slug: str) -> StreamingHttpResponse:
+        data = request.data if isinstance(request.data, dict) else {}
+        paths = checked(data.get("paths"), transfers.clean_file_paths)
+        grant = granted(request, slug)
+        return StreamingHttpResponse(streams.tar_of(grant, paths), content_type="application/x-tar")
+
+    @extend_schema(
+        request={"application/x-tar": OpenApiTypes.BINARY},
+        responses={200: OpenApiTypes.OBJECT}, parameters=[CLAIM_HEADER],
+    )  # fmt: skip
+    def put(self, request: Request, slug: str) -> Response:
+        length = body_length(request)
+        grant = granted(request, slug, write=True)
+        stream: Any = request._request  # noqa: SLF001
+        try:
+            stored = checked(None, lambda _none: streams.untar(grant, stream, length))
+        except streams.Incomplete as exc:
+            raise ParseError(str(exc)) from None
+        return Response({"stored": [{"path": path, "size": size} for path, size in stored]})
