@@ -30,7 +30,9 @@ CLAIM_HEADER = OpenApiParameter(
     "X-Crunch-Claim", OpenApiTypes.UUID, OpenApiParameter.HEADER,
     description="The live claim on the dataset; needed to write.",
 )  # fmt: skip
-NAMES = inline_serializer("FileNames", {"paths": serializers.ListField(child=serializers.CharField())})
+NAMES = inline_serializer(
+    "FileNames", {"paths": serializers.ListField(child=serializers.CharField())}
+)
 
 
 def granted(request: Request, slug: str, *, write: bool = False, claim: Any = None) -> Grant:
@@ -38,7 +40,9 @@ def granted(request: Request, slug: str, *, write: bool = False, claim: Any = No
     try:
         return transfers.grant(request.user, slug, claim=claim, write=write)
     except Dataset.DoesNotExist:
-        raise NotFound(f"No dataset {slug!r} that you may {'write' if write else 'read'}.") from None
+        raise NotFound(
+            f"No dataset {slug!r} that you may {'write' if write else 'read'}."
+        ) from None
 
 
 def checked(value: Any, check: Any) -> Any:
@@ -88,9 +92,7 @@ class LinksView(CrunchAPI, APIView):
             raise ValidationError({"detail": f"Ask for at most {transfers.MAX_NAMES} links."})
         grant = granted(request, slug, write=bool(writes), claim=data.get("claim"))
         if not links.signs(grant):
-            raise ValidationError(
-                {"detail": "This storage signs no links: move the files through files/ and bundle/."}
-            )
+            raise ValidationError({"detail": "This storage signs no links: use files/, bundle/."})
         signer = links.Signer(grant)
         answer = [signer.read(path).as_dict() for path in reads]
         for path, size in writes:
@@ -106,8 +108,10 @@ class CompleteView(CrunchAPI, APIView):
         data = request.data if isinstance(request.data, dict) else {}
         path = checked(data.get("path"), transfers.clean_file_path)
         upload_id, etags = data.get("upload_id"), data.get("etags")
-        if not isinstance(upload_id, str) or not isinstance(etags, list) or not all(
-            isinstance(etag, str) for etag in etags
+        if (
+            not isinstance(upload_id, str)
+            or not isinstance(etags, list)
+            or not all(isinstance(etag, str) for etag in etags)
         ):
             raise ValidationError({"detail": "Send the upload_id and the parts' etags in order."})
         grant = granted(request, slug, write=True, claim=data.get("claim"))
@@ -142,7 +146,7 @@ class FileView(CrunchAPI, APIView):
         path = checked(path, transfers.clean_file_path)
         length = body_length(request)
         grant = granted(request, slug, write=True)
-        stream: Any = request._request  # the raw body, read in chunks  # noqa: SLF001
+        stream: Any = request._request  # the raw body, read in chunks
         try:
             checked(None, lambda _none: streams.write_stored(grant, path, stream, length))
         except streams.Incomplete as exc:
@@ -161,13 +165,11 @@ def sent(opened: streams.Opened, path: str) -> HttpResponse:
         else:
             root = str(getattr(settings, "MEDIA_ROOT", ""))
             internal = getattr(settings, "CRUNCH_SENDFILE_PREFIX", "/protected/")
-            response["X-Accel-Redirect"] = internal.rstrip("/") + "/" + posixpath.relpath(
-                opened.path, root
+            response["X-Accel-Redirect"] = (
+                internal.rstrip("/") + "/" + posixpath.relpath(opened.path, root)
             )
         return response
-    response = FileResponse(
-        opened.handle, as_attachment=True, filename=posixpath.basename(path)
-    )
+    response = FileResponse(opened.handle, as_attachment=True, filename=posixpath.basename(path))
     response["X-Content-Type-Options"] = "nosniff"
     return response
 
@@ -190,7 +192,7 @@ class BundleView(CrunchAPI, APIView):
     def put(self, request: Request, slug: str) -> Response:
         length = body_length(request)
         grant = granted(request, slug, write=True)
-        stream: Any = request._request  # noqa: SLF001
+        stream: Any = request._request
         try:
             stored = checked(None, lambda _none: streams.untar(grant, stream, length))
         except streams.Incomplete as exc:

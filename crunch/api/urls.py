@@ -25,7 +25,9 @@ DATASET_FILES = [
     path("datasets/<str:slug>/complete/", files.CompleteView.as_view(), name="dataset-complete"),
     path("datasets/<str:slug>/bundle/", files.BundleView.as_view(), name="dataset-bundle"),
     path(
-        "datasets/<str:slug>/files/<path:path>", files.FileView.as_view(), name="dataset-stored-file"
+        "datasets/<str:slug>/files/<path:path>",
+        files.FileView.as_view(),
+        name="dataset-stored-file",
     ),
 ]
 

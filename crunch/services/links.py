@@ -44,7 +44,11 @@ class Link:
     def as_dict(self) -> dict[str, Any]:
         answer: dict[str, Any] = {"path": self.path, "method": self.method, "url": self.url}
         if self.upload_id is not None:
-            answer |= {"upload_id": self.upload_id, "part_size": self.part_size, "parts": self.parts}
+            answer |= {
+                "upload_id": self.upload_id,
+                "part_size": self.part_size,
+                "parts": self.parts,
+            }
         return answer
 
 
@@ -81,9 +85,7 @@ class Signer:
             self.sign("upload_part", Key=key, UploadId=upload_id, PartNumber=number)
             for number in range(1, math.ceil(size / part_size) + 1)
         ]
-        return Link(
-            path=path, method="PUT", upload_id=upload_id, part_size=part_size, parts=urls
-        )
+        return Link(path=path, method="PUT", upload_id=upload_id, part_size=part_size, parts=urls)
 
     def complete(self, path: str, upload_id: str, etags: list[str]) -> None:
         """Join the parts uploaded through the links of ``write``."""

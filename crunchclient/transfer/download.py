@@ -7,13 +7,12 @@ hashing.Checksums).
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import secrets
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict
@@ -151,23 +150,25 @@ def _download(
         base = str(root)
 
         def fetch(batch: list[Entry]) -> None:
-            for entry in batch:
-                name = join(prefix, entry.rel)
-                target = os.path.join(base, entry.rel)
-                write = functools.partial(backend.download, name, entry, progress=progress)
-                md5 = write_then_rename(target, token, write)
-                if md5 is None:  # copied by the kernel: hashed later, from the copy
-                    source = backend.source(name)
-                    assert source is not None  # only a backend with paths hashes later
-                    copy = Copy(
-                        rel=entry.rel, local=target, source=source, fingerprint=fingerprint(target)
-                    )
-                    with lock:
-                        copies.append(copy)
-                else:
-                    with lock:
-                        checksums[entry.rel] = md5
-                progress.advance(files=1)
+            items = [(join(prefix, entry.rel), entry) for entry in batch]
+            backend.download_many(items, place, progress)
+
+        def place(entry: Entry, write: Callable[[str], str | None]) -> None:
+            name = join(prefix, entry.rel)
+            target = os.path.join(base, entry.rel)
+            md5 = write_then_rename(target, token, write)
+            if md5 is None:  # copied by the kernel: hashed later, from the copy
+                source = backend.source(name)
+                assert source is not None  # only a backend with paths hashes later
+                copy = Copy(
+                    rel=entry.rel, local=target, source=source, fingerprint=fingerprint(target)
+                )
+                with lock:
+                    copies.append(copy)
+            else:
+                with lock:
+                    checksums[entry.rel] = md5
+            progress.advance(files=1)
 
         run_parallel(fetch, to_fetch, backend.workers, progress, local=backend.is_local)
 

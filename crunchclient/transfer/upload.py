@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from crunchclient.exceptions import TransferError
 from crunchclient.transfer.backends import StorageBackend, open_backend
-from crunchclient.transfer.backends.base import Entry
+from crunchclient.transfer.backends.base import Entry, Outgoing
 from crunchclient.transfer.hashing import Digests, fingerprint_of, md5_file
 from crunchclient.transfer.parallel import run_parallel
 from crunchclient.transfer.paths import inside, join, safe_relative, walk_files
@@ -187,28 +187,24 @@ def _send(  # noqa: PLR0913 (keyword-only: what one upload needs)
         with Progress("upload", total_bytes=total, total_files=len(items), quiet=quiet) as progress:
 
             def send(batch: list[Entry]) -> None:
+                outgoing: list[tuple[Entry, Outgoing]] = []
                 for entry in batch:
-                    size = entry.size or 0
                     local = os.path.join(base, entry.rel)
                     name = join(prefix, entry.rel)
-                    stored = backend.stored(name, entry.rel)
-                    md5 = hints.get(entry.rel)
-                    same = False
-                    if stored is not None and stored.size == size:
-                        recorded = known.get(entry.rel)
-                        if recorded is not None and stored.mtime_ns == entry.mtime_ns:
-                            # Untouched since download_tree() gave it the stored mtime.
-                            md5, same = recorded, True
-                        else:
-                            md5 = md5 or md5_file(local)
-                            same = backend.matches(name, stored, local, md5)
-                    if same:
-                        assert md5 is not None
-                        progress.advance(bytes=size, files=1)
+                    md5 = _unchanged(backend, name, entry, local, hints, known)
+                    if md5 is not None:
+                        progress.advance(bytes=entry.size or 0, files=1)
+                        sent.add(entry.rel, md5, entry.size or 0, sent=False, early=False)
                     else:
-                        md5 = backend.upload(name, local, size, md5, progress)
-                        progress.advance(files=1)
-                    sent.add(entry.rel, md5, size, sent=not same, early=entry.rel in early)
+                        outgoing.append(
+                            (entry, Outgoing(name, local, entry.size or 0, hints.get(entry.rel)))
+                        )
+                if not outgoing:
+                    return
+                stored = backend.upload_many([item for _entry, item in outgoing], progress)
+                for (entry, item), md5 in zip(outgoing, stored, strict=True):
+                    progress.advance(files=1)
+                    sent.add(entry.rel, md5, item.size, sent=True, early=entry.rel in early)
 
             run_parallel(send, items, backend.workers, progress, local=backend.is_local)
 
@@ -222,3 +218,22 @@ def _send(  # noqa: PLR0913 (keyword-only: what one upload needs)
         result.files, result.bytes, result.hashed_before, result.skipped, result.seconds,
     )  # fmt: skip
     return dict(sorted(sent.checksums.items())), result
+
+
+def _unchanged(
+    backend: StorageBackend, name: str, entry: Entry, local: str,
+    hints: dict[str, str], known: Mapping[str, str],
+) -> str | None:  # fmt: skip
+    """The local file's MD5 when the stored file holds the same bytes (not to be sent);
+    None when it must be sent. A file as download_tree() left it is not read at all."""
+    stored = backend.stored(name, entry.rel)
+    if stored is None or stored.size != (entry.size or 0):
+        return None
+    recorded = known.get(entry.rel)
+    if recorded is not None and stored.mtime_ns == entry.mtime_ns:
+        return recorded  # untouched since download_tree() gave it the stored mtime
+    md5 = hints.get(entry.rel) or md5_file(local)
+    if backend.matches(name, stored, local, md5):
+        return md5
+    hints[entry.rel] = md5  # hashed already: not again while it is sent
+    return None

@@ -7,10 +7,12 @@ faster path for another storage is one subclass and one entry in BACKENDS.
 
 from __future__ import annotations
 
+import functools
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 if TYPE_CHECKING:
     from django.core.files.storage import Storage
@@ -32,6 +34,20 @@ class Entry(NamedTuple):
     etag: str | None = None  # S3's ETag as stored, also a multipart one ("<md5>-<parts>")
 
 
+class Outgoing(NamedTuple):
+    """A local file to store as ``name`` (its MD5 if known: it saves hashing it again)."""
+
+    name: str
+    local: str
+    size: int
+    md5: str | None
+
+
+Place = Callable[[Entry, Callable[[str], "str | None"]], None]
+"""How a download flow puts one file in place: ``place(entry, write)`` calls
+``write(partial)`` to fill a new file, then renames it (paths.write_then_rename)."""
+
+
 class StorageBackend(ABC):
     """Lists, reads and writes the files of one storage for the transfer flows.
 
@@ -47,7 +63,7 @@ class StorageBackend(ABC):
     """list() gives each file's MD5 (Entry.md5): a local file can be compared with the
     stored one without reading the stored one."""
 
-    def __init__(self, storage: Storage, jobs: int) -> None:
+    def __init__(self, storage: Storage | Any, jobs: int) -> None:
         self.storage = storage
         self.jobs = max(1, jobs)
 
@@ -112,6 +128,19 @@ class StorageBackend(ABC):
     def upload(self, name: str, local: str, size: int, md5: str | None, progress: Progress) -> str:
         """Store local (size bytes) as name, replacing any stored file; return its MD5
         (md5 if given, which saves hashing it again)."""
+
+    def download_many(
+        self, items: list[tuple[str, Entry]], place: Place, progress: Progress
+    ) -> None:
+        """Download a batch of (name, entry): ``place`` each with a writer. One at a time
+        here; a backend that moves many files in one request does it there."""
+        for name, entry in items:
+            place(entry, functools.partial(self.download, name, entry, progress=progress))
+
+    def upload_many(self, items: list[Outgoing], progress: Progress) -> list[str]:
+        """Store a batch of files; their MD5s in order. One at a time here (see
+        download_many)."""
+        return [self.upload(*item, progress) for item in items]
 
 
 def keep_mtime(path: str, entry: Entry) -> None:
