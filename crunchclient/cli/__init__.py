@@ -42,6 +42,7 @@ COMMANDS = {
 }
 NEEDS_STORAGE = {"run", "next", "loop", "submit", "files", "download", "logs"}
 STORAGE_IMPORTS = {"--from-storage", "--upload"}  # the import sources that read storage
+OPTIONAL_STORAGE = {"submit"}  # read the storage settings only when given; never prompt
 ATTRIBUTE = re.compile(r"^add-(?P<type>[a-z-]+)-attribute$")
 STANDALONE_HIDDEN = {"--settings", "--pythonpath", "--no-color", "--force-color", "--skip-checks"}
 
@@ -130,5 +131,10 @@ def configure(name: str, rest: list[str]) -> None:
     else:
         known, _ = parser.parse_known_args(rest)
         given = known.storage_settings
+    if name in OPTIONAL_STORAGE:
+        given = given or os.environ.get(config.ENVIRONMENT["storage_settings"], "").strip()
+        if not given:  # its tasks then move files through the server
+            bootstrap.configure_minimal()
+            return
     path = config.storage_settings_path({"storage_settings": given})
     bootstrap.configure_from_file(os.path.expanduser(path))

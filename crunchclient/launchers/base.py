@@ -21,6 +21,7 @@ class JobSpec:
     signal_seconds: float  # the scheduler signals the task this long before its end
     command: list[str]  # run in each task, after the setup lines
     env_file: Path  # sourced first: the settings that must not be on a command line
+    env_names: list[str] = field(default_factory=list)  # the variables it sets, for comments
     setup: list[str] = field(default_factory=list)
     partition: str | None = None
     account: str | None = None

@@ -67,7 +67,7 @@ class SlurmLauncher(Launcher):
             f"# Written by 'crunch submit': {spec.tasks} task(s), each running 'crunch loop'.",
             *(f"#SBATCH {option}" for option in options),
             "set -e",
-            "# The server's URL, token and storage settings, from a file only you can read.",
+            f"# {', '.join(spec.env_names) or 'The settings'}: from a file only you can read.",
             "set -a",
             f". {shlex.quote(str(spec.env_file))}",
             "set +a",

@@ -1,9 +1,10 @@
 """``crunch submit``: write a job array script of ``crunch loop`` tasks and submit it.
 
-The URL, token and storage settings reach the tasks through a file only its owner can
-read (mode 0600), which the job script sources: never through a command line, where
-``ps`` and the scheduler's accounting show them, nor through the script, which Slurm
-copies into its spool and ``scontrol write batch_script`` prints.
+The URL, token, storage settings (when given) and the submitting shell's proxy settings
+reach the tasks through a file only its owner can read (mode 0600), which the job script
+sources: never through a command line, where ``ps`` and the scheduler's accounting show
+them, nor through the script, which Slurm copies into its spool and ``scontrol write
+batch_script`` prints. A proxy URL may hold a password too.
 
 With ``keep``, the command stays and keeps that many tasks queued or running while
 the project has pending datasets, then exits once nothing is pending or running.
@@ -18,7 +19,7 @@ import secrets
 import shlex
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,14 @@ logger = logging.getLogger(__name__)
 SUBMIT_DIR = Path("~/.crunch/submit")  # scripts and their private settings files
 BACKOFF_FIRST = 5.0  # seconds before retrying a failed scheduler command
 BACKOFF_MAX = 300.0
+PROXY_VARIABLES = tuple(
+    name
+    for upper in ("HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "ALL_PROXY")
+    for name in (upper, upper.lower())
+)
+"""Passed on to the tasks when set: a node whose only route out is a proxy on the login
+node reaches the server (and S3) through it, whether or not the scheduler exports the
+submitting shell's environment."""
 
 
 def default_margin(wall: float) -> float:
@@ -50,7 +59,7 @@ class Request:
     margin: float
     url: str
     token: str
-    storage_settings: Path | None  # standalone client; None inside a Django project
+    storage_settings: Path | None  # None: not given, or inside a Django project
     directory: Path
     wait: float = 30.0
     cores: int | None = None
@@ -59,6 +68,12 @@ class Request:
     scheduler: dict[str, Any] = field(default_factory=dict)  # partition, account, ...
     extra: list[str] = field(default_factory=list)
     name: str | None = None
+    proxies: dict[str, str] = field(default_factory=dict)  # PROXY_VARIABLES set here
+
+
+def proxy_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The proxy variables set in ``environ``, in PROXY_VARIABLES' order."""
+    return {name: environ[name] for name in PROXY_VARIABLES if name in environ}
 
 
 def loop_command(request: Request, *, standalone: bool) -> list[str]:
@@ -77,10 +92,16 @@ def loop_command(request: Request, *, standalone: bool) -> list[str]:
     return command + request.loop_args
 
 
-def env_text(request: Request) -> str:
+def env_values(request: Request) -> dict[str, str]:
+    """The variables of the private file, which the tasks source."""
     values = {"CRUNCH_URL": request.url, "CRUNCH_TOKEN": request.token}
     if request.storage_settings is not None:
         values["CRUNCH_STORAGE_SETTINGS"] = str(request.storage_settings)
+    return values | request.proxies
+
+
+def env_text(request: Request) -> str:
+    values = env_values(request)
     lines = [f"{name}={shlex.quote(value)}" for name, value in values.items()]
     return "# crunch submit: the settings of its job's tasks. Keep this file private.\n" + (
         "\n".join(lines) + "\n"
@@ -113,6 +134,7 @@ def prepare(request: Request, launcher: Launcher, *, standalone: bool) -> Prepar
     spec = JobSpec(
         name=name, tasks=request.jobs, wall_seconds=request.wall, signal_seconds=request.margin,
         command=loop_command(request, standalone=standalone), env_file=env_path,
+        env_names=list(env_values(request)),
         setup=request.setup, extra=request.extra, **request.scheduler,
     )  # fmt: skip
     return Prepared(spec, launcher.script(spec), folder / f"{name}-{stamp}.sh", env_path)

@@ -26,9 +26,11 @@ from crunchclient.settings.settings_file import (  # the file, read and checked
 @dataclass
 class Bootstrap:
     """How Django was configured in this process: by the standalone client from a storage
-    settings file (``configured_from``), or by a Django project (None)."""
+    settings file (``configured_from``) or with no storage (``minimal``), or by a Django
+    project (neither)."""
 
     configured_from: Path | None = None
+    minimal: bool = False
 
     def configure_from_file(self, path: Path | str) -> None:
         """Configure Django from a storage settings file, for the standalone ``crunch``."""
@@ -36,10 +38,15 @@ class Bootstrap:
         configure(settings_from_values(read_settings_file(path)))
         self.configured_from = path
 
+    def configure_minimal(self) -> None:
+        """Configure Django with no storage, for the standalone ``crunch``."""
+        configure(settings_from_values({}))
+        self.minimal = True
+
     @property
     def standalone(self) -> bool:
         """Whether Django was configured by the client rather than by a Django project."""
-        return self.configured_from is not None
+        return self.configured_from is not None or self.minimal
 
 
 PROCESS = Bootstrap()
@@ -86,7 +93,7 @@ def configure_from_file(path: Path | str) -> None:
 
 def configure_minimal() -> None:
     """Configure Django with no storage: for ``--help`` and commands that only talk HTTP."""
-    configure(settings_from_values({}))
+    PROCESS.configure_minimal()
 
 
 def configure(values: dict[str, Any]) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,10 @@ class Command(ClientCommand):
     help = (
         "Submit a Slurm job array whose tasks each run 'crunch loop --project P' sized to the "
         "job's wall time; with --keep, stay and keep tasks queued while datasets are pending. "
-        "The URL, token and storage settings reach the tasks through a file only you can read "
-        "(under ~/.crunch/submit/), never on a command line or in the script."
+        "The URL, token, storage settings (when given) and this shell's proxy variables "
+        "(HTTPS_PROXY, HTTP_PROXY, NO_PROXY, ALL_PROXY, either case) reach the tasks through "
+        "a file only you can read (under ~/.crunch/submit/), never on a command line or in "
+        "the script."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -105,7 +108,7 @@ class Command(ClientCommand):
             server, "--storage-settings", metavar="PATH",
             envvar=ENVIRONMENT["storage_settings"],
             help="TOML or JSON file with the server's storage settings (standalone 'crunch' "
-            "only).",
+            "only); without it, the tasks move files through the server.",
         )  # fmt: skip
 
     def handle(self, *args: Any, **opts: Any) -> None:
@@ -123,6 +126,7 @@ class Command(ClientCommand):
             directory=opts["directory"].expanduser().absolute(), wait=opts["wait"],
             cores=opts["cpus_per_task"], loop_args=opts["loop_arg"], setup=opts["setup"],
             scheduler=scheduler, extra=opts["sbatch_arg"], name=opts["job_name"],
+            proxies=submit.proxy_environment(os.environ),
         )  # fmt: skip
         submit.check_request(request)
         submit.submit(
