@@ -42,7 +42,9 @@ COMMANDS = {
 }
 NEEDS_STORAGE = {"run", "next", "loop", "submit", "files", "download", "logs"}
 STORAGE_IMPORTS = {"--from-storage", "--upload"}  # the import sources that read storage
-OPTIONAL_STORAGE = {"submit"}  # read the storage settings only when given; never prompt
+# Read the storage settings only when given, never prompt: files then move through the
+# server (--transfer server), or submit's tasks do so.
+OPTIONAL_STORAGE = {"submit", "run", "next", "loop", "files", "download", "logs"}
 ATTRIBUTE = re.compile(r"^add-(?P<type>[a-z-]+)-attribute$")
 STANDALONE_HIDDEN = {"--settings", "--pythonpath", "--no-color", "--force-color", "--skip-checks"}
 
@@ -120,6 +122,7 @@ def configure(name: str, rest: list[str]) -> None:
         return
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--storage-settings")
+    parser.add_argument("--transfer")
     given = known_path = None
     if name == "files":  # django-crunch 0.1: crunch files DATASET STORAGE_SETTINGS
         for option in ("--url", "--token", "--retry-for", "--jobs"):
@@ -133,7 +136,7 @@ def configure(name: str, rest: list[str]) -> None:
         given = known.storage_settings
     if name in OPTIONAL_STORAGE:
         given = given or os.environ.get(config.ENVIRONMENT["storage_settings"], "").strip()
-        if not given:  # its tasks then move files through the server
+        if known.transfer == "server" or (not given and known.transfer != "direct"):
             bootstrap.configure_minimal()
             return
     path = config.storage_settings_path({"storage_settings": given})

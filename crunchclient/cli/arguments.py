@@ -11,7 +11,12 @@ from typing import Any, Protocol, TypeVar
 from crunch.constants import LEASE_SECONDS
 from crunchclient.server.http import START_RETRY_FOR
 from crunchclient.settings import kinds
-from crunchclient.settings.config import ENVIRONMENT, HEARTBEAT_SECONDS, RETRY_FOR_SECONDS
+from crunchclient.settings.config import (
+    ENVIRONMENT,
+    HEARTBEAT_SECONDS,
+    RETRY_FOR_SECONDS,
+    TRANSFERS,
+)
 
 N = TypeVar("N", int, float)
 
@@ -110,8 +115,9 @@ def add_url_and_token(parser: Parser) -> None:
     add_argument(parser, "--token", envvar=ENVIRONMENT["token"], help="API token of a client user.")
 
 
-def add_storage_settings(parser: Parser, *, use: str = "") -> None:
-    """--storage-settings of the terminal commands that read or write storage."""
+def add_storage_settings(parser: Parser, *, use: str = "", transfers: bool = False) -> None:
+    """--storage-settings of the terminal commands that read or write storage, and
+    --transfer of those that can move the files through the server instead."""
     add_argument(
         parser,
         "--storage-settings",
@@ -119,6 +125,18 @@ def add_storage_settings(parser: Parser, *, use: str = "") -> None:
         envvar=ENVIRONMENT["storage_settings"],
         help=f"TOML or JSON storage settings{use}",
     )
+    if transfers:
+        add_transfer(parser)
+
+
+def add_transfer(parser: Parser) -> None:
+    parser.add_argument(
+        "--transfer", choices=TRANSFERS,
+        help="How files move: 'direct' with the storage settings (the fast path for trusted "
+        "nodes), or 'server' through the crunch server, with only the URL and token "
+        "(default: direct when storage settings are given or inside a Django project, "
+        "server otherwise).",
+    )  # fmt: skip
 
 
 def add_copy_arguments(parser: Parser, *, copied: str) -> None:
@@ -156,6 +174,7 @@ def add_client_arguments(parser: argparse.ArgumentParser, *, command: str) -> No
         help="TOML or JSON file with the server's storage settings (standalone 'crunch' only; "
         "inside a Django project its STORAGES are used).",
     )  # fmt: skip
+    add_transfer(server)
     work = parser.add_argument_group("processing")
     work.add_argument(
         "--directory", type=Path, default=Path("crunch-work"),

@@ -11,6 +11,7 @@ and bundle URLs, many small files a tar stream each way.
 from __future__ import annotations
 
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote
@@ -50,6 +51,8 @@ class ServerBackend(StorageBackend):
         self.mover = Mover(transport)
         self.signs: bool | None = None
         self.prepared: dict[str, Entry] = {}
+        self.calls = threading.Lock()  # the transport's session is not shared across threads
+        self.described = f"the crunch server at {transport.shown!r} (--transfer server)"
 
     # Names: the flows speak storage names (prefix/rel); the server paths in the dataset.
 
@@ -70,9 +73,10 @@ class ServerBackend(StorageBackend):
 
     def manifest(self) -> list[Entry]:
         """Every file of the dataset, from the server (paths relative to the dataset)."""
-        answer = self.transport.expect(
-            "GET", self.base + "manifest/", missing=f"No dataset {self.dataset!r} you may read."
-        )
+        with self.calls:
+            answer = self.transport.expect(
+                "GET", self.base + "manifest/", missing=f"No dataset {self.dataset!r} you may read."
+            )
         self.signs = bool(answer.get("links"))
         entries = []
         for item in answer.get("files") or []:
@@ -128,7 +132,8 @@ class ServerBackend(StorageBackend):
         }  # fmt: skip
         if self.claim and write:
             body["claim"] = self.claim
-        answer = self.transport.expect(
+        with self.calls:
+            answer = self.transport.expect(
             "POST", self.base + "links/", json=body,
             missing=f"No dataset {self.dataset!r} you may {'write' if write else 'read'}.",
         )  # fmt: skip
@@ -360,7 +365,8 @@ class ServerBackend(StorageBackend):
             if md5 is None:
                 md5 = md5_file(item.local)
             done = list(etags)
-        self.transport.request(
+        with self.calls:
+            self.transport.request(
             "POST", self.base + "complete/",
             json={"claim": self.claim, "path": path, "upload_id": link["upload_id"], "etags": done},
             conflict=ClaimLost,

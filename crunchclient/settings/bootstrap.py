@@ -245,7 +245,10 @@ def backend_path() -> str:
 
 
 def storage_location(storage: Any) -> str:
-    """Where a storage keeps its files, for messages: a local folder or a bucket."""
+    """Where a storage keeps its files, for messages: a local folder or a bucket, or the
+    server (``--transfer server``: a backend that says where itself)."""
+    if described := getattr(storage, "described", None):
+        return str(described)
     location = getattr(storage, "location", None)
     bucket = getattr(storage, "bucket_name", None)
     if bucket:

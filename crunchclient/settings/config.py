@@ -30,6 +30,9 @@ logger = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 30  # seconds between lease renewals
 RETRY_FOR_SECONDS = 900  # seconds a call keeps retrying through an outage
 
+TRANSFERS = ("direct", "server")
+"""How files move: with the storage settings, or through the crunch server."""
+
 ENVIRONMENT = {
     "url": "CRUNCH_URL",
     "token": "CRUNCH_TOKEN",
@@ -48,7 +51,9 @@ class ClientConfig:
     url: str
     token: str = field(repr=False)
     storage: Any
+    """The Django storage of direct transfers; None with ``transfer="server"``."""
     directory: Path
+    transfer: str = "direct"  # or "server": files through the crunch server (TRANSFERS)
     cores: int = 1
     workflow: str | None = None  # overrides the project's workflow kind
     path: Path | None = None  # a local workflow file instead of the project's
@@ -183,6 +188,18 @@ def check_workflow_path(path: Path | None) -> Path | None:
     return path
 
 
+def transfer_mode(opts: dict[str, Any]) -> str:
+    """--transfer, else direct when Django has storage settings (a file, or a Django
+    project's STORAGES), server when the standalone client was given none."""
+    transfer = opts.get("transfer") or ("server" if bootstrap.PROCESS.minimal else "direct")
+    if transfer == "direct" and bootstrap.PROCESS.minimal:
+        raise ConfigurationError(
+            "--transfer direct needs the storage settings: pass --storage-settings or set "
+            f"{ENVIRONMENT['storage_settings']}, or leave out --transfer."
+        )
+    return str(transfer)
+
+
 def default_holder() -> str:
     try:
         user = getpass.getuser()
@@ -207,13 +224,15 @@ def resolve(opts: dict[str, Any]) -> ClientConfig:
     path = check_workflow_path(opts.get("path"))
     directory = writable_directory(opts.get("directory") or Path("crunch-work"))
     pass_env = check_env_names(list(opts.get("pass_env") or []))
-    storage = bootstrap.get_storage()
+    transfer = transfer_mode(opts)
+    storage = bootstrap.get_storage() if transfer == "direct" else None
     secrets = {token, password_of(url) or "", *secret_values(standalone=bootstrap.is_standalone())}
     return ClientConfig(
         url=url,
         token=token,
         storage=storage,
         directory=directory,
+        transfer=transfer,
         cores=opts.get("cores") or 1,
         workflow=opts.get("workflow"),
         path=path,

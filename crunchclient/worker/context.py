@@ -13,6 +13,7 @@ from crunch.choices import State
 from crunchclient.exceptions import ClaimLost, Interrupted, UnsafePathError
 from crunchclient.server.bodies import Diagnostics, NextRequest, StatusReport
 from crunchclient.server.connection import Connection
+from crunchclient.server.files import ServerBackend
 from crunchclient.server.wire import Claim, DatasetInfo, ProjectInfo, StatusAnswer
 from crunchclient.settings.config import ClientConfig
 from crunchclient.settings.secrets import redact
@@ -42,6 +43,20 @@ class RunContext:
     output_hashes: Digests = field(default_factory=dict)  # hashed while the workflow ran
     held: list[StatusReport] = field(default_factory=list)
     """Statuses not sent yet: a stage's Success goes with the next Start, in one call."""
+    through_server: ServerBackend | None = None
+
+    @property
+    def storage(self) -> Any:
+        """Where the dataset's files are: the Django storage of direct transfers, or the
+        crunch server (``--transfer server``), which lets this claim write its folder only."""
+        if self.config.transfer == "direct":
+            return self.config.storage
+        if self.through_server is None:
+            self.through_server = ServerBackend(
+                self.connection, self.slug, self.prefix, claim=str(self.claim.id),
+                jobs=self.config.jobs,
+            )  # fmt: skip
+        return self.through_server
 
     @property
     def dataset(self) -> DatasetInfo:

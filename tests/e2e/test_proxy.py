@@ -142,9 +142,7 @@ def test_without_the_proxy_the_server_is_out_of_reach(server: Crunch, proxy: Pro
     "transfer",
     [
         "direct",
-        pytest.param(
-            "server", marks=pytest.mark.xfail(reason="needs --transfer server", strict=False)
-        ),
+        pytest.param("server"),
     ],
 )
 def test_crunch_loop_completes_a_project_through_the_proxy(

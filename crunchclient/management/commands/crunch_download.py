@@ -34,7 +34,7 @@ class Command(ClientCommand):
             help="Leave out the files Setup had (the dataset's .crunch/setup_md5_checksums.json)"
             " unless the workflow changed them.",
         )  # fmt: skip
-        add_storage_settings(parser)
+        add_storage_settings(parser, transfers=True)
         add_copy_arguments(parser, copied="copied")
         add_server_arguments(parser)
 

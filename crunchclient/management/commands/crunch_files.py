@@ -19,7 +19,7 @@ class Command(ClientCommand):
             "storage_settings_file", nargs="?", metavar="STORAGE_SETTINGS",
             help="The storage settings file, as django-crunch 0.1 took it (or --storage-settings).",
         )  # fmt: skip
-        add_storage_settings(parser)
+        add_storage_settings(parser, transfers=True)
         add_server_arguments(parser)
 
     def handle(self, *args: Any, **opts: Any) -> None:

@@ -34,7 +34,7 @@ class Command(ClientCommand):
             "--every", type=interval, default=logs.FOLLOW_EVERY, metavar="SECONDS",
             help=f"With --follow: seconds between two looks (default {logs.FOLLOW_EVERY:g}).",
         )  # fmt: skip
-        add_storage_settings(parser)
+        add_storage_settings(parser, transfers=True)
         add_server_arguments(parser)
 
     def handle(self, *args: Any, **opts: Any) -> None:

@@ -79,7 +79,7 @@ class SetupStage(Stage):
             # still be computing (see hashing.Checksums), and their record is written
             # when they are known.
             checksums, fetched = fetch_counted(
-                config.storage, prefix, context.workdir,
+                context.storage, prefix, context.workdir,
                 jobs=config.jobs, known=previous, quiet=config.quiet, tidy=True,
             )  # fmt: skip
         else:
@@ -90,7 +90,7 @@ class SetupStage(Stage):
             if not any(not is_record(path) for path in checksums.paths):
                 raise TransferError(
                     f"The dataset's folder {prefix!r} is missing or empty in "
-                    f"{storage_location(config.storage)}: check its base_file_path and the "
+                    f"{storage_location(context.storage)}: check its base_file_path and the "
                     "storage settings, or let the project's datasets start empty (allow_empty)."
                 )
         if checksums.done():

@@ -36,7 +36,7 @@ class UploadStage(Stage):
         # One pass: files as Setup left them are not read again, nor the workflow's files
         # hashed while it ran; the others are hashed as they are sent.
         after, result = transfer.upload_tree(
-            config.storage, context.prefix, context.workdir, known=setup,
+            context.storage, context.prefix, context.workdir, known=setup,
             hashed=context.output_hashes, exclude=is_record, jobs=config.jobs, quiet=config.quiet,
         )  # fmt: skip
         deleted = sorted(path for path in setup if path not in after)
@@ -45,7 +45,7 @@ class UploadStage(Stage):
             "".join(f"{path}\n" for path in deleted), encoding="utf-8"
         )
         transfer.upload_tree(
-            config.storage, f"{context.prefix}/{RECORDS}", context.records,
+            context.storage, f"{context.prefix}/{RECORDS}", context.records,
             exclude=is_cache, jobs=config.jobs, quiet=True,
         )  # fmt: skip
         early = f" ({result.hashed_before} hashed while the workflow ran)"

@@ -133,7 +133,7 @@ class WorkflowStage(Stage):
         if not context.config.upload or not (context.records / WORKFLOW_LOG).is_file():
             return
         transfer.upload_tree(
-            context.config.storage, f"{context.prefix}/{RECORDS}", context.records,
+            context.storage, f"{context.prefix}/{RECORDS}", context.records,
             exclude=lambda rel: rel != WORKFLOW_LOG, jobs=1, quiet=True,
         )  # fmt: skip
 
