@@ -62,7 +62,7 @@ def legacy_json_settings(path: Path, url: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("settings_format", ["toml", "json"])
+@pytest.mark.parametrize("settings_format", ["toml", "json", "none"])
 def test_loop_against_s3(
     live_server: Any,
     settings: Any,
@@ -77,6 +77,8 @@ def test_loop_against_s3(
     }  # fmt: skip
     write = toml_settings if settings_format == "toml" else legacy_json_settings
     settings_file = write(tmp_path / f"storage.{settings_format}", moto_url)
+    if settings_format == "none":  # a node with no keys: files through the server (issue 25)
+        settings_file = Path("")
     work = tmp_path / "client"
     work.mkdir()
     crunch = Crunch(
@@ -91,7 +93,10 @@ def test_loop_against_s3(
     datasets = [crunch.dataset(project["slug"], f"d{i}") for i in range(2)]
     for dataset in datasets:
         bucket.put_object(Key=f"{dataset['base_file_path']}/input.txt", Body=b"12345\n")
-    result = crunch.run("loop", "--quiet")
+    env = crunch.env
+    if settings_format == "none":
+        del env["CRUNCH_STORAGE_SETTINGS"]
+    result = crunch.run("loop", "--quiet", env=env)
     assert result.returncode == 0, result.stderr
     for dataset in datasets:
         assert Dataset.objects.get(slug=dataset["slug"]).state == "completed"
