@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,17 +18,30 @@ from typing import Any
 from crunchclient import transfer
 from crunchclient.exceptions import TransferError
 from crunchclient.server.connection import Connection
+from crunchclient.server.files import ServerBackend
 from crunchclient.server.wire import DatasetInfo
+from crunchclient.settings import bootstrap
 from crunchclient.settings.bootstrap import storage_location
-from crunchclient.transfer.backends.base import Entry, StorageBackend
+from crunchclient.settings.config import transfer_mode
+from crunchclient.transfer.backends.base import Entry
 from crunchclient.transfer.paths import work_folder
 from crunchclient.transfer.progress import size_text
-from crunchclient.worker.records import SETUP_CHECKSUMS, UPLOAD_CHECKSUMS, record_path
+from crunchclient.worker.records import RECORDS, SETUP_CHECKSUMS, UPLOAD_CHECKSUMS
 
 logger = logging.getLogger(__name__)
 
-SETUP_RECORD = record_path(SETUP_CHECKSUMS)
-UPLOAD_RECORD = record_path(UPLOAD_CHECKSUMS)
+Source = Callable[[DatasetInfo], Any]
+"""Where a dataset's files are read from: a Django storage (direct) or a ServerBackend."""
+
+
+def source_of(opts: dict[str, Any], connection: Connection) -> Source:
+    """The source of --transfer (see ``config.transfer_mode``): the storage of the
+    storage settings, or the server, with only the URL and token."""
+    if transfer_mode(opts) == "direct":
+        storage = bootstrap.get_storage()
+        return lambda _dataset: storage
+    jobs = opts.get("jobs") or 4
+    return lambda dataset: ServerBackend(connection, dataset.slug, dataset.folder, jobs=jobs)
 
 
 def listing(storage: Any, prefix: str) -> list[Entry]:
@@ -34,9 +49,11 @@ def listing(storage: Any, prefix: str) -> list[Entry]:
         return sorted(backend.list(prefix), key=lambda entry: entry.rel)
 
 
-def files(connection: Connection, storage: Any, slug: str) -> str:
+def files(connection: Connection, source: Source, slug: str) -> str:
     """The stored files of a dataset with their sizes, and their total."""
-    prefix = connection.dataset(slug).folder
+    dataset = connection.dataset(slug)
+    prefix = dataset.folder
+    storage = source(dataset)
     entries = listing(storage, prefix)
     if not entries:
         return f"No files in {prefix!r} of {storage_location(storage)}."
@@ -46,11 +63,22 @@ def files(connection: Connection, storage: Any, slug: str) -> str:
     return "\n".join(lines)
 
 
-def read_record(storage: Any, name: str) -> dict[str, str]:
-    """A .crunch/*_md5_checksums.json record from storage; {} if it is not there."""
+def read_records(storage: Any, prefix: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The dataset's Setup and Upload checksum records from storage; {} for one not there."""
+    folder = f"{prefix}/{RECORDS}"
+    with tempfile.TemporaryDirectory(prefix="crunch-records-") as copy:
+        transfer.download_tree(
+            storage, folder, Path(copy), only={SETUP_CHECKSUMS, UPLOAD_CHECKSUMS}, jobs=2,
+            quiet=True,
+        )  # fmt: skip
+        return tuple(  # type: ignore[return-value]
+            read_json(Path(copy) / name) for name in (SETUP_CHECKSUMS, UPLOAD_CHECKSUMS)
+        )
+
+
+def read_json(path: Path) -> dict[str, str]:
     try:
-        with storage.open(name, "rb") as handle:
-            value = json.loads(handle.read().decode("utf-8"))
+        value = json.loads(path.read_bytes().decode("utf-8"))
     except (OSError, ValueError):
         return {}
     return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
@@ -71,26 +99,13 @@ class Downloaded:
         )
 
 
-def backend_for(storage: Any, keep: set[str] | None) -> type[StorageBackend]:
-    """The storage's backend class; listing only the files of keep unless that is None."""
-    base = transfer.backend_class(storage)
-    if keep is None:
-        return base
-
-    def list_kept(self: StorageBackend, prefix: str, *, tidy: bool = False) -> list[Entry]:
-        return [entry for entry in base.list(self, prefix, tidy=tidy) if entry.rel in keep]
-
-    return type(f"Only{base.__name__}", (base,), {"list": list_kept})
-
-
 def download_one(
     storage: Any, dataset: DatasetInfo, destination: Path, *, outputs_only: bool = False,
     jobs: int = 8, quiet: bool = True,
 ) -> Downloaded:  # fmt: skip
     """Copy a dataset's stored files into destination; verify them against its records."""
     prefix = dataset.folder
-    setup = read_record(storage, f"{prefix}/{SETUP_RECORD}")
-    uploaded = read_record(storage, f"{prefix}/{UPLOAD_RECORD}")
+    setup, uploaded = read_records(storage, prefix)
     keep: set[str] | None = None
     skipped = 0
     if outputs_only:
@@ -99,8 +114,9 @@ def download_one(
         entries = listing(storage, prefix)
         keep = {entry.rel for entry in entries if entry.rel not in inputs}
         skipped = len(entries) - len(keep)
-    with backend_for(storage, keep)(storage, jobs) as backend:
-        checksums = transfer.download_tree(backend, prefix, destination, jobs=jobs, quiet=quiet)
+    checksums = transfer.download_tree(
+        storage, prefix, destination, only=keep, jobs=jobs, quiet=quiet
+    )
     expected = {**setup, **uploaded}
     for rel, md5 in checksums.items():
         want = expected.get(rel)
@@ -127,7 +143,7 @@ def select(
 
 
 def download(  # noqa: PLR0913 (keyword-only: the command's options)
-    connection: Connection, storage: Any, slugs: list[str], *, project: str | None = None,
+    connection: Connection, source: Source, slugs: list[str], *, project: str | None = None,
     state: str | None = None, dest: Path = Path("."), outputs_only: bool = False,
     jobs: int = 8, quiet: bool = True,
 ) -> list[Downloaded]:  # fmt: skip
@@ -138,7 +154,7 @@ def download(  # noqa: PLR0913 (keyword-only: the command's options)
         target = work_folder(dest.expanduser(), slug.partition(":")[0], slug)
         done.append(
             download_one(
-                storage, dataset, target, outputs_only=outputs_only, jobs=jobs, quiet=quiet
+                source(dataset), dataset, target, outputs_only=outputs_only, jobs=jobs, quiet=quiet
             )
         )
     return done

@@ -22,7 +22,7 @@ from crunchclient import transfer
 from crunchclient.server.connection import Connection
 from crunchclient.server.wire import DatasetInfo
 from crunchclient.settings.bootstrap import storage_location
-from crunchclient.terminal.fetch import backend_for
+from crunchclient.terminal.fetch import Source
 from crunchclient.worker.records import RECORDS, WORKFLOW_LOG, record_path
 
 LOG_NAME = record_path(WORKFLOW_LOG)
@@ -51,8 +51,8 @@ class StoredLog:
     def read(self) -> bool:
         """Read the stored log again if it changed; whether there is one."""
         folder = f"{self.prefix}/{RECORDS}"
-        with backend_for(self.storage, {WORKFLOW_LOG})(self.storage, 1) as backend:
-            entries = backend.list(folder)
+        with transfer.open_backend(self.storage, 1) as backend:
+            entries = [entry for entry in backend.list(folder) if entry.rel == WORKFLOW_LOG]
             if not entries:
                 self.seen, self.data, self.printed = None, b"", 0
                 return False
@@ -60,7 +60,9 @@ class StoredLog:
             if (entry.size, entry.mtime_ns) == self.seen:
                 return True
             with tempfile.TemporaryDirectory(prefix="crunch-logs-") as copy:
-                transfer.download_tree(backend, folder, Path(copy), jobs=1, quiet=True)
+                transfer.download_tree(
+                    backend, folder, Path(copy), only={WORKFLOW_LOG}, jobs=1, quiet=True
+                )
                 data = (Path(copy) / WORKFLOW_LOG).read_bytes()
         self.seen = (entry.size, entry.mtime_ns)
         if not data.startswith(self.data[: self.printed]):
@@ -101,13 +103,13 @@ def running_since(connection: Connection, dataset: DatasetInfo) -> str:
 
 
 def show(
-    connection: Connection, storage: Any, slug: str, *, follow: bool = False,
+    connection: Connection, source: Source, slug: str, *, follow: bool = False,
     every: float = FOLLOW_EVERY, out: Write, note: Write,
 ) -> None:  # fmt: skip
     """Write the stored log to out (its text only) and what a reader needs to know about
     it to note (one line each): no log yet, a running dataset's log not uploaded yet."""
     dataset = connection.dataset(slug)
-    log = StoredLog(storage, dataset.folder)
+    log = StoredLog(source(dataset), dataset.folder)
     found = log.read()
     running = dataset.state == DatasetState.RUNNING
     if running:

@@ -54,6 +54,7 @@ class FetchOptions(TypedDict, total=False):
 
     jobs: int
     known: Mapping[str, str] | None
+    only: set[str] | None
     quiet: bool
     tidy: bool
 
@@ -84,14 +85,17 @@ def fetch_counted(
     *,
     jobs: int = 8,
     known: Mapping[str, str] | None = None,
+    only: set[str] | None = None,
     quiet: bool = False,
     tidy: bool = False,
 ) -> tuple[Checksums, Fetched]:
-    """fetch_tree(), and what it copied and kept."""
+    """fetch_tree(), and what it copied and kept; with only, just those files (paths
+    relative to prefix)."""
     with open_backend(storage, jobs) as backend:
         return _download(
-            backend, prefix, destination, jobs=jobs, known=known or {}, quiet=quiet, tidy=tidy
-        )
+            backend, prefix, destination, jobs=jobs, known=known or {}, only=only, quiet=quiet,
+            tidy=tidy,
+        )  # fmt: skip
 
 
 def download_tree(
@@ -111,10 +115,11 @@ def _download(
     *,
     jobs: int,
     known: Mapping[str, str],
+    only: set[str] | None,
     quiet: bool,
     tidy: bool = False,
 ) -> tuple[Checksums, Fetched]:
-    entries = backend.list(prefix, tidy=tidy)
+    entries = [e for e in backend.list(prefix, tidy=tidy) if only is None or e.rel in only]
     if not backend.is_local:  # a local listing builds its names itself
         entries = unambiguous(prefix, entries, [_checked(entry) for entry in entries])
     destination.mkdir(parents=True, exist_ok=True)

@@ -194,7 +194,9 @@ def test_missing_value_without_a_terminal(
     crunch: Crunch, pending: dict, unset: str, message: str
 ) -> None:
     env = {k: v for k, v in crunch.env.items() if k != unset}
-    result = crunch.run("loop", env=env)
+    # Without storage settings a loop moves files through the server, unless told not to.
+    direct = ["--transfer", "direct"] if unset == "CRUNCH_STORAGE_SETTINGS" else []
+    result = crunch.run("loop", *direct, env=env)
     assert (result.returncode, error_line(result)) == (2, f"CommandError: {message}")
     nothing_claimed()
 

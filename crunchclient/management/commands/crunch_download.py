@@ -12,7 +12,6 @@ from crunchclient.cli.arguments import (
 )
 from crunchclient.exceptions import ConfigurationError
 from crunchclient.management.base import ClientCommand
-from crunchclient.settings import bootstrap
 from crunchclient.terminal import fetch, remote, watch
 
 
@@ -46,8 +45,9 @@ class Command(ClientCommand):
                 returncode=ConfigurationError.exit_code,
             )
         remote.quiet_transfers(opts["verbosity"])
+        connection = remote.connect(opts)
         done = fetch.download(
-            remote.connect(opts), bootstrap.get_storage(), opts["datasets"],
+            connection, fetch.source_of(opts, connection), opts["datasets"],
             project=opts["project"], state=opts["state"], dest=opts["dest"],
             outputs_only=opts["outputs_only"], jobs=opts["jobs"], quiet=opts["quiet"],
         )  # fmt: skip

@@ -6,7 +6,6 @@ from django.core.management.base import CommandParser
 
 from crunchclient.cli.arguments import add_server_arguments, add_storage_settings
 from crunchclient.management.base import ClientCommand
-from crunchclient.settings import bootstrap
 from crunchclient.terminal import fetch, remote
 
 
@@ -24,4 +23,6 @@ class Command(ClientCommand):
 
     def handle(self, *args: Any, **opts: Any) -> None:
         connection = remote.connect(opts)
-        self.stdout.write(fetch.files(connection, bootstrap.get_storage(), opts["dataset"]))
+        self.stdout.write(
+            fetch.files(connection, fetch.source_of(opts, connection), opts["dataset"])
+        )

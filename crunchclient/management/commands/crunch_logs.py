@@ -7,8 +7,7 @@ from django.core.management.base import CommandError, CommandParser
 from crunchclient.cli.arguments import add_server_arguments, add_storage_settings, number
 from crunchclient.exceptions import Interrupted
 from crunchclient.management.base import ClientCommand
-from crunchclient.settings import bootstrap
-from crunchclient.terminal import logs, remote
+from crunchclient.terminal import fetch, logs, remote
 
 
 def interval(text: str) -> float:
@@ -42,8 +41,9 @@ class Command(ClientCommand):
         connection = remote.connect(opts)
         try:
             logs.show(
-                connection, bootstrap.get_storage(), opts["dataset"], follow=opts["follow"],
-                every=opts["every"], out=self.write_log, note=self.stderr.write,
+                connection, fetch.source_of(opts, connection), opts["dataset"],
+                follow=opts["follow"], every=opts["every"], out=self.write_log,
+                note=self.stderr.write,
             )  # fmt: skip
         except KeyboardInterrupt:
             raise CommandError(
