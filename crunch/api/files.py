@@ -13,6 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.http import FileResponse, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
@@ -130,7 +131,7 @@ class FileView(CrunchAPI, APIView):
     """``GET``: one stored file's bytes; ``PUT`` (with the claim): replace it."""
 
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
-    def get(self, request: Request, slug: str, path: str) -> HttpResponse:
+    def get(self, request: Request, slug: str, path: str) -> HttpResponseBase:
         grant = granted(request, slug)
         path = checked(path, transfers.clean_file_path)
         opened = streams.open_stored(grant, path)
@@ -154,21 +155,21 @@ class FileView(CrunchAPI, APIView):
         return Response({"path": path, "size": length})
 
 
-def sent(opened: streams.Opened, path: str) -> HttpResponse:
+def sent(opened: streams.Opened, path: str) -> HttpResponseBase:
     """The file as an attachment, or (``CRUNCH_SENDFILE``) handed to the web server."""
     how = getattr(settings, "CRUNCH_SENDFILE", "")
     if opened.path is not None and how in ("x-accel-redirect", "x-sendfile"):
         opened.handle.close()
-        response = HttpResponse(content_type="application/octet-stream")
+        handed = HttpResponse(content_type="application/octet-stream")
         if how == "x-sendfile":
-            response["X-Sendfile"] = opened.path
+            handed["X-Sendfile"] = opened.path
         else:
             root = str(getattr(settings, "MEDIA_ROOT", ""))
             internal = getattr(settings, "CRUNCH_SENDFILE_PREFIX", "/protected/")
-            response["X-Accel-Redirect"] = (
+            handed["X-Accel-Redirect"] = (
                 internal.rstrip("/") + "/" + posixpath.relpath(opened.path, root)
             )
-        return response
+        return handed
     response = FileResponse(opened.handle, as_attachment=True, filename=posixpath.basename(path))
     response["X-Content-Type-Options"] = "nosniff"
     return response

@@ -69,7 +69,7 @@ def write_stored(grant: Grant, path: str, source: IO[bytes], length: int) -> Non
     place = grant.place
     if place.real_base is None:
         name = grant.name(path)
-        body = _Exact(source, length)
+        body: Any = _Exact(source, length)
         if place.storage.exists(name):
             place.storage.delete(name)
         saved = place.storage.save(name, File(body, name=os.path.basename(name)))

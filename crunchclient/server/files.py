@@ -10,8 +10,11 @@ and bundle URLs, many small files a tar stream each way.
 
 from __future__ import annotations
 
+import builtins
+import functools
 import logging
 import threading
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote
@@ -125,8 +128,8 @@ class ServerBackend(StorageBackend):
         return self.transport.api + self.base + "files/" + quote(path)
 
     def links(
-        self, read: list[str] = (), write: list[tuple[str, int]] = ()
-    ) -> list[dict[str, Any]]:  # type: ignore[assignment]
+        self, read: Sequence[str] = (), write: Sequence[tuple[str, int]] = ()
+    ) -> builtins.list[dict[str, Any]]:
         body: dict[str, Any] = {
             "read": list(read), "write": [{"path": p, "size": s} for p, s in write],
         }  # fmt: skip
@@ -137,7 +140,7 @@ class ServerBackend(StorageBackend):
             "POST", self.base + "links/", json=body,
             missing=f"No dataset {self.dataset!r} you may {'write' if write else 'read'}.",
         )  # fmt: skip
-        links: list[dict[str, Any]] = answer["links"]
+        links: builtins.list[dict[str, Any]] = answer["links"]
         return links
 
     def download(self, name: str, entry: Entry, partial: str, progress: Progress) -> str | None:
@@ -185,25 +188,24 @@ class ServerBackend(StorageBackend):
         return self.mover.retrying(f"download {path!r}", attempt, undo)
 
     def download_many(
-        self, items: list[tuple[str, Entry]], place: Place, progress: Progress
+        self, items: Sequence[tuple[str, Entry]], place: Place, progress: Progress
     ) -> None:
         if self.mode():
             links = self.links(read=[self.path(name) for name, _entry in items])
             for (name, entry), link in zip(items, links, strict=True):
-                path = self.path(name)
-                place(
-                    entry,
-                    lambda partial, e=entry, p=path, u=link["url"]: self._get(
-                        p, e, partial, progress, u
-                    ),
+                get = functools.partial(
+                    self._get, self.path(name), entry, progress=progress, url=link["url"]
                 )
+                place(entry, get)
             return
         if len(items) == 1:
             super().download_many(items, place, progress)
             return
         self._bundle_get(items, place, progress)
 
-    def _bundle_get(self, items: list[tuple[str, Entry]], place: Place, progress: Progress) -> None:
+    def _bundle_get(
+        self, items: Sequence[tuple[str, Entry]], place: Place, progress: Progress
+    ) -> None:
         """Many small files in one tar stream; after a break, the rest in a new one."""
         left = {self.path(name): entry for name, entry in items}
         counted = [0]
@@ -248,7 +250,7 @@ class ServerBackend(StorageBackend):
     def upload(self, name: str, local: str, size: int, md5: str | None, progress: Progress) -> str:
         return self.upload_many([Outgoing(name, local, size, md5)], progress)[0]
 
-    def upload_many(self, items: list[Outgoing], progress: Progress) -> list[str]:
+    def upload_many(self, items: Sequence[Outgoing], progress: Progress) -> builtins.list[str]:
         if not self.claim:
             raise TransferError("Uploads through the server need a claim on the dataset.")
         if self.mode():
@@ -277,7 +279,7 @@ class ServerBackend(StorageBackend):
     def _put(self, item: Outgoing, progress: Progress) -> str:
         path = self.path(item.name)
         count, undo = self._sending(progress)
-        digests: list[Any] = []
+        digests: builtins.list[Any] = []
 
         def attempt() -> None:
             digest = new_md5()
@@ -294,9 +296,9 @@ class ServerBackend(StorageBackend):
         self.mover.retrying(f"upload {path!r}", attempt, undo)
         return item.md5 or str(digests[0].hexdigest())
 
-    def _bundle_put(self, items: list[Outgoing], progress: Progress) -> list[str]:
+    def _bundle_put(self, items: Sequence[Outgoing], progress: Progress) -> builtins.list[str]:
         count, undo = self._sending(progress)
-        bodies: list[TarBody] = []
+        bodies: builtins.list[TarBody] = []
 
         def attempt() -> None:
             body = TarBody([(self.path(i.name), i.local, i.size) for i in items], count)
@@ -319,7 +321,7 @@ class ServerBackend(StorageBackend):
         path = self.path(item.name)
         count, undo = self._sending(progress)
         if link.get("upload_id") is None:
-            digests: list[Any] = []
+            digests: builtins.list[Any] = []
 
             def attempt() -> None:
                 digest = new_md5()

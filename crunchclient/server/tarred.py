@@ -8,7 +8,7 @@ download's stream member by member, refusing any the request did not ask for.
 from __future__ import annotations
 
 import tarfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from typing import IO, Any
 
 from crunchclient.exceptions import TransferError
@@ -43,7 +43,7 @@ class TarBody:
     def __len__(self) -> int:
         return self.size
 
-    def _pieces(self) -> Iterator[bytes]:
+    def _pieces(self) -> Generator[bytes, None, None]:
         for header, (path, local, size), digest in zip(
             self.headers, self.files, self.digests, strict=True
         ):
@@ -79,7 +79,7 @@ class TarBody:
         self.pieces.close()
 
 
-def read_members(stream: Any, wanted: set[str]) -> Iterator[tuple[str, IO[bytes]]]:
+def read_members(stream: Any, wanted: set[str]) -> Generator[tuple[str, IO[bytes]], None, None]:
     """(path, readable bytes) of each regular file of the tar stream; TransferError for a
     member that is not one of ``wanted`` or not a regular file."""
     try:

@@ -68,7 +68,7 @@ def dry_run(opts: dict[str, Any]) -> Report:
         report.check(f"Workflow (--workflow {kind.kind.value})", *tool(kind, None, kind.kind))
     for slug, info in infos.items():
         report.check(f"Workflow of project {slug!r}", *workflow_check(info, opts, path))
-    report.check("Storage", *storage_check())
+    report.check("Storage", *storage_check(opts))
     directory = (opts.get("directory") or Path("crunch-work")).expanduser().absolute()
     report.check(f"Working directory {str(directory)!r}", *directory_check(directory))
     return report
@@ -168,9 +168,12 @@ def workflow_check(
     return tool(kind, workflow, f"--workflow {opts['workflow']}" if opts.get("workflow") else what)
 
 
-def storage_check() -> tuple[str, str | None]:
-    """The storage settings load and the storage answers: its folder or bucket lists."""
+def storage_check(opts: dict[str, Any]) -> tuple[str, str | None]:
+    """The storage settings load and the storage answers: its folder or bucket lists;
+    with --transfer server, the server moves the files (its answers were checked above)."""
     try:
+        if config.transfer_mode(opts) == "server":
+            return "files move through the crunch server (--transfer server)", None
         storage = bootstrap.get_storage()
     except ConfigurationError as exc:
         return "", str(exc)

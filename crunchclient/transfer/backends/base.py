@@ -7,10 +7,11 @@ faster path for another storage is one subclass and one entry in BACKENDS.
 
 from __future__ import annotations
 
+import builtins
 import functools
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
@@ -130,17 +131,17 @@ class StorageBackend(ABC):
         (md5 if given, which saves hashing it again)."""
 
     def download_many(
-        self, items: list[tuple[str, Entry]], place: Place, progress: Progress
+        self, items: Sequence[tuple[str, Entry]], place: Place, progress: Progress
     ) -> None:
         """Download a batch of (name, entry): ``place`` each with a writer. One at a time
         here; a backend that moves many files in one request does it there."""
         for name, entry in items:
             place(entry, functools.partial(self.download, name, entry, progress=progress))
 
-    def upload_many(self, items: list[Outgoing], progress: Progress) -> list[str]:
+    def upload_many(self, items: Sequence[Outgoing], progress: Progress) -> builtins.list[str]:
         """Store a batch of files; their MD5s in order. One at a time here (see
         download_many)."""
-        return [self.upload(*item, progress) for item in items]
+        return [self.upload(i.name, i.local, i.size, i.md5, progress) for i in items]
 
 
 def keep_mtime(path: str, entry: Entry) -> None:
