@@ -39,6 +39,23 @@ class CrunchSettings:
     """Failed token authentications allowed per client address (DRF's rate syntax), past
     which the address's tokens are refused with 429 for the rest of the window; None: off."""
 
+    LINK_SECONDS: int = 900
+    """Longest life of a signed link to a dataset's file in S3 (``--transfer server``); a
+    claim's link never outlives its lease. A client asks again for a link that expired."""
+
+    PRESIGN: bool = True
+    """With a storage that signs URLs (S3), nodes without storage keys move files straight
+    to and from it through signed links; False sends the bytes through the server instead
+    (for a bucket that compute nodes cannot reach)."""
+
+    SENDFILE: str = ""
+    """Who sends a downloaded file's bytes on local storage: "" (the WSGI server, with
+    sendfile where it offers it), "x-accel-redirect" (nginx, see SENDFILE_PREFIX) or
+    "x-sendfile" (Apache's mod_xsendfile, lighttpd)."""
+
+    SENDFILE_PREFIX: str = "/protected/"
+    """nginx's internal location that maps to MEDIA_ROOT, for SENDFILE="x-accel-redirect"."""
+
     def __getattribute__(self, name: str) -> Any:
         if name.isupper():
             return getattr(settings, f"CRUNCH_{name}", object.__getattribute__(self, name))

@@ -23,6 +23,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from crunch.api.views import CrunchAPI
+from crunch.conf import crunch_settings
 from crunch.models import Dataset
 from crunch.services import links, streams, transfers
 from crunch.services.transfers import Grant, Refused
@@ -157,7 +158,7 @@ class FileView(CrunchAPI, APIView):
 
 def sent(opened: streams.Opened, path: str) -> HttpResponseBase:
     """The file as an attachment, or (``CRUNCH_SENDFILE``) handed to the web server."""
-    how = getattr(settings, "CRUNCH_SENDFILE", "")
+    how = crunch_settings.SENDFILE
     if opened.path is not None and how in ("x-accel-redirect", "x-sendfile"):
         opened.handle.close()
         handed = HttpResponse(content_type="application/octet-stream")
@@ -165,7 +166,7 @@ def sent(opened: streams.Opened, path: str) -> HttpResponseBase:
             handed["X-Sendfile"] = opened.path
         else:
             root = str(getattr(settings, "MEDIA_ROOT", ""))
-            internal = getattr(settings, "CRUNCH_SENDFILE_PREFIX", "/protected/")
+            internal = crunch_settings.SENDFILE_PREFIX
             handed["X-Accel-Redirect"] = (
                 internal.rstrip("/") + "/" + posixpath.relpath(opened.path, root)
             )

@@ -12,9 +12,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.conf import settings
 from django.utils import timezone
 
+from crunch.conf import crunch_settings
 from crunch.services.transfers import Grant, Refused, s3_key, s3_parts
 
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
@@ -26,7 +26,7 @@ MAX_SIZE = 5 * 1024**4  # S3's largest object: 5 TiB
 
 def signs(grant: Grant) -> bool:
     """Whether files move through signed links (S3, unless CRUNCH_PRESIGN is False)."""
-    return getattr(settings, "CRUNCH_PRESIGN", True) and s3_parts(grant.place.storage) is not None
+    return bool(crunch_settings.PRESIGN) and s3_parts(grant.place.storage) is not None
 
 
 @dataclass(frozen=True)

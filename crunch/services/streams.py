@@ -119,11 +119,17 @@ def _folder_for(root: str, path: str) -> str:
 
 
 class _Exact:
-    """A body read as a file, at most ``length`` bytes; ``check()`` that all came."""
+    """A body read as a file, at most ``length`` bytes; ``check()`` that all came.
+    Read once, front to back: storages that ask are told it cannot seek."""
+
+    closed = False
 
     def __init__(self, source: IO[bytes], length: int) -> None:
         self.source = source
         self.left = length
+
+    def seekable(self) -> bool:
+        return False
 
     def read(self, size: int = -1) -> bytes:
         size = self.left if size < 0 else min(size, self.left)

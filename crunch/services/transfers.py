@@ -25,19 +25,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import SuspiciousFileOperation
 from django.utils import timezone
 
 from crunch.access import Action, datasets_where
 from crunch.choices import DatasetState
+from crunch.conf import crunch_settings
 from crunch.constants import PARTIAL_MARK, SETUP_CHECKSUMS, UPLOAD_CHECKSUMS, record_path
 from crunch.exceptions import LeaseExpired
 from crunch.models import Dataset
 from crunch.services.files import Place, dataset_place, is_plain_path
 
-LINK_SECONDS = 900
-"""Longest life of a signed link (CRUNCH_LINK_SECONDS); a claim's link never outlives its lease."""
 MAX_NAMES = 1000
 """Files one links or bundle request may name."""
 
@@ -66,7 +64,7 @@ class Grant:
 
 
 def link_seconds() -> int:
-    return int(getattr(settings, "CRUNCH_LINK_SECONDS", LINK_SECONDS))
+    return int(crunch_settings.LINK_SECONDS)
 
 
 def grant(user: Any, slug: str, *, claim: str | None = None, write: bool = False) -> Grant:

@@ -11,6 +11,7 @@ import socket
 import tarfile
 
 import pytest
+import requests
 from rest_framework.test import APIClient
 
 from tests.factories import make_dataset, make_project, make_user
@@ -186,3 +187,110 @@ def test_a_link_in_storage_is_neither_read_nor_written_through(world, tmp_path):
     assert read.status_code == 404 and written.status_code == 400
     assert [entry["path"] for entry in manifest["files"]] == ["input.txt"]
     assert (world["root"] / world["b1"].base_file_path / "input.txt").read_text() == "beta secret"
+
+
+@pytest.mark.parametrize(
+    ("how", "header", "value"),
+    [("x-sendfile", "X-Sendfile", "{root}/{base}/input.txt"),
+     ("x-accel-redirect", "X-Accel-Redirect", "/protected/{base}/input.txt")],
+)  # fmt: skip
+def test_the_web_server_can_send_the_bytes(world, settings, how, header, value):
+    settings.CRUNCH_SENDFILE = how
+    a1 = world["a1"]
+
+    answer = world["worker"].get(f"/api/datasets/{a1.slug}/files/input.txt")
+
+    assert answer.status_code == 200 and answer.content == b""
+    assert answer[header] == value.format(root=world["root"], base=a1.base_file_path)
+
+
+@pytest.fixture
+def on_s3(world, settings, s3_storage):
+    """The world's datasets, with S3 (moto) as the server's storage."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "bucket_name": s3_storage.bucket_name, "endpoint_url": s3_storage.endpoint_url,
+                "access_key": "testing", "secret_key": "testing", "region_name": "us-east-1",
+                "file_overwrite": True,
+            },
+        },
+    }  # fmt: skip
+    for dataset in (world["a1"], world["b1"]):
+        s3_storage.save(f"{dataset.base_file_path}/input.txt", io.BytesIO(b"on s3"))
+    return s3_storage
+
+
+def test_signed_links_name_exact_keys_under_the_dataset(world, on_s3):
+    worker, a1, claim = world["worker"], world["a1"], world["claim"]
+
+    manifest = worker.get(f"/api/datasets/{a1.slug}/manifest/").json()
+    answer = worker.post(
+        f"/api/datasets/{a1.slug}/links/",
+        {"claim": claim, "read": ["input.txt"], "write": [{"path": "out/r.txt", "size": 3}]},
+        format="json",
+    )
+    links = answer.json()["links"]
+    stored = requests.put(links[1]["url"], data=b"42\n", timeout=10)
+
+    assert manifest["links"] is True and manifest["files"][0]["md5"] is not None
+    assert requests.get(links[0]["url"], timeout=10).content == b"on s3"
+    assert f"/{a1.base_file_path}/input.txt?" in links[0]["url"]
+    assert f"/{a1.base_file_path}/out/r.txt?" in links[1]["url"]
+    assert stored.status_code == 200
+    assert on_s3.open(f"{a1.base_file_path}/out/r.txt").read() == b"42\n"
+
+
+def test_a_large_upload_goes_in_parts_completed_by_the_server(world, on_s3):
+    worker, a1, claim = world["worker"], world["a1"], world["claim"]
+    size = 70 * 1024 * 1024
+    link = worker.post(
+        f"/api/datasets/{a1.slug}/links/",
+        {"claim": claim, "write": [{"path": "big.bin", "size": size}]}, format="json",
+    ).json()["links"][0]  # fmt: skip
+    part = link["part_size"]
+    etags = [
+        requests.put(url, data=b"x" * min(part, size - i * part), timeout=30).headers["ETag"]
+        for i, url in enumerate(link["parts"])
+    ]
+
+    other = worker.post(
+        f"/api/datasets/{world['b1'].slug}/complete/",
+        {"claim": claim, "path": "big.bin", "upload_id": link["upload_id"], "etags": etags},
+        format="json",
+    )
+    done = worker.post(
+        f"/api/datasets/{a1.slug}/complete/",
+        {"claim": claim, "path": "big.bin", "upload_id": link["upload_id"], "etags": etags},
+        format="json",
+    )
+
+    assert len(link["parts"]) == 5 and other.status_code == 404
+    assert done.status_code == 204, done.content
+    assert on_s3.size(f"{a1.base_file_path}/big.bin") == size
+
+
+def test_links_for_another_project_or_a_released_claim_are_refused(world, on_s3):
+    worker, a1, b1, claim = world["worker"], world["a1"], world["b1"], world["claim"]
+    write = {"claim": claim, "write": [{"path": "input.txt", "size": 4}]}
+
+    other = worker.post(f"/api/datasets/{b1.slug}/links/", write, format="json")
+    worker.post(f"/api/claims/{claim}/release/")
+    released = worker.post(f"/api/datasets/{a1.slug}/links/", write, format="json")
+
+    assert (other.status_code, released.status_code) == (404, 409)
+
+
+def test_without_presigning_s3_files_pass_through_the_server(world, on_s3, settings):
+    settings.CRUNCH_PRESIGN = False
+    worker, a1, claim = world["worker"], world["a1"], world["claim"]
+
+    manifest = worker.get(f"/api/datasets/{a1.slug}/manifest/").json()
+    written = put(worker, a1.slug, "out.txt", b"through", claim)
+    read = worker.get(f"/api/datasets/{a1.slug}/files/out.txt")
+
+    assert manifest["links"] is False
+    assert written.status_code == 200
+    assert b"".join(read.streaming_content) == b"through"
