@@ -32,6 +32,10 @@ CLAIM_HEADER = OpenApiParameter(
     "X-Crunch-Claim", OpenApiTypes.UUID, OpenApiParameter.HEADER,
     description="The live claim on the dataset; needed to write.",
 )  # fmt: skip
+TIDY = OpenApiParameter(
+    "tidy", OpenApiTypes.STR, enum=["1"],
+    description="1: remove what a killed upload left half-written (needs the claim).",
+)  # fmt: skip
 NAMES = inline_serializer(
     "FileNames", {"paths": serializers.ListField(child=serializers.CharField())}
 )
@@ -69,10 +73,11 @@ def body_length(request: Request) -> int:
 class ManifestView(CrunchAPI, APIView):
     """``GET``: the dataset's files with size, mtime and MD5 where known."""
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT}, parameters=[CLAIM_HEADER])
+    @extend_schema(responses={200: OpenApiTypes.OBJECT}, parameters=[CLAIM_HEADER, TIDY])
     def get(self, request: Request, slug: str) -> Response:
-        grant = granted(request, slug)
-        files = transfers.manifest(grant)
+        tidy = request.query_params.get("tidy") == "1"
+        grant = granted(request, slug, write=tidy)
+        files = transfers.manifest(grant, tidy=tidy)
         return Response(
             {
                 "dataset": grant.dataset.slug,

@@ -16,6 +16,7 @@ How the bytes then move is ``links`` (storages that sign URLs: S3) or ``streams`
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -139,13 +140,17 @@ class FileInfo:
         return {"path": self.path, "size": self.size, "mtime": self.mtime, "md5": self.md5}
 
 
-def manifest(grant: Grant) -> list[FileInfo]:
+def manifest(grant: Grant, *, tidy: bool = False) -> list[FileInfo]:
     """Every file of the dataset: size, modification time and MD5 where known.
 
     The MD5 is the store's own (S3's single-part ETag), else the run records', when the
-    record is newer than the file (a file changed since has no MD5 here).
+    record is newer than the file (a file changed since has no MD5 here). With tidy (a
+    run's Setup, holding the claim), what a killed upload left half-written on the
+    server's disk is removed.
     """
     place = grant.place
+    if tidy and grant.write and place.real_base is not None:
+        remove_partials(place.real_base)
     found = list(_listed(place))
     recorded = _recorded_md5s(place, {info.path: info for info in found})
     return [
@@ -182,6 +187,16 @@ def _walk_disk(root: str) -> Iterator[FileInfo]:
             elif entry.is_file(follow_symlinks=False):
                 info = entry.stat(follow_symlinks=False)
                 yield FileInfo(rel, info.st_size, info.st_mtime_ns / 1e9, None)
+
+
+def remove_partials(root: str) -> None:
+    """Remove the half-written files under root (no link followed)."""
+    for folder, folders, files in os.walk(root):
+        folders[:] = [name for name in folders if not os.path.islink(os.path.join(folder, name))]
+        for name in files:
+            if PARTIAL_MARK in name:
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(folder, name))
 
 
 def _walk_storage(place: Place, folder: str) -> Iterator[FileInfo]:

@@ -74,12 +74,16 @@ class ServerBackend(StorageBackend):
 
     # Listing.
 
-    def manifest(self) -> list[Entry]:
-        """Every file of the dataset, from the server (paths relative to the dataset)."""
+    def manifest(self, *, tidy: bool = False) -> list[Entry]:
+        """Every file of the dataset, from the server (paths relative to the dataset);
+        with tidy (and the claim), half-written files of a killed upload are removed."""
+        tidy = tidy and self.claim is not None
         with self.calls:
             answer = self.transport.expect(
-                "GET", self.base + "manifest/", missing=f"No dataset {self.dataset!r} you may read."
-            )
+                "GET", self.base + "manifest/" + ("?tidy=1" if tidy else ""),
+                headers=self.headers() if tidy else {}, conflict=ClaimLost,
+                missing=f"No dataset {self.dataset!r} you may read.",
+            )  # fmt: skip
         self.signs = bool(answer.get("links"))
         entries = []
         for item in answer.get("files") or []:
@@ -96,7 +100,7 @@ class ServerBackend(StorageBackend):
     def list(self, prefix: str, *, tidy: bool = False) -> list[Entry]:
         sub = self.under(prefix)
         if not sub:
-            return self.manifest()
+            return self.manifest(tidy=tidy)
         start = sub + "/"
         return [
             entry._replace(rel=entry.rel[len(start) :])

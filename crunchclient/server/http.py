@@ -121,6 +121,7 @@ class Transport:
         conflict: type[ServerError] = ServerError,
         claim: str | None = None,
         project: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Any:
         """Send one call, retrying transient failures; map refusals to our errors.
 
@@ -134,7 +135,9 @@ class Transport:
         attempt = 0
         while True:
             try:
-                response = self.session.request(method, url, json=json, timeout=self.timeout)
+                response = self.session.request(
+                    method, url, json=json, headers=headers, timeout=self.timeout
+                )
             except (requests.ConnectionError, requests.Timeout) as exc:
                 if not self.reached and (cause := permanent_cause(exc, self.shown)):
                     raise ConfigurationError(cause) from None

@@ -294,3 +294,16 @@ def test_without_presigning_s3_files_pass_through_the_server(world, on_s3, setti
     assert manifest["links"] is False
     assert written.status_code == 200
     assert b"".join(read.streaming_content) == b"through"
+
+
+def test_a_runs_setup_removes_half_written_files_of_a_killed_upload(world):
+    worker, a1, claim = world["worker"], world["a1"], world["claim"]
+    folder = world["root"] / a1.base_file_path
+    (folder / "out.txt.crunch-partial-1a2b").write_text("cut off")
+
+    viewer_look = worker.get(f"/api/datasets/{a1.slug}/manifest/?tidy=1")
+    tidied = worker.get(f"/api/datasets/{a1.slug}/manifest/?tidy=1", HTTP_X_CRUNCH_CLAIM=claim)
+
+    assert viewer_look.status_code == 409  # tidying needs the claim
+    assert tidied.status_code == 200
+    assert sorted(path.name for path in folder.iterdir()) == ["input.txt"]
