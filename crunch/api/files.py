@@ -36,6 +36,9 @@ TIDY = OpenApiParameter(
     "tidy", OpenApiTypes.STR, enum=["1"],
     description="1: remove what a killed upload left half-written (needs the claim).",
 )  # fmt: skip
+UNDER = OpenApiParameter(
+    "under", OpenApiTypes.STR, description="Only the files in this folder of the dataset."
+)
 NAMES = inline_serializer(
     "FileNames", {"paths": serializers.ListField(child=serializers.CharField())}
 )
@@ -73,11 +76,14 @@ def body_length(request: Request) -> int:
 class ManifestView(CrunchAPI, APIView):
     """``GET``: the dataset's files with size, mtime and MD5 where known."""
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT}, parameters=[CLAIM_HEADER, TIDY])
+    @extend_schema(responses={200: OpenApiTypes.OBJECT}, parameters=[CLAIM_HEADER, TIDY, UNDER])
     def get(self, request: Request, slug: str) -> Response:
         tidy = request.query_params.get("tidy") == "1"
+        under = request.query_params.get("under", "")
+        if under:
+            under = checked(under, transfers.clean_file_path)
         grant = granted(request, slug, write=tidy)
-        files = transfers.manifest(grant, tidy=tidy)
+        files = transfers.manifest(grant, under=under, tidy=tidy)
         return Response(
             {
                 "dataset": grant.dataset.slug,

@@ -140,8 +140,9 @@ class FileInfo:
         return {"path": self.path, "size": self.size, "mtime": self.mtime, "md5": self.md5}
 
 
-def manifest(grant: Grant, *, tidy: bool = False) -> list[FileInfo]:
-    """Every file of the dataset: size, modification time and MD5 where known.
+def manifest(grant: Grant, *, under: str = "", tidy: bool = False) -> list[FileInfo]:
+    """Every file of the dataset (under the folder ``under``, already a clean path): size,
+    modification time and MD5 where known.
 
     The MD5 is the store's own (S3's single-part ETag), else the run records', when the
     record is newer than the file (a file changed since has no MD5 here). With tidy (a
@@ -151,7 +152,7 @@ def manifest(grant: Grant, *, tidy: bool = False) -> list[FileInfo]:
     place = grant.place
     if tidy and grant.write and place.real_base is not None:
         remove_partials(place.real_base)
-    found = list(_listed(place))
+    found = list(_listed(place, under))
     recorded = _recorded_md5s(place, {info.path: info for info in found})
     return [
         info if info.md5 is not None or info.path not in recorded
@@ -160,18 +161,21 @@ def manifest(grant: Grant, *, tidy: bool = False) -> list[FileInfo]:
     ]  # fmt: skip
 
 
-def _listed(place: Place) -> Iterator[FileInfo]:
+def _listed(place: Place, under: str) -> Iterator[FileInfo]:
     if place.real_base is not None:
-        yield from _walk_disk(place.real_base)
+        yield from _walk_disk(place.real_base, under)
     elif (bucket := s3_parts(place.storage)) is not None:
-        yield from _list_s3(place, *bucket)
+        yield from _list_s3(place, *bucket, under)
     else:
-        yield from _walk_storage(place, "")
+        yield from _walk_storage(place, under)
 
 
-def _walk_disk(root: str) -> Iterator[FileInfo]:
-    """Regular files under root; links are neither followed nor listed."""
-    stack = [""]
+def _walk_disk(root: str, under: str) -> Iterator[FileInfo]:
+    """Regular files under root/under; links are neither followed nor listed."""
+    start = os.path.join(root, under) if under else root
+    if os.path.realpath(start) != start:
+        return  # the folder asked for is a link
+    stack = [under]
     while stack:
         folder = stack.pop()
         try:
@@ -232,11 +236,14 @@ def s3_key(location: str, name: str) -> str:
     return f"{location.strip('/')}/{name}" if location.strip("/") else name
 
 
-def _list_s3(place: Place, client: Any, bucket: str, location: str) -> Iterator[FileInfo]:
-    search = s3_key(location, place.base).rstrip("/") + "/"
+def _list_s3(
+    place: Place, client: Any, bucket: str, location: str, under: str
+) -> Iterator[FileInfo]:
+    base = s3_key(location, place.base).rstrip("/") + "/"
+    search = base + (under + "/" if under else "")
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=search):
         for item in page.get("Contents", ()):
-            rel = item["Key"][len(search) :]
+            rel = item["Key"][len(base) :]
             if not rel or rel.endswith("/") or PARTIAL_MARK in rel or not is_plain_path(rel):
                 continue
             etag = item.get("ETag", "").strip('"')

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from crunchclient.exceptions import ClaimLost, TransferError, UnsafePathError
 from crunchclient.server.http import Transport, quote_slug
@@ -74,13 +74,17 @@ class ServerBackend(StorageBackend):
 
     # Listing.
 
-    def manifest(self, *, tidy: bool = False) -> list[Entry]:
-        """Every file of the dataset, from the server (paths relative to the dataset);
-        with tidy (and the claim), half-written files of a killed upload are removed."""
+    def manifest(self, *, under: str = "", tidy: bool = False) -> list[Entry]:
+        """The files of the dataset (in its folder ``under``), from the server, paths
+        relative to the dataset; with tidy (and the claim), half-written files of a killed
+        upload are removed."""
         tidy = tidy and self.claim is not None
+        query = {"under": under} if under else {}
+        if tidy:
+            query["tidy"] = "1"
         with self.calls:
             answer = self.transport.expect(
-                "GET", self.base + "manifest/" + ("?tidy=1" if tidy else ""),
+                "GET", self.base + "manifest/" + (f"?{urlencode(query)}" if query else ""),
                 headers=self.headers() if tidy else {}, conflict=ClaimLost,
                 missing=f"No dataset {self.dataset!r} you may read.",
             )  # fmt: skip
@@ -104,7 +108,7 @@ class ServerBackend(StorageBackend):
         start = sub + "/"
         return [
             entry._replace(rel=entry.rel[len(start) :])
-            for entry in self.manifest()
+            for entry in self.manifest(under=sub)
             if entry.rel.startswith(start)
         ]
 
