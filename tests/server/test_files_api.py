@@ -61,7 +61,8 @@ def test_the_claim_holder_reads_and_writes_its_dataset(world):
 
     assert [entry["path"] for entry in manifest["files"]] == ["input.txt"]
     assert manifest["links"] is False and manifest["files"][0]["size"] == len("alpha input")
-    assert worker.get(f"/api/datasets/{a1.slug}/manifest/?under=out").json()["files"] == []
+    under = worker.get(f"/api/datasets/{a1.slug}/manifest/?under=out").json()["files"]
+    assert [entry["path"] for entry in under] == ["out/result.txt"]
     assert b"".join(got.streaming_content) == b"alpha input"
     assert written.status_code == 200, written.content
     assert (world["root"] / a1.base_file_path / "out" / "result.txt").read_bytes() == b"42\n"
