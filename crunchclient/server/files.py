@@ -189,7 +189,10 @@ class ServerBackend(StorageBackend):
                         out.write(chunk)
                         count(len(chunk))
             if entry.size is not None and counted[0] != entry.size:
-                raise Broken(f"{counted[0]} of {entry.size} bytes")
+                raise TransferError(
+                    f"{path!r} of dataset {self.dataset!r} has {counted[0]} bytes, not the "
+                    f"{entry.size} listed: it changed in storage while it was downloaded."
+                )
             keep_mtime(partial, entry)
             return str(digest.hexdigest())
 

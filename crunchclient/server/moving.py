@@ -11,12 +11,14 @@ import hashlib
 import logging
 import os
 import random
+import tarfile
 import threading
 import time
 from collections.abc import Callable
 from typing import IO, Any, TypeVar
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from crunchclient.exceptions import ClaimLost, TransferError
@@ -33,6 +35,8 @@ TRANSIENT = (
     requests.ConnectionError,
     requests.Timeout,
     requests.exceptions.ChunkedEncodingError,
+    urllib3.exceptions.HTTPError,  # a stream read as it comes (tar bundles) that broke
+    tarfile.ReadError,  # a tar stream cut short
 )
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Generator
 from typing import IO, Any
 
 from crunchclient.exceptions import TransferError
-from crunchclient.server.moving import Broken, new_md5
+from crunchclient.server.moving import new_md5
 
 BLOCK = tarfile.BLOCKSIZE
 
@@ -82,15 +82,12 @@ class TarBody:
 def read_members(stream: Any, wanted: set[str]) -> Generator[tuple[str, IO[bytes]], None, None]:
     """(path, readable bytes) of each regular file of the tar stream; TransferError for a
     member that is not one of ``wanted`` or not a regular file."""
-    try:
-        with tarfile.open(fileobj=stream, mode="r|") as archive:
-            for member in archive:
-                if not member.isreg() or member.name not in wanted:
-                    raise TransferError(
-                        f"Refusing {member.name[:200]!r} from the server: a file not asked for."
-                    )
-                data = archive.extractfile(member)
-                assert data is not None  # a regular file
-                yield member.name, data
-    except tarfile.ReadError as exc:
-        raise Broken(str(exc)) from None
+    with tarfile.open(fileobj=stream, mode="r|") as archive:  # a cut stream: ReadError
+        for member in archive:
+            if not member.isreg() or member.name not in wanted:
+                raise TransferError(
+                    f"Refusing {member.name[:200]!r} from the server: a file not asked for."
+                )
+            data = archive.extractfile(member)
+            assert data is not None  # a regular file
+            yield member.name, data
