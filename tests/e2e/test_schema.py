@@ -126,7 +126,7 @@ HOSTILE_NAMES = ["ok.txt", "../x", "a/../../x", "/etc/x", "a\\b", "x.crunch-part
                  "a" * 2000, "dir/", ".", "é/ü.txt"]  # fmt: skip
 
 
-def tar_body(members: list[tuple[str, int, bytes, int]]) -> bytes:
+def tar_body(members: list[tuple[str, bytes, bytes, int]]) -> bytes:
     """A tar stream of (name, type, data, size announced) members; a truncated one too."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
