@@ -15,7 +15,10 @@ from tests.factories import make_client_user
 pytest_plugins = ["tests.s3"]  # moto_endpoint and s3_storage fixtures
 
 for name in list(os.environ):
-    if name.startswith("CRUNCH_") and name != "CRUNCH_TEST_DATABASE_URL":
+    if name.startswith("CRUNCH_") and name not in (
+        "CRUNCH_TEST_DATABASE_URL",
+        "CRUNCH_FUZZ_EXAMPLES",
+    ):
         del os.environ[name]
 # The tests leave the clone as they found it: hypothesis keeps its examples elsewhere.
 set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "crunch-hypothesis")

@@ -15,8 +15,10 @@ ever gets the objects made to be deleted.
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import tarfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -64,7 +66,9 @@ class Target:
 
 def populate(target: Target, tag: str) -> None:
     """Projects, datasets, items, attributes, statuses and claims of both users, over HTTP."""
-    slugs: dict[str, list[str]] = {"project": [], "dataset": [], "item": [], "claim": []}
+    slugs: dict[str, list[str]] = {
+        "project": [], "dataset": [], "item": [], "claim": [], "claimed": [],
+    }  # fmt: skip
     doomed: dict[str, list[str]] = {"project": [], "dataset": [], "item": []}
     for name, bucket in ((f"fuzz {tag}", slugs), (f"fuzz {tag} doomed", doomed)):
         project = target.call("POST", "projects/", name=name, workflow="echo hi > out.txt\n")
@@ -80,6 +84,7 @@ def populate(target: Target, tag: str) -> None:
     for role in ("worker", "maintainer"):
         claimed = target.call("POST", f"projects/{project}/next/", role, holder=role)
         slugs["claim"].append(claimed["claim"]["id"])
+        slugs["claimed"].append(claimed["dataset"]["slug"])
         target.call(
             "POST", "statuses/", role, dataset=claimed["dataset"]["slug"], stage=1, state=1,
             claim=claimed["claim"]["id"],
@@ -112,7 +117,60 @@ CONFIG = schemathesis.config.SchemathesisConfig.from_dict(
 # The schema itself has no input to fuzz, and each answer costs a full generation.
 schema = schemathesis.openapi.from_dict(served_schema(), config=CONFIG).exclude(path="/api/schema/")
 CURRENT: list[Target] = []
-"""The target of the running test, for the hook below (hooks belong to the schema)."""
+"""The target of the running test, for the hooks below (hooks belong to the schema)."""
+# A tar body is bytes as an octet-stream's is; the hook below makes real tars too.
+schemathesis.serializer.alias("application/x-tar", "application/octet-stream")
+MEMBER_TYPES = [tarfile.REGTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.CHRTYPE,
+                tarfile.DIRTYPE, tarfile.FIFOTYPE]  # fmt: skip
+HOSTILE_NAMES = ["ok.txt", "../x", "a/../../x", "/etc/x", "a\\b", "x.crunch-partial-1",
+                 "a" * 2000, "dir/", ".", "é/ü.txt"]  # fmt: skip
+
+
+def tar_body(members: list[tuple[str, bytes, bytes, int]]) -> bytes:
+    """A tar stream of (name, type, data, size announced) members; a truncated one too."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for name, kind, data, size in members:
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = kind, "../../elsewhere" if kind != tarfile.REGTYPE else ""
+            info.size = size if kind == tarfile.REGTYPE else 0
+            archive.addfile(info, io.BytesIO(data.ljust(info.size, b"\0")))
+    whole = buffer.getvalue()
+    return whole if all(len(data) >= size for _n, _k, data, size in members) else whole[:700]
+
+
+TARS = st.lists(
+    st.tuples(
+        st.one_of(st.sampled_from(HOSTILE_NAMES), st.text(min_size=1, max_size=30)),
+        st.sampled_from(MEMBER_TYPES),
+        st.binary(max_size=64),
+        st.integers(0, 5000),
+    ),
+    max_size=4,
+).map(tar_body)
+
+
+@schema.hook
+def flatmap_body(context: Any, body: Any) -> Any:
+    """A bundle's body: half the time a real tar of hostile members."""
+    operation = context.operation
+    if operation.method.upper() == "PUT" and operation.path.endswith("/bundle/"):
+        return st.one_of(st.just(body), TARS)
+    return st.just(body)
+
+
+@schema.hook
+def flatmap_headers(context: Any, headers: dict[str, Any] | None) -> Any:
+    """Half the time a claim that is live, so that writes reach the storage."""
+    operation = context.operation
+    writes = operation.method.upper() == "PUT" and "/api/datasets/{slug}/" in operation.path
+    if not writes or not CURRENT:
+        return st.just(headers)
+    claims = CURRENT[-1].known["claim"]
+    return st.one_of(
+        st.just(headers),
+        st.sampled_from(claims).map(lambda claim: {**(headers or {}), "X-Crunch-Claim": claim}),
+    )
 
 
 @schema.hook
@@ -125,6 +183,8 @@ def flatmap_path_parameters(context: Any, path_parameters: dict[str, Any]) -> An
     choices: dict[str, list[Any]] = {}
     if "slug" in path_parameters and (kind := path_kind(operation.path)):
         choices["slug"] = (target.doomed if deleting else target.known)[kind]
+        if operation.method.upper() == "PUT" and "{slug}/" in operation.path:
+            choices["slug"] = target.known["claimed"]  # files written on a claim
     if "claim_id" in path_parameters:
         choices["claim_id"] = target.known["claim"]
     if not choices:

@@ -11,6 +11,8 @@ cell's data in braces (see ``PLACEHOLDERS``).
 
 from __future__ import annotations
 
+import io
+import tarfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,7 +43,35 @@ PLACEHOLDERS = {
     "theirs": "a running dataset whose claim another worker of the project holds",
     "their_claim": "that claim's id",
     "public": "`true` on the public project's column, `false` on the private one's",
+    "lapsed": "a running dataset whose claim the role's user held, its lease expired an hour ago",
+    "lapsed_claim": "that claim's id",
+    "upload_id": "(S3) a multipart upload of `big.bin` in `{mine}`, its one part sent",
+    "etag": "that part's ETag",
 }
+
+
+@dataclass(frozen=True)
+class Raw:
+    """A request body sent as bytes (a file, a tar stream) rather than JSON."""
+
+    content_type: str
+    data: bytes
+    shown: str
+    """What docs/permissions.md shows for it."""
+
+
+def tar_of(files: Mapping[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+FILE = Raw("application/octet-stream", b"written\n", "(6 bytes)")
+TAR = Raw("application/x-tar", tar_of({"bundled.txt": b"bundled\n"}), "(a tar of `bundled.txt`)")
 
 
 @dataclass(frozen=True)
@@ -58,6 +88,11 @@ class Row:
     """Pages and the admin: signed in with a session cookie rather than a token."""
     lists: bool = False
     """A list: where it answers 200 to a role that may view the project, it names it."""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    storage: str = "local"
+    """"s3" runs the row on an S3 storage (moto's server), which signs links."""
+    stores: tuple[str, str] | None = None
+    """(dataset, path) the request writes: there after a 2xx answer, absent after any other."""
     xfail: Mapping[tuple[str, str], str] = field(default_factory=dict)
     """Cells whose code is known wrong, (role, visibility) to the reason."""
 
@@ -101,6 +136,26 @@ def signed_in(code: int) -> dict[str, str]:
     """401 to anonymous writes; ``code`` to every signed-in user."""
     codes = f"401 {' '.join([str(code)] * (len(ROLES) - 1))}"
     return {"public": codes, "private": codes}
+
+
+def read_post(ok: int) -> dict[str, str]:
+    """A read sent as POST (a body of names): as ``read``, but 401 to anonymous."""
+    return {
+        "public": f"401 {ok} {ok} {ok} {ok} {ok} {ok}",
+        "private": f"401 404 {ok} {ok} 404 {ok} {ok}",
+    }
+
+
+def claimed(ok: int) -> dict[str, str]:
+    """Writes through the server: the process role and the claim, else 404 (public too)."""
+    codes = f"401 404 404 {ok} 404 {ok} 404"
+    return {"public": codes, "private": codes}
+
+
+MY_CLAIM = {"X-Crunch-Claim": "{my_claim}"}
+LAPSED_CLAIM = {"X-Crunch-Claim": "{lapsed_claim}"}
+THEIR_CLAIM = {"X-Crunch-Claim": "{their_claim}"}
+ONE_WRITE = [{"path": "new.txt", "size": 5}]
 
 
 STAFF_ONLY = {"public": "302 302 302 302 302 302 200", "private": "302 302 302 302 302 302 200"}
@@ -190,6 +245,54 @@ ROWS: tuple[Row, ...] = (
     Row("release another's claim", "POST", "/api/claims/{their_claim}/release/",
         **signed_in(409)),
     Row("API schema", "GET", "/api/schema/", **everyone(200)),
+    # A dataset's files through the server
+    Row("manifest", "GET", "/api/datasets/{dataset}/manifest/", **read()),
+    Row("read a file", "GET", "/api/datasets/{dataset}/files/result.txt", **read()),
+    Row("read a bundle", "POST", "/api/datasets/{dataset}/bundle/", **read_post(200),
+        body={"paths": ["result.txt"]}),
+    Row("write a file on own claim", "PUT", "/api/datasets/{mine}/files/out/new.txt",
+        **claimed(200), body=FILE, headers=MY_CLAIM, stores=("mine", "out/new.txt")),
+    Row("write a file without a claim", "PUT", "/api/datasets/{mine}/files/new.txt",
+        **claimed(409), body=FILE, stores=("mine", "new.txt")),
+    Row("write a file on a lapsed claim", "PUT", "/api/datasets/{lapsed}/files/new.txt",
+        **claimed(409), body=FILE, headers=LAPSED_CLAIM, stores=("lapsed", "new.txt")),
+    Row("write a file on another's claim", "PUT", "/api/datasets/{theirs}/files/new.txt",
+        **claimed(409), body=FILE, headers=THEIR_CLAIM, stores=("theirs", "new.txt")),
+    Row("write a file of another's dataset on own claim", "PUT",
+        "/api/datasets/{theirs}/files/new.txt", **claimed(409), body=FILE, headers=MY_CLAIM,
+        stores=("theirs", "new.txt")),
+    Row("write a bundle on own claim", "PUT", "/api/datasets/{mine}/bundle/", **claimed(200),
+        body=TAR, headers=MY_CLAIM, stores=("mine", "bundled.txt")),
+    Row("write a bundle on a lapsed claim", "PUT", "/api/datasets/{lapsed}/bundle/",
+        **claimed(409), body=TAR, headers=LAPSED_CLAIM, stores=("lapsed", "bundled.txt")),
+    Row("write a bundle on another's claim", "PUT", "/api/datasets/{theirs}/bundle/",
+        **claimed(409), body=TAR, headers=THEIR_CLAIM, stores=("theirs", "bundled.txt")),
+    Row("links to read, local storage", "POST", "/api/datasets/{dataset}/links/",
+        **read_post(400), body={"read": ["result.txt"]}),
+    Row("links to write on own claim, local storage", "POST", "/api/datasets/{mine}/links/",
+        **claimed(400), body={"claim": "{my_claim}", "write": ONE_WRITE}),
+    Row("links to read (S3)", "POST", "/api/datasets/{dataset}/links/", **read_post(200),
+        body={"read": ["result.txt"]}, storage="s3"),
+    Row("links to write on own claim (S3)", "POST", "/api/datasets/{mine}/links/",
+        **claimed(200), body={"claim": "{my_claim}", "write": ONE_WRITE}, storage="s3"),
+    Row("links to write without a claim (S3)", "POST", "/api/datasets/{mine}/links/",
+        **claimed(409), body={"write": ONE_WRITE}, storage="s3"),
+    Row("links to write on a lapsed claim (S3)", "POST", "/api/datasets/{lapsed}/links/",
+        **claimed(409), body={"claim": "{lapsed_claim}", "write": ONE_WRITE}, storage="s3"),
+    Row("links to write on another's claim (S3)", "POST", "/api/datasets/{theirs}/links/",
+        **claimed(409), body={"claim": "{their_claim}", "write": ONE_WRITE}, storage="s3"),
+    Row("complete an upload on own claim (S3)", "POST", "/api/datasets/{mine}/complete/",
+        **claimed(204), storage="s3", stores=("mine", "big.bin"), body={
+            "claim": "{my_claim}", "path": "big.bin", "upload_id": "{upload_id}",
+            "etags": ["{etag}"]}),
+    Row("complete an upload on a lapsed claim (S3)", "POST",
+        "/api/datasets/{lapsed}/complete/", **claimed(409), storage="s3",
+        stores=("lapsed", "big.bin"), body={
+            "claim": "{lapsed_claim}", "path": "big.bin", "upload_id": "{upload_id}",
+            "etags": ["{etag}"]}),
+    Row("complete an upload on own claim, local storage", "POST",
+        "/api/datasets/{mine}/complete/", **claimed(400), stores=("mine", "big.bin"), body={
+            "claim": "{my_claim}", "path": "big.bin", "upload_id": "x", "etags": ["y"]}),
     # Pages
     Row("project list page", "GET", "/", **everyone(200), session=True, lists=True),
     Row("project page", "GET", "/projects/{project}/", **read(), session=True),
@@ -243,6 +346,12 @@ def markdown() -> str:
         "answers 404, never 403, to whoever may not see it. The API takes",
         "`Authorization: Token <key>`; pages and the admin take a session.",
         "",
+        "A dataset's files through the server (`--transfer server`): a write needs the",
+        "process role (404 otherwise, on a public project too) and the dataset's live claim",
+        "held by the user (409 otherwise), and a refused write stores nothing (each row that",
+        "writes is checked for that). Rows marked (S3) run on an S3 storage (moto's server),",
+        "which signs links; the others on local storage, which signs none (400).",
+        "",
         "Names in braces in the paths and bodies:",
         "",
         *(f"- `{{{name}}}`: {text}." for name, text in PLACEHOLDERS.items()),
@@ -252,7 +361,10 @@ def markdown() -> str:
     ]
     for row in ROWS:
         request = f"{row.name}: `{row.method} {row.path}`"
-        if row.body:
+        request += "".join(f" `{name}: {value}`" for name, value in row.headers.items())
+        if isinstance(row.body, Raw):
+            request += f" {row.body.shown}"
+        elif row.body:
             request += f" `{format_body(row.body)}`"
         codes = []
         for visibility in VISIBILITIES:

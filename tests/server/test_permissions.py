@@ -42,7 +42,8 @@ from crunch.models import (
     Status,
     default_base_file_path,
 )
-from tests.server.permission_table import ROWS, Row, cells, markdown, may_view
+from tests.server.permission_storage import Bucket, bucket, place_files
+from tests.server.permission_table import ROWS, Raw, Row, cells, markdown, may_view
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs" / "permissions.md"
@@ -100,6 +101,8 @@ class Cell:
     token: str | None = None
     allowed: set[str] = field(default_factory=set)
     """The private slugs this role may see."""
+    s3: Bucket | None = None
+    """The bucket of a row marked (S3); local storage otherwise."""
 
     @property
     def target(self) -> str:
@@ -114,17 +117,17 @@ def dataset(project: Project, name: str, **fields: Any) -> Dataset:
     )  # fmt: skip
 
 
-def held(project: Project, name: str, user: Any) -> Dataset:
-    """A running dataset whose claim ``user`` holds."""
+def held(project: Project, name: str, user: Any, hours: int = 1) -> Dataset:
+    """A running dataset whose claim ``user`` holds (its lease ending in ``hours``)."""
     now = timezone.now()
     return dataset(
         project, name, state=DatasetState.RUNNING, claim_id=uuid.uuid4(), claim_user=user,
         claim_holder=f"{user.username}@node", claimed=now, heartbeat=now,
-        lease_expires=now + datetime.timedelta(hours=1), attempts=1,
+        lease_expires=now + datetime.timedelta(hours=hours), attempts=1,
     )  # fmt: skip
 
 
-def build(role: str, visibility: str, media: Path) -> Cell:
+def build(role: str, visibility: str, media: Path, s3: Bucket | None = None) -> Cell:
     """A public and a private project, each with a dataset holding a file; the role's user.
 
     Made in bulk, a few queries in all: there are many cells.
@@ -158,12 +161,10 @@ def build(role: str, visibility: str, media: Path) -> Cell:
     files = [dataset(open_project, "ds"), dataset(secret, "ds", priority=5)]
     theirs = held(target, "theirs", holder)
     mine = held(target, "mine", user) if user else theirs
+    lapsed = held(target, "lapsed", user or holder, hours=-1)
     failed = dataset(target, "failed", state=DatasetState.FAILED, attempts=3)
-    Dataset.objects.bulk_create([*files, theirs, failed, *([mine] if user else [])])
-    for made in files:
-        folder = media / made.base_file_path
-        folder.mkdir(parents=True)
-        (folder / "result.txt").write_text("result\n")
+    Dataset.objects.bulk_create([*files, theirs, failed, lapsed, *([mine] if user else [])])
+    upload = place_files(files, mine, media, s3)
     pending = files[0] if target is open_project else files[1]
     item = Item.objects.create(dataset=pending, name="it", slug=f"{pending.slug}:it")
     attribute = Attribute.objects.create(
@@ -182,7 +183,8 @@ def build(role: str, visibility: str, media: Path) -> Cell:
         "dataset_id": pending.pk, "item": item.slug, "attribute": attribute.pk,
         "status": status.pk, "failed": failed.slug, "mine": mine.slug,
         "my_claim": mine.claim_id if user else uuid.uuid4(), "theirs": theirs.slug,
-        "their_claim": theirs.claim_id, "public": target.is_public,
+        "their_claim": theirs.claim_id, "public": target.is_public, "lapsed": lapsed.slug,
+        "lapsed_claim": lapsed.claim_id, **upload,
     }  # fmt: skip
     return cell
 
@@ -200,10 +202,16 @@ def staff_permissions() -> list[Permission]:
 
 @pytest.fixture
 def cell(request: pytest.FixtureRequest, server: Server, db: None) -> Iterator[Cell]:
-    role, visibility = request.param
+    role, visibility, storage = request.param
+    s3 = bucket(request) if storage == "s3" else None
     with transaction.atomic():
-        made = build(role, visibility, server.media)
-    yield made
+        made = build(role, visibility, server.media, s3)
+    made.s3 = s3
+    if s3 is None:
+        yield made
+    else:
+        with override_settings(STORAGES=s3.storages()):
+            yield made
     empty_tables()
 
 
@@ -241,15 +249,20 @@ def session_cookies(user: Any) -> dict[str, str]:
 
 
 def send(server: Server, row: Row, cell: Cell) -> requests.Response:
-    headers, cookies = {}, {}
+    headers = {name: str(fill(value, cell.values)) for name, value in row.headers.items()}
+    cookies = {}
     if row.session:
         cookies = session_cookies(cell.user)
     elif cell.token:
         headers["Authorization"] = f"Token {cell.token}"
+    raw = row.body if isinstance(row.body, Raw) else None
+    if raw is not None:
+        headers["Content-Type"] = raw.content_type
     return requests.request(
         row.method,
         server.url + row.path.format(**cell.values),
-        json=fill(row.body, cell.values) if row.body is not None else None,
+        json=fill(row.body, cell.values) if row.body is not None and raw is None else None,
+        data=raw.data if raw is not None else None,
         headers=headers,
         cookies=cookies,
         allow_redirects=False,
@@ -263,7 +276,7 @@ def parameters() -> Iterator[Any]:
         if reason := row.xfail.get((role, visibility)):
             marks.append(pytest.mark.xfail(reason=reason, strict=True))
         yield pytest.param(
-            row, (role, visibility), marks=marks, id=f"{row.name}|{role}|{visibility}"
+            row, (role, visibility, row.storage), marks=marks, id=f"{row.name}|{role}|{visibility}"
         )
 
 
@@ -278,6 +291,17 @@ def test_permission(server: Server, row: Row, cell: Cell) -> None:
         assert not leaked, f"{where} shows private {sorted(leaked)!r}."
     if row.lists and response.status_code == 200 and may_view(cell.role, cell.visibility):
         assert cell.target in response.text, f"{where} does not list {cell.target!r}."
+    if row.stores is not None:
+        there = stored(server, cell, *row.stores)
+        assert there == response.ok, f"{where}: {row.stores[1]!r} stored is {there}."
+
+
+def stored(server: Server, cell: Cell, dataset: str, path: str) -> bool:
+    """Whether the file ``path`` of the cell's dataset ``dataset`` (a name) is in storage."""
+    folder = default_base_file_path(str(cell.values[dataset]))
+    if cell.s3 is not None:
+        return cell.s3.has(f"{folder}/{path}")
+    return (server.media / folder / path).is_file()
 
 
 def test_docs_permissions_md_is_the_table() -> None:
@@ -298,7 +322,8 @@ def route_names(patterns: list[Any], prefix: str) -> Iterator[str]:
 SAMPLE = {
     "project": "p", "project_id": 1, "dataset": "p:d", "dataset_id": 1, "item": "p:d:i",
     "attribute": 1, "status": 1, "failed": "p:f", "mine": "p:m", "theirs": "p:t",
-    "my_claim": uuid.uuid4(), "their_claim": uuid.uuid4(), "public": True,
+    "my_claim": uuid.uuid4(), "their_claim": uuid.uuid4(), "public": True, "lapsed": "p:l",
+    "lapsed_claim": uuid.uuid4(), "upload_id": "u", "etag": "e",
 }  # fmt: skip
 
 
