@@ -9,6 +9,7 @@ instead of one per file. Links are never followed, on either side of a name.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import tarfile
@@ -63,9 +64,14 @@ def open_stored(grant: Grant, path: str) -> Opened | None:
     return Opened(handle, size, local)
 
 
-def write_stored(grant: Grant, path: str, source: IO[bytes], length: int) -> None:
+def write_stored(
+    grant: Grant, path: str, source: IO[bytes], length: int,
+    pending: list[tuple[str, str]] | None = None,
+) -> None:  # fmt: skip
     """Store ``length`` bytes read from ``source`` as the dataset's file ``path``,
-    replacing it; Incomplete (and nothing stored) if the body is shorter."""
+    replacing it; Incomplete (and nothing stored) if the body is shorter. With
+    ``pending`` (local disk), the written file stays under its partial name and
+    (partial, final) is added there, for ``commit()``."""
     place = grant.place
     if place.real_base is None:
         name = grant.name(path)
@@ -92,7 +98,10 @@ def write_stored(grant: Grant, path: str, source: IO[bytes], length: int) -> Non
                 left -= len(chunk)
         if os.path.isdir(final) and not os.path.islink(final):
             raise Refused(f"Refusing to write {path!r}: it is a folder in storage.")
-        os.replace(partial, final)
+        if pending is None:
+            os.replace(partial, final)
+        else:
+            pending.append((partial, final))
     except BaseException:
         try:
             os.unlink(partial)
@@ -168,9 +177,11 @@ def tar_of(grant: Grant, paths: list[str]) -> Iterator[bytes]:
 def untar(grant: Grant, source: IO[bytes], limit: int) -> list[tuple[str, int]]:
     """Store each regular file of the tar stream ``source`` (``limit`` bytes at most) as
     the dataset's file of its name; return [(path, size)]. Refused for a member that is
-    not a regular file or whose name is not clean, before anything after it is read."""
+    not a regular file or whose name is not clean. On local disk nothing is stored unless
+    the whole stream is (other storages keep the files before the refused one)."""
     stored: list[tuple[str, int]] = []
     body: Any = _Exact(source, limit)
+    pending: list[tuple[str, str]] | None = [] if grant.place.real_base is not None else None
     try:
         with tarfile.open(fileobj=body, mode="r|") as archive:
             for member in archive:
@@ -179,10 +190,16 @@ def untar(grant: Grant, source: IO[bytes], limit: int) -> list[tuple[str, int]]:
                 path = clean_file_path(member.name)
                 data = archive.extractfile(member)
                 assert data is not None  # a regular file
-                write_stored(grant, path, data, member.size)
+                write_stored(grant, path, data, member.size, pending)
                 stored.append((path, member.size))
                 if len(stored) > 10_000:
                     raise Refused("Send at most 10,000 files in one bundle.")
+        for partial, final in pending or ():  # all or nothing, on local disk
+            os.replace(partial, final)
     except tarfile.TarError as exc:
         raise Refused(f"The bundle is not a tar stream: {exc}.") from None
+    finally:
+        for partial, _final in pending or ():
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(partial)
     return stored

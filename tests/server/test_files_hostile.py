@@ -183,10 +183,6 @@ def test_a_hostile_bundle_stores_nothing(node, body):
     assert stored_files(node["root"]) == before
 
 
-@pytest.mark.xfail(
-    strict=True, reason="untar stores each member as it comes: a refused bundle keeps the "
-    "members before the bad one",
-)  # fmt: skip
 def test_a_bundle_refused_halfway_stores_nothing(node):
     before = stored_files(node["root"])
 
