@@ -17,7 +17,14 @@ from django.http.response import HttpResponseBase
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
-from rest_framework.exceptions import NotFound, ParseError, ValidationError
+from rest_framework.exceptions import (
+    NotAuthenticated,
+    NotFound,
+    ParseError,
+    PermissionDenied,
+    ValidationError,
+)
+from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -44,14 +51,26 @@ NAMES = inline_serializer(
 )
 
 
+class GrantDecides(BasePermission):
+    """Every view here asks ``granted()``, which decides alone: reads sent as POST (a
+    body of names) are open to whoever may view, as GETs are."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return True
+
+
 def granted(request: Request, slug: str, *, write: bool = False, claim: Any = None) -> Grant:
+    """The request's grant on the dataset (``transfers.grant``), its refusals as HTTP's."""
+    if write and not (request.user and request.user.is_authenticated):
+        raise NotAuthenticated("Writing a dataset's files needs a worker's token.")
     claim = claim or request.META.get("HTTP_X_CRUNCH_CLAIM")
     try:
         return transfers.grant(request.user, slug, claim=claim, write=write)
+    except transfers.Forbidden as exc:
+        raise PermissionDenied(str(exc)) from None
     except Dataset.DoesNotExist:
-        raise NotFound(
-            f"No dataset {slug!r} that you may {'write' if write else 'read'}."
-        ) from None
+        what = "write" if write else "read"
+        raise NotFound(f"No dataset {slug!r} that you may {what}.") from None
 
 
 def checked(value: Any, check: Any) -> Any:
@@ -76,6 +95,8 @@ def body_length(request: Request) -> int:
 class ManifestView(CrunchAPI, APIView):
     """``GET``: the dataset's files with size, mtime and MD5 where known."""
 
+    permission_classes = (GrantDecides,)
+
     @extend_schema(responses={200: OpenApiTypes.OBJECT}, parameters=[CLAIM_HEADER, TIDY, UNDER])
     def get(self, request: Request, slug: str) -> Response:
         tidy = request.query_params.get("tidy") == "1"
@@ -96,6 +117,8 @@ class ManifestView(CrunchAPI, APIView):
 class LinksView(CrunchAPI, APIView):
     """``POST {claim, read: [path], write: [{path, size}]}``: signed links (S3 only)."""
 
+    permission_classes = (GrantDecides,)
+
     @extend_schema(request=OpenApiTypes.OBJECT, responses={200: OpenApiTypes.OBJECT})
     def post(self, request: Request, slug: str) -> Response:
         data = request.data if isinstance(request.data, dict) else {}
@@ -115,6 +138,8 @@ class LinksView(CrunchAPI, APIView):
 
 class CompleteView(CrunchAPI, APIView):
     """``POST {claim, path, upload_id, etags}``: join the parts of a multipart upload."""
+
+    permission_classes = (GrantDecides,)
 
     @extend_schema(request=OpenApiTypes.OBJECT, responses={204: None})
     def post(self, request: Request, slug: str) -> Response:
@@ -141,6 +166,8 @@ class CompleteView(CrunchAPI, APIView):
 
 class FileView(CrunchAPI, APIView):
     """``GET``: one stored file's bytes; ``PUT`` (with the claim): replace it."""
+
+    permission_classes = (GrantDecides,)
 
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
     def get(self, request: Request, slug: str, path: str) -> HttpResponseBase:
@@ -190,6 +217,8 @@ def sent(opened: streams.Opened, path: str) -> HttpResponseBase:
 class BundleView(CrunchAPI, APIView):
     """Many small files in one request: ``POST {paths}`` answers them as a tar stream;
     ``PUT`` a tar stream (with the claim) stores each of its files."""
+
+    permission_classes = (GrantDecides,)
 
     @extend_schema(request=NAMES, responses={(200, "application/x-tar"): OpenApiTypes.BINARY})
     def post(self, request: Request, slug: str) -> StreamingHttpResponse:

@@ -45,6 +45,10 @@ class Refused(Exception):
     """A name that is not a clean path under the dataset's folder (400)."""
 
 
+class Forbidden(Exception):
+    """A write by someone who may see the dataset but not process it (403)."""
+
+
 @dataclass(frozen=True)
 class Grant:
     """What one request may do on one dataset, decided once by ``grant()``."""
@@ -71,12 +75,20 @@ def link_seconds() -> int:
 def grant(user: Any, slug: str, *, claim: str | None = None, write: bool = False) -> Grant:
     """The one access rule of files through the server (see the module's docstring).
 
-    Dataset.DoesNotExist (404) when the user may not see the dataset, or may not process it
-    for a write, or when its folder is unsafe; LeaseExpired (409) when the claim sent is
-    not the dataset's live claim held by the user.
+    Dataset.DoesNotExist (404) when the user may not see the dataset or its folder is
+    unsafe; Forbidden (403) for a write by one who may see it but not process it;
+    LeaseExpired (409) when the claim sent is not the dataset's live claim held by the user.
     """
     action = Action.PROCESS if write else Action.VIEW
-    dataset = datasets_where(user, action).select_related("project").get(slug=slug)
+    try:
+        dataset = datasets_where(user, action).select_related("project").get(slug=slug)
+    except Dataset.DoesNotExist:
+        if write and datasets_where(user, Action.VIEW).filter(slug=slug).exists():
+            raise Forbidden(
+                f"You may not write the files of dataset {slug!r}: that needs the worker "
+                "role on its project and the dataset's claim."
+            ) from None
+        raise
     now = timezone.now()
     expires = now + datetime.timedelta(seconds=link_seconds())
     if write or claim:

@@ -139,17 +139,17 @@ def signed_in(code: int) -> dict[str, str]:
 
 
 def read_post(ok: int) -> dict[str, str]:
-    """A read sent as POST (a body of names): as ``read``, but 401 to anonymous."""
-    return {
-        "public": f"401 {ok} {ok} {ok} {ok} {ok} {ok}",
-        "private": f"401 404 {ok} {ok} 404 {ok} {ok}",
-    }
+    """A read sent as POST (a body of names): as ``read``, anonymous readers included."""
+    return read(ok)
 
 
 def claimed(ok: int) -> dict[str, str]:
-    """Writes through the server: the process role and the claim, else 404 (public too)."""
-    codes = f"401 404 404 {ok} 404 {ok} 404"
-    return {"public": codes, "private": codes}
+    """Writes through the server: the process role and the claim; 403 to those who may
+    only see the dataset, 404 to those who may not see it, 401 without a token."""
+    return {
+        "public": f"401 403 403 {ok} 403 {ok} 403",
+        "private": f"401 404 403 {ok} 404 {ok} 403",
+    }
 
 
 MY_CLAIM = {"X-Crunch-Claim": "{my_claim}"}
