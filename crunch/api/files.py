@@ -15,8 +15,7 @@ from django.conf import settings
 from django.http import FileResponse, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
-from rest_framework import serializers
+from drf_spectacular.utils import extend_schema
 from rest_framework.exceptions import (
     NotAuthenticated,
     NotFound,
@@ -29,26 +28,16 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from crunch.api import file_schema as fs
+from crunch.api.parsers import JSONParser
 from crunch.api.views import CrunchAPI
 from crunch.conf import crunch_settings
 from crunch.models import Dataset
 from crunch.services import links, streams, transfers
 from crunch.services.transfers import Grant, Refused
 
-CLAIM_HEADER = OpenApiParameter(
-    "X-Crunch-Claim", OpenApiTypes.UUID, OpenApiParameter.HEADER,
-    description="The live claim on the dataset; needed to write.",
-)  # fmt: skip
-TIDY = OpenApiParameter(
-    "tidy", OpenApiTypes.STR, enum=["1"],
-    description="1: remove what a killed upload left half-written (needs the claim).",
-)  # fmt: skip
-UNDER = OpenApiParameter(
-    "under", OpenApiTypes.STR, description="Only the files in this folder of the dataset."
-)
-NAMES = inline_serializer(
-    "FileNames", {"paths": serializers.ListField(child=serializers.CharField())}
-)
+READ = (400, 404)
+WRITE = (400, 401, 403, 404, 409)
 
 
 class GrantDecides(BasePermission):
@@ -97,7 +86,10 @@ class ManifestView(CrunchAPI, APIView):
 
     permission_classes = (GrantDecides,)
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT}, parameters=[CLAIM_HEADER, TIDY, UNDER])
+    @extend_schema(
+        responses={200: fs.Manifest, **fs.refusals(*WRITE)},
+        parameters=[fs.CLAIM_HEADER, fs.TIDY, fs.UNDER],
+    )
     def get(self, request: Request, slug: str) -> Response:
         tidy = request.query_params.get("tidy") == "1"
         under = request.query_params.get("under", "")
@@ -118,8 +110,9 @@ class LinksView(CrunchAPI, APIView):
     """``POST {claim, read: [path], write: [{path, size}]}``: signed links (S3 only)."""
 
     permission_classes = (GrantDecides,)
+    parser_classes = (JSONParser,)  # names in JSON; a bundle PUT is read raw
 
-    @extend_schema(request=OpenApiTypes.OBJECT, responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(request=fs.LinksRequest, responses={200: fs.LinksAnswer, **fs.refusals(*WRITE)})
     def post(self, request: Request, slug: str) -> Response:
         data = request.data if isinstance(request.data, dict) else {}
         reads = checked(data.get("read", []), transfers.clean_file_paths)
@@ -140,8 +133,9 @@ class CompleteView(CrunchAPI, APIView):
     """``POST {claim, path, upload_id, etags}``: join the parts of a multipart upload."""
 
     permission_classes = (GrantDecides,)
+    parser_classes = (JSONParser,)  # names in JSON; a bundle PUT is read raw
 
-    @extend_schema(request=OpenApiTypes.OBJECT, responses={204: None})
+    @extend_schema(request=fs.CompleteRequest, responses={204: None, **fs.refusals(*WRITE)})
     def post(self, request: Request, slug: str) -> Response:
         data = request.data if isinstance(request.data, dict) else {}
         path = checked(data.get("path"), transfers.clean_file_path)
@@ -169,7 +163,9 @@ class FileView(CrunchAPI, APIView):
 
     permission_classes = (GrantDecides,)
 
-    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
+    @extend_schema(
+        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, **fs.refusals(*READ)}
+    )
     def get(self, request: Request, slug: str, path: str) -> HttpResponseBase:
         grant = granted(request, slug)
         path = checked(path, transfers.clean_file_path)
@@ -180,7 +176,7 @@ class FileView(CrunchAPI, APIView):
 
     @extend_schema(
         request={"application/octet-stream": OpenApiTypes.BINARY},
-        responses={200: OpenApiTypes.OBJECT}, parameters=[CLAIM_HEADER],
+        responses={200: fs.Written, **fs.refusals(*WRITE)}, parameters=[fs.CLAIM_HEADER],
     )  # fmt: skip
     def put(self, request: Request, slug: str, path: str) -> Response:
         path = checked(path, transfers.clean_file_path)
@@ -219,8 +215,12 @@ class BundleView(CrunchAPI, APIView):
     ``PUT`` a tar stream (with the claim) stores each of its files."""
 
     permission_classes = (GrantDecides,)
+    parser_classes = (JSONParser,)  # names in JSON; a bundle PUT is read raw
 
-    @extend_schema(request=NAMES, responses={(200, "application/x-tar"): OpenApiTypes.BINARY})
+    @extend_schema(
+        request=fs.Names,
+        responses={(200, "application/x-tar"): OpenApiTypes.BINARY, **fs.refusals(*READ)},
+    )
     def post(self, request: Request, slug: str) -> StreamingHttpResponse:
         data = request.data if isinstance(request.data, dict) else {}
         paths = checked(data.get("paths"), transfers.clean_file_paths)
@@ -229,7 +229,7 @@ class BundleView(CrunchAPI, APIView):
 
     @extend_schema(
         request={"application/x-tar": OpenApiTypes.BINARY},
-        responses={200: OpenApiTypes.OBJECT}, parameters=[CLAIM_HEADER],
+        responses={200: fs.Bundled, **fs.refusals(*WRITE)}, parameters=[fs.CLAIM_HEADER],
     )  # fmt: skip
     def put(self, request: Request, slug: str) -> Response:
         length = body_length(request)
