@@ -198,6 +198,9 @@ def test_s3_through_signed_links_matches_a_direct_run(
     direct = run_project(crunch, "direct", {**crunch.env, **extra}, put, stored)
     server = run_project(crunch, "server", no_storage_env(crunch, **extra), put, stored)
     assert_same(direct, server, large=large)
+    large_keys = [o for o in bucket.objects.all() if o.key.endswith("/out/large.bin")]
+    assert len(large_keys) == 2
+    assert all(o.e_tag.strip('"').endswith("-5") for o in large_keys)  # 5 parts of 16 MiB
 
 
 # ------------------------------------------------------------------ 3. interruptions
