@@ -375,7 +375,9 @@ def wait_until(
 
 
 def partway(folder: Path, name: str, size: int) -> Callable[[], bool]:
-    """Whether a partial file of ``name`` (named either way) is under folder, partly written."""
+    """A check: is ``name`` being written under folder, at least 1 MiB in and not done?
+    The server names its partial file after it (``name.crunch-partial-*``), the client a
+    partial file in its folder (``.crunch-partial-*``)."""
 
     def check() -> bool:
         for path in folder.rglob(f"*{PARTIAL}*"):
