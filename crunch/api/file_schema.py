@@ -34,6 +34,16 @@ class Names(serializers.Serializer):  # type: ignore[type-arg]
     paths = serializers.ListField(child=serializers.CharField(), max_length=MAX_NAMES)
 
 
+class ClaimedNames(Names):
+    claim = serializers.UUIDField(help_text="The live claim on the dataset.")
+
+
+class Checksums(serializers.Serializer):  # type: ignore[type-arg]
+    md5 = serializers.DictField(
+        child=serializers.CharField(allow_null=True), help_text="{path: MD5, or null if absent}"
+    )
+
+
 class Write(serializers.Serializer):  # type: ignore[type-arg]
     path = serializers.CharField()
     size = serializers.IntegerField(min_value=0)

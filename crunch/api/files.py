@@ -36,6 +36,7 @@ from crunch.models import Dataset
 from crunch.services import links, streams, transfers
 from crunch.services.transfers import Grant, Refused
 
+CHECKSUMS_AT_ONCE = 64
 READ = (400, 404)
 WRITE = (400, 401, 403, 404, 409)
 
@@ -156,6 +157,24 @@ class CompleteView(CrunchAPI, APIView):
                 raise
             raise ValidationError({"detail": f"S3 refused to complete {path!r}: {exc}"}) from None
         return Response(status=204)
+
+
+class ChecksumsView(CrunchAPI, APIView):
+    """``POST {claim, paths}``: the stored files' MD5s, read from storage, for a resumed
+    upload to leave alone what a killed one already stored. Only the claim holder asks:
+    each costs the server a read of the file."""
+
+    permission_classes = (GrantDecides,)
+    parser_classes = (JSONParser,)
+
+    @extend_schema(request=fs.ClaimedNames, responses={200: fs.Checksums, **fs.refusals(*WRITE)})
+    def post(self, request: Request, slug: str) -> Response:
+        data = request.data if isinstance(request.data, dict) else {}
+        paths = checked(data.get("paths"), transfers.clean_file_paths)
+        if len(paths) > CHECKSUMS_AT_ONCE:
+            raise ValidationError({"detail": f"Ask for at most {CHECKSUMS_AT_ONCE} checksums."})
+        grant = granted(request, slug, write=True, claim=data.get("claim"))
+        return Response({"md5": {path: streams.md5_of(grant, path) for path in paths}})
 
 
 class FileView(CrunchAPI, APIView):

@@ -24,6 +24,7 @@ DATASET_FILES = [
     path("datasets/<str:slug>/links/", files.LinksView.as_view(), name="dataset-links"),
     path("datasets/<str:slug>/complete/", files.CompleteView.as_view(), name="dataset-complete"),
     path("datasets/<str:slug>/bundle/", files.BundleView.as_view(), name="dataset-bundle"),
+    path("datasets/<str:slug>/checksums/", files.ChecksumsView.as_view(), name="dataset-checksums"),
     path(
         "datasets/<str:slug>/files/<path:path>",
         files.FileView.as_view(),

@@ -10,6 +10,7 @@ instead of one per file. Links are never followed, on either side of a name.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
 import tarfile
@@ -149,6 +150,18 @@ class _Exact:
     def check(self) -> None:
         if self.left:
             raise Incomplete(f"The body ended {self.left} bytes early.")
+
+
+def md5_of(grant: Grant, path: str) -> str | None:
+    """The stored file's MD5, read from storage; None when absent (or reached by a link)."""
+    opened = open_stored(grant, path)
+    if opened is None:
+        return None
+    digest = hashlib.md5(usedforsecurity=False)
+    with opened.handle:
+        while chunk := opened.handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def tar_of(grant: Grant, paths: list[str]) -> Iterator[bytes]:

@@ -262,6 +262,8 @@ def _reusable(
         if source is not None:
             local = os.path.join(root, entry.rel)
             return Copy(rel=entry.rel, local=local, source=source, fingerprint=fingerprint_of(info))
+        if entry.md5 is None:  # nothing to compare with: its bytes are the stored ones
+            return md5_file(root / entry.rel)
     expected = recorded or (entry.md5 if backend.lists_md5 else None)
     if expected is None:
         return None

@@ -415,13 +415,6 @@ def note(slug: str, stage: int) -> str:
 BIG = 24 * MiB  # 3 s on the slow link
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server mode downloads again the files a killed Setup had put in place: with "
-    "their stored mtime but no MD5 (no record yet, none in the manifest on local storage), "
-    "download._reusable keeps a file only through backend.source(), which ServerBackend "
-    "has not",
-)
 def test_a_loop_killed_mid_download_keeps_what_it_had(slow: Slow) -> None:
     crunch = slow.crunch
     project = crunch.project("Fetch", "md5sum big.bin a.txt sub/b.txt > sums.txt\n")
@@ -456,12 +449,6 @@ yes crunch | head -c {BIG} > big.out
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server mode sends again the outputs a killed Upload had stored: the manifest has "
-    "no MD5 for them on local storage (no record yet), so ServerBackend.matches() is False "
-    "where direct mode compares the stored bytes",
-)
 def test_a_loop_killed_mid_upload_sends_only_what_was_not_stored(slow: Slow) -> None:
     crunch = slow.crunch
     project = crunch.project("Send", OUTPUTS)

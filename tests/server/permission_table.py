@@ -293,6 +293,12 @@ ROWS: tuple[Row, ...] = (
     Row("complete an upload on own claim, local storage", "POST",
         "/api/datasets/{mine}/complete/", **claimed(400), stores=("mine", "big.bin"), body={
             "claim": "{my_claim}", "path": "big.bin", "upload_id": "x", "etags": ["y"]}),
+    Row("checksums on own claim", "POST", "/api/datasets/{mine}/checksums/", **claimed(200),
+        body={"claim": "{my_claim}", "paths": ["result.txt"]}),
+    Row("checksums on a lapsed claim", "POST", "/api/datasets/{lapsed}/checksums/",
+        **claimed(409), body={"claim": "{lapsed_claim}", "paths": ["result.txt"]}),
+    Row("checksums on another's claim", "POST", "/api/datasets/{theirs}/checksums/",
+        **claimed(409), body={"claim": "{their_claim}", "paths": ["result.txt"]}),
     # Pages
     Row("project list page", "GET", "/", **everyone(200), session=True, lists=True),
     Row("project page", "GET", "/projects/{project}/", **read(), session=True),

@@ -6,6 +6,7 @@ moto, and the role x public/private cells in the permission matrix.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import socket
 import tarfile
@@ -309,3 +310,18 @@ def test_a_runs_setup_removes_half_written_files_of_a_killed_upload(world):
     assert viewer_look.status_code == 409  # tidying needs the claim
     assert tidied.status_code == 200
     assert sorted(path.name for path in folder.iterdir()) == ["input.txt"]
+
+
+def test_the_claim_holder_learns_a_stored_files_md5(world):
+    worker, a1, claim = world["worker"], world["a1"], world["claim"]
+    body = {"claim": claim, "paths": ["input.txt", "missing.txt"]}
+
+    answer = worker.post(f"/api/datasets/{a1.slug}/checksums/", body, format="json")
+    viewer = worker.post(
+        f"/api/datasets/{a1.slug}/checksums/", {"paths": ["input.txt"]}, format="json"
+    )
+
+    assert answer.json()["md5"] == {
+        "input.txt": hashlib.md5(b"alpha input").hexdigest(), "missing.txt": None,
+    }  # fmt: skip
+    assert viewer.status_code == 409  # no claim: the server reads files for its holder only
