@@ -14,7 +14,9 @@ from crunchclient.settings import kinds
 from crunchclient.settings.config import (
     ENVIRONMENT,
     HEARTBEAT_SECONDS,
+    ISOLATIONS,
     RETRY_FOR_SECONDS,
+    RUNTIMES,
     TRANSFERS,
 )
 
@@ -206,6 +208,38 @@ def add_client_arguments(parser: argparse.ArgumentParser, *, command: str) -> No
         help="Give the workflow this environment variable although it is kept from it "
         "by default (CRUNCH_TOKEN, AWS_*, and any variable holding a key or password of "
         "the storage settings); repeat for several.",
+    )  # fmt: skip
+    isolation = parser.add_argument_group("isolation (see 'Isolation and containers' in the docs)")
+    isolation.add_argument(
+        "--isolation", choices=ISOLATIONS, default="auto",
+        help="Where workflows run: 'auto' (the default) in a bubblewrap sandbox where it "
+        "works, else unisolated with a warning; 'sandbox' or an error before claiming; "
+        "'none' as this user, seeing what the client sees. A project's container applies "
+        "in each.",
+    )  # fmt: skip
+    isolation.add_argument(
+        "--runtime", choices=RUNTIMES,
+        help="The container runtime for projects that name an image (default: the first "
+        f"found of {', '.join(RUNTIMES)}).",
+    )  # fmt: skip
+    isolation.add_argument(
+        "--no-network", dest="network", action="store_false",
+        help="No network inside the sandbox or container.",
+    )  # fmt: skip
+    isolation.add_argument(
+        "--bind", action="append", type=Path, default=[], metavar="PATH",
+        help="A path the sandboxed or containerised workflow may also write (reference "
+        "data, a scratch folder); repeat for several.",
+    )  # fmt: skip
+    isolation.add_argument(
+        "--cache", type=Path, metavar="DIR",
+        help="Where images are pulled or converted once per node, and their digests kept "
+        "(default ~/.cache/crunch/images).",
+    )  # fmt: skip
+    isolation.add_argument(
+        "--memory", metavar="SIZE",
+        help="A memory limit for each workflow (e.g. 8g), where the container runtime "
+        "enforces one (podman, docker, apptainer with cgroups).",
     )  # fmt: skip
     work.add_argument(
         "--download", action=argparse.BooleanOptionalAction, default=True,

@@ -30,6 +30,11 @@ logger = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 30  # seconds between lease renewals
 RETRY_FOR_SECONDS = 900  # seconds a call keeps retrying through an outage
 
+ISOLATIONS = ("auto", "sandbox", "none")
+"""Where the workflow runs (--isolation): the sandbox where it works, the sandbox or an
+error, or unisolated. A project's container applies in each."""
+RUNTIMES = ("apptainer", "podman", "docker", "charliecloud")
+"""Container runtimes (--runtime), in the order they are looked for."""
 TRANSFERS = ("direct", "server")
 """How files move: with the storage settings, or through the crunch server."""
 
@@ -72,6 +77,12 @@ class ClientConfig:
     holder: str = field(default_factory=lambda: default_holder())  # noqa: PLW0108
     python: str = sys.executable  # runs ``python -m snakemake``
     pass_env: tuple[str, ...] = ()  # variables the workflow gets even if they look secret
+    isolation: str = "auto"  # ISOLATIONS
+    runtime: str | None = None  # a container runtime of RUNTIMES; None: the first found
+    network: bool = True  # --no-network: none inside the sandbox or container
+    binds: tuple[Path, ...] = ()  # paths the workflow may also write (--bind)
+    cache: Path | None = None  # images pulled or converted, and their digests (--cache)
+    memory: str | None = None  # a memory limit for runtimes that enforce one (--memory)
     secrets: frozenset[str] = field(default=frozenset(), repr=False)
     """The token, the URL's password and the storage settings' keys and passwords: kept
     out of the workflow's environment and masked in its log and in notes. The token and
@@ -188,6 +199,19 @@ def check_workflow_path(path: Path | None) -> Path | None:
     return path
 
 
+def check_binds(paths: list[Path]) -> tuple[Path, ...]:
+    """--bind paths: existing folders or files, made absolute."""
+    checked = []
+    for path in paths:
+        absolute = Path(os.path.abspath(os.path.expanduser(path)))
+        if not absolute.exists():
+            raise ConfigurationError(
+                f"--bind {str(path)!r} does not exist: name a folder the workflow may write."
+            )
+        checked.append(absolute)
+    return tuple(dict.fromkeys(checked))
+
+
 def transfer_mode(opts: dict[str, Any]) -> str:
     """--transfer, else direct when Django has storage settings (a file, or a Django
     project's STORAGES), server when the standalone client was given none."""
@@ -250,5 +274,11 @@ def resolve(opts: dict[str, Any]) -> ClientConfig:
             opts["retry_for"] if opts.get("retry_for") is not None else START_RETRY_FOR
         ),
         pass_env=pass_env,
+        isolation=opts.get("isolation") or "auto",
+        runtime=opts.get("runtime"),
+        network=opts.get("network", True),
+        binds=check_binds(opts.get("bind") or []),
+        cache=opts["cache"].expanduser().absolute() if opts.get("cache") else None,
+        memory=opts.get("memory"),
         secrets=frozenset(secret for secret in secrets if secret),
     )

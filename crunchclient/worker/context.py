@@ -21,6 +21,7 @@ from crunchclient.transfer.hashing import Checksums, Digests
 from crunchclient.transfer.paths import make_work_folder, work_folder
 from crunchclient.worker.records import RECORDS, SETUP_CHECKSUMS, is_record, write_json
 from crunchclient.worker.shutdown import Shutdown
+from crunchclient.worker.workflow.runners import Runner
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ class RunContext:
     held: list[StatusReport] = field(default_factory=list)
     """Statuses not sent yet: a stage's Success goes with the next Start, in one call."""
     through_server: ServerBackend | None = None
+    runner: Runner | None = None
+    """How the workflow starts (sandbox, container); None: as it is, with no isolation."""
 
     @property
     def storage(self) -> Any:

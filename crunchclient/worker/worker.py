@@ -39,6 +39,7 @@ from crunchclient.worker.stages.base import Stage
 from crunchclient.worker.stages.setup import SetupStage, kind_of, workflow_bytes
 from crunchclient.worker.stages.upload import UploadStage
 from crunchclient.worker.stages.workflow import WorkflowStage
+from crunchclient.worker.workflow.runners import Runner
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,15 @@ class Worker:
         """The next dataset's claim, taken with the last one's Upload Success."""
         self._diagnostics: Diagnostics | None = None
         self._heartbeat: Heartbeat | None = None
+        self.runners: dict[str, Runner] = {}
+
+    def runner(self, project: ProjectInfo) -> Runner:
+        """How the project's workflows start here (its image's runtime, the sandbox): one
+        runner per image, checked once."""
+        container = project.container
+        if container not in self.runners:
+            self.runners[container] = Runner(self.config, container)
+        return self.runners[container]
 
     @property
     def diagnostics(self) -> Diagnostics:
@@ -100,7 +110,10 @@ class Worker:
         what = f"Project {project.slug!r} (workflow kind {kind.kind.value!r})"
         if config.workflow:
             what = f"--workflow {config.workflow}"
-        kind.check(what, workflow)
+        runner = self.runner(project)
+        if not project.container:  # in a container, the image brings the tool
+            kind.check(what, workflow)
+        runner.check()
 
     def claim_next(self, project: str | None) -> Claim | None:
         """The claim taken with the last Upload Success, else a new one.
@@ -173,6 +186,7 @@ class Worker:
         context = RunContext(
             config=config, connection=self.connection, claim=claimed, workdir=workdir,
             shutdown=self.shutdown, diagnostics=self.diagnostics,
+            runner=self.runner(claimed.project),
         )  # fmt: skip
         logger.info("Claimed dataset %s (claim %s)", context.slug, context.claim.id)
         try:

@@ -77,14 +77,21 @@ class WorkflowStage(Stage):
     def command(self) -> list[str]:
         context = self.context
         config = context.config
+        contained = bool(context.runner and context.runner.container)
         return workflow_kind(context).command(
             workflow_file(context), cores=config.cores, workdir=context.workdir,
-            python=config.python, use_conda=config.use_conda,
+            python="python3" if contained else config.python, use_conda=config.use_conda,
         )  # fmt: skip
 
     def start_fields(self) -> dict[str, Any]:
-        """The SHA-256 of the file we run, so the server knows which workflow ran."""
+        """The SHA-256 of the file we run and the image's digest, so the server knows
+        which workflow ran, and in what."""
         digest = hashlib.sha256(workflow_file(self.context).read_bytes()).hexdigest()
+        runner = self.context.runner
+        if runner is not None and runner.container:
+            if runner.digest is None:
+                runner.check()
+            return {"workflow_sha256": digest, "image_digest": runner.digest}
         return {"workflow_sha256": digest}
 
     def run(self) -> str:
@@ -95,6 +102,10 @@ class WorkflowStage(Stage):
             "CRUNCH_CORES": str(context.config.cores),
             "CRUNCH_DATASET": context.slug,
         }
+        if context.runner is not None:
+            launch = context.runner.launch(command, env, context.workdir)
+            command, env = launch.argv, launch.env
+            logger.debug("Running the workflow in %s: %s", launch.where, command)
         started = time.monotonic()
         # Upload needs the MD5 of every file the workflow writes: hash them meanwhile.
         outputs = OutputHashes(
