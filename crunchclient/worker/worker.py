@@ -65,7 +65,7 @@ class Worker:
     def runner(self, project: ProjectInfo) -> Runner:
         """How the project's workflows start here (its image's runtime, the sandbox): one
         runner per image, checked once."""
-        container = project.container
+        container: str = getattr(project, "container", "")  # since issue 26
         if container not in self.runners:
             self.runners[container] = Runner(self.config, container)
         return self.runners[container]
@@ -111,7 +111,7 @@ class Worker:
         if config.workflow:
             what = f"--workflow {config.workflow}"
         runner = self.runner(project)
-        if not project.container:  # in a container, the image brings the tool
+        if not runner.container:  # in a container, the image brings the tool
             kind.check(what, workflow)
         runner.check()
 
