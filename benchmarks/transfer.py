@@ -1,11 +1,15 @@
-"""Measure crunch transfers against `cp -r` and plain boto3, in one run, and print a table.
+"""Measure crunch transfers against `cp -r` and plain boto3, and ``--transfer server``
+against direct, in one run, and print a table.
 
-    .venv/bin/python -m benchmarks.transfer [--quick] [--no-s3] [--jobs 8] [--tmp DIR]
+    .venv/bin/python -m benchmarks.transfer [--quick] [--cases a,b,c] [--storages local,s3]
+        [--parts baseline,server] [--repeat 3] [--jobs 8] [--workers 4] [--threads 1] [--tmp DIR]
 
 Cases: (a) one 1 GiB file, (b) 2,000 files of 4 KiB in nested folders, (c) 100 files of
 10 MiB (--quick shrinks them). Each timing is the best of --repeat runs, alternating ours
 and the baseline so both see the same page cache and the same noisy neighbours; a second
-setup is the best of --repeat runs too.
+setup is the best of --repeat runs too. Part "baseline" is crunch's direct transfers
+against cp -r and boto3 (this module, benchmarks/transfer_s3.py); part "server" is
+server mode against direct mode through gunicorn (benchmarks/transfer_server.py).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any
 from benchmarks.harness import ROOT
 from benchmarks.timing import Table, best_of, best_pair, clear, emptied, evict, load, timed
 from benchmarks.transfer_s3 import s3_benchmarks
+from benchmarks.transfer_server import served_benchmarks
 
 MiB = 1024 * 1024
 
@@ -305,8 +310,21 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, for a fast check")
-    parser.add_argument("--no-s3", action="store_true", help="skip the S3 (moto) measurements")
-    parser.add_argument("--cases", default="abc", help="which cases to run (default abc)")
+    parser.add_argument("--no-s3", action="store_true", help="the same as --storages local")
+    parser.add_argument("--cases", default="abc", help="which cases to run (default a,b,c)")
+    parser.add_argument(
+        "--storages", default="local,s3", help="local and/or s3 (moto) (default local,s3)"
+    )
+    parser.add_argument(
+        "--parts", default="baseline,server",
+        help="baseline (vs cp -r, boto3) and/or server (vs direct) (default both)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--workers", type=int, default=4, help="gunicorn workers of part server (default 4)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=1, help="threads per gunicorn worker (default 1: sync)"
+    )
     parser.add_argument(
         "--cold",
         action="store_true",
@@ -321,6 +339,13 @@ def main(argv: list[str] | None = None) -> None:
         "--tmp", default=str(ROOT.parent), help="folder for the trees (same disk as /work)"
     )
     args = parser.parse_args(argv)
+    args.cases = "".join(sorted(set(args.cases) & set("abc")))
+    args.storages = [kind for kind in ("local", "s3") if kind in args.storages.split(",")]
+    if args.no_s3:
+        args.storages = [kind for kind in args.storages if kind != "s3"]
+    parts = set(args.parts.split(","))
+    if not args.cases or not args.storages or not parts or parts - {"baseline", "server"}:
+        parser.error("--cases needs a, b or c; --storages local or s3; --parts baseline or server")
 
     setup_django()
     table = Table()
@@ -332,12 +357,15 @@ def main(argv: list[str] | None = None) -> None:
             f"load average {load()} at start)\n"
         )
         table.start()
-        local_benchmarks(work, cases, table, args)
-        if "a" in cases:
-            memory_benchmark(work, table, args)
-        if not args.no_s3:
-            labels = {case: describe(case, args.quick) for case in cases}
+        labels = {case: describe(case, args.quick) for case in cases}
+        if "baseline" in parts and "local" in args.storages:
+            local_benchmarks(work, cases, table, args)
+            if "a" in cases:
+                memory_benchmark(work, table, args)
+        if "baseline" in parts and "s3" in args.storages:
             s3_benchmarks(work, cases, labels, table, args)
+        if "server" in parts:
+            served_benchmarks(work, cases, labels, table, args)
     missed = [row for row in table.rows if row[7] == "MISSED"]
     within = len(table.rows) - len(missed)
     print(f"\n{within}/{len(table.rows)} within target (load average {load()} at end)")
