@@ -196,7 +196,7 @@ def untar(grant: Grant, source: IO[bytes], limit: int) -> list[tuple[str, int]]:
     body: Any = _Exact(source, limit)
     pending: list[tuple[str, str]] | None = [] if grant.place.real_base is not None else None
     try:
-        with tarfile.open(fileobj=body, mode="r|") as archive:
+        with tarfile.open(fileobj=body, mode="r|", bufsize=CHUNK) as archive:
             for member in archive:
                 if not member.isreg():
                     raise Refused(f"Refusing {member.name[:200]!r}: not a regular file.")

@@ -30,6 +30,9 @@ from crunchclient.transfer.progress import Progress
 logger = logging.getLogger(__name__)
 
 PART_WORKERS = 8  # parts of one large file sent at once to S3
+BUNDLED = 1024 * 1024
+"""Files smaller than this travel many to a tar stream; larger ones one a request, where
+the server can hand the bytes to sendfile and no tar framing is parsed."""
 
 
 class ServerBackend(StorageBackend):
@@ -218,10 +221,13 @@ class ServerBackend(StorageBackend):
                 )
                 place(entry, get)
             return
-        if len(items) == 1:
-            super().download_many(items, place, progress)
-            return
-        self._bundle_get(items, place, progress)
+        small = [item for item in items if (item[1].size or 0) < BUNDLED]
+        large = [item for item in items if (item[1].size or 0) >= BUNDLED]
+        super().download_many(large, place, progress)  # one request each: sendfile
+        if len(small) > 1:
+            self._bundle_get(small, place, progress)
+        else:
+            super().download_many(small, place, progress)
 
     def _bundle_get(
         self, items: Sequence[tuple[str, Entry]], place: Place, progress: Progress
@@ -279,9 +285,14 @@ class ServerBackend(StorageBackend):
                 self._put_signed(item, link, progress)
                 for item, link in zip(items, links, strict=True)
             ]
-        if len(items) == 1:
-            return [self._put(items[0], progress)]
-        return self._bundle_put(items, progress)
+        small = [item for item in items if item.size < BUNDLED]
+        md5s = {item.name: self._put(item, progress) for item in items if item.size >= BUNDLED}
+        if len(small) > 1:
+            sent = self._bundle_put(small, progress)
+            md5s.update(zip([item.name for item in small], sent, strict=True))
+        else:
+            md5s.update((item.name, self._put(item, progress)) for item in small)
+        return [md5s[item.name] for item in items]
 
     def _sending(self, progress: Progress) -> tuple[Any, Any]:
         counted = [0]

@@ -82,7 +82,7 @@ class TarBody:
 def read_members(stream: Any, wanted: set[str]) -> Generator[tuple[str, IO[bytes]], None, None]:
     """(path, readable bytes) of each regular file of the tar stream; TransferError for a
     member that is not one of ``wanted`` or not a regular file."""
-    with tarfile.open(fileobj=stream, mode="r|") as archive:  # a cut stream: ReadError
+    with tarfile.open(fileobj=stream, mode="r|", bufsize=1024 * 1024) as archive:  # cut: ReadError
         for member in archive:
             if not member.isreg() or member.name not in wanted:
                 raise TransferError(
