@@ -68,7 +68,7 @@ class Worker:
     def runner(self, project: ProjectInfo) -> Runner:
         """How the project's workflows start here (its image's runtime, the sandbox): one
         runner per image, checked once."""
-        container: str = getattr(project, "container", "")  # since issue 26
+        container = project.container
         if container not in self.runners:
             self.runners[container] = Runner(self.config, container)
         return self.runners[container]
