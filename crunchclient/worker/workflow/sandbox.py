@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 BWRAP = "bwrap"
+HIDDEN_TOPS = {".crunch", ".aws", ".ssh", ".gnupg", ".config", ".netrc", ".docker", ".kube"}
+"""Folders of the home never shown, even when a PATH folder lies in one."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,8 +63,10 @@ def sandbox_problem() -> str | None:
 
 
 def readable_under_home(home: Path) -> list[Path]:
-    """Folders under the home the workflow still needs, read-only: the client's Python
-    (its tools, Snakemake) and the PATH's folders."""
+    """Folders of the home the workflow still needs, read-only: each top folder that
+    holds the client's Python (its tools, Snakemake) or a PATH folder (``~/.pyenv``,
+    ``~/miniconda3``, ``~/.local``), whole, so that shims find the rest of their tree.
+    Never ``~/.crunch``; the home's other files (keys, ``~/.aws``, ``~/.ssh``) stay hidden."""
     keep: list[Path] = []
     candidates = [sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable))]
     candidates += os.environ.get("PATH", "").split(os.pathsep)
@@ -70,8 +74,11 @@ def readable_under_home(home: Path) -> list[Path]:
         if not raw:
             continue
         path = Path(os.path.realpath(raw))
-        if _under(path, home) and path.is_dir() and not _under(path, home / ".crunch"):
-            keep.append(path)
+        if path == home or not _under(path, home) or not path.is_dir():
+            continue
+        top = home / path.relative_to(home).parts[0]
+        if top.name not in HIDDEN_TOPS:
+            keep.append(top)
     return _outermost(keep)
 
 
