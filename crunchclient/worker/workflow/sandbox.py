@@ -88,8 +88,11 @@ def bwrap_command(command: list[str], hiding: Hiding) -> list[str]:
     home = Path(os.path.realpath(hiding.home))
     directory = Path(os.path.realpath(hiding.directory))
     workdir = Path(os.path.realpath(hiding.workdir))
+    # No --die-with-parent: a SIGTERM to the workflow's group would end bwrap, and with it
+    # the whole namespace at once, before the workflow's own trap could clean up. The
+    # group is ended as a whole by the client (groups.end_group) and its watchdog instead.
     args = [
-        bwrap, "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+        bwrap, "--unshare-pid", "--unshare-ipc", "--unshare-uts",
         "--ro-bind", "/", "/", "--dev-bind", "/dev", "/dev", "--tmpfs", "/dev/shm",
         "--proc", "/proc", "--tmpfs", "/tmp",
     ]  # fmt: skip
