@@ -161,6 +161,8 @@ class Client:
 def start_client(crunch: Crunch, *args: str, node: str, **env: str) -> Client:
     directory = crunch.work / node
     directory.mkdir(exist_ok=True)
+    if "GO" in env:  # the workflow waits for this file: the sandbox lets it see the folder
+        args = (*args, "--bind", str(Path(env["GO"]).parent))
     log = crunch.work / f"{node}.log"
     with log.open("w") as out:
         process = subprocess.Popen(
