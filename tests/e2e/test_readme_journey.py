@@ -165,7 +165,8 @@ def work_through_the_folders(journey: Journey, tmp_path: Path) -> None:  # noqa:
             out = journey.run(line)
             assert "words:site-0" in out and not (journey.home / "words").exists()
         elif "crunch loop" in line:  # "on each machine, as many as you like": two at once
-            loops = [journey.start(f"{line} --directory w{i}") for i in range(2)]
+            # --bind: the sandboxed workflow keeps its first-attempt marker in tmp_path.
+            loops = [journey.start(f"{line} --directory w{i} --bind {tmp_path}") for i in range(2)]
             ended = [loop.communicate(timeout=600) for loop in loops]
             codes = sorted(loop.returncode for loop in loops)
             assert codes == [0, 10], ended  # the loop that failed site-7 says so
@@ -182,7 +183,7 @@ def work_through_the_folders(journey: Journey, tmp_path: Path) -> None:  # noqa:
             assert "not to be retried before" in out, out
             move = out.split("To move it: ", 1)[1].strip()
             assert move == "crunch run words:site-7"
-            journey.run(move, env=worker)  # the command why gave: the retry succeeds
+            journey.run(f"{move} --bind {tmp_path}", env=worker)  # why's command: it succeeds
         elif line.startswith("crunch logs"):
             assert "counting site-7" in journey.run(line)
         elif line.startswith("crunch project set"):
