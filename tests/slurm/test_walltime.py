@@ -27,7 +27,7 @@ def test_wall_time_mid_dataset_releases_it_and_another_task_completes_it(
     project = cluster.crunch.project("Walltime", workflow, max_attempts=1)
     slug = cluster.crunch.dataset(project["slug"], "long", {"in.txt": "x"})["slug"]
     result = cluster.submit("--project", project["slug"], "--jobs", "3", "--time", "1m",
-                            "--wait", "2")  # fmt: skip
+                            "--wait", "2", f"--loop-arg=--bind={tmp_path}")  # fmt: skip
     assert result.returncode == 0, result.stderr
     job = job_id_of(result.stdout)
     wait_until(
