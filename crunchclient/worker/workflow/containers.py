@@ -69,6 +69,10 @@ class Runtime:
     def env_flags(self, env: dict[str, str], flag: str) -> list[str]:
         return [item for name, value in sorted(env.items()) for item in (flag, f"{name}={value}")]
 
+    def readable(self, image: str) -> tuple[Path, ...]:
+        """What the sandbox must leave readable for this runtime to start ``image``."""
+        return ()
+
 
 class Charliecloud(Runtime):
     """``ch-run`` on an image directory (unprivileged); run inside the sandbox for its PIDs."""
@@ -80,10 +84,29 @@ class Charliecloud(Runtime):
     def command(self, request: Request) -> list[str]:
         workdir = str(request.workdir)
         binds = [f"--bind={path}" for path in (request.workdir, *request.binds)]
+        # ch-run's --set-env takes its value only joined to it: --set-env=NAME=VALUE.
+        variables = [f"--set-env={name}={value}" for name, value in sorted(request.env.items())]
         return [
-            self.executable, "--unset-env=*", *self.env_flags(request.env, "--set-env"),
-            *binds, f"--cd={workdir}", image_path(request.image), "--", *request.command,
+            self.executable, "--unset-env=*", *variables, *binds, f"--cd={workdir}",
+            image_path(request.image), "--", *request.command,
         ]  # fmt: skip
+
+    def readable(self, image: str) -> tuple[Path, ...]:
+        return (Path(image_path(image)),)
+
+    def check_folder(self, image: str, directory: Path) -> None:
+        """ch-run mounts the image read-only: a bind's target must exist in it, except
+        under /tmp (a tmpfs of its own). Refuse a --directory it cannot bind."""
+        real = Path(os.path.realpath(directory))
+        if real == Path("/tmp") or Path("/tmp") in real.parents:
+            return
+        inside = Path(image_path(image)) / real.relative_to("/")
+        if not inside.is_dir():
+            raise ConfigurationError(
+                f"Charliecloud cannot bind the working directory {str(real)!r} into the image "
+                f"{image!r}: it has no such folder. Pass a --directory under /tmp, or make "
+                "that folder in the image."
+            )
 
     def prepare(self, image: str) -> str:
         path = Path(image_path(image))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import getpass
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from crunchclient.exceptions import ConfigurationError
@@ -85,6 +85,8 @@ class Runner:
                     "read the client's environment in /proc.", self.runtime.name,
                 )  # fmt: skip
             self.digest = self.runtime.prepare(self.container)
+            if isinstance(self.runtime, containers.Charliecloud):
+                self.runtime.check_folder(self.container, self.config.directory)
 
     @property
     def cache(self) -> Path:
@@ -112,6 +114,7 @@ class Runner:
             host_env = {**env, "USER": env.get("USER") or user_name()}
             if self.runtime.own_pids or not self.sandboxed:
                 return Launch(argv, host_env, where, self.digest)
+            hiding = replace(hiding, readable=self.runtime.readable(self.container))
             return Launch(
                 sandbox.bwrap_command(argv, hiding), host_env, f"{where}, in the sandbox",
                 self.digest,

@@ -36,6 +36,8 @@ class Hiding:
     """Files that read as empty (the storage settings file)."""
     binds: tuple[Path, ...] = ()
     """Paths the user opted in (--bind): writable."""
+    readable: tuple[Path, ...] = ()
+    """Paths hidden otherwise that stay readable (a container's image, the image cache)."""
     network: bool = True
     home: Path = field(default_factory=Path.home)
 
@@ -62,6 +64,7 @@ def sandbox_problem() -> str | None:
     return None
 
 
+@functools.cache
 def readable_under_home(home: Path) -> list[Path]:
     """Folders of the home the workflow still needs, read-only: each top folder that
     holds the client's Python (its tools, Snakemake) or a PATH folder (``~/.pyenv``,
@@ -104,6 +107,9 @@ def bwrap_command(command: list[str], hiding: Hiding) -> list[str]:
             args += ["--ro-bind", str(path), str(path)]
     if directory != Path("/"):
         args += ["--tmpfs", str(directory)]
+    for path in _outermost(Path(os.path.realpath(p)) for p in hiding.readable):
+        if path.exists():
+            args += ["--ro-bind", str(path), str(path)]
     for path in hiding.masked:
         real = os.path.realpath(path)
         if os.path.isfile(real):
