@@ -51,6 +51,16 @@ def seconds(text: str) -> float:
     return number(text, float, what="a number of seconds", least=0.0, bound="must not be negative")
 
 
+MEMORY = re.compile(r"^[1-9][0-9]*(?:[kmgt]i?b?|b)?$", re.IGNORECASE)
+
+
+def memory_size(text: str) -> str:
+    """A memory size as the container runtimes read it: 512m, 8g, 16GiB."""
+    if not MEMORY.match(text.strip()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a memory size: use e.g. 512m or 8g.")
+    return text.strip()
+
+
 DURATION = re.compile(
     r"^\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s?)?\s*$"
 )
@@ -237,7 +247,7 @@ def add_client_arguments(parser: argparse.ArgumentParser, *, command: str) -> No
         "(default ~/.cache/crunch/images).",
     )  # fmt: skip
     isolation.add_argument(
-        "--memory", metavar="SIZE",
+        "--memory", metavar="SIZE", type=memory_size,
         help="A memory limit for each workflow (e.g. 8g), where the container runtime "
         "enforces one (podman, docker, apptainer with cgroups).",
     )  # fmt: skip

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shlex
 import shutil
 from pathlib import Path
@@ -88,6 +89,25 @@ class Snakemake(Kind):
                 f"{what} needs Snakemake, which is not installed: "
                 "pip install 'django-crunch[snakemake]'."
             )
+
+
+RULE_CONTAINER = re.compile(rb"^\s*(?:container|containerized)\s*:", re.MULTILINE)
+
+
+def names_rule_containers(workflow: bytes) -> bool:
+    """Whether a Snakefile names containers for its rules (``container:`` directives):
+    Snakemake then runs each rule in its image itself (``--sdm apptainer``)."""
+    return RULE_CONTAINER.search(workflow) is not None
+
+
+def rule_container_flags(command: list[str], cache: Path) -> list[str]:
+    """A snakemake command that runs the rules' containers through Apptainer, images
+    pulled once into ``cache`` (with --use-conda, both deployment methods)."""
+    methods = ["apptainer"]
+    if "--use-conda" in command:
+        command = [part for part in command if part != "--use-conda"]
+        methods.insert(0, "conda")
+    return [*command, "--sdm", *methods, "--apptainer-prefix", str(cache)]
 
 
 class Executable(Kind):

@@ -10,11 +10,13 @@ Another project subclasses it to run other stages::
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import ClassVar
 
+from crunch.choices import WorkflowKind
 from crunchclient.exceptions import (
     ClaimLost,
     ClientError,
@@ -27,6 +29,7 @@ from crunchclient.exceptions import (
 from crunchclient.server.bodies import Diagnostics, NextRequest
 from crunchclient.server.connection import Connection
 from crunchclient.server.wire import Claim, ProjectInfo
+from crunchclient.settings import kinds
 from crunchclient.settings.config import ClientConfig
 from crunchclient.transfer.paths import remove_work_folder, work_folder
 from crunchclient.worker import diagnostics
@@ -113,6 +116,8 @@ class Worker:
         runner = self.runner(project)
         if not runner.container:  # in a container, the image brings the tool
             kind.check(what, workflow)
+            if kind.kind == WorkflowKind.SNAKEMAKE and kinds.names_rule_containers(workflow):
+                require_apptainer(what)
         runner.check()
 
     def claim_next(self, project: str | None) -> Claim | None:
@@ -319,3 +324,13 @@ class Worker:
             seconds=time.monotonic() - started, reason=reason, interrupted=shutdown.requested,
             retry_at=max(waiting, default=""),
         )  # fmt: skip
+
+
+def require_apptainer(what: str) -> None:
+    """A Snakefile with per-rule containers needs Apptainer (or Singularity) on the node."""
+    if not any(shutil.which(name) for name in ("apptainer", "singularity")):
+        raise ConfigurationError(
+            f"{what} names containers for its rules, which Snakemake runs with Apptainer: "
+            "install apptainer (or singularity) on this node, or set one container on the "
+            "project instead."
+        )

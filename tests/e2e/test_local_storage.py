@@ -190,7 +190,8 @@ def test_workflow_has_its_own_process_group_in_the_clients_session(crunch: Crunc
     project = crunch.project("Ids", workflow)
     dataset = crunch.dataset(project["slug"], "d0", {"input.txt": "in"})
 
-    result = crunch.run("run", dataset["slug"], "--quiet")
+    # Unisolated, so /proc shows the ids (a sandbox's PID namespace hides the client's).
+    result = crunch.run("run", dataset["slug"], "--quiet", "--isolation", "none")
 
     assert result.returncode == 0, result.stderr
     pid, group, session, client_session = crunch.stored(dataset)["ids.txt"].split()

@@ -89,7 +89,7 @@ def test_logs_follow_waits_for_a_running_dataset_and_prints_its_log_once_uploade
         "Slow", f"echo started\nwhile [ ! -e {flag} ]; do sleep 0.1; done\necho finished\n"
     )
     crunch.dataset(project["slug"], "d", {"input.txt": "in"})
-    run = crunch.start("run", "slow:d", "--quiet")
+    run = crunch.start("run", "slow:d", "--quiet", "--bind", str(crunch.work))  # the flag
     try:
         wait_for(lambda: Dataset.objects.get(slug="slow:d").stage == 2, "the workflow to start")
 

@@ -317,7 +317,10 @@ def test_fails_once_then_completes_on_its_second_attempt(crunch: Crunch, tmp_pat
     crunch.project("Flaky", FAILS_ONCE, max_attempts=2, retry_delay=0)
     dataset = crunch.dataset("flaky", "one", {"in.txt": "x"})
     counter = tmp_path / "counter"
-    result = crunch.run("loop", "--quiet", env={**crunch.env, "COUNTER": str(counter)})
+    # The counter lives outside the dataset: the sandbox lets the workflow write it (--bind).
+    result = crunch.run(
+        "loop", "--quiet", "--bind", str(tmp_path), env={**crunch.env, "COUNTER": str(counter)}
+    )
     # Nothing ended failed, so the loop (and a batch job running it) succeeds.
     assert result.returncode == 0, result.stderr
     # One dataset, claimed twice: the summary counts datasets, as they ended.

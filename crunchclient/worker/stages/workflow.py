@@ -16,8 +16,10 @@ import time
 from typing import Any
 
 from crunch.choices import Stage as StageNumber
+from crunch.choices import WorkflowKind
 from crunchclient import transfer
 from crunchclient.exceptions import ClientError
+from crunchclient.settings import kinds
 from crunchclient.settings.secrets import Masker, workflow_env
 from crunchclient.worker.context import NOTE_BYTES
 from crunchclient.worker.groups import WATCHDOG_PROCESS, die_with_parent, end_group
@@ -77,11 +79,19 @@ class WorkflowStage(Stage):
     def command(self) -> list[str]:
         context = self.context
         config = context.config
-        contained = bool(context.runner and context.runner.container)
-        return workflow_kind(context).command(
-            workflow_file(context), cores=config.cores, workdir=context.workdir,
+        runner = context.runner
+        contained = bool(runner and runner.container)
+        kind = workflow_kind(context)
+        path = workflow_file(context)
+        command = kind.command(
+            path, cores=config.cores, workdir=context.workdir,
             python="python3" if contained else config.python, use_conda=config.use_conda,
         )  # fmt: skip
+        if kind.kind == WorkflowKind.SNAKEMAKE and runner and not contained:
+            if kinds.names_rule_containers(path.read_bytes()):
+                # The Snakefile names an image per rule: Snakemake runs each one itself.
+                command = kinds.rule_container_flags(command, runner.cache / "snakemake")
+        return command
 
     def start_fields(self) -> dict[str, Any]:
         """The SHA-256 of the file we run and the image's digest, so the server knows
