@@ -9,6 +9,7 @@ through ``manage.py shell`` where there is none); the helpers here hide that.
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,13 +19,17 @@ SIX = [(1, 1), (1, 2), (2, 1), (2, 2), (3, 1), (3, 2)]
 """Setup, Workflow, Upload; each Start then Success: a clean run's statuses, in order."""
 
 
-def create_project(server: Server, token: str, name: str, workflow: str) -> str:
-    """Create a project whose datasets may be empty; return its slug."""
-    response = session(token).post(
-        f"{server.url}/api/projects/",
-        json={"name": name, "workflow": workflow, "allow_empty": True, "retry_delay": 0},
-        timeout=30,
-    )
+def create_project(
+    server: Server, token: str, name: str, workflow: str, container: str = ""
+) -> str:
+    """Create a project whose datasets may be empty (run in ``container`` if given);
+    return its slug."""
+    body: dict[str, Any] = {
+        "name": name, "workflow": workflow, "allow_empty": True, "retry_delay": 0
+    }  # fmt: skip
+    if container:
+        body["container"] = container
+    response = session(token).post(f"{server.url}/api/projects/", json=body, timeout=30)
     if response.status_code >= 400:
         raise RuntimeError(f"creating project {name!r} failed: {response.text[:300]}")
     return str(response.json()["slug"])
@@ -83,7 +88,10 @@ def status_times(database: Database, slug: str) -> tuple[float, float]:
 
 
 def epoch(value: Any) -> float:
-    """A timestamp as PostgreSQL (datetime) or SQLite (text, UTC) returns it."""
+    """A timestamp as PostgreSQL (datetime) or SQLite (text, UTC) returns it; NaN for
+    none (no dataset got that far)."""
+    if value is None:
+        return math.nan
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     if value.tzinfo is None:
