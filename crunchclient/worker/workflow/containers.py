@@ -94,28 +94,22 @@ class Charliecloud(Runtime):
     def readable(self, image: str) -> tuple[Path, ...]:
         return (Path(image_path(image)),)
 
-    def check_folder(self, image: str, directory: Path) -> None:
-        """ch-run mounts the image read-only: a bind's target must exist in it, except
-        under /tmp (a tmpfs of its own). Refuse a --directory it cannot bind."""
-        real = Path(os.path.realpath(directory))
-        if real == Path("/tmp") or Path("/tmp") in real.parents:
+    def make_mount_point(self, image: str, workdir: Path) -> None:
+        """ch-run mounts the image read-only and binds only onto folders it holds (a tmpfs
+        of its own under /tmp): make the dataset's folder's path in the image, which is
+        the user's own folder. ConfigurationError when it cannot be made."""
+        real = Path(os.path.realpath(workdir))
+        if Path("/tmp") in real.parents:
             return
         inside = Path(image_path(image)) / real.relative_to("/")
-        if not inside.is_dir():
+        try:
+            inside.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
             raise ConfigurationError(
-                f"Charliecloud cannot bind the working directory {str(real)!r} into the image "
-                f"{image!r}: it has no such folder. Pass a --directory under /tmp, or make "
-                "that folder in the image."
-            )
-
-    def prepare(self, image: str) -> str:
-        path = Path(image_path(image))
-        if not (path / "bin").is_dir() and not (path / "usr").is_dir():
-            raise ConfigurationError(
-                f"The image {image!r} is not a Charliecloud image directory here: "
-                "unpack it first (ch-image build, ch-convert) or name its directory."
-            )
-        return directory_digest(path, self.cache)
+                f"Charliecloud cannot bind the dataset's folder {str(real)!r} into the image "
+                f"{image!r} ({exc.strerror}): pass a --directory under /tmp, or make the "
+                "image's folder writable."
+            ) from exc
 
 
 class Apptainer(Runtime):
@@ -205,8 +199,18 @@ RUNTIMES: dict[str, type[Runtime]] = {
 """Tried in this order when --runtime names none."""
 
 
-def find_runtime(name: str | None, cache: Path) -> Runtime:
-    """The runtime --runtime names, else the first found; ConfigurationError if none."""
+def find_runtime(name: str | None, cache: Path, image: str = "") -> Runtime:
+    """The runtime --runtime names, else the first found that takes ``image`` (an image
+    folder is Charliecloud's, a .sif Apptainer's); ConfigurationError if none."""
+    if image.startswith(("/", ".", "~")):  # a path on this node, not a registry's name
+        local = Path(image_path(image))
+        if not local.exists():
+            raise ConfigurationError(
+                f"The project's image {image!r} does not exist on this node: copy or build "
+                "it there, or run the project on a node that has it."
+            )
+        if name is None:
+            name = "charliecloud" if local.is_dir() else "apptainer"
     if name is not None:
         found = RUNTIMES[name].find(cache)
         if found is None:

@@ -77,7 +77,7 @@ class Runner:
                 "bubblewrap).", problem,
             )  # fmt: skip
         if self.container:
-            self.runtime = containers.find_runtime(self.config.runtime, self.cache)
+            self.runtime = containers.find_runtime(self.config.runtime, self.cache, self.container)
             if not self.runtime.own_pids and not self.sandboxed and "pids" not in WARNED:
                 WARNED.add("pids")
                 logger.warning(
@@ -85,8 +85,6 @@ class Runner:
                     "read the client's environment in /proc.", self.runtime.name,
                 )  # fmt: skip
             self.digest = self.runtime.prepare(self.container)
-            if isinstance(self.runtime, containers.Charliecloud):
-                self.runtime.check_folder(self.container, self.config.directory)
 
     @property
     def cache(self) -> Path:
@@ -109,6 +107,8 @@ class Runner:
                 cores=config.cores, memory=config.memory, network=config.network,
                 binds=config.binds,
             )  # fmt: skip
+            if isinstance(self.runtime, containers.Charliecloud):
+                self.runtime.make_mount_point(self.container, workdir)
             argv = self.runtime.command(request)
             where = f"container {self.container!r} through {self.runtime.name}"
             host_env = {**env, "USER": env.get("USER") or user_name()}
