@@ -42,7 +42,9 @@ class WorkflowChangeInline(TabularInline):
     model = WorkflowChange
     extra = 0
     can_delete = False
-    fields = readonly_fields = ("created", "user", "sha256", "previous_sha256")
+    fields = readonly_fields = (
+        "created", "user", "sha256", "previous_sha256", "container", "previous_container",
+    )  # fmt: skip
 
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
@@ -54,7 +56,8 @@ class ProjectAdmin(FixedOnChange, ProjectScoped, ModelAdmin):
 
     fixed = ("slug",)
     list_display = [
-        "name", "slug", "workflow_kind", "max_attempts", "is_public", "paused", "created",
+        "name", "slug", "workflow_kind", "container", "max_attempts", "is_public", "paused",
+        "created",
     ]  # fmt: skip
     list_filter = ["workflow_kind", "is_public", "paused"]
     search_fields = ["name", "slug", "description"]
@@ -68,14 +71,17 @@ class ProjectAdmin(FixedOnChange, ProjectScoped, ModelAdmin):
         return ModelAdmin.has_add_permission(self, request) and may_create_projects(request.user)
 
     def save_model(self, request: HttpRequest, obj: Project, form: Any, change: bool) -> None:
-        previous = Project.objects.filter(pk=obj.pk).values_list("workflow", flat=True).first()
+        stored = Project.objects.filter(pk=obj.pk).values_list("workflow", "container").first()
         if change:
             super().save_model(request, obj, form, change)
         else:
             ModelAdmin.save_model(self, request, obj, form, change)
             if not request.user.is_superuser:  # as the API: the creator maintains it
                 grant(Role.MAINTAINER, project=obj, user=request.user)
-        workflows.record_change(obj, previous=previous if change else None, user=request.user)
+        previous, container = stored if change and stored else (None, "")
+        workflows.record_change(
+            obj, previous=previous, previous_container=container, user=request.user
+        )
 
 
 class RoleForm(ModelForm):

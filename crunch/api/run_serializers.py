@@ -15,6 +15,7 @@ from crunch.api.prepared import Shared
 from crunch.api.serializers import INT64, DatasetSerializer, ProjectSerializer
 from crunch.choices import Stage, State
 from crunch.models import Status
+from crunch.models.statuses import IMAGE_DIGEST
 from crunch.services.statuses import DIAGNOSTIC_FIELDS
 
 
@@ -133,6 +134,14 @@ class StatusSerializer(serializers.ModelSerializer[Status]):
         error_messages={"invalid": "Give the SHA-256 as 64 lowercase hexadecimal digits."},
         help_text="SHA-256 of the workflow the client ran (sent with Workflow Start).",
     )  # fmt: skip
+    image_digest = serializers.RegexField(
+        IMAGE_DIGEST, required=False, allow_blank=True, max_length=200,
+        error_messages={
+            "invalid": "Give the image digest as 'sha256:' and 64 lowercase hexadecimal digits."
+        },
+        help_text="Digest of the container image the workflow ran in (sent with Workflow "
+        "Start when the project names a container).",
+    )  # fmt: skip
     next = NextClaimSerializer(
         write_only=True, required=False,
         help_text="With an Upload Success: claim the next dataset in the same call; the "
@@ -155,7 +164,8 @@ class StatusSerializer(serializers.ModelSerializer[Status]):
         fields = [
             "id", "dataset", "dataset_slug", "dataset_state", "dataset_retry_at", "stage",
             "stage_name", "state",
-            "state_name", "note", "claim", "key", "workflow_sha256", "next", "created",
+            "state_name", "note", "claim", "key", "workflow_sha256", "image_digest", "next",
+            "created",
             *DIAGNOSTIC_FIELDS,
         ]  # fmt: skip
         read_only_fields = ["created"]

@@ -95,6 +95,7 @@ class StatusViewSet(
             statuses.Report(
                 stage=Stage(data["stage"]), state=State(data["state"]), note=data.get("note", ""),
                 key=data.get("key") or None, workflow_sha256=data.get("workflow_sha256", ""),
+                image_digest=data.get("image_digest", ""),
                 diagnostics={k: v for k, v in data.items() if k in statuses.DIAGNOSTIC_FIELDS},
             )
             for data in items
@@ -120,6 +121,7 @@ class StatusViewSet(
                 user=user,
                 diagnostics=diagnostics,
                 workflow_sha256=data.get("workflow_sha256", ""),
+                image_digest=data.get("image_digest", ""),
                 may_start=lambda dataset: require(user, Action.PROCESS, dataset.project),
                 allowed=may_process(user),
                 savepoint=savepoint,

@@ -57,11 +57,15 @@ class ProjectSerializer(serializers.ModelSerializer[Project]):
         model = Project
         fields = [
             "id", "slug", "name", "description", "details", "workflow", "workflow_kind",
-            "max_attempts", "retry_delay", "allow_empty", "is_public", "paused", "created",
-            "updated",
+            "container", "max_attempts", "retry_delay", "allow_empty", "is_public", "paused",
+            "created", "updated",
         ]  # fmt: skip
         read_only_fields = ["slug", "created", "updated"]
-        extra_kwargs = {"max_attempts": {"max_value": INT32[1]}}
+        extra_kwargs = {
+            "max_attempts": {"max_value": INT32[1]},
+            # Whitespace anywhere is refused (crunch.models.container_image), not trimmed away.
+            "container": {"trim_whitespace": False},
+        }
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if self.instance is None:

@@ -123,9 +123,12 @@ class ProjectViewSet(CrunchAPI, viewsets.ModelViewSet[Project]):
         workflows.record_change(project, previous=None, user=self.request.user)
 
     def perform_update(self, serializer: s.ProjectSerializer) -> None:  # type: ignore[override]
-        previous = serializer.instance.workflow if serializer.instance else None
+        assert serializer.instance is not None  # an update has its project
+        previous, container = serializer.instance.workflow, serializer.instance.container
         project = serializer.save()
-        workflows.record_change(project, previous=previous, user=self.request.user)
+        workflows.record_change(
+            project, previous=previous, previous_container=container, user=self.request.user
+        )
 
     @extend_schema(methods=["GET"], request=None, responses={200: rs.PeekSerializer, 204: None})
     @extend_schema(

@@ -140,7 +140,7 @@ INSERT INTO "crunch_status" (
     dataset_id, stage, state, note, claim_id, "key", user_id, created, workflow_sha256,
     agent_user, version, revision, system, system_release, system_version, machine,
     hostname, ip_address, mac_address, slurm_job_id, slurm_array_task_id,
-    memory_total, memory_free, disk_total, disk_free
+    memory_total, memory_free, disk_total, disk_free, image_digest
 )
 VALUES {rows}
 RETURNING id

@@ -17,20 +17,23 @@ from crunch.models.datasets import (
     url_value,
 )
 from crunch.models.projects import (
+    CONTAINER_MAX,
     AccessToken,
     Project,
     ProjectRole,
     WorkflowChange,
+    container_image,
     default_max_attempts,
     default_retry_delay,
     new_token_key,
     sha256_of,
 )
-from crunch.models.statuses import Status
+from crunch.models.statuses import Status, image_digest_value
 
 __all__ = [
-    "ONE_OWNER", "AccessToken", "Attribute", "Dataset", "DatasetQuerySet", "Item", "Node",
-    "Project", "ProjectRole", "Status", "WorkflowChange", "check_constraint",
-    "default_base_file_path", "default_max_attempts", "default_retry_delay", "new_token_key",
-    "sha256_of", "unique_slug", "url_value",
+    "CONTAINER_MAX", "ONE_OWNER", "AccessToken", "Attribute", "Dataset", "DatasetQuerySet",
+    "Item", "Node", "Project", "ProjectRole", "Status", "WorkflowChange",
+    "check_constraint", "container_image", "default_base_file_path", "default_max_attempts",
+    "default_retry_delay", "image_digest_value", "new_token_key", "sha256_of", "unique_slug",
+    "url_value",
 ]  # fmt: skip

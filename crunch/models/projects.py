@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.urls import reverse
@@ -25,12 +27,45 @@ def default_retry_delay() -> int:
     return crunch_settings.DEFAULT_RETRY_DELAY
 
 
+CONTAINER_MAX = 500  # characters of a project's container image name
+
+
+def container_image(value: str) -> None:
+    """Refuse a container image a runtime could read as an option or as several arguments.
+
+    The name becomes one argument of ``apptainer``, ``podman``, ``docker`` or ``ch-run`` on
+    every compute node, so a leading '-', whitespace and control characters are refused.
+    """
+    shown = value if len(value) <= 80 else value[:77] + "..."
+    if value.startswith("-"):
+        raise ValidationError(
+            f"The container {shown!r} starts with '-', which a container runtime would read "
+            "as an option: give an image name, a docker:// reference or a path.",
+            code="option",
+        )
+    for char in value:
+        if char.isspace() or unicodedata.category(char).startswith("C"):
+            raise ValidationError(
+                f"The container {shown!r} holds {char!r}: give an image name or path without "
+                "spaces or control characters.",
+                code="character",
+            )
+
+
 class Project(Node):
     workflow = models.TextField(
         blank=True, default="", help_text="The bash script or Snakefile run for each dataset."
     )
     workflow_kind = models.CharField(
         max_length=16, choices=WorkflowKind.choices, default=WorkflowKind.SCRIPT
+    )
+    container = models.CharField(
+        max_length=CONTAINER_MAX,
+        blank=True,
+        default="",
+        validators=[container_image],
+        help_text="The image the workflow runs in, e.g. docker://rocker/r-ver:4.4, a path to "
+        "a .sif, or a Charliecloud image directory or ch-image name. Empty: no container.",
     )
     max_attempts = models.PositiveIntegerField(
         default=default_max_attempts,
@@ -70,9 +105,10 @@ def sha256_of(text: str) -> str:
 
 
 class WorkflowChange(models.Model):
-    """One edit of a project's workflow: who, when, and the text it replaced.
+    """One edit of a project's workflow or of the container it runs in: who, when, and the
+    text and image it replaced.
 
-    The workflow is code every compute node runs, so each change is kept.
+    The workflow is code every compute node runs, in that image, so each change is kept.
     """
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="workflow_changes")
@@ -83,6 +119,12 @@ class WorkflowChange(models.Model):
     sha256 = models.CharField(max_length=64, help_text="SHA-256 of the new workflow text.")
     previous_sha256 = models.CharField(max_length=64, blank=True, default="")
     previous = models.TextField(blank=True, default="", help_text="The text it replaced.")
+    container = models.CharField(
+        max_length=CONTAINER_MAX, blank=True, default="", help_text="The container after it."
+    )
+    previous_container = models.CharField(
+        max_length=CONTAINER_MAX, blank=True, default="", help_text="The container before it."
+    )
 
     class Meta:
         ordering = ["-created", "-id"]

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
 
 from crunch.choices import Stage, State
 from crunch.models.datasets import Dataset
+
+IMAGE_DIGEST = r"^sha256:[0-9a-f]{64}\Z"
+"""A container image's digest as the client reports it: ``sha256:`` and 64 hex digits."""
+image_digest_value = RegexValidator(
+    IMAGE_DIGEST, "Give the image digest as 'sha256:' and 64 lowercase hexadecimal digits."
+)
 
 
 class Status(models.Model):
@@ -32,6 +39,13 @@ class Status(models.Model):
     created = models.DateTimeField(default=timezone.now, editable=False)
     workflow_sha256 = models.CharField(
         max_length=64, blank=True, default="", help_text="SHA-256 of the workflow the client ran."
+    )
+    image_digest = models.CharField(
+        max_length=200,
+        blank=True,
+        default="",
+        validators=[image_digest_value],
+        help_text="Digest (sha256:...) of the container image the workflow ran in; empty: none.",
     )
 
     # Machine diagnostics, named as django-crunch 0.1 clients send them.

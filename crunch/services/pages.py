@@ -316,13 +316,25 @@ def workflow_changes(project: Project, *, limit: int = WORKFLOW_CHANGES_SHOWN) -
     return list(project.workflow_changes.select_related("user")[:limit])
 
 
-def workflow_ran(dataset: Dataset) -> str:
-    """The SHA-256 of the workflow the dataset's latest run reported, or ""."""
-    sha = (
+@dataclass(frozen=True, kw_only=True)
+class WorkflowRan:
+    """What the dataset's latest run reported of its workflow: the SHA-256 of its text and
+    the digest of the container image it ran in ("" when not reported)."""
+
+    sha256: str = ""
+    image_digest: str = ""
+
+    def __bool__(self) -> bool:
+        return bool(self.sha256 or self.image_digest)
+
+
+def workflow_ran(dataset: Dataset) -> WorkflowRan:
+    """The workflow's SHA-256 and image digest the dataset's latest run reported; one query."""
+    found = (
         Status.objects.filter(dataset=dataset, stage=Stage.WORKFLOW)
-        .exclude(workflow_sha256="")
+        .exclude(workflow_sha256="", image_digest="")
         .order_by("-created", "-id")
-        .values_list("workflow_sha256", flat=True)
+        .values_list("workflow_sha256", "image_digest")
         .first()
     )
-    return sha or ""
+    return WorkflowRan(sha256=found[0], image_digest=found[1]) if found else WorkflowRan()

@@ -44,6 +44,7 @@ def record_status(  # noqa: PLR0913 (keyword-only: the parts of one status)
     user: Any = None,
     diagnostics: dict[str, Any] | None = None,
     workflow_sha256: str = "",
+    image_digest: str = "",
     may_start: Callable[[Dataset], None] | None = None,
     allowed: Condition | None = None,
     savepoint: bool = True,
@@ -102,7 +103,7 @@ def record_status(  # noqa: PLR0913 (keyword-only: the parts of one status)
             status = Status(
                 dataset=locked, stage=stage, state=state, note=note, claim_id=claim_id,
                 key=key or None, user=user if getattr(user, "pk", None) else None,
-                workflow_sha256=workflow_sha256, **fields,
+                workflow_sha256=workflow_sha256, image_digest=image_digest, **fields,
             )  # fmt: skip
             (status,) = statements.insert_statuses([status])
             _advance(locked, stage=stage, state=state, note=note)
@@ -202,6 +203,7 @@ class Report:
     note: str = ""
     key: str | None = None
     workflow_sha256: str = ""
+    image_digest: str = ""
     diagnostics: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
@@ -236,7 +238,8 @@ def record_run(
                     dataset=locked, stage=report.stage, state=report.state, note=note,
                     claim_id=claim_id, key=report.key or None, created=timezone.now(),
                     user=user if getattr(user, "pk", None) else None,
-                    workflow_sha256=report.workflow_sha256, **fields,
+                    workflow_sha256=report.workflow_sha256, image_digest=report.image_digest,
+                    **fields,
                 ))  # fmt: skip
                 _move(locked, stage=report.stage, state=report.state, note=note)
             made = statements.insert_statuses(made)

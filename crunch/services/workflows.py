@@ -1,4 +1,5 @@
-"""The history of a project's workflow: every change is kept with who made it."""
+"""The history of a project's workflow and of the container it runs in: every change is
+kept with who made it."""
 
 from __future__ import annotations
 
@@ -8,13 +9,18 @@ from crunch.models import Project, WorkflowChange, sha256_of
 
 
 def record_change(
-    project: Project, *, previous: str | None, user: Any = None
+    project: Project, *, previous: str | None, previous_container: str = "", user: Any = None
 ) -> WorkflowChange | None:
-    """Record that ``project``'s workflow changed from ``previous`` (None: it is new).
+    """Record that ``project``'s workflow changed from ``previous`` (None: it is new), or
+    its container from ``previous_container``.
 
-    Returns None when the text did not change.
+    Returns None when neither changed.
     """
-    if previous is not None and previous == project.workflow:
+    if (
+        previous is not None
+        and previous == project.workflow
+        and previous_container == project.container
+    ):
         return None
     return WorkflowChange.objects.create(
         project=project,
@@ -22,4 +28,6 @@ def record_change(
         sha256=project.workflow_sha256,
         previous_sha256=sha256_of(previous) if previous is not None else "",
         previous=previous or "",
+        container=project.container,
+        previous_container=previous_container if previous is not None else "",
     )

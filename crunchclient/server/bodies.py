@@ -76,7 +76,9 @@ class StatusReport:
     """A status with its own key: recorded once, however often its post is retried.
 
     ``diagnostics`` are the machine's facts (see worker/diagnostics.py); ``extra`` the
-    fields of one stage, e.g. the Workflow Start's ``workflow_sha256``.
+    fields of one stage, e.g. the Workflow Start's ``workflow_sha256``; ``image_digest``
+    the Workflow Start's digest of the container image it runs in (``sha256:`` and 64
+    hex digits), sent only when there is one.
     """
 
     dataset: int
@@ -86,6 +88,7 @@ class StatusReport:
     note: str = ""
     diagnostics: Diagnostics | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    image_digest: str = ""
     key: str = field(default_factory=new_key)
 
     def to_wire(self, *, next: NextRequest | None = None) -> dict[str, Any]:
@@ -95,6 +98,8 @@ class StatusReport:
             "note": self.note, "claim": self.claim, "key": self.key,
             **(self.diagnostics.to_wire() if self.diagnostics else {}), **self.extra,
         }  # fmt: skip
+        if self.image_digest:
+            body["image_digest"] = self.image_digest
         if next is not None:
             body["next"] = next.to_wire()
         return body

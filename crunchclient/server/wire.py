@@ -168,6 +168,8 @@ class ProjectInfo(NodeInfo):
     created: datetime.datetime | None
     updated: datetime.datetime | None
     paused: bool = False  # since issue 23: a paused project hands out nothing
+    container: str = ""
+    """The image the workflow runs in (issue 26); "" for none, and from older servers."""
 
 
 @dataclass(frozen=True, kw_only=True)

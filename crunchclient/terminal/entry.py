@@ -26,6 +26,7 @@ EXAMPLES = {"int": "42", "filesize": "1024", "float": "3.5", "bool": "true"}
 def add_project(
     connection: Connection, name: str, *, description: str = "", details: str = "",
     workflow: Path | None = None, kind: str | None = None, public: bool = False,
+    container: str = "",
 ) -> str:  # fmt: skip
     """Create a project; return its slug."""
     body: dict[str, Any] = {"name": name, "description": description, "details": details}
@@ -42,6 +43,8 @@ def add_project(
         body["workflow_kind"] = kind
     if public:
         body["is_public"] = True
+    if container:
+        body["container"] = container
     return connection.create_project(body)
 
 

@@ -20,6 +20,7 @@ class Changes:
     """What ``crunch project set`` asks for; None: leave as it is."""
 
     workflow: Path | None = None
+    container: str | None = None
     max_attempts: int | None = None
     retry_delay: int | None = None
     public: bool | None = None
@@ -31,6 +32,8 @@ class Changes:
             body["workflow"] = read_workflow(self.workflow)
             if kind := kinds.kind_of_file(self.workflow):
                 body["workflow_kind"] = kind
+        if self.container is not None:
+            body["container"] = self.container
         if self.max_attempts is not None:
             body["max_attempts"] = self.max_attempts
         if self.retry_delay is not None:
@@ -54,12 +57,13 @@ def short_sha(text: str) -> str:
 
 
 def set_project(connection: Connection, slug: str, changes: Changes) -> str:
-    """Change a project's workflow, attempts, retry delay or visibility; one line saying what."""
+    """Change a project's workflow, container, attempts, retry delay or visibility; one line
+    saying what."""
     body = changes.body()
     if not body:
         raise ConfigurationError(
-            "Nothing to change: give --workflow, --max-attempts, --retry-delay, --public "
-            "or --private."
+            "Nothing to change: give --workflow, --container, --max-attempts, --retry-delay, "
+            "--public or --private."
         )
     before = connection.project_detail(slug)
     after = connection.change_project(slug, body)
@@ -74,6 +78,9 @@ def described(before: dict[str, Any], after: dict[str, Any]) -> str:
         changed.append(f"workflow {old} -> {new} (SHA-256)")
     if before.get("workflow_kind") != after.get("workflow_kind"):
         changed.append(f"workflow kind {before.get('workflow_kind')} -> {after['workflow_kind']}")
+    if before.get("container", "") != after.get("container", ""):
+        old, new = before.get("container") or "none", after.get("container") or "none"
+        changed.append(f"container {old} -> {new}")
     if before.get("max_attempts") != after.get("max_attempts"):
         changed.append(f"max attempts {before.get('max_attempts')} -> {after['max_attempts']}")
     if before.get("retry_delay") != after.get("retry_delay"):

@@ -74,6 +74,28 @@ def test_a_project_from_a_server_before_pausing_parses_as_not_paused() -> None:
     assert ProjectInfo.from_wire(data).paused is True
 
 
+@pytest.mark.django_db
+def test_a_projects_container_parses_and_an_older_server_gives_none() -> None:
+    project = make_project(name="Boxed", container="docker://rocker/r-ver:4.4")
+    data = json.loads(json.dumps(ProjectSerializer(project).data, cls=JSONEncoder))
+    assert ProjectInfo.from_wire(data).container == "docker://rocker/r-ver:4.4"
+    del data["container"]  # a server before issue 26 sends no such field
+    assert ProjectInfo.from_wire(data).container == ""
+
+
+def test_an_image_digest_is_sent_only_when_there_is_one() -> None:
+    from crunch.choices import Stage, State
+    from crunchclient.server.bodies import StatusReport
+
+    plain = StatusReport(dataset=1, stage=Stage.WORKFLOW, state=State.START, claim="c")
+    assert "image_digest" not in plain.to_wire()
+    digest = "sha256:" + "ab" * 32
+    boxed = StatusReport(
+        dataset=1, stage=Stage.WORKFLOW, state=State.START, claim="c", image_digest=digest
+    )
+    assert boxed.to_wire()["image_digest"] == digest
+
+
 def test_what_the_client_sends_has_the_serializers_fields() -> None:
     """The outgoing dataclasses write the fields the server's serializers read."""
     from crunch.api.run_serializers import NextClaimSerializer, StartSerializer, StatusSerializer
@@ -86,7 +108,7 @@ def test_what_the_client_sends_has_the_serializers_fields() -> None:
     assert set(ask.to_wire()) == set(NextClaimSerializer().fields)
     report = StatusReport(
         dataset=1, stage=Stage.UPLOAD, state=State.SUCCESS, claim="c", diagnostics=facts,
-        extra={"workflow_sha256": "0" * 64},
+        extra={"workflow_sha256": "0" * 64}, image_digest="sha256:" + "0" * 64,
     )  # fmt: skip
     sent = set(report.to_wire(next=ask))
     assert sent <= set(StatusSerializer().fields)

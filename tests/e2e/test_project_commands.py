@@ -64,8 +64,8 @@ def test_project_set(crunch: Crunch, tmp_path: Path) -> None:
          "CommandError: --max-attempts '0' is not a whole number of at least 1."),
         (["--retry-delay", "soon"], 2,
          "CommandError: --retry-delay 'soon' is not a whole number of at least 0."),
-        ([], 2, "CommandError: Nothing to change: give --workflow, --max-attempts, "
-         "--retry-delay, --public or --private."),
+        ([], 2, "CommandError: Nothing to change: give --workflow, --container, "
+         "--max-attempts, --retry-delay, --public or --private."),
         (["--workflow", str(tmp_path / "missing.sh")], 2, None),
     ]:  # fmt: skip
         result = crunch.run("project", "set", "p", *args, env=env)
@@ -84,6 +84,41 @@ def test_project_set(crunch: Crunch, tmp_path: Path) -> None:
     )  # fmt: skip
     project.refresh_from_db()
     assert project.max_attempts == 5
+
+
+def test_a_projects_container_is_set_through_the_cli_and_each_change_kept(
+    crunch: Crunch,
+) -> None:
+    env = crunch.maintainer_env
+    made = crunch.run("add-project", "Boxed", "--container", "docker://rocker/r-ver:4.4", env=env)
+    assert ok(made) == "boxed\n"
+    assert Project.objects.get(slug="boxed").container == "docker://rocker/r-ver:4.4"
+    assert ok(crunch.run("project", "set", "boxed", "--container", "/images/r.sif", env=env)) == (
+        "Project 'boxed': container docker://rocker/r-ver:4.4 -> /images/r.sif.\n"
+    )
+    assert ok(crunch.run("project", "set", "boxed", "--container", "", env=env)) == (
+        "Project 'boxed': container /images/r.sif -> none.\n"
+    )
+    changes = WorkflowChange.objects.filter(project__slug="boxed").order_by("id")
+    assert [(c.previous_container, c.container) for c in changes] == [
+        ("", "docker://rocker/r-ver:4.4"),
+        ("docker://rocker/r-ver:4.4", "/images/r.sif"),
+        ("/images/r.sif", ""),
+    ]
+
+    # Refused by the server (3), in one line; nothing changed.
+    result = crunch.run("project", "set", "boxed", "--container=--privileged", env=env)
+    assert result.returncode == 3, result.stderr
+    assert "starts with '-', which a container runtime would read as an option" in (
+        error_line(result)
+    )
+    result = crunch.run("add-project", "Spaced", "--container", "a b", env=env)
+    assert result.returncode == 3, result.stderr
+    assert "holds ' ': give an image name or path without spaces" in error_line(result)
+    assert not Project.objects.filter(slug="spaced").exists()
+    result = crunch.run("project", "set", "boxed", "--container", "img:1")  # a worker's token
+    assert result.returncode == 4, result.stderr
+    assert Project.objects.get(slug="boxed").container == ""
 
 
 def test_pause_and_resume(crunch: Crunch) -> None:

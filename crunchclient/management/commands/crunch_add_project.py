@@ -26,6 +26,11 @@ class Command(ClientCommand):
             "--kind", choices=tuple(kinds.KINDS),
             help="How the workflow runs (default: snakemake for a Snakefile, else script).",
         )  # fmt: skip
+        parser.add_argument(
+            "--container", metavar="IMAGE", default="",
+            help="The image the workflow runs in: docker://NAME:TAG, a .sif path, or a "
+            "Charliecloud image directory or ch-image name.",
+        )  # fmt: skip
         parser.add_argument("--public", action="store_true", help="Anyone may view the project.")
         add_server_arguments(parser)
 
@@ -33,6 +38,6 @@ class Command(ClientCommand):
         slug = entry.add_project(
             remote.connect(opts), opts["name"], description=opts["description"],
             details=opts["details"], workflow=opts["workflow"], kind=opts["kind"],
-            public=opts["public"],
+            public=opts["public"], container=opts["container"],
         )  # fmt: skip
         self.stdout.write(slug)

@@ -13,7 +13,7 @@ from crunchclient.management.base import ClientCommand
 from crunchclient.terminal import projects, remote
 
 ACTIONS = {
-    "set": "Change the workflow, attempts, retry delay or visibility (any of them).",
+    "set": "Change the workflow, container, attempts, retry delay or visibility (any of them).",
     "pause": "Hand out no dataset of the project; running ones finish.",
     "resume": "Hand out the project's pending datasets again.",
 }
@@ -47,6 +47,11 @@ class Command(ClientCommand):
                     help="A bash script or Snakefile: the project's new workflow.",
                 )  # fmt: skip
                 action.add_argument(
+                    "--container", metavar="IMAGE",
+                    help="The image the workflow runs in (docker://NAME:TAG, a .sif path, a "
+                    "Charliecloud image); '' for none.",
+                )  # fmt: skip
+                action.add_argument(
                     "--max-attempts", metavar="N", help="Attempts each dataset gets (at least 1)."
                 )
                 action.add_argument(
@@ -70,6 +75,7 @@ class Command(ClientCommand):
         if action == "set":
             changes = projects.Changes(
                 workflow=opts["workflow"],
+                container=opts["container"],
                 max_attempts=_given(opts["max_attempts"], "--max-attempts", least=1),
                 retry_delay=_given(opts["retry_delay"], "--retry-delay", least=0),
                 public=opts["public"],
