@@ -21,13 +21,7 @@ import pytest
 
 from crunch.models import Dataset, Status
 from tests.clientkit import BIN, SIX, Crunch, error_line, statuses
-from tests.e2e.test_isolation import (  # noqa: F401 (fixtures)
-    node,
-    outside,
-    pgrep,
-    stop_and_check,
-    tool,
-)
+from tests.e2e.nodekit import pgrep, stop_and_check, tool
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -40,7 +34,7 @@ CH_RUN = pytest.mark.xfail(
     reason="(1) Charliecloud.command passes '--set-env NAME=VALUE' as two words; ch-run "
     "takes the argument only as '--set-env=NAME=VALUE', so it reads NAME=VALUE as the image; "
     "(2) --bind=WORKDIR needs WORKDIR to exist in the image, read-only to ch-run 0.31: "
-    "\"can't mkdir: IMAGE/...: Read-only file system\"",
+    '"can\'t mkdir: IMAGE/...: Read-only file system"',
 )
 
 
