@@ -93,7 +93,9 @@ def wait_for_process(marker: str, timeout: float = 30) -> None:
 
 def pgrep(marker: str) -> list[str]:
     """``pgrep -f marker``: the ids of the processes whose command line holds it."""
-    found = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True, check=False)
+    found = subprocess.run(
+        [tool("pgrep", "procps"), "-f", marker], capture_output=True, text=True, check=False
+    )
     return found.stdout.split()
 
 
