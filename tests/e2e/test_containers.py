@@ -29,13 +29,6 @@ APPLETS = ("sh", "cat", "cp", "ls", "echo", "tr", "grep", "env", "sleep", "wc", 
 ONLY_IN_IMAGE = "only in the image 3e1d\n"
 INSIDE = "#!/bin/sh\ncp /etc/only-in-image found.txt\nls / > root.txt\n"
 CHARLIECLOUD = ("--runtime", "charliecloud")  # a docker or podman found first cannot run it
-CH_RUN = pytest.mark.xfail(
-    strict=True,
-    reason="(1) Charliecloud.command passes '--set-env NAME=VALUE' as two words; ch-run "
-    "takes the argument only as '--set-env=NAME=VALUE', so it reads NAME=VALUE as the image; "
-    "(2) --bind=WORKDIR needs WORKDIR to exist in the image, read-only to ch-run 0.31: "
-    '"can\'t mkdir: IMAGE/...: Read-only file system"',
-)
 
 
 def busybox() -> Path:
@@ -75,7 +68,6 @@ def image(outside: Path) -> Path:
     return build_image(outside / "image")
 
 
-@CH_RUN
 def test_the_workflow_runs_inside_the_image(node: Crunch, image: Path) -> None:
     project = node.project("Boxed", INSIDE, workflow_kind="executable", container=str(image))
     dataset = node.dataset(project["slug"], "one", {"in.txt": "x"})
@@ -105,12 +97,6 @@ def dataset_page(slug: str) -> str:
     return response.content.decode()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the sandbox hides the home (and /tmp) but binds only the dataset's folder and "
-    "--bind paths: an image directory under the home is not there for ch-run ('can't "
-    "stat: IMAGE'); the runner should bind the image read-only (and CH_RUN's two bugs)",
-)
 def test_an_image_under_the_home_is_found(node: Crunch) -> None:
     image = build_image(Path(node.env["HOME"]) / "images" / "busybox")
     project = node.project("Home", INSIDE, workflow_kind="executable", container=str(image))
@@ -120,12 +106,6 @@ def test_an_image_under_the_home_is_found(node: Crunch) -> None:
     assert node.stored(dataset)["found.txt"] == ONLY_IN_IMAGE
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="without --runtime the first runtime found is taken whatever the image: docker "
-    "or podman on the PATH is asked to pull an image directory ('Cannot pull ...'); an "
-    "image directory should go to charliecloud (then CH_RUN's two bugs apply)",
-)
 def test_an_image_directory_goes_to_charliecloud_without_runtime(
     node: Crunch, image: Path, outside: Path
 ) -> None:
@@ -156,8 +136,8 @@ def test_a_missing_image_is_refused_before_claiming(node: Crunch, outside: Path)
     result = node.run("loop", "--quiet", "--project", project["slug"], "--runtime", "charliecloud")
     assert result.returncode == 2, result.stderr
     assert error_line(result) == (
-        f"CommandError: The image {str(gone)!r} is not a Charliecloud image directory here: "
-        "unpack it first (ch-image build, ch-convert) or name its directory."
+        f"CommandError: The project's image {str(gone)!r} does not exist on this node: copy or "
+        "build it there, or run the project on a node that has it."
     )
     assert len(result.stderr.strip().splitlines()) == 1
     assert_nothing_claimed(dataset["slug"])
@@ -180,12 +160,12 @@ def test_a_missing_runtime_is_refused_before_claiming(node: Crunch, image: Path)
     assert bare.returncode == 2, bare.stderr
     assert error_line(bare).startswith(
         "CommandError: The project runs in a container, but no container runtime is on the "
-        "PATH: install one of apptainer, podman, docker, charliecloud"
+        "PATH that runs its image"
     )
+    assert "install charliecloud (ch-run)" in error_line(bare)  # an image folder is its
     assert_nothing_claimed(dataset["slug"])
 
 
-@CH_RUN
 def test_sigterm_during_a_charliecloud_workflow_leaves_nothing(node: Crunch, image: Path) -> None:
     marker = f"8{secrets.randbelow(10**6):06d}"
     workflow = f"#!/bin/sh\nsleep {marker}1 &\nsleep {marker}2\n"

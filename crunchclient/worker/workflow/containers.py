@@ -94,6 +94,15 @@ class Charliecloud(Runtime):
     def readable(self, image: str) -> tuple[Path, ...]:
         return (Path(image_path(image)),)
 
+    def prepare(self, image: str) -> str:
+        path = Path(image_path(image))
+        if not (path / "bin").is_dir() and not (path / "usr").is_dir():
+            raise ConfigurationError(
+                f"The image {image!r} is not a Charliecloud image directory here: "
+                "unpack it first (ch-image build, ch-convert) or name its directory."
+            )
+        return directory_digest(path, self.cache)
+
     def make_mount_point(self, image: str, workdir: Path) -> None:
         """ch-run mounts the image read-only and binds only onto folders it holds (a tmpfs
         of its own under /tmp): make the dataset's folder's path in the image, which is
@@ -210,7 +219,14 @@ def find_runtime(name: str | None, cache: Path, image: str = "") -> Runtime:
                 "it there, or run the project on a node that has it."
             )
         if name is None:
-            name = "charliecloud" if local.is_dir() else "apptainer"
+            cls: type[Runtime] = Charliecloud if local.is_dir() else Apptainer
+            if (found := cls.find(cache)) is None:
+                raise ConfigurationError(
+                    "The project runs in a container, but no container runtime is on the "
+                    f"PATH that runs its image {image!r}: install {cls.name} "
+                    f"({' or '.join(cls.executables)}), or run the project elsewhere."
+                )
+            return found
     if name is not None:
         found = RUNTIMES[name].find(cache)
         if found is None:
