@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 BWRAP = "bwrap"
+TMP = Path("/tmp")
 HIDDEN_TOPS = {".crunch", ".aws", ".ssh", ".gnupg", ".config", ".netrc", ".docker", ".kube"}
 """Folders of the home never shown, even when a PATH folder lies in one."""
 
@@ -65,23 +66,28 @@ def sandbox_problem() -> str | None:
 
 
 @functools.cache
-def readable_under_home(home: Path) -> list[Path]:
-    """Folders of the home the workflow still needs, read-only: each top folder that
-    holds the client's Python (its tools, Snakemake) or a PATH folder (``~/.pyenv``,
-    ``~/miniconda3``, ``~/.local``), whole, so that shims find the rest of their tree.
-    Never ``~/.crunch``; the home's other files (keys, ``~/.aws``, ``~/.ssh``) stay hidden."""
+def tools(home: Path) -> list[Path]:
+    """What the workflow still needs of what the sandbox hides, read-only: the client's
+    Python (its tools, Snakemake, a ``#!`` line naming it) and the PATH's folders. Under
+    the home, each one's top folder whole (``~/.pyenv``, ``~/miniconda3``), so that shims
+    find the rest of their tree, but never ``~/.crunch`` or keys; under /tmp, the folder
+    itself (a virtualenv there)."""
     keep: list[Path] = []
-    candidates = [sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable))]
-    candidates += os.environ.get("PATH", "").split(os.pathsep)
+    candidates = [
+        sys.prefix, sys.base_prefix, os.path.dirname(sys.executable),
+        os.path.dirname(os.path.realpath(sys.executable)),
+        *os.environ.get("PATH", "").split(os.pathsep),
+    ]  # fmt: skip
     for raw in candidates:
-        if not raw:
+        if not raw or not os.path.isdir(raw):
             continue
         path = Path(os.path.realpath(raw))
-        if path == home or not _under(path, home) or not path.is_dir():
-            continue
-        top = home / path.relative_to(home).parts[0]
-        if top.name not in HIDDEN_TOPS:
-            keep.append(top)
+        if _under(path, home) and path != home:
+            top = home / path.relative_to(home).parts[0]
+            if top.name not in HIDDEN_TOPS:
+                keep.append(top)
+        elif _under(path, TMP) and path != TMP:
+            keep.append(path)
     return _outermost(keep)
 
 
@@ -103,7 +109,8 @@ def bwrap_command(command: list[str], hiding: Hiding) -> list[str]:
         args.append("--unshare-net")
     if home != Path("/"):
         args += ["--tmpfs", str(home)]
-        for path in readable_under_home(home):
+    for path in tools(home):
+        if not _under(path, directory) and not _under(directory, path):
             args += ["--ro-bind", str(path), str(path)]
     if directory != Path("/"):
         args += ["--tmpfs", str(directory)]
