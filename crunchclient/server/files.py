@@ -307,22 +307,26 @@ class ServerBackend(StorageBackend):
 
         return count, undo
 
-    def _put(self, item: Outgoing, progress: Progress) -> str:
+    def _put(self, item: Outgoing, progress: Progress, url: str | None = None) -> str:
+        """One PUT of the whole file: to the server's file URL, or to a signed ``url``
+        (which must not carry our token); hashed as it is sent. Its MD5."""
         path = self.path(item.name)
         count, undo = self._sending(progress)
         digests: builtins.list[Any] = []
+        signed = url is not None
 
         def attempt() -> None:
             digest = new_md5()
             digests[:] = [digest]
             body = Body(item.local, 0, item.size, count, digest)
             try:
-                response = self.mover.session(signed=False).put(
-                    self.file_url(path), data=body, headers=self.headers(), timeout=TIMEOUT
-                )
+                response = self.mover.session(signed=signed).put(
+                    url or self.file_url(path), data=body,
+                    headers={} if signed else self.headers(), timeout=TIMEOUT,
+                )  # fmt: skip
             finally:
                 body.close()
-            self.mover.check(response, signed=False, method="PUT", path=path)
+            self.mover.check(response, signed=signed, method="PUT", path=path)
 
         self.mover.retrying(f"upload {path!r}", attempt, undo)
         return item.md5 or str(digests[0].hexdigest())
@@ -349,26 +353,9 @@ class ServerBackend(StorageBackend):
 
     def _put_signed(self, item: Outgoing, link: dict[str, Any], progress: Progress) -> str:
         """One PUT to a signed link, or each part to its own and a ``complete`` call."""
-        path = self.path(item.name)
-        count, undo = self._sending(progress)
         if link.get("upload_id") is None:
-            digests: builtins.list[Any] = []
-
-            def attempt() -> None:
-                digest = new_md5()
-                digests[:] = [digest]
-                body = Body(item.local, 0, item.size, count, digest)
-                try:
-                    response = self.mover.session(signed=True).put(
-                        link["url"], data=body, timeout=TIMEOUT
-                    )
-                finally:
-                    body.close()
-                self.mover.check(response, signed=True, method="PUT", path=path)
-
-            self.mover.retrying(f"upload {path!r}", attempt, undo)
-            return item.md5 or str(digests[0].hexdigest())
-        return self._put_parts(item, path, link, progress)
+            return self._put(item, progress, url=str(link["url"]))
+        return self._put_parts(item, self.path(item.name), link, progress)
 
     def _put_parts(
         self, item: Outgoing, path: str, link: dict[str, Any], progress: Progress

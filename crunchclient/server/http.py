@@ -181,7 +181,7 @@ class Transport:
                 ) from error
             # Jitter first, then the time left: a pause cut to what is left sleeps all of it,
             # so the last tries never come in a burst of ever shorter pauses.
-            pause = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (attempt - 1)) * random.uniform(0.5, 1)
+            pause = backoff(attempt)
             pause = min(pause, left)
             logger.warning(
                 "Server unreachable (%s on %s %s); retrying in %.1fs", problem, method, path, pause
@@ -233,6 +233,11 @@ class Transport:
             paused = isinstance(data, dict) and data.get("code") == "project_paused"
             raise (ProjectPaused if paused else conflict)(detail)
         raise ServerError(f"The server rejected {method} {masked(response.url)!r}: {detail}")
+
+
+def backoff(attempt: int) -> float:
+    """Seconds before retry number ``attempt`` (1, 2, ...): doubling, capped, jittered."""
+    return float(min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (attempt - 1)) * random.uniform(0.5, 1))
 
 
 def quote_slug(slug: str) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import random
 import tarfile
 import threading
 import time
@@ -22,7 +21,7 @@ import urllib3
 from requests.adapters import HTTPAdapter
 
 from crunchclient.exceptions import ClaimLost, TransferError
-from crunchclient.server.http import BACKOFF_FIRST, BACKOFF_MAX, Transport, masked
+from crunchclient.server.http import Transport, backoff, masked
 from crunchclient.server.replies import decoded
 
 logger = logging.getLogger(__name__)
@@ -101,7 +100,7 @@ class Mover:
                         f"({type(exc).__name__}: {str(exc)[:200]}) after retrying for "
                         f"{self.transport.retry_for:g}s."
                     ) from exc
-                pause = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (tries - 1)) * random.uniform(0.5, 1)
+                pause = backoff(tries)
                 logger.warning("Cannot %s (%s); retrying in %.1fs", what, type(exc).__name__, pause)
                 time.sleep(min(pause, left))
 

@@ -9,8 +9,6 @@ where they fail.
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import subprocess
 import time
@@ -32,23 +30,13 @@ from tests.clientkit import (
     statuses,
     write_local_settings,
 )
+from tests.e2e.nodekit import tool
 from tests.factories import make_client_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 HOST = "crunch-server.test"  # resolvable only inside tinyproxy's sandbox
 WORKFLOW = "wc -w < input.txt > count.txt\n"
-
-
-def tool(name: str, package: str) -> str:
-    """The path of ``name``; a skip where it is missing, a failure in CI (which installs it)."""
-    path = shutil.which(name)
-    if path is None:
-        missing = f"{name} is missing: apt-get install --no-install-recommends {package}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(missing)
-        pytest.skip(missing)
-    return path
 
 
 @dataclass
