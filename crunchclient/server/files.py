@@ -21,7 +21,16 @@ from urllib.parse import quote, urlencode
 
 from crunchclient.exceptions import ClaimLost, TransferError, UnsafePathError
 from crunchclient.server.http import Transport, quote_slug
-from crunchclient.server.moving import BLOCK, TIMEOUT, Body, Broken, Expired, Mover, new_md5
+from crunchclient.server.moving import (
+    BLOCK,
+    TIMEOUT,
+    Body,
+    Broken,
+    Counted,
+    Expired,
+    Mover,
+    new_md5,
+)
 from crunchclient.server.tarred import TarBody, read_members
 from crunchclient.transfer.backends.base import Entry, Outgoing, Place, StorageBackend, keep_mtime
 from crunchclient.transfer.hashing import md5_file
@@ -173,16 +182,8 @@ class ServerBackend(StorageBackend):
     ) -> str:
         """GET one file into the new file partial: from ``url`` (a signed link, asked
         again when it expired) or the server's file URL; retried from the start."""
-        counted = [0]
+        count = Counted(progress)
         links = [url]
-
-        def count(size: int) -> None:
-            counted[0] += size
-            progress.advance(bytes=size)
-
-        def undo() -> None:
-            progress.advance(bytes=-counted[0])
-            counted[0] = 0
 
         def attempt() -> str:
             signed = links[0] is not None
@@ -200,15 +201,15 @@ class ServerBackend(StorageBackend):
                         digest.update(chunk)
                         out.write(chunk)
                         count(len(chunk))
-            if entry.size is not None and counted[0] != entry.size:
+            if entry.size is not None and count.bytes != entry.size:
                 raise TransferError(
-                    f"{path!r} of dataset {self.dataset!r} has {counted[0]} bytes, not the "
+                    f"{path!r} of dataset {self.dataset!r} has {count.bytes} bytes, not the "
                     f"{entry.size} listed: it changed in storage while it was downloaded."
                 )
             keep_mtime(partial, entry)
             return str(digest.hexdigest())
 
-        return self.mover.retrying(f"download {path!r}", attempt, undo)
+        return self.mover.retrying(f"download {path!r}", attempt, count.undo)
 
     def download_many(
         self, items: Sequence[tuple[str, Entry]], place: Place, progress: Progress
@@ -234,7 +235,7 @@ class ServerBackend(StorageBackend):
     ) -> None:
         """Many small files in one tar stream; after a break, the rest in a new one."""
         left = {self.path(name): entry for name, entry in items}
-        counted = [0]
+        count = Counted(progress)
 
         def attempt() -> None:
             body = {"paths": list(left)}
@@ -251,13 +252,12 @@ class ServerBackend(StorageBackend):
                             while chunk := data.read(BLOCK):
                                 digest.update(chunk)
                                 out.write(chunk)
-                                counted[0] += len(chunk)
-                                progress.advance(bytes=len(chunk))
+                                count(len(chunk))
                         keep_mtime(partial, entry)
                         return str(digest.hexdigest())
 
                     place(entry, write)
-                    counted[0] = 0
+                    count.bytes = 0  # in place: a retry keeps it
                     del left[path]
             if left:
                 raise TransferError(
@@ -265,11 +265,7 @@ class ServerBackend(StorageBackend):
                     "it was removed from storage while it was downloaded."
                 )
 
-        def undo() -> None:
-            progress.advance(bytes=-counted[0])
-            counted[0] = 0
-
-        self.mover.retrying("download files", attempt, undo)
+        self.mover.retrying("download files", attempt, count.undo)
 
     # Uploads.
 
@@ -294,24 +290,11 @@ class ServerBackend(StorageBackend):
             md5s.update((item.name, self._put(item, progress)) for item in small)
         return [md5s[item.name] for item in items]
 
-    def _sending(self, progress: Progress) -> tuple[Any, Any]:
-        counted = [0]
-
-        def count(size: int) -> None:
-            counted[0] += size
-            progress.advance(bytes=size)
-
-        def undo() -> None:
-            progress.advance(bytes=-counted[0])
-            counted[0] = 0
-
-        return count, undo
-
     def _put(self, item: Outgoing, progress: Progress, url: str | None = None) -> str:
         """One PUT of the whole file: to the server's file URL, or to a signed ``url``
         (which must not carry our token); hashed as it is sent. Its MD5."""
         path = self.path(item.name)
-        count, undo = self._sending(progress)
+        count = Counted(progress)
         digests: builtins.list[Any] = []
         signed = url is not None
 
@@ -328,11 +311,11 @@ class ServerBackend(StorageBackend):
                 body.close()
             self.mover.check(response, signed=signed, method="PUT", path=path)
 
-        self.mover.retrying(f"upload {path!r}", attempt, undo)
+        self.mover.retrying(f"upload {path!r}", attempt, count.undo)
         return item.md5 or str(digests[0].hexdigest())
 
     def _bundle_put(self, items: Sequence[Outgoing], progress: Progress) -> builtins.list[str]:
-        count, undo = self._sending(progress)
+        count = Counted(progress)
         bodies: builtins.list[TarBody] = []
 
         def attempt() -> None:
@@ -348,7 +331,7 @@ class ServerBackend(StorageBackend):
                 body.close()
             self.mover.check(response, signed=False, method="PUT", path="bundle/")
 
-        self.mover.retrying("upload files", attempt, undo)
+        self.mover.retrying("upload files", attempt, count.undo)
         return [item.md5 or md5 for item, md5 in zip(items, bodies[0].md5s(), strict=True)]
 
     def _put_signed(self, item: Outgoing, link: dict[str, Any], progress: Progress) -> str:
@@ -366,7 +349,7 @@ class ServerBackend(StorageBackend):
             url = link["parts"][number]
             offset = number * part_size
             size = min(part_size, item.size - offset)
-            count, undo = self._sending(progress)
+            count = Counted(progress)
 
             def attempt() -> str:
                 body = Body(item.local, offset, size, count)
@@ -377,7 +360,7 @@ class ServerBackend(StorageBackend):
                 self.mover.check(response, signed=True, method="PUT", path=path)
                 return str(response.headers.get("ETag", ""))
 
-            return self.mover.retrying(f"upload part {number + 1} of {path!r}", attempt, undo)
+            return self.mover.retrying(f"upload part {number + 1} of {path!r}", attempt, count.undo)
 
         with ThreadPoolExecutor(PART_WORKERS, thread_name_prefix="crunch-part") as pool:
             etags = pool.map(part, range(len(link["parts"])))

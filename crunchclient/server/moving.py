@@ -124,6 +124,23 @@ class Mover:
         raise TransferError(f"Unexpected HTTP {code} on {method} {masked(response.url)!r}.")
 
 
+class Counted:
+    """The bytes of one transfer, passed on to its progress as they move and taken back
+    (``undo``) when it starts again."""
+
+    def __init__(self, progress: Any) -> None:
+        self.progress = progress
+        self.bytes = 0
+
+    def __call__(self, size: int) -> None:
+        self.bytes += size
+        self.progress.advance(bytes=size)
+
+    def undo(self) -> None:
+        self.progress.advance(bytes=-self.bytes)
+        self.bytes = 0
+
+
 class Body:
     """A file (or a range of one) as a request body: read in large blocks, counted as it
     goes, hashed when ``digest`` is given; ``len()`` makes requests send Content-Length."""
