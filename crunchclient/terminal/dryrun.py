@@ -27,6 +27,7 @@ from crunchclient.settings.secrets import redact, secret_values
 from crunchclient.terminal import remote
 from crunchclient.terminal.logs import when
 from crunchclient.worker.stages.setup import kind_of, workflow_bytes
+from crunchclient.worker.workflow import containers, sandbox
 
 SHOWN = 5  # datasets listed in claim order
 READ = 5_000  # pending datasets read at most to sort them
@@ -68,6 +69,10 @@ def dry_run(opts: dict[str, Any]) -> Report:
         report.check(f"Workflow (--workflow {kind.kind.value})", *tool(kind, None, kind.kind))
     for slug, info in infos.items():
         report.check(f"Workflow of project {slug!r}", *workflow_check(info, opts, path))
+    report.check("Isolation", *isolation_check(opts))
+    for slug, info in infos.items():
+        if info.container:
+            report.check(f"Container of project {slug!r}", *container_check(info, opts))
     report.check("Storage", *storage_check(opts))
     directory = (opts.get("directory") or Path("crunch-work")).expanduser().absolute()
     report.check(f"Working directory {str(directory)!r}", *directory_check(directory))
@@ -166,6 +171,30 @@ def workflow_check(
         return "", str(exc)
     what = f"Project {info.slug!r} (workflow kind {kind.kind.value!r})"
     return tool(kind, workflow, f"--workflow {opts['workflow']}" if opts.get("workflow") else what)
+
+
+def isolation_check(opts: dict[str, Any]) -> tuple[str, str | None]:
+    """Where workflows would run (--isolation): the sandbox, or why it cannot start."""
+    isolation = opts.get("isolation") or "auto"
+    if isolation == "none":
+        return "workflows run unisolated (--isolation none)", None
+    problem = sandbox.sandbox_problem()
+    if problem is None:
+        return "workflows run in the bubblewrap sandbox", None
+    if isolation == "sandbox":
+        return "", f"--isolation sandbox: {problem}."
+    return f"workflows would run unisolated: {problem}", None
+
+
+def container_check(info: ProjectInfo, opts: dict[str, Any]) -> tuple[str, str | None]:
+    """The project's image and the runtime that runs it are on this node."""
+    try:
+        cache = opts.get("cache") or Path.home() / ".cache" / "crunch" / "images"
+        runtime = containers.find_runtime(opts.get("runtime"), Path(cache), info.container)
+        digest = runtime.prepare(info.container)
+    except ConfigurationError as exc:
+        return "", str(exc)
+    return f"{info.container} through {runtime.name}, {digest[:19]}...", None
 
 
 def storage_check(opts: dict[str, Any]) -> tuple[str, str | None]:

@@ -119,6 +119,9 @@ def test_logs_follow_waits_for_a_running_dataset_and_prints_its_log_once_uploade
     assert Status.objects.filter(dataset__slug="slow:d").count() == 6  # the run's own only
 
 
+SANDBOX = "Isolation: ready (workflows run in the bubblewrap sandbox)."  # bwrap: CI has it
+
+
 def test_loop_dry_run_says_what_it_would_claim_and_claims_nothing(crunch: Crunch) -> None:
     crunch.project("Queue", "exit 1\n", retry_delay=600)
     for i in range(7):
@@ -141,6 +144,7 @@ def test_loop_dry_run_says_what_it_would_claim_and_claims_nothing(crunch: Crunch
         "  queue:d5  priority 9",
         *(f"  queue:d{i}  priority 0" for i in range(4)),
         f"Workflow of project 'queue': ready (a bash script: bash is {shutil.which('bash')}).",
+        SANDBOX,
         f"Storage: ready (the local storage at {str(crunch.media)!r} lists).",
         f"Working directory {str(crunch.work / 'crunch-work')!r}: ready (it would be created).",
     ]
@@ -185,10 +189,11 @@ def test_loop_dry_run_names_each_problem_and_exits_2(crunch: Crunch, tmp_path) -
 
     assert result.returncode == 2
     lines = result.stdout.splitlines()
-    assert lines[-3:] == [
+    assert lines[-4:] == [
         "Workflow of project 'odd': NOT READY: Project 'odd' (workflow kind 'executable') "
         "needs '/opt/nowhere/interp' (the workflow's '#!' line), which is not installed on "
         "this node: install it or change the workflow's first line.",
+        SANDBOX,
         f"Storage: NOT READY: The local storage's location {str(tmp_path / 'unmounted')!r} is "
         f"not a folder: mount or create it, or fix OPTIONS location in the storage settings "
         f"file {str(settings)!r}.",
