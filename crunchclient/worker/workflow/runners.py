@@ -51,6 +51,7 @@ class Runner:
         self.container = container
         self.runtime: Runtime | None = None
         self.digest: str | None = None
+        self.checked = False
 
     @property
     def sandboxed(self) -> bool:
@@ -63,7 +64,10 @@ class Runner:
 
     def check(self) -> None:
         """Refuse before claiming: the sandbox asked for cannot start, the runtime or the
-        image is missing. Warn once when the default falls back to no isolation."""
+        image is missing. Warn once when the default falls back to no isolation. Once per
+        runner: a loop checks each claim's project, and an image's digest costs a walk."""
+        if self.checked:
+            return
         problem = sandbox.sandbox_problem() if self.config.isolation != "none" else None
         if problem and self.config.isolation == "sandbox":
             raise ConfigurationError(
@@ -85,6 +89,7 @@ class Runner:
                     "read the client's environment in /proc.", self.runtime.name,
                 )  # fmt: skip
             self.digest = self.runtime.prepare(self.container)
+        self.checked = True
 
     @property
     def cache(self) -> Path:
