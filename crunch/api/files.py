@@ -111,13 +111,16 @@ class LinksView(CrunchAPI, APIView):
     """``POST {claim, read: [path], write: [{path, size}]}``: signed links (S3 only)."""
 
     permission_classes = (GrantDecides,)
-    parser_classes = (JSONParser,)  # names in JSON; a bundle PUT is read raw
+    parser_classes = (JSONParser,)
 
     @extend_schema(request=fs.LinksRequest, responses={200: fs.LinksAnswer, **fs.refusals(*WRITE)})
     def post(self, request: Request, slug: str) -> Response:
         data = request.data if isinstance(request.data, dict) else {}
         reads = checked(data.get("read", []), transfers.clean_file_paths)
-        writes = checked(data.get("write", []), links.write_sizes)
+        writes = [  # every name checked before any multipart upload is begun
+            (checked(path, transfers.clean_file_path), size)
+            for path, size in checked(data.get("write", []), links.write_sizes)
+        ]
         if len(reads) + len(writes) > transfers.MAX_NAMES:
             raise ValidationError({"detail": f"Ask for at most {transfers.MAX_NAMES} links."})
         grant = granted(request, slug, write=bool(writes), claim=data.get("claim"))
@@ -125,8 +128,7 @@ class LinksView(CrunchAPI, APIView):
             raise ValidationError({"detail": "This storage signs no links: use files/, bundle/."})
         signer = links.Signer(grant)
         answer = [signer.read(path).as_dict() for path in reads]
-        for path, size in writes:
-            answer.append(signer.write(checked(path, transfers.clean_file_path), size).as_dict())
+        answer += [signer.write(path, size).as_dict() for path, size in writes]
         return Response({"expires": grant.expires, "links": answer})
 
 
@@ -134,7 +136,7 @@ class CompleteView(CrunchAPI, APIView):
     """``POST {claim, path, upload_id, etags}``: join the parts of a multipart upload."""
 
     permission_classes = (GrantDecides,)
-    parser_classes = (JSONParser,)  # names in JSON; a bundle PUT is read raw
+    parser_classes = (JSONParser,)
 
     @extend_schema(request=fs.CompleteRequest, responses={204: None, **fs.refusals(*WRITE)})
     def post(self, request: Request, slug: str) -> Response:
