@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -169,18 +170,14 @@ def crunch(live_server: Any, media_root: Path, tmp_path: Path) -> Crunch:
 MakeCrunch = Callable[..., Crunch]
 
 
-@pytest.fixture
-def served_crunch(transactional_db: None, media_root: Path, tmp_path: Path) -> Iterator[Crunch]:
-    """``crunch``, but gunicorn (two processes) serves the test database, not live_server.
-
-    live_server answers from one thread of the test process, at a few datasets a second:
-    the tests that process a thousand datasets use this one. It runs the testproject's own
-    settings: what a test sets with pytest-django's ``settings`` does not reach it.
-    """
+@contextmanager
+def gunicorn_crunch(media_root: Path, tmp_path: Path, **server_env: str) -> Iterator[Crunch]:
+    """A worker's Crunch against gunicorn (two processes) serving the test database, with
+    ``server_env`` added to the server's environment."""
     _, token = make_client_user("worker")
     work = tmp_path / "client"
     work.mkdir()
-    env = clean_env(CRUNCH_MEDIA_ROOT=str(media_root), **test_database_env())
+    env = clean_env(CRUNCH_MEDIA_ROOT=str(media_root), **test_database_env(), **server_env)
     server = GunicornServer(port=free_port(), env=env, log=tmp_path / "gunicorn.log", workers=2)
     server.start(timeout=60)
     try:
@@ -190,3 +187,15 @@ def served_crunch(transactional_db: None, media_root: Path, tmp_path: Path) -> I
         )  # fmt: skip
     finally:
         server.stop()
+
+
+@pytest.fixture
+def served_crunch(transactional_db: None, media_root: Path, tmp_path: Path) -> Iterator[Crunch]:
+    """``crunch``, but gunicorn (two processes) serves the test database, not live_server.
+
+    live_server answers from one thread of the test process, at a few datasets a second:
+    the tests that process a thousand datasets use this one. It runs the testproject's own
+    settings: what a test sets with pytest-django's ``settings`` does not reach it.
+    """
+    with gunicorn_crunch(media_root, tmp_path) as crunch:
+        yield crunch

@@ -59,10 +59,6 @@ class Grant:
     expires: datetime.datetime
     """When links handed out under this grant stop working."""
 
-    @property
-    def claim_id(self) -> uuid.UUID | None:
-        return self.dataset.claim_id if self.write else None
-
     def name(self, path: str) -> str:
         """The storage name of ``path`` (already checked) under the dataset's folder."""
         return self.place.name(path)

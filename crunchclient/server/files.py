@@ -32,6 +32,7 @@ from crunchclient.server.moving import (
     new_md5,
 )
 from crunchclient.server.tarred import TarBody, read_members
+from crunchclient.server.wire import SignedLink
 from crunchclient.transfer.backends.base import Entry, Outgoing, Place, StorageBackend, keep_mtime
 from crunchclient.transfer.hashing import md5_file
 from crunchclient.transfer.progress import Progress
@@ -158,7 +159,7 @@ class ServerBackend(StorageBackend):
 
     def links(
         self, read: Sequence[str] = (), write: Sequence[tuple[str, int]] = ()
-    ) -> builtins.list[dict[str, Any]]:
+    ) -> builtins.list[SignedLink]:
         body: dict[str, Any] = {
             "read": list(read), "write": [{"path": p, "size": s} for p, s in write],
         }  # fmt: skip
@@ -166,15 +167,14 @@ class ServerBackend(StorageBackend):
             body["claim"] = self.claim
         with self.calls:
             answer = self.transport.expect(
-            "POST", self.base + "links/", json=body,
-            missing=f"No dataset {self.dataset!r} you may {'write' if write else 'read'}.",
-        )  # fmt: skip
-        links: builtins.list[dict[str, Any]] = answer["links"]
-        return links
+                "POST", self.base + "links/", json=body,
+                missing=f"No dataset {self.dataset!r} you may {'write' if write else 'read'}.",
+            )  # fmt: skip
+        return [SignedLink.from_wire(item) for item in answer.get("links") or []]
 
     def download(self, name: str, entry: Entry, partial: str, progress: Progress) -> str | None:
         path = self.path(name)
-        url = None if not self.mode() else self.links(read=[path])[0]["url"]
+        url = None if not self.mode() else self.links(read=[path])[0].url
         return self._get(path, entry, partial, progress, url)
 
     def _get(
@@ -193,7 +193,7 @@ class ServerBackend(StorageBackend):
                 try:
                     self.mover.check(response, signed=signed, method="GET", path=path)
                 except Expired:
-                    links[0] = self.links(read=[path])[0]["url"]
+                    links[0] = self.links(read=[path])[0].url
                     raise Broken(f"the link to {path!r} expired") from None
                 digest = new_md5()
                 with open(partial, "wb") as out:
@@ -218,7 +218,7 @@ class ServerBackend(StorageBackend):
             links = self.links(read=[self.path(name) for name, _entry in items])
             for (name, entry), link in zip(items, links, strict=True):
                 get = functools.partial(
-                    self._get, self.path(name), entry, progress=progress, url=link["url"]
+                    self._get, self.path(name), entry, progress=progress, url=link.url
                 )
                 place(entry, get)
             return
@@ -334,19 +334,17 @@ class ServerBackend(StorageBackend):
         self.mover.retrying("upload files", attempt, count.undo)
         return [item.md5 or md5 for item, md5 in zip(items, bodies[0].md5s(), strict=True)]
 
-    def _put_signed(self, item: Outgoing, link: dict[str, Any], progress: Progress) -> str:
+    def _put_signed(self, item: Outgoing, link: SignedLink, progress: Progress) -> str:
         """One PUT to a signed link, or each part to its own and a ``complete`` call."""
-        if link.get("upload_id") is None:
-            return self._put(item, progress, url=str(link["url"]))
+        if link.upload_id is None:
+            return self._put(item, progress, url=link.url)
         return self._put_parts(item, self.path(item.name), link, progress)
 
-    def _put_parts(
-        self, item: Outgoing, path: str, link: dict[str, Any], progress: Progress
-    ) -> str:
-        part_size = int(link["part_size"])
+    def _put_parts(self, item: Outgoing, path: str, link: SignedLink, progress: Progress) -> str:
+        part_size = link.part_size
 
         def part(number: int) -> str:
-            url = link["parts"][number]
+            url = link.parts[number]
             offset = number * part_size
             size = min(part_size, item.size - offset)
             count = Counted(progress)
@@ -363,7 +361,7 @@ class ServerBackend(StorageBackend):
             return self.mover.retrying(f"upload part {number + 1} of {path!r}", attempt, count.undo)
 
         with ThreadPoolExecutor(PART_WORKERS, thread_name_prefix="crunch-part") as pool:
-            etags = pool.map(part, range(len(link["parts"])))
+            etags = pool.map(part, range(len(link.parts)))
             md5 = item.md5
             if md5 is None:
                 md5 = md5_file(item.local)
@@ -371,7 +369,7 @@ class ServerBackend(StorageBackend):
         with self.calls:
             self.transport.request(
             "POST", self.base + "complete/",
-            json={"claim": self.claim, "path": path, "upload_id": link["upload_id"], "etags": done},
+            json={"claim": self.claim, "path": path, "upload_id": link.upload_id, "etags": done},
             conflict=ClaimLost,
         )  # fmt: skip
         return md5

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import tarfile
 import threading
 import time
@@ -176,7 +175,3 @@ class Body:
 
 def new_md5() -> Any:
     return hashlib.md5(usedforsecurity=False)
-
-
-def file_size(path: str) -> int:
-    return os.stat(path).st_size

@@ -285,3 +285,29 @@ class ProjectStats:
             )  # fmt: skip
         except (KeyError, TypeError, ValueError) as exc:
             raise ServerError(f"The server sent stats without a valid {exc}.") from None
+
+
+@dataclass(frozen=True)
+class SignedLink:
+    """One file's signed link(s) from ``links/``: a URL for one GET or PUT, or a
+    multipart upload's part URLs (``part_size`` bytes each but the last)."""
+
+    url: str | None
+    upload_id: str | None = None
+    part_size: int = 0
+    parts: tuple[str, ...] = ()
+
+    @classmethod
+    def from_wire(cls, item: Any) -> SignedLink:
+        try:
+            link = cls(
+                url=item["url"], upload_id=item.get("upload_id"),
+                part_size=int(item.get("part_size") or 0), parts=tuple(item.get("parts") or ()),
+            )  # fmt: skip
+        except (TypeError, KeyError, ValueError, AttributeError):
+            link = cls(url=None)
+        if (link.url is None) == (link.upload_id is None) or not all(
+            isinstance(url, str) for url in (*link.parts, link.url or "")
+        ):
+            raise ServerError(f"The server answered a link that is not one ({str(item)[:200]!r}).")
+        return link

@@ -20,18 +20,16 @@ import pytest
 
 from crunch.models import Dataset
 from crunchclient.launchers.submit import PROXY_VARIABLES
-from tests import servers
 from tests.clientkit import (
     SIX,
     Crunch,
     clean_env,
     error_line,
     free_port,
+    gunicorn_crunch,
     statuses,
-    write_local_settings,
 )
 from tests.e2e.nodekit import tool
-from tests.factories import make_client_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -88,21 +86,8 @@ def proxy(tmp_path: Path) -> Iterator[Proxy]:
 @pytest.fixture
 def server(transactional_db: None, media_root: Path, tmp_path: Path) -> Iterator[Crunch]:
     """gunicorn on 127.0.0.1 answering to HOST too (tinyproxy sends the URL's Host)."""
-    _, token = make_client_user("worker")
-    work = tmp_path / "client"
-    work.mkdir()
-    env = clean_env(CRUNCH_MEDIA_ROOT=str(media_root), **servers.test_database_env())
-    env["DJANGO_ALLOWED_HOSTS"] = HOST
-    log = tmp_path / "gunicorn.log"
-    gunicorn = servers.GunicornServer(port=free_port(), env=env, log=log, workers=2)
-    gunicorn.start(timeout=60)
-    try:
-        yield Crunch(
-            url=gunicorn.url, token=token, media=media_root, work=work,
-            settings_file=write_local_settings(tmp_path / "storage.toml", media_root),
-        )  # fmt: skip
-    finally:
-        gunicorn.stop()
+    with gunicorn_crunch(media_root, tmp_path, DJANGO_ALLOWED_HOSTS=HOST) as crunch:
+        yield crunch
 
 
 def node_env(crunch: Crunch, **extra: str) -> dict[str, str]:
