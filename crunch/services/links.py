@@ -77,7 +77,7 @@ class Signer:
     def write(self, path: str, size: int) -> Link:
         if size < MULTIPART_THRESHOLD:
             return Link(path=path, method="PUT", url=self.sign("put_object", Key=self.key(path)))
-        part_size = max(PART_SIZE, math.ceil(size / MAX_PARTS))
+        part_size = part_size_of(size)
         key = self.key(path)
         upload = self.client.create_multipart_upload(Bucket=self.bucket, Key=key)
         upload_id = upload["UploadId"]
@@ -97,8 +97,19 @@ class Signer:
         )  # fmt: skip
 
 
+def part_size_of(size: int) -> int:
+    """The part size of a multipart upload of ``size`` bytes: 16 MiB, more past 10,000 parts."""
+    return max(PART_SIZE, math.ceil(size / MAX_PARTS))
+
+
+def links_for(size: int) -> int:
+    """How many links writing a file of ``size`` bytes takes: one, or one a part."""
+    return 1 if size < MULTIPART_THRESHOLD else math.ceil(size / part_size_of(size))
+
+
 def write_sizes(items: Any) -> list[tuple[Any, int]]:
-    """A links request's ``write`` list as (path, size), sizes checked."""
+    """A links request's ``write`` list as (path, size), sizes checked; at most MAX_PARTS
+    links in all, so one request cannot make the server sign millions."""
     if not isinstance(items, list):
         raise Refused("'write' must be a list of {path, size} objects.")
     checked: list[tuple[Any, int]] = []
@@ -107,4 +118,6 @@ def write_sizes(items: Any) -> list[tuple[Any, int]]:
         if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_SIZE:
             raise Refused("Each file to write needs its size in bytes (0 to 5 TiB).")
         checked.append((item.get("path"), size))
+    if sum(links_for(size) for _path, size in checked) > MAX_PARTS:
+        raise Refused(f"Ask for at most {MAX_PARTS} links (parts included) at once.")
     return checked

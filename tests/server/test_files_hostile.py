@@ -237,3 +237,16 @@ def test_a_huge_content_length_with_a_short_body_stores_nothing(
 
     assert status.split()[1] in (b"400", b"413"), status
     assert stored_files(node["root"]) == before
+
+
+def test_one_links_request_cannot_ask_for_millions_of_part_links(node):
+    """Each write of 5 TiB is 10,000 parts: two of them are more than one request signs."""
+    huge = [{"path": f"big{i}.bin", "size": 5 * 1024**4} for i in range(2)]
+
+    answer = node["worker"].post(
+        f"/api/datasets/{node['slug']}/links/",
+        {"claim": node["claim"], "write": huge}, format="json",
+    )  # fmt: skip
+
+    assert answer.status_code == 400
+    assert "at most 10000 links" in answer.json()["detail"]
