@@ -119,3 +119,49 @@ def test_a_claim_records_the_client_it_describes(worker):
     assert worker.post("/api/next/", body, format="json").status_code == 200
     client = Client.objects.get()
     assert (client.holder, client.slots, client.hostname) == ("loop@n1", 8, "n1")
+
+
+def test_a_batch_renewal_renews_held_claims_and_answers_the_others_as_lost(worker):
+    mine = [c["claim"]["id"] for c in worker.post(
+        "/api/next/", {"holder": "loop@n1", "count": 40}, format="json"
+    ).json()["claims"]]  # fmt: skip
+    project = Dataset.objects.get(claim_id=mine[0]).project
+    _, other_token = make_user("other", role="worker", projects=[project])
+    other = api_of(other_token)
+    theirs = other.post("/api/next/", {"count": 1}, format="json").json()["claims"][0]
+    released = mine.pop()
+    claims.release(uuid.UUID(released))
+    unknown = str(uuid.uuid4())
+    asked = [*mine, theirs["claim"]["id"], released, unknown]
+    body = {"claims": asked, "lease_seconds": 600,
+            "client": {"holder": "loop@n1", "slots": 40, "slurm_job_id": "77"}}  # fmt: skip
+    with at_most_queries(3):  # token, the UPDATE ... RETURNING, the client's upsert
+        r = worker.post("/api/claims/renew/", body, format="json")
+    assert r.status_code == 200, r.content
+    assert [x["id"] for x in r.json()["renewed"]] == mine
+    assert r.json()["lost"] == [theirs["claim"]["id"], released, unknown]
+    client = Client.objects.get()
+    assert (client.holder, client.slots, client.slurm_job_id) == ("loop@n1", 40, "77")
+    # Without a length, each lease by its own.
+    r = worker.post("/api/claims/renew/", {"claims": mine[:2]}, format="json")
+    assert [x["id"] for x in r.json()["renewed"]] == mine[:2] and r.json()["lost"] == []
+
+
+def test_a_batch_renewal_of_too_many_or_malformed_claims_is_a_400(worker):
+    many = [str(uuid.uuid4()) for _ in range(513)]
+    for body in ({"claims": many}, {"claims": ["x"]}, {"claims": "x"}, {}):
+        r = worker.post("/api/claims/renew/", body, format="json")
+        assert r.status_code == 400 and "\n" not in r.json()["detail"], body
+    r = worker.post("/api/claims/renew/", {"claims": many[:512]}, format="json")
+    assert r.status_code == 200 and len(r.json()["lost"]) == 512
+
+
+def test_a_worker_whose_role_was_taken_keeps_no_claim_alive(worker):
+    ids = [c["claim"]["id"] for c in worker.post(
+        "/api/next/", {"count": 2}, format="json"
+    ).json()["claims"]]  # fmt: skip
+    from crunch.models import ProjectRole
+
+    ProjectRole.objects.all().delete()
+    r = worker.post("/api/claims/renew/", {"claims": ids}, format="json")
+    assert (r.status_code, r.json()["renewed"], r.json()["lost"]) == (200, [], ids)
