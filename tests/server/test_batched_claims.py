@@ -165,3 +165,27 @@ def test_a_worker_whose_role_was_taken_keeps_no_claim_alive(worker):
     ProjectRole.objects.all().delete()
     r = worker.post("/api/claims/renew/", {"claims": ids}, format="json")
     assert (r.status_code, r.json()["renewed"], r.json()["lost"]) == (200, [], ids)
+
+
+def test_the_overview_and_the_project_page_show_each_loop_s_slots(worker, client):
+    body = {"holder": "loop@n1", "count": 3, "start": {"hostname": "n1", "slurm_job_id": "77",
+            "slurm_array_task_id": "2"}, "slots": [0, 4, 5]}  # fmt: skip
+    ids = [
+        c["claim"]["id"] for c in worker.post("/api/next/", body, format="json").json()["claims"]
+    ]
+    loop = {"holder": "loop@n1", "slots": 8, "hostname": "n1", "slurm_job_id": "77"}
+    renew = {"claims": ids, "lease_seconds": 60, "client": loop}
+    assert worker.post("/api/claims/renew/", renew, format="json").status_code == 200
+    overview = worker.get("/api/projects/q/overview/").json()
+    assert overview["slots"] == [{
+        "holder": "loop@n1", "hostname": "n1", "slurm_job_id": "77", "slurm_array_task_id": "",
+        "slots": 8, "busy": 3, "free": 5,
+    }]  # fmt: skip
+    from django.contrib.auth import get_user_model
+
+    client.force_login(get_user_model().objects.get(username="node"))
+    page = client.get("/projects/q/").content.decode()
+    assert "Slots of the loops" in page and "loop@n1" in page
+    dataset = Dataset.objects.get(claim_id=ids[1])
+    page = client.get(f"/datasets/{dataset.slug}/").content.decode()
+    assert "n1 · job 77_2 · slot 4" in page
