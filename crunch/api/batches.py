@@ -77,6 +77,8 @@ def record_batch(view: StatusViewSet, request: Request) -> dict[str, Any]:
             answer = answer_of(exc, request)
             if answer is None:
                 raise
+            if answer[0] == status.HTTP_404_NOT_FOUND:  # names nothing the caller may not see
+                answer = (answer[0], "No dataset has the id or slug given, or you may not see it.")
             results[index] = stopped[data["dataset"]] = refused(*answer)
             continue
         code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
