@@ -30,15 +30,23 @@ class UploadStage(Stage):
     def run(self) -> str:
         context = self.context
         config = context.config
-        setup = context.write_setup_checksums()  # normally computed while the workflow ran
         if not config.upload:
+            context.write_setup_checksums()
             return "Skipped (--no-upload)."
         # One pass: files as Setup left them are not read again, nor the workflow's files
-        # hashed while it ran; the others are hashed as they are sent.
+        # hashed while it ran; the others are hashed as they are sent. The MD5s of Setup's
+        # files still being computed are not waited for first: they are hashed, at normal
+        # priority now, while the workflow's files are sent, and recorded after.
+        checksums = context.setup_checksums
+        checksums.hurry()
+        known = context.write_setup_checksums() if checksums.done() else checksums.known
         after, result = transfer.upload_tree(
-            context.storage, context.prefix, context.workdir, known=setup,
-            hashed=context.output_hashes, exclude=is_record, jobs=config.jobs, quiet=config.quiet,
+            context.storage, context.prefix, context.workdir, known=known,
+            pending=checksums.pending, hashed=context.output_hashes, exclude=is_record,
+            jobs=config.jobs, quiet=config.quiet,
         )  # fmt: skip
+        setup = context.write_setup_checksums()
+        after = dict(sorted({**after, **{rel: setup[rel] for rel in result.deferred}}.items()))
         deleted = sorted(path for path in setup if path not in after)
         write_json(context.records / UPLOAD_CHECKSUMS, after)
         (context.records / DELETED).write_text(

@@ -22,7 +22,7 @@ from crunchclient.exceptions import ClientError
 from crunchclient.settings import kinds
 from crunchclient.settings.secrets import Masker, workflow_env
 from crunchclient.worker.context import NOTE_BYTES
-from crunchclient.worker.groups import WATCHDOG_PROCESS, die_with_parent, end_group
+from crunchclient.worker.groups import WATCHDOG_PROCESS, end_group, orphan_guard
 from crunchclient.worker.records import RECORDS, WORKFLOW_LOG, is_record
 from crunchclient.worker.shutdown import OWN_GROUP
 from crunchclient.worker.stages.base import Stage, tail_bytes
@@ -173,11 +173,12 @@ class WorkflowStage(Stage):
                 self.timed_out = True
             return self.timed_out
 
+        command, preexec = orphan_guard(command, env.get("PATH", os.defpath))
         with open(context.records / WORKFLOW_LOG, "ab") as log:
             process = subprocess.Popen(
                 command, cwd=context.workdir, env=env, stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                preexec_fn=die_with_parent(), **OWN_GROUP,  # noqa: PLW1509 (one prctl call)
+                preexec_fn=preexec, **OWN_GROUP,  # noqa: PLW1509 (one prctl call, or none)
             )  # fmt: skip
             WATCHDOG_PROCESS.watch(process.pid)  # its group ends with the client, however
             context.shutdown.child = process
