@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from crunchclient.exceptions import TransferError
 from crunchclient.transfer.backends import StorageBackend, open_backend
 from crunchclient.transfer.backends.base import Entry, Outgoing
-from crunchclient.transfer.hashing import Digests, fingerprint_of, md5_file
+from crunchclient.transfer.hashing import Checksums, Digests, fingerprint_of, md5_file
 from crunchclient.transfer.parallel import run_parallel
 from crunchclient.transfer.paths import inside, join, safe_relative, walk_files
 from crunchclient.transfer.progress import Progress
@@ -102,7 +102,7 @@ def upload_files(
     )
 
 
-def upload_tree(
+def upload_tree(  # noqa: PLR0913 (keyword-only: what one upload needs)
     storage: Storage | StorageBackend,
     prefix: str,
     directory: Path,
@@ -131,6 +131,37 @@ def upload_tree(
         storage, prefix, root, rels, jobs=jobs, quiet=quiet, hints={}, known=known or {},
         hashed=hashed, pending=pending,
     )  # fmt: skip
+
+
+def upload_after_setup(  # noqa: PLR0913 (keyword-only: what one upload needs)
+    storage: Storage | StorageBackend,
+    prefix: str,
+    directory: Path,
+    setup: Checksums,
+    *,
+    record: Callable[[], Mapping[str, str]] | None = None,
+    hashed: Digests | None = None,
+    exclude: Callable[[str], bool] | None = None,
+    jobs: int = 8,
+    quiet: bool = False,
+) -> tuple[Mapping[str, str], dict[str, str], TransferResult]:
+    """upload_tree() of a run's folder, whose Setup downloaded the files of ``setup``.
+
+    Their MD5s still being computed are not waited for before the workflow's files are
+    sent: they are finished meanwhile, at normal priority (Checksums.hurry), and then
+    awaited by ``record`` (which also writes their record; default setup.result()).
+    Return (Setup's MD5s, the MD5s of every file as uploaded, what moved).
+    """
+    setup.hurry()
+    record = record or setup.result
+    known = record() if setup.done() else setup.known
+    after, result = upload_tree(
+        storage, prefix, directory, known=known, pending=setup.pending, hashed=hashed,
+        exclude=exclude, jobs=jobs, quiet=quiet,
+    )  # fmt: skip
+    recorded = record()
+    after.update((rel, recorded[rel]) for rel in result.deferred)
+    return recorded, dict(sorted(after.items())), result
 
 
 class _Sent:
@@ -205,7 +236,7 @@ def _send(  # noqa: PLR0913 (keyword-only: what one upload needs)
                 for entry in batch:
                     local = os.path.join(base, entry.rel)
                     name = join(prefix, entry.rel)
-                    md5 = _unchanged(backend, name, entry, local, hints, known, pending)
+                    md5 = _unchanged(backend, name, entry, local, hints, known, pending=pending)
                     if md5 is not None:
                         progress.advance(bytes=entry.size or 0, files=1)
                         sent.add(entry.rel, md5, entry.size or 0, sent=False, early=False)
@@ -237,7 +268,7 @@ def _send(  # noqa: PLR0913 (keyword-only: what one upload needs)
 
 def _unchanged(
     backend: StorageBackend, name: str, entry: Entry, local: str,
-    hints: dict[str, str], known: Mapping[str, str], pending: Collection[str] = (),
+    hints: dict[str, str], known: Mapping[str, str], *, pending: Collection[str] = (),
 ) -> str | None:  # fmt: skip
     """The local file's MD5 when the stored file holds the same bytes (not to be sent),
     LATER for such a file of pending; None when it must be sent. A file as

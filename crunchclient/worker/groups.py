@@ -90,9 +90,7 @@ def setpriv_pdeathsig() -> tuple[str, ...] | None:
     return prefix if probe.returncode == 0 else None
 
 
-def orphan_guard(
-    argv: list[str], path: str | None
-) -> tuple[list[str], Callable[[], None] | None]:
+def orphan_guard(argv: list[str], path: str | None) -> tuple[list[str], Callable[[], None] | None]:
     """(argv, preexec_fn) that start argv with PDEATHSIG set: behind setpriv where it can
     (no preexec_fn, so no fork of the client), else through die_with_parent(). ``path``
     is the PATH argv[0] is found on: a missing command keeps subprocess's own error."""

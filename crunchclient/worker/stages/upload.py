@@ -11,6 +11,7 @@ import logging
 from crunch.choices import Stage as StageNumber
 from crunchclient import transfer
 from crunchclient.transfer.progress import size_text
+from crunchclient.transfer.upload import upload_after_setup
 from crunchclient.worker.records import (
     DELETED,
     RECORDS,
@@ -34,19 +35,13 @@ class UploadStage(Stage):
             context.write_setup_checksums()
             return "Skipped (--no-upload)."
         # One pass: files as Setup left them are not read again, nor the workflow's files
-        # hashed while it ran; the others are hashed as they are sent. The MD5s of Setup's
-        # files still being computed are not waited for first: they are hashed, at normal
-        # priority now, while the workflow's files are sent, and recorded after.
-        checksums = context.setup_checksums
-        checksums.hurry()
-        known = context.write_setup_checksums() if checksums.done() else checksums.known
-        after, result = transfer.upload_tree(
-            context.storage, context.prefix, context.workdir, known=known,
-            pending=checksums.pending, hashed=context.output_hashes, exclude=is_record,
-            jobs=config.jobs, quiet=config.quiet,
+        # hashed while it ran; the others are hashed as they are sent. Setup's MD5s still
+        # being computed are finished meanwhile, and recorded after.
+        setup, after, result = upload_after_setup(
+            context.storage, context.prefix, context.workdir, context.setup_checksums,
+            record=context.write_setup_checksums, hashed=context.output_hashes,
+            exclude=is_record, jobs=config.jobs, quiet=config.quiet,
         )  # fmt: skip
-        setup = context.write_setup_checksums()
-        after = dict(sorted({**after, **{rel: setup[rel] for rel in result.deferred}}.items()))
         deleted = sorted(path for path in setup if path not in after)
         write_json(context.records / UPLOAD_CHECKSUMS, after)
         (context.records / DELETED).write_text(
