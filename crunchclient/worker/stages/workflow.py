@@ -33,6 +33,7 @@ from crunchclient.worker.workflow.relay import Stream, relay_until_exit
 logger = logging.getLogger(__name__)
 
 TAIL_LINES = 20  # lines of stderr kept for the Fail note
+WATCH_AFTER = 0.1  # seconds a workflow runs before its files are watched (outputs.py)
 TAIL_BYTES = NOTE_BYTES - 256  # the most of them the note holds, beside its first line
 
 
@@ -121,11 +122,9 @@ class WorkflowStage(Stage):
         outputs = OutputHashes(
             context.workdir, inputs=set(context.setup_checksums.paths), exclude=is_record
         )
-        if context.config.upload:
-            outputs.start()
         tail = Tail()
         try:
-            code = self.run_process(command, env, tail)
+            code = self.run_process(command, env, tail, outputs if context.config.upload else None)
         finally:
             outputs.stop()
             context.output_hashes = outputs.digests()
@@ -158,15 +157,26 @@ class WorkflowStage(Stage):
             exclude=lambda rel: rel != WORKFLOW_LOG, jobs=1, quiet=True,
         )  # fmt: skip
 
-    def run_process(self, command: list[str], env: dict[str, str], tail: Tail) -> int:
+    def run_process(
+        self, command: list[str], env: dict[str, str], tail: Tail,
+        outputs: OutputHashes | None = None,
+    ) -> int:  # fmt: skip
         """Run the workflow, relaying its output to the screen and the log (and the last
         lines of stderr to tail); stop it when a signal arrives, the claim is lost or it
-        runs past --timeout (then ``timed_out``). Its exit code."""
+        runs past --timeout (then ``timed_out``). Its files are watched by ``outputs`` once
+        it has run WATCH_AFTER seconds: a short workflow costs no watching. Its exit code."""
         context = self.context
         timeout = context.config.timeout
-        deadline = time.monotonic() + timeout if timeout is not None else None
+        now = time.monotonic()
+        deadline = now + timeout if timeout is not None else None
+        watch_at = now + WATCH_AFTER if outputs is not None else None
 
         def stopping() -> bool:
+            nonlocal watch_at
+            if watch_at is not None and time.monotonic() >= watch_at:
+                assert outputs is not None
+                outputs.start()
+                watch_at = None
             if context.shutdown.requested or context.lost.is_set():
                 return True
             if deadline is not None and time.monotonic() >= deadline:
