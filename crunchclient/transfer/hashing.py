@@ -297,6 +297,19 @@ class Checksums:
             finished.result()
         return digest.hexdigest()
 
+    def reads_storage(self) -> bool:
+        """Whether an MD5 still to come is read from storage: its copy here was changed
+        (by the workflow) or removed. Uploading over that stored file must wait for it."""
+        if self.done():
+            return False
+        for copy in self._copies:
+            try:
+                if fingerprint(copy.local) != copy.fingerprint:
+                    return True
+            except OSError:
+                return True
+        return False
+
     def hurry(self) -> None:
         """The MD5s are awaited now (the workflow ended): finish them at normal priority.
 

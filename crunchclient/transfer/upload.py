@@ -149,12 +149,14 @@ def upload_after_setup(  # noqa: PLR0913 (keyword-only: what one upload needs)
 
     Their MD5s still being computed are not waited for before the workflow's files are
     sent: they are finished meanwhile, at normal priority (Checksums.hurry), and then
-    awaited by ``record`` (which also writes their record; default setup.result()).
+    awaited by ``record`` (which also writes their record; default setup.result()), but
+    for a file the workflow changed before its MD5 was known: that MD5 is read from the
+    stored file, so it is awaited before the upload replaces it.
     Return (Setup's MD5s, the MD5s of every file as uploaded, what moved).
     """
     setup.hurry()
     record = record or setup.result
-    known = record() if setup.done() else setup.known
+    known = record() if setup.done() or setup.reads_storage() else setup.known
     after, result = upload_tree(
         storage, prefix, directory, known=known, pending=setup.pending, hashed=hashed,
         exclude=exclude, jobs=jobs, quiet=quiet,

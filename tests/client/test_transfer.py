@@ -239,6 +239,25 @@ def test_upload_leaves_pending_files_as_downloaded_unread(
     assert checksums.result()["big.bin"] == expected["big.bin"]
 
 
+def test_upload_waits_for_the_stored_md5_of_a_file_the_workflow_changed(
+    tmp_path: Path, held_hashing: Any
+) -> None:
+    """Its Setup MD5 is read from the stored file, which the upload then replaces."""
+    storage, work, checksums = fetch_local(tmp_path)
+    with open(work / "big.bin", "ab") as big:
+        big.write(b"appended by the workflow")
+
+    setup, after, _result = transfer.upload.upload_after_setup(
+        storage, PREFIX, work, checksums, quiet=True
+    )
+
+    assert setup["big.bin"] == hashlib.md5(FILES["big.bin"]).hexdigest()
+    assert after["big.bin"] == md5sum(work)["big.bin"] != setup["big.bin"]
+    assert (
+        storage.open(f"{PREFIX}/big.bin").read() == FILES["big.bin"] + b"appended by the workflow"
+    )
+
+
 def disk_full_after_first_bytes(monkeypatch: Any) -> None:
     """Make the transfer fail as a full disk would, once its first bytes have moved."""
     real_advance = Progress.advance
