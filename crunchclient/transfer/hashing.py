@@ -3,8 +3,9 @@
 MD5 runs at a fifth of the speed of a kernel copy on one core, and one file's MD5
 cannot be split across cores. Hashing every downloaded byte before the workflow starts
 would therefore keep a node idle for most of its setup. The copies the kernel made are
-hashed here instead, at the lowest CPU priority, while the workflow runs; Upload waits
-for the checksums, which it needs only to record them.
+hashed here instead, at the lowest CPU priority, while the workflow runs; Upload needs
+them only to record them, so it sends the workflow's files meanwhile, and what is left of
+them is then finished at normal priority (``Checksums.hurry``).
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import contextlib
 import hashlib
 import logging
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as WaitTimeout
 from dataclasses import dataclass
 from io import FileIO
@@ -179,56 +181,156 @@ class Checksums:
     ) -> None:
         self.future: Future[dict[str, str]] = Future()
         self.paths = [*known, *(copy.rel for copy in copies)]
+        self.known = dict(known)
+        """The MD5s known at once (hashed while copied, or recorded before)."""
+        self.pending = frozenset(copy.rel for copy in copies)
+        """The paths whose MD5 is computed in the background."""
         self._stop = Stopper()
+        self._urgent = threading.Event()
+        self._handed: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._todo: queue.SimpleQueue[tuple[int, Copy]] = queue.SimpleQueue()
+        self._copies = list(copies)
+        self._digests = [""] * len(copies)
+        self._left = len(copies)
+        self._lock = threading.Lock()
         self.started = time.monotonic()
         self.seconds = 0.0
+        self.workers = 0
         if not copies:
             self.future.set_result(dict(sorted(known.items())))
             return
-        workers = max(1, min(jobs, os.cpu_count() or 1, len(copies)))
-        threading.Thread(
-            target=self._hash_all, args=(known, list(copies), workers), daemon=True,
-            name="crunch-checksums",
-        ).start()  # fmt: skip
+        for index, copy in enumerate(copies):
+            self._todo.put((index, copy))
+        self.workers = max(1, min(jobs, os.cpu_count() or 1, len(copies)))
+        for number in range(self.workers):
+            threading.Thread(
+                target=self._work, args=(True,), daemon=True, name=f"crunch-md5_{number}"
+            ).start()
 
-    def _hash_all(self, known: dict[str, str], copies: list[Copy], workers: int) -> None:
-        pool = ThreadPoolExecutor(
-            workers, thread_name_prefix="crunch-md5", initializer=lowest_priority
-        )
-        try:
-            digests = list(pool.map(self._hash, copies))
-        except BaseException as exc:  # handed to whoever waits for the result
-            self.stop()  # the other files stop at their next chunk
-            self.future.set_exception(exc)
-            return
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)
+    def _work(self, niced: bool) -> None:
+        """Hash copies until none is left; a thread of normal priority (see hurry) also
+        finishes the files the others hand over, until every MD5 is known."""
+        if niced:
+            lowest_priority()
+        while not self.future.done():
+            if not niced:
+                with contextlib.suppress(queue.Empty):
+                    self._handed.get_nowait()()
+                    continue
+            try:
+                index, copy = self._todo.get_nowait()
+            except queue.Empty:
+                if niced:
+                    return
+                with contextlib.suppress(queue.Empty):
+                    self._handed.get(timeout=WAIT_SLICE)()
+                continue
+            try:
+                digest = self._hash(copy, niced=niced)
+            except BaseException as exc:  # handed to whoever waits for the result
+                with self._lock:
+                    if not self.future.done():
+                        self.stop()  # the other files stop at their next chunk
+                        self.future.set_exception(exc)
+                return
+            self._finished(index, digest)
+
+    def _finished(self, index: int, digest: str) -> None:
+        with self._lock:
+            self._digests[index] = digest
+            self._left -= 1
+            if self._left or self.future.done():
+                return
         self.seconds = time.monotonic() - self.started
-        logger.debug("Hashed %d copied file(s) in %.2fs", len(copies), self.seconds)
-        result = dict(known)
-        result.update((copy.rel, digest) for copy, digest in zip(copies, digests, strict=True))
+        logger.debug("Hashed %d copied file(s) in %.2fs", len(self._copies), self.seconds)
+        result = dict(self.known)
+        result.update(
+            (copy.rel, digest) for copy, digest in zip(self._copies, self._digests, strict=True)
+        )
         self.future.set_result(dict(sorted(result.items())))
 
-    def _hash(self, copy: Copy) -> str:
+    def _hash(self, copy: Copy, *, niced: bool) -> str:
         with contextlib.suppress(FileNotFoundError):
             if fingerprint(copy.local) == copy.fingerprint:
-                digest = md5_file(copy.local, self._stop)
+                digest = self._md5(copy.local, niced=niced)
                 if fingerprint(copy.local) == copy.fingerprint:
                     return digest
         # The workflow got there first: the stored file still holds the downloaded bytes.
         try:
-            return md5_file(copy.source, self._stop)
+            return self._md5(copy.source, niced=niced)
         except OSError as exc:
             raise TransferError(
                 f"Cannot record the checksum of {copy.rel!r}: the workflow changed it before "
                 f"it was hashed and the stored file can no longer be read ({exc.strerror})."
             ) from exc
 
+    def _md5(self, path: str, *, niced: bool) -> str:
+        """path's MD5; on a thread of the lowest priority, until hurry() is called: the
+        rest of the file then goes to a thread of normal priority, which this one awaits."""
+        digest = hashlib.md5(usedforsecurity=False)
+        buffer = bytearray(CHUNK_SIZE)
+        view = memoryview(buffer)
+        with open(path, "rb", buffering=0) as source:
+
+            def step() -> bool:
+                n = source.readinto(buffer)
+                if n:
+                    digest.update(view[:n])
+                    self._stop.advance()
+                return bool(n)
+
+            while not (niced and self._urgent.is_set()):
+                if not step():
+                    return digest.hexdigest()
+            finished: Future[None] = Future()
+
+            def finish() -> None:
+                try:
+                    while step():
+                        pass
+                except BaseException as exc:  # handed to the waiting thread
+                    finished.set_exception(exc)
+                else:
+                    finished.set_result(None)
+
+            self._handed.put(finish)
+            finished.result()
+        return digest.hexdigest()
+
+    def reads_storage(self) -> bool:
+        """Whether an MD5 still to come is read from storage: its copy here was changed
+        (by the workflow) or removed. Uploading over that stored file must wait for it."""
+        if self.done():
+            return False
+        for copy in self._copies:
+            try:
+                if fingerprint(copy.local) != copy.fingerprint:
+                    return True
+            except OSError:
+                return True
+        return False
+
+    def hurry(self) -> None:
+        """The MD5s are awaited now (the workflow ended): finish them at normal priority.
+
+        A thread cannot raise the priority it lowered, and a new thread gets the priority
+        of the one that starts it: threads started here, by the caller, hash the files
+        not begun yet and take over those being hashed, from where they stand."""
+        if self.done() or self._urgent.is_set():
+            return
+        for number in range(self.workers):
+            threading.Thread(
+                target=self._work, args=(False,), daemon=True, name=f"crunch-md5-now_{number}"
+            ).start()
+        self._urgent.set()
+
     def done(self) -> bool:
         return self.future.done()
 
     def result(self, check: Callable[[], None] | None = None) -> dict[str, str]:
-        """Wait for every checksum; check() is called now and then and may raise to stop."""
+        """Wait for every checksum, hurried; check() is called now and then and may raise
+        to stop."""
+        self.hurry()
         while True:
             if check is not None:
                 check()

@@ -11,7 +11,7 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from crunchclient.exceptions import TransferError
 from crunchclient.transfer.backends import StorageBackend, open_backend
 from crunchclient.transfer.backends.base import Entry, Outgoing
-from crunchclient.transfer.hashing import Digests, fingerprint_of, md5_file
+from crunchclient.transfer.hashing import Checksums, Digests, fingerprint_of, md5_file
 from crunchclient.transfer.parallel import run_parallel
 from crunchclient.transfer.paths import inside, join, safe_relative, walk_files
 from crunchclient.transfer.progress import Progress
@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from django.core.files.storage import Storage
 
 logger = logging.getLogger(__name__)
+
+LATER = "later"
+"""The MD5 of a pending file left alone: known to the caller once its hashing ends."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,6 +44,8 @@ class TransferResult:
     skipped: int
     seconds: float
     hashed_before: int = 0
+    deferred: tuple[str, ...] = ()
+    """Files of ``pending`` (see upload_tree) left alone: their MD5s are the caller's to add."""
 
 
 def checksum_tree(
@@ -97,12 +102,13 @@ def upload_files(
     )
 
 
-def upload_tree(
+def upload_tree(  # noqa: PLR0913 (keyword-only: what one upload needs)
     storage: Storage | StorageBackend,
     prefix: str,
     directory: Path,
     *,
     known: Mapping[str, str] | None = None,
+    pending: Collection[str] = (),
     hashed: Digests | None = None,
     exclude: Callable[[str], bool] | None = None,
     jobs: int = 8,
@@ -114,14 +120,50 @@ def upload_tree(
     checksum_tree() then upload_files(): a file still as download_tree() left it (in
     known, same size and modification time as the stored file) is not read at all; a
     file in hashed (see outputs.OutputHashes) with the same fingerprint is copied
-    without being hashed; any other file is hashed while it is copied.
+    without being hashed; any other file is hashed while it is copied. A file of
+    pending (a download's whose MD5 is still being computed, see hashing.Checksums) as
+    the download left it is not read either, nor waited for: it is left out of the
+    MD5s and named in the result's ``deferred``.
     """
     root = Path(os.path.realpath(directory))
     rels = [rel for rel in walk_files(root) if exclude is None or not exclude(rel)]
     return _send(
         storage, prefix, root, rels, jobs=jobs, quiet=quiet, hints={}, known=known or {},
-        hashed=hashed,
+        hashed=hashed, pending=pending,
     )  # fmt: skip
+
+
+def upload_after_setup(  # noqa: PLR0913 (keyword-only: what one upload needs)
+    storage: Storage | StorageBackend,
+    prefix: str,
+    directory: Path,
+    setup: Checksums,
+    *,
+    record: Callable[[], Mapping[str, str]] | None = None,
+    hashed: Digests | None = None,
+    exclude: Callable[[str], bool] | None = None,
+    jobs: int = 8,
+    quiet: bool = False,
+) -> tuple[Mapping[str, str], dict[str, str], TransferResult]:
+    """upload_tree() of a run's folder, whose Setup downloaded the files of ``setup``.
+
+    Their MD5s still being computed are not waited for before the workflow's files are
+    sent: they are finished meanwhile, at normal priority (Checksums.hurry), and then
+    awaited by ``record`` (which also writes their record; default setup.result()), but
+    for a file the workflow changed before its MD5 was known: that MD5 is read from the
+    stored file, so it is awaited before the upload replaces it.
+    Return (Setup's MD5s, the MD5s of every file as uploaded, what moved).
+    """
+    setup.hurry()
+    record = record or setup.result
+    known = record() if setup.done() or setup.reads_storage() else setup.known
+    after, result = upload_tree(
+        storage, prefix, directory, known=known, pending=setup.pending, hashed=hashed,
+        exclude=exclude, jobs=jobs, quiet=quiet,
+    )  # fmt: skip
+    recorded = record()
+    after.update((rel, recorded[rel]) for rel in result.deferred)
+    return recorded, dict(sorted(after.items())), result
 
 
 class _Sent:
@@ -130,12 +172,16 @@ class _Sent:
     def __init__(self, skipped: int) -> None:
         self.lock = threading.Lock()
         self.checksums: dict[str, str] = {}
+        self.deferred: list[str] = []
         self.files = self.bytes = self.early = 0
         self.skipped = skipped
 
     def add(self, rel: str, md5: str, size: int, *, sent: bool, early: bool) -> None:
         with self.lock:
-            self.checksums[rel] = md5
+            if md5 == LATER:
+                self.deferred.append(rel)
+            else:
+                self.checksums[rel] = md5
             if sent:
                 self.files += 1
                 self.bytes += size
@@ -155,6 +201,7 @@ def _send(  # noqa: PLR0913 (keyword-only: what one upload needs)
     hints: Mapping[str, str],
     known: Mapping[str, str],
     hashed: Digests | None = None,
+    pending: Collection[str] = (),
 ) -> tuple[dict[str, str], TransferResult]:
     """Upload rels (already checked to stay inside root); return their MD5s and a result."""
     started = time.monotonic()
@@ -191,7 +238,7 @@ def _send(  # noqa: PLR0913 (keyword-only: what one upload needs)
                 for entry in batch:
                     local = os.path.join(base, entry.rel)
                     name = join(prefix, entry.rel)
-                    md5 = _unchanged(backend, name, entry, local, hints, known)
+                    md5 = _unchanged(backend, name, entry, local, hints, known, pending=pending)
                     if md5 is not None:
                         progress.advance(bytes=entry.size or 0, files=1)
                         sent.add(entry.rel, md5, entry.size or 0, sent=False, early=False)
@@ -211,6 +258,7 @@ def _send(  # noqa: PLR0913 (keyword-only: what one upload needs)
     result = TransferResult(
         files=sent.files, bytes=sent.bytes, skipped=sent.skipped,
         seconds=time.monotonic() - started, hashed_before=sent.early,
+        deferred=tuple(sorted(sent.deferred)),
     )  # fmt: skip
     # The caller's line says what the upload did (a run's Upload line, crunch import's).
     logger.debug(
@@ -222,16 +270,20 @@ def _send(  # noqa: PLR0913 (keyword-only: what one upload needs)
 
 def _unchanged(
     backend: StorageBackend, name: str, entry: Entry, local: str,
-    hints: dict[str, str], known: Mapping[str, str],
+    hints: dict[str, str], known: Mapping[str, str], *, pending: Collection[str] = (),
 ) -> str | None:  # fmt: skip
-    """The local file's MD5 when the stored file holds the same bytes (not to be sent);
-    None when it must be sent. A file as download_tree() left it is not read at all."""
+    """The local file's MD5 when the stored file holds the same bytes (not to be sent),
+    LATER for such a file of pending; None when it must be sent. A file as
+    download_tree() left it is not read at all."""
     stored = backend.stored(name, entry.rel)
     if stored is None or stored.size != (entry.size or 0):
         return None
-    recorded = known.get(entry.rel)
-    if recorded is not None and stored.mtime_ns == entry.mtime_ns:
-        return recorded  # untouched since download_tree() gave it the stored mtime
+    if stored.mtime_ns == entry.mtime_ns:  # as download_tree() left it, with the stored mtime
+        recorded = known.get(entry.rel)
+        if recorded is not None:
+            return recorded
+        if entry.rel in pending:
+            return LATER
     md5 = hints.get(entry.rel) or md5_file(local)
     if backend.matches(name, stored, local, md5):
         return md5

@@ -42,6 +42,8 @@ class RunContext:
     diagnostics: Diagnostics | None = None
     setup_checksums: Checksums = field(default_factory=lambda: Checksums({}))
     output_hashes: Digests = field(default_factory=dict)  # hashed while the workflow ran
+    setup_written: dict[str, str] | None = None
+    """Setup's MD5s as recorded in .crunch/ (once: Setup, or Upload when still hashing)."""
     held: list[StatusReport] = field(default_factory=list)
     """Statuses not sent yet: a stage's Success goes with the next Start, in one call."""
     through_server: ServerBackend | None = None
@@ -141,12 +143,16 @@ class RunContext:
         )
 
     def write_setup_checksums(self) -> dict[str, str]:
-        """Wait for the MD5s of the downloaded files, write their record and return them."""
+        """Wait for the MD5s of the downloaded files, write their record (once) and return
+        them."""
+        if self.setup_written is not None:
+            return self.setup_written
         if not self.setup_checksums.done():
             logger.info("%s: waiting for the checksums of the downloaded files", self.slug)
         checksums = self.setup_checksums.result(self.check)
         setup = {path: md5 for path, md5 in checksums.items() if not is_record(path)}
         write_json(self.records / SETUP_CHECKSUMS, setup)
+        self.setup_written = setup
         return setup
 
     def check(self) -> None:

@@ -128,3 +128,40 @@ def test_watchdog_ends_the_groups_it_watches_when_its_client_is_gone(
     assert watchdog.wait(timeout=10) == 0
     assert workflow.wait(timeout=5) == -signal.SIGTERM
     assert gone_within("41.3", 5)
+
+
+@pytest.mark.parametrize("setpriv", [True, False], ids=["setpriv", "preexec"])
+def test_first_process_dies_with_its_client_without_the_watchdog(
+    setpriv: bool, leftovers: list[str]
+) -> None:
+    """PDEATHSIG on its own (the watchdog's other half): set by setpriv in front of the
+    command (started with vfork), or between fork and exec where setpriv is missing."""
+    if setpriv and groups.setpriv_pdeathsig() is None:
+        pytest.skip("no setpriv --pdeathsig here")
+    marker = "41.41" if setpriv else "41.42"
+    leftovers.append(marker)
+    client = f"""
+import subprocess, sys
+from crunchclient.worker import groups
+if {not setpriv}:
+    groups.setpriv_pdeathsig = lambda: None
+argv, preexec = groups.orphan_guard(["sleep", "{marker}"], None)
+assert (preexec is None) == {setpriv}, argv
+subprocess.Popen(argv, preexec_fn=preexec, start_new_session=True)
+print("started", flush=True)
+sys.stdin.read()
+"""
+    process = subprocess.Popen(
+        [sys.executable, "-c", client], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline() == b"started\n"
+    deadline = time.monotonic() + 10
+    while not marked(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marked(marker)
+
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+
+    assert gone_within(marker, 5)

@@ -200,6 +200,64 @@ def test_stopped_checksums_end_the_wait(tmp_path: Path, held_hashing: Any) -> No
         checksums.result()
 
 
+def test_awaited_checksums_are_finished_at_normal_priority(
+    tmp_path: Path, held_hashing: Any
+) -> None:
+    """The background threads get no CPU (a busy node): once Upload waits, threads
+    started by the waiting one hash what is left."""
+    _storage, work, checksums = fetch_local(tmp_path)
+    assert checksums.pending == {"big.bin"}
+
+    assert checksums.result() == md5sum(work)  # held_hashing is never set
+    assert "big.bin" not in checksums.known
+
+
+def test_upload_leaves_pending_files_as_downloaded_unread(
+    tmp_path: Path, held_hashing: Any, monkeypatch: Any
+) -> None:
+    """Upload need not wait for Setup's MD5s: a file still as downloaded is left alone
+    and named deferred; a changed one is sent with its own MD5."""
+    storage, work, checksums = fetch_local(tmp_path)
+    (work / "a.txt").write_bytes(b"changed by the workflow\n")
+    (work / "out.bin").write_bytes(b"written by the workflow")
+    read: list[str] = []
+    real_md5 = hashing.md5_file
+    monkeypatch.setattr(
+        transfer.upload, "md5_file", lambda path, *a: read.append(str(path)) or real_md5(path, *a)
+    )
+
+    after, result = upload_tree(
+        storage, PREFIX, work, known=checksums.known, pending=checksums.pending, quiet=True
+    )
+
+    assert result.deferred == ("big.bin",)
+    assert not checksums.done()  # nothing waited for them
+    assert not any(path.endswith("big.bin") for path in read)
+    expected = md5sum(work)
+    assert after == {rel: md5 for rel, md5 in expected.items() if rel != "big.bin"}
+    assert storage.open(f"{PREFIX}/a.txt").read() == b"changed by the workflow\n"
+    assert checksums.result()["big.bin"] == expected["big.bin"]
+
+
+def test_upload_waits_for_the_stored_md5_of_a_file_the_workflow_changed(
+    tmp_path: Path, held_hashing: Any
+) -> None:
+    """Its Setup MD5 is read from the stored file, which the upload then replaces."""
+    storage, work, checksums = fetch_local(tmp_path)
+    with open(work / "big.bin", "ab") as big:
+        big.write(b"appended by the workflow")
+
+    setup, after, _result = transfer.upload.upload_after_setup(
+        storage, PREFIX, work, checksums, quiet=True
+    )
+
+    assert setup["big.bin"] == hashlib.md5(FILES["big.bin"]).hexdigest()
+    assert after["big.bin"] == md5sum(work)["big.bin"] != setup["big.bin"]
+    assert (
+        storage.open(f"{PREFIX}/big.bin").read() == FILES["big.bin"] + b"appended by the workflow"
+    )
+
+
 def disk_full_after_first_bytes(monkeypatch: Any) -> None:
     """Make the transfer fail as a full disk would, once its first bytes have moved."""
     real_advance = Progress.advance

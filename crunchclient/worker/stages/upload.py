@@ -11,6 +11,7 @@ import logging
 from crunch.choices import Stage as StageNumber
 from crunchclient import transfer
 from crunchclient.transfer.progress import size_text
+from crunchclient.transfer.upload import upload_after_setup
 from crunchclient.worker.records import (
     DELETED,
     RECORDS,
@@ -30,14 +31,16 @@ class UploadStage(Stage):
     def run(self) -> str:
         context = self.context
         config = context.config
-        setup = context.write_setup_checksums()  # normally computed while the workflow ran
         if not config.upload:
+            context.write_setup_checksums()
             return "Skipped (--no-upload)."
         # One pass: files as Setup left them are not read again, nor the workflow's files
-        # hashed while it ran; the others are hashed as they are sent.
-        after, result = transfer.upload_tree(
-            context.storage, context.prefix, context.workdir, known=setup,
-            hashed=context.output_hashes, exclude=is_record, jobs=config.jobs, quiet=config.quiet,
+        # hashed while it ran; the others are hashed as they are sent. Setup's MD5s still
+        # being computed are finished meanwhile, and recorded after.
+        setup, after, result = upload_after_setup(
+            context.storage, context.prefix, context.workdir, context.setup_checksums,
+            record=context.write_setup_checksums, hashed=context.output_hashes,
+            exclude=is_record, jobs=config.jobs, quiet=config.quiet,
         )  # fmt: skip
         deleted = sorted(path for path in setup if path not in after)
         write_json(context.records / UPLOAD_CHECKSUMS, after)

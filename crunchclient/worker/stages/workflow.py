@@ -22,7 +22,7 @@ from crunchclient.exceptions import ClientError
 from crunchclient.settings import kinds
 from crunchclient.settings.secrets import Masker, workflow_env
 from crunchclient.worker.context import NOTE_BYTES
-from crunchclient.worker.groups import WATCHDOG_PROCESS, die_with_parent, end_group
+from crunchclient.worker.groups import WATCHDOG_PROCESS, end_group, orphan_guard
 from crunchclient.worker.records import RECORDS, WORKFLOW_LOG, is_record
 from crunchclient.worker.shutdown import OWN_GROUP
 from crunchclient.worker.stages.base import Stage, tail_bytes
@@ -33,6 +33,7 @@ from crunchclient.worker.workflow.relay import Stream, relay_until_exit
 logger = logging.getLogger(__name__)
 
 TAIL_LINES = 20  # lines of stderr kept for the Fail note
+WATCH_AFTER = 0.1  # seconds a workflow runs before its files are watched (outputs.py)
 TAIL_BYTES = NOTE_BYTES - 256  # the most of them the note holds, beside its first line
 
 
@@ -121,11 +122,9 @@ class WorkflowStage(Stage):
         outputs = OutputHashes(
             context.workdir, inputs=set(context.setup_checksums.paths), exclude=is_record
         )
-        if context.config.upload:
-            outputs.start()
         tail = Tail()
         try:
-            code = self.run_process(command, env, tail)
+            code = self.run_process(command, env, tail, outputs if context.config.upload else None)
         finally:
             outputs.stop()
             context.output_hashes = outputs.digests()
@@ -158,26 +157,38 @@ class WorkflowStage(Stage):
             exclude=lambda rel: rel != WORKFLOW_LOG, jobs=1, quiet=True,
         )  # fmt: skip
 
-    def run_process(self, command: list[str], env: dict[str, str], tail: Tail) -> int:
+    def run_process(
+        self, command: list[str], env: dict[str, str], tail: Tail,
+        outputs: OutputHashes | None = None,
+    ) -> int:  # fmt: skip
         """Run the workflow, relaying its output to the screen and the log (and the last
         lines of stderr to tail); stop it when a signal arrives, the claim is lost or it
-        runs past --timeout (then ``timed_out``). Its exit code."""
+        runs past --timeout (then ``timed_out``). Its files are watched by ``outputs`` once
+        it has run WATCH_AFTER seconds: a short workflow costs no watching. Its exit code."""
         context = self.context
         timeout = context.config.timeout
-        deadline = time.monotonic() + timeout if timeout is not None else None
+        now = time.monotonic()
+        deadline = now + timeout if timeout is not None else None
+        watch_at = now + WATCH_AFTER if outputs is not None else None
 
         def stopping() -> bool:
+            nonlocal watch_at
+            if watch_at is not None and time.monotonic() >= watch_at:
+                assert outputs is not None
+                outputs.start()
+                watch_at = None
             if context.shutdown.requested or context.lost.is_set():
                 return True
             if deadline is not None and time.monotonic() >= deadline:
                 self.timed_out = True
             return self.timed_out
 
+        command, preexec = orphan_guard(command, env.get("PATH", os.defpath))
         with open(context.records / WORKFLOW_LOG, "ab") as log:
             process = subprocess.Popen(
                 command, cwd=context.workdir, env=env, stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                preexec_fn=die_with_parent(), **OWN_GROUP,  # noqa: PLW1509 (one prctl call)
+                preexec_fn=preexec, **OWN_GROUP,  # noqa: PLW1509 (one prctl call, or none)
             )  # fmt: skip
             WATCHDOG_PROCESS.watch(process.pid)  # its group ends with the client, however
             context.shutdown.child = process
