@@ -185,7 +185,12 @@ class Watch(models.Model):
         null=True, blank=True, help_text="The last dataset's end when 'finished' last fired."
     )
     spike_at = models.DateTimeField(null=True, blank=True, help_text="When 'spike' last fired.")
-    scanned = models.DateTimeField(null=True, blank=True, help_text="The last scan's time.")
+    spike_run = models.DateTimeField(
+        null=True, blank=True, help_text="The end of the newest run the last spike counted."
+    )
+    last_end = models.DateTimeField(
+        null=True, blank=True, help_text="The latest dataset end the last spike check saw."
+    )
 
     def __str__(self) -> str:
         return f"watch of {self.project}"

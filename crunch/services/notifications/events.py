@@ -63,7 +63,6 @@ def scan_project(project: Project, now: datetime.datetime) -> int:
             *failed(project, watch, now),
             *spike(project, watch, now),
         ]
-        watch.scanned = now
         watch.save()
         return enqueue(notifications, found, now)
 
@@ -131,14 +130,16 @@ def failed(project: Project, watch: Watch, now: datetime.datetime) -> list[Found
 
 def spike(project: Project, watch: Watch, now: datetime.datetime) -> list[Found]:
     """At least NOTIFY_SPIKE_RATIO of the last NOTIFY_SPIKE_RUNS runs failed; at most once
-    in NOTIFY_SPIKE_SECONDS, and only with a run newer than the last spike."""
+    in NOTIFY_SPIKE_SECONDS, and only with a run newer than the last spike's."""
     window = crunch_settings.NOTIFY_SPIKE_RUNS
     quiet = datetime.timedelta(seconds=crunch_settings.NOTIFY_SPIKE_SECONDS)
     if watch.spike_at is not None and now - watch.spike_at < quiet:
         return []
     datasets = Dataset.objects.filter(project=project, finished__isnull=False)
-    if watch.scanned is not None and not datasets.filter(finished__gt=watch.scanned).exists():
+    last_end = datasets.aggregate(last=Max("finished"))["last"]
+    if last_end is None or (watch.last_end is not None and last_end <= watch.last_end):
         return []  # nothing ended since the last look
+    watch.last_end = last_end
     runs = last_runs(datasets, window)
     if len(runs) < window:
         return []
@@ -146,9 +147,9 @@ def spike(project: Project, watch: Watch, now: datetime.datetime) -> list[Found]
     if len(failures) < crunch_settings.NOTIFY_SPIKE_RATIO * window:
         return []
     newest = runs[0]
-    if watch.spike_at is not None and newest.created <= watch.spike_at:
+    if watch.spike_run is not None and newest.created <= watch.spike_run:
         return []
-    watch.spike_at = now
+    watch.spike_at, watch.spike_run = now, newest.created
     return [
         Found(Event.SPIKE, f"spike:{newest.pk}", newest.created,
               spike_payload(project, runs=len(runs), failures=failures)),
