@@ -271,7 +271,7 @@ def test_two_notifiers_never_send_a_delivery_twice(receiver: Receiver) -> None:
     def notifier() -> None:
         start.wait()
         try:
-            queued, sent = notify(now)
+            _queued, sent = notify(now)
             counts.append(sent.delivered)
         finally:
             connection.close()
