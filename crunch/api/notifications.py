@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.exceptions import NotFound
 from rest_framework.permissions import IsAuthenticated
@@ -89,11 +89,24 @@ class CreatedNotificationSerializer(NotificationSerializer):
     )
 
 
+PROJECT = OpenApiParameter("slug", str, OpenApiParameter.PATH, description="The project's slug.")
+
+
 @extend_schema_view(
+    list=extend_schema(parameters=[PROJECT], description="The project's notifications."),
     create=extend_schema(
-        request=NotificationSerializer, responses={201: CreatedNotificationSerializer}
-    )
-)
+        parameters=[PROJECT], request=NotificationSerializer,
+        responses={201: CreatedNotificationSerializer},
+        description="Add a webhook or e-mail notification; a webhook's answer holds its "
+        "signing secret, shown this once.",
+    ),
+    retrieve=extend_schema(parameters=[PROJECT], description="One notification."),
+    partial_update=extend_schema(
+        parameters=[PROJECT],
+        description="Change a notification's url, emails, events or active (not its kind).",
+    ),
+    destroy=extend_schema(parameters=[PROJECT], description="Remove a notification and its queue."),
+)  # fmt: skip
 class NotificationViewSet(
     CrunchAPI,
     mixins.ListModelMixin,
