@@ -285,3 +285,19 @@ def test_two_notifiers_never_send_a_delivery_twice(receiver: Receiver) -> None:
     ids = [r.headers["X-Crunch-Delivery"] for r in receiver.requests]
     assert len(ids) == len(set(ids)) == 12 == sum(counts)
     assert Delivery.objects.filter(state=DeliveryState.DELIVERED).count() == 12
+
+
+def test_an_idle_scan_costs_a_few_queries_per_project(
+    receiver: Receiver, django_assert_max_num_queries: Any
+) -> None:
+    """Nothing ended since the last scan: a handful of index probes per project, whatever
+    its size, and no read of the status history."""
+    for index in range(5):
+        project = failing_project(name=f"Idle {index}")
+        webhook(project, receiver.url)
+        datasets(project, 3)
+        run(project, fail=True)
+    scan(later())
+    with django_assert_max_num_queries(1 + 5 * 8) as counted:
+        assert scan(later()) == 0
+    assert not any("crunch_status" in query["sql"] for query in counted.captured_queries)

@@ -221,7 +221,9 @@ def test_crunch_notify_loops_until_sigterm(tmp_path: Path) -> None:
     process = subprocess.Popen(
         argv, cwd=servers.ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    time.sleep(2.5)
+    assert process.stdout is not None
+    assert process.stdout.readline() == "Notifying every 1 s until SIGTERM.\n"
+    time.sleep(1.5)  # a round or two
     assert process.poll() is None, process.communicate()
     process.send_signal(signal.SIGTERM)
     _out, err = process.communicate(timeout=10)

@@ -40,6 +40,9 @@ class Command(BaseCommand):
         if not options["once"]:
             for number in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(number, lambda _n, _f: stop.set())
+            if options["verbosity"] >= 1:
+                self.stdout.write(f"Notifying every {options['every']:g} s until SIGTERM.")
+                self.stdout.flush()
         while True:
             close_old_connections()
             queued, sent = notify()

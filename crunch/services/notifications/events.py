@@ -50,37 +50,36 @@ def scan(now: datetime.datetime) -> int:
 
 def scan_project(project: Project, now: datetime.datetime) -> int:
     """Queue the deliveries of one project's new events (0 if another notifier holds it)."""
-    start = watch_of(project)
-    if start is None:
-        return 0
     with transaction.atomic():
-        watch = Watch.objects.select_for_update(skip_locked=True).filter(pk=start.pk).first()
+        watch = Watch.objects.select_for_update(skip_locked=True).filter(project=project).first()
         if watch is None:
-            return 0
-        notifications = list(project.notifications.filter(active=True))
+            watch = new_watch(project)
+            if watch is None:  # another notifier holds it, or made it first
+                return 0
         found = [
             *finished(project, watch),
             *failed(project, watch, now),
             *spike(project, watch, now),
         ]
         watch.save()
-        return enqueue(notifications, found, now)
+        if not found:
+            return 0
+        return enqueue(list(project.notifications.filter(active=True)), found, now)
 
 
-def watch_of(project: Project) -> Watch | None:
+def new_watch(project: Project) -> Watch | None:
     """The project's watch, made on its first scan: it reports what ends after its earliest
-    active notification was made, not the project's past."""
-    watch = Watch.objects.filter(project=project).first()
-    if watch is not None:
-        return watch
+    active notification was made, not the project's past. None if one exists already."""
+    if Watch.objects.filter(project=project).exists():
+        return None
     since = project.notifications.filter(active=True).aggregate(first=Min("created"))["first"]
     if since is None:
         return None
     try:
         with transaction.atomic():
             return Watch.objects.create(project=project, failed_until=since, finished_at=since)
-    except IntegrityError:  # another notifier made it first
-        return Watch.objects.filter(project=project).first()
+    except IntegrityError:
+        return None
 
 
 def finished(project: Project, watch: Watch) -> list[Found]:
