@@ -5,8 +5,8 @@ import signal
 import threading
 from typing import Any
 
-from django.core.management.base import BaseCommand
-from django.db import close_old_connections
+from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError, close_old_connections
 
 from crunch.services.notifications import notify
 
@@ -45,7 +45,15 @@ class Command(BaseCommand):
                 self.stdout.flush()
         while True:
             close_old_connections()
-            queued, sent = notify()
+            try:
+                queued, sent = notify()
+            except DatabaseError as exc:  # the database restarting: try again next round
+                if options["once"]:
+                    raise CommandError(f"The database refused: {exc}".strip()) from None
+                self.stderr.write(f"The database refused, trying again: {exc}".strip())
+                if stop.wait(options["every"]):
+                    return
+                continue
             if options["verbosity"] >= 1 and (queued or sent.delivered or sent.retried
                                                or sent.given_up or options["once"]):  # fmt: skip
                 self.stdout.write(

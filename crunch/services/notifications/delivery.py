@@ -101,6 +101,9 @@ def send(delivery: Delivery) -> str:
         return post(delivery)
     except (requests.RequestException, smtplib.SMTPException, OSError) as exc:
         return f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # a bad delivery must not stop the queue behind it
+        logger.exception("Delivery %s could not be sent", delivery.pk)
+        return f"{type(exc).__name__}: {exc}"
 
 
 def post(delivery: Delivery) -> str:
