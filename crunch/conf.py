@@ -56,6 +56,39 @@ class CrunchSettings:
     SENDFILE_PREFIX: str = "/protected/"
     """nginx's internal location that maps to MEDIA_ROOT, for SENDFILE="x-accel-redirect"."""
 
+    SITE_URL: str = ""
+    """The site's address as people reach it (e.g. https://crunch.example.org), so that
+    notifications link to its pages; empty: they give paths only."""
+
+    NOTIFY_PRIVATE_ADDRESSES: bool = False
+    """Webhooks may be sent to loopback, private and link-local addresses (an intranet's
+    chat server); off by default, so a maintainer cannot make the server call its own
+    network's services."""
+
+    NOTIFY_TIMEOUT: float = 10.0
+    """Seconds a webhook's receiver has to answer."""
+
+    NOTIFY_MAX_ATTEMPTS: int = 10
+    """Tries of one delivery before it is given up (shown in the admin)."""
+
+    NOTIFY_RETRY_DELAY: int = 30
+    """Seconds before a failed delivery's second try; doubling per try up to NOTIFY_RETRY_MAX."""
+
+    NOTIFY_RETRY_MAX: int = 3600
+    """The longest wait between two tries of a delivery, in seconds."""
+
+    NOTIFY_SPIKE_RUNS: int = 20
+    """The last runs (Fails and Upload Successes) a spike is judged on."""
+
+    NOTIFY_SPIKE_RATIO: float = 0.5
+    """The share of those runs that failed at which 'spike' fires."""
+
+    NOTIFY_SPIKE_SECONDS: int = 3600
+    """'spike' fires at most once in this time per project."""
+
+    NOTIFY_FAILED_LISTED: int = 50
+    """The most datasets one 'failed' event names (its count covers them all)."""
+
     def __getattribute__(self, name: str) -> Any:
         if name.isupper():
             return getattr(settings, f"CRUNCH_{name}", object.__getattribute__(self, name))

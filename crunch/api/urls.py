@@ -4,13 +4,18 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework import routers
 
-from crunch.api import files, runs, views
+from crunch.api import files, notifications, runs, views
 
 router = routers.DefaultRouter()
 # A worker's calls first: each request tries the patterns in turn.
 router.register("statuses", runs.StatusViewSet, basename="status")
 router.register("claims", runs.ClaimViewSet, basename="claim")
 router.register("projects", views.ProjectViewSet, basename="project")
+router.register(
+    r"projects/(?P<slug>[^/.]+)/notifications",
+    notifications.NotificationViewSet,
+    basename="project-notification",
+)
 router.register("datasets", views.DatasetViewSet, basename="dataset")
 router.register("items", views.ItemViewSet, basename="item")
 router.register(

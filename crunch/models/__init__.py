@@ -17,6 +17,14 @@ from crunch.models.datasets import (
     default_base_file_path,
     url_value,
 )
+from crunch.models.notifications import (
+    Delivery,
+    DeliveryState,
+    Event,
+    Notification,
+    NotificationKind,
+    Watch,
+)
 from crunch.models.projects import (
     CONTAINER_MAX,
     AccessToken,
@@ -33,7 +41,8 @@ from crunch.models.statuses import Status, image_digest_value
 
 __all__ = [
     "CONTAINER_MAX", "ONE_OWNER", "AccessToken", "Attribute", "Client", "Dataset",
-    "DatasetQuerySet", "Item", "Node", "Project", "ProjectRole", "Status", "WorkflowChange",
+    "DatasetQuerySet", "Delivery", "DeliveryState", "Event", "Item", "Node", "Notification",
+    "NotificationKind", "Project", "ProjectRole", "Status", "Watch", "WorkflowChange",
     "check_constraint", "container_image", "default_base_file_path", "default_max_attempts",
     "default_retry_delay", "image_digest_value", "new_token_key", "sha256_of", "unique_slug",
     "url_value",

@@ -36,6 +36,7 @@ ADMIN_PLACEHOLDERS = {
     "newcomer_id": "a user with no role",
     "token_id": "own column: the signed-in user's token; other column: another user's",
     "token_user_id": "own column: the signed-in user; other column: another user",
+    "notification_id": "a webhook notification of the column's project",
 }
 
 
@@ -99,6 +100,10 @@ NEVER = {"own": by_role("302-", "302-", "302-", "302-"),
          "other": by_role("302-", "302-", "302-", "302-")}  # fmt: skip
 SITE_ROLE = {"own": by_role("302+", "302-", "302-", "302-"),
              "other": by_role("302+", "302-", "302-", "302-")}  # fmt: skip
+MAINTAINED = {"own": by_role("302+", "302+", "302-", "302-"),
+              "other": by_role("302+", "302-", "302-", "302-")}  # fmt: skip
+"""Notifications are listed only to the project's maintainers, even to staff who view it:
+others are not found (302 home)."""
 DELETE = {"post": "yes"}
 
 ADMIN_ROWS: tuple[AdminRow, ...] = (
@@ -174,6 +179,14 @@ ADMIN_ROWS: tuple[AdminRow, ...] = (
              {"dataset": "{elsewhere_dataset_id}"}, **MOVES, made="attribute moved"),
     AdminRow("delete attribute", "attribute/{attribute_id}/delete/", DELETE, **EDITS,
              made="attribute deleted"),
+    AdminRow("add notification", "notification/add/",
+             {"project": "{project_id}", "kind": "webhook", "url": "https://hooks.example.org/added",
+              "on_finished": "on"}, **ADDS, made="notification added"),
+    AdminRow("change notification", "notification/{notification_id}/change/",
+             {"url": "https://hooks.example.org/changed"}, **MAINTAINED,
+             made="notification changed"),
+    AdminRow("delete notification", "notification/{notification_id}/delete/", DELETE,
+             **MAINTAINED, made="notification deleted"),
     AdminRow("add status", "status/add/",
              {"dataset": "{dataset_id}", "stage": "1", "state": "1"}, **NOBODY,
              made="status added", note="statuses are the clients' history"),

@@ -47,6 +47,7 @@ PLACEHOLDERS = {
     "lapsed_claim": "that claim's id",
     "upload_id": "(S3) a multipart upload of `big.bin` in `{mine}`, its one part sent",
     "etag": "that part's ETag",
+    "notification": "a webhook notification of the project",
 }
 
 
@@ -185,6 +186,17 @@ ROWS: tuple[Row, ...] = (
     Row("claim several of a project", "POST", "/api/projects/{project}/next/", **process(200),
         body={"count": 2}),
     Row("peek next of a project", "GET", "/api/projects/{project}/next/", **read()),
+    # A project's notifications: maintainers only, reads included (a webhook's URL)
+    Row("list notifications", "GET", "/api/projects/{project}/notifications/", **edit(200)),
+    Row("create notification", "POST", "/api/projects/{project}/notifications/", **edit(201),
+        body={"kind": "webhook", "url": "https://hooks.example.org/new"}),
+    Row("notification detail", "GET", "/api/projects/{project}/notifications/{notification}/",
+        **edit(200)),
+    Row("update notification", "PATCH",
+        "/api/projects/{project}/notifications/{notification}/", **edit(200),
+        body={"events": ["failed"]}),
+    Row("delete notification", "DELETE",
+        "/api/projects/{project}/notifications/{notification}/", **edit(204)),
     # Datasets
     Row("list datasets", "GET", "/api/datasets/?project={project}", **everyone(200), lists=True),
     Row("dataset detail", "GET", "/api/datasets/{dataset}/", **read()),

@@ -17,14 +17,23 @@ from django.contrib.auth import get_user_model
 from django.db.models import Model
 
 from crunch.choices import AttributeKind, Role
-from crunch.models import AccessToken, Attribute, Dataset, Item, Project, ProjectRole, Status
+from crunch.models import (
+    AccessToken,
+    Attribute,
+    Dataset,
+    Item,
+    Notification,
+    Project,
+    ProjectRole,
+    Status,
+)
 from tests.server.admin_kit import post_form, signed_in, staff
 from tests.server.admin_permission_table import ADMIN_ROWS, AdminRow, admin_cells
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()
 MODELS: tuple[type[Model], ...] = (
-    Project, ProjectRole, AccessToken, Dataset, Item, Attribute, Status,
+    Project, ProjectRole, AccessToken, Dataset, Item, Attribute, Status, Notification,
 )  # fmt: skip
 
 
@@ -51,6 +60,9 @@ def owned(project: Project, someone: Any) -> dict[str, Any]:
         ),
         "status": Status.objects.create(dataset=dataset, stage=1, state=1, note="started"),
         "role": ProjectRole.objects.create(project=project, user=someone, role=Role.VIEWER),
+        "notification": Notification.objects.create(
+            project=project, kind="webhook", url="https://hooks.example.org/crunch"
+        ),
     }
 
 
@@ -83,6 +95,7 @@ def build(role: str, target: str) -> Cell:
         "status_id": here["status"].pk, "role_id": here["role"].pk,
         "site_role_id": site_role.pk, "self_id": user.pk, "newcomer_id": newcomer.pk,
         "token_id": tokens[target].pk, "token_user_id": tokens[target].user_id,
+        "notification_id": here["notification"].pk,
     }  # fmt: skip
     cell.self_roles = ProjectRole.objects.filter(
         project=cell.here, user=user, role=Role.MAINTAINER
@@ -141,6 +154,13 @@ MADE: dict[str, Check] = {
         value(Attribute, v["attribute_id"], "dataset") == v["elsewhere_dataset_id"]
     ),
     "attribute deleted": lambda c, v: gone(Attribute, v["attribute_id"]),
+    "notification added": lambda c, v: Notification.objects.filter(
+        project=c.here, url="https://hooks.example.org/added"
+    ).exists(),
+    "notification changed": lambda c, v: (
+        value(Notification, v["notification_id"], "url") == "https://hooks.example.org/changed"
+    ),
+    "notification deleted": lambda c, v: gone(Notification, v["notification_id"]),
     "status added": lambda c, v: Status.objects.count() > 2,
     "status changed": lambda c, v: value(Status, v["status_id"], "note") == "changed",
     "status deleted": lambda c, v: gone(Status, v["status_id"]),

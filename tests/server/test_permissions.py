@@ -37,6 +37,7 @@ from crunch.models import (
     Attribute,
     Dataset,
     Item,
+    Notification,
     Project,
     ProjectRole,
     Status,
@@ -173,6 +174,9 @@ def build(role: str, visibility: str, media: Path, s3: Bucket | None = None) -> 
     status = Status.objects.create(
         dataset=theirs, stage=1, state=1, claim_id=theirs.claim_id, user=holder
     )
+    hook = Notification.objects.create(
+        project=target, kind="webhook", url="https://hooks.example.org/crunch"
+    )
     cell = Cell(role, visibility, {}, user=user, token=tokens[1].key if user else None)
     if role == "other worker":
         cell.allowed.add(projects[2].slug)
@@ -184,7 +188,7 @@ def build(role: str, visibility: str, media: Path, s3: Bucket | None = None) -> 
         "status": status.pk, "failed": failed.slug, "mine": mine.slug,
         "my_claim": mine.claim_id if user else uuid.uuid4(), "theirs": theirs.slug,
         "their_claim": theirs.claim_id, "public": target.is_public, "lapsed": lapsed.slug,
-        "lapsed_claim": lapsed.claim_id, **upload,
+        "lapsed_claim": lapsed.claim_id, "notification": hook.pk, **upload,
     }  # fmt: skip
     return cell
 
@@ -323,7 +327,7 @@ SAMPLE = {
     "project": "p", "project_id": 1, "dataset": "p:d", "dataset_id": 1, "item": "p:d:i",
     "attribute": 1, "status": 1, "failed": "p:f", "mine": "p:m", "theirs": "p:t",
     "my_claim": uuid.uuid4(), "their_claim": uuid.uuid4(), "public": True, "lapsed": "p:l",
-    "lapsed_claim": uuid.uuid4(), "upload_id": "u", "etag": "e",
+    "lapsed_claim": uuid.uuid4(), "upload_id": "u", "etag": "e", "notification": 1,
 }  # fmt: skip
 
 
