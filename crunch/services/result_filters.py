@@ -1,0 +1,204 @@
+"""Filters, sorts and columns over a project's results, typed by its schema.
+
+``score>0.9``, ``site=north``, ``name~abc`` (contains, case-sensitive, text only); the
+operators are ``= != < <= > >= ~``. A filter keeps the datasets that have the key and
+whose value passes: ``score!=1`` leaves out the datasets without a score. Each filter is
+an indexed semi-join, ``dataset IN (SELECT dataset FROM result WHERE key=? AND ...)``,
+with every filter on one key in the same subquery. A sort is ``score`` or ``-score``
+(descending), or ``slug``/``-slug``; datasets without the key come last, ties go by id.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import F, FilteredRelation, Q, QuerySet, Value
+from django.db.models.functions import StrIndex
+from django.db.models.lookups import GreaterThan
+
+from crunch.choices import AttributeKind
+from crunch.exceptions import InvalidFilter
+from crunch.models import Dataset, Result, ResultKey
+from crunch.services.result_values import INT64, shown
+
+OPERATORS = ("<=", ">=", "!=", "=", "<", ">", "~")
+WHERE = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|!=|=|<|>|~)\s*(.*?)\s*\Z", re.DOTALL)
+SORT = re.compile(r"(-?)([A-Za-z_][A-Za-z0-9_]*)\Z")
+LOOKUPS = {"=": "exact", "<": "lt", "<=": "lte", ">": "gt", ">=": "gte"}
+INTEGER = re.compile(r"[+-]?\d+\Z")
+SORT_ALIAS = "sorted_result"
+
+Schema = Mapping[str, ResultKey]
+"""A project's result keys by name."""
+
+
+def known(schema: Schema) -> str:
+    """The end of a message about an unknown key: what the project has."""
+    if not schema:
+        return "the project has no results yet"
+    return "the project's results are " + ", ".join(sorted(schema))
+
+
+def key_of(schema: Schema, name: str, text: str) -> ResultKey:
+    key = schema.get(name)
+    if key is None:
+        raise InvalidFilter(f"Unknown result {name!r} in {shown(text)}: {known(schema)}.")
+    if key.kind == AttributeKind.LATLONG:
+        raise InvalidFilter(
+            f"{name!r} is a lat-long result: it can be shown, not filtered or sorted."
+        )
+    return key
+
+
+def value_for(key: ResultKey, raw: str, text: str) -> Any:  # noqa: PLR0911 (one return a kind)
+    """``raw`` read as a value of ``key``'s kind, for a filter written as ``text``."""
+    kind = AttributeKind(key.kind)
+    wrong = f"{key.name!r} is a {kind.label.lower()} result; {shown(text)} compares it with {shown(raw)}"
+    try:
+        if kind == AttributeKind.INTEGER:
+            if not INTEGER.match(raw) or not INT64[0] <= int(raw) <= INT64[1]:
+                raise ValueError
+            return int(raw)
+        if kind == AttributeKind.FLOAT:
+            number = float(raw)
+            if not math.isfinite(number):
+                raise ValueError
+            return number
+        if kind == AttributeKind.BOOLEAN:
+            return {"true": True, "false": False}[raw.lower()]
+        if kind == AttributeKind.DATE:
+            return datetime.date.fromisoformat(raw)
+        if kind == AttributeKind.DATETIME:
+            moment = datetime.datetime.fromisoformat(raw)
+            return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
+    except (ValueError, KeyError):
+        hint = {
+            AttributeKind.INTEGER: "an integer",
+            AttributeKind.FLOAT: "a number",
+            AttributeKind.BOOLEAN: "true or false",
+            AttributeKind.DATE: "an ISO date (2024-05-01)",
+            AttributeKind.DATETIME: "an ISO date and time (2024-05-01T12:00:00Z)",
+        }[kind]
+        raise InvalidFilter(f"{wrong}: give {hint}.") from None
+    return raw
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Where:
+    """One filter as written: ``key``, ``operator``, the value's text."""
+
+    key: str
+    operator: str
+    value: str
+
+    @classmethod
+    def parse(cls, text: str) -> Where:
+        found = WHERE.match(text)
+        if found is None:
+            raise InvalidFilter(
+                f"Cannot read the filter {shown(text)}: write KEY OPERATOR VALUE, the "
+                f"operator one of {' '.join(OPERATORS)} (e.g. score>0.9)."
+            )
+        return cls(key=found[1], operator=found[2], value=found[3])
+
+    def __str__(self) -> str:
+        return f"{self.key}{self.operator}{self.value}"
+
+    def condition(self, key: ResultKey) -> Q:
+        """The condition on ``key``'s Result rows."""
+        text = str(self)
+        column = key.column
+        if self.operator == "~":
+            if key.kind != AttributeKind.TEXT:
+                raise InvalidFilter(f"{shown(text)}: '~' (contains) applies to text results only.")
+            return Q(GreaterThan(StrIndex(column, Value(self.value)), 0))
+        value = value_for(key, self.value, text)
+        if key.kind == AttributeKind.BOOLEAN:
+            if self.operator not in ("=", "!="):
+                raise InvalidFilter(f"{shown(text)}: a boolean result takes '=' or '!=' only.")
+            return Q(**{column: value if self.operator == "=" else not value})
+        if self.operator == "!=":
+            return Q(**{f"{column}__lt": value}) | Q(**{f"{column}__gt": value})
+        return Q(**{f"{column}__{LOOKUPS[self.operator]}": value})
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Sort:
+    """A sort by a result key or by the dataset's slug; ``-`` for descending."""
+
+    key: str
+    descending: bool = False
+
+    @classmethod
+    def parse(cls, text: str) -> Sort:
+        found = SORT.match(text.strip())
+        if found is None:
+            raise InvalidFilter(
+                f"Cannot read the sort {shown(text)}: give a result key or slug, with '-' "
+                "before it for descending (e.g. -score)."
+            )
+        return cls(key=found[2], descending=bool(found[1]))
+
+
+def wheres(given: Iterable[str | Where]) -> list[Where]:
+    return [item if isinstance(item, Where) else Where.parse(item) for item in given]
+
+
+def columns_of(schema: Schema, given: str | Sequence[str] | None) -> list[ResultKey]:
+    """The keys shown: those given (``"a,b"`` or a list), in that order; all, by name."""
+    if given is None:
+        return [schema[name] for name in sorted(schema)]
+    names = given.split(",") if isinstance(given, str) else list(given)
+    chosen = []
+    for name in (name.strip() for name in names):
+        if not name:
+            continue
+        if name not in schema:
+            raise InvalidFilter(f"Unknown result {shown(name)} in the columns: {known(schema)}.")
+        if schema[name] not in chosen:
+            chosen.append(schema[name])
+    return chosen
+
+
+@dataclass(frozen=True, kw_only=True)
+class Selection:
+    """Validated filters and sort of a project's datasets: what ``apply`` does to a queryset."""
+
+    conditions: dict[int, Q]
+    """{key id: the condition its Result rows must meet}."""
+    sort: Sort | None
+    sort_key: ResultKey | None
+
+    @classmethod
+    def of(
+        cls, schema: Schema, where: Iterable[str | Where] = (), sort: str | Sort | None = None
+    ) -> Selection:
+        conditions: dict[int, Q] = {}
+        for item in wheres(where):
+            key = key_of(schema, item.key, str(item))
+            conditions[key.pk] = conditions.get(key.pk, Q()) & item.condition(key)
+        if isinstance(sort, str):
+            sort = Sort.parse(sort) if sort.strip() else None
+        sort_key = None
+        if sort is not None and sort.key != "slug":
+            sort_key = key_of(schema, sort.key, ("-" if sort.descending else "") + sort.key)
+        return cls(conditions=conditions, sort=sort, sort_key=sort_key)
+
+    def apply(self, datasets: QuerySet[Dataset]) -> QuerySet[Dataset]:
+        """``datasets`` filtered (one semi-join per key) and sorted."""
+        for key_id, condition in self.conditions.items():
+            matching = Result.objects.filter(Q(key_id=key_id) & condition)
+            datasets = datasets.filter(pk__in=matching.values("dataset_id"))
+        if self.sort is None:
+            return datasets
+        if self.sort_key is None:
+            return datasets.order_by(("-" if self.sort.descending else "") + "slug")
+        relation = FilteredRelation("results", condition=Q(results__key_id=self.sort_key.pk))
+        value = F(f"{SORT_ALIAS}__{self.sort_key.column}")
+        order = value.desc(nulls_last=True) if self.sort.descending else value.asc(nulls_last=True)
+        return datasets.alias(**{SORT_ALIAS: relation}).order_by(order, "id")
