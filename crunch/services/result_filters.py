@@ -5,7 +5,8 @@ operators are ``= != < <= > >= ~``. A filter keeps the datasets that have the ke
 whose value passes: ``score!=1`` leaves out the datasets without a score. Each filter is
 an indexed semi-join, ``dataset IN (SELECT dataset FROM result WHERE key=? AND ...)``,
 with every filter on one key in the same subquery. A sort is ``score`` or ``-score``
-(descending), or ``slug``/``-slug``; datasets without the key come last, ties go by id.
+(descending), or ``slug``/``-slug``; datasets without the key come last, and ties go by
+dataset id in the sort's direction (so that an index serves the whole order).
 """
 
 from __future__ import annotations
@@ -109,10 +110,10 @@ class Where:
     def __str__(self) -> str:
         return f"{self.key}{self.operator}{self.value}"
 
-    def condition(self, key: ResultKey) -> Q:
-        """The condition on ``key``'s Result rows."""
+    def condition(self, key: ResultKey, prefix: str = "") -> Q:
+        """The condition on ``key``'s Result rows (reached through ``prefix``)."""
         text = str(self)
-        column = key.column
+        column = prefix + key.column
         if self.operator == "~":
             if key.kind != AttributeKind.TEXT:
                 raise InvalidFilter(f"{shown(text)}: '~' (contains) applies to text results only.")
@@ -169,8 +170,8 @@ def columns_of(schema: Schema, given: str | Sequence[str] | None) -> list[Result
 class Selection:
     """Validated filters and sort of a project's datasets: what ``apply`` does to a queryset."""
 
-    conditions: dict[int, Q]
-    """{key id: the condition its Result rows must meet}."""
+    filters: dict[str, tuple[ResultKey, list[Where]]]
+    """{key name: the key and its filters}."""
     sort: Sort | None
     sort_key: ResultKey | None
 
@@ -178,27 +179,46 @@ class Selection:
     def of(
         cls, schema: Schema, where: Iterable[str | Where] = (), sort: str | Sort | None = None
     ) -> Selection:
-        conditions: dict[int, Q] = {}
+        filters: dict[str, tuple[ResultKey, list[Where]]] = {}
         for item in wheres(where):
             key = key_of(schema, item.key, str(item))
-            conditions[key.pk] = conditions.get(key.pk, Q()) & item.condition(key)
+            item.condition(key)  # checked now, before any query
+            filters.setdefault(key.name, (key, []))[1].append(item)
         if isinstance(sort, str):
             sort = Sort.parse(sort) if sort.strip() else None
         sort_key = None
         if sort is not None and sort.key != "slug":
             sort_key = key_of(schema, sort.key, ("-" if sort.descending else "") + sort.key)
-        return cls(conditions=conditions, sort=sort, sort_key=sort_key)
+        return cls(filters=filters, sort=sort, sort_key=sort_key)
+
+    def condition(self, name: str, prefix: str = "") -> Q:
+        key, items = self.filters[name]
+        condition = Q()
+        for item in items:
+            condition &= item.condition(key, prefix)
+        return condition
 
     def apply(self, datasets: QuerySet[Dataset]) -> QuerySet[Dataset]:
-        """``datasets`` filtered (one semi-join per key) and sorted."""
-        for key_id, condition in self.conditions.items():
-            matching = Result.objects.filter(Q(key_id=key_id) & condition)
-            datasets = datasets.filter(pk__in=matching.values("dataset_id"))
-        if self.sort is None:
+        """``datasets`` filtered (one semi-join per key) and sorted.
+
+        A sort by a filtered key joins its results once, as an inner join the database
+        walks in the order of the key's index, stopping at the page's end.
+        """
+        sort_key, sort = self.sort_key, self.sort
+        for name, (key, _) in self.filters.items():
+            if sort_key is None or key.pk != sort_key.pk:
+                matching = Result.objects.filter(Q(key_id=key.pk) & self.condition(name))
+                datasets = datasets.filter(pk__in=matching.values("dataset_id"))
+        if sort is None:
             return datasets
-        if self.sort_key is None:
-            return datasets.order_by(("-" if self.sort.descending else "") + "slug")
-        relation = FilteredRelation("results", condition=Q(results__key_id=self.sort_key.pk))
-        value = F(f"{SORT_ALIAS}__{self.sort_key.column}")
-        order = value.desc(nulls_last=True) if self.sort.descending else value.asc(nulls_last=True)
-        return datasets.alias(**{SORT_ALIAS: relation}).order_by(order, "id")
+        if sort_key is None:
+            return datasets.order_by(("-" if sort.descending else "") + "slug")
+        relation = FilteredRelation("results", condition=Q(results__key_id=sort_key.pk))
+        datasets = datasets.alias(**{SORT_ALIAS: relation})
+        value = F(f"{SORT_ALIAS}__{sort_key.column}")
+        if sort_key.name in self.filters:  # every dataset left has the key: no NULLs
+            datasets = datasets.filter(self.condition(sort_key.name, f"{SORT_ALIAS}__"))
+            order = value.desc() if sort.descending else value.asc()
+        else:
+            order = value.desc(nulls_last=True) if sort.descending else value.asc(nulls_last=True)
+        return datasets.order_by(order, "-id" if sort.descending else "id")
