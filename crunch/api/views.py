@@ -32,6 +32,7 @@ from crunch.access import (
     projects_where,
 )  # fmt: skip
 from crunch.api import run_serializers as rs
+from crunch.api.results import LIST_PARAMETERS, DatasetResultsSerializer, filter_datasets
 from crunch.api import serializers as s
 from crunch.api.authentication import TokenAuthentication
 from crunch.api.bulk import BulkDatasetsSerializer, RegistrationSerializer
@@ -196,8 +197,9 @@ class ProjectViewSet(CrunchAPI, viewsets.ModelViewSet[Project]):
         return project
 
 
+@extend_schema_view(list=extend_schema(parameters=LIST_PARAMETERS))
 class DatasetViewSet(CrunchAPI, viewsets.ModelViewSet[Dataset]):
-    serializer_class = s.DatasetSerializer
+    serializer_class = DatasetResultsSerializer
     lookup_field = "slug"
     action_needs = {"claim": Action.PROCESS, "retry": Action.RETRY, "release": Action.RETRY}
 
@@ -213,6 +215,8 @@ class DatasetViewSet(CrunchAPI, viewsets.ModelViewSet[Dataset]):
             queryset = queryset.filter(state=state)
         if search := self.request.query_params.get("search"):
             queryset = queryset.filter(name__icontains=search)
+        if self.action in ("list", "retrieve"):  # results: crunch.api.results
+            queryset = filter_datasets(self.request, queryset)
         return queryset
 
     def perform_create(self, serializer: s.DatasetSerializer) -> None:  # type: ignore[override]

@@ -59,7 +59,9 @@ def key_of(schema: Schema, name: str, text: str) -> ResultKey:
 def value_for(key: ResultKey, raw: str, text: str) -> Any:  # noqa: PLR0911 (one return a kind)
     """``raw`` read as a value of ``key``'s kind, for a filter written as ``text``."""
     kind = AttributeKind(key.kind)
-    wrong = f"{key.name!r} is a {kind.label.lower()} result; {shown(text)} compares it with {shown(raw)}"
+    label = kind.label.lower()
+    article = "an" if label[0] in "aeiou" else "a"
+    wrong = f"{key.name!r} is {article} {label} result; {shown(text)} compares it with {shown(raw)}"
     try:
         if kind == AttributeKind.INTEGER:
             if not INTEGER.match(raw) or not INT64[0] <= int(raw) <= INT64[1]:
