@@ -54,7 +54,7 @@ FORMAT = OpenApiParameter(
 )  # fmt: skip
 LIST_PARAMETERS = [
     OpenApiParameter("project", OpenApiTypes.STR, description="A project's slug."),
-    OpenApiParameter("state", OpenApiTypes.STR, description="pending, running, completed or failed."),
+    OpenApiParameter("state", OpenApiTypes.STR, description="pending, running, completed, failed."),
     OpenApiParameter("search", OpenApiTypes.STR, description="Part of the dataset's name."),
     WHERE, SORT, COLUMNS,
 ]  # fmt: skip
@@ -87,7 +87,9 @@ class ResultsView(APIView):
     @extend_schema(
         operation_id="project_results",
         parameters=[FORMAT, WHERE, COLUMNS, SORT],
-        responses={(200, "text/csv"): OpenApiTypes.STR, (200, "application/jsonl"): OpenApiTypes.STR},
+        responses={
+            (200, "text/csv"): OpenApiTypes.STR, (200, "application/jsonl"): OpenApiTypes.STR
+        },
     )  # fmt: skip
     def get(self, request: Request, slug: str) -> StreamingHttpResponse:
         """One row per dataset (slug, state, then its results), filtered and sorted."""

@@ -36,8 +36,6 @@ urlpatterns = [
     path("next/", views.NextView.as_view(), name="next"),
     *DATASET_FILES,
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path(
-        "projects/<str:slug>/results/", results.ResultsView.as_view(), name="project-results"
-    ),
+    path("projects/<str:slug>/results/", results.ResultsView.as_view(), name="project-results"),
     *router.urls,
 ]

@@ -32,12 +32,12 @@ from crunch.access import (
     projects_where,
 )  # fmt: skip
 from crunch.api import run_serializers as rs
-from crunch.api.results import LIST_PARAMETERS, DatasetResultsSerializer, filter_datasets
 from crunch.api import serializers as s
 from crunch.api.authentication import TokenAuthentication
 from crunch.api.bulk import BulkDatasetsSerializer, RegistrationSerializer
 from crunch.api.exceptions import Conflict
 from crunch.api.permissions import ProjectAccess, require
+from crunch.api.results import LIST_PARAMETERS, DatasetResultsSerializer, filter_datasets
 from crunch.choices import AttributeKind, DatasetState, Role
 from crunch.models import Attribute, Dataset, Item, Project
 from crunch.services import claims, retries, workflows

@@ -142,8 +142,8 @@ STREAMS: dict[str, Callable[[Table], Iterator[bytes]]] = {
 def pyarrow_modules() -> tuple[Any, Any]:
     """pyarrow and pyarrow.parquet, imported on first use: they are an extra."""
     try:
-        import pyarrow  # noqa: PLC0415
-        import pyarrow.parquet  # noqa: PLC0415
+        import pyarrow
+        import pyarrow.parquet
     except ImportError as exc:
         raise MissingExtra() from exc
     return pyarrow, pyarrow.parquet

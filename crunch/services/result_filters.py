@@ -56,7 +56,7 @@ def key_of(schema: Schema, name: str, text: str) -> ResultKey:
     return key
 
 
-def value_for(key: ResultKey, raw: str, text: str) -> Any:  # noqa: PLR0911 (one return a kind)
+def value_for(key: ResultKey, raw: str, text: str) -> Any:
     """``raw`` read as a value of ``key``'s kind, for a filter written as ``text``."""
     kind = AttributeKind(key.kind)
     label = kind.label.lower()

@@ -129,7 +129,8 @@ def points_summary(key: ResultKey) -> KeySummary:
     if step > 1:
         rows = rows.alias(every=F("dataset_id") % step).filter(every=0)
     sample = rows.order_by("dataset_id").values_list("lat", "lon")[:POINTS]
-    return KeySummary(name=key.name, kind=key.kind, count=count, points=list(sample))
+    points = [(lat, lon) for lat, lon in sample if lat is not None and lon is not None]
+    return KeySummary(name=key.name, kind=key.kind, count=count, points=points)
 
 
 def key_summary(key: ResultKey) -> KeySummary:

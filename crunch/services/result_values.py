@@ -33,7 +33,9 @@ RESERVED = frozenset({"dataset", "state", "slug"})
 DATE = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
 DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})?\Z")
 
-ResultValue = int | float | bool | str | datetime.date | datetime.datetime | LatLon | Mapping[str, float]
+ResultValue = (
+    int | float | bool | str | datetime.date | datetime.datetime | LatLon | Mapping[str, float]
+)
 """What a result may be given as: JSON's values, or Python's dates and LatLon."""
 
 
@@ -84,9 +86,7 @@ def number(name: str, part: str, value: object, low: float, high: float) -> floa
 
 def lat_lon(name: str, value: Mapping[Any, Any]) -> LatLon:
     if set(value) != {"lat", "lon"}:
-        raise ValueError(
-            f"{name!r} is an object; only {{\"lat\": .., \"lon\": ..}} may be nested"
-        )
+        raise ValueError(f'{name!r} is an object; only {{"lat": .., "lon": ..}} may be nested')
     return LatLon(
         number(name, "lat", value["lat"], -90, 90), number(name, "lon", value["lon"], -180, 180)
     )
@@ -98,6 +98,18 @@ def moment(name: str, value: str) -> datetime.datetime:
     except ValueError:
         raise ValueError(f"{name!r} {shown(value)} is not a valid date and time") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)
+
+
+def typed_text(name: str, value: str) -> Typed:
+    """A date, a date and time, or a text: what the string reads as."""
+    if DATE.match(value):
+        try:
+            return Typed(kind=AttributeKind.DATE, value=datetime.date.fromisoformat(value))
+        except ValueError:
+            raise ValueError(f"{name!r} {value!r} is not a valid date") from None
+    if DATETIME.match(value):
+        return Typed(kind=AttributeKind.DATETIME, value=moment(name, value))
+    return Typed(kind=AttributeKind.TEXT, value=check_text(name, value))
 
 
 def typed(name: str, value: object) -> Typed:  # noqa: PLR0911 (one return a kind)
@@ -122,14 +134,7 @@ def typed(name: str, value: object) -> Typed:  # noqa: PLR0911 (one return a kin
     if isinstance(value, Mapping):
         return Typed(kind=AttributeKind.LATLONG, value=lat_lon(name, value))
     if isinstance(value, str):
-        if DATE.match(value):
-            try:
-                return Typed(kind=AttributeKind.DATE, value=datetime.date.fromisoformat(value))
-            except ValueError:
-                raise ValueError(f"{name!r} {value!r} is not a valid date") from None
-        if DATETIME.match(value):
-            return Typed(kind=AttributeKind.DATETIME, value=moment(name, value))
-        return Typed(kind=AttributeKind.TEXT, value=check_text(name, value))
+        return typed_text(name, value)
     if value is None:
         raise ValueError(f"{name!r} is null; leave the key out instead")
     raise ValueError(
@@ -161,9 +166,7 @@ def check_results(values: Mapping[Any, Any], *, dataset: str) -> dict[str, Typed
         raise InvalidResults(f"{where}: {len(values)} keys; at most {MAX_KEYS} are allowed.")
     size = json_size(values)
     if size > MAX_BYTES:
-        raise InvalidResults(
-            f"{where}: {size:,} bytes as JSON; at most {MAX_BYTES:,} are allowed."
-        )
+        raise InvalidResults(f"{where}: {size:,} bytes as JSON; at most {MAX_BYTES:,} are allowed.")
     checked = {}
     for name, value in values.items():
         try:

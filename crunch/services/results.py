@@ -81,9 +81,7 @@ def article(word: str) -> str:
     return "an" if word[0] in "aeiou" else "a"
 
 
-def keys_for(
-    project: Project, checked: Mapping[str, Typed]
-) -> tuple[dict[str, ResultKey], bool]:
+def keys_for(project: Project, checked: Mapping[str, Typed]) -> tuple[dict[str, ResultKey], bool]:
     """The project's keys for ``checked``, created with the kind of their first value, and
     whether any was missing.
 
@@ -175,7 +173,9 @@ class Table:
         """
         by_column: dict[tuple[str, ...], dict[int, str]] = {}
         for key in self.columns:
-            columns = ("lat", "lon") if key.kind == AttributeKind.LATLONG else (key.column,)
+            columns: tuple[str, ...] = (
+                ("lat", "lon") if key.kind == AttributeKind.LATLONG else (key.column,)
+            )
             by_column.setdefault(columns, {})[key.pk] = key.name
         order = [key.name for key in self.columns]
         iterator = self.datasets().iterator(chunk_size=chunk_size)

@@ -68,7 +68,7 @@ def test_a_store_replaces_the_datasets_results() -> None:
 
 
 def test_a_kind_change_is_refused_naming_dataset_and_key() -> None:
-    project, datasets = survey()
+    _, datasets = survey()
     with pytest.raises(InvalidResults) as raised:
         store(datasets["d3"], {"words": 5, "score": "high"})
     assert str(raised.value) == (
@@ -82,7 +82,9 @@ def test_an_integer_widens_to_a_float_key_but_not_back() -> None:
     _, datasets = survey()
     store(datasets["d3"], {"score": 1})
     assert values_of(datasets["d3"]) == {"score": 1.0}
-    with pytest.raises(InvalidResults, match="'words' is a float, but the project's 'words' is an integer"):
+    with pytest.raises(
+        InvalidResults, match="'words' is a float, but the project's 'words' is an integer"
+    ):
         store(datasets["d3"], {"words": 1.5})
 
 
@@ -100,7 +102,7 @@ INVALID = [
     ({"9lives": 1}, "the key '9lives' is not an identifier"),
     ({"x" * 65: 1}, "is not an identifier"),
     ({"state": "done"}, "the key 'state' is reserved"),
-    ({"x": {"a": 1}}, "'x' is an object; only {\"lat\": .., \"lon\": ..} may be nested."),
+    ({"x": {"a": 1}}, '\'x\' is an object; only {"lat": .., "lon": ..} may be nested.'),
     ({"x": {"lat": 1, "lon": 2, "z": 3}}, "'x' is an object"),
     ({"x": {"lat": 91, "lon": 0}}, "'x''s lat 91 is not between -90 and 90."),
     ({"x": {"lat": 0, "lon": math.nan}}, "'x''s lon nan is not between -180 and 180."),
@@ -159,7 +161,7 @@ FILTERS = [
     (["site=north"], None, ["d0"]),
     (["site~north"], "-words", ["d2", "d0"]),
     (["site~North"], None, []),
-    (["site~\"east\""], None, ["d2"]),
+    (['site~"east"'], None, ["d2"]),
     (["site>n"], "slug", ["d0", "d1", "d2"]),
     (["ok=true"], None, ["d0"]),
     (["ok!=true"], None, ["d1"]),
@@ -195,14 +197,17 @@ def test_rows_are_typed_with_the_columns_asked_for_in_order() -> None:
     project, _ = survey()
     rows = list(results(project, columns="where,words", where=["words<=20"]))
     assert rows == [
-        ResultRow(dataset="survey:d0", state="completed", values={"where": LatLon(1.5, -2.25), "words": 10}),
+        ResultRow(
+            dataset="survey:d0", state="completed",
+            values={"where": LatLon(1.5, -2.25), "words": 10},
+        ),
         ResultRow(dataset="survey:d1", state="completed", values={"words": 20}),
     ]  # fmt: skip
     assert list(rows[0].values) == ["where", "words"]
 
 
 def test_rows_stream_in_chunks_with_a_bounded_number_of_queries() -> None:
-    project, datasets = survey()
+    project, _ = survey()
     for i in range(30):
         store(make_dataset(project, name=f"e{i}"), {"words": i, "where": {"lat": 0, "lon": i}})
     rows = results(project, chunk_size=10, sort="-words")
@@ -213,13 +218,25 @@ def test_rows_stream_in_chunks_with_a_bounded_number_of_queries() -> None:
 
 
 BAD_FILTERS = [
-    ("scor>1", "Unknown result 'scor' in 'scor>1': the project's results are at, day, ok, "
-     "score, site, where, words."),
-    ("score", "Cannot read the filter 'score': write KEY OPERATOR VALUE, the operator one of "
-     "<= >= != = < > ~ (e.g. score>0.9)."),
-    ("score>high", "'score' is a float result; 'score>high' compares it with 'high': give a number."),
+    (
+        "scor>1",
+        "Unknown result 'scor' in 'scor>1': the project's results are at, day, ok, "
+        "score, site, where, words.",
+    ),
+    (
+        "score",
+        "Cannot read the filter 'score': write KEY OPERATOR VALUE, the operator one of "
+        "<= >= != = < > ~ (e.g. score>0.9).",
+    ),
+    (
+        "score>high",
+        "'score' is a float result; 'score>high' compares it with 'high': give a number.",
+    ),
     ("score>nan", "'score' is a float result; 'score>nan' compares it with 'nan': give a number."),
-    ("words>1.5", "'words' is an integer result; 'words>1.5' compares it with '1.5': give an integer."),
+    (
+        "words>1.5",
+        "'words' is an integer result; 'words>1.5' compares it with '1.5': give an integer.",
+    ),
     ("ok=yes", "give true or false."),
     ("ok>true", "'ok>true': a boolean result takes '=' or '!=' only."),
     ("day<May", "give an ISO date (2024-05-01)."),

@@ -59,7 +59,8 @@ def test_results_filtered_sorted_and_of_chosen_columns() -> None:
          "at, day, ok, score, site, where, words."),
         ({"where": "score>high"}, "'score' is a float result; 'score>high' compares it with "
          "'high': give a number."),
-        ({"sort": "-where"}, "'where' is a lat-long result: it can be shown, not filtered or sorted."),
+        ({"sort": "-where"}, "'where' is a lat-long result: it can be shown, not filtered or "
+         "sorted."),
         ({"columns": "x"}, "Unknown result 'x' in the columns: the project's results are at, "
          "day, ok, score, site, where, words."),
         ({"format": "xml"}, "Invalid input. format: Unknown format 'xml'; use one of csv, jsonl."),
