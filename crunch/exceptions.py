@@ -28,3 +28,11 @@ class NotAllowed(CrunchError):
 
 class ProjectPaused(CrunchError):
     """The project is paused: it hands out no dataset until a maintainer resumes it."""
+
+
+class InvalidResults(CrunchError):
+    """The results are refused: a key, a value or their kind does not fit."""
+
+
+class InvalidFilter(CrunchError):
+    """A filter, sort or column of results names an unknown key or a value of the wrong kind."""

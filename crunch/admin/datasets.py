@@ -18,6 +18,7 @@ from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 
 from crunch.access import Action, datasets_where, may, projects_where
+from crunch.admin.results import ResultInline
 from crunch.admin.scoped import (
     FixedOnChange,
     ModelAdmin,
@@ -149,7 +150,7 @@ class DatasetAdmin(FixedOnChange, ProjectScoped, ModelAdmin):
     ]  # fmt: skip
     exclude = ("claim_id", "claim_key")  # a claim id is its holder's secret
     raw_id_fields = ["project"]
-    inlines = [DatasetAttributeInline, StatusInline]
+    inlines = [DatasetAttributeInline, ResultInline, StatusInline]
     actions = ["retry_failed", "release_claim"]
     show_full_result_count = False
 

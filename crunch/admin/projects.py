@@ -17,6 +17,7 @@ from django.http import HttpRequest
 
 from crunch.access import grant, may_create_projects
 from crunch.admin.datasets import ProjectAttributeInline
+from crunch.admin.results import ResultKeyInline
 from crunch.admin.scoped import (
     FixedOnChange,
     ModelAdmin,
@@ -61,7 +62,7 @@ class ProjectAdmin(FixedOnChange, ProjectScoped, ModelAdmin):
     ]  # fmt: skip
     list_filter = ["workflow_kind", "is_public", "paused"]
     search_fields = ["name", "slug", "description"]
-    inlines = [ProjectAttributeInline, RoleInline, WorkflowChangeInline]
+    inlines = [ProjectAttributeInline, ResultKeyInline, RoleInline, WorkflowChangeInline]
 
     def get_prepopulated_fields(self, request: HttpRequest, obj: Any = None) -> dict[str, Any]:
         return {"slug": ["name"]} if obj is None else {}

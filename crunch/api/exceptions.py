@@ -16,6 +16,8 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from crunch.exceptions import (
     ClaimConflict,
     CrunchError,
+    InvalidFilter,
+    InvalidResults,
     InvalidTransition,
     LeaseExpired,
     ProjectPaused,
@@ -43,6 +45,12 @@ class Paused(Conflict):
     default_code = "project_paused"
 
 
+class BadResults(APIException):
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_detail = "The results, or a filter on them, are invalid."
+    default_code = "invalid_results"
+
+
 class PayloadTooLarge(APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_detail = "The request body is too large."
@@ -60,6 +68,8 @@ API_ERRORS: dict[type[CrunchError], type[APIException]] = {
     LeaseExpired: ClaimNotHeld,
     ClaimConflict: ClaimedElsewhere,
     InvalidTransition: Conflict,
+    InvalidResults: BadResults,
+    InvalidFilter: BadResults,
 }
 
 

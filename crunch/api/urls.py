@@ -4,7 +4,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework import routers
 
-from crunch.api import files, notifications, runs, views
+from crunch.api import files, notifications, results, runs, views
 
 router = routers.DefaultRouter()
 # A worker's calls first: each request tries the patterns in turn.
@@ -41,5 +41,6 @@ urlpatterns = [
     path("next/", views.NextView.as_view(), name="next"),
     *DATASET_FILES,
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("projects/<str:slug>/results/", results.ResultsView.as_view(), name="project-results"),
     *router.urls,
 ]

@@ -38,6 +38,7 @@ from crunch.api.authentication import TokenAuthentication
 from crunch.api.bulk import BulkDatasetsSerializer, RegistrationSerializer
 from crunch.api.exceptions import Conflict
 from crunch.api.permissions import ProjectAccess, require
+from crunch.api.results import LIST_PARAMETERS, DatasetResultsSerializer, filter_datasets
 from crunch.choices import AttributeKind, DatasetState, Role
 from crunch.models import Attribute, Dataset, Item, Project
 from crunch.services import claims, clients, retries, workflows
@@ -222,8 +223,9 @@ class ProjectViewSet(CrunchAPI, viewsets.ModelViewSet[Project]):
         return project
 
 
+@extend_schema_view(list=extend_schema(parameters=LIST_PARAMETERS))
 class DatasetViewSet(CrunchAPI, viewsets.ModelViewSet[Dataset]):
-    serializer_class = s.DatasetSerializer
+    serializer_class = DatasetResultsSerializer
     lookup_field = "slug"
     action_needs = {"claim": Action.PROCESS, "retry": Action.RETRY, "release": Action.RETRY}
 
@@ -239,6 +241,8 @@ class DatasetViewSet(CrunchAPI, viewsets.ModelViewSet[Dataset]):
             queryset = queryset.filter(state=state)
         if search := self.request.query_params.get("search"):
             queryset = queryset.filter(name__icontains=search)
+        if self.action in ("list", "retrieve"):  # results: crunch.api.results
+            queryset = filter_datasets(self.request, queryset)
         return queryset
 
     def perform_create(self, serializer: s.DatasetSerializer) -> None:  # type: ignore[override]

@@ -37,12 +37,20 @@ from crunch.models.projects import (
     new_token_key,
     sha256_of,
 )
+from crunch.models.results import (
+    RESULT_KINDS,
+    LatLon,
+    Result,
+    ResultKey,
+    ResultsVersion,
+)
 from crunch.models.statuses import Status, image_digest_value
 
 __all__ = [
-    "CONTAINER_MAX", "ONE_OWNER", "AccessToken", "Attribute", "Client", "Dataset",
-    "DatasetQuerySet", "Delivery", "DeliveryState", "Event", "Item", "Node", "Notification",
-    "NotificationKind", "Project", "ProjectRole", "Status", "Watch", "WorkflowChange",
+    "CONTAINER_MAX", "ONE_OWNER", "RESULT_KINDS", "AccessToken", "Attribute", "Client",
+    "Dataset", "DatasetQuerySet", "Delivery", "DeliveryState", "Event", "Item", "LatLon",
+    "Node", "Notification", "NotificationKind", "Project", "ProjectRole", "Result",
+    "ResultKey", "ResultsVersion", "Status", "Watch", "WorkflowChange",
     "check_constraint", "container_image", "default_base_file_path", "default_max_attempts",
     "default_retry_delay", "image_digest_value", "new_token_key", "sha256_of", "unique_slug",
     "url_value",

@@ -4,7 +4,9 @@ The names below load on first use (PEP 562): they need the models, and this pack
 imported while Django loads its apps (CrunchConfig.ready). ``explain`` is imported here:
 it is the function, whose module has the same name (``from crunch.services.explain import
 ...``), and importing the module sets the package's attribute to the module unless the
-function is bound after it.
+function is bound after it. ``results`` likewise: ``crunch.services.results(project,
+where=..., columns=..., sort=...)`` yields a project's typed result rows (the function
+``rows`` of the module ``crunch.services.results``, which also has ``store``).
 """
 
 from __future__ import annotations
@@ -35,10 +37,11 @@ EXPORTS = {
 
 __all__ = [
     "claim_dataset", "claim_next", "explain", "project_stats", "record_status",
-    "register_datasets", "release", "renew_lease", "retry", "retry_failed",
+    "register_datasets", "release", "renew_lease", "results", "retry", "retry_failed",
 ]  # fmt: skip
 
 
 __getattr__, __dir__ = exports(__name__, EXPORTS)
 
 from crunch.services.explain import explain  # noqa: E402  (after the lazy names: see above)
+from crunch.services.results import rows as results  # noqa: E402  (the function: see above)

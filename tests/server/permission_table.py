@@ -32,7 +32,8 @@ VISIBILITIES = ("public", "private")
 PLACEHOLDERS = {
     "project": "the project's slug",
     "project_id": "the project's id",
-    "dataset": "a pending dataset of the project, holding the file `result.txt`",
+    "dataset": "a pending dataset of the project, holding the file `result.txt` and the "
+    "result `score` 0.9 (the other project's dataset too)",
     "dataset_id": "that dataset's id",
     "item": "an item of that dataset",
     "attribute": "a text attribute of that dataset",
@@ -209,6 +210,17 @@ ROWS: tuple[Row, ...] = (
     Row("claim a dataset another holds", "POST", "/api/datasets/{theirs}/claim/",
         **process(409)),
     Row("why a dataset is where it is", "GET", "/api/datasets/{dataset}/why/", **read()),
+    Row("list datasets filtered and sorted by results", "GET",
+        "/api/datasets/?project={project}&where=score>0.5&sort=-score&columns=score",
+        **read(), lists=True),
+    Row("list datasets filtered by an unknown result", "GET",
+        "/api/datasets/?project={project}&where=nope>1", **read(400)),
+    # Results
+    Row("project results (CSV)", "GET", "/api/projects/{project}/results/", **read()),
+    Row("project results filtered (JSON Lines)", "GET",
+        "/api/projects/{project}/results/?format=jsonl&where=score>0.5&sort=-score", **read()),
+    Row("project results filtered by an unknown result", "GET",
+        "/api/projects/{project}/results/?where=nope>1", **read(400)),
     Row("retry a failed dataset", "POST", "/api/datasets/{failed}/retry/", **edit(200)),
     Row("release a running dataset", "POST", "/api/datasets/{theirs}/release/", **edit(200)),
     Row("release a dataset that is not running", "POST", "/api/datasets/{dataset}/release/",

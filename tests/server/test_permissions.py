@@ -40,6 +40,8 @@ from crunch.models import (
     Notification,
     Project,
     ProjectRole,
+    Result,
+    ResultKey,
     Status,
     default_base_file_path,
 )
@@ -166,6 +168,11 @@ def build(role: str, visibility: str, media: Path, s3: Bucket | None = None) -> 
     failed = dataset(target, "failed", state=DatasetState.FAILED, attempts=3)
     Dataset.objects.bulk_create([*files, theirs, failed, lapsed, *([mine] if user else [])])
     upload = place_files(files, mine, media, s3)
+    keys = [ResultKey(project=project, name="score", kind="float") for project in projects[:2]]
+    ResultKey.objects.bulk_create(keys)
+    Result.objects.bulk_create(
+        Result(dataset=made, key=key, number=0.9) for made, key in zip(files, keys, strict=True)
+    )
     pending = files[0] if target is open_project else files[1]
     item = Item.objects.create(dataset=pending, name="it", slug=f"{pending.slug}:it")
     attribute = Attribute.objects.create(
