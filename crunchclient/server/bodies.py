@@ -52,7 +52,8 @@ class NextRequest:
 
     ``start``: the diagnostics of the run's Setup Start, recorded with the claim;
     ``project``: the project to claim from, when it goes with a status (``next``);
-    ``count``: claim up to that many at once (a loop with slots), answered as a list.
+    ``count``: claim up to that many at once (a loop with slots), answered as a list;
+    ``slots``: the slot of each claim's Setup Start; ``client``: the loop, for the pages.
     """
 
     holder: str
@@ -60,6 +61,8 @@ class NextRequest:
     start: Diagnostics | None = None
     project: str | None = None
     count: int | None = None
+    slots: tuple[int, ...] = ()
+    client: Mapping[str, Any] | None = None
     key: str = field(default_factory=new_key)
 
     def to_wire(self) -> dict[str, Any]:
@@ -72,6 +75,10 @@ class NextRequest:
             body["project"] = self.project
         if self.count is not None:
             body["count"] = self.count
+        if self.slots and self.count is not None and self.start is not None:
+            body["slots"] = list(self.slots)
+        if self.client is not None:
+            body["client"] = dict(self.client)
         return body
 
 

@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 LINGER = 2.0  # seconds a status that needs no answer waits for a call to ride with
 MAX_COUNT = 64  # claims one call may ask for
+MAX_STATUSES = 1024  # statuses one call may carry
 
 
 @dataclass(eq=False)
@@ -147,15 +148,20 @@ class Batcher(threading.Thread):
                 self.changed.wait(self.linger - (now - queue[0].queued) if queue else None)
 
     def _take(self) -> list[Ticket]:
-        """The queued tickets; one asking claims beyond MAX_COUNT waits for the next call."""
+        """The queued tickets, in order, as many as one call may carry; the others (and all
+        of a slot's after one left behind) wait for the next call."""
         taken: list[Ticket] = []
         kept: list[Ticket] = []
-        count = 0
+        count = statuses = 0
         for ticket in self.queue:
-            if ticket.count and count + ticket.count > MAX_COUNT and count:
+            full = (ticket.count and count + ticket.count > MAX_COUNT and count) or (
+                statuses + len(ticket.reports) > MAX_STATUSES and statuses
+            )
+            if full or kept:
                 kept.append(ticket)
                 continue
             count += ticket.count
+            statuses += len(ticket.reports)
             taken.append(ticket)
         self.queue = kept
         return taken
@@ -167,7 +173,11 @@ class Batcher(threading.Thread):
         template = next((ticket.request for ticket in batch if ticket.request), None)
         request = None
         if template is not None and wanted > len(claims):
-            request = replace(template, count=wanted - len(claims), key=new_key())
+            slots = [slot for ticket in batch if ticket.request for slot in ticket.request.slots]
+            request = replace(
+                template, count=wanted - len(claims), slots=tuple(slots[len(claims) :]),
+                key=new_key(),
+            )  # fmt: skip
         try:
             results, taken, refused = self._calls(reports, request)
         except ClientError as exc:
@@ -248,7 +258,10 @@ class Batcher(threading.Thread):
         claims: list[Claim] = []
         while len(claims) < wanted:
             self.calls += 1
-            asked = replace(request, count=wanted - len(claims), key=new_key())
+            asked = replace(
+                request, count=wanted - len(claims), slots=request.slots[len(claims) :],
+                key=new_key(),
+            )  # fmt: skip
             taken, counted = self.connection.claim_many(asked)
             if taken or counted:
                 self.batches = counted

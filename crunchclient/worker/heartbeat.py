@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import Protocol
+from typing import Any, Protocol
 
 from crunchclient.exceptions import ClaimLost, ClientError
 from crunchclient.server.connection import Connection
@@ -106,14 +106,14 @@ class Renewals(threading.Thread):
     A claim the server no longer gives us flags its dataset's context ``lost``."""
 
     def __init__(
-        self, connection: Connection, config: ClientConfig, *, slots: int,
+        self, connection: Connection, config: ClientConfig, *, client: dict[str, Any],
         batches: Callable[[], bool | None],
     ) -> None:  # fmt: skip
         super().__init__(name="crunch heartbeat", daemon=True)
         self.connection = connection.clone()
         self.interval = max(0.05, config.heartbeat_seconds)
         self.lease_seconds = config.lease_seconds
-        self.client = {"holder": config.holder, "slots": slots}
+        self.client = client  # the loop as the pages show it: its holder and slots
         self.batches = batches
         self.changed = threading.Condition()
         self.contexts: dict[str, RunContext] = {}

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 
 from crunchclient.exceptions import Interrupted, ProjectPaused, ServerError
+from crunchclient.server.bodies import NextRequest
 from crunchclient.server.connection import Connection
 from crunchclient.server.wire import Claim, ProjectInfo
 from crunchclient.settings.config import ClientConfig
@@ -62,6 +63,11 @@ class SlotWorker(Worker):
     def check_project(self, project: ProjectInfo) -> None:
         with self.loop.lock:  # once per image for the whole loop
             super().check_project(project)
+
+    def next_request(self, project: str | None) -> NextRequest:
+        """A claim for this slot: its Setup Start names the slot, the loop names itself."""
+        request = super().next_request(project)
+        return replace(request, slots=(self.slot,), client=self.loop.client)
 
     def fetch_claim(self, project: str | None) -> Claim | None:
         claims = self.loop.batcher.claim(self.next_request(project))
@@ -138,8 +144,15 @@ class SlotLoop:
         self.runners: dict[str, Runner] = {}
         self.lock = threading.RLock()
         self.batcher = Batcher(self.connection.clone())
+        found = {
+            "holder": config.holder, "slots": len(configs),
+            "hostname": self.diagnostics.hostname, "slurm_job_id": self.diagnostics.slurm_job_id,
+            "slurm_array_task_id": self.diagnostics.slurm_array_task_id,
+        }  # fmt: skip
+        self.client = {name: value for name, value in found.items() if value}
+        """The loop as the pages show it: its slots, where it runs."""
         self.renewals = Renewals(
-            self.connection, config, slots=len(configs), batches=lambda: self.batcher.batches
+            self.connection, config, client=self.client, batches=lambda: self.batcher.batches
         )
         self.workers = [SlotWorker(slot_config, self) for slot_config in configs]
         self.outcomes: dict[str, Outcome] = {}
@@ -244,7 +257,8 @@ class SlotLoop:
             wanted += 1
         if not wanted:
             return
-        claims = self.batcher.claim(replace(self.workers[0].next_request(project), count=wanted))
+        request = self.workers[0].next_request(project)
+        claims = self.batcher.claim(replace(request, count=wanted, slots=tuple(range(wanted))))
         for _ in range(wanted - len(claims)):
             self.unreserve()
         for index, worker in enumerate(self.workers[:wanted]):
