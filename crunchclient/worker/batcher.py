@@ -125,9 +125,20 @@ class Batcher(threading.Thread):
     # ------------------------------------------------------------------------ the thread
 
     def run(self) -> None:
+        batch: list[Ticket] = []
         try:
-            while (batch := self._next_batch()) is not None:
+            while (taken := self._next_batch()) is not None:
+                batch = taken
                 self._call(batch)
+        except BaseException as exc:  # a slot waiting on a dead thread would wait forever
+            self.failure = ServerError(f"The loop's batcher stopped: {type(exc).__name__}: {exc}")
+            with self.changed:
+                left, self.queue = [*batch, *self.queue], []
+            for ticket in left:
+                if not ticket.done.is_set():
+                    ticket.error = self.failure
+                    ticket.done.set()
+            raise
         finally:
             self._give_back_spare()
             self.connection.close()

@@ -27,13 +27,10 @@ REPORT = (
     '"$ROCR_VISIBLE_DEVICES" "$CRUNCH_GPUS" "$CRUNCH_CORES" "$start" "$(date +%s.%N)" '
     "> where.json\n"
 )
-NO_GPUS = {
-    name: ""
-    for name in (
-        "CUDA_VISIBLE_DEVICES", "SLURM_STEP_GPUS", "SLURM_JOB_GPUS", "GPU_DEVICE_ORDINAL",
-        "ROCR_VISIBLE_DEVICES",
-    )
-}  # fmt: skip
+NO_GPUS = (
+    "CUDA_VISIBLE_DEVICES", "SLURM_STEP_GPUS", "SLURM_JOB_GPUS", "GPU_DEVICE_ORDINAL",
+    "ROCR_VISIBLE_DEVICES",
+)  # fmt: skip
 
 
 def where(crunch: Crunch, dataset: dict) -> dict:
@@ -63,8 +60,10 @@ def test_sixteen_datasets_four_slots_each_once_in_order(served_crunch: Crunch) -
         "loop", "--quiet", "--slots", "4", "--cores-per-slot", "2", "--project", project["slug"]
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1].startswith(
-        "Processed 16 dataset(s): 16 completed, 0 failed, in "
+    assert (
+        result.stdout.strip()
+        .splitlines()[-1]
+        .startswith("Processed 16 dataset(s): 16 completed, 0 failed, in ")
     )
     used = set()
     for dataset in datasets:
