@@ -31,7 +31,7 @@ def config(**fields: object) -> ClientConfig:
             {"CUDA_VISIBLE_DEVICES": "GPU-a1,GPU-b2,GPU-a1"},
             ("GPU-a1", "GPU-b2"),
             "CUDA_VISIBLE_DEVICES",
-        ),  # noqa: E501
+        ),
     ],
 )
 def test_visible_gpus_from_the_first_variable_set(
