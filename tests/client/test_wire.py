@@ -98,17 +98,26 @@ def test_an_image_digest_is_sent_only_when_there_is_one() -> None:
 
 def test_what_the_client_sends_has_the_serializers_fields() -> None:
     """The outgoing dataclasses write the fields the server's serializers read."""
-    from crunch.api.run_serializers import NextClaimSerializer, StartSerializer, StatusSerializer
+    from crunch.api.run_serializers import (
+        ClientSerializer,
+        NextClaimSerializer,
+        StartSerializer,
+        StatusSerializer,
+    )
     from crunch.choices import Stage, State
     from crunchclient.server.bodies import Diagnostics, NextRequest, StatusReport
 
     assert names(Diagnostics) == set(StartSerializer().fields)
     facts = Diagnostics(**dict.fromkeys(names(Diagnostics), "x"))
-    ask = NextRequest(holder="h", lease_seconds=60, start=facts, project="p")
+    ask = NextRequest(
+        holder="h", lease_seconds=60, start=facts, project="p", count=2, slots=(0, 1),
+        client={"holder": "h", "slots": 2},
+    )  # fmt: skip
     assert set(ask.to_wire()) == set(NextClaimSerializer().fields)
+    assert set(ask.to_wire()["client"]) <= set(ClientSerializer().fields)
     report = StatusReport(
         dataset=1, stage=Stage.UPLOAD, state=State.SUCCESS, claim="c", diagnostics=facts,
-        extra={"workflow_sha256": "0" * 64}, image_digest="sha256:" + "0" * 64,
+        extra={"workflow_sha256": "0" * 64}, image_digest="sha256:" + "0" * 64, slot=3,
     )  # fmt: skip
     sent = set(report.to_wire(next=ask))
     assert sent <= set(StatusSerializer().fields)
