@@ -99,11 +99,12 @@ class Command(ClientCommand):
             "--job-name", metavar="NAME", help="sbatch --job-name (default crunch-PROJECT)."
         )
         nodes = parser.add_argument_group(
-            "whole nodes (each task one node running one 'crunch loop --slots N')"
+            "whole nodes (each task one node running one loop of several slots)"
         )
         nodes.add_argument(
-            "--slots", type=slot_count, default=0, metavar="N|auto",  # 0: not given
-            help="Datasets each task runs at once, in one loop; 'auto' fills the node (its "
+            "--slots", type=slot_count, default=0, metavar="N",  # 0: not given
+            help="Datasets each task runs at once, in one 'crunch loop --slots N'; N may be "
+            "'auto', which fills the node (its "
             "CPUs divided by --cores-per-slot, capped by its GPUs divided by --gpus-per-slot). "
             "Without --exclusive the task asks for N x --cores-per-slot CPUs; 'auto' needs "
             "--exclusive or --cpus-per-task.",
