@@ -82,7 +82,8 @@ class Command(ClientCommand):
         slurm.add_argument("--qos", help="sbatch --qos.")
         slurm.add_argument(
             "--cpus-per-task", type=positive_int, metavar="N",
-            help="sbatch --cpus-per-task; also the workflow's --cores.",
+            help="sbatch --cpus-per-task; also the workflow's --cores (with --slots, "
+            "--cores-per-slot is).",
         )  # fmt: skip
         slurm.add_argument("--mem", help="sbatch --mem, e.g. 8G.")
         slurm.add_argument("--gres", help="sbatch --gres, e.g. gpu:1.")
