@@ -15,6 +15,7 @@ from crunch.choices import DatasetState
 from crunch.conf import crunch_settings
 from crunch.models import Dataset
 from crunch.services import pages
+from crunch.services.clients import live_slots
 from crunch.services.stats import stats_for_projects
 
 SEARCH_MAX_CHARS = 100
@@ -95,6 +96,7 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
             else []
         ),
         "clients": pages.active_clients(project) if stats.counts.get(DatasetState.RUNNING) else [],
+        "slots": live_slots(project) if stats.counts.get(DatasetState.RUNNING) else [],
         "table": table,
         "state": state,
         "search": search,

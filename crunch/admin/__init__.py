@@ -3,4 +3,4 @@ before and after the change, as the API is; actions call the services, as the AP
 
 from __future__ import annotations
 
-from crunch.admin import datasets, projects  # noqa: F401  (register the ModelAdmins)
+from crunch.admin import clients, datasets, projects  # noqa: F401  (register the ModelAdmins)

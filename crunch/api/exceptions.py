@@ -142,3 +142,21 @@ def summarize(errors: dict[str, Any]) -> str:
         first = problems[0] if isinstance(problems, list) and problems else problems
         parts.append(f"{field}: {first}" if field != "non_field_errors" else str(first))
     return "Invalid input. " + "; ".join(parts)
+
+
+def answer_of(exc: Exception, request: Any = None) -> tuple[int, str] | None:
+    """The code and one-line detail ``exc`` would answer alone: a batch's refused item."""
+    for error, api_error in API_ERRORS.items():
+        if isinstance(exc, error):
+            exc = api_error(str(exc))
+            break
+    else:
+        exc = hostile_input_error(exc, request) or exc
+    if isinstance(exc, ValidationError):
+        detail = exc.detail
+        return exc.status_code, summarize(
+            detail if isinstance(detail, dict) else {"non_field_errors": detail}
+        )
+    if isinstance(exc, APIException):
+        return exc.status_code, str(exc.detail)
+    return None

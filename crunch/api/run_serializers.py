@@ -16,6 +16,8 @@ from crunch.api.serializers import INT64, DatasetSerializer, ProjectSerializer
 from crunch.choices import Stage, State
 from crunch.models import Status
 from crunch.models.statuses import IMAGE_DIGEST
+from crunch.services.claims import MAX_COUNT
+from crunch.services.leases import MAX_RENEWED
 from crunch.services.statuses import DIAGNOSTIC_FIELDS
 
 
@@ -88,6 +90,23 @@ class StartSerializer(serializers.ModelSerializer[Status]):
         extra_kwargs = {name: {"required": False} for name in DIAGNOSTIC_FIELDS}
 
 
+class ClientSerializer(serializers.Serializer[Any]):
+    """A loop describing itself: the slots it runs, shown on the pages with those busy."""
+
+    holder = serializers.CharField(
+        max_length=255, required=False, allow_blank=True,
+        help_text="The holder its claims carry (default: this request's holder).",
+    )  # fmt: skip
+    slots = serializers.IntegerField(min_value=1, max_value=4096, default=1)
+    hostname = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    slurm_job_id = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    slurm_array_task_id = serializers.CharField(max_length=64, required=False, allow_blank=True)
+
+
+COUNTED_KEY = 60
+"""A key's length with ``count``: each claim's key is ``key:i`` (at most 64 characters)."""
+
+
 class ClaimRequestSerializer(serializers.Serializer[Any]):
     holder = serializers.CharField(
         max_length=255, required=False, allow_blank=True,
@@ -107,6 +126,27 @@ class ClaimRequestSerializer(serializers.Serializer[Any]):
         help_text="Record the run's Setup Start with the claim (one call less per dataset), "
         "with these diagnostics; the answer's 'started' says it was.",
     )  # fmt: skip
+    count = serializers.IntegerField(
+        min_value=1, max_value=MAX_COUNT, required=False,
+        help_text=f"Claim up to this many datasets at once (1-{MAX_COUNT}); the answer is then "
+        "always 200 {'claims': [...]}, empty when none is left. The i-th claim (from 0) has "
+        "the key 'key:i' (the key: at most 60 characters).",
+    )  # fmt: skip
+    slots = serializers.ListField(
+        child=serializers.IntegerField(min_value=0, max_value=32767), required=False,
+        max_length=MAX_COUNT,
+        help_text="With count and start: the slot of each claim's Setup Start, in order.",
+    )  # fmt: skip
+    client = ClientSerializer(
+        required=False, help_text="The loop making the claim, recorded with its slots."
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs.get("count") is not None and len(attrs.get("key") or "") > COUNTED_KEY:
+            raise serializers.ValidationError(
+                {"key": [f"With count, a key has at most {COUNTED_KEY} characters."]}
+            )
+        return attrs
 
 
 class NextClaimSerializer(ClaimRequestSerializer):
@@ -165,18 +205,27 @@ class StatusSerializer(serializers.ModelSerializer[Status]):
             "id", "dataset", "dataset_slug", "dataset_state", "dataset_retry_at", "stage",
             "stage_name", "state",
             "state_name", "note", "claim", "key", "workflow_sha256", "image_digest", "next",
-            "created",
+            "created", "slot",
             *DIAGNOSTIC_FIELDS,
         ]  # fmt: skip
         read_only_fields = ["created"]
         extra_kwargs = {
             **{name: {"required": False} for name in DIAGNOSTIC_FIELDS},
+            "slot": {
+                "required": False,
+                "max_value": 32767,
+                "help_text": "Which slot of its loop (crunch loop --slots) ran it, from 0.",
+            },
             "note": {
                 "help_text": "Free text, e.g. the end of a failure's output. Past "
                 "CRUNCH_NOTE_MAX_BYTES (16 KiB) its first and last halves are kept, with "
                 "'[... N bytes cut ...]' between them."
             },
         }
+
+
+MAX_BATCH = 1024
+"""The most statuses one batch may carry."""
 
 
 class RenewedSerializer(serializers.Serializer[Any]):
@@ -212,6 +261,64 @@ class ClaimedDatasetSerializer(serializers.Serializer[Any]):
         }
 
 
+class ClaimsSerializer(serializers.Serializer[Any]):
+    """What a claim with ``count`` answers: the claims made, in queue order."""
+
+    claims = ClaimedDatasetSerializer(many=True)
+
+
+class BatchRequestSerializer(serializers.Serializer[Any]):
+    """The object form of a batch: statuses of any datasets, and the next claims."""
+
+    statuses = serializers.ListField(
+        child=serializers.DictField(), max_length=MAX_BATCH,
+        help_text="Statuses as posted alone, of any datasets; each answered on its own.",
+    )  # fmt: skip
+    next = NextClaimSerializer(
+        required=False,
+        help_text="Claim the next datasets once the statuses are recorded (with count: "
+        "the answer's 'claims').",
+    )  # fmt: skip
+
+
+class BatchItemSerializer(serializers.Serializer[Any]):
+    code = serializers.IntegerField(
+        help_text="201 recorded, 200 recorded before (a retry), "
+        "else the code this status alone would get."
+    )
+    status = StatusSerializer(required=False, help_text="The status, when recorded.")
+    detail = serializers.CharField(required=False, help_text="Why it was refused.")
+
+
+class BatchResultSerializer(serializers.Serializer[Any]):
+    results = BatchItemSerializer(many=True, help_text="One per status, in order.")
+    claims = ClaimedDatasetSerializer(
+        many=True, required=False, help_text="The claims of 'next', when it was given."
+    )
+    next = ClaimedDatasetSerializer(
+        required=False, allow_null=True, help_text="The claim of 'next' given without count."
+    )
+
+
+class RenewAllSerializer(serializers.Serializer[Any]):
+    claims = serializers.ListField(child=serializers.UUIDField(), max_length=MAX_RENEWED)
+    lease_seconds = serializers.IntegerField(
+        min_value=5, max_value=7 * 24 * 3600, required=False,
+        help_text="The leases' new length (default: each claim's own).",
+    )  # fmt: skip
+    client = ClientSerializer(
+        required=False, help_text="The loop renewing, recorded with its slots."
+    )
+
+
+class RenewedAllSerializer(serializers.Serializer[Any]):
+    renewed = RenewedSerializer(many=True)
+    lost = serializers.ListField(
+        child=serializers.UUIDField(),
+        help_text="Claims not held (another's, released, expired, unknown): stop their runs.",
+    )  # fmt: skip
+
+
 class PeekSerializer(serializers.Serializer[Any]):
     """django-crunch 0.1's answer to ``GET next/``: slugs only, nothing claimed."""
 
@@ -234,6 +341,9 @@ class ExplanationSerializer(serializers.Serializer[Any]):
 
 
 STATUS = Shared(StatusSerializer)
+BATCH_REQUEST = Shared(BatchRequestSerializer)
+RENEW_ALL = Shared(RenewAllSerializer)
+NEXT_CLAIM = Shared(NextClaimSerializer)
 CLAIM_REQUEST = Shared(ClaimRequestSerializer)
 CLAIMED = Shared(ClaimedDatasetSerializer)
 SHOWN_CLAIM = Shared(ClaimSerializer)

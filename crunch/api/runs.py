@@ -9,7 +9,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, PermissionDenied
@@ -19,9 +19,16 @@ from rest_framework.response import Response
 from crunch.access import Action, datasets_where, may, may_process
 from crunch.api import run_serializers as rs
 from crunch.api import serializers as s
+from crunch.api.batches import record_batch, report_of
 from crunch.api.permissions import require
-from crunch.api.views import CrunchAPI, claim_with
-from crunch.choices import Stage, State
+from crunch.api.views import (
+    Claimed,
+    CrunchAPI,
+    claim_with,
+    default_holder,
+    record_client,
+    show_claimed,
+)
 from crunch.exceptions import LeaseExpired, NotAllowed
 from crunch.models import Dataset, Status
 from crunch.services import claims, statuses
@@ -50,7 +57,7 @@ class StatusViewSet(
         """Record one status; with ``next``, also claim the next dataset in the same call."""
         data = rs.STATUS.validate(request.data, self.get_serializer_context())
         params = data.get("next")
-        claimed: claims.Claim | None = None
+        claimed: Claimed = None
         if params is None:
             status_row, created = self.record(dict(data))
         else:
@@ -67,19 +74,30 @@ class StatusViewSet(
         body = rs.STATUS.show(status_row)
         if params is not None:
             # Shown after the commit: the write lock (SQLite's, or the rows') is not held for it.
-            body["next"] = None if claimed is None else rs.CLAIMED.show(claimed)
+            body["next"] = show_claimed(claimed)
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
     @extend_schema(
-        request=rs.StatusSerializer(many=True), responses={201: rs.StatusSerializer(many=True)}
+        request=PolymorphicProxySerializer(
+            "StatusBatch", [rs.StatusSerializer(many=True), rs.BatchRequestSerializer], None
+        ),
+        responses={
+            201: rs.StatusSerializer(many=True),
+            200: rs.BatchResultSerializer,
+        },
     )
     @action(detail=False, methods=["post"], pagination_class=None)
     def batch(self, request: Request) -> Response:
         """Record several statuses in order (a stage's Success with the next one's Start).
 
-        Each is recorded as if posted alone, with its own time; the first refused one
-        stops the batch and answers its error (those before it stay recorded).
+        A list: statuses of one run, each recorded as if posted alone, with its own time;
+        the first refused one stops the batch and answers its error (those before it stay
+        recorded). An object ({"statuses": [...], "next": {...}}): statuses of any
+        datasets, each answered on its own in "results"; a refused one refuses only the
+        later ones of its dataset. With "next", the next claims too.
         """
+        if isinstance(request.data, dict):
+            return Response(record_batch(self, request))
         items = rs.STATUS.validate_many(request.data, self.get_serializer_context())
         recorded = self.record_run(items) or [self.record(data)[0] for data in items]
         return Response(rs.STATUS.show_many(recorded), status=status.HTTP_201_CREATED)
@@ -91,15 +109,7 @@ class StatusViewSet(
         claim_id = claim_ids.pop() if len(claim_ids) == 1 else None
         if len(items) < 2 or claim_id is None or len(datasets) != 1:
             return None
-        reports = [
-            statuses.Report(
-                stage=Stage(data["stage"]), state=State(data["state"]), note=data.get("note", ""),
-                key=data.get("key") or None, workflow_sha256=data.get("workflow_sha256", ""),
-                image_digest=data.get("image_digest", ""),
-                diagnostics={k: v for k, v in data.items() if k in statuses.DIAGNOSTIC_FIELDS},
-            )
-            for data in items
-        ]  # fmt: skip
+        reports = [report_of(data) for data in items]
         return statuses.record_run(
             dataset=datasets.pop(), claim_id=claim_id, reports=reports,
             user=self.request.user, allowed=may_process(self.request.user),
@@ -122,6 +132,7 @@ class StatusViewSet(
                 diagnostics=diagnostics,
                 workflow_sha256=data.get("workflow_sha256", ""),
                 image_digest=data.get("image_digest", ""),
+                slot=data.get("slot"),
                 may_start=lambda dataset: require(user, Action.PROCESS, dataset.project),
                 allowed=may_process(user),
                 savepoint=savepoint,
@@ -143,7 +154,7 @@ class StatusViewSet(
                 raise unknown_dataset(data["dataset"]) from None
             raise
 
-    def claim_next(self, params: dict[str, Any], *, savepoint: bool = True) -> claims.Claim | None:
+    def claim_next(self, params: dict[str, Any], *, savepoint: bool = True) -> Claimed:
         project = params.get("project") or None
         return claim_with(self.request, params, project=project, savepoint=savepoint)
 
@@ -164,6 +175,25 @@ class ClaimViewSet(CrunchAPI, viewsets.ViewSet):
             claim, user=request.user, lease_seconds=params.get("lease_seconds")
         )
         return Response({"id": str(claim), "lease_expires": expires})
+
+    @extend_schema(
+        request=rs.RenewAllSerializer, responses={200: rs.RenewedAllSerializer}, parameters=[]
+    )
+    @action(detail=False, methods=["post"], url_path="renew", url_name="renew-all")
+    def renew_all(self, request: Request) -> Response:
+        """Extend the lease of every claim named that the caller holds, in one statement;
+        those not held (whatever the reason, alike) are listed as lost."""
+        params = rs.RENEW_ALL.validate(request.data)
+        if (client := params.get("client")) is not None:
+            record_client(request, client, holder=client.get("holder") or default_holder(request))
+        renewal = claims.renew_leases(
+            params["claims"], user=request.user, allowed=may_process(request.user),
+            lease_seconds=params.get("lease_seconds"),
+        )  # fmt: skip
+        return Response({
+            "renewed": [{"id": str(c), "lease_expires": e} for c, e in renewal.renewed],
+            "lost": [str(c) for c in renewal.lost],
+        })  # fmt: skip
 
     @extend_schema(request=rs.ReleaseSerializer, responses={200: s.DatasetSerializer})
     @action(detail=True, methods=["post"])

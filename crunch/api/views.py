@@ -9,6 +9,7 @@ from django.db import IntegrityError
 from django.db.models import Q, QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
+    PolymorphicProxySerializer,
     extend_schema,
     extend_schema_view,
     inline_serializer,
@@ -39,7 +40,8 @@ from crunch.api.exceptions import Conflict
 from crunch.api.permissions import ProjectAccess, require
 from crunch.choices import AttributeKind, DatasetState, Role
 from crunch.models import Attribute, Dataset, Item, Project
-from crunch.services import claims, retries, workflows
+from crunch.services import claims, clients, retries, workflows
+from crunch.services.clients import ClientReport
 from crunch.services.explain import explain
 from crunch.services.overview import project_overview
 from crunch.services.registration import InvalidRegistration, register_datasets
@@ -64,10 +66,21 @@ def default_holder(request: Request) -> str:
     return f"{request.user.get_username()}@{request.META.get('REMOTE_ADDR', 'unknown')}"
 
 
-def claim_response(claim: claims.Claim | None) -> Response:
+Claimed = claims.Claim | list[claims.Claim] | None
+"""What a claim request answers: one claim or none, or with ``count`` a list."""
+
+
+def show_claimed(claimed: Claimed) -> Any:
+    """The wire form of a claim request's answer (None: nothing to claim, no count)."""
+    if isinstance(claimed, list):
+        return {"claims": rs.CLAIMED.show_many(claimed)}
+    return None if claimed is None else rs.CLAIMED.show(claimed)
+
+
+def claim_response(claim: Claimed) -> Response:
     if claim is None:
         return Response(status=status.HTTP_204_NO_CONTENT)
-    return Response(rs.CLAIMED.show(claim))
+    return Response(show_claimed(claim))
 
 
 def claim_from_request(request: Request, *, project: str | None) -> Response:
@@ -78,18 +91,26 @@ def claim_from_request(request: Request, *, project: str | None) -> Response:
 
 def claim_with(
     request: Request, params: dict[str, Any], *, project: str | None, savepoint: bool = True
-) -> claims.Claim | None:
-    """The claim a validated claim request asks for: of a ``next`` call or a status's ``next``."""
-    return claims.claim_next(
-        project=project,
-        allowed=may_process(request.user),
-        holder=params.get("holder") or default_holder(request),
-        user=request.user,
-        lease_seconds=params.get("lease_seconds"),
-        key=params.get("key") or None,
-        start=params.get("start"),
-        savepoint=savepoint,
-    )
+) -> Claimed:
+    """The claims a validated claim request asks for: of a ``next`` call or a status's
+    ``next``; with ``count``, a list."""
+    holder = params.get("holder") or default_holder(request)
+    if (client := params.get("client")) is not None:
+        record_client(request, client, holder=holder)
+    common: dict[str, Any] = {
+        "project": project, "allowed": may_process(request.user), "holder": holder,
+        "user": request.user, "lease_seconds": params.get("lease_seconds"),
+        "key": params.get("key") or None, "start": params.get("start"), "savepoint": savepoint,
+    }  # fmt: skip
+    if params.get("count") is None:
+        return claims.claim_next(**common)
+    return claims.claim_many(count=params["count"], slots=params.get("slots"), **common)
+
+
+def record_client(request: Request, client: dict[str, Any], *, holder: str) -> None:
+    """Record the loop a claim or a renewal describes (crunch.services.clients)."""
+    report = ClientReport(**{"holder": holder, **{k: v for k, v in client.items() if v != ""}})
+    clients.seen(request.user, report)
 
 
 def peek(queryset: QuerySet[Dataset]) -> Response:
@@ -100,6 +121,11 @@ def peek(queryset: QuerySet[Dataset]) -> Response:
         return Response(status=status.HTTP_204_NO_CONTENT)
     return Response({"project": dataset.project.slug, "dataset": dataset.slug})
 
+
+CLAIM_ANSWER = PolymorphicProxySerializer(
+    "ClaimAnswer", [rs.ClaimedDatasetSerializer, rs.ClaimsSerializer], None
+)
+"""A claim's answer: the claimed dataset, or with ``count`` the list of claims."""
 
 RETRIED = inline_serializer("Retried", {"retried": serializers.IntegerField()})
 """What a project's retry answers: how many failed datasets went back to pending."""
@@ -133,7 +159,7 @@ class ProjectViewSet(CrunchAPI, viewsets.ModelViewSet[Project]):
     @extend_schema(methods=["GET"], request=None, responses={200: rs.PeekSerializer, 204: None})
     @extend_schema(
         methods=["POST"], request=rs.ClaimRequestSerializer,
-        responses={200: rs.ClaimedDatasetSerializer, 204: None},
+        responses={200: CLAIM_ANSWER, 204: None},
     )  # fmt: skip
     @action(detail=True, methods=["get", "post"])
     def next(self, request: Request, slug: str) -> Response:
@@ -143,7 +169,7 @@ class ProjectViewSet(CrunchAPI, viewsets.ModelViewSet[Project]):
         # The project and the user's right to process it are checked inside the claim
         # query; only an empty answer asks which of them it was.
         response = claim_from_request(request, project=slug)
-        if response.status_code == status.HTTP_204_NO_CONTENT:
+        if response.status_code == status.HTTP_204_NO_CONTENT or response.data == {"claims": []}:
             project = self.visible_project()
             require(request.user, Action.PROCESS, project)
             claims.refuse_paused(project)
@@ -329,9 +355,7 @@ class TypedAttributeViewSet(mixins.CreateModelMixin, AttributeViewSet):
 class NextView(CrunchAPI, APIView):
     """``POST api/next/`` claims the next pending dataset of any project; GET only peeks."""
 
-    @extend_schema(
-        request=rs.ClaimRequestSerializer, responses={200: rs.ClaimedDatasetSerializer, 204: None}
-    )
+    @extend_schema(request=rs.ClaimRequestSerializer, responses={200: CLAIM_ANSWER, 204: None})
     def post(self, request: Request) -> Response:
         return claim_from_request(request, project=None)
 

@@ -2,7 +2,8 @@
 
 A statement is the text after its ``-- name --`` line and its comment. The parts that
 depend on the database are filled when it is first asked for: the user model's table and
-columns, and the FOR UPDATE clauses that SQLite, which has no row locks, cannot run.
+columns, and the FOR UPDATE clauses that SQLite, which has no row locks, cannot run
+(nor its RETURNING "table".*).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from django.db import connections
 
 NAME = re.compile(r"(?:\n|^)-- ([a-z0-9_]+) --\n(?:--.*\n)*", re.MULTILINE)
 LOCK = re.compile(r'\s*FOR UPDATE(?P<of> OF "?\w+"?)?(?P<skip> SKIP LOCKED)?')
+RETURNING_TABLE = re.compile(r'RETURNING "\w+"\.\*')
 
 
 def parse(text: str) -> dict[str, str]:
@@ -66,7 +68,10 @@ def query(alias: str, name: str) -> str:
         skip = match["skip"] if match["skip"] and features.has_select_for_update_skip_locked else ""
         return f" FOR UPDATE{of}{skip}"
 
-    return LOCK.sub(lock, sql)
+    sql = LOCK.sub(lock, sql)
+    if connections[alias].vendor == "sqlite":  # its RETURNING takes no "table".*
+        sql = RETURNING_TABLE.sub("RETURNING *", sql)
+    return sql
 
 
 @cache

@@ -8,7 +8,9 @@
 -- vary with the call and are written {slot}: the user model's table and columns (filled
 -- once, from the model, as AUTH_USER_MODEL may be swapped), a condition chosen among the
 -- fragments below, or a list of placeholders. On a database without row locks (SQLite,
--- which takes its write lock when a transaction starts) the loader drops FOR UPDATE.
+-- which takes its write lock when a transaction starts) the loader drops FOR UPDATE; on
+-- SQLite, whose RETURNING names the updated table's columns only and takes no "table.*",
+-- it writes RETURNING "table".* as RETURNING *.
 -- tests/server/test_sql_statements.py compares each statement with its ORM equivalent.
 
 -- claim_next --
@@ -31,6 +33,33 @@ WHERE id = (
     FOR UPDATE OF "crunch_dataset" SKIP LOCKED
 )
 RETURNING *
+
+-- claim_many --
+-- Claim up to %(count)s ready datasets in one statement, as claim_next claims one: the
+-- n-th of them in queue order (from 1) gets the claim id and key of the row of {claims}
+-- whose n it is, (%(n_0)s, %(claim_id_0)s, %(claim_key_0)s), ... The rows, as they are
+-- now, in no particular order.
+WITH crunch_c (n, claim_id, claim_key) AS (VALUES {claims})
+UPDATE "crunch_dataset" SET
+    claim_key = crunch_c.claim_key, lease_seconds = %(lease_seconds)s, state = %(state)s,
+    stage = %(stage)s, claim_id = crunch_c.claim_id, claim_holder = %(claim_holder)s,
+    claim_user_id = %(claim_user_id)s, claimed = %(claimed)s, heartbeat = %(heartbeat)s,
+    lease_expires = %(lease_expires)s, not_before = %(not_before)s,
+    attempts = attempts + 1
+FROM (
+    SELECT crunch_p.id, row_number() OVER (ORDER BY crunch_p.priority DESC, crunch_p.id) AS n
+    FROM (
+        SELECT id, priority FROM "crunch_dataset"
+        WHERE state = %(ready)s AND (not_before IS NULL OR not_before <= %(now)s)
+          AND {queue} AND {allowed}
+        ORDER BY priority DESC, id
+        LIMIT %(count)s
+        FOR UPDATE OF "crunch_dataset" SKIP LOCKED
+    ) crunch_p
+) crunch_n
+INNER JOIN crunch_c ON crunch_c.n = crunch_n.n
+WHERE "crunch_dataset".id = crunch_n.id
+RETURNING "crunch_dataset".*
 
 -- queue_anywhere --
 -- The claim queue's datasets when no project is named: those of unpaused projects.
@@ -72,6 +101,10 @@ EXISTS (
 -- A project by its id.
 SELECT * FROM "crunch_project" WHERE id = %(id)s
 
+-- projects_by_id --
+-- The projects of the ids {ids} (%(id_0)s, ...): those of a batch of claims.
+SELECT * FROM "crunch_project" WHERE id IN ({ids})
+
 -- dataset_with_project --
 -- A dataset by its id, its project joined: a claim read back.
 SELECT "crunch_dataset".*, "crunch_project".*
@@ -87,6 +120,18 @@ SELECT "crunch_dataset".*, "crunch_project".*, {seen}, {allowed}
 FROM "crunch_dataset"
 INNER JOIN "crunch_project" ON "crunch_dataset".project_id = "crunch_project".id
 WHERE {dataset}
+FOR UPDATE OF "crunch_dataset"
+
+-- lock_datasets --
+-- Lock the datasets of a batch of statuses, known by their ids {ids} and their slugs
+-- {slugs} (lists of placeholders; NULL when none), their projects joined, each with
+-- {seen} and {allowed} as lock_dataset's. In the order of their ids, so that two batches
+-- lock their rows alike and never each wait for the other.
+SELECT "crunch_dataset".*, "crunch_project".*, {seen}, {allowed}
+FROM "crunch_dataset"
+INNER JOIN "crunch_project" ON "crunch_dataset".project_id = "crunch_project".id
+WHERE "crunch_dataset".id IN ({ids}) OR "crunch_dataset".slug IN ({slugs})
+ORDER BY "crunch_dataset".id
 FOR UPDATE OF "crunch_dataset"
 
 -- dataset_of_id --
@@ -125,6 +170,33 @@ UPDATE "crunch_dataset" SET
     claim_user_id = %(claim_user_id)s, claimed = %(claimed)s
 WHERE id = %(id)s
 
+-- advance_datasets --
+-- Save what a batch of statuses moved on its datasets, as advance_dataset saves one: {rows}
+-- holds one tuple per dataset, its id and then its values in this column order (on
+-- PostgreSQL each cast to its column's type, as a column of NULLs would be text).
+WITH crunch_v (
+    id, stage, heartbeat, state, not_before, note, finished, lease_expires, claim_id,
+    claim_key, lease_seconds, claim_holder, claim_user_id, claimed
+) AS (VALUES {rows})
+UPDATE "crunch_dataset" SET
+    stage = crunch_v.stage, heartbeat = crunch_v.heartbeat, state = crunch_v.state,
+    not_before = crunch_v.not_before, note = crunch_v.note, finished = crunch_v.finished,
+    lease_expires = crunch_v.lease_expires, claim_id = crunch_v.claim_id,
+    claim_key = crunch_v.claim_key, lease_seconds = crunch_v.lease_seconds,
+    claim_holder = crunch_v.claim_holder, claim_user_id = crunch_v.claim_user_id,
+    claimed = crunch_v.claimed
+FROM crunch_v
+WHERE "crunch_dataset".id = crunch_v.id
+
+-- renew_claims --
+-- Renew the claims {claims} (%(claim_0)s, ...) that the user %(user)s holds on running
+-- datasets (%(running)s) of projects {allowed} lets them process: a heartbeat at %(now)s,
+-- the lease until %(lease_expires)s. The claims renewed; the others are lost.
+UPDATE "crunch_dataset" SET heartbeat = %(now)s, lease_expires = %(lease_expires)s
+WHERE claim_id IN ({claims}) AND state = %(running)s AND claim_user_id = %(user)s
+  AND {allowed}
+RETURNING claim_id
+
 -- token_with_user --
 -- The API token of a key's SHA-256 digest, with its user: every API call runs it.
 SELECT "crunch_accesstoken".*, {user_table}.*
@@ -140,7 +212,7 @@ INSERT INTO "crunch_status" (
     dataset_id, stage, state, note, claim_id, "key", user_id, created, workflow_sha256,
     agent_user, version, revision, system, system_release, system_version, machine,
     hostname, ip_address, mac_address, slurm_job_id, slurm_array_task_id,
-    memory_total, memory_free, disk_total, disk_free, image_digest
+    memory_total, memory_free, disk_total, disk_free, image_digest, slot
 )
 VALUES {rows}
 RETURNING id

@@ -162,7 +162,7 @@ STATUS_COLUMNS = (
     "workflow_sha256", "agent_user", "version", "revision", "system", "system_release",
     "system_version", "machine", "hostname", "ip_address", "mac_address", "slurm_job_id",
     "slurm_array_task_id", "memory_total", "memory_free", "disk_total", "disk_free",
-    "image_digest",
+    "image_digest", "slot",
 )  # fmt: skip
 """The fields ``insert_statuses`` writes, in the order of its column list."""
 

@@ -7,6 +7,7 @@ before (migrations name ``crunch.models.new_token_key`` and the defaults).
 from __future__ import annotations
 
 from crunch.models.base import Node, check_constraint, unique_slug
+from crunch.models.clients import Client
 from crunch.models.datasets import (
     ONE_OWNER,
     Attribute,
@@ -31,8 +32,8 @@ from crunch.models.projects import (
 from crunch.models.statuses import Status, image_digest_value
 
 __all__ = [
-    "CONTAINER_MAX", "ONE_OWNER", "AccessToken", "Attribute", "Dataset", "DatasetQuerySet",
-    "Item", "Node", "Project", "ProjectRole", "Status", "WorkflowChange",
+    "CONTAINER_MAX", "ONE_OWNER", "AccessToken", "Attribute", "Client", "Dataset",
+    "DatasetQuerySet", "Item", "Node", "Project", "ProjectRole", "Status", "WorkflowChange",
     "check_constraint", "container_image", "default_base_file_path", "default_max_attempts",
     "default_retry_delay", "image_digest_value", "new_token_key", "sha256_of", "unique_slug",
     "url_value",

@@ -61,6 +61,10 @@ class Status(models.Model):
     mac_address = models.CharField(max_length=64, blank=True, default="")
     slurm_job_id = models.CharField(max_length=64, blank=True, default="")
     slurm_array_task_id = models.CharField(max_length=64, blank=True, default="")
+    slot = models.PositiveSmallIntegerField(
+        null=True, blank=True,
+        help_text="Which of its loop's slots ran the dataset (crunch loop --slots), from 0.",
+    )  # fmt: skip
     memory_total = models.BigIntegerField(null=True, blank=True)
     memory_free = models.BigIntegerField(null=True, blank=True)
     disk_total = models.BigIntegerField(null=True, blank=True)

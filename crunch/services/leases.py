@@ -10,6 +10,8 @@ import datetime
 import logging
 import time
 import uuid
+from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
@@ -17,6 +19,8 @@ from django.utils import timezone
 
 from crunch.choices import DatasetState, State
 from crunch.conf import crunch_settings
+from crunch.db import batched
+from crunch.db.statements import Condition
 from crunch.exceptions import InvalidTransition, LeaseExpired
 from crunch.models import Dataset, DatasetQuerySet, Status
 from crunch.services.notes import cut_note
@@ -58,6 +62,59 @@ def renew_lease(
     if held.update(heartbeat=now, lease_expires=expires) != 1:
         raise LeaseExpired(f"Claim {str(claim_id)!r} is no longer held.")
     return expires
+
+
+MAX_RENEWED = 512
+"""The most claims one batch renewal may name."""
+
+
+@dataclass(frozen=True)
+class Renewal:
+    """A batch renewal's answer: the leases renewed, and the claims no longer held."""
+
+    renewed: list[tuple[uuid.UUID, datetime.datetime]]
+    lost: list[uuid.UUID]
+
+
+def renew_leases(
+    claim_ids: list[uuid.UUID],
+    *,
+    user: Any,
+    allowed: Condition | None = None,
+    lease_seconds: int | None = None,
+) -> Renewal:
+    """Extend every lease of ``claim_ids`` that ``user`` holds on a project ``allowed`` lets
+    them process; the others are lost, whatever the reason (another's, released, expired,
+    unknown): one answer for each, so that nothing is told of claims not one's own.
+
+    One UPDATE ... RETURNING with ``lease_seconds``; without it each lease by its own
+    length, read first (then one UPDATE per distinct length, usually one).
+    """
+    now = timezone.now()
+    wanted = list(dict.fromkeys(claim_ids))
+    user_pk = getattr(user, "pk", None)
+    groups: dict[datetime.datetime, list[uuid.UUID]] = defaultdict(list)
+    if lease_seconds is not None:
+        groups[lease_until(now, lease_seconds)] = wanted
+    elif wanted and user_pk is not None:
+        lengths = dict(held_by_any(wanted, user_pk).values_list("claim_id", "lease_seconds"))
+        for claim_id in wanted:
+            if claim_id in lengths:
+                groups[lease_until(now, lengths[claim_id])].append(claim_id)
+    renewed: dict[uuid.UUID, datetime.datetime] = {}
+    for expires, ids in groups.items():
+        done = batched.renew_claims(
+            ids, user_pk=user_pk, allowed=allowed, now=now, lease_expires=expires
+        )
+        renewed.update(dict.fromkeys(done, expires))
+    return Renewal(
+        renewed=[(c, renewed[c]) for c in wanted if c in renewed],
+        lost=[c for c in wanted if c not in renewed],
+    )
+
+
+def held_by_any(claim_ids: list[uuid.UUID], user_pk: Any) -> DatasetQuerySet:
+    return Dataset.objects.running().filter(claim_id__in=claim_ids, claim_user_id=user_pk)
 
 
 def release(claim_id: uuid.UUID, *, user: Any = None, note: str = "") -> Dataset:

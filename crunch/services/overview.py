@@ -9,6 +9,7 @@ from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from crunch.models import Dataset, Project, Status
+from crunch.services.clients import live_slots
 from crunch.services.pages import failure_groups
 from crunch.services.stats import project_stats
 
@@ -32,13 +33,15 @@ def live_clients(project: Project) -> dict[str, int]:
 
 
 def project_overview(project: Project) -> dict[str, Any]:
-    """Counts, throughput, time to finish, live clients by job and the top failure groups."""
+    """Counts, throughput, time to finish, live clients by job, the slots of the live loops
+    (busy and free) and the top failure groups."""
     clients = live_clients(project)
     return {
         "project": project.slug,
         **project_stats(project).as_dict(),
         "live_clients": sum(clients.values()),
         "clients_by_job": clients,
+        "slots": [client.as_dict() for client in live_slots(project)],
         "failures": [
             {
                 "count": group.count,

@@ -218,6 +218,10 @@ class StageRun:
     ended: datetime.datetime | None
     hostname: str
     note: str
+    job: str = ""
+    """The Slurm job, with its array task (``123_4``)."""
+    slot: int | None = None
+    """The slot of its loop (crunch loop --slots) that ran it."""
 
     @property
     def seconds(self) -> float | None:
@@ -256,14 +260,34 @@ def _run(start: Status | None, end: Status | None, outcome: str) -> StageRun:
         ended=end.created if end else None,
         hostname=(end and end.hostname) or (start and start.hostname) or "",
         note=end.note if end else "",
+        job=_job_of(end) or _job_of(start),
+        slot=next((s.slot for s in (end, start) if s is not None and s.slot is not None), None),
     )
+
+
+def _job_of(status: Status | None) -> str:
+    if status is None or not status.slurm_job_id:
+        return ""
+    task = status.slurm_array_task_id
+    return f"{status.slurm_job_id}_{task}" if task else status.slurm_job_id
 
 
 def dataset_statuses(dataset: Dataset, *, limit: int = TIMELINE_LIMIT) -> list[Status]:
     """The dataset's newest statuses, oldest first."""
     newest = Status.objects.filter(dataset=dataset).order_by("-created", "-id")[:limit]
     return sorted(
-        newest.only("id", "stage", "state", "note", "created", "hostname", "claim_id"),
+        newest.only(
+            "id",
+            "stage",
+            "state",
+            "note",
+            "created",
+            "hostname",
+            "claim_id",
+            "slurm_job_id",
+            "slurm_array_task_id",
+            "slot",
+        ),
         key=lambda status: (status.created, status.id),
     )
 

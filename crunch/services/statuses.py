@@ -45,6 +45,7 @@ def record_status(  # noqa: PLR0913 (keyword-only: the parts of one status)
     diagnostics: dict[str, Any] | None = None,
     workflow_sha256: str = "",
     image_digest: str = "",
+    slot: int | None = None,
     may_start: Callable[[Dataset], None] | None = None,
     allowed: Condition | None = None,
     savepoint: bool = True,
@@ -103,7 +104,8 @@ def record_status(  # noqa: PLR0913 (keyword-only: the parts of one status)
             status = Status(
                 dataset=locked, stage=stage, state=state, note=note, claim_id=claim_id,
                 key=key or None, user=user if getattr(user, "pk", None) else None,
-                workflow_sha256=workflow_sha256, image_digest=image_digest, **fields,
+                workflow_sha256=workflow_sha256, image_digest=image_digest, slot=slot,
+                **fields,
             )  # fmt: skip
             (status,) = statements.insert_statuses([status])
             _advance(locked, stage=stage, state=state, note=note)
@@ -205,6 +207,7 @@ class Report:
     workflow_sha256: str = ""
     image_digest: str = ""
     diagnostics: dict[str, Any] = dataclasses.field(default_factory=dict)
+    slot: int | None = None
 
 
 def record_run(
@@ -239,9 +242,9 @@ def record_run(
                     claim_id=claim_id, key=report.key or None, created=timezone.now(),
                     user=user if getattr(user, "pk", None) else None,
                     workflow_sha256=report.workflow_sha256, image_digest=report.image_digest,
-                    **fields,
+                    slot=report.slot, **fields,
                 ))  # fmt: skip
-                _move(locked, stage=report.stage, state=report.state, note=note)
+                move(locked, stage=report.stage, state=report.state, note=note)
             made = statements.insert_statuses(made)
             statements.advance_dataset(locked)
     except (_Fallback, IntegrityError):
@@ -255,11 +258,11 @@ class _Fallback(Exception):
 
 def _advance(dataset: Dataset, *, stage: Stage, state: State, note: str) -> None:
     """Move the dataset after a status and save what moved."""
-    _move(dataset, stage=stage, state=state, note=note)
+    move(dataset, stage=stage, state=state, note=note)
     statements.advance_dataset(dataset)
 
 
-def _move(dataset: Dataset, *, stage: Stage, state: State, note: str) -> None:
+def move(dataset: Dataset, *, stage: Stage, state: State, note: str) -> None:
     """Upload Success completes the dataset, any Fail ends the run, others renew the lease."""
     now = timezone.now()
     dataset.stage = stage

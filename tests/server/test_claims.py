@@ -17,8 +17,9 @@ from crunch.services import claims, statuses
 from tests.factories import bulk_datasets, make_dataset, make_project
 
 
-def claim_until_empty(workers: int, project=None) -> list[int]:
-    """Run ``workers`` threads, each on its own connection, claiming until none is left."""
+def claim_until_empty(workers: int, project=None, count: int | None = None) -> list[int]:
+    """Run ``workers`` threads, each on its own connection, claiming until none is left
+    (``count`` at a time when given)."""
     taken: list[int] = []
     lock = threading.Lock()
     errors: list[BaseException] = []
@@ -27,9 +28,16 @@ def claim_until_empty(workers: int, project=None) -> list[int]:
     def work(n: int) -> None:
         try:
             start.wait()
-            while (claim := claims.claim_next(holder=f"worker-{n}", project=project)) is not None:
+            while True:
+                if count is None:
+                    claim = claims.claim_next(holder=f"worker-{n}", project=project)
+                    got = [] if claim is None else [claim]
+                else:
+                    got = claims.claim_many(count=count, holder=f"worker-{n}", project=project)
+                if not got:
+                    break
                 with lock:
-                    taken.append(claim.dataset.pk)
+                    taken.extend(claim.dataset.pk for claim in got)
             # SQLite claims under its write lock, so "none left" is true when said. (SKIP
             # LOCKED may also say it while the last rows are being claimed.)
             if connection.vendor == "sqlite" and Dataset.objects.pending().exists():
@@ -50,10 +58,11 @@ def claim_until_empty(workers: int, project=None) -> list[int]:
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("scoped", [False, True], ids=["any-project", "one-project"])
-def test_eight_workers_claim_500_datasets_each_exactly_once(scoped):
+@pytest.mark.parametrize("count", [None, 7, 64], ids=["one", "count-7", "count-64"])
+def test_eight_workers_claim_500_datasets_each_exactly_once(scoped, count):
     project = make_project(name="Busy")
     bulk_datasets(project, 500)
-    taken = claim_until_empty(8, project=project if scoped else None)
+    taken = claim_until_empty(8, project=project if scoped else None, count=count)
     assert len(taken) == 500
     assert [pk for pk, n in Counter(taken).items() if n > 1] == []
     assert Dataset.objects.pending().count() == 0
@@ -64,11 +73,15 @@ def test_eight_workers_claim_500_datasets_each_exactly_once(scoped):
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.postgres
-def test_postgres_claims_skip_locked_rows():
+@pytest.mark.parametrize("count", [None, 3])
+def test_postgres_claims_skip_locked_rows(count):
     make_dataset()
     with CaptureQueriesContext(connection) as queries:
-        assert claims.claim_next(holder="a") is not None
-    (taken,) = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("UPDATE")]
+        if count is None:
+            assert claims.claim_next(holder="a") is not None
+        else:
+            assert len(claims.claim_many(count=count, holder="a")) == 1
+    (taken,) = [q["sql"] for q in queries.captured_queries if "UPDATE" in q["sql"]]
     assert 'FOR UPDATE OF "crunch_dataset" SKIP LOCKED' in taken
 
 

@@ -237,5 +237,6 @@ def test_query_count_does_not_grow_with_datasets(
     assert counts[0] == counts[1]
     # Two more than before issue 23: the failed datasets waiting to retry and the claims
     # whose lease expired, each one grouped query, asked only when pending/running exist.
-    with django_assert_max_num_queries(10):
+    # One more since issue 27, when running: the slots of the live loops.
+    with django_assert_max_num_queries(11):
         client.get(url)

@@ -19,7 +19,7 @@ from django.utils import timezone
 from crunch import checks as crunch_checks
 from crunch.access import Action, datasets_where, grant, may_process
 from crunch.choices import DatasetState, Role, Stage, State
-from crunch.db import bulk, migrating, queries, statements
+from crunch.db import batched, bulk, migrating, queries, statements
 from crunch.models import AccessToken, Attribute, Dataset, Project, Status
 from crunch.services.claims import claim_values
 from crunch.services.registration import ATTRIBUTE_FIELDS, DATASET_FIELDS
@@ -47,6 +47,11 @@ TESTED = {
     "advance_dataset": "test_advance_dataset_saves_as_save_update_fields",
     "insert_statuses": "test_insert_statuses_stores_what_bulk_create_stores",
     "token_with_user": "test_token_with_user_is_select_related",
+    "claim_many": "test_claim_many_takes_the_rows_the_orm_picks",
+    "projects_by_id": "test_projects_by_id_is_in_bulk",
+    "lock_datasets": "test_lock_datasets_finds_the_datasets_and_keys_the_orm_finds",
+    "advance_datasets": "test_advance_datasets_saves_each_as_save_update_fields",
+    "renew_claims": "test_renew_claims_renews_what_the_orm_filter_updates",
     "authtoken_keys": "test_the_authtoken_statements_read_and_delete_what_the_orm_does",
     "delete_authtoken_keys": "test_the_authtoken_statements_read_and_delete_what_the_orm_does",
 }
@@ -324,3 +329,147 @@ def test_the_check_names_the_supported_databases(monkeypatch):
     assert (
         error.msg == "The database 'default' is MySQL; crunch supports PostgreSQL and SQLite only."
     )
+
+
+@pytest.mark.parametrize("count", [1, 3, 10])
+@pytest.mark.parametrize("where", ["anywhere", "project", "slug", "paused"])
+@pytest.mark.parametrize("who", ["anyone", "worker of scans", "no one"])
+def test_claim_many_takes_the_rows_the_orm_picks(queue, count, where, who):
+    project: Project | str | None = {
+        "anywhere": None, "project": queue["scans"], "slug": "scans", "paused": queue["paused"],
+    }[where]  # fmt: skip
+    user = {"anyone": None, "worker of scans": queue["worker"], "no one": None}[who]
+    allowed = {"anyone": None, "no one": statements.NO_ONE}.get(who, may_process(user))
+    now = timezone.now()
+    values = claim_values(holder="h", user=user, now=now, lease_seconds=60)
+    wanted = [(uuid.uuid4(), f"k:{n}") for n in range(count)]
+
+    ready = Dataset.objects.ready(now).filter(project__paused=False)
+    if isinstance(project, Project):
+        ready = ready.filter(project=project)
+    elif project is not None:
+        ready = ready.filter(project__slug=project)
+    if who == "no one":
+        ready = ready.none()
+    elif user is not None:
+        ready = ready.filter(pk__in=datasets_where(user, Action.PROCESS))
+    pks = list(ready.order_by("-priority", "pk").values_list("pk", flat=True)[:count])
+
+    def by_orm() -> None:
+        for pk, (claim_id, key) in zip(pks, wanted, strict=False):
+            Dataset.objects.filter(pk=pk).update(
+                **values | {"claim_id": claim_id, "claim_key": key}
+            )
+
+    expected = effect(by_orm, Dataset)
+    claimed: list[Dataset] = []
+    taken = effect(
+        lambda: claimed.extend(
+            batched.claim_many(values, claims=wanted, project=project, allowed=allowed, now=now)
+        ),
+        Dataset,
+    )
+    assert taken == expected
+    assert [dataset.pk for dataset in claimed] == pks
+    rows = {row["id"]: row for row in taken[0]}
+    assert [values_of(dataset) for dataset in claimed] == [rows[pk] for pk in pks]
+
+
+def test_projects_by_id_is_in_bulk():
+    projects = [make_project(name=f"P{n}", paused=n == 1) for n in range(3)]
+    pks = [projects[2].pk, projects[0].pk, projects[2].pk]
+    found = batched.projects(pks)
+    orm = Project.objects.in_bulk(pks)
+    assert {pk: values_of(p) for pk, p in found.items()} == {
+        pk: values_of(p) for pk, p in orm.items()
+    }
+    assert batched.projects([]) == {}
+
+
+def test_lock_datasets_finds_the_datasets_and_keys_the_orm_finds():
+    user, _ = make_user("worker")
+    scans = make_project(name="Scans")
+    datasets = [make_dataset(scans, name=f"d{n}") for n in range(4)]
+    for owner, on, key in [(user, datasets[0], "a"), (None, datasets[1], "b"),
+                           (user, datasets[2], "c")]:  # fmt: skip
+        Status.objects.create(dataset=on, stage=Stage.SETUP, state=State.START, key=key,
+                              user=owner)  # fmt: skip
+    named = [datasets[3].pk, datasets[0].slug, datasets[2].pk, "scans:none", 10**9]
+    for owner in (user, None):
+        for keys in ([], ["a"], ["b", "c"], ["z"]):
+            with transaction.atomic():
+                found = batched.lock_datasets(
+                    named, keys=keys, user_pk=getattr(owner, "pk", None), allowed=None
+                )
+            orm = Dataset.objects.select_related("project").filter(
+                pk__in=[datasets[3].pk, datasets[0].pk, datasets[2].pk]
+            )
+            assert [values_of(f.dataset) for f in found] == [values_of(d) for d in orm]
+            assert [values_of(f.dataset.project) for f in found] == [
+                values_of(d.project) for d in orm
+            ]
+            for f in found:
+                seen = Status.objects.filter(dataset=f.dataset, user=owner, key__in=keys)
+                assert f.seen == seen.values_list("pk", flat=True).first(), (owner, keys)
+                assert f.allowed
+    assert batched.lock_datasets([], keys=[], user_pk=None, allowed=None) == []
+
+
+def test_advance_datasets_saves_each_as_save_update_fields():
+    user, _ = make_user("worker")
+    make_dataset(name="Other")
+    now = timezone.now()
+    running = [
+        make_dataset(name=f"Scan {n}", state=DatasetState.RUNNING, claim_id=uuid.uuid4(),
+                     claim_user=user, claim_key=f"k{n}", lease_seconds=60, stage=Stage.SETUP)
+        for n in range(3)
+    ]  # fmt: skip
+    moves: list[dict[str, Any]] = [
+        {"stage": Stage.UPLOAD, "heartbeat": now, "state": DatasetState.COMPLETED,
+         "finished": now, "lease_expires": None, "claim_id": None, "claim_key": None,
+         "lease_seconds": None, "claim_holder": "", "claim_user": None, "claimed": None,
+         "note": "", "priority": 99},
+        {"stage": Stage.WORKFLOW, "heartbeat": now, "lease_expires": now, "name": "not saved"},
+        {"stage": Stage.SETUP, "state": DatasetState.PENDING, "not_before": now, "note": "no",
+         "finished": now, "claim_id": None, "claim_user": None},
+    ]  # fmt: skip
+    for dataset, moved in zip(running, moves, strict=True):
+        for field, value in moved.items():
+            setattr(dataset, field, value)
+
+    def by_orm() -> None:
+        for dataset in running:
+            dataset.save(update_fields=statements.ADVANCED)
+
+    expected = effect(by_orm, Dataset)
+    assert effect(lambda: batched.advance_datasets(running), Dataset) == expected
+    assert batched.advance_datasets([]) == 0
+
+
+def test_renew_claims_renews_what_the_orm_filter_updates():
+    user, _ = make_user("worker", role="worker")
+    other, _ = make_user("other", role="worker")
+    now = timezone.now()
+    later = now + datetime.timedelta(minutes=5)
+    rows = [(user, "running"), (user, "running"), (other, "running"), (user, "completed")]
+    claims = []
+    for n, (owner, state) in enumerate(rows):
+        claim_id = uuid.uuid4()
+        make_dataset(name=f"d{n}", state=state, claim_id=claim_id, claim_user=owner)
+        claims.append(claim_id)
+    asked = [*claims, uuid.uuid4()]
+    held = Dataset.objects.filter(claim_id__in=asked, state="running", claim_user=user)
+    mine = set(held.values_list("claim_id", flat=True))
+    expected = effect(lambda: held.update(heartbeat=now, lease_expires=later), Dataset)
+    renewed: set[uuid.UUID] = set()
+    taken = effect(
+        lambda: renewed.update(batched.renew_claims(
+            asked, user_pk=user.pk, allowed=may_process(user), now=now, lease_expires=later
+        )),
+        Dataset,
+    )  # fmt: skip
+    assert taken == expected and renewed == mine == set(claims[:2])
+    none = batched.renew_claims(
+        asked, user_pk=user.pk, allowed=statements.NO_ONE, now=now, lease_expires=later
+    )
+    assert none == set()

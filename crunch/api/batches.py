@@ -1,0 +1,92 @@
+"""The object form of ``POST api/statuses/batch/``: statuses of many datasets, each answered
+on its own, and the next claims. What a loop with several slots sends in one call."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rest_framework import status
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+
+from crunch.access import may_process
+from crunch.api import run_serializers as rs
+from crunch.api.exceptions import answer_of
+from crunch.api.views import claim_with, show_claimed
+from crunch.choices import Stage, State
+from crunch.services import batches, statuses
+
+if TYPE_CHECKING:
+    from crunch.api.runs import StatusViewSet
+
+
+def report_of(data: dict[str, Any]) -> statuses.Report:
+    """The status a validated status body reports."""
+    return statuses.Report(
+        stage=Stage(data["stage"]), state=State(data["state"]), note=data.get("note", ""),
+        key=data.get("key") or None, workflow_sha256=data.get("workflow_sha256", ""),
+        image_digest=data.get("image_digest", ""), slot=data.get("slot"),
+        diagnostics={k: v for k, v in data.items() if k in statuses.DIAGNOSTIC_FIELDS},
+    )  # fmt: skip
+
+
+def refused(code: int, detail: str) -> dict[str, Any]:
+    return {"code": code, "detail": detail}
+
+
+def record_batch(view: StatusViewSet, request: Request) -> dict[str, Any]:
+    """Record the statuses of a batch's object form; the answer's body.
+
+    The statuses whose runs simply go on are recorded in one pass (crunch.services.batches);
+    the others one by one, in order, as if posted alone, each answered with the code it
+    would get alone. Once a status is refused, the later ones of its dataset are refused
+    alike: a run's statuses are recorded in order or not at all.
+    """
+    body = rs.BATCH_REQUEST.validate(request.data, view.get_serializer_context())
+    results: list[dict[str, Any] | None] = []
+    valid: list[tuple[int, dict[str, Any]]] = []
+    for index, raw in enumerate(body["statuses"]):
+        try:
+            data = rs.STATUS.validate(raw, view.get_serializer_context())
+        except ValidationError as exc:
+            results.append(refused(*(answer_of(exc) or (400, "Invalid status."))))
+            continue
+        if data.pop("next", None) is not None:
+            results.append(refused(400, "Invalid input. next: give it beside 'statuses'."))
+            continue
+        results.append(None)
+        valid.append((index, data))
+    entries = [
+        batches.Entry(
+            dataset=data["dataset"], claim_id=data.get("claim_id"), report=report_of(data)
+        )
+        for _, data in valid
+    ]
+    done = batches.record_batch(entries, user=request.user, allowed=may_process(request.user))
+    stopped: dict[int | str, dict[str, Any]] = {}  # dataset as named: why its run stopped
+    for (index, data), recorded in zip(valid, done, strict=True):
+        if recorded is not None:
+            results[index] = {"code": status.HTTP_201_CREATED, "status": rs.STATUS.show(recorded)}
+            continue
+        if (earlier := stopped.get(data["dataset"])) is not None:
+            results[index] = earlier
+            continue
+        try:
+            row, created = view.record(dict(data))
+        except Exception as exc:
+            answer = answer_of(exc, request)
+            if answer is None:
+                raise
+            results[index] = stopped[data["dataset"]] = refused(*answer)
+            continue
+        code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        results[index] = {"code": code, "status": rs.STATUS.show(row)}
+    answer: dict[str, Any] = {"results": results}
+    if (params := body.get("next")) is not None:
+        claimed = claim_with(request, params, project=params.get("project") or None)
+        shown = show_claimed(claimed)
+        if isinstance(shown, dict) and "claims" in shown:
+            answer["claims"] = shown["claims"]
+        else:
+            answer["next"] = shown
+    return answer

@@ -1,0 +1,132 @@
+"""The object form of ``POST api/statuses/batch/``: statuses of many datasets in one call,
+each answered on its own, in a constant number of queries whatever their number."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from rest_framework.test import APIClient
+
+from crunch.models import Dataset, Status
+from crunch.services import claims
+from tests.clientkit import SIX
+from tests.factories import bulk_datasets, make_project, make_user
+from tests.server.test_query_counts import at_most_queries
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def api_of(token: str) -> APIClient:
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    return api
+
+
+@pytest.fixture
+def worker() -> APIClient:
+    project = make_project(name="Q")
+    bulk_datasets(project, 200)
+    _, token = make_user("node", role="worker", projects=[project])
+    claims.reclaim_expired()
+    return api_of(token)
+
+
+def claim(api: APIClient, count: int) -> list[tuple[str, int]]:
+    r = api.post("/api/next/", {"holder": "n", "count": count, "start": {}}, format="json")
+    return [(c["claim"]["id"], c["dataset"]["id"]) for c in r.json()["claims"]]
+
+
+def status(claim_id, dataset, stage, state, key, slot=None):
+    body = {"dataset": dataset, "stage": stage, "state": state, "claim": claim_id, "key": key}
+    return body if slot is None else {**body, "slot": slot}
+
+
+def batch_of(held, pairs, tag):
+    """Each held run's statuses ``pairs`` (stage, state), with keys of ``tag``."""
+    return [
+        status(c, d, stage, state, f"{d}-{tag}{n}", slot=i)
+        for i, (c, d) in enumerate(held)
+        for n, (stage, state) in enumerate(pairs)
+    ]
+
+
+@pytest.mark.parametrize("size", [1, 16, 64])
+def test_a_batch_of_statuses_across_datasets_takes_four_queries(worker, size):
+    held = claim(worker, size)
+    body = {"statuses": batch_of(held, [(1, 2), (2, 1)], "a")}
+    with at_most_queries(4):  # token, the rows locked, one INSERT, one UPDATE
+        r = worker.post("/api/statuses/batch/", body, format="json")
+    assert r.status_code == 200, r.content
+    results = r.json()["results"]
+    assert [x["code"] for x in results] == [201] * 2 * size
+    assert Status.objects.count() == 3 * size
+    # The end of every run, and the next claims, in one more call of constant cost.
+    body = {
+        "statuses": batch_of(held, [(2, 2), (3, 1), (3, 2)], "b"),
+        "next": {"holder": "n", "count": size, "start": {}},
+    }
+    with at_most_queries(7):  # and the claims, their projects and their Setup Starts
+        r = worker.post("/api/statuses/batch/", body, format="json")
+    assert r.status_code == 200, r.content
+    assert {x["status"]["dataset_state"] for x in r.json()["results"]} >= {"completed"}
+    assert len(r.json()["claims"]) == size
+    assert Dataset.objects.completed().count() == size
+    for _, dataset in held:
+        rows = Status.objects.filter(dataset_id=dataset).order_by("created", "id")
+        assert [(s.stage, s.state) for s in rows] == SIX
+        assert len({s.created for s in rows}) == 6  # each its own time
+    assert set(Status.objects.exclude(slot=None).values_list("slot", flat=True)) == set(range(size))
+
+
+def test_a_retried_batch_records_nothing_twice(worker):
+    held = claim(worker, 4)
+    body = {"statuses": batch_of(held, [(1, 2), (2, 1)], "r")}
+    first = worker.post("/api/statuses/batch/", body, format="json").json()["results"]
+    again = worker.post("/api/statuses/batch/", body, format="json").json()["results"]
+    assert [x["code"] for x in first] == [201] * 8 and [x["code"] for x in again] == [200] * 8
+    assert [x["status"]["id"] for x in again] == [x["status"]["id"] for x in first]
+    assert Status.objects.count() == 4 + 8
+
+
+def test_a_lost_claim_refuses_only_its_own_statuses(worker):
+    held = claim(worker, 3)
+    lost_claim, lost = held[1]
+    claims.release(uuid.UUID(lost_claim), note="gone")
+    body = {"statuses": [
+        *batch_of(held[:1], [(1, 2)], "x"),
+        status(lost_claim, lost, 1, 2, "l1"), status(lost_claim, lost, 2, 1, "l2"),
+        *batch_of(held[2:], [(1, 2)], "x"),
+        status(held[0][0], "q:no-such-dataset", 1, 2, "u1"),
+        {"dataset": held[2][1], "stage": 9, "state": 1},
+    ]}  # fmt: skip
+    r = worker.post("/api/statuses/batch/", body, format="json")
+    assert r.status_code == 200, r.content
+    results = r.json()["results"]
+    assert [x["code"] for x in results] == [201, 409, 409, 201, 404, 400]
+    assert "no longer held" in results[1]["detail"] and results[2] == results[1]
+    assert results[5]["detail"].startswith("Invalid input. stage:")
+    assert not Status.objects.filter(dataset_id=lost, key__in=["l1", "l2"]).exists()
+
+
+def test_a_status_after_its_run_ended_is_refused_alone(worker):
+    (held,) = claim(worker, 1)
+    (other,) = claim(worker, 1)
+    body = {"statuses": [
+        status(*held, 1, 3, "f"), status(*held, 2, 1, "after"), status(*other, 1, 2, "o"),
+    ]}  # fmt: skip
+    results = worker.post("/api/statuses/batch/", body, format="json").json()["results"]
+    assert [x["code"] for x in results] == [201, 409, 201]
+
+
+def test_the_list_form_answers_as_before(worker):
+    ((claim_id, dataset),) = claim(worker, 1)
+    r = worker.post("/api/statuses/batch/", [status(claim_id, dataset, 1, 2, "s")], format="json")
+    assert r.status_code == 201 and isinstance(r.json(), list)
+
+
+def test_an_empty_or_malformed_object_batch(worker):
+    r = worker.post("/api/statuses/batch/", {"statuses": []}, format="json")
+    assert (r.status_code, r.json()) == (200, {"results": []})
+    r = worker.post("/api/statuses/batch/", {"statuses": "x"}, format="json")
+    assert r.status_code == 400 and "\n" not in r.json()["detail"]
