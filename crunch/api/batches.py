@@ -74,10 +74,12 @@ def record_batch(view: StatusViewSet, request: Request) -> dict[str, Any]:
         try:
             row, created = view.record(dict(data))
         except Exception as exc:
-            answer = answer_of(exc, request)
-            if answer is None:
+            why = answer_of(exc, request)
+            if why is None:
                 raise
-            results[index] = stopped[data["dataset"]] = refused(*answer)
+            if why[0] == status.HTTP_404_NOT_FOUND:  # names nothing the caller may not see
+                why = (why[0], "No dataset has the id or slug given, or you may not see it.")
+            results[index] = stopped[data["dataset"]] = refused(*why)
             continue
         code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
         results[index] = {"code": code, "status": rs.STATUS.show(row)}

@@ -79,7 +79,10 @@ class StatusViewSet(
 
     @extend_schema(
         request=PolymorphicProxySerializer(
-            "StatusBatch", [rs.StatusSerializer(many=True), rs.BatchRequestSerializer], None
+            "StatusBatch",
+            [rs.StatusSerializer(many=True), rs.BatchRequestSerializer],
+            None,
+            many=False,
         ),
         responses={
             201: rs.StatusSerializer(many=True),
@@ -177,8 +180,10 @@ class ClaimViewSet(CrunchAPI, viewsets.ViewSet):
         return Response({"id": str(claim), "lease_expires": expires})
 
     @extend_schema(
-        request=rs.RenewAllSerializer, responses={200: rs.RenewedAllSerializer}, parameters=[]
-    )
+        request=rs.RenewAllSerializer, responses={200: rs.RenewedAllSerializer},
+        parameters=[OpenApiParameter("claim_id", location=OpenApiParameter.PATH, exclude=True)],
+        operation_id="claims_renew_all",
+    )  # fmt: skip
     @action(detail=False, methods=["post"], url_path="renew", url_name="renew-all")
     def renew_all(self, request: Request) -> Response:
         """Extend the lease of every claim named that the caller holds, in one statement;

@@ -59,10 +59,11 @@ def record_batch(
                 [e.dataset for e in entries], keys=keys, user_pk=user_pk, allowed=allowed
             )
             by_id = {row.dataset.pk: row for row in rows}
-            by_slug = {row.dataset.slug: row for row in rows}
+            by_name: dict[int | str, Locked] = {row.dataset.slug: row for row in rows}
+            by_name.update((row.dataset.pk, row) for row in rows)
             groups: dict[int, list[int]] = defaultdict(list)  # dataset id: entry indexes
             for index, entry in enumerate(entries):
-                found = (by_id if isinstance(entry.dataset, int) else by_slug).get(entry.dataset)
+                found = by_name.get(entry.dataset)
                 if found is not None:
                     groups[found.dataset.pk].append(index)
             fast = {
@@ -71,7 +72,7 @@ def record_batch(
             }  # fmt: skip
             made: list[tuple[int, Status]] = []
             for index, entry in enumerate(entries):
-                found = (by_id if isinstance(entry.dataset, int) else by_slug).get(entry.dataset)
+                found = by_name.get(entry.dataset)
                 if found is None or found.dataset.pk not in fast:
                     continue
                 made.append((index, status_of(found.dataset, entry, user)))

@@ -254,7 +254,7 @@ def _claims_with_key(key: str, user: Any, count: int) -> list[Claim]:
     keys = [f"{key}:{i}" for i in range(count)]
     user_pk = getattr(user, "pk", None)
     running = Dataset.objects.running().filter(claim_key__in=keys, claim_user_id=user_pk)
-    found = sorted(running.select_related("project"), key=lambda d: keys.index(d.claim_key))
+    found = sorted(running.select_related("project"), key=lambda d: keys.index(d.claim_key or ""))
     # Those taken with their Setup Start have a stage: the retry must not post it again.
     return [dataclasses.replace(_claim_on(d), started=d.stage is not None) for d in found]
 

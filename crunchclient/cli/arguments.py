@@ -15,6 +15,7 @@ from crunchclient.settings.config import (
     ENVIRONMENT,
     HEARTBEAT_SECONDS,
     ISOLATIONS,
+    MAX_SLOTS,
     RETRY_FOR_SECONDS,
     RUNTIMES,
     TRANSFERS,
@@ -45,6 +46,20 @@ def number(text: str, convert: Callable[[str], N], *, what: str, least: N, bound
 
 def positive_int(text: str) -> int:
     return number(text, int, what="a whole number", least=1, bound="must be at least 1")
+
+
+def whole_number(text: str) -> int:
+    return number(text, int, what="a whole number", least=0, bound="must not be negative")
+
+
+def slot_count(text: str) -> int | str:
+    """--slots: a number of slots, or 'auto' (fill the node)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    value = number(text, int, what="a whole number or 'auto'", least=1, bound="must be at least 1")
+    if value > MAX_SLOTS:
+        raise argparse.ArgumentTypeError(f"{text!r} is more than {MAX_SLOTS} slots.")
+    return value
 
 
 def seconds(text: str) -> float:
@@ -194,11 +209,9 @@ def add_client_arguments(parser: argparse.ArgumentParser, *, command: str) -> No
         "(default ./crunch-work).",
     )  # fmt: skip
     work.add_argument(
-        "--cores",
-        type=positive_int,
-        default=1,
-        help="Cores for the workflow (Snakemake --cores; default 1).",
-    )
+        "--cores", type=positive_int, default=None,
+        help="Cores for the workflow (Snakemake --cores, CRUNCH_CORES; default 1).",
+    )  # fmt: skip
     work.add_argument(
         "--workflow", choices=tuple(kinds.KINDS),
         help="Run the workflow as this kind (a bash script, a Snakefile, or an executable "
@@ -297,6 +310,31 @@ def add_client_arguments(parser: argparse.ArgumentParser, *, command: str) -> No
             "the workflow's tool, the storage and the working directory are ready; exit 2 "
             "when one is not (like snakemake -n).",
         )  # fmt: skip
+        add_slot_arguments(parser.add_argument_group("whole nodes (see 'Whole nodes' in the docs)"))
+
+
+def add_slot_arguments(group: Parser) -> None:
+    """--slots and what each slot gets: cores, GPUs, memory."""
+    group.add_argument(
+        "--slots", type=slot_count, default=1, metavar="N|auto",
+        help="Run up to N datasets at once in this one process, each in a slot with its own "
+        "folder, workflow and statuses; 'auto' fills the node: its CPUs divided by "
+        "--cores-per-slot, at most its GPUs divided by --gpus-per-slot (default 1).",
+    )  # fmt: skip
+    group.add_argument(
+        "--cores-per-slot", type=positive_int, metavar="C",
+        help="Each slot's workflow gets C cores (--cores, CRUNCH_CORES).",
+    )  # fmt: skip
+    group.add_argument(
+        "--gpus-per-slot", type=whole_number, default=0, metavar="G",
+        help="Each slot gets G GPUs of its own, from CUDA_VISIBLE_DEVICES, else "
+        "SLURM_STEP_GPUS/SLURM_JOB_GPUS, else GPU_DEVICE_ORDINAL/ROCR_VISIBLE_DEVICES; its "
+        "workflow sees them in CUDA_VISIBLE_DEVICES, ROCR_VISIBLE_DEVICES and CRUNCH_GPUS.",
+    )  # fmt: skip
+    group.add_argument(
+        "--mem-per-slot", type=memory_size, metavar="SIZE",
+        help="Each slot's workflow's memory limit (--memory), where the runtime enforces one.",
+    )  # fmt: skip
 
 
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:

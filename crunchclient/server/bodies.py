@@ -51,13 +51,18 @@ class NextRequest:
     """A claim request. One key for every retry of it: a lost answer does not claim twice.
 
     ``start``: the diagnostics of the run's Setup Start, recorded with the claim;
-    ``project``: the project to claim from, when it goes with a status (``next``).
+    ``project``: the project to claim from, when it goes with a status (``next``);
+    ``count``: claim up to that many at once (a loop with slots), answered as a list;
+    ``slots``: the slot of each claim's Setup Start; ``client``: the loop, for the pages.
     """
 
     holder: str
     lease_seconds: int
     start: Diagnostics | None = None
     project: str | None = None
+    count: int | None = None
+    slots: tuple[int, ...] = ()
+    client: Mapping[str, Any] | None = None
     key: str = field(default_factory=new_key)
 
     def to_wire(self) -> dict[str, Any]:
@@ -68,6 +73,12 @@ class NextRequest:
             body["start"] = self.start.to_wire()
         if self.project:
             body["project"] = self.project
+        if self.count is not None:
+            body["count"] = self.count
+        if self.slots and self.count is not None and self.start is not None:
+            body["slots"] = list(self.slots)
+        if self.client is not None:
+            body["client"] = dict(self.client)
         return body
 
 
@@ -78,7 +89,7 @@ class StatusReport:
     ``diagnostics`` are the machine's facts (see worker/diagnostics.py); ``extra`` the
     fields of one stage, e.g. the Workflow Start's ``workflow_sha256``; ``image_digest``
     the Workflow Start's digest of the container image it runs in (``sha256:`` and 64
-    hex digits), sent only when there is one.
+    hex digits), sent only when there is one; ``slot`` the loop's slot that ran it.
     """
 
     dataset: int
@@ -89,6 +100,7 @@ class StatusReport:
     diagnostics: Diagnostics | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
     image_digest: str = ""
+    slot: int | None = None
     key: str = field(default_factory=new_key)
 
     def to_wire(self, *, next: NextRequest | None = None) -> dict[str, Any]:
@@ -100,6 +112,8 @@ class StatusReport:
         }  # fmt: skip
         if self.image_digest:
             body["image_digest"] = self.image_digest
+        if self.slot is not None:
+            body["slot"] = self.slot
         if next is not None:
             body["next"] = next.to_wire()
         return body

@@ -7,10 +7,12 @@ status posts carry a unique ``key`` so a retried post is recorded once.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlencode
 
 from crunchclient.exceptions import ClaimConflict, ClaimLost
+from crunchclient.server.batches import BatchAnswer, Renewal, claims_of
 from crunchclient.server.bodies import Diagnostics, NextRequest, StatusReport
 from crunchclient.server.http import Transport, quote_slug
 from crunchclient.server.wire import Claim, DatasetInfo, ProjectInfo, ProjectStats, StatusAnswer
@@ -90,6 +92,41 @@ class Connection(Transport):
         )  # fmt: skip
         assert isinstance(answer, list), "statuses/batch/ answered without a list"
         return [StatusAnswer.from_wire(item) for item in answer]
+
+    # The batched calls of a loop with slots.
+
+    def claim_many(self, request: NextRequest) -> tuple[list[Claim], bool]:
+        """Claim up to ``request.count`` datasets (of ``request.project``) in one call, each
+        with its own claim and lease; and whether the server took the count (an older one
+        claims one at most)."""
+        project = request.project
+        path = f"projects/{quote_slug(project)}/next/" if project else "next/"
+        answer = self.request(
+            "POST", path, json=replace(request, project=None).to_wire(),
+            missing=no_project(project or ""), project=project,
+        )  # fmt: skip
+        claims, counted = claims_of(answer)
+        return [self.hold(claim) for claim in claims], counted
+
+    def post_batch(self, reports: list[StatusReport], *, next: NextRequest | None) -> BatchAnswer:
+        """Record the statuses of several datasets in order, each refused on its own (a lost
+        claim refuses its dataset's, not the others'); with ``next`` also claim."""
+        body: dict[str, Any] = {"statuses": [report.to_wire() for report in reports]}
+        if next is not None:
+            body["next"] = next.to_wire()
+        answer = BatchAnswer.from_wire(
+            self.expect("POST", "statuses/batch/", json=body), len(reports)
+        )
+        for claim in answer.claims:
+            self.hold(claim)
+        return answer
+
+    def renew_many(
+        self, claims: list[str], *, lease_seconds: int, client: dict[str, Any]
+    ) -> Renewal:
+        """Renew every claim in one call; those no longer ours come back as ``lost``."""
+        body = {"claims": claims, "lease_seconds": lease_seconds, "client": client}
+        return Renewal.from_wire(self.expect("POST", "claims/renew/", json=body))
 
     def renew(self, claim: str, *, lease_seconds: int) -> None:
         self.expect(

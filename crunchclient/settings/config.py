@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from crunch.constants import LEASE_SECONDS
 from crunchclient.exceptions import ConfigurationError
@@ -37,6 +37,8 @@ RUNTIMES = ("apptainer", "podman", "docker", "charliecloud")
 """Container runtimes (--runtime), in the order they are looked for."""
 TRANSFERS = ("direct", "server")
 """How files move: with the storage settings, or through the crunch server."""
+MAX_SLOTS = 256
+"""The most datasets one loop runs at once (--slots): its claims are renewed in one call."""
 
 ENVIRONMENT = {
     "url": "CRUNCH_URL",
@@ -83,6 +85,10 @@ class ClientConfig:
     binds: tuple[Path, ...] = ()  # paths the workflow may also write (--bind)
     cache: Path | None = None  # images pulled or converted, and their digests (--cache)
     memory: str | None = None  # a memory limit for runtimes that enforce one (--memory)
+    slots: int | Literal["auto"] = 1  # datasets one loop runs at once (--slots)
+    gpus_per_slot: int = 0  # each slot's own GPUs (--gpus-per-slot); 0: no split
+    slot: int | None = None  # this slot's number (0-based) in a loop of several
+    gpus: tuple[str, ...] | None = None  # this slot's GPU ids; None: the node's, as they are
     secrets: frozenset[str] = field(default=frozenset(), repr=False)
     """The token, the URL's password and the storage settings' keys and passwords: kept
     out of the workflow's environment and masked in its log and in notes. The token and
@@ -102,6 +108,19 @@ def check_heartbeat(heartbeat: float, lease: int) -> None:
             f"--heartbeat {heartbeat:g} is not shorter than --lease {lease}: every lease would "
             f"expire before it is renewed; pass a --heartbeat below --lease (e.g. {lease / 10:g})."
         )
+
+
+def per_slot(opts: dict[str, Any], name: str, twin: str) -> Any:
+    """``--cores`` or ``--memory``, else its per-slot twin: one value, not two."""
+    whole, slot = opts.get(name), opts.get(twin)
+    if slot is None:
+        return whole
+    if whole is not None and whole != slot:
+        raise ConfigurationError(
+            f"--{name} {whole} and --{twin.replace('_', '-')} {slot} disagree: pass one of "
+            "them (each slot's workflow gets it)."
+        )
+    return slot
 
 
 def has_terminal() -> bool:
@@ -257,7 +276,7 @@ def resolve(opts: dict[str, Any]) -> ClientConfig:
         storage=storage,
         directory=directory,
         transfer=transfer,
-        cores=opts.get("cores") or 1,
+        cores=per_slot(opts, "cores", "cores_per_slot") or 1,
         workflow=opts.get("workflow"),
         path=path,
         download=opts.get("download", True),
@@ -279,6 +298,8 @@ def resolve(opts: dict[str, Any]) -> ClientConfig:
         network=opts.get("network", True),
         binds=check_binds(opts.get("bind") or []),
         cache=opts["cache"].expanduser().absolute() if opts.get("cache") else None,
-        memory=opts.get("memory"),
+        memory=per_slot(opts, "memory", "mem_per_slot"),
+        slots=opts.get("slots") or 1,
+        gpus_per_slot=opts.get("gpus_per_slot") or 0,
         secrets=frozenset(secret for secret in secrets if secret),
     )

@@ -1,11 +1,13 @@
 """Scheduling: small files in batches, large ones first, on a pool that stops at the
-first error."""
+first error; at most ``--jobs`` batches at once in the process, however many slots copy."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from typing import TypeVar
 
 from crunchclient.transfer.progress import Progress, TransferCancelled
@@ -15,6 +17,33 @@ BATCH_BYTES = 16 * 1024 * 1024  # bytes: a batch closes once it holds this much
 FAST_FILE = 100e-6  # seconds: a local file copied faster than this is not waiting on the disk
 
 T = TypeVar("T")
+
+SHARED: list[threading.BoundedSemaphore] = []
+"""The process's transfer limit while a loop with slots runs (see ``shared_jobs``)."""
+
+
+@contextmanager
+def shared_jobs(jobs: int) -> Iterator[None]:
+    """Within the block, the transfers of every thread share ``jobs`` places: N slots do
+    not open N times --jobs copies."""
+    SHARED.append(threading.BoundedSemaphore(max(1, jobs)))
+    try:
+        yield
+    finally:
+        SHARED.pop()
+
+
+def limited(work: Callable[[list[T]], None]) -> Callable[[list[T]], None]:
+    """``work`` taking one of the shared places while it runs, when there is a limit."""
+    if not SHARED:
+        return work
+    places = SHARED[-1]
+
+    def run(batch: list[T]) -> None:
+        with places:
+            work(batch)
+
+    return run
 
 
 def batches(items: list[tuple[T, int]]) -> Iterator[list[T]]:
@@ -52,6 +81,7 @@ def run_parallel(
     under FAST_FILE, the kernel answers at once and threads would only pass the GIL to
     each other, so the rest runs here too.
     """
+    work = limited(work)
     todo = list(batches(items))
     several = next((i for i, batch in enumerate(todo) if len(batch) > 1), None)
     if local and jobs > 1 and several is not None and len(todo) > 1:

@@ -6,7 +6,7 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crunch.choices import Stage as StageNumber
 from crunch.choices import State
@@ -22,6 +22,9 @@ from crunchclient.transfer.paths import make_work_folder, work_folder
 from crunchclient.worker.records import RECORDS, SETUP_CHECKSUMS, is_record, write_json
 from crunchclient.worker.shutdown import Shutdown
 from crunchclient.worker.workflow.runners import Runner
+
+if TYPE_CHECKING:
+    from crunchclient.worker.batcher import Batcher
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +50,8 @@ class RunContext:
     through_server: ServerBackend | None = None
     runner: Runner | None = None
     """How the workflow starts (sandbox, container); None: as it is, with no isolation."""
+    batcher: Batcher | None = None
+    """A loop with slots: the statuses go with the other slots' (see batcher.py)."""
 
     @property
     def storage(self) -> Any:
@@ -105,7 +110,7 @@ class RunContext:
         report = StatusReport(
             dataset=self.dataset.id, stage=stage, state=state, claim=str(self.claim.id),
             note=head_bytes(redact(note, self.config.secrets), NOTE_BYTES),
-            diagnostics=self.diagnostics, extra=extra or {},
+            diagnostics=self.diagnostics, extra=extra or {}, slot=self.config.slot,
         )  # fmt: skip
         if hold:
             self.held.append(report)
@@ -122,6 +127,10 @@ class RunContext:
             return StatusAnswer()
         last = reports[-1]
         try:
+            if self.batcher is not None:
+                # A Start needs no answer: it goes with the next call of any slot.
+                wait = next is not None or last.state != State.START
+                return self.batcher.send(reports, next=next, wait=wait, lost=self.lost)
             if len(reports) > 1 and next is None:
                 return self.connection.post_statuses(reports)[-1]
             if len(reports) > 1:

@@ -34,12 +34,13 @@ Python 3.10 has no process_group and falls back to a new session.
 
 
 class Shutdown:
-    """Set by the first signal; the stages poll it and the workflow subprocess is stopped."""
+    """Set by the first signal; the stages poll it and the workflow subprocesses (one per
+    slot of the loop) are stopped."""
 
     def __init__(self) -> None:
         self.event = threading.Event()
         self.signal_name: str | None = None
-        self.child: subprocess.Popen[bytes] | None = None
+        self.children: set[subprocess.Popen[bytes]] = set()
 
     @property
     def requested(self) -> bool:
@@ -53,7 +54,8 @@ class Shutdown:
         name = signal.Signals(signum).name
         if self.requested:
             logger.warning("Received %s again - exiting now", name)
-            kill_group(self.child, signal.SIGKILL)
+            for child in list(self.children):
+                kill_group(child, signal.SIGKILL)
             os._exit(128 + signum)
         logger.warning(
             "Received %s - finishing: stopping the workflow, reporting the dataset and "

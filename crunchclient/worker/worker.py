@@ -35,7 +35,7 @@ from crunchclient.transfer.paths import remove_work_folder, work_folder
 from crunchclient.worker import diagnostics
 from crunchclient.worker.context import RunContext
 from crunchclient.worker.deadline import Deadline
-from crunchclient.worker.heartbeat import Heartbeat
+from crunchclient.worker.heartbeat import Heartbeat, Watcher
 from crunchclient.worker.outcomes import LoopSummary, Outcome, finished
 from crunchclient.worker.shutdown import Shutdown
 from crunchclient.worker.stages.base import Stage
@@ -62,7 +62,7 @@ class Worker:
         self.prefetched: Claim | None = None
         """The next dataset's claim, taken with the last one's Upload Success."""
         self._diagnostics: Diagnostics | None = None
-        self._heartbeat: Heartbeat | None = None
+        self._heartbeat: Watcher | None = None
         self.runners: dict[str, Runner] = {}
 
     def runner(self, project: ProjectInfo) -> Runner:
@@ -81,18 +81,18 @@ class Worker:
         return self._diagnostics
 
     @contextmanager
-    def beating(self) -> Iterator[Heartbeat]:
+    def beating(self) -> Iterator[Watcher]:
         """The run's heartbeat thread: started on the way in, stopped on the way out;
         nested uses (each dataset of a loop) share it."""
         if self._heartbeat is not None:
             yield self._heartbeat
             return
-        self._heartbeat = Heartbeat(self.connection, self.config)
-        self._heartbeat.start()
+        heartbeat = self._heartbeat = Heartbeat(self.connection, self.config)
+        heartbeat.start()
         try:
-            yield self._heartbeat
+            yield heartbeat
         finally:
-            self._heartbeat.stop()
+            heartbeat.stop()
             self._heartbeat = None
 
     @contextmanager
@@ -126,13 +126,9 @@ class Worker:
         With ``project`` (checked before claiming) the server records the Setup Start with
         the claim; a dataset of any project is checked first, and may be given back unstarted.
         """
-        config = self.config
         claimed, self.prefetched = self.prefetched, None
         if claimed is None:
-            claimed = self.connection.claim_next(
-                holder=config.holder, lease_seconds=config.lease_seconds, project=project,
-                start=self.diagnostics if project else None,
-            )  # fmt: skip
+            claimed = self.fetch_claim(project)
         if claimed is not None:
             try:
                 self.check_project(claimed.project)
@@ -141,6 +137,14 @@ class Worker:
                 self.connection.release(str(claimed.id), note="")
                 raise
         return claimed
+
+    def fetch_claim(self, project: str | None) -> Claim | None:
+        """Ask the server for the next pending dataset (of ``project``)."""
+        config = self.config
+        return self.connection.claim_next(
+            holder=config.holder, lease_seconds=config.lease_seconds, project=project,
+            start=self.diagnostics if project else None,
+        )  # fmt: skip
 
     def next_request(self, project: str | None) -> NextRequest:
         """What an Upload Success carries to claim the next dataset in the same call."""
@@ -178,6 +182,16 @@ class Worker:
 
     # ------------------------------------------------------------------------ one dataset
 
+    def context_for(self, claimed: Claim) -> RunContext:
+        """What the stages of the claimed dataset share, in its folder under --directory."""
+        config = self.config
+        workdir = config.directory / claimed.project.slug / claimed.dataset.slug.split(":", 1)[-1]
+        return RunContext(
+            config=config, connection=self.connection, claim=claimed, workdir=workdir,
+            shutdown=self.shutdown, diagnostics=self.diagnostics,
+            runner=self.runner(claimed.project),
+        )  # fmt: skip
+
     def process(self, claimed: Claim, *, then: NextRequest | None = None) -> Outcome:
         """Run the stages on a claimed dataset. A stage's Fail ends the dataset, not the client.
 
@@ -187,12 +201,8 @@ class Worker:
         """
         config = self.config
         started = time.monotonic()
-        workdir = config.directory / claimed.project.slug / claimed.dataset.slug.split(":", 1)[-1]
-        context = RunContext(
-            config=config, connection=self.connection, claim=claimed, workdir=workdir,
-            shutdown=self.shutdown, diagnostics=self.diagnostics,
-            runner=self.runner(claimed.project),
-        )  # fmt: skip
+        context = self.context_for(claimed)
+        workdir = context.workdir
         logger.info("Claimed dataset %s (claim %s)", context.slug, context.claim.id)
         try:
             with self.beating() as heartbeat, heartbeat.watching(context):

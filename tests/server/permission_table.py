@@ -182,6 +182,8 @@ ROWS: tuple[Row, ...] = (
     Row("register datasets", "POST", "/api/projects/{project}/datasets/", **edit(200),
         body=[{"name": "registered"}]),
     Row("claim next of a project", "POST", "/api/projects/{project}/next/", **process(200)),
+    Row("claim several of a project", "POST", "/api/projects/{project}/next/", **process(200),
+        body={"count": 2}),
     Row("peek next of a project", "GET", "/api/projects/{project}/next/", **read()),
     # Datasets
     Row("list datasets", "GET", "/api/datasets/?project={project}", **everyone(200), lists=True),
@@ -226,6 +228,10 @@ ROWS: tuple[Row, ...] = (
         body={"dataset": "{mine}", **START, "claim": "{my_claim}"}),
     Row("post statuses in a batch on own claim", "POST", "/api/statuses/batch/",
         **process(201), body=[{"dataset": "{mine}", **START, "claim": "{my_claim}"}]),
+    Row("post statuses of several datasets (each answered in the body)", "POST",
+        "/api/statuses/batch/", **signed_in(200), body={"statuses": [
+            {"dataset": "{mine}", **START, "claim": "{my_claim}"},
+            {"dataset": "{theirs}", **START, "claim": "{their_claim}"}]}),
     Row("post status on another's claim", "POST", "/api/statuses/", **process(409),
         body={"dataset": "{theirs}", **START, "claim": "{their_claim}"}),
     Row("post Setup Start without claim (0.1 client)", "POST", "/api/statuses/",
@@ -238,9 +244,13 @@ ROWS: tuple[Row, ...] = (
     # Queue and claims
     Row("claim next of any project", "POST", "/api/next/",
         public="401 204 204 200 204 200 204", private="401 204 204 200 204 200 204"),
+    Row("claim several of any project", "POST", "/api/next/", **signed_in(200),
+        body={"count": 2}),
     Row("peek next of any project", "GET", "/api/next/", **everyone(200)),
     Row("renew own claim", "POST", "/api/claims/{my_claim}/renew/", **process(200)),
     Row("renew another's claim", "POST", "/api/claims/{their_claim}/renew/", **signed_in(409)),
+    Row("renew claims in one call (another's answered lost)", "POST", "/api/claims/renew/",
+        **signed_in(200), body={"claims": ["{my_claim}", "{their_claim}"]}),
     Row("release own claim", "POST", "/api/claims/{my_claim}/release/", **process(200)),
     Row("release another's claim", "POST", "/api/claims/{their_claim}/release/",
         **signed_in(409)),

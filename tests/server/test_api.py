@@ -338,3 +338,22 @@ def test_openapi_schema_describes_the_new_endpoints(http):
     assert r.status_code == 200
     paths = r.json()["paths"]
     assert "/api/next/" in paths and "/api/claims/{claim_id}/renew/" in paths
+
+
+def test_openapi_schema_describes_the_batched_calls(http):
+    schema = http.get("schema/", format="json").json()
+    paths, components = schema["paths"], schema["components"]["schemas"]
+    assert "/api/claims/renew/" in paths
+    renew = paths["/api/claims/renew/"]["post"]
+    assert "parameters" not in renew
+    assert {"claims", "lease_seconds", "client"} <= set(components["RenewAll"]["properties"])
+    assert set(components["RenewedAll"]["properties"]) == {"renewed", "lost"}
+    batch = paths["/api/statuses/batch/"]["post"]
+    assert set(batch["responses"]) == {"200", "201"}
+    forms = components["StatusBatch"]["oneOf"]
+    assert {"type": "array", "items": {"$ref": "#/components/schemas/Status"}} in forms
+    assert {"statuses", "next"} == set(components["BatchRequest"]["properties"])
+    assert {"count", "slots", "client"} <= set(components["ClaimRequest"]["properties"])
+    assert "slot" in components["Status"]["properties"]
+    answers = components["ClaimAnswer"]["oneOf"]
+    assert {"$ref": "#/components/schemas/Claims"} in answers

@@ -9,13 +9,15 @@ from crunchclient.exceptions import ConfigurationError, Interrupted, StageFailed
 from crunchclient.management.base import ClientCommand
 from crunchclient.settings.config import resolve
 from crunchclient.terminal.dryrun import dry_run
+from crunchclient.worker import gpus
+from crunchclient.worker.slots import SlotLoop
 from crunchclient.worker.worker import Worker
 
 
 class Command(ClientCommand):
     help = (
-        "Process pending datasets one after another until none is left; a failed dataset "
-        "does not stop the loop, but the exit code says some failed."
+        "Process pending datasets one after another (or --slots N at once) until none is "
+        "left; a failed dataset does not stop the loop, but the exit code says some failed."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -24,8 +26,9 @@ class Command(ClientCommand):
     def handle(self, *args: Any, **opts: Any) -> None:
         if opts["dry_run"]:
             return self.dry_run(opts)
-        config = resolve(opts)
-        summary = Worker(config).run_loop(
+        configs = gpus.slot_configs(resolve(opts))
+        loop = Worker(configs[0]) if len(configs) == 1 else SlotLoop(configs)
+        summary = loop.run_loop(
             project=opts["project"], max_datasets=opts["max_datasets"],
             time_limit=opts["time_limit"], wait=opts["wait"],
         )  # fmt: skip

@@ -21,6 +21,7 @@ from crunchclient import transfer
 from crunchclient.exceptions import ClientError
 from crunchclient.settings import kinds
 from crunchclient.settings.secrets import Masker, workflow_env
+from crunchclient.worker import gpus
 from crunchclient.worker.context import NOTE_BYTES
 from crunchclient.worker.groups import WATCHDOG_PROCESS, die_with_parent, end_group
 from crunchclient.worker.records import RECORDS, WORKFLOW_LOG, is_record
@@ -111,6 +112,7 @@ class WorkflowStage(Stage):
             **workflow_env(context.config, os.environ),
             "CRUNCH_CORES": str(context.config.cores),
             "CRUNCH_DATASET": context.slug,
+            **gpus.workflow_env(context.config),
         }
         if context.runner is not None:
             launch = context.runner.launch(command, env, context.workdir)
@@ -180,7 +182,7 @@ class WorkflowStage(Stage):
                 preexec_fn=die_with_parent(), **OWN_GROUP,  # noqa: PLW1509 (one prctl call)
             )  # fmt: skip
             WATCHDOG_PROCESS.watch(process.pid)  # its group ends with the client, however
-            context.shutdown.child = process
+            context.shutdown.children.add(process)
             mask = Masker(context.config.secrets)
             assert process.stdout is not None and process.stderr is not None
             streams = {
@@ -193,7 +195,7 @@ class WorkflowStage(Stage):
                     stopping=stopping,
                 )  # fmt: skip
             finally:
-                context.shutdown.child = None
+                context.shutdown.children.discard(process)
                 if process.poll() is None:  # relaying itself failed
                     process.kill()
                     process.wait()

@@ -28,6 +28,7 @@ from crunchclient.worker.workflow.sandbox import Hiding
 logger = logging.getLogger(__name__)
 
 WORKFLOW_VARIABLES = "CRUNCH_"
+GPU_VARIABLES = ("CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES")  # a slot's own GPUs
 """Variables a container gets from the client: crunch's own for the workflow (and --pass-env's)."""
 CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 WARNED: set[str] = set()
@@ -134,11 +135,11 @@ class Runner:
 def container_env(
     env: dict[str, str], pass_env: tuple[str, ...], runtime: Runtime
 ) -> dict[str, str]:
-    """The variables a container gets: crunch's own and --pass-env's, never the client's
-    others; the runtimes that start empty get a PATH."""
+    """The variables a container gets: crunch's own, the GPUs' and --pass-env's, never the
+    client's others; the runtimes that start empty get a PATH."""
     kept = {
         name: value for name, value in env.items()
-        if name.startswith(WORKFLOW_VARIABLES) or name in pass_env
+        if name.startswith(WORKFLOW_VARIABLES) or name in pass_env or name in GPU_VARIABLES
     }  # fmt: skip
     if isinstance(runtime, containers.Charliecloud):
         kept.setdefault("PATH", CONTAINER_PATH)
