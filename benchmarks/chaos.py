@@ -1,12 +1,13 @@
 """Chaos run: many `crunch loop` clients, kill -9 every few seconds, one server restart.
 
-    .venv/bin/python -m benchmarks.chaos [--datasets 200] [--clients 8]
+    .venv/bin/python -m benchmarks.chaos [--datasets 200] [--clients 8] [--slots 4]
 
 gunicorn (4 workers) serves the testproject on a fresh PostgreSQL database (beside
 CRUNCH_BENCH_POSTGRES or DATABASE_URL, default postgres://postgres@127.0.0.1:5432/postgres);
 storage is a local folder. While the clients work, one is killed with SIGKILL every
 --kill-every seconds and started again, and the server is stopped for --outage seconds
-once. At the end it prints
+once. With --slots N each client is one `crunch loop --slots N`, so a kill -9 drops N
+datasets at once. At the end it prints
 datasets, completed once, duplicates (more than one Upload Success), lost (not completed),
 stuck (running or pending), renamed files in storage, kills and wall time, and exits 1 if
 anything was duplicated, lost, stuck or renamed.
@@ -62,6 +63,8 @@ class Clients:
             "--lease", str(self.args.lease), "--heartbeat", str(self.args.heartbeat),
             "--retry-for", "600", "--wait", "1", "--quiet",
         ]  # fmt: skip
+        if self.args.slots > 1:
+            command += ["--slots", str(self.args.slots)]
         with (self.root / f"node{n}.log").open("ab") as log:
             self.processes[n] = subprocess.Popen(command, env=self.env, stdout=log, stderr=log)
         self.started += 1
@@ -187,6 +190,7 @@ def chaos(args: argparse.Namespace) -> dict[str, float]:
             "kills": kills,
             "server restarts": restarts,
             "client starts": clients.started,
+            "slots per client": args.slots,
             "wall seconds": round(wall, 1),
         }
 
@@ -195,6 +199,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", type=int, default=200)
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument(
+        "--slots", type=int, default=1, help="datasets each client runs at once (loop --slots)"
+    )
     parser.add_argument("--kill-every", type=float, default=3.0, help="seconds between kills")
     parser.add_argument("--outage", type=float, default=5.0, help="seconds the server is down")
     parser.add_argument("--lease", type=int, default=8, help="client lease, seconds")

@@ -26,12 +26,16 @@ class JobSpec:
     partition: str | None = None
     account: str | None = None
     qos: str | None = None
+    nodes: int | None = None  # per task: 1 for a whole node (crunch submit --slots)
+    ntasks: int | None = None
+    exclusive: bool = False  # the task has its node to itself
     cpus_per_task: int | None = None
     mem: str | None = None
     gres: str | None = None
     constraint: str | None = None
     output: str | None = None
     extra: list[str] = field(default_factory=list)  # raw scheduler arguments
+    runs: str = "'crunch loop'"  # what each task runs, for the script's first comment
 
 
 @dataclass(frozen=True)

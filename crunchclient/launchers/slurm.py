@@ -56,15 +56,18 @@ class SlurmLauncher(Launcher):
         ]
         for option, value in (
             ("partition", spec.partition), ("account", spec.account), ("qos", spec.qos),
+            ("nodes", spec.nodes), ("ntasks", spec.ntasks),
             ("cpus-per-task", spec.cpus_per_task), ("mem", spec.mem), ("gres", spec.gres),
             ("constraint", spec.constraint), ("output", spec.output),
         ):  # fmt: skip
             if value is not None:
                 options.append(f"--{option}={value}")
+        if spec.exclusive:
+            options.append("--exclusive")
         options += spec.extra
         lines = [
             "#!/bin/bash",
-            f"# Written by 'crunch submit': {spec.tasks} task(s), each running 'crunch loop'.",
+            f"# Written by 'crunch submit': {spec.tasks} task(s), each running {spec.runs}.",
             *(f"#SBATCH {option}" for option in options),
             "set -e",
             f"# {', '.join(spec.env_names) or 'The settings'}: from a file only you can read.",

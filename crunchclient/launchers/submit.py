@@ -8,6 +8,9 @@ batch_script`` prints. A proxy URL may hold a password too.
 
 With ``keep``, the command stays and keeps that many tasks queued or running while
 the project has pending datasets, then exits once nothing is pending or running.
+
+With ``slots`` (``crunch submit --slots N``), each task is one node running one
+``crunch loop --slots N`` (``nodes.py``), and a task counts for N pending datasets.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 
 from crunchclient.exceptions import ConfigurationError, SchedulerError, SubmitError
 from crunchclient.launchers.base import JobSpec, Launcher
+from crunchclient.launchers.nodes import Slots
 from crunchclient.server.connection import Connection
 from crunchclient.server.wire import ProjectStats
 
@@ -69,6 +73,7 @@ class Request:
     extra: list[str] = field(default_factory=list)
     name: str | None = None
     proxies: dict[str, str] = field(default_factory=dict)  # PROXY_VARIABLES set here
+    slots: Slots = field(default_factory=Slots)  # --slots: each task a node of N slots
 
 
 def proxy_environment(environ: Mapping[str, str]) -> dict[str, str]:
@@ -87,9 +92,9 @@ def loop_command(request: Request, *, standalone: bool) -> list[str]:
         "--time-limit", f"{max(1.0, request.wall - request.margin):g}s",
         "--wait", f"{request.wait:g}", "--directory", str(request.directory), "--quiet",
     ]  # fmt: skip
-    if request.cores:
+    if request.cores and not request.slots.given:  # with slots: --cores-per-slot
         command += ["--cores", str(request.cores)]
-    return command + request.loop_args
+    return command + request.slots.loop_args() + request.loop_args
 
 
 def env_values(request: Request) -> dict[str, str]:
@@ -135,7 +140,9 @@ def prepare(request: Request, launcher: Launcher, *, standalone: bool) -> Prepar
         name=name, tasks=request.jobs, wall_seconds=request.wall, signal_seconds=request.margin,
         command=loop_command(request, standalone=standalone), env_file=env_path,
         env_names=list(env_values(request)),
-        setup=request.setup, extra=request.extra, **request.scheduler,
+        setup=request.setup, extra=request.extra,
+        runs=request.slots.runs(),
+        **request.slots.scheduler(request.scheduler),
     )  # fmt: skip
     return Prepared(spec, launcher.script(spec), folder / f"{name}-{stamp}.sh", env_path)
 
@@ -147,7 +154,8 @@ def write(prepared: Prepared, request: Request) -> None:
 
 def submitted_message(launcher: Launcher, job_id: str, tasks: int, request: Request) -> str:
     lines = [
-        f"Submitted job {job_id}: {tasks} task(s) of 'crunch loop --project {request.project}'."
+        f"Submitted job {job_id}: {tasks} task(s) of "
+        f"{request.slots.runs(f'crunch loop --project {request.project}')}."
     ]
     if hint := launcher.watch_hint(job_id):
         lines.append(f"Watch it with: {hint}")
@@ -189,9 +197,26 @@ class Keeper:
     job_ids: list[str] = field(default_factory=list)
     submitted: int = 0
     most_held: int = 0
+    slots_seen: int = 0  # with --slots auto: the most slots a loop of our jobs reported
 
     def stats(self) -> ProjectStats:
         return self.connection.project_stats(self.request.project)
+
+    def per_task(self) -> int:
+        """Pending datasets one more task takes on: its slots.
+
+        With ``--slots auto`` on whole nodes only the loops know; until one of ours has
+        told the server (the overview's "slots"), a task counts for one dataset.
+        """
+        known = self.request.slots.per_task(self.request.scheduler.get("cpus_per_task"))
+        if known is not None:
+            return known
+        if self.job_ids:
+            overview = self.connection.overview(self.request.project)
+            for client in overview.get("slots") or []:
+                if str(client.get("slurm_job_id") or "") in self.job_ids:
+                    self.slots_seen = max(self.slots_seen, int(client.get("slots") or 0))
+        return max(1, self.slots_seen)
 
     def run(self) -> str:
         """Submit until nothing is pending or running; return the closing summary."""
@@ -227,7 +252,8 @@ class Keeper:
                         f"submitted {self.submitted} task(s) in {len(self.job_ids)} job(s), "
                         f"at most {self.most_held} at once."
                     )
-            count = min(self.keep - tasks.held, pending - tasks.queued, self.request.jobs)
+            wanted = math.ceil(pending / self.per_task()) if pending else 0
+            count = min(self.keep - tasks.held, wanted - tasks.queued, self.request.jobs)
             if pending and count > 0:
                 try:
                     job_id = self.launcher.submit(self.prepared.script_path, tasks=count)

@@ -13,6 +13,7 @@ from crunchclient.server.connection import Connection, no_dataset, no_project
 
 STATES = tuple(DatasetState.values)  # pending, running, completed, failed: the overview's order
 NOTE_CHARS = 60  # of a note in the ls table
+CLIENTS_SHOWN = 20  # clients listed with their slots; the rest are counted
 
 
 def overviews(connection: Connection, project: str | None) -> list[dict[str, Any]]:
@@ -50,7 +51,7 @@ def status_lines(overview: dict[str, Any]) -> list[str]:
             "at the next claim, or now with crunch release DATASET)."
         )
     lines.append(
-        f"Throughput {overview['throughput_per_hour']:.1f}/h over the last hour; "
+        f"Throughput {overview['throughput_per_hour']:.1f} datasets/h over the last hour; "
         f"time to finish {duration(overview['eta_seconds'])}."
     )
     jobs = overview.get("clients_by_job") or {}
@@ -59,6 +60,7 @@ def status_lines(overview: dict[str, Any]) -> list[str]:
         for job, count in sorted(jobs.items())
     )
     lines.append(f"Live clients: {overview['live_clients']}" + (f" ({by_job})." if by_job else "."))
+    lines += slot_lines(overview.get("slots") or [])  # absent from servers before 0.3
     failures = overview.get("failures") or []
     if failures:
         lines.append("Top failures:")
@@ -66,6 +68,33 @@ def status_lines(overview: dict[str, Any]) -> list[str]:
             example = f" (e.g. {group['examples'][0]})" if group.get("examples") else ""
             lines.append(f"  {group['count']:>6}  {group['note']}{example}")
     return lines
+
+
+def slot_lines(clients: list[dict[str, Any]]) -> list[str]:
+    """Each live loop's slots, busy and free: how full the nodes are kept."""
+    if not clients:
+        return []
+    total = sum(int(client.get("slots") or 0) for client in clients)
+    busy = sum(int(client.get("busy") or 0) for client in clients)
+    lines = [f"Slots: {busy} of {total} busy in {len(clients)} loop(s):"]
+    ordered = sorted(clients, key=lambda c: (str(c.get("slurm_job_id") or ""), client_name(c)))
+    for client in ordered[:CLIENTS_SHOWN]:
+        slots, used = int(client.get("slots") or 0), int(client.get("busy") or 0)
+        lines.append(
+            f"  {client_name(client)}: {used} busy, {max(0, slots - used)} free of {slots}"
+        )
+    if len(ordered) > CLIENTS_SHOWN:
+        lines.append(f"  ... and {len(ordered) - CLIENTS_SHOWN} more loop(s)")
+    return lines
+
+
+def client_name(client: dict[str, Any]) -> str:
+    """'node-7, job 4242_3': where a loop runs, its Slurm job and array task if any."""
+    name = str(client.get("hostname") or client.get("holder") or "a client")
+    job = str(client.get("slurm_job_id") or "")
+    if task := str(client.get("slurm_array_task_id") or ""):
+        job = f"{job}_{task}" if job else job
+    return f"{name}, job {job}" if job else name
 
 
 def status(connection: Connection, project: str | None, *, as_json: bool = False) -> str:

@@ -116,7 +116,9 @@ def test_register_process_watch_explain_and_download(served_crunch: Crunch) -> N
     assert status[0] == (
         f"Project 'words': {total} dataset(s): 0 pending, 0 running, {total} completed, 0 failed."
     )
-    assert re.fullmatch(r"Throughput \d+\.\d/h over the last hour; time to finish 0s\.", status[1])
+    assert re.fullmatch(
+        r"Throughput \d+\.\d datasets/h over the last hour; time to finish 0s\.", status[1]
+    )
     assert status[2:] == ["Live clients: 0."]
     overview = json.loads(ok(crunch.run("status", "--project", "words", "--json")))
     assert (overview["completed"], overview["live_clients"], overview["failures"]) == (total, 0, [])

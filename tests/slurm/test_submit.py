@@ -91,6 +91,7 @@ def test_help_lists_every_option(cluster: Cluster) -> None:
         "--project", "--jobs", "--time", "--margin", "--keep", "--poll", "--dry-run",
         "--partition", "--account", "--qos", "--cpus-per-task", "--mem", "--gres",
         "--constraint", "--output", "--sbatch-arg", "--job-name", "--setup", "--directory",
-        "--wait", "--loop-arg", "--url", "--token", "--storage-settings",
+        "--wait", "--loop-arg", "--url", "--token", "--storage-settings", "--slots",
+        "--exclusive", "--nodes", "--cores-per-slot", "--gpus-per-slot", "--mem-per-slot",
     ):  # fmt: skip
         assert option in result.stdout, option

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 from typing import Any
@@ -9,16 +10,30 @@ from django.core.management.base import CommandParser
 from crunchclient.cli.arguments import (
     add_argument,
     add_url_and_token,
+    memory_size,
     positive_int,
     seconds,
     wall_time,
 )
 from crunchclient.launchers import SlurmLauncher, submit
+from crunchclient.launchers.nodes import AUTO, Slots
 from crunchclient.management.base import ClientCommand
 from crunchclient.settings import bootstrap
 from crunchclient.settings.config import ENVIRONMENT, resolve_token, resolve_url
 
 SCHEDULER_OPTIONS = ("partition", "account", "qos", "cpus_per_task", "mem", "gres", "constraint")
+
+
+def slot_count(text: str) -> int | None:
+    """--slots: a whole number from 1, or 'auto' (None: the loop fills the node)."""
+    if text.strip().lower() == AUTO:
+        return None
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of slots: use a whole number from 1, or auto."
+        ) from None
 
 
 class Command(ClientCommand):
@@ -67,7 +82,8 @@ class Command(ClientCommand):
         slurm.add_argument("--qos", help="sbatch --qos.")
         slurm.add_argument(
             "--cpus-per-task", type=positive_int, metavar="N",
-            help="sbatch --cpus-per-task; also the workflow's --cores.",
+            help="sbatch --cpus-per-task; also the workflow's --cores (with --slots, "
+            "--cores-per-slot is).",
         )  # fmt: skip
         slurm.add_argument("--mem", help="sbatch --mem, e.g. 8G.")
         slurm.add_argument("--gres", help="sbatch --gres, e.g. gpu:1.")
@@ -83,6 +99,40 @@ class Command(ClientCommand):
         slurm.add_argument(
             "--job-name", metavar="NAME", help="sbatch --job-name (default crunch-PROJECT)."
         )
+        nodes = parser.add_argument_group(
+            "whole nodes (each task one node running one loop of several slots)"
+        )
+        nodes.add_argument(
+            "--slots", type=slot_count, default=0, metavar="N",  # 0: not given
+            help="Datasets each task runs at once, in one 'crunch loop --slots N'; N may be "
+            "'auto', which fills the node (its "
+            "CPUs divided by --cores-per-slot, capped by its GPUs divided by --gpus-per-slot). "
+            "Without --exclusive the task asks for N x --cores-per-slot CPUs; 'auto' needs "
+            "--exclusive or --cpus-per-task.",
+        )  # fmt: skip
+        nodes.add_argument(
+            "--exclusive", action="store_true",
+            help="sbatch --exclusive: each task has its node to itself (and, unless --mem or "
+            "--mem-per-slot say otherwise, all of its memory: --mem=0).",
+        )  # fmt: skip
+        nodes.add_argument(
+            "--nodes", type=positive_int, metavar="K",
+            help="Tasks in the job array, each a whole node (with --slots or --exclusive; "
+            "instead of --jobs).",
+        )  # fmt: skip
+        nodes.add_argument(
+            "--cores-per-slot", type=positive_int, metavar="C",
+            help="Each slot's cores: its workflow's --cores (default 1).",
+        )  # fmt: skip
+        nodes.add_argument(
+            "--gpus-per-slot", type=positive_int, metavar="G",
+            help="GPUs of each slot, its own; the task asks for slots x G (--gres=gpu:N).",
+        )  # fmt: skip
+        nodes.add_argument(
+            "--mem-per-slot", type=memory_size, metavar="SIZE",
+            help="Each slot's memory limit (e.g. 8g) where the runner enforces one; the task "
+            "asks for slots x SIZE (sbatch --mem).",
+        )  # fmt: skip
         task = parser.add_argument_group("each task")
         task.add_argument(
             "--setup", action="append", default=[], metavar="CMD",
@@ -114,7 +164,14 @@ class Command(ClientCommand):
     def handle(self, *args: Any, **opts: Any) -> None:
         wall = opts["time"]
         margin = opts["margin"] if opts["margin"] is not None else submit.default_margin(wall)
-        jobs = opts["jobs"] or opts["keep"] or 1
+        slots = Slots(
+            given=opts["slots"] != 0, count=opts["slots"] if opts["slots"] != 0 else 1,
+            cores=opts["cores_per_slot"],
+            gpus=opts["gpus_per_slot"], memory=opts["mem_per_slot"],
+            exclusive=opts["exclusive"], nodes=opts["nodes"],
+        )  # fmt: skip
+        slots.check(cpus_per_task=opts["cpus_per_task"], gres=opts["gres"], jobs=opts["jobs"])
+        jobs = opts["nodes"] or opts["jobs"] or opts["keep"] or 1
         scheduler = {name: opts[name] for name in SCHEDULER_OPTIONS if opts[name] is not None}
         scheduler["output"] = opts["output"] or str(Path("crunch-%x-%A_%a.out").absolute())
         standalone = bootstrap.is_standalone()
@@ -126,7 +183,7 @@ class Command(ClientCommand):
             directory=opts["directory"].expanduser().absolute(), wait=opts["wait"],
             cores=opts["cpus_per_task"], loop_args=opts["loop_arg"], setup=opts["setup"],
             scheduler=scheduler, extra=opts["sbatch_arg"], name=opts["job_name"],
-            proxies=submit.proxy_environment(os.environ),
+            proxies=submit.proxy_environment(os.environ), slots=slots,
         )  # fmt: skip
         submit.check_request(request)
         submit.submit(
