@@ -187,6 +187,12 @@ class StatusSerializer(serializers.ModelSerializer[Status]):
         help_text="With an Upload Success: claim the next dataset in the same call; the "
         "answer's 'next' holds the claim (null when none is left).",
     )  # fmt: skip
+    age = serializers.FloatField(
+        write_only=True, required=False, min_value=0, max_value=86400,
+        help_text="How many seconds before this call the status happened (a loop queues a "
+        "status that needs no answer to go with a later call, see crunch loop --slots): it is "
+        "recorded at the server's time minus this, never before its run's claim.",
+    )  # fmt: skip
     dataset_slug = serializers.CharField(source="dataset.slug", read_only=True)
     dataset_state = serializers.CharField(
         source="dataset.state", read_only=True,
@@ -204,7 +210,7 @@ class StatusSerializer(serializers.ModelSerializer[Status]):
         fields = [
             "id", "dataset", "dataset_slug", "dataset_state", "dataset_retry_at", "stage",
             "stage_name", "state",
-            "state_name", "note", "claim", "key", "workflow_sha256", "image_digest", "next",
+            "state_name", "note", "claim", "key", "workflow_sha256", "image_digest", "next", "age",
             "created", "slot",
             *DIAGNOSTIC_FIELDS,
         ]  # fmt: skip

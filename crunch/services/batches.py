@@ -108,7 +108,8 @@ def status_of(dataset: Dataset, entry: Entry, user: Any) -> Status:
     fields = {k: v for k, v in report.diagnostics.items() if k in DIAGNOSTIC_FIELDS}
     status = Status(
         dataset=dataset, stage=report.stage, state=report.state, note=note,
-        claim_id=entry.claim_id, key=report.key or None, created=timezone.now(),
+        claim_id=entry.claim_id, key=report.key or None,
+        created=report.made(dataset, timezone.now()),
         user=user if getattr(user, "pk", None) else None, slot=report.slot,
         workflow_sha256=report.workflow_sha256, image_digest=report.image_digest, **fields,
     )  # fmt: skip

@@ -208,6 +208,15 @@ class Report:
     image_digest: str = ""
     diagnostics: dict[str, Any] = dataclasses.field(default_factory=dict)
     slot: int | None = None
+    age: float = 0.0
+    """How many seconds before its call the client made it (a status queued to go with a
+    later call): recorded at that time, not when the call arrives."""
+
+    def made(self, dataset: Dataset, now: datetime.datetime) -> datetime.datetime:
+        """When the status happened: ``age`` seconds before ``now``, never before its run's
+        claim, so no client writes a status into another run's time."""
+        at = now - datetime.timedelta(seconds=self.age)
+        return max(at, dataset.claimed) if dataset.claimed else at
 
 
 def record_run(
@@ -239,7 +248,8 @@ def record_run(
                 note = cut_note(report.note)
                 made.append(Status(
                     dataset=locked, stage=report.stage, state=report.state, note=note,
-                    claim_id=claim_id, key=report.key or None, created=timezone.now(),
+                    claim_id=claim_id, key=report.key or None,
+                    created=report.made(locked, timezone.now()),
                     user=user if getattr(user, "pk", None) else None,
                     workflow_sha256=report.workflow_sha256, image_digest=report.image_digest,
                     slot=report.slot, **fields,

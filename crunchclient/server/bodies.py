@@ -7,6 +7,7 @@ each into JSON (``to_wire``); nothing else builds a request body by hand.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -82,6 +83,11 @@ class NextRequest:
         return body
 
 
+AGE_SENT = 0.05
+"""A status older than this when its call is built says how old (see ``StatusReport.made``)."""
+MAX_AGE = 86400.0  # the most the server accepts
+
+
 @dataclass(frozen=True, kw_only=True)
 class StatusReport:
     """A status with its own key: recorded once, however often its post is retried.
@@ -102,6 +108,8 @@ class StatusReport:
     image_digest: str = ""
     slot: int | None = None
     key: str = field(default_factory=new_key)
+    made: float = field(default_factory=time.monotonic, compare=False)
+    """When it happened (the monotonic clock): a status queued for a later call says its age."""
 
     def to_wire(self, *, next: NextRequest | None = None) -> dict[str, Any]:
         """The JSON the API reads; with ``next`` it also asks for the next claim."""
@@ -114,6 +122,8 @@ class StatusReport:
             body["image_digest"] = self.image_digest
         if self.slot is not None:
             body["slot"] = self.slot
+        if (age := time.monotonic() - self.made) >= AGE_SENT:
+            body["age"] = round(min(age, MAX_AGE), 3)
         if next is not None:
             body["next"] = next.to_wire()
         return body

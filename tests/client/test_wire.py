@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 import uuid
 
 import pytest
@@ -118,6 +119,7 @@ def test_what_the_client_sends_has_the_serializers_fields() -> None:
     report = StatusReport(
         dataset=1, stage=Stage.UPLOAD, state=State.SUCCESS, claim="c", diagnostics=facts,
         extra={"workflow_sha256": "0" * 64}, image_digest="sha256:" + "0" * 64, slot=3,
+        made=time.monotonic() - 1,  # queued a second ago: it says its age
     )  # fmt: skip
     sent = set(report.to_wire(next=ask))
     assert sent <= set(StatusSerializer().fields)

@@ -3,6 +3,7 @@ each answered on its own, in a constant number of queries whatever their number.
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -130,3 +131,28 @@ def test_an_empty_or_malformed_object_batch(worker):
     assert (r.status_code, r.json()) == (200, {"results": []})
     r = worker.post("/api/statuses/batch/", {"statuses": "x"}, format="json")
     assert r.status_code == 400 and "\n" not in r.json()["detail"]
+
+
+def test_a_queued_status_is_recorded_when_it_happened_never_before_its_claim(worker):
+    """A loop queues a Start that needs no answer; its ``age`` says how long ago it was
+    made, so the history shows when the stage began, not when the call came."""
+    (held,) = claim(worker, 1)
+    claim_id, dataset = held
+    claimed = Dataset.objects.get(pk=dataset).claimed
+    time.sleep(0.6)  # the Setup Success below was made 0.5 s ago: after the claim
+    started = status(claim_id, dataset, 1, 2, "s")  # Setup Success, made 0.5 s before the call
+    body = {"statuses": [{**started, "age": 0.5}, status(claim_id, dataset, 2, 1, "w")]}
+    r = worker.post("/api/statuses/batch/", body, format="json")
+    assert r.status_code == 200, r.content
+    success, workflow = Status.objects.filter(dataset_id=dataset).order_by("id")[1:]
+    assert 0.4 < (workflow.created - success.created).total_seconds() < 5
+    # An age reaching before the claim is held to the claim's time.
+    body = {"statuses": [{**status(claim_id, dataset, 2, 2, "x"), "age": 3600}]}
+    worker.post("/api/statuses/batch/", body, format="json")
+    assert Status.objects.get(dataset_id=dataset, key="x").created == claimed
+    # A negative, huge or non-numeric age is a 400 naming the field.
+    for age in (-1, 86401, "soon"):
+        body = {"statuses": [{**status(claim_id, dataset, 3, 1, f"a{age}"), "age": age}]}
+        r = worker.post("/api/statuses/batch/", body, format="json")
+        assert r.status_code == 400 or r.json()["results"][0]["code"] == 400, r.content
+        assert "age" in r.content.decode()
