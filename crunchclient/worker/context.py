@@ -130,8 +130,12 @@ class RunContext:
         last = reports[-1]
         try:
             if self.batcher is not None:
-                # A Start needs no answer: it goes with the next call of any slot.
-                wait = next is not None or last.state != State.START
+                # A Start needs no answer: it goes with the next call of any slot. Not the
+                # Upload Start: no file is sent over the dataset's folder before the server
+                # says the claim is still ours (else a lost claim's late upload could
+                # overwrite the next holder's files).
+                needs_answer = last.state != State.START or last.stage == StageNumber.UPLOAD
+                wait = next is not None or needs_answer
                 return self.batcher.send(reports, next=next, wait=wait, lost=self.lost)
             if len(reports) > 1 and next is None:
                 return self.connection.post_statuses(reports)[-1]

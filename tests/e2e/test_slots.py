@@ -184,6 +184,31 @@ def test_a_claim_lost_in_one_slot_stops_that_slot_only(served_crunch: Crunch, tm
     assert Dataset.objects.get(slug=hung["slug"]).attempts == 1  # a release spends none
 
 
+def test_a_slot_whose_claim_was_lost_uploads_nothing(served_crunch: Crunch, tmp_path) -> None:
+    """A slot's Upload Start waits for the server: a claim released while the workflow ran
+    (the heartbeat too slow to notice) sends no file over the dataset's folder."""
+    crunch = served_crunch
+    ended = tmp_path / "ended"
+    workflow = f"echo late > late.txt\ntouch {ended}\nsleep 1\n"
+    project = crunch.project("Late", workflow)
+    dataset = crunch.dataset(project["slug"], "d")
+    client = crunch.start(
+        "loop", "--quiet", "--slots", "2", "--heartbeat", "60", "--isolation", "none",
+        "--bind", str(tmp_path),
+    )  # fmt: skip
+    try:
+        wait_for(ended.exists)
+        claims.release(Dataset.objects.get(slug=dataset["slug"]).claim_id, note="")
+        out, err = client.communicate(timeout=60)
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+    assert "The server no longer holds the claim on dataset 'late:d'" in err, err
+    assert "late.txt" not in crunch.stored(dataset)
+    assert (3, 1) not in statuses(dataset["slug"])  # no Upload Start was recorded
+
+
 def test_max_datasets_counts_across_slots(served_crunch: Crunch) -> None:
     crunch = served_crunch
     project = crunch.project("Max", REPORT)
