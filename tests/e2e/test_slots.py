@@ -199,7 +199,7 @@ def test_a_slot_whose_claim_was_lost_uploads_nothing(served_crunch: Crunch, tmp_
     try:
         wait_for(ended.exists)
         claims.release(Dataset.objects.get(slug=dataset["slug"]).claim_id, note="")
-        out, err = client.communicate(timeout=60)
+        _, err = client.communicate(timeout=60)
     finally:
         if client.poll() is None:
             client.kill()
