@@ -227,6 +227,7 @@ class Worker:
             raise
         finally:
             context.setup_checksums.stop()  # a failed dataset's files need no checksums
+            context.stop_lingering()
         if config.cleanup:
             remove_work_folder(config.directory, workdir)
         return Outcome(dataset=context.slug, completed=True, seconds=time.monotonic() - started)
