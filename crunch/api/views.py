@@ -101,6 +101,7 @@ def claim_with(
         "project": project, "allowed": may_process(request.user), "holder": holder,
         "user": request.user, "lease_seconds": params.get("lease_seconds"),
         "key": params.get("key") or None, "start": params.get("start"), "savepoint": savepoint,
+        "memory": params.get("memory"), "seconds": params.get("seconds"),
     }  # fmt: skip
     if params.get("count") is None:
         return claims.claim_next(**common)
