@@ -52,12 +52,17 @@ class NextRequest:
 
     ``start``: the diagnostics of the run's Setup Start, recorded with the claim;
     ``project``: the project to claim from, when it goes with a status (``next``).
+    ``memory`` (bytes) and ``seconds``: what the client can give one dataset; the server
+    hands out only datasets that need no more (a client that says nothing gets only those
+    that need nothing).
     """
 
     holder: str
     lease_seconds: int
     start: Diagnostics | None = None
     project: str | None = None
+    memory: int | None = None
+    seconds: int | None = None
     key: str = field(default_factory=new_key)
 
     def to_wire(self) -> dict[str, Any]:
@@ -68,6 +73,9 @@ class NextRequest:
             body["start"] = self.start.to_wire()
         if self.project:
             body["project"] = self.project
+        for name in ("memory", "seconds"):
+            if (value := getattr(self, name)) is not None:
+                body[name] = value
         return body
 
 
@@ -78,7 +86,9 @@ class StatusReport:
     ``diagnostics`` are the machine's facts (see worker/diagnostics.py); ``extra`` the
     fields of one stage, e.g. the Workflow Start's ``workflow_sha256``; ``image_digest``
     the Workflow Start's digest of the container image it runs in (``sha256:`` and 64
-    hex digits), sent only when there is one.
+    hex digits), sent only when there is one. A Fail's ``reason`` (a crunch.choices.FailReason
+    value; the server records "unknown" when none is sent), ``reason_detail``, and the
+    ``memory`` (bytes) and ``seconds`` (time limit) the run had, each sent only when given.
     """
 
     dataset: int
@@ -89,6 +99,10 @@ class StatusReport:
     diagnostics: Diagnostics | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
     image_digest: str = ""
+    reason: str = ""
+    reason_detail: str = ""
+    memory: int | None = None
+    seconds: int | None = None
     key: str = field(default_factory=new_key)
 
     def to_wire(self, *, next: NextRequest | None = None) -> dict[str, Any]:
@@ -100,6 +114,9 @@ class StatusReport:
         }  # fmt: skip
         if self.image_digest:
             body["image_digest"] = self.image_digest
+        for name in ("reason", "reason_detail", "memory", "seconds"):
+            if (value := getattr(self, name)) not in ("", None):
+                body[name] = value
         if next is not None:
             body["next"] = next.to_wire()
         return body
