@@ -2,7 +2,8 @@
 
 ``Worker`` claims datasets and runs its ``stages`` (subclasses of ``Stage``) on them, with
 a ``ClientConfig`` built in code or from a command's options; ``Claim``, ``DatasetInfo``
-and ``ProjectInfo`` are what the server sends. Names load on first use (PEP 562), so
+and ``ProjectInfo`` are what the server sends. ``results(project, where=...)`` yields a
+project's results as typed ``ResultRow``s over HTTP. Names load on first use (PEP 562), so
 ``crunch --help`` and Django's app loading import nothing they do not need.
 """
 
@@ -26,8 +27,10 @@ if TYPE_CHECKING:
         TransferError,
         UnsafePathError,
     )
+    from crunchclient.server.results import LatLon, ResultRow
     from crunchclient.server.wire import Claim, DatasetInfo, ProjectInfo
     from crunchclient.settings.config import ClientConfig
+    from crunchclient.terminal.results import results
     from crunchclient.worker.context import RunContext
     from crunchclient.worker.outcomes import LoopSummary, Outcome
     from crunchclient.worker.stages.base import Stage
@@ -49,6 +52,9 @@ EXPORTS = {
     "Claim": "crunchclient.server.wire",
     "DatasetInfo": "crunchclient.server.wire",
     "ProjectInfo": "crunchclient.server.wire",
+    "results": "crunchclient.terminal.results",
+    "ResultRow": "crunchclient.server.results",
+    "LatLon": "crunchclient.server.results",
     **dict.fromkeys(
         [
             "ClientError", "ConfigurationError", "ServerError", "AuthenticationFailed",
@@ -62,9 +68,10 @@ EXPORTS = {
 
 __all__ = [
     "AuthenticationFailed", "Claim", "ClaimConflict", "ClaimLost", "ClientConfig",
-    "ClientError", "ConfigurationError", "DatasetInfo", "Interrupted", "LoopSummary",
-    "NotFound", "Outcome", "ProjectInfo", "RunContext", "ServerError", "SetupStage", "Stage",
-    "StageFailed", "TransferError", "UnsafePathError", "UploadStage", "Worker", "WorkflowStage",
+    "ClientError", "ConfigurationError", "DatasetInfo", "Interrupted", "LatLon", "LoopSummary",
+    "NotFound", "Outcome", "ProjectInfo", "ResultRow", "RunContext", "ServerError", "SetupStage",
+    "Stage", "StageFailed", "TransferError", "UnsafePathError", "UploadStage", "Worker",
+    "WorkflowStage", "results",
 ]  # fmt: skip
 
 

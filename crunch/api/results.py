@@ -52,6 +52,13 @@ FORMAT = OpenApiParameter(
     "format", OpenApiTypes.STR, enum=list(STREAMS),
     description="csv (default) or jsonl; see docs/how-it-works/results.md for the bytes.",
 )  # fmt: skip
+KINDS_HEADER = "Crunch-Result-Kinds"
+KINDS = OpenApiParameter(
+    KINDS_HEADER, OpenApiTypes.STR, location=OpenApiParameter.HEADER, response=[200],
+    description="Each result column's kind, in column order: words:int,score:float,site:char,"
+    "where:latlong (char, int, float, bool, date, datetime, latlong). A client types the "
+    "rows, or writes a Parquet schema, before the first row.",
+)  # fmt: skip
 LIST_PARAMETERS = [
     OpenApiParameter("project", OpenApiTypes.STR, description="A project's slug."),
     OpenApiParameter("state", OpenApiTypes.STR, description="pending, running, completed, failed."),
@@ -86,7 +93,7 @@ class ResultsView(APIView):
 
     @extend_schema(
         operation_id="project_results",
-        parameters=[FORMAT, WHERE, COLUMNS, SORT],
+        parameters=[FORMAT, WHERE, COLUMNS, SORT, KINDS],
         responses={
             (200, "text/csv"): OpenApiTypes.STR, (200, "application/jsonl"): OpenApiTypes.STR
         },
@@ -107,6 +114,7 @@ class ResultsView(APIView):
         )
         response = StreamingHttpResponse(STREAMS[kind](chosen), content_type=MEDIA_TYPES[kind])
         response["Content-Disposition"] = f'attachment; filename="{project.slug}-results.{kind}"'
+        response[KINDS_HEADER] = ",".join(f"{key.name}:{key.kind}" for key in chosen.columns)
         return response
 
 

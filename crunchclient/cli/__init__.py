@@ -30,7 +30,9 @@ COMMANDS = {
     "datetime, url, filesize, lat-long.",
     "import": "Register many datasets: --from-storage PREFIX, --upload DIR..., --from-csv FILE.",
     "status": "Counts by state, throughput, time to finish, live clients, failures.",
-    "ls": "List a project's datasets (--state, --reason, --search) as a table.",
+    "ls": "List a project's datasets (--state, --reason, --search; results: --where, --sort, "
+    "--columns) as a table.",
+    "export": "Write a project's results as CSV, JSON Lines or Parquet (--where, --dest...).",
     "why": "Say what holds a dataset where it is, and the command that would move it.",
     "files": "List a dataset's stored files with their sizes.",
     "download": "Copy datasets' files from storage (checksum-verified), claiming nothing.",

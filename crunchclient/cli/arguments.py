@@ -361,3 +361,36 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         "--verbose", action=argparse.BooleanOptionalAction, default=True,
         help=argparse.SUPPRESS,  # django-crunch 0.1's option: what is made is always printed
     )  # fmt: skip
+
+
+def add_result_arguments(parser: Parser) -> None:
+    """--where, --sort and --columns of ``crunch ls`` and ``crunch export``: the server
+    reads them (docs/how-it-works/results.md)."""
+    parser.add_argument(
+        "--where", action="append", default=[], metavar="FILTER",
+        help="Only datasets whose result passes, e.g. 'score>0.9', 'site=north', 'name~abc' "
+        "(contains); operators = != < <= > >= ~. Repeat for several (all must hold).",
+    )  # fmt: skip
+    parser.add_argument(
+        "--sort", metavar="[-]KEY",
+        help="Sort by a result (or slug); '-' before it for descending, e.g. -score. "
+        "Datasets without it come last.",
+    )  # fmt: skip
+    parser.add_argument(
+        "--columns", metavar="KEY,KEY",
+        help="The results to show, comma-separated, in that order (default: all, by name).",
+    )  # fmt: skip
+
+
+def sort_attached(argv: list[str]) -> list[str]:
+    """``--sort -score`` as ``--sort=-score``: argparse reads a lone value that starts with
+    '-' as an option, and the descending sort is written that way."""
+    fixed: list[str] = []
+    taken = False
+    for arg in argv:
+        if taken and arg.startswith("-") and arg != "--" and not arg.startswith("--"):
+            fixed[-1] = f"--sort={arg}"
+        else:
+            fixed.append(arg)
+        taken = arg == "--sort"
+    return fixed

@@ -6,15 +6,16 @@ status posts carry a unique ``key`` so a retried post is recorded once.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 from urllib.parse import urlencode
 
-from crunchclient.exceptions import ClaimConflict, ClaimLost
+from crunchclient.exceptions import ClaimConflict, ClaimLost, ConfigurationError
 from crunchclient.server.batches import BatchAnswer, Renewal, claims_of
 from crunchclient.server.bodies import Diagnostics, NextRequest, StatusReport
 from crunchclient.server.http import Transport, quote_slug
+from crunchclient.server.results import ResultStream, params_of
 from crunchclient.server.wire import Claim, DatasetInfo, ProjectInfo, ProjectStats, StatusAnswer
 
 
@@ -164,12 +165,17 @@ class Connection(Transport):
 
     # The terminal's calls: listings and details as the server shows them to a person.
 
-    def listing(self, path: str, **params: str | None) -> Iterator[dict[str, Any]]:
-        """Every row of a paginated listing, page after page (DRF's ``next`` links)."""
+    def listing(self, path: str, **params: str | list[str] | None) -> Iterator[dict[str, Any]]:
+        """Every row of a paginated listing, page after page (DRF's ``next`` links).
+
+        A list is a repeated parameter (``where``); a 400 is a bad option, in the server's
+        words (a filter on a result the project does not have).
+        """
         given = {key: value for key, value in params.items() if value}
         page = 1
         while True:
-            answer = self.expect("GET", f"{path}?{urlencode({**given, 'page': page})}")
+            query = urlencode({**given, "page": page}, doseq=True)
+            answer = self.expect("GET", f"{path}?{query}", refused=ConfigurationError)
             yield from answer.get("results", [])
             if not answer.get("next"):
                 return
@@ -178,9 +184,22 @@ class Connection(Transport):
     def projects(self) -> Iterator[dict[str, Any]]:
         return self.listing("projects/")
 
-    def datasets(self, **filters: str | None) -> Iterator[dict[str, Any]]:
-        """The datasets the token may see, filtered by ``project``, ``state``, ``search``."""
+    def datasets(self, **filters: str | list[str] | None) -> Iterator[dict[str, Any]]:
+        """The datasets the token may see, filtered by ``project``, ``state``, ``search``,
+        and by results: ``where`` (a list), ``sort``, ``columns`` (with ``project``)."""
         return self.listing("datasets/", **filters)
+
+    def results(
+        self, project: str, *, format: str = "jsonl", where: Sequence[str] = (),
+        columns: str | Sequence[str] | None = None, sort: str | None = None,
+    ) -> ResultStream:  # fmt: skip
+        """The project's results table, streamed as CSV or JSON Lines (unread)."""
+        query = params_of(format=format, where=where, columns=columns, sort=sort)
+        response = self.request(
+            "GET", f"projects/{quote_slug(project)}/results/?{urlencode(query, doseq=True)}",
+            missing=no_project(project), refused=ConfigurationError, stream=True,
+        )  # fmt: skip
+        return ResultStream(response=response, format=format)
 
     def statuses(self, dataset: str) -> Iterator[dict[str, Any]]:
         """A dataset's statuses, oldest first."""

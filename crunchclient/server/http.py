@@ -20,6 +20,7 @@ import crunch
 from crunchclient.exceptions import (
     AccessRemoved,
     AuthenticationFailed,
+    ClientError,
     ConfigurationError,
     NotAllowed,
     NotFound,
@@ -111,7 +112,7 @@ class Transport:
         assert isinstance(answer, dict), f"{method} {path} answered without a body"
         return answer
 
-    def request(
+    def request(  # noqa: PLR0913 (keyword-only: what one call may need)
         self,
         method: str,
         path: str,
@@ -122,12 +123,16 @@ class Transport:
         claim: str | None = None,
         project: str | None = None,
         headers: dict[str, str] | None = None,
+        refused: type[ClientError] | None = None,
+        stream: bool = False,
     ) -> Any:
         """Send one call, retrying transient failures; map refusals to our errors.
 
         ``claim`` or ``project`` name what the call is about: a 404 or 403 on a claim or
-        project we held means the token's role was removed. Returns the answer's JSON
-        (an object, or a list for a batch); None for a 204.
+        project we held means the token's role was removed. ``refused``, when given, is the
+        error a 400 raises with the server's own words (a filter it refuses is a bad
+        option). Returns the answer's JSON (an object, or a list for a batch); None for a
+        204; with ``stream``, a success's unread ``requests.Response`` (whatever its type).
         """
         url = self.api + path
         retry_for = self.retry_for if self.reached else min(self.retry_for, self.start_retry_for)
@@ -136,7 +141,7 @@ class Transport:
         while True:
             try:
                 response = self.session.request(
-                    method, url, json=json, headers=headers, timeout=self.timeout
+                    method, url, json=json, headers=headers, timeout=self.timeout, stream=stream
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:
                 if not self.reached and (cause := permanent_cause(exc, self.shown)):
@@ -145,6 +150,9 @@ class Transport:
                 error: Exception = exc
             else:
                 code = response.status_code
+                if stream and 200 <= code < 300:
+                    self.reached = True
+                    return response
                 data = decoded(response)
                 if code >= 500:
                     self.reached = True  # the server (or its proxy) is there: a restart
@@ -169,7 +177,7 @@ class Transport:
                     self.reached = True
                     return self.answer(
                         response, data, method=method, path=path, missing=missing,
-                        conflict=conflict, claim=claim, project=project,
+                        conflict=conflict, claim=claim, project=project, refused=refused,
                     )  # fmt: skip
             attempt += 1
             left = deadline - time.monotonic()
@@ -196,9 +204,10 @@ class Transport:
             return None
         return decoded(response) if response.status_code < 400 else None
 
-    def answer(
+    def answer(  # noqa: PLR0913 (keyword-only: request's)
         self, response: requests.Response, data: Any, *, method: str, path: str,
         missing: str | None, conflict: type[ServerError], claim: str | None, project: str | None,
+        refused: type[ClientError] | None = None,
     ) -> Any:  # fmt: skip
         """The JSON of a success; our error for a refusal (4xx)."""
         code = response.status_code
@@ -229,6 +238,8 @@ class Transport:
             raise NotFound(
                 f"Not found: {masked(response.url)!r} ({detail}); check --url/CRUNCH_URL."
             )
+        if code == 400 and refused is not None:
+            raise refused(detail)
         if code == 409:
             paused = isinstance(data, dict) and data.get("code") == "project_paused"
             raise (ProjectPaused if paused else conflict)(detail)

@@ -36,6 +36,9 @@ def test_results_stream_as_csv_by_default_and_as_jsonl() -> None:
     assert response["Content-Type"] == "text/csv; charset=utf-8"
     assert response["Content-Disposition"] == 'attachment; filename="survey-results.csv"'
     assert body(response) == CSV.encode()
+    assert response["Crunch-Result-Kinds"] == (
+        "at:datetime,day:date,ok:bool,score:float,site:char,where:latlong,words:int"
+    )
     response = client_of().get("/api/projects/survey/results/?format=jsonl")
     assert response["Content-Type"] == "application/jsonl; charset=utf-8"
     assert body(response) == JSONL.encode()
@@ -50,6 +53,7 @@ def test_results_filtered_sorted_and_of_chosen_columns() -> None:
     assert body(response) == (
         b"dataset,state,score,words\nsurvey:d1,completed,0.95,20\nsurvey:d2,completed,1e-05,30\n"
     )
+    assert response["Crunch-Result-Kinds"] == "score:float,words:int"  # the columns', in order
 
 
 @pytest.mark.parametrize(

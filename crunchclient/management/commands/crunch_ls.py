@@ -7,13 +7,23 @@ from typing import Any
 from django.core.management.base import CommandParser
 
 from crunch.choices import FailReason
-from crunchclient.cli.arguments import add_server_arguments
+from crunchclient.cli.arguments import (
+    add_result_arguments,
+    add_server_arguments,
+    sort_attached,
+)
 from crunchclient.management.base import ClientCommand
-from crunchclient.terminal import remote, watch
+from crunchclient.terminal import remote, results, watch
 
 
 class Command(ClientCommand):
-    help = "List a project's datasets: slug, state, attempts, stage and last failure."
+    help = (
+        "List a project's datasets: slug, state, attempts, stage and last failure; or, with "
+        "--columns, --where or --sort, slug, state and their results."
+    )
+
+    def run_from_argv(self, argv: list[str]) -> None:
+        super().run_from_argv(sort_attached(argv))
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--project", required=True, help="The project's slug.")
@@ -25,10 +35,19 @@ class Command(ClientCommand):
             f"{', '.join(FailReason.values)}.",
         )  # fmt: skip
         parser.add_argument("--json", action="store_true", help="Print the datasets as JSON.")
+        add_result_arguments(parser.add_argument_group("results"))
         add_server_arguments(parser)
 
     def handle(self, *args: Any, **opts: Any) -> None:
         width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+        if opts["where"] or opts["sort"] or opts["columns"]:
+            shown = results.ls(
+                remote.connect(opts), opts["project"], where=opts["where"], sort=opts["sort"],
+                columns=opts["columns"], state=opts["state"], search=opts["search"],
+                as_json=opts["json"], width=width,
+            )  # fmt: skip
+            self.stdout.write(shown)
+            return
         self.stdout.write(
             watch.ls(
                 remote.connect(opts),
