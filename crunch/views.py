@@ -14,7 +14,7 @@ from django.views.decorators.http import require_safe
 from crunch.choices import DatasetState
 from crunch.conf import crunch_settings
 from crunch.models import Dataset
-from crunch.services import pages
+from crunch.services import pages, result_page
 from crunch.services.clients import live_slots
 from crunch.services.stats import stats_for_projects
 
@@ -75,6 +75,7 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
     search = request.GET.get("q", "").replace("\x00", "").strip()[:SEARCH_MAX_CHARS]
     note = request.GET.get("note", "").replace("\x00", "")[: pages.NOTE_FILTER_CHARS]
     sort = request.GET.get("sort", "id")
+    results = result_page.read(project, request.GET, pages.SORTS)
     sort = sort if sort in pages.SORTS else "id"
     table = pages.dataset_page(
         project,
@@ -84,7 +85,9 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
         note=note,
         sort=sort,
         number=_int(request.GET.get("page"), 1),
+        selection=results.selection,
     )
+    result_page.attach(table.datasets, results.columns)
     context = {
         "project": project,
         "stats": stats,
@@ -101,16 +104,17 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "state": state,
         "search": search,
         "note": note,
-        "sort": sort,
-        "sorts": SORT_CHOICES,
+        "sort": results.sort or sort,
+        "sorts": SORT_CHOICES + results.sorts,
+        "results": results,
         "columns": COLUMNS,
         "refresh_seconds": crunch_settings.PAGE_REFRESH_SECONDS,
         "workflow_changes": pages.workflow_changes(project),
     }
-    template = (
-        "crunch/parts/project_live.html" if _is_live(request) else "crunch/project_detail.html"
-    )
-    return render(request, template, context)
+    if _is_live(request):
+        return render(request, "crunch/parts/project_live.html", context)
+    context["charts"] = result_page.section(project) if results.keys else []
+    return render(request, "crunch/project_detail.html", context)
 
 
 def _visible_dataset(request: HttpRequest, slug: str) -> Dataset:
