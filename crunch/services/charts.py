@@ -37,14 +37,18 @@ LABEL_CHARS = 20
 
 
 def number(value: Any) -> str:
-    """A figure as people read it: ``12,345``, ``0.9312``, ``1.2e+06``, ``2024-05-01``."""
+    """A figure as people read it: ``12,345``, ``1,050.5``, ``0.9312``, ``2e-05``, ``2024-05-01``."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
-        if value == int(value) and abs(value) < 1e15:
+        if not 1e-4 <= abs(value) < 1e15:
+            return "0" if value == 0 else f"{value:.4g}"
+        if value == int(value):
             return f"{int(value):,}"
+        if abs(value) >= 1000:  # 1,050.5 rather than 1050 or 1.05e+03
+            return f"{value:,.1f}"
         return f"{value:.4g}"
     if isinstance(value, datetime.datetime):
         return value.strftime("%Y-%m-%d %H:%M")
@@ -122,6 +126,8 @@ def histogram(summary: KeySummary) -> SafeString:
         text(LEFT - 4, base, "0", anchor="end"),
         text(12, TOP + plot_h / 2, "datasets", css="axis-title", anchor="middle", turn=True),
         text(LEFT, base + 14, number(summary.minimum)),
+        text(LEFT + plot_w / 2, base + 14, number((summary.minimum + summary.maximum) / 2),
+             anchor="middle"),  # fmt: skip
         text(LEFT + plot_w, base + 14, number(summary.maximum), anchor="end"),
         text(LEFT + plot_w / 2, base + 32, name, css="axis-title", anchor="middle"),
     ]
@@ -157,8 +163,9 @@ def counts(summary: KeySummary) -> SafeString:
     return svg(label, f"0 0 {LABEL + BAR + 58} {height}", "counts", parts)
 
 
-def graticule() -> str:
-    """Meridians and parallels every 30 degrees; the equator and prime meridian stronger."""
+def graticule() -> tuple[str, str]:
+    """Meridians and parallels every 30 degrees (the equator and prime meridian stronger),
+    and their labels, drawn over the points."""
     lines = " ".join(f"M{lon} -90V90" for lon in range(-150, 180, 30) if lon)
     lines += " " + " ".join(f"M-180 {lat}H180" for lat in range(-60, 90, 30) if lat)
     labels = [text(-178, -lat - 1.5, f"{abs(lat)}°{'N' if lat > 0 else 'S'}", css="map-label")
@@ -168,8 +175,8 @@ def graticule() -> str:
     return (
         '<rect class="sea" x="-180" y="-90" width="360" height="180"/>'
         f'<path class="graticule" d="{lines}"/>'
-        '<path class="graticule main" d="M-180 0H180M0 -90V90"/>' + "".join(labels)
-    )
+        '<path class="graticule main" d="M-180 0H180M0 -90V90"/>'
+    ), "".join(labels)
 
 
 def points(summary: KeySummary) -> SafeString:
@@ -185,10 +192,12 @@ def points(summary: KeySummary) -> SafeString:
             f"longitude {number(min(lons))} to {number(max(lons))}"
         )
     path = "".join(f"M{coordinate(lon)} {coordinate(-lat)}h0" for lat, lon in found)
+    lines, labels = graticule()
     parts = [
-        graticule(),
+        lines,
         f'<path class="points" d="{path}" data-points="{len(found)}">'
         f"<title>{escape(label)}</title></path>" if found else "",
+        labels,
     ]
     return svg(label + ".", "-180 -90 360 180", "map", parts)
 
