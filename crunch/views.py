@@ -113,7 +113,7 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
     }
     if _is_live(request):
         return render(request, "crunch/parts/project_live.html", context)
-    context["charts"] = result_page.section(project) if results.keys else []
+    context["section"] = result_page.section(project) if results.keys else None
     return render(request, "crunch/project_detail.html", context)
 
 

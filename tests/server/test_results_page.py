@@ -21,7 +21,7 @@ from django.urls import reverse
 
 from crunch.choices import DatasetState
 from crunch.models import Dataset, Project
-from crunch.services import charts, results
+from crunch.services import charts, result_page, results
 from crunch.services.result_summary import BINS, KeySummary
 from crunch.services.results import store
 from tests.factories import bulk_datasets, make_dataset, make_project, make_user
@@ -235,3 +235,19 @@ def test_query_count_is_bounded_whatever_the_number_of_results(client: Client) -
             page(client, project, "?where=score%3E0.1&sort=-score")
         counts.append(len(queries))
     assert counts[0] == counts[1] <= 11, counts
+
+
+def test_the_section_lags_a_busy_run_by_at_most_stale_seconds(
+    client: Client, monkeypatch: Any
+) -> None:
+    """Each store bumps the version: within STALE seconds the page keeps its figures (and
+    says so) instead of computing them again for every view."""
+    project, datasets = survey(is_public=True)
+    assert 'id="result-words"' in page(client, project)
+    store(datasets["d3"], {"words": 400})
+    body = page(client, project, "?columns=words")
+    assert "<dt>max</dt><dd>30</dd>" in body and "newer results are counted" in body
+    assert ">400</td>" in body  # the table is never stale
+    monkeypatch.setattr(result_page, "STALE", 0)
+    body = page(client, project)
+    assert "<dt>max</dt><dd>400</dd>" in body and "newer results" not in body
