@@ -13,6 +13,7 @@ import datetime
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -35,7 +36,7 @@ KEYS = [  # name, kind: every kind a result may have
 ]  # fmt: skip
 
 
-VALUES = {
+VALUES: dict[str, Callable[[random.Random], dict[str, object]]] = {
     "score": lambda rng: {"number": rng.betavariate(2, 5)},
     "p_value": lambda rng: {"number": rng.random() ** 3},
     "temperature": lambda rng: {"number": rng.gauss(14, 6)},

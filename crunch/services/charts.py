@@ -37,24 +37,27 @@ LABEL_CHARS = 20
 
 
 def number(value: Any) -> str:
-    """A figure as people read it: ``12,345``, ``1,050.5``, ``0.9312``, ``2e-05``, ``2024-05-01``."""
+    """A figure as people read it: ``12,345``, ``1,050.5``, ``0.9312``, ``2024-05-01``."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
-        if not 1e-4 <= abs(value) < 1e15:
-            return "0" if value == 0 else f"{value:.4g}"
-        if value == int(value):
-            return f"{int(value):,}"
-        if abs(value) >= 1000:  # 1,050.5 rather than 1050 or 1.05e+03
-            return f"{value:,.1f}"
-        return f"{value:.4g}"
+        return real(value)
     if isinstance(value, datetime.datetime):
         return value.strftime("%Y-%m-%d %H:%M")
     if isinstance(value, datetime.date):
         return value.isoformat()
     return str(value)
+
+
+def real(value: float) -> str:
+    """``1,050``, ``1,050.5`` (not 1050 or 1.05e+03), ``0.9312``, ``2e-05``, ``0``."""
+    if value == 0 or not 1e-4 <= abs(value) < 1e15:
+        return "0" if value == 0 else f"{value:.4g}"
+    if value == int(value):
+        return f"{int(value):,}"
+    return f"{value:,.1f}" if abs(value) >= 1000 else f"{value:.4g}"
 
 
 def coordinate(value: float) -> str:
@@ -120,14 +123,14 @@ def histogram(summary: KeySummary) -> SafeString:
             f'<line class="median" x1="{mx}" y1="{TOP}" x2="{mx}" y2="{base}">'
             f"<title>median {escape(number(summary.median))}</title></line>"
         )
+    middle = (summary.minimum + summary.maximum) / 2
     parts += [
         f'<line class="axis-line" x1="{LEFT}" y1="{base}" x2="{LEFT + plot_w}" y2="{base}"/>',
         text(LEFT - 4, TOP + 9, number(tallest), anchor="end"),
         text(LEFT - 4, base, "0", anchor="end"),
         text(12, TOP + plot_h / 2, "datasets", css="axis-title", anchor="middle", turn=True),
         text(LEFT, base + 14, number(summary.minimum)),
-        text(LEFT + plot_w / 2, base + 14, number((summary.minimum + summary.maximum) / 2),
-             anchor="middle"),  # fmt: skip
+        text(LEFT + plot_w / 2, base + 14, number(middle), anchor="middle"),
         text(LEFT + plot_w, base + 14, number(summary.maximum), anchor="end"),
         text(LEFT + plot_w / 2, base + 32, name, css="axis-title", anchor="middle"),
     ]
@@ -156,9 +159,7 @@ def counts(summary: KeySummary) -> SafeString:
             f"<title>{escape(summary.name)} = {escape(value)}: {number(n)} datasets</title>"
             + text(LABEL - 6, y + 14, cut, anchor="end")
             + f'<rect class="count" x="{LABEL}" y="{y + 3}" width="{coordinate(bar)}" '
-            f'height="{ROW - 6}"/>'
-            + text(LABEL + bar + 4, y + 14, number(n))
-            + "</g>"
+            f'height="{ROW - 6}"/>' + text(LABEL + bar + 4, y + 14, number(n)) + "</g>"
         )
     return svg(label, f"0 0 {LABEL + BAR + 58} {height}", "counts", parts)
 
@@ -196,7 +197,9 @@ def points(summary: KeySummary) -> SafeString:
     parts = [
         lines,
         f'<path class="points" d="{path}" data-points="{len(found)}">'
-        f"<title>{escape(label)}</title></path>" if found else "",
+        f"<title>{escape(label)}</title></path>"
+        if found
+        else "",
         labels,
     ]
     return svg(label + ".", "-180 -90 360 180", "map", parts)

@@ -165,7 +165,7 @@ class DatasetPage:
         return (self.number - 1) * self.page_size + len(self.datasets)
 
 
-def dataset_page(
+def dataset_page(  # noqa: PLR0913 (the table's filters, each a keyword)
     project: Project,
     *,
     counts: dict[str, int],
@@ -183,7 +183,7 @@ def dataset_page(
     view ever runs ``COUNT(*)`` over the project's datasets. ``selection`` filters by
     results and, when it sorts by a result, replaces ``sort`` (crunch.services.result_page).
     """
-    datasets = Dataset.objects.filter(project=project)
+    datasets: QuerySet[Dataset] = Dataset.objects.filter(project=project)
     if state in DatasetState.values:
         datasets = datasets.filter(state=state)
         total: int | None = counts.get(state, 0)

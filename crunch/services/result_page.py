@@ -69,7 +69,9 @@ class PageResults:
         """The sort choices the shown result columns add to the form."""
         choices = []
         sorted_by = self.selection.sort_key if self.selection else None
-        shown = self.columns if sorted_by in (None, *self.columns) else [*self.columns, sorted_by]
+        shown = list(self.columns)
+        if sorted_by is not None and sorted_by not in shown:
+            shown.append(sorted_by)
         for key in shown:
             if key.kind != AttributeKind.LATLONG:
                 choices += [(key.name, f"{key.name}, low to high"),

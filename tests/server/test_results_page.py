@@ -66,11 +66,11 @@ def test_table_shows_result_columns_with_values(client: Client) -> None:
     body = page(client, project)
     head = body[body.index("<thead>") : body.index("</thead>")]
     # The first five keys by name; the lat-long is not sortable, so no link.
-    assert [h for h in re.findall(r'title="Result (\w+)', head)] == [
+    assert re.findall(r'title="Result (\w+)', head) == [
         "at", "day", "ok", "score", "site"
     ]  # fmt: skip
     assert '<a href="?sort=-score#datasets-heading">score</a>' in head
-    row = body[body.index("<td><a href=\"/datasets/survey:d1/") :]
+    row = body[body.index('<td><a href="/datasets/survey:d1/') :]
     row = row[: row.index("</tr>")]
     assert '<td class="result num">0.95</td>' in row and ">south</td>" in row
     assert ">false</td>" in row
