@@ -181,7 +181,9 @@ def dataset_page(  # noqa: PLR0913 (the table's filters, each a keyword)
 
     ``counts`` (from ProjectStats) give the total when there is no search, so no page
     view ever runs ``COUNT(*)`` over the project's datasets. ``selection`` filters by
-    results and, when it sorts by a result, replaces ``sort`` (crunch.services.result_page).
+    results and, when it sorts by a result, replaces ``sort`` (crunch.services.result_page);
+    its page is read by ``Selection.window``, in one query unless it reaches the datasets
+    without the sort's key.
     """
     datasets: QuerySet[Dataset] = Dataset.objects.filter(project=project)
     if state in DatasetState.values:
@@ -195,18 +197,19 @@ def dataset_page(  # noqa: PLR0913 (the table's filters, each a keyword)
     if note:
         datasets = datasets.filter(note__startswith=note[:NOTE_FILTER_CHARS])
         total = None
-    if selection is not None:
-        datasets = selection.apply(datasets)
-        total = None if selection.filters else total
+    if selection is not None and selection.filters:
+        total = None
     if selection is None or selection.sort is None:
         datasets = datasets.order_by(*SORTS.get(sort, SORTS["id"]))
     number = max(1, number)
     offset = (number - 1) * page_size
-    rows = list(
-        datasets.only(
-            "id", "name", "slug", "state", "stage", "attempts", "finished", "claim_holder", "note"
-        )[offset : offset + page_size + 1]
+    datasets = datasets.only(
+        "id", "name", "slug", "state", "stage", "attempts", "finished", "claim_holder", "note"
     )
+    if selection is not None:
+        rows = selection.window(datasets, offset, page_size + 1)
+    else:
+        rows = list(datasets[offset : offset + page_size + 1])
     return DatasetPage(
         datasets=rows[:page_size],
         number=number,
