@@ -94,6 +94,8 @@ class Export:
     rss_before: float
     rss_peak: float
     """The serving worker's resident memory in MiB, before and at its highest."""
+    cpu: float
+    """The serving worker's CPU seconds (the machine is shared: wall time moves with it)."""
 
 
 def server_database_env() -> dict[str, str]:
@@ -123,6 +125,7 @@ def time_export(path: str, log: Path) -> Export:
                 time.sleep(0.02)
 
         sampler = threading.Thread(target=sample)
+        cpu_before = sum(worker.cpu_times()[:2])
         sampler.start()
         started, size, lines = time.perf_counter(), 0, 0
         try:
@@ -135,5 +138,6 @@ def time_export(path: str, log: Path) -> Export:
             done.set()
             sampler.join()
         seconds = time.perf_counter() - started
+        cpu = sum(worker.cpu_times()[:2]) - cpu_before
     mib = 1024 * 1024
-    return Export(seconds, size / mib, lines, before / mib, peak / mib)
+    return Export(seconds, size / mib, lines, before / mib, peak / mib, cpu)
