@@ -233,12 +233,8 @@ class Selection:
         else:
             order = value.desc(nulls_last=True) if sort.descending else value.asc(nulls_last=True)
             return datasets.order_by(order, "-id" if sort.descending else "id")
-        # The tie-break on the joined row's dataset_id (the same value as id) lets the
-        # key's index (key, value, dataset) serve the whole order.
-        tie = F(f"{SORT_ALIAS}__dataset_id")
-        if sort.descending:
-            return datasets.order_by(value.desc(), tie.desc())
-        return datasets.order_by(value.asc(), tie.asc())
+        order = value.desc() if sort.descending else value.asc()
+        return datasets.order_by(order, "-id" if sort.descending else "id")
 
     def window(self, datasets: QuerySet[Dataset], offset: int, limit: int) -> list[Dataset]:
         """``apply(datasets)[offset:offset + limit]``, read without sorting every dataset.

@@ -22,8 +22,8 @@ from django.urls import reverse
 from crunch.choices import DatasetState
 from crunch.models import Dataset, Project
 from crunch.services import charts, result_page, results
-from crunch.services.result_summary import BINS, KeySummary
 from crunch.services.result_filters import Selection
+from crunch.services.result_summary import BINS, KeySummary
 from crunch.services.results import schema, store
 from tests.factories import bulk_datasets, make_dataset, make_project, make_user
 from tests.server.results_kit import survey
@@ -259,7 +259,7 @@ def test_the_section_lags_a_busy_run_by_at_most_stale_seconds(
 def test_a_window_is_the_slice_of_the_whole_order(sort: str | None, where: list[str]) -> None:
     """Read in two parts (with the key, by its index; then without it), a window is the
     slice of the single sorted query at every offset, across the boundary too."""
-    project, datasets = survey()
+    project, _ = survey()
     for name in ("e0", "e1", "e2"):  # more datasets without a score, some with words
         store(make_dataset(project, name=name), {"words": 20} if name != "e1" else {})
     selection = Selection.of(schema(project), where, sort)
