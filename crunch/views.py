@@ -14,7 +14,7 @@ from django.views.decorators.http import require_safe
 from crunch.choices import DatasetState, FailReason
 from crunch.conf import crunch_settings
 from crunch.models import Dataset
-from crunch.services import pages
+from crunch.services import pages, result_page
 from crunch.services.clients import live_slots
 from crunch.services.stats import stats_for_projects
 
@@ -77,6 +77,7 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
     reason = request.GET.get("reason", "")
     reason = reason if reason in FailReason.values else ""
     sort = request.GET.get("sort", "id")
+    results = result_page.read(project, request.GET, pages.SORTS)
     sort = sort if sort in pages.SORTS else "id"
     table = pages.dataset_page(
         project,
@@ -87,7 +88,9 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
         reason=reason,
         sort=sort,
         number=_int(request.GET.get("page"), 1),
+        selection=results.selection,
     )
+    result_page.attach(table.datasets, results.columns)
     context = {
         "project": project,
         "stats": stats,
@@ -105,16 +108,17 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "search": search,
         "note": note,
         "reason": reason,
-        "sort": sort,
-        "sorts": SORT_CHOICES,
+        "sort": results.sort or sort,
+        "sorts": SORT_CHOICES + results.sorts,
+        "results": results,
         "columns": COLUMNS,
         "refresh_seconds": crunch_settings.PAGE_REFRESH_SECONDS,
         "workflow_changes": pages.workflow_changes(project),
     }
-    template = (
-        "crunch/parts/project_live.html" if _is_live(request) else "crunch/project_detail.html"
-    )
-    return render(request, template, context)
+    if _is_live(request):
+        return render(request, "crunch/parts/project_live.html", context)
+    context["section"] = result_page.section(project) if results.keys else None
+    return render(request, "crunch/project_detail.html", context)
 
 
 def _visible_dataset(request: HttpRequest, slug: str) -> Dataset:

@@ -25,6 +25,7 @@ from crunch.services.files import default_storage as default_storage
 from crunch.services.files import file_tree as file_tree
 from crunch.services.files import open_dataset_file as open_dataset_file
 from crunch.services.files import safe_relative_path as safe_relative_path
+from crunch.services.result_filters import Selection
 
 PAGE_SIZE = 50  # datasets per page of the table
 FAILURE_GROUPS = 20  # distinct failure notes shown on a project page
@@ -187,13 +188,17 @@ def dataset_page(  # noqa: PLR0913 (keyword-only: the page's filters)
     sort: str = "id",
     number: int = 1,
     page_size: int = PAGE_SIZE,
+    selection: Selection | None = None,
 ) -> DatasetPage:
     """One page of the table in one query: LIMIT/OFFSET, one row more to know if there is a next.
 
     ``counts`` (from ProjectStats) give the total when there is no search, so no page
-    view ever runs ``COUNT(*)`` over the project's datasets.
+    view ever runs ``COUNT(*)`` over the project's datasets. ``selection`` filters by
+    results and, when it sorts by a result, replaces ``sort`` (crunch.services.result_page);
+    its page is read by ``Selection.window``, in one query unless it reaches the datasets
+    without the sort's key.
     """
-    datasets = Dataset.objects.filter(project=project)
+    datasets: QuerySet[Dataset] = Dataset.objects.filter(project=project)
     if state in DatasetState.values:
         datasets = datasets.filter(state=state)
         total: int | None = counts.get(state, 0)
@@ -208,22 +213,28 @@ def dataset_page(  # noqa: PLR0913 (keyword-only: the page's filters)
     if reason in FailReason.values:
         datasets = datasets.filter(last_reason=reason)
         total = None
+    if selection is not None and selection.filters:
+        total = None
+    if selection is None or selection.sort is None:
+        datasets = datasets.order_by(*SORTS.get(sort, SORTS["id"]))
     number = max(1, number)
     offset = (number - 1) * page_size
-    rows = list(
-        datasets.order_by(*SORTS.get(sort, SORTS["id"])).only(
-            "id",
-            "name",
-            "slug",
-            "state",
-            "stage",
-            "attempts",
-            "finished",
-            "claim_holder",
-            "note",
-            "last_reason",
-        )[offset : offset + page_size + 1]
+    datasets = datasets.only(
+        "id",
+        "name",
+        "slug",
+        "state",
+        "stage",
+        "attempts",
+        "finished",
+        "claim_holder",
+        "note",
+        "last_reason",
     )
+    if selection is not None:
+        rows = selection.window(datasets, offset, page_size + 1)
+    else:
+        rows = list(datasets[offset : offset + page_size + 1])
     return DatasetPage(
         datasets=rows[:page_size],
         number=number,

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import F, FilteredRelation, Q, QuerySet, Value
+from django.db.models import Exists, F, FilteredRelation, OuterRef, Q, QuerySet, Value
 from django.db.models.functions import StrIndex
 from django.db.models.lookups import GreaterThan
 
@@ -200,17 +200,25 @@ class Selection:
             condition &= item.condition(key, prefix)
         return condition
 
-    def apply(self, datasets: QuerySet[Dataset]) -> QuerySet[Dataset]:
-        """``datasets`` filtered (one semi-join per key) and sorted.
-
-        A sort by a filtered key joins its results once, as an inner join the database
-        walks in the order of the key's index, stopping at the page's end.
-        """
-        sort_key, sort = self.sort_key, self.sort
+    def filtered(self, datasets: QuerySet[Dataset]) -> QuerySet[Dataset]:
+        """``datasets`` that pass the filters, one semi-join per key; a filter on the sort's
+        key is left to ``apply``, which joins that key anyway."""
         for name, (key, _) in self.filters.items():
-            if sort_key is None or key.pk != sort_key.pk:
+            if self.sort_key is None or key.pk != self.sort_key.pk:
                 matching = Result.objects.filter(Q(key_id=key.pk) & self.condition(name))
                 datasets = datasets.filter(pk__in=matching.values("dataset_id"))
+        return datasets
+
+    def apply(self, datasets: QuerySet[Dataset], *, having: bool = False) -> QuerySet[Dataset]:
+        """``datasets`` filtered (one semi-join per key) and sorted.
+
+        A sort by a filtered key, or any sort with ``having`` (only the datasets that have
+        the sort's key), joins its results once, as an inner join the database walks in
+        the order of the key's index, stopping at the page's end. Otherwise the datasets
+        without the key follow, which takes a left join and a sort of every dataset.
+        """
+        sort_key, sort = self.sort_key, self.sort
+        datasets = self.filtered(datasets)
         if sort is None:
             return datasets
         if sort_key is None:
@@ -220,7 +228,31 @@ class Selection:
         value = F(f"{SORT_ALIAS}__{sort_key.column}")
         if sort_key.name in self.filters:  # every dataset left has the key: no NULLs
             datasets = datasets.filter(self.condition(sort_key.name, f"{SORT_ALIAS}__"))
-            order = value.desc() if sort.descending else value.asc()
+        elif having:
+            datasets = datasets.filter(**{f"{SORT_ALIAS}__{sort_key.column}__isnull": False})
         else:
             order = value.desc(nulls_last=True) if sort.descending else value.asc(nulls_last=True)
+            return datasets.order_by(order, "-id" if sort.descending else "id")
+        order = value.desc() if sort.descending else value.asc()
         return datasets.order_by(order, "-id" if sort.descending else "id")
+
+    def window(self, datasets: QuerySet[Dataset], offset: int, limit: int) -> list[Dataset]:
+        """``apply(datasets)[offset:offset + limit]``, read without sorting every dataset.
+
+        With a sort by a key that is not filtered, the datasets that have the key are read
+        first, walking the key's index (``having``); those without it follow in id order,
+        read (and the others counted) only by the page that reaches them.
+        """
+        sort_key = self.sort_key
+        if sort_key is None or sort_key.name in self.filters or self.sort is None:
+            return list(self.apply(datasets)[offset : offset + limit])
+        with_key = self.apply(datasets, having=True)
+        rows = list(with_key[offset : offset + limit])
+        if len(rows) == limit:
+            return rows
+        before = offset + len(rows) if rows else with_key.count()
+        has_key = Result.objects.filter(dataset_id=OuterRef("pk"), key_id=sort_key.pk)
+        without = self.filtered(datasets).filter(~Exists(has_key))
+        start = max(0, offset - before)
+        order = "-id" if self.sort.descending else "id"
+        return rows + list(without.order_by(order)[start : start + limit - len(rows)])

@@ -4,14 +4,18 @@ Per numeric key: count, min, median, max and a histogram of BINS equal bins; per
 key: count, min, median, max; per text or boolean key: the TOP most frequent values and
 their counts; per lat-long key: at most POINTS points, every n-th by dataset id. Each
 figure is one query on the key's partial index (the median is an ``ORDER BY ... OFFSET``
-on it). The summary is cached under the project's results version, which every store
+on it). The summary is cached with the project's results version, which every store
 bumps, so a page reads it in one cache hit until the results change; SECONDS bounds how
-long a deletion of datasets (which bumps nothing) may go unseen.
+long a deletion of datasets (which bumps nothing) may go unseen. While a run stores
+results, the version moves with every dataset: a caller that passes ``stale`` (the project
+page) keeps a summary that is at most that many seconds old, so the figures are computed
+again at most once per ``stale`` seconds, not once per page view.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +68,8 @@ class ResultsSummary:
     project: str
     version: int
     keys: list[KeySummary]
+    computed: float = 0.0
+    """When the figures were computed (``time.time()``)."""
 
 
 def values_of(key: ResultKey) -> QuerySet[Result]:
@@ -142,13 +148,18 @@ def key_summary(key: ResultKey) -> KeySummary:
     return counted_summary(key)
 
 
-def summary(project: Project) -> ResultsSummary:
-    """The project's results summary, from the cache while the results are unchanged."""
-    stamp = version(project)
-    cache_key = f"crunch:results-summary:{project.pk}:{stamp}"
+def summary(project: Project, *, stale: float = 0, stamp: int | None = None) -> ResultsSummary:
+    """The project's results summary, from the cache while the results are unchanged, or
+    changed less than ``stale`` seconds after it was computed. ``stamp``: the project's
+    results version, when the caller has just read it."""
+    stamp = version(project) if stamp is None else stamp
+    cache_key = f"crunch:results-summary:{project.pk}"
     found: ResultsSummary | None = cache.get(cache_key)
-    if found is None:
-        keys = [key_summary(key) for key in schema(project).values()]
-        found = ResultsSummary(project=project.slug, version=stamp, keys=keys)
-        cache.set(cache_key, found, SECONDS)
+    if found is not None and (
+        found.version == stamp or (stale and time.time() - found.computed < stale)
+    ):
+        return found
+    keys = [key_summary(key) for key in schema(project).values()]
+    found = ResultsSummary(project=project.slug, version=stamp, keys=keys, computed=time.time())
+    cache.set(cache_key, found, SECONDS)
     return found
