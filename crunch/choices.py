@@ -28,6 +28,29 @@ class DatasetState(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+class FailReason(models.TextChoices):
+    """Why a run failed: set by the client on a Fail (``unknown`` when it names none, as
+    django-crunch 0.1 clients), by the server on a lost lease. The project's retry policy
+    (crunch.services.retry_policy) says per reason whether and when it is retried."""
+
+    EXIT_CODE = "exit-code", "Exit code"
+    SIGNAL = "signal", "Signal"
+    OUT_OF_MEMORY = "out-of-memory", "Out of memory"
+    TIME_LIMIT = "time-limit", "Time limit"
+    LOST_LEASE = "lost-lease", "Lost lease"
+    INPUT_MISSING = "input-missing", "Input missing"
+    TOOL_MISSING = "tool-missing", "Tool missing"
+    TRANSFER = "transfer", "Transfer"
+    CANCELLED = "cancelled", "Cancelled"
+    RESULTS = "results", "Results"
+    UNKNOWN = "unknown", "Unknown"
+
+
+WALL_TIME = "wall-time"
+"""The ``reason_detail`` of a ``time-limit`` that the loop's or the batch system's deadline
+caused: the task ran out, not the dataset, so it spends no attempt and raises no need."""
+
+
 class WorkflowKind(models.TextChoices):
     SCRIPT = "script", "Bash script"
     SNAKEMAKE = "snakemake", "Snakefile"

@@ -11,7 +11,7 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_safe
 
-from crunch.choices import DatasetState
+from crunch.choices import DatasetState, FailReason
 from crunch.conf import crunch_settings
 from crunch.models import Dataset
 from crunch.services import pages
@@ -74,6 +74,8 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
     # No NUL: PostgreSQL refuses it in text, and no name or note holds one.
     search = request.GET.get("q", "").replace("\x00", "").strip()[:SEARCH_MAX_CHARS]
     note = request.GET.get("note", "").replace("\x00", "")[: pages.NOTE_FILTER_CHARS]
+    reason = request.GET.get("reason", "")
+    reason = reason if reason in FailReason.values else ""
     sort = request.GET.get("sort", "id")
     sort = sort if sort in pages.SORTS else "id"
     table = pages.dataset_page(
@@ -82,6 +84,7 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
         state=state,
         search=search,
         note=note,
+        reason=reason,
         sort=sort,
         number=_int(request.GET.get("page"), 1),
     )
@@ -101,6 +104,7 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "state": state,
         "search": search,
         "note": note,
+        "reason": reason,
         "sort": sort,
         "sorts": SORT_CHOICES,
         "columns": COLUMNS,

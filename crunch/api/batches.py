@@ -26,6 +26,7 @@ def report_of(data: dict[str, Any]) -> statuses.Report:
         stage=Stage(data["stage"]), state=State(data["state"]), note=data.get("note", ""),
         key=data.get("key") or None, workflow_sha256=data.get("workflow_sha256", ""),
         image_digest=data.get("image_digest", ""), slot=data.get("slot"),
+        failure=rs.failure_of(data),
         diagnostics={k: v for k, v in data.items() if k in statuses.DIAGNOSTIC_FIELDS},
     )  # fmt: skip
 

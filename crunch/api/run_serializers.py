@@ -12,13 +12,13 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from crunch.api.prepared import Shared
-from crunch.api.serializers import INT64, DatasetSerializer, ProjectSerializer
-from crunch.choices import Stage, State
+from crunch.api.serializers import INT32, INT64, DatasetSerializer, ProjectSerializer
+from crunch.choices import FailReason, Stage, State
 from crunch.models import Status
 from crunch.models.statuses import IMAGE_DIGEST
 from crunch.services.claims import MAX_COUNT
 from crunch.services.leases import MAX_RENEWED
-from crunch.services.statuses import DIAGNOSTIC_FIELDS
+from crunch.services.statuses import DIAGNOSTIC_FIELDS, FAILURE_MAX, Failure
 
 
 @extend_schema_field(OpenApiTypes.INT)
@@ -63,6 +63,33 @@ class DatasetByIdOrSlug(serializers.Field[Any, Any, int, Any]):
 
     def to_representation(self, value: Any) -> int:
         return int(value.pk)
+
+
+@extend_schema_field({"type": "string", "enum": [*FailReason.values, ""]})
+class ReasonField(serializers.CharField):
+    """A failure reason (crunch.choices.FailReason), refused in one line naming the choices."""
+
+    def to_internal_value(self, data: Any) -> str:
+        text = super().to_internal_value(data)
+        if text and text not in FailReason.values:
+            raise serializers.ValidationError(
+                f"{text[:40]!r} is not a failure reason; use one of {', '.join(FailReason.values)}."
+            )
+        return text
+
+
+def reason_field(**kwargs: Any) -> ReasonField:
+    return ReasonField(required=False, allow_blank=True, max_length=16, **kwargs)
+
+
+def failure_of(data: dict[str, Any]) -> Failure | None:
+    """The failure a validated status body reports; None when it names nothing (unknown)."""
+    if not any(data.get(name) for name in ("reason", "reason_detail", "memory", "seconds")):
+        return None
+    return Failure(
+        reason=data.get("reason") or FailReason.UNKNOWN, detail=data.get("reason_detail") or "",
+        memory=data.get("memory"), seconds=data.get("seconds"),
+    )  # fmt: skip
 
 
 class LabelOf(serializers.CharField):
@@ -140,6 +167,17 @@ class ClaimRequestSerializer(serializers.Serializer[Any]):
     client = ClientSerializer(
         required=False, help_text="The loop making the claim, recorded with its slots."
     )
+    memory = serializers.IntegerField(
+        min_value=0, max_value=INT64[1], required=False, allow_null=True,
+        help_text="Bytes of memory the client can give one dataset: a dataset that needs more "
+        "(its last run ran out of memory) is left for another claim. Not given: only datasets "
+        "that need no more memory than any.",
+    )  # fmt: skip
+    seconds = serializers.IntegerField(
+        min_value=0, max_value=INT32[1], required=False, allow_null=True,
+        help_text="Seconds the client can give one dataset, alike for datasets whose last run "
+        "hit its time limit.",
+    )  # fmt: skip
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if attrs.get("count") is not None and len(attrs.get("key") or "") > COUNTED_KEY:
@@ -198,14 +236,34 @@ class StatusSerializer(serializers.ModelSerializer[Status]):
     )  # fmt: skip
     stage_name = LabelOf(Stage, source="stage")
     state_name = LabelOf(State, source="state")
+    reason = reason_field(
+        help_text="A Fail's reason (a Fail without one is recorded as 'unknown'); only on a "
+        "Fail."
+    )
+    reason_detail = serializers.CharField(
+        required=False, allow_blank=True, max_length=FAILURE_MAX,
+        help_text="The reason's particulars: the exit code ('3'), the signal ('SIGKILL'), "
+        "'probably' (an exit 137 read as out of memory), 'wall-time' (the task's deadline), "
+        "the missing tool's name.",
+    )  # fmt: skip
+    memory = serializers.IntegerField(
+        min_value=0, max_value=INT64[1], required=False, allow_null=True,
+        help_text="A Fail's bytes of memory the run had: after an out-of-memory Fail the "
+        "dataset goes only to claims announcing more.",
+    )  # fmt: skip
+    seconds = serializers.IntegerField(
+        min_value=0, max_value=INT32[1], required=False, allow_null=True,
+        help_text="A Fail's time limit in seconds: after a time-limit Fail (not 'wall-time') "
+        "the dataset goes only to claims announcing more.",
+    )  # fmt: skip
 
     class Meta:
         model = Status
         fields = [
             "id", "dataset", "dataset_slug", "dataset_state", "dataset_retry_at", "stage",
             "stage_name", "state",
-            "state_name", "note", "claim", "key", "workflow_sha256", "image_digest", "next",
-            "created", "slot",
+            "state_name", "note", "reason", "reason_detail", "memory", "seconds", "claim", "key",
+            "workflow_sha256", "image_digest", "next", "created", "slot",
             *DIAGNOSTIC_FIELDS,
         ]  # fmt: skip
         read_only_fields = ["created"]
@@ -224,6 +282,16 @@ class StatusSerializer(serializers.ModelSerializer[Status]):
         }
 
 
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs.get("state") != State.FAIL:
+            given = [n for n in ("reason", "reason_detail", "memory", "seconds") if attrs.get(n)]
+            if given:
+                raise serializers.ValidationError(
+                    {given[0]: ["Only a Fail has a reason, a memory or a time limit."]}
+                )
+        return attrs
+
+
 MAX_BATCH = 1024
 """The most statuses one batch may carry."""
 
@@ -237,6 +305,13 @@ class ClaimSerializer(serializers.Serializer[Any]):
     id = serializers.UUIDField()
     holder = serializers.CharField()
     lease_expires = serializers.DateTimeField()
+    attempt = serializers.IntegerField(
+        help_text="Which attempt of the dataset this run is: 1, 2, ... (CRUNCH_ATTEMPT)."
+    )
+    last_reason = serializers.CharField(
+        help_text="Why its previous run failed ('' for none): CRUNCH_LAST_REASON."
+    )
+    last_reason_detail = serializers.CharField()
 
 
 class ClaimedDatasetSerializer(serializers.Serializer[Any]):
@@ -331,6 +406,14 @@ class ReleaseSerializer(serializers.Serializer[Any]):
         required=False, allow_blank=True, default="",
         help_text="Why the claim is given back; cut to CRUNCH_NOTE_MAX_BYTES as a status's.",
     )  # fmt: skip
+    reason = reason_field(
+        default=FailReason.CANCELLED,
+        help_text="Why: cancelled (the default), or time-limit with reason_detail 'wall-time' "
+        "when the client's deadline stopped it. A release never spends an attempt.",
+    )  # fmt: skip
+    reason_detail = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=FAILURE_MAX
+    )
 
 
 class ExplanationSerializer(serializers.Serializer[Any]):

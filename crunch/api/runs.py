@@ -29,6 +29,7 @@ from crunch.api.views import (
     record_client,
     show_claimed,
 )
+from crunch.choices import FailReason
 from crunch.exceptions import LeaseExpired, NotAllowed
 from crunch.models import Dataset, Status
 from crunch.services import claims, statuses
@@ -136,6 +137,7 @@ class StatusViewSet(
                 workflow_sha256=data.get("workflow_sha256", ""),
                 image_digest=data.get("image_digest", ""),
                 slot=data.get("slot"),
+                failure=rs.failure_of(data),
                 may_start=lambda dataset: require(user, Action.PROCESS, dataset.project),
                 allowed=may_process(user),
                 savepoint=savepoint,
@@ -206,9 +208,11 @@ class ClaimViewSet(CrunchAPI, viewsets.ViewSet):
         """Give the dataset back to the queue now, without counting the attempt."""
         params = rs.ReleaseSerializer(data=request.data)
         params.is_valid(raise_exception=True)
+        given = params.validated_data
         dataset = claims.release(
-            parse_claim_id(claim_id), user=request.user, note=params.validated_data["note"]
-        )
+            parse_claim_id(claim_id), user=request.user, note=given["note"],
+            reason=given["reason"] or FailReason.CANCELLED, detail=given["reason_detail"],
+        )  # fmt: skip
         return Response(s.DatasetSerializer(dataset).data)
 
 

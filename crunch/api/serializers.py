@@ -30,6 +30,7 @@ from crunch.models import (
     url_value,
 )
 from crunch.services import paths
+from crunch.services.retry_policy import Policy
 
 INT32 = (-(2**31), 2**31 - 1)
 INT64 = (-(2**63), 2**63 - 1)
@@ -57,12 +58,17 @@ class ProjectSerializer(serializers.ModelSerializer[Project]):
         model = Project
         fields = [
             "id", "slug", "name", "description", "details", "workflow", "workflow_kind",
-            "container", "max_attempts", "retry_delay", "allow_empty", "is_public", "paused",
-            "created", "updated",
+            "container", "max_attempts", "retry_delay", "retry_policy", "allow_empty",
+            "is_public", "paused", "created", "updated",
         ]  # fmt: skip
         read_only_fields = ["slug", "created", "updated"]
         extra_kwargs = {
             "max_attempts": {"max_value": INT32[1]},
+            "retry_policy": {
+                "help_text": "The project's overrides of the default retry policy: {reason: "
+                "{retry: bool, spend: bool, delay: seconds or null}}; a reason left out keeps "
+                "its default (see retry_rules)."
+            },
             # Whitespace anywhere is refused (crunch.models.container_image), not trimmed away.
             "container": {"trim_whitespace": False},
         }
@@ -71,6 +77,22 @@ class ProjectSerializer(serializers.ModelSerializer[Project]):
         if self.instance is None:
             check_slug_length(attrs.get("name", ""))
         return attrs
+
+
+class ProjectDetailSerializer(ProjectSerializer):
+    """A project as its own endpoints show it: with the retry policy as it applies."""
+
+    retry_rules = serializers.SerializerMethodField(
+        help_text="Every failure reason's rule as it applies: {reason: {retry, spend, delay, "
+        "default}}; default: the project left it to crunch's default."
+    )
+
+    class Meta(ProjectSerializer.Meta):
+        fields = [*ProjectSerializer.Meta.fields, "retry_rules"]
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_retry_rules(self, project: Project) -> dict[str, dict[str, Any]]:
+        return Policy.of(project.retry_policy).rules()
 
 
 def viewer(serializer: serializers.Field[Any, Any, Any, Any]) -> Any:
@@ -151,12 +173,14 @@ class DatasetSerializer(serializers.ModelSerializer[Dataset]):
         model = Dataset
         fields = [
             "id", "slug", "name", "parent", "project", "description", "details",
-            "base_file_path", "priority", "state", "stage", "attempts", "note",
-            "claim_holder", "lease_expires", "created", "updated", "finished",
+            "base_file_path", "priority", "state", "stage", "attempts", "note", "last_reason",
+            "last_reason_detail", "needs_memory", "needs_seconds", "claim_holder",
+            "lease_expires", "created", "updated", "finished",
         ]  # fmt: skip
         read_only_fields = [
-            "slug", "state", "stage", "attempts", "note", "claim_holder", "lease_expires",
-            "created", "updated", "finished",
+            "slug", "state", "stage", "attempts", "note", "last_reason", "last_reason_detail",
+            "needs_memory", "needs_seconds", "claim_holder", "lease_expires", "created",
+            "updated", "finished",
         ]  # fmt: skip
         extra_kwargs = {"priority": {"min_value": INT32[0], "max_value": INT32[1]}}
 

@@ -39,7 +39,7 @@ from crunch.api.bulk import BulkDatasetsSerializer, RegistrationSerializer
 from crunch.api.exceptions import Conflict
 from crunch.api.permissions import ProjectAccess, require
 from crunch.api.results import LIST_PARAMETERS, DatasetResultsSerializer, filter_datasets
-from crunch.choices import AttributeKind, DatasetState, Role
+from crunch.choices import AttributeKind, DatasetState, FailReason, Role
 from crunch.models import Attribute, Dataset, Item, Project
 from crunch.services import claims, clients, retries, workflows
 from crunch.services.clients import ClientReport
@@ -102,6 +102,7 @@ def claim_with(
         "project": project, "allowed": may_process(request.user), "holder": holder,
         "user": request.user, "lease_seconds": params.get("lease_seconds"),
         "key": params.get("key") or None, "start": params.get("start"), "savepoint": savepoint,
+        "memory": params.get("memory"), "seconds": params.get("seconds"),
     }  # fmt: skip
     if params.get("count") is None:
         return claims.claim_next(**common)
@@ -133,14 +134,14 @@ RETRIED = inline_serializer("Retried", {"retried": serializers.IntegerField()})
 
 
 class ProjectViewSet(CrunchAPI, viewsets.ModelViewSet[Project]):
-    serializer_class = s.ProjectSerializer
+    serializer_class = s.ProjectDetailSerializer
     lookup_field = "slug"
     action_needs = {"next": Action.PROCESS, "retry": Action.RETRY, "register": Action.EDIT}
 
     def get_queryset(self) -> QuerySet[Project]:
         return projects_where(self.request.user, Action.VIEW)
 
-    def perform_create(self, serializer: s.ProjectSerializer) -> None:  # type: ignore[override]
+    def perform_create(self, serializer: s.ProjectDetailSerializer) -> None:  # type: ignore[override]
         if not may_create_projects(self.request.user):
             raise PermissionDenied(
                 "You may not create projects; ask for a site-wide maintainer role."
@@ -149,7 +150,7 @@ class ProjectViewSet(CrunchAPI, viewsets.ModelViewSet[Project]):
         grant(Role.MAINTAINER, project=project, user=self.request.user)
         workflows.record_change(project, previous=None, user=self.request.user)
 
-    def perform_update(self, serializer: s.ProjectSerializer) -> None:  # type: ignore[override]
+    def perform_update(self, serializer: s.ProjectDetailSerializer) -> None:  # type: ignore[override]
         assert serializer.instance is not None  # an update has its project
         previous, container = serializer.instance.workflow, serializer.instance.container
         project = serializer.save()
@@ -239,6 +240,13 @@ class DatasetViewSet(CrunchAPI, viewsets.ModelViewSet[Dataset]):
                     f"Unknown state {state!r}; use one of {', '.join(DatasetState.values)}."
                 )
             queryset = queryset.filter(state=state)
+        if reason := self.request.query_params.get("reason"):
+            if reason not in FailReason.values:
+                raise ValidationError(
+                    {"reason": [f"Unknown reason {reason[:40]!r}; use one of "
+                                f"{', '.join(FailReason.values)}."]}
+                )  # fmt: skip
+            queryset = queryset.filter(last_reason=reason)
         if search := self.request.query_params.get("search"):
             queryset = queryset.filter(name__icontains=search)
         if self.action in ("list", "retrieve"):  # results: crunch.api.results

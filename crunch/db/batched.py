@@ -34,10 +34,12 @@ def claim_many(
     project: Project | str | None,
     allowed: Condition | None,
     now: datetime.datetime,
+    memory: int | None = None,
+    seconds: int | None = None,
 ) -> list[Dataset]:
     """Run ``claim_many``: up to ``len(claims)`` datasets claimed, the i-th in queue order
     with the i-th (claim id, key); ordered so. ``values`` as claim_next's (its claim id
-    and key are not used)."""
+    and key are not used), ``memory`` and ``seconds`` as claim_next's."""
     if not claims or (isinstance(project, Project) and project.paused):
         return []
     connection = connection_for(Dataset)
@@ -59,10 +61,11 @@ def claim_many(
         queue, params["project_slug"] = "queue_of_slug", project
     else:
         queue = "queue_anywhere"
-    params.update(allowed.params)
+    params.update(allowed.params, memory=memory, seconds=seconds)
     sql = composed(
-        connection.alias, "claim_many", queue=queue, allowed=allowed.fragment, **dict(allowed.slots)
-    )
+        connection.alias, "claim_many", queue=queue, allowed=allowed.fragment, fits="fits_claim",
+        **dict(allowed.slots),
+    )  # fmt: skip
     names, found = fetch(connection, filled(sql, claims=", ".join(rows)), params)
     row_loader = loader(Dataset, connection.alias, tuple(names))
     order = {claim_id: n for n, (claim_id, _) in enumerate(claims)}

@@ -16,7 +16,8 @@
 -- claim_next --
 -- Claim the next ready dataset (pending, past its retry delay; highest priority, then
 -- oldest) in one statement: the row, as it is now. {queue} narrows the datasets to one
--- project or to unpaused projects, {allowed} to those the caller may process. PostgreSQL
+-- project or to unpaused projects, {allowed} to those the caller may process, {fits} to
+-- those whose needs the claim's memory and time meet (fits_claim). PostgreSQL
 -- skips the rows other claims are taking, so no two claims get one row.
 UPDATE "crunch_dataset" SET
     claim_key = %(claim_key)s, lease_seconds = %(lease_seconds)s, state = %(state)s,
@@ -27,7 +28,7 @@ UPDATE "crunch_dataset" SET
 WHERE id = (
     SELECT id FROM "crunch_dataset"
     WHERE state = %(ready)s AND (not_before IS NULL OR not_before <= %(now)s)
-      AND {queue} AND {allowed}
+      AND {queue} AND {allowed} AND {fits}
     ORDER BY priority DESC, id
     LIMIT 1
     FOR UPDATE OF "crunch_dataset" SKIP LOCKED
@@ -51,7 +52,7 @@ FROM (
     FROM (
         SELECT id, priority FROM "crunch_dataset"
         WHERE state = %(ready)s AND (not_before IS NULL OR not_before <= %(now)s)
-          AND {queue} AND {allowed}
+          AND {queue} AND {allowed} AND {fits}
         ORDER BY priority DESC, id
         LIMIT %(count)s
         FOR UPDATE OF "crunch_dataset" SKIP LOCKED
@@ -60,6 +61,13 @@ FROM (
 INNER JOIN crunch_c ON crunch_c.n = crunch_n.n
 WHERE "crunch_dataset".id = crunch_n.id
 RETURNING "crunch_dataset".*
+
+-- fits_claim --
+-- The claim queue's datasets whose needs the claim meets: no memory needed, or at most the
+-- %(memory)s bytes it announced; no time needed, or at most its %(seconds)s seconds. A claim
+-- that announces nothing (NULL) gets only datasets that need nothing.
+("crunch_dataset".needs_memory IS NULL OR "crunch_dataset".needs_memory <= %(memory)s)
+AND ("crunch_dataset".needs_seconds IS NULL OR "crunch_dataset".needs_seconds <= %(seconds)s)
 
 -- queue_anywhere --
 -- The claim queue's datasets when no project is named: those of unpaused projects.
@@ -167,7 +175,9 @@ UPDATE "crunch_dataset" SET
     not_before = %(not_before)s, note = %(note)s, finished = %(finished)s,
     lease_expires = %(lease_expires)s, claim_id = %(claim_id)s, claim_key = %(claim_key)s,
     lease_seconds = %(lease_seconds)s, claim_holder = %(claim_holder)s,
-    claim_user_id = %(claim_user_id)s, claimed = %(claimed)s
+    claim_user_id = %(claim_user_id)s, claimed = %(claimed)s, attempts = %(attempts)s,
+    last_reason = %(last_reason)s, last_reason_detail = %(last_reason_detail)s,
+    needs_memory = %(needs_memory)s, needs_seconds = %(needs_seconds)s
 WHERE id = %(id)s
 
 -- advance_datasets --
@@ -176,7 +186,8 @@ WHERE id = %(id)s
 -- PostgreSQL each cast to its column's type, as a column of NULLs would be text).
 WITH crunch_v (
     id, stage, heartbeat, state, not_before, note, finished, lease_expires, claim_id,
-    claim_key, lease_seconds, claim_holder, claim_user_id, claimed
+    claim_key, lease_seconds, claim_holder, claim_user_id, claimed, attempts, last_reason,
+    last_reason_detail, needs_memory, needs_seconds
 ) AS (VALUES {rows})
 UPDATE "crunch_dataset" SET
     stage = crunch_v.stage, heartbeat = crunch_v.heartbeat, state = crunch_v.state,
@@ -184,7 +195,9 @@ UPDATE "crunch_dataset" SET
     lease_expires = crunch_v.lease_expires, claim_id = crunch_v.claim_id,
     claim_key = crunch_v.claim_key, lease_seconds = crunch_v.lease_seconds,
     claim_holder = crunch_v.claim_holder, claim_user_id = crunch_v.claim_user_id,
-    claimed = crunch_v.claimed
+    claimed = crunch_v.claimed, attempts = crunch_v.attempts,
+    last_reason = crunch_v.last_reason, last_reason_detail = crunch_v.last_reason_detail,
+    needs_memory = crunch_v.needs_memory, needs_seconds = crunch_v.needs_seconds
 FROM crunch_v
 WHERE "crunch_dataset".id = crunch_v.id
 
@@ -212,7 +225,8 @@ INSERT INTO "crunch_status" (
     dataset_id, stage, state, note, claim_id, "key", user_id, created, workflow_sha256,
     agent_user, version, revision, system, system_release, system_version, machine,
     hostname, ip_address, mac_address, slurm_job_id, slurm_array_task_id,
-    memory_total, memory_free, disk_total, disk_free, image_digest, slot
+    memory_total, memory_free, disk_total, disk_free, image_digest, slot, reason,
+    reason_detail, memory, seconds
 )
 VALUES {rows}
 RETURNING id

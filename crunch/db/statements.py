@@ -49,9 +49,12 @@ def claim_next(
     project: Project | str | None,
     allowed: Condition | None,
     now: datetime.datetime,
+    memory: int | None = None,
+    seconds: int | None = None,
 ) -> Dataset | None:
     """Run ``claim_next``: the dataset claimed, given its new ``values`` (field names; the
-    attempts are counted up by the statement itself), None when none is ready."""
+    attempts are counted up by the statement itself), None when none is ready. Only a
+    dataset whose needs ``memory`` (bytes) and ``seconds`` meet is taken (``fits_claim``)."""
     if isinstance(project, Project) and project.paused:
         return None  # a paused project hands out nothing
     connection = connection_for(Dataset)
@@ -65,10 +68,11 @@ def claim_next(
         queue, params["project_slug"] = "queue_of_slug", project
     else:
         queue = "queue_anywhere"
-    params.update(allowed.params)
+    params.update(allowed.params, memory=memory, seconds=seconds)
     sql = composed(
-        connection.alias, "claim_next", queue=queue, allowed=allowed.fragment, **dict(allowed.slots)
-    )
+        connection.alias, "claim_next", queue=queue, allowed=allowed.fragment, fits="fits_claim",
+        **dict(allowed.slots),
+    )  # fmt: skip
     names, rows = fetch(connection, sql, params)
     if not rows:
         return None
@@ -142,6 +146,7 @@ def lock_dataset(
 ADVANCED = (
     "stage", "heartbeat", "state", "not_before", "note", "finished", "lease_expires",
     "claim_id", "claim_key", "lease_seconds", "claim_holder", "claim_user", "claimed",
+    "attempts", "last_reason", "last_reason_detail", "needs_memory", "needs_seconds",
 )  # fmt: skip
 """The fields ``advance_dataset`` saves, as its SET clause names their columns."""
 
@@ -162,7 +167,7 @@ STATUS_COLUMNS = (
     "workflow_sha256", "agent_user", "version", "revision", "system", "system_release",
     "system_version", "machine", "hostname", "ip_address", "mac_address", "slurm_job_id",
     "slurm_array_task_id", "memory_total", "memory_free", "disk_total", "disk_free",
-    "image_digest", "slot",
+    "image_digest", "slot", "reason", "reason_detail", "memory", "seconds",
 )  # fmt: skip
 """The fields ``insert_statuses`` writes, in the order of its column list."""
 

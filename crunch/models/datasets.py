@@ -18,7 +18,7 @@ from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils import timezone
 
-from crunch.choices import AttributeKind, DatasetState, Stage
+from crunch.choices import AttributeKind, DatasetState, FailReason, Stage
 from crunch.models.base import Node, check_constraint, unique_slug
 from crunch.models.projects import Project
 
@@ -65,6 +65,21 @@ class Dataset(Node):
     stage = models.PositiveSmallIntegerField(choices=Stage.choices, null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     note = models.TextField(blank=True, default="", help_text="The last failure's note.")
+    last_reason = models.CharField(
+        max_length=16, choices=FailReason.choices, blank=True, default="",
+        help_text="The last failure's reason (or release's); empty once completed.",
+    )  # fmt: skip
+    last_reason_detail = models.CharField(max_length=200, blank=True, default="")
+    needs_memory = models.BigIntegerField(
+        null=True, blank=True,
+        help_text="Bytes of memory a claim must announce to get it: more than its last "
+        "out-of-memory run had. Empty: any claim.",
+    )  # fmt: skip
+    needs_seconds = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="Seconds a claim must announce to get it: more than its last time-limited "
+        "run was given. Empty: any claim.",
+    )  # fmt: skip
     finished = models.DateTimeField(null=True, blank=True)
     not_before = models.DateTimeField(
         null=True, blank=True, help_text="A failed run is not retried before this time."

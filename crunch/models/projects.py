@@ -52,6 +52,13 @@ def container_image(value: str) -> None:
             )
 
 
+def retry_policy_value(value: Any) -> None:
+    """Refuse a retry policy crunch cannot apply (crunch.services.retry_policy says why)."""
+    from crunch.services.retry_policy import check_policy  # the services import the models
+
+    check_policy(value)
+
+
 class Project(Node):
     workflow = models.TextField(
         blank=True, default="", help_text="The bash script or Snakefile run for each dataset."
@@ -76,6 +83,15 @@ class Project(Node):
         default=default_retry_delay,
         help_text="Seconds before a failed dataset is handed out again; doubles per attempt.",
     )
+    retry_policy = models.JSONField(
+        default=dict, blank=True, validators=[retry_policy_value],
+        help_text='Per failure reason, how a failure is retried, over the defaults: e.g. '
+        '{"out-of-memory": {"retry": true, "spend": true, "delay": 600}, "exit-code": '
+        '{"retry": false}}. retry: pending again (else failed until retried by hand); spend: '
+        'the attempt counts; delay: seconds, or null for the retry delay doubled per attempt. '
+        "Reasons: exit-code, signal, out-of-memory, time-limit, lost-lease, input-missing, "
+        "tool-missing, transfer, cancelled, results, unknown.",
+    )  # fmt: skip
     allow_empty = models.BooleanField(
         default=False, help_text="Datasets may start with no files in storage."
     )

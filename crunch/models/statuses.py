@@ -7,7 +7,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
 
-from crunch.choices import Stage, State
+from crunch.choices import FailReason, Stage, State
 from crunch.models.datasets import Dataset
 
 IMAGE_DIGEST = r"^sha256:[0-9a-f]{64}\Z"
@@ -24,6 +24,20 @@ class Status(models.Model):
     stage = models.PositiveSmallIntegerField(choices=Stage.choices)
     state = models.PositiveSmallIntegerField(choices=State.choices)
     note = models.TextField(blank=True, default="")
+    reason = models.CharField(
+        max_length=16, choices=FailReason.choices, blank=True, default="",
+        help_text="Why a Fail failed (unknown when its client named nothing); empty otherwise.",
+    )  # fmt: skip
+    reason_detail = models.CharField(
+        max_length=200, blank=True, default="",
+        help_text="The reason's particulars: the exit code, the signal, the tool, 'wall-time'...",
+    )  # fmt: skip
+    memory = models.BigIntegerField(
+        null=True, blank=True, help_text="A Fail's bytes of memory the run had or announced."
+    )
+    seconds = models.PositiveIntegerField(
+        null=True, blank=True, help_text="A Fail's time limit in seconds, when it had one."
+    )
     claim_id = models.UUIDField(null=True, blank=True)
     # NULL, not "": the unique constraint on (dataset, user, key) must let unkeyed posts repeat.
     key = models.CharField(  # noqa: DJ001

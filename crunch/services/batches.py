@@ -22,7 +22,7 @@ from crunch.db import batched, statements
 from crunch.db.statements import Condition, Locked
 from crunch.models import Dataset, Status
 from crunch.services.notes import cut_note
-from crunch.services.statuses import DIAGNOSTIC_FIELDS, Report, move
+from crunch.services.statuses import DIAGNOSTIC_FIELDS, Report, failure_fields, move
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,8 @@ def status_of(dataset: Dataset, entry: Entry, user: Any) -> Status:
         dataset=dataset, stage=report.stage, state=report.state, note=note,
         claim_id=entry.claim_id, key=report.key or None, created=timezone.now(),
         user=user if getattr(user, "pk", None) else None, slot=report.slot,
-        workflow_sha256=report.workflow_sha256, image_digest=report.image_digest, **fields,
+        workflow_sha256=report.workflow_sha256, image_digest=report.image_digest,
+        **failure_fields(report.state, report.failure), **fields,
     )  # fmt: skip
-    move(dataset, stage=report.stage, state=report.state, note=note)
+    move(dataset, status)
     return status

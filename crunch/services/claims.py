@@ -49,6 +49,20 @@ class Claim:
     started: bool = False
     """Whether the run's Setup Start was recorded with the claim."""
 
+    @property
+    def attempt(self) -> int:
+        """Which attempt of the dataset this run is (1, 2, ...): CRUNCH_ATTEMPT."""
+        return self.dataset.attempts
+
+    @property
+    def last_reason(self) -> str:
+        """The reason its previous run failed ("" for none): CRUNCH_LAST_REASON."""
+        return self.dataset.last_reason
+
+    @property
+    def last_reason_detail(self) -> str:
+        return self.dataset.last_reason_detail
+
 
 LEGACY_VERSION = 8
 """The UUID version of the claim ids of the 0.1 path (RFC 9562's version for ids of one's
@@ -99,6 +113,11 @@ class Queue:
 
     project: Project | str | None = None
     allowed: Condition | None = None
+    memory: int | None = None
+    """Bytes of memory the claim announces: datasets that need more are left (None: any
+    dataset that needs nothing)."""
+    seconds: int | None = None
+    """Seconds the claim announces for one dataset, alike."""
 
     def take(self, values: dict[str, Any]) -> Dataset | None:
         """Claim the next ready dataset in one statement; the claimed row, None if none.
@@ -109,8 +128,9 @@ class Queue:
         transaction or retry is needed.
         """
         return statements.claim_next(
-            values, project=self.project, allowed=self.allowed, now=timezone.now()
-        )
+            values, project=self.project, allowed=self.allowed, now=timezone.now(),
+            memory=self.memory, seconds=self.seconds,
+        )  # fmt: skip
 
 
 def claim_next(
@@ -123,6 +143,8 @@ def claim_next(
     key: str | None = None,
     start: dict[str, Any] | None = None,
     savepoint: bool = True,
+    memory: int | None = None,
+    seconds: int | None = None,
 ) -> Claim | None:
     """Atomically claim the highest-priority, oldest ready dataset; None when none is left.
 
@@ -131,6 +153,8 @@ def claim_next(
     with the same ``key`` (its answer was lost) gets the same claim back, not a second one;
     keys are the user's own (crunch_claim_key): another user's is no retry of theirs.
     With ``start`` (the diagnostics of a status) the run's Setup Start is recorded too.
+    ``memory`` (bytes) and ``seconds`` are what the client can give one dataset: a dataset
+    that needs more (crunch.services.retry_policy.needs_after) is left for another claim.
 
     One transaction (a savepoint within the caller's) of two statements, hand-written
     (see crunch.db): take the next row, read its project; a third
@@ -144,7 +168,7 @@ def claim_next(
         reclaim_expired()
     if key and getattr(user, "pk", None) is None and (earlier := _claim_with_key(key, user)):
         return earlier  # no user: no unique constraint to find the retry (NULLs differ)
-    queue = Queue(project=project, allowed=allowed)
+    queue = Queue(project=project, allowed=allowed, memory=memory, seconds=seconds)
     while True:
         values = claim_values(
             holder=holder, user=user, now=timezone.now(), lease_seconds=lease_seconds, key=key
@@ -188,6 +212,8 @@ def claim_many(  # noqa: PLR0913 (keyword-only: claim_next's and the count's)
     start: dict[str, Any] | None = None,
     slots: list[int] | None = None,
     savepoint: bool = True,
+    memory: int | None = None,
+    seconds: int | None = None,
 ) -> list[Claim]:
     """Claim up to ``count`` ready datasets at once, in queue order; [] when none is left.
 
@@ -215,8 +241,9 @@ def claim_many(  # noqa: PLR0913 (keyword-only: claim_next's and the count's)
         try:
             with transaction.atomic(savepoint=savepoint):
                 taken = batched.claim_many(
-                    values, claims=wanted, project=project, allowed=allowed, now=now
-                )
+                    values, claims=wanted, project=project, allowed=allowed, now=now,
+                    memory=memory, seconds=seconds,
+                )  # fmt: skip
                 if taken:
                     owners = batched.projects([dataset.project_id for dataset in taken])
                     for dataset in taken:

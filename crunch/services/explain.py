@@ -6,10 +6,12 @@ import datetime
 from dataclasses import dataclass
 
 from django.db.models import Q
+from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
-from crunch.choices import DatasetState
+from crunch.choices import DatasetState, FailReason
 from crunch.models import Dataset, Status
+from crunch.services.retry_policy import Policy
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -27,6 +29,30 @@ def _when(moment: datetime.datetime | None) -> str:
 def _last_note(dataset: Dataset) -> str:
     note = (dataset.note or "").strip().splitlines()
     return f' The last note: "{note[-1][:300]}".' if note else ""
+
+
+def _with(dataset: Dataset) -> str:
+    """' with out-of-memory (probably)': the last failure's reason, if any."""
+    if not dataset.last_reason:
+        return ""
+    detail = f" ({dataset.last_reason_detail})" if dataset.last_reason_detail else ""
+    return f" with {dataset.last_reason}{detail}"
+
+
+def _held(dataset: Dataset) -> bool:
+    """Failed with attempts left: its last reason is one the project does not retry."""
+    project = dataset.project
+    rule = Policy.of(project.retry_policy).rule(dataset.last_reason or FailReason.UNKNOWN)
+    return dataset.attempts < project.max_attempts and not rule.retry
+
+
+def _needs(dataset: Dataset) -> str:
+    wanted = []
+    if dataset.needs_memory is not None:
+        wanted.append(f"at least {filesizeformat(dataset.needs_memory)} ({dataset.needs_memory} bytes)")
+    if dataset.needs_seconds is not None:
+        wanted.append(f"at least {dataset.needs_seconds} seconds")
+    return " and ".join(wanted)
 
 
 def live_clients(dataset: Dataset, now: datetime.datetime) -> int:
@@ -76,8 +102,14 @@ def explain(dataset: Dataset) -> Explanation:
             f"{_when(dataset.lease_expires)}, when it returns to the queue unless renewed."
         )
         command = f"crunch status --project {project.slug}"
+    elif dataset.state == DatasetState.FAILED and _held(dataset):
+        reason = (
+            f"Failed {attempts} with {dataset.last_reason}, which the project's retry policy "
+            f"does not retry: fix its cause first.{_last_note(dataset)}"
+        )
+        command = f"crunch retry {slug}"
     elif dataset.state == DatasetState.FAILED:
-        reason = f"Failed {attempts}: it is not retried by itself.{_last_note(dataset)}"
+        reason = f"Failed {attempts}{_with(dataset)}: it is not retried by itself.{_last_note(dataset)}"
         command = f"crunch retry {slug}"
     elif dataset.state == DatasetState.PENDING and project.paused:
         reason = (
@@ -85,9 +117,16 @@ def explain(dataset: Dataset) -> Explanation:
             f"{_last_note(dataset)}"
         )
         command = f"crunch project resume {project.slug}"
+    elif dataset.needs_memory is not None or dataset.needs_seconds is not None:
+        reason = (
+            f"Pending after failing {attempts}{_with(dataset)}; it goes only to a claim that "
+            f"announces {_needs(dataset)}."
+            f"{_last_note(dataset)}"
+        )
+        command = f"crunch submit --project {project.slug} --mem-retry x2 --time-retry x2"
     elif dataset.not_before and dataset.not_before > now:
         reason = (
-            f"Pending after failing {attempts}; not to be retried before "
+            f"Pending after failing {attempts}{_with(dataset)}; not to be retried before "
             f"{_when(dataset.not_before)} (the project's retry delay).{_last_note(dataset)}"
         )
         command = f"crunch run {slug}"

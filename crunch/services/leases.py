@@ -17,13 +17,14 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from crunch.choices import DatasetState, State
+from crunch.choices import DatasetState, FailReason, State
 from crunch.conf import crunch_settings
 from crunch.db import batched
 from crunch.db.statements import Condition
 from crunch.exceptions import InvalidTransition, LeaseExpired
 from crunch.models import Dataset, DatasetQuerySet, Status
 from crunch.services.notes import cut_note
+from crunch.services.retry_policy import Policy, after_fail
 
 logger = logging.getLogger(__name__)
 
@@ -117,11 +118,16 @@ def held_by_any(claim_ids: list[uuid.UUID], user_pk: Any) -> DatasetQuerySet:
     return Dataset.objects.running().filter(claim_id__in=claim_ids, claim_user_id=user_pk)
 
 
-def release(claim_id: uuid.UUID, *, user: Any = None, note: str = "") -> Dataset:
+def release(
+    claim_id: uuid.UUID, *, user: Any = None, note: str = "",
+    reason: str = FailReason.CANCELLED, detail: str = "",
+) -> Dataset:  # fmt: skip
     """Give a claimed dataset back to the queue at once, not counting the attempt.
 
-    Used when a client is stopped (SIGTERM at wall time): the dataset was not at fault.
-    A note is also recorded as a Fail status of the current stage, so the history shows
+    Used when a client is stopped (SIGTERM at wall time): the dataset was not at fault,
+    whatever the ``reason`` (cancelled, or time-limit with detail wall-time when the
+    client's deadline stopped it), which becomes the dataset's last reason. A note is also
+    recorded as a Fail status of the current stage, with the reason, so the history shows
     why the run ended.
     """
     with transaction.atomic():
@@ -136,8 +142,11 @@ def release(claim_id: uuid.UUID, *, user: Any = None, note: str = "") -> Dataset
                 state=State.FAIL,
                 note=note,
                 claim_id=claim_id,
+                reason=reason,
+                reason_detail=detail[:200],
             )
             dataset.note = note
+        dataset.last_reason, dataset.last_reason_detail = reason, detail[:200]
         dataset.state = DatasetState.PENDING
         dataset.attempts = max(dataset.attempts - 1, 0)
         _clear_claim(dataset)
@@ -168,29 +177,40 @@ def _not_running(dataset: Dataset) -> InvalidTransition:
 
 
 def reclaim_expired(now: datetime.datetime | None = None) -> int:
-    """Return datasets whose lease expired to pending (or failed when out of attempts).
+    """Return datasets whose lease expired to pending (or failed), as the project's retry
+    policy says of ``lost-lease`` (by default: at once, the attempt given back).
 
-    The attempt stays counted and a Fail status records why, so the history shows it.
+    A Fail status with the reason records why, so the history shows it.
     """
     _last_reclaim[0] = time.monotonic()
     now = now or timezone.now()
     expired = list(
         Dataset.objects.expired(now).values_list(
-            "pk", "claim_id", "claim_holder", "stage", "attempts", "project__max_attempts"
+            "pk", "claim_id", "claim_holder", "stage", "attempts", "project__max_attempts",
+            "project__retry_delay", "project__retry_policy",
         )
-    )
+    )  # fmt: skip
     count = 0
-    for pk, claim_id, holder, stage, attempts, max_attempts in expired:
+    lost = FailReason.LOST_LEASE
+    for pk, claim_id, holder, stage, attempts, max_attempts, delay, policy in expired:
         note = f"Lease expired: {holder or 'the client'} stopped renewing its claim."
-        state = DatasetState.PENDING if attempts < max_attempts else DatasetState.FAILED
+        outcome = after_fail(
+            policy=Policy.of(policy), reason=lost, detail="", attempts=attempts,
+            max_attempts=max_attempts, retry_delay=delay, now=now,
+        )  # fmt: skip
         with transaction.atomic():
             changed = Dataset.objects.filter(
                 pk=pk, claim_id=claim_id, state=DatasetState.RUNNING, lease_expires__lt=now
-            ).update(state=state, note=note, finished=now, **CLEARED_CLAIM)
+            ).update(
+                state=outcome.state, attempts=outcome.attempts, not_before=outcome.not_before,
+                note=note, last_reason=lost, last_reason_detail="", finished=now,
+                **CLEARED_CLAIM,
+            )  # fmt: skip
             if changed:
                 Status.objects.create(
-                    dataset_id=pk, stage=stage or 1, state=State.FAIL, note=note, claim_id=claim_id
-                )
+                    dataset_id=pk, stage=stage or 1, state=State.FAIL, note=note,
+                    claim_id=claim_id, reason=lost,
+                )  # fmt: skip
                 count += 1
                 logger.info("Reclaimed dataset pk=%s from holder=%s", pk, holder)
     return count

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from django.db.models import OuterRef, Subquery
+from django.db.models import Count, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from crunch.models import Dataset, Project, Status
@@ -44,10 +44,32 @@ def project_overview(project: Project) -> dict[str, Any]:
         "slots": [client.as_dict() for client in live_slots(project)],
         "failures": [
             {
+                "reason": group.reason,
                 "count": group.count,
                 "note": group.headline,
                 "examples": [d.slug for d in group.examples],
             }
             for group in failure_groups(project, limit=FAILURES_SHOWN)
         ],
+        "needs": pending_needs(project),
     }
+
+
+def pending_needs(project: Project) -> list[dict[str, Any]]:
+    """The pending datasets that only a claim announcing more memory or time gets, counted
+    by reason and by what they need, largest group first; one grouped query.
+
+    What ``crunch submit --mem-retry`` sizes its next tasks to.
+    """
+    needy = Dataset.objects.pending().filter(project=project).filter(
+        Q(needs_memory__isnull=False) | Q(needs_seconds__isnull=False)
+    )
+    rows = (
+        needy.order_by().values("last_reason", "needs_memory", "needs_seconds")
+        .annotate(count=Count("id")).order_by("-count", "last_reason", "needs_memory")
+    )  # fmt: skip
+    return [
+        {"reason": row["last_reason"], "memory": row["needs_memory"],
+         "seconds": row["needs_seconds"], "count": row["count"]}
+        for row in rows
+    ]  # fmt: skip

@@ -16,7 +16,7 @@ from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Window
 from django.db.models.functions import RowNumber
 
 from crunch.access import Action, datasets_where, projects_where
-from crunch.choices import DatasetState, Stage, State
+from crunch.choices import DatasetState, FailReason, Stage, State
 from crunch.constants import WORKFLOW_LOG, record_path
 from crunch.models import Attribute, Dataset, Item, Project, Status
 from crunch.services.files import FileNode as FileNode
@@ -67,6 +67,8 @@ class FailureGroup:
     count: int
     examples: list[Dataset]
     retrying: int = 0  # of ``count``, the datasets that wait for another attempt
+    reason: str = FailReason.UNKNOWN
+    """The failures' reason (those recorded before reasons existed: unknown)."""
 
     @property
     def headline(self) -> str:
@@ -80,7 +82,8 @@ class FailureGroup:
 
 
 def failure_groups(project: Project, *, limit: int = FAILURE_GROUPS) -> list[FailureGroup]:
-    """Failed datasets grouped by note, largest group first, with a few examples each.
+    """Failed datasets grouped by reason, then by note, largest group first, with a few
+    examples each.
 
     A dataset that failed and waits for a retry is counted too (as ``retrying``): a
     failure is seen while its retries remain. Two queries: the grouped counts, then the
@@ -90,26 +93,35 @@ def failure_groups(project: Project, *, limit: int = FAILURE_GROUPS) -> list[Fai
     failed = Dataset.objects.filter(
         Q(state=DatasetState.FAILED) | retrying, project=project
     ).order_by()
-    counted = failed.values("note").annotate(n=Count("id"), retrying=Count("id", filter=retrying))
-    rows = list(counted.order_by("-n", "note")[:limit])
+    counted = failed.values("last_reason", "note").annotate(
+        n=Count("id"), retrying=Count("id", filter=retrying)
+    )
+    rows = list(counted.order_by("-n", "last_reason", "note")[:limit])
     if not rows:
         return []
-    notes = [row["note"] for row in rows]
+    notes = sorted({row["note"] for row in rows})
     ranked = (
         failed.filter(note__in=notes)
-        .annotate(rank=Window(RowNumber(), partition_by=[F("note")], order_by=F("id").asc()))
+        .annotate(
+            rank=Window(
+                RowNumber(), partition_by=[F("last_reason"), F("note")], order_by=F("id").asc()
+            )
+        )
         .filter(rank__lte=FAILURE_EXAMPLES)
-        .only("id", "name", "slug", "note")
+        .only("id", "name", "slug", "note", "last_reason")
     )
-    examples: dict[str, list[Dataset]] = {note: [] for note in notes}
+    examples: dict[tuple[str, str], list[Dataset]] = {
+        (row["last_reason"], row["note"]): [] for row in rows
+    }
     for dataset in ranked:
-        examples[dataset.note].append(dataset)
+        examples.get((dataset.last_reason, dataset.note), []).append(dataset)
     return [
         FailureGroup(
             note=row["note"],
             count=row["n"],
-            examples=examples[row["note"]],
+            examples=examples[(row["last_reason"], row["note"])],
             retrying=row["retrying"],
+            reason=row["last_reason"] or FailReason.UNKNOWN,
         )
         for row in rows
     ]
@@ -171,6 +183,7 @@ def dataset_page(
     state: str = "",
     search: str = "",
     note: str = "",
+    reason: str = "",
     sort: str = "id",
     number: int = 1,
     page_size: int = PAGE_SIZE,
@@ -192,11 +205,15 @@ def dataset_page(
     if note:
         datasets = datasets.filter(note__startswith=note[:NOTE_FILTER_CHARS])
         total = None
+    if reason in FailReason.values:
+        datasets = datasets.filter(last_reason=reason)
+        total = None
     number = max(1, number)
     offset = (number - 1) * page_size
     rows = list(
         datasets.order_by(*SORTS.get(sort, SORTS["id"])).only(
-            "id", "name", "slug", "state", "stage", "attempts", "finished", "claim_holder", "note"
+            "id", "name", "slug", "state", "stage", "attempts", "finished", "claim_holder", "note",
+            "last_reason",
         )[offset : offset + page_size + 1]
     )
     return DatasetPage(
@@ -222,6 +239,8 @@ class StageRun:
     """The Slurm job, with its array task (``123_4``)."""
     slot: int | None = None
     """The slot of its loop (crunch loop --slots) that ran it."""
+    reason: str = ""
+    """A Fail's reason, with its detail: "exit-code (3)"."""
 
     @property
     def seconds(self) -> float | None:
@@ -260,9 +279,17 @@ def _run(start: Status | None, end: Status | None, outcome: str) -> StageRun:
         ended=end.created if end else None,
         hostname=(end and end.hostname) or (start and start.hostname) or "",
         note=end.note if end else "",
+        reason=_reason_of(end),
         job=_job_of(end) or _job_of(start),
         slot=next((s.slot for s in (end, start) if s is not None and s.slot is not None), None),
     )
+
+
+def _reason_of(status: Status | None) -> str:
+    if status is None or status.state != State.FAIL:
+        return ""
+    reason = status.reason or FailReason.UNKNOWN
+    return f"{reason} ({status.reason_detail})" if status.reason_detail else reason
 
 
 def _job_of(status: Status | None) -> str:
@@ -287,6 +314,8 @@ def dataset_statuses(dataset: Dataset, *, limit: int = TIMELINE_LIMIT) -> list[S
             "slurm_job_id",
             "slurm_array_task_id",
             "slot",
+            "reason",
+            "reason_detail",
         ),
         key=lambda status: (status.created, status.id),
     )

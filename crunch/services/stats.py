@@ -29,6 +29,8 @@ class ProjectStats:
     retry_at: datetime.datetime | None = None  # when the last of them may be claimed again
     lease_expired: int = 0  # running, but their client stopped renewing the claim
     paused: bool = False  # the project hands out nothing (set by project_stats)
+    failures_by_reason: dict[str, int] = field(default_factory=dict)
+    """Datasets whose last run failed (failed, or pending again), by reason (project_stats)."""
     now: datetime.datetime = field(default_factory=timezone.now)
 
     @property
@@ -83,6 +85,7 @@ class ProjectStats:
             "retry_at": self.retry_at.isoformat() if self.retry_at else None,
             "lease_expired": self.lease_expired,
             "paused": self.paused,
+            "failures_by_reason": dict(self.failures_by_reason),
         }
 
 
@@ -92,8 +95,21 @@ def project_stats(project: Project) -> ProjectStats:
     durations = run_durations(project)
     return dataclasses.replace(
         stats, run_seconds_p90=percentile(durations, RUN_PERCENTILE), runs_measured=len(durations),
-        paused=project.paused,
+        paused=project.paused, failures_by_reason=failures_by_reason(project),
     )  # fmt: skip
+
+
+def failures_by_reason(project: Project) -> dict[str, int]:
+    """{reason: count} of the datasets whose last run failed, largest first: failed ones and
+    pending ones (waiting for their retry, or released); one grouped query."""
+    failing = Dataset.objects.filter(
+        project=project, state__in=(DatasetState.FAILED, DatasetState.PENDING)
+    ).exclude(last_reason="")
+    rows = (
+        failing.order_by().values_list("last_reason").annotate(n=Count("id"))
+        .order_by("-n", "last_reason")
+    )  # fmt: skip
+    return {reason: n for reason, n in rows}
 
 
 def run_durations(project: Project, latest: int = RUNS_MEASURED) -> list[float]:

@@ -11,7 +11,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from crunch.choices import DatasetState, Stage, State
+from crunch.choices import DatasetState, FailReason, Stage, State
 from crunch.db import statements
 from crunch.db.statements import Condition, Locked
 from crunch.exceptions import ClaimConflict, LeaseExpired, NotAllowed
@@ -25,6 +25,7 @@ from crunch.services.claims import (
     refuse_paused,
 )
 from crunch.services.notes import cut_note
+from crunch.services.retry_policy import Policy, after_fail, needs_after
 
 DIAGNOSTIC_FIELDS = (
     "agent_user", "version", "revision", "system", "system_release", "system_version",
@@ -46,6 +47,7 @@ def record_status(  # noqa: PLR0913 (keyword-only: the parts of one status)
     workflow_sha256: str = "",
     image_digest: str = "",
     slot: int | None = None,
+    failure: Failure | None = None,
     may_start: Callable[[Dataset], None] | None = None,
     allowed: Condition | None = None,
     savepoint: bool = True,
@@ -57,7 +59,9 @@ def record_status(  # noqa: PLR0913 (keyword-only: the parts of one status)
     already recorded on this dataset (a retried post) is returned as it is, not recorded
     twice. Another user's key, or one used on another dataset, is no retry: keys are
     scoped so that no one is ever answered with someone else's status. The note is held
-    to CRUNCH_NOTE_MAX_BYTES (crunch.services.notes.cut_note).
+    to CRUNCH_NOTE_MAX_BYTES (crunch.services.notes.cut_note). A Fail records ``failure``
+    (its reason; ``unknown`` when the client named none, as django-crunch 0.1 clients), and
+    the project's retry policy says what becomes of the dataset.
 
     With ``claim_id`` the claim must still be held, by ``user`` when one is given (else
     LeaseExpired). Without one, as django-crunch 0.1 clients post, a Setup Start claims a
@@ -105,10 +109,11 @@ def record_status(  # noqa: PLR0913 (keyword-only: the parts of one status)
                 dataset=locked, stage=stage, state=state, note=note, claim_id=claim_id,
                 key=key or None, user=user if getattr(user, "pk", None) else None,
                 workflow_sha256=workflow_sha256, image_digest=image_digest, slot=slot,
-                **fields,
+                **failure_fields(state, failure), **fields,
             )  # fmt: skip
             (status,) = statements.insert_statuses([status])
-            _advance(locked, stage=stage, state=state, note=note)
+            move(locked, status)
+            statements.advance_dataset(locked)
     except IntegrityError:
         if not savepoint:
             raise
@@ -187,13 +192,29 @@ def _legacy_claim(
     return dataset.claim_id
 
 
-def retry_time(dataset: Dataset, now: datetime.datetime) -> datetime.datetime | None:
-    """When a failed dataset may run again: the project's delay, doubled per attempt.
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Failure:
+    """Why a run failed, as its Fail says: the reason, its particulars, and the memory
+    (bytes) and time limit (seconds) the run had, from which its dataset's needs follow."""
 
-    A failing dataset handed straight back would spend its attempts in seconds.
-    """
-    delay = dataset.project.retry_delay * 2 ** max(dataset.attempts - 1, 0)
-    return now + datetime.timedelta(seconds=delay) if delay else None
+    reason: str = FailReason.UNKNOWN
+    detail: str = ""
+    memory: int | None = None
+    seconds: int | None = None
+
+
+FAILURE_MAX = 200  # characters of a reason's detail kept
+
+
+def failure_fields(state: State | int, failure: Failure | None) -> dict[str, Any]:
+    """A status's reason columns: a Fail's (``unknown`` when none is given), blank otherwise."""
+    if state != State.FAIL:
+        return {"reason": "", "reason_detail": "", "memory": None, "seconds": None}
+    failure = failure or Failure()
+    return {
+        "reason": failure.reason or FailReason.UNKNOWN, "reason_detail": failure.detail[:FAILURE_MAX],
+        "memory": failure.memory, "seconds": failure.seconds,
+    }  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,6 +229,8 @@ class Report:
     image_digest: str = ""
     diagnostics: dict[str, Any] = dataclasses.field(default_factory=dict)
     slot: int | None = None
+    failure: Failure | None = None
+    """A Fail's reason (None: unknown); ignored on other statuses."""
 
 
 def record_run(
@@ -242,9 +265,9 @@ def record_run(
                     claim_id=claim_id, key=report.key or None, created=timezone.now(),
                     user=user if getattr(user, "pk", None) else None,
                     workflow_sha256=report.workflow_sha256, image_digest=report.image_digest,
-                    slot=report.slot, **fields,
+                    slot=report.slot, **failure_fields(report.state, report.failure), **fields,
                 ))  # fmt: skip
-                move(locked, stage=report.stage, state=report.state, note=note)
+                move(locked, made[-1])
             made = statements.insert_statuses(made)
             statements.advance_dataset(locked)
     except (_Fallback, IntegrityError):
@@ -256,33 +279,48 @@ class _Fallback(Exception):
     """Leave the one-pass batch: its statuses are recorded one by one instead."""
 
 
-def _advance(dataset: Dataset, *, stage: Stage, state: State, note: str) -> None:
-    """Move the dataset after a status and save what moved."""
-    move(dataset, stage=stage, state=state, note=note)
-    statements.advance_dataset(dataset)
-
-
-def move(dataset: Dataset, *, stage: Stage, state: State, note: str) -> None:
-    """Upload Success completes the dataset, any Fail ends the run, others renew the lease."""
+def move(dataset: Dataset, status: Status) -> None:
+    """Move the dataset after ``status``: Upload Success completes it, any Fail ends the run
+    as the project's retry policy says (``fail``), the others renew the lease."""
     now = timezone.now()
+    stage, state = Stage(status.stage), State(status.state)
     dataset.stage = stage
     dataset.heartbeat = now
     if state == State.FAIL:
-        retry = dataset.attempts < dataset.project.max_attempts
-        dataset.state = DatasetState.PENDING if retry else DatasetState.FAILED
-        dataset.not_before = retry_time(dataset, now) if retry else None
-        dataset.note = note or f"{stage.label} failed."
-        dataset.finished = now
-        for field, value in CLEARED_CLAIM.items():
-            setattr(dataset, field, value)
+        fail(dataset, status, now=now)
     elif stage == Stage.UPLOAD and state == State.SUCCESS:
         dataset.state = DatasetState.COMPLETED
-        dataset.note = ""
+        dataset.note = dataset.last_reason = dataset.last_reason_detail = ""
+        dataset.needs_memory = dataset.needs_seconds = None
         dataset.finished = now
         for field, value in CLEARED_CLAIM.items():
             setattr(dataset, field, value)
     else:
         dataset.lease_expires = lease_until(now, dataset.lease_seconds)
+
+
+def fail(dataset: Dataset, status: Status, *, now: datetime.datetime) -> None:
+    """End the run of a Fail: pending again or failed, its attempt spent or given back, after
+    the delay its reason's rule sets; the memory or time the next run needs raised. The one
+    place a Fail moves a dataset (a status alone, a run's batch, a batch of many runs)."""
+    project = dataset.project
+    outcome = after_fail(
+        policy=Policy.of(project.retry_policy), reason=status.reason,
+        detail=status.reason_detail, attempts=dataset.attempts,
+        max_attempts=project.max_attempts, retry_delay=project.retry_delay, now=now,
+    )  # fmt: skip
+    dataset.state, dataset.attempts = outcome.state, outcome.attempts
+    dataset.not_before = outcome.not_before
+    dataset.note = status.note or f"{Stage(status.stage).label} failed."
+    dataset.last_reason, dataset.last_reason_detail = status.reason, status.reason_detail
+    dataset.needs_memory, dataset.needs_seconds = needs_after(
+        reason=status.reason, detail=status.reason_detail, memory=status.memory,
+        seconds=status.seconds, needs_memory=dataset.needs_memory,
+        needs_seconds=dataset.needs_seconds,
+    )  # fmt: skip
+    dataset.finished = now
+    for field, value in CLEARED_CLAIM.items():
+        setattr(dataset, field, value)
 
 
 ADVANCED_FIELDS = list(statements.ADVANCED)

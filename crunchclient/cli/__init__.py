@@ -30,14 +30,14 @@ COMMANDS = {
     "datetime, url, filesize, lat-long.",
     "import": "Register many datasets: --from-storage PREFIX, --upload DIR..., --from-csv FILE.",
     "status": "Counts by state, throughput, time to finish, live clients, failures.",
-    "ls": "List a project's datasets (--state, --search) as a table.",
+    "ls": "List a project's datasets (--state, --reason, --search) as a table.",
     "why": "Say what holds a dataset where it is, and the command that would move it.",
     "files": "List a dataset's stored files with their sizes.",
     "download": "Copy datasets' files from storage (checksum-verified), claiming nothing.",
     "logs": "Print a dataset's workflow log from storage (--follow while it runs).",
     "diagnostics": "Print this machine's diagnostics, as statuses send them.",
-    "project": "Change a project (set P --workflow/--max-attempts/--retry-delay/--public), "
-    "or pause P, resume P.",
+    "project": "Show a project (show P), change it (set P --workflow/--max-attempts/"
+    "--retry-delay/--retry/--public), or pause P, resume P.",
     "release": "Return a running dataset to pending now (its client was killed or is stuck).",
 }
 NEEDS_STORAGE = {"run", "next", "loop", "submit", "files", "download", "logs"}

@@ -337,6 +337,17 @@ def add_slot_arguments(group: Parser) -> None:
     )  # fmt: skip
 
 
+def add_retry_policy(parser: Parser) -> None:
+    """``--retry REASON=...`` of ``crunch add-project`` and ``crunch project set``."""
+    parser.add_argument(
+        "--retry", action="append", default=[], metavar="REASON=RULE",
+        help="How a failure of REASON is retried, over the default policy: retry or never; "
+        "free (the attempt is given back) or spend; delay=SECONDS or delay=backoff (the retry "
+        "delay doubled per attempt). E.g. out-of-memory=retry,delay=600, exit-code=never; "
+        "REASON=default drops the project's rule. Repeat for several reasons.",
+    )  # fmt: skip
+
+
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of commands that only talk to the server (crunch_retry)."""
     add_url_and_token(parser)

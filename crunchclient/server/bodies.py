@@ -54,6 +54,9 @@ class NextRequest:
     ``project``: the project to claim from, when it goes with a status (``next``);
     ``count``: claim up to that many at once (a loop with slots), answered as a list;
     ``slots``: the slot of each claim's Setup Start; ``client``: the loop, for the pages.
+    ``memory`` (bytes) and ``seconds``: what the client can give one dataset; the server
+    hands out only datasets that need no more (a client that says nothing gets only those
+    that need nothing).
     """
 
     holder: str
@@ -63,6 +66,8 @@ class NextRequest:
     count: int | None = None
     slots: tuple[int, ...] = ()
     client: Mapping[str, Any] | None = None
+    memory: int | None = None
+    seconds: int | None = None
     key: str = field(default_factory=new_key)
 
     def to_wire(self) -> dict[str, Any]:
@@ -79,6 +84,9 @@ class NextRequest:
             body["slots"] = list(self.slots)
         if self.client is not None:
             body["client"] = dict(self.client)
+        for name in ("memory", "seconds"):
+            if (value := getattr(self, name)) is not None:
+                body[name] = value
         return body
 
 
@@ -89,7 +97,10 @@ class StatusReport:
     ``diagnostics`` are the machine's facts (see worker/diagnostics.py); ``extra`` the
     fields of one stage, e.g. the Workflow Start's ``workflow_sha256``; ``image_digest``
     the Workflow Start's digest of the container image it runs in (``sha256:`` and 64
-    hex digits), sent only when there is one; ``slot`` the loop's slot that ran it.
+    hex digits), sent only when there is one; ``slot`` the loop's slot that ran it. A Fail's
+    ``reason`` (a crunch.choices.FailReason value; the server records "unknown" when none is
+    sent), ``reason_detail``, and the ``memory`` (bytes) and ``seconds`` (time limit) the run
+    had, each sent only when given.
     """
 
     dataset: int
@@ -101,6 +112,10 @@ class StatusReport:
     extra: Mapping[str, Any] = field(default_factory=dict)
     image_digest: str = ""
     slot: int | None = None
+    reason: str = ""
+    reason_detail: str = ""
+    memory: int | None = None
+    seconds: int | None = None
     key: str = field(default_factory=new_key)
 
     def to_wire(self, *, next: NextRequest | None = None) -> dict[str, Any]:
@@ -114,6 +129,9 @@ class StatusReport:
             body["image_digest"] = self.image_digest
         if self.slot is not None:
             body["slot"] = self.slot
+        for name in ("reason", "reason_detail", "memory", "seconds"):
+            if (value := getattr(self, name)) not in ("", None):
+                body[name] = value
         if next is not None:
             body["next"] = next.to_wire()
         return body

@@ -98,15 +98,21 @@ def parse(cls: type[Any], data: Any, what: str, parsers: Mapping[str, Callable[[
     return cls(**values, raw=dict(data))
 
 
+def mapping(value: Any) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"not an object: {value!r}")
+    return dict(value)
+
+
 PROJECT_FIELDS: dict[str, Callable[[Any], Any]] = {
     "id": number, "workflow_kind": kind, "max_attempts": number, "retry_delay": number,
     "allow_empty": flag, "is_public": flag, "paused": flag, "created": moment,
-    "updated": moment,
+    "updated": moment, "retry_policy": mapping,
 }  # fmt: skip
 DATASET_FIELDS: dict[str, Callable[[Any], Any]] = {
     "id": number, "priority": number, "state": dataset_state, "stage": dataset_stage,
     "attempts": number, "lease_expires": moment, "created": moment, "updated": moment,
-    "finished": moment,
+    "finished": moment, "needs_memory": optional_number, "needs_seconds": optional_number,
 }  # fmt: skip
 """{field: its parser} where the field is not plain text."""
 
@@ -170,6 +176,8 @@ class ProjectInfo(NodeInfo):
     paused: bool = False  # since issue 23: a paused project hands out nothing
     container: str = ""
     """The image the workflow runs in (issue 26); "" for none, and from older servers."""
+    retry_policy: dict[str, Any] = field(default_factory=dict)
+    """The project's overrides of the default retry policy (issue 28); {} from older servers."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -191,6 +199,12 @@ class DatasetInfo(NodeInfo):
     created: datetime.datetime | None
     updated: datetime.datetime | None
     finished: datetime.datetime | None
+    last_reason: str = ""
+    """Why its last run failed (issue 28): a crunch.choices.FailReason value, "" for none."""
+    last_reason_detail: str = ""
+    needs_memory: int | None = None
+    """Bytes a claim must announce to get it (after an out-of-memory run); None: any."""
+    needs_seconds: int | None = None
 
     @property
     def folder(self) -> str:
@@ -208,6 +222,7 @@ class Claim(WireObject):
     parsers: ClassVar[Mapping[str, Callable[[Any], Any]]] = {
         "id": lambda value: uuid.UUID(str(value)), "lease_expires": moment,
         "dataset": DatasetInfo.from_wire, "project": ProjectInfo.from_wire, "started": flag,
+        "attempt": number,
     }  # fmt: skip
     id: uuid.UUID
     holder: str
@@ -216,6 +231,12 @@ class Claim(WireObject):
     project: ProjectInfo
     started: bool = False
     """Whether the server recorded the run's Setup Start with the claim (0.2.1 and later)."""
+    attempt: int = 0
+    """Which attempt of the dataset this run is, 1, 2, ... (issue 28; 0 from older servers):
+    the workflow's CRUNCH_ATTEMPT."""
+    last_reason: str = ""
+    """Why the dataset's previous run failed ("" for none): CRUNCH_LAST_REASON."""
+    last_reason_detail: str = ""
 
     @classmethod
     def from_wire(cls, data: Any) -> Claim:

@@ -26,7 +26,7 @@ EXAMPLES = {"int": "42", "filesize": "1024", "float": "3.5", "bool": "true"}
 def add_project(
     connection: Connection, name: str, *, description: str = "", details: str = "",
     workflow: Path | None = None, kind: str | None = None, public: bool = False,
-    container: str = "",
+    container: str = "", retry_policy: dict[str, Any] | None = None,
 ) -> str:  # fmt: skip
     """Create a project; return its slug."""
     body: dict[str, Any] = {"name": name, "description": description, "details": details}
@@ -45,6 +45,8 @@ def add_project(
         body["is_public"] = True
     if container:
         body["container"] = container
+    if retry_policy:
+        body["retry_policy"] = retry_policy
     return connection.create_project(body)
 
 

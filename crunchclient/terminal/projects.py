@@ -1,5 +1,6 @@
-"""A maintainer's commands on a project and its datasets: ``crunch project set|pause|resume``
-and ``crunch release``. Each sends one change and returns the line that says what changed."""
+"""A maintainer's commands on a project and its datasets: ``crunch project
+show|set|pause|resume`` and ``crunch release``. Each sends one change and returns the line
+that says what changed."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ class Changes:
     max_attempts: int | None = None
     retry_delay: int | None = None
     public: bool | None = None
+    retry: tuple[Override, ...] = ()
+    """``--retry`` rules, each replacing its reason's override (None: back to the default)."""
 
     def body(self) -> dict[str, Any]:
         """The PATCH body: the fields given, the workflow read from its file."""
@@ -42,6 +45,70 @@ class Changes:
             body["is_public"] = self.public
         return body
 
+    def with_policy(self, current: dict[str, Any]) -> dict[str, Any]:
+        """``body()`` with the project's retry policy (now ``current``) changed by ``retry``."""
+        body = self.body()
+        if self.retry:
+            body["retry_policy"] = policy_with(current, self.retry)
+        return body
+
+
+Override = tuple[str, dict[str, Any] | None]
+"""A reason and its new rule (only the fields given), or None to remove its override."""
+
+RETRY_SYNTAX = "REASON=retry|never[,free|spend][,delay=SECONDS|backoff], or REASON=default"
+
+
+def parse_retry(text: str) -> Override:
+    """One ``--retry`` value: ``out-of-memory=retry,delay=600``, ``input-missing=retry,free``,
+    ``exit-code=never``, ``cancelled=default``. Only what it says changes: the fields not
+    named keep their default. ConfigurationError (exit 2) in one line otherwise."""
+    from crunch.choices import FailReason
+
+    reason, sep, spec = text.partition("=")
+    reason = reason.strip()
+    if not sep or reason not in FailReason.values:
+        raise ConfigurationError(
+            f"--retry {text!r}: give {RETRY_SYNTAX}; reasons: {', '.join(FailReason.values)}."
+        )
+    words = [word.strip() for word in spec.split(",")]
+    if words == ["default"]:
+        return reason, None
+    rule: dict[str, Any] = {}
+    for word in words:
+        name, _, value = word.partition("=")
+        if word in ("retry", "never"):
+            rule["retry"] = word == "retry"
+        elif word in ("free", "spend"):
+            rule["spend"] = word == "spend"
+        elif name == "delay" and value == "backoff":
+            rule["delay"] = None
+        elif name == "delay" and value.isascii() and value.isdigit():
+            rule["delay"] = int(value)
+        else:
+            raise ConfigurationError(f"--retry {text!r}: {word!r} is not one of {RETRY_SYNTAX}.")
+    return reason, rule
+
+
+def policy_with(current: dict[str, Any], overrides: tuple[Override, ...]) -> dict[str, Any]:
+    """The policy ``current`` with each override set (or removed, when None)."""
+    policy = dict(current)
+    for reason, rule in overrides:
+        if rule is None:
+            policy.pop(reason, None)
+        else:
+            policy[reason] = rule
+    return policy
+
+
+def rule_text(rule: dict[str, Any]) -> str:
+    """A rule as ``--retry`` writes it: ``retry,free,delay=0``, ``never``."""
+    if not rule.get("retry", True):
+        return "never"
+    delay = rule.get("delay")
+    spent = "spend" if rule.get("spend", True) else "free"
+    return f"retry,{spent},delay={'backoff' if delay is None else delay}"
+
 
 def read_workflow(path: Path) -> str:
     try:
@@ -59,15 +126,35 @@ def short_sha(text: str) -> str:
 def set_project(connection: Connection, slug: str, changes: Changes) -> str:
     """Change a project's workflow, container, attempts, retry delay or visibility; one line
     saying what."""
-    body = changes.body()
-    if not body:
+    if not changes.body() and not changes.retry:
         raise ConfigurationError(
             "Nothing to change: give --workflow, --container, --max-attempts, --retry-delay, "
-            "--public or --private."
+            "--retry, --public or --private."
         )
     before = connection.project_detail(slug)
-    after = connection.change_project(slug, body)
+    after = connection.change_project(slug, changes.with_policy(before.get("retry_policy") or {}))
     return f"Project {slug!r}: {described(before, after)}."
+
+
+def show_project(connection: Connection, slug: str) -> str:
+    """A project's settings and its retry policy as it applies, reason by reason."""
+    project = connection.project_detail(slug)
+    lines = [
+        f"Project {slug!r}: {project.get('name')}; "
+        f"{'paused' if project.get('paused') else 'handing out datasets'}; "
+        f"{'public' if project.get('is_public') else 'private'}.",
+        f"Workflow: {project.get('workflow_kind')}, SHA-256 {short_sha(project.get('workflow') or '')}"
+        f"; container: {project.get('container') or 'none'}.",
+        f"Attempts: {project.get('max_attempts')}; retry delay {project.get('retry_delay')}s, "
+        "doubled per attempt (backoff).",
+        "Retry policy (crunch project set --retry REASON=...):",
+    ]
+    rules = project.get("retry_rules") or {}
+    width = max((len(reason) for reason in rules), default=0)
+    for reason, rule in rules.items():
+        mark = "" if rule.get("default") else "  (set for this project)"
+        lines.append(f"  {reason:<{width}}  {rule_text(rule)}{mark}")
+    return "\n".join(lines)
 
 
 def described(before: dict[str, Any], after: dict[str, Any]) -> str:
@@ -87,6 +174,10 @@ def described(before: dict[str, Any], after: dict[str, Any]) -> str:
         changed.append(f"retry delay {before.get('retry_delay')}s -> {after['retry_delay']}s")
     if before.get("is_public") != after.get("is_public"):
         changed.append("now public" if after.get("is_public") else "now private")
+    old_rules, new_rules = before.get("retry_rules") or {}, after.get("retry_rules") or {}
+    for reason, rule in new_rules.items():
+        if reason in old_rules and rule_text(old_rules[reason]) != rule_text(rule):
+            changed.append(f"{reason} {rule_text(old_rules[reason])} -> {rule_text(rule)}")
     return ", ".join(changed) if changed else "nothing changed (it already had these values)"
 
 

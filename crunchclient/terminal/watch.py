@@ -66,7 +66,16 @@ def status_lines(overview: dict[str, Any]) -> list[str]:
         lines.append("Top failures:")
         for group in failures:
             example = f" (e.g. {group['examples'][0]})" if group.get("examples") else ""
-            lines.append(f"  {group['count']:>6}  {group['note']}{example}")
+            reason = f"{group['reason']}: " if group.get("reason") else ""
+            lines.append(f"  {group['count']:>6}  {reason}{group['note']}{example}")
+    for need in overview.get("needs") or []:
+        wanted = " and ".join(
+            f"{need[key]} {unit}" for key, unit in (("memory", "bytes"), ("seconds", "s"))
+            if need.get(key) is not None
+        )  # fmt: skip
+        lines.append(
+            f"Waiting for a claim announcing {wanted}: {need['count']} ({need['reason']})."
+        )
     return lines
 
 
@@ -107,10 +116,11 @@ def status(connection: Connection, project: str | None, *, as_json: bool = False
 
 
 def datasets(
-    connection: Connection, project: str, *, state: str | None = None, search: str | None = None
-) -> list[dict[str, Any]]:
+    connection: Connection, project: str, *, state: str | None = None,
+    search: str | None = None, reason: str | None = None,
+) -> list[dict[str, Any]]:  # fmt: skip
     connection.project(project)  # a clear error for a project that does not exist
-    return list(connection.datasets(project=project, state=state, search=search))
+    return list(connection.datasets(project=project, state=state, search=search, reason=reason))
 
 
 def ls_table(rows: list[dict[str, Any]], *, width: int | None = None) -> str:
@@ -125,6 +135,8 @@ def ls_table(rows: list[dict[str, Any]], *, width: int | None = None) -> str:
     for row in rows:
         note = (row.get("note") or "").strip().splitlines()
         last = printable(note[-1], lines=False) if note else ""  # then cut: no half escapes
+        if last and row.get("last_reason"):
+            last = f"{printable(row['last_reason'], lines=False)}: {last}"
         if last and row["state"] == DatasetState.RUNNING:
             last = f"(last run) {last}"  # the note is the previous attempt's, not this one's
         table.add_row(  # server values: rich would obey '[bold]' or fail on '[/x]' in them
@@ -144,9 +156,10 @@ def stage_name(stage: Any) -> str:
 
 def ls(
     connection: Connection, project: str, *, state: str | None = None,
-    search: str | None = None, as_json: bool = False, width: int | None = None,
+    search: str | None = None, reason: str | None = None, as_json: bool = False,
+    width: int | None = None,
 ) -> str:  # fmt: skip
-    rows = datasets(connection, project, state=state, search=search)
+    rows = datasets(connection, project, state=state, search=search, reason=reason)
     if as_json:
         return json.dumps(rows, indent=2)
     if not rows:

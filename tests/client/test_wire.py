@@ -111,13 +111,14 @@ def test_what_the_client_sends_has_the_serializers_fields() -> None:
     facts = Diagnostics(**dict.fromkeys(names(Diagnostics), "x"))
     ask = NextRequest(
         holder="h", lease_seconds=60, start=facts, project="p", count=2, slots=(0, 1),
-        client={"holder": "h", "slots": 2},
+        client={"holder": "h", "slots": 2}, memory=2**30, seconds=60,
     )  # fmt: skip
     assert set(ask.to_wire()) == set(NextClaimSerializer().fields)
     assert set(ask.to_wire()["client"]) <= set(ClientSerializer().fields)
     report = StatusReport(
-        dataset=1, stage=Stage.UPLOAD, state=State.SUCCESS, claim="c", diagnostics=facts,
+        dataset=1, stage=Stage.UPLOAD, state=State.FAIL, claim="c", diagnostics=facts,
         extra={"workflow_sha256": "0" * 64}, image_digest="sha256:" + "0" * 64, slot=3,
+        reason="out-of-memory", reason_detail="probably", memory=2**30, seconds=60,
     )  # fmt: skip
     sent = set(report.to_wire(next=ask))
     assert sent <= set(StatusSerializer().fields)

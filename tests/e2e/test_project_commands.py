@@ -65,7 +65,7 @@ def test_project_set(crunch: Crunch, tmp_path: Path) -> None:
         (["--retry-delay", "soon"], 2,
          "CommandError: --retry-delay 'soon' is not a whole number of at least 0."),
         ([], 2, "CommandError: Nothing to change: give --workflow, --container, "
-         "--max-attempts, --retry-delay, --public or --private."),
+         "--max-attempts, --retry-delay, --retry, --public or --private."),
         (["--workflow", str(tmp_path / "missing.sh")], 2, None),
     ]:  # fmt: skip
         result = crunch.run("project", "set", "p", *args, env=env)
@@ -203,3 +203,58 @@ def test_release_a_dataset_whose_client_was_killed(crunch: Crunch) -> None:
     )
     result = crunch.run("release", "p:nope", env=crunch.maintainer_env)
     assert result.returncode == 7
+
+
+def test_the_retry_policy_through_the_cli(crunch: Crunch) -> None:
+    """add-project --retry, project set --retry (and =default), project show; then the next
+    Fail follows the changed rule."""
+    env = crunch.maintainer_env
+    made = crunch.run("add-project", "Mapped", "--retry", "exit-code=never", env=env)
+    assert ok(made) == "mapped\n"
+    assert Project.objects.get(slug="mapped").retry_policy == {"exit-code": {"retry": False}}
+
+    result = crunch.run(
+        "project", "set", "mapped", "--retry", "out-of-memory=retry,delay=600",
+        "--retry", "input-missing=retry,free", "--retry", "exit-code=default", env=env,
+    )  # fmt: skip
+    assert ok(result) == (
+        "Project 'mapped': exit-code never -> retry,spend,delay=backoff, out-of-memory "
+        "retry,spend,delay=backoff -> retry,spend,delay=600, input-missing never -> "
+        "retry,free,delay=backoff.\n"
+    )
+    assert Project.objects.get(slug="mapped").retry_policy == {
+        "out-of-memory": {"retry": True, "delay": 600},
+        "input-missing": {"retry": True, "spend": False},
+    }
+    shown = ok(crunch.run("project", "show", "mapped", env=env)).splitlines()
+    assert shown[3] == "Retry policy (crunch project set --retry REASON=...):"
+    assert "  out-of-memory  retry,spend,delay=600  (set for this project)" in shown
+    assert "  cancelled      retry,free,delay=0" in shown
+    assert "  tool-missing   never" in shown
+
+    # Refused before any call (2), by role (4); nothing changed.
+    for value, line in [
+        ("oom=retry", "CommandError: --retry 'oom=retry': give REASON=retry|never[,free|spend]"
+         "[,delay=SECONDS|backoff], or REASON=default; reasons: exit-code, signal, "
+         "out-of-memory, time-limit, lost-lease, input-missing, tool-missing, transfer, "
+         "cancelled, results, unknown."),
+        ("signal=retry,twice", "CommandError: --retry 'signal=retry,twice': 'twice' is not one "
+         "of REASON=retry|never[,free|spend][,delay=SECONDS|backoff], or REASON=default."),
+    ]:  # fmt: skip
+        result = crunch.run("project", "set", "mapped", "--retry", value, env=env)
+        assert (result.returncode, error_line(result)) == (2, line)
+    result = crunch.run("project", "set", "mapped", "--retry", "signal=never")  # a worker
+    assert result.returncode == 4, result.stderr
+    assert "signal" not in Project.objects.get(slug="mapped").retry_policy
+
+    # The changed rule applies to the next Fail: input-missing is retried, for free.
+    crunch.dataset("mapped", "empty")
+    claimed = crunch.api("POST", "projects/mapped/next/", holder="t")
+    crunch.api(
+        "POST", "statuses/", dataset=claimed["dataset"]["id"], claim=claimed["claim"]["id"],
+        stage=1, state=3, reason="input-missing", note="The input folder is empty.",
+    )  # fmt: skip
+    dataset = Dataset.objects.get(slug="mapped:empty")
+    assert (dataset.state, dataset.attempts, dataset.last_reason) == (
+        "pending", 0, "input-missing",
+    )  # fmt: skip

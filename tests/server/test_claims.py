@@ -129,8 +129,24 @@ def test_a_claim_takes_its_row_in_one_statement():
 
 
 @pytest.mark.django_db
-def test_expired_lease_returns_to_pending_counting_the_attempt():
-    project = make_project(name="P", max_attempts=2)
+def test_expired_lease_returns_to_pending_giving_the_attempt_back():
+    """lost-lease's default rule: the client was lost, not the dataset's fault."""
+    dataset = make_dataset(make_project(name="P", max_attempts=1))
+    first = claims.claim_next(holder="lost@node1", lease_seconds=60)
+    assert first is not None
+    assert claims.reclaim_expired(timezone.now() + datetime.timedelta(seconds=61)) == 1
+    dataset.refresh_from_db()
+    assert (dataset.state, dataset.attempts, dataset.claim_id) == ("pending", 0, None)
+    assert dataset.last_reason == "lost-lease"
+    note = "Lease expired: lost@node1 stopped renewing its claim."
+    assert list(Status.objects.values_list("state", "note", "reason")) == [
+        (3, note, "lost-lease")
+    ]
+
+
+@pytest.mark.django_db
+def test_expired_lease_spends_the_attempt_when_the_policy_says_so():
+    project = make_project(name="P", max_attempts=2, retry_policy={"lost-lease": {"spend": True}})
     dataset = make_dataset(project)
     first = claims.claim_next(holder="lost@node1", lease_seconds=60)
     assert first is not None
@@ -138,8 +154,6 @@ def test_expired_lease_returns_to_pending_counting_the_attempt():
     assert claims.reclaim_expired(later) == 1
     dataset.refresh_from_db()
     assert (dataset.state, dataset.attempts, dataset.claim_id) == ("pending", 1, None)
-    note = "Lease expired: lost@node1 stopped renewing its claim."
-    assert list(Status.objects.values_list("state", "note")) == [(3, note)]
     # The next claim is the second attempt; when it expires too the dataset has failed.
     assert claims.claim_next(holder="b") is not None
     assert claims.reclaim_expired(timezone.now() + datetime.timedelta(hours=1)) == 1
@@ -148,15 +162,6 @@ def test_expired_lease_returns_to_pending_counting_the_attempt():
     # The late client's status is refused.
     with pytest.raises(claims.LeaseExpired):
         statuses.record_status(dataset=dataset, stage=1, state=2, claim_id=first.id)
-
-
-@pytest.mark.django_db
-def test_claim_next_reclaims_expired_leases_by_itself():
-    make_dataset()
-    claims.claim_next(holder="a", lease_seconds=5)
-    Dataset.objects.update(lease_expires=timezone.now() - datetime.timedelta(seconds=1))
-    again = claims.claim_next(holder="b")
-    assert again is not None and again.holder == "b" and again.dataset.attempts == 2
 
 
 @pytest.mark.django_db

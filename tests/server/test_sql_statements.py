@@ -31,6 +31,7 @@ pytestmark = pytest.mark.django_db
 TESTED = {
     "claim_next": "test_claim_next_takes_the_row_the_orm_picks",
     "queue_anywhere": "test_claim_next_takes_the_row_the_orm_picks",
+    "fits_claim": "test_fits_claim_takes_the_datasets_the_orm_filter_takes",
     "queue_of_project": "test_claim_next_takes_the_row_the_orm_picks",
     "queue_of_slug": "test_claim_next_takes_the_row_the_orm_picks",
     "may_process": "test_may_process_allows_the_datasets_grants_allow",
@@ -145,6 +146,49 @@ def test_claim_next_takes_the_row_the_orm_picks(queue, where, who):
     if dataset is not None:
         (row,) = (row for row in taken[0] if row["id"] == pk)
         assert values_of(dataset) == row  # the row as stored, converted as the ORM would
+
+
+GIB = 2**30
+
+
+@pytest.mark.parametrize(
+    ("memory", "seconds"),
+    [(None, None), (4 * GIB, None), (None, 3600), (8 * GIB, 7200), (16 * GIB, 10**6), (0, 0)],
+)
+@pytest.mark.parametrize("statement", ["claim_next", "claim_many"])
+def test_fits_claim_takes_the_datasets_the_orm_filter_takes(memory, seconds, statement):
+    from django.db.models import Q
+
+    project = make_project(name="Needs")
+    for n, (needs_memory, needs_seconds) in enumerate(
+        [(None, None), (4 * GIB, None), (8 * GIB + 1, None), (None, 3600), (None, 7201),
+         (4 * GIB, 3600), (16 * GIB, 7200)]
+    ):  # fmt: skip
+        make_dataset(project, name=f"d{n}", needs_memory=needs_memory, needs_seconds=needs_seconds)
+    # NULL announced: the SQL's "needs <= NULL" holds for no row, as "needs <= -1" here.
+    fits = (Q(needs_memory__isnull=True) | Q(needs_memory__lte=-1 if memory is None else memory)) & (
+        Q(needs_seconds__isnull=True) | Q(needs_seconds__lte=-1 if seconds is None else seconds)
+    )
+    expected = set(Dataset.objects.filter(fits).values_list("pk", flat=True))
+    now = timezone.now()
+    values = claim_values(holder="h", user=None, now=now, lease_seconds=60)
+    taken: set[int] = set()
+    with transaction.atomic():
+        if statement == "claim_many":
+            claims = [(uuid.uuid4(), None) for _ in range(10)]
+            found = batched.claim_many(
+                values, claims=claims, project=project, allowed=None, now=now, memory=memory,
+                seconds=seconds,
+            )  # fmt: skip
+            taken = {dataset.pk for dataset in found}
+        else:
+            while dataset := statements.claim_next(
+                {**values, "claim_id": uuid.uuid4()}, project=project, allowed=None, now=now,
+                memory=memory, seconds=seconds,
+            ):  # fmt: skip
+                taken.add(dataset.pk)
+        transaction.set_rollback(True)
+    assert taken == expected
 
 
 def test_may_process_allows_the_datasets_grants_allow():

@@ -5,10 +5,10 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
-from crunchclient.cli.arguments import add_server_arguments
+from crunchclient.cli.arguments import add_retry_policy, add_server_arguments
 from crunchclient.management.base import ClientCommand
 from crunchclient.settings import kinds
-from crunchclient.terminal import entry, remote
+from crunchclient.terminal import entry, projects, remote
 
 
 class Command(ClientCommand):
@@ -32,12 +32,15 @@ class Command(ClientCommand):
             "Charliecloud image directory or ch-image name.",
         )  # fmt: skip
         parser.add_argument("--public", action="store_true", help="Anyone may view the project.")
+        add_retry_policy(parser)
         add_server_arguments(parser)
 
     def handle(self, *args: Any, **opts: Any) -> None:
+        retry = tuple(projects.parse_retry(text) for text in opts["retry"])
         slug = entry.add_project(
             remote.connect(opts), opts["name"], description=opts["description"],
             details=opts["details"], workflow=opts["workflow"], kind=opts["kind"],
             public=opts["public"], container=opts["container"],
+            retry_policy=projects.policy_with({}, retry),
         )  # fmt: skip
         self.stdout.write(slug)

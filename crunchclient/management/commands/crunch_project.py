@@ -1,4 +1,4 @@
-"""``crunch project set|pause|resume P``: a maintainer's changes to a project."""
+"""``crunch project show|set|pause|resume P``: a project's settings, a maintainer's changes."""
 
 from __future__ import annotations
 
@@ -7,13 +7,15 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from crunchclient.cli.arguments import add_server_arguments
+from crunchclient.cli.arguments import add_retry_policy, add_server_arguments
 from crunchclient.exceptions import ConfigurationError
 from crunchclient.management.base import ClientCommand
 from crunchclient.terminal import projects, remote
 
 ACTIONS = {
-    "set": "Change the workflow, container, attempts, retry delay or visibility (any of them).",
+    "show": "Print the project's settings and its retry policy, reason by reason.",
+    "set": "Change the workflow, container, attempts, retry delay, retry policy or visibility "
+    "(any of them).",
     "pause": "Hand out no dataset of the project; running ones finish.",
     "resume": "Hand out the project's pending datasets again.",
 }
@@ -34,7 +36,10 @@ def whole_number(text: str, *, option: str, least: int) -> int:
 
 
 class Command(ClientCommand):
-    help = "Change a project (set), or stop and restart handing out its datasets (pause, resume)."
+    help = (
+        "Show a project (show), change it (set), or stop and restart handing out its datasets "
+        "(pause, resume)."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -59,6 +64,7 @@ class Command(ClientCommand):
                     help="Seconds before a failed dataset is handed out again (doubles per "
                     "attempt).",
                 )  # fmt: skip
+                add_retry_policy(action)
                 visibility = action.add_mutually_exclusive_group()
                 visibility.add_argument(
                     "--public", dest="public", action="store_const", const=True,
@@ -79,9 +85,13 @@ class Command(ClientCommand):
                 max_attempts=_given(opts["max_attempts"], "--max-attempts", least=1),
                 retry_delay=_given(opts["retry_delay"], "--retry-delay", least=0),
                 public=opts["public"],
+                retry=tuple(projects.parse_retry(text) for text in opts["retry"]),
             )
             changes.body()  # an unreadable file fails before any call
             self.stdout.write(projects.set_project(remote.connect(opts), slug, changes))
+            return
+        if action == "show":
+            self.stdout.write(projects.show_project(remote.connect(opts), slug))
             return
         paused = action == "pause"
         self.stdout.write(projects.set_paused(remote.connect(opts), slug, paused=paused))
