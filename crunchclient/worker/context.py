@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,7 @@ from crunchclient.worker.workflow.runners import Runner
 
 if TYPE_CHECKING:
     from crunchclient.worker.batcher import Batcher
+    from crunchclient.worker.failures import Failure
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,13 @@ class RunContext:
     """How the workflow starts (sandbox, container); None: as it is, with no isolation."""
     batcher: Batcher | None = None
     """A loop with slots: the statuses go with the other slots' (see batcher.py)."""
+    memory: int | None = None
+    """Bytes of memory the workflow has (failures.task_memory), sent with a Fail."""
+    seconds: int | None = None
+    """Seconds the workflow may run (--timeout), sent with a Fail."""
+    ends_at: float | None = None
+    """When the loop's --time-limit ends (time.monotonic()): a workflow still running then
+    is stopped and its dataset released (time-limit, wall-time)."""
 
     @property
     def storage(self) -> Any:
@@ -104,16 +112,24 @@ class RunContext:
     def report(
         self, stage: StageNumber, state: State, note: str = "",
         extra: dict[str, Any] | None = None, *, hold: bool = False,
+        failure: Failure | None = None,
     ) -> StatusAnswer:  # fmt: skip
         """Post a status; return the server's answer (with the dataset's new state).
 
         With ``hold`` it waits to go with the next one (see ``send``) and answers nothing.
+        A Fail carries its ``failure`` (the reason) and the memory and time the run had.
         """
         report = StatusReport(
             dataset=self.dataset.id, stage=stage, state=state, claim=str(self.claim.id),
             note=head_bytes(redact(note, self.config.secrets), NOTE_BYTES),
             diagnostics=self.diagnostics, extra=extra or {}, slot=self.config.slot,
         )  # fmt: skip
+        if state == State.FAIL:
+            report = replace(
+                report, reason=failure.reason if failure else "",
+                reason_detail=failure.detail if failure else "", memory=self.memory,
+                seconds=self.seconds,
+            )  # fmt: skip
         if hold:
             self.held.append(report)
             return StatusAnswer()
