@@ -139,9 +139,7 @@ def test_expired_lease_returns_to_pending_giving_the_attempt_back():
     assert (dataset.state, dataset.attempts, dataset.claim_id) == ("pending", 0, None)
     assert dataset.last_reason == "lost-lease"
     note = "Lease expired: lost@node1 stopped renewing its claim."
-    assert list(Status.objects.values_list("state", "note", "reason")) == [
-        (3, note, "lost-lease")
-    ]
+    assert list(Status.objects.values_list("state", "note", "reason")) == [(3, note, "lost-lease")]
 
 
 @pytest.mark.django_db

@@ -308,4 +308,7 @@ def test_the_dataset_list_filters_by_reason(project, worker):
     assert [d["name"] for d in answer.json()["results"]] == ["a", "c"]
     bad = worker.get("/api/datasets/?project=scans&reason=oom")
     assert bad.status_code == 400
-    assert bad.json()["detail"] == f"Invalid input. reason: Unknown reason 'oom'; use one of {CHOICES}."
+    assert (
+        bad.json()["detail"]
+        == f"Invalid input. reason: Unknown reason 'oom'; use one of {CHOICES}."
+    )

@@ -166,9 +166,9 @@ def test_fits_claim_takes_the_datasets_the_orm_filter_takes(memory, seconds, sta
     ):  # fmt: skip
         make_dataset(project, name=f"d{n}", needs_memory=needs_memory, needs_seconds=needs_seconds)
     # NULL announced: the SQL's "needs <= NULL" holds for no row, as "needs <= -1" here.
-    fits = (Q(needs_memory__isnull=True) | Q(needs_memory__lte=-1 if memory is None else memory)) & (
-        Q(needs_seconds__isnull=True) | Q(needs_seconds__lte=-1 if seconds is None else seconds)
-    )
+    fits = (
+        Q(needs_memory__isnull=True) | Q(needs_memory__lte=-1 if memory is None else memory)
+    ) & (Q(needs_seconds__isnull=True) | Q(needs_seconds__lte=-1 if seconds is None else seconds))
     expected = set(Dataset.objects.filter(fits).values_list("pk", flat=True))
     now = timezone.now()
     values = claim_values(holder="h", user=None, now=now, lease_seconds=60)
