@@ -205,7 +205,10 @@ def test_a_real_oom_kill_is_out_of_memory_and_needs_more(
     wrapper = ["bash", "-c", f'echo $$ > {tasks} && exec "$0" "$@"', CRUNCH]
     before = (small_cgroup / "memory.oom_control").read_text()
 
-    result = crunch.run("loop", "--quiet", "--memory", "256m", command=[*wrapper])
+    # As in a batch task whose scheduler enforces its memory: the loop reads what it has
+    # from Slurm's variable (with --memory it would make a cgroup of its own, below).
+    task_env = {**crunch.env, "SLURM_MEM_PER_NODE": "256"}
+    result = crunch.run("loop", "--quiet", command=[*wrapper], env=task_env)
 
     assert "oom_kill 0" in before
     assert "oom_kill 0" not in (small_cgroup / "memory.oom_control").read_text()
@@ -285,3 +288,27 @@ def test_a_snakefile_reads_the_attempt_in_its_resources(crunch: Crunch) -> None:
     assert result.returncode == 0, result.stderr
     assert reason_of(dataset["slug"]) == ("exit-code", "1")  # attempt 1: 1000 MB, too little
     assert crunch.stored(dataset)["out.txt"] == "2000\n"
+
+
+def test_the_client_enforces_memory_with_a_cgroup_of_its_own(crunch: Crunch) -> None:
+    """No container, no batch system: --memory puts the workflow in a cgroup the client
+    makes (root on cgroup v1, or a delegated v2), and its OOM kill reads as out-of-memory."""
+    from crunchclient.worker.workflow.memcage import MemoryCage
+
+    probe = MemoryCage.make(128 * MiB, "probe")
+    if probe is None:
+        pytest.skip("the client cannot make a memory cgroup here (not root on v1, no delegated v2)")
+    probe.remove()
+    crunch.project("Caged", ALLOCATES, max_attempts=1)
+    slug = crunch.dataset("caged", "one")["slug"]
+
+    result = crunch.run("loop", "--quiet", "--memory", "128m")
+
+    assert result.returncode == 10, result.stderr
+    fail = last_fail(slug)
+    assert (fail.reason, fail.reason_detail, fail.memory) == (
+        "out-of-memory",
+        "oom_kill",
+        128 * MiB,
+    )
+    assert not list(Path(probe.folder.parent).glob("crunch-*"))  # each cage is removed

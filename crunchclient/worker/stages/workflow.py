@@ -29,6 +29,7 @@ from crunchclient.worker.records import RECORDS, WORKFLOW_LOG, is_record
 from crunchclient.worker.shutdown import OWN_GROUP
 from crunchclient.worker.stages.base import Stage, tail_bytes
 from crunchclient.worker.stages.setup import workflow_file, workflow_kind
+from crunchclient.worker.workflow.memcage import MemoryCage
 from crunchclient.worker.workflow.outputs import OutputHashes
 from crunchclient.worker.workflow.relay import Stream, relay_until_exit
 
@@ -132,6 +133,9 @@ class WorkflowStage(Stage):
             launch = context.runner.launch(command, env, context.workdir)
             command, env = launch.argv, launch.env
             logger.debug("Running the workflow in %s: %s", launch.where, command)
+        cage = self.cage()
+        if cage is not None:
+            command = cage.wrap(command)
         started = time.monotonic()
         # Upload needs the MD5 of every file the workflow writes: hash them meanwhile.
         outputs = OutputHashes(
@@ -139,12 +143,18 @@ class WorkflowStage(Stage):
         )
         tail = Tail()
         counter = failures.OomCounter()
-        oom_before = counter.read()
+        oom_before = counter.read() if cage is None else cage.oom_kills()
+        oom_after: int | None = None
         try:
             code = self.run_process(command, env, tail, outputs if context.config.upload else None)
         finally:
             outputs.stop()
             context.output_hashes = outputs.digests()
+            if cage is not None:
+                oom_after = cage.oom_kills()
+                cage.remove()
+        if cage is None:
+            oom_after = counter.read()
         context.check()
         if self.out_of_time:
             raise OutOfTime(
@@ -160,8 +170,9 @@ class WorkflowStage(Stage):
             )
         if code != 0:
             failure = failures.of_exit(
-                code, oom_before=oom_before, oom_after=counter.read(), stderr=bytes(tail.data),
-                own_cgroup=context.runner is None or context.runner.shares_cgroup,
+                code, oom_before=oom_before, oom_after=oom_after, stderr=bytes(tail.data),
+                own_cgroup=cage is not None or context.runner is None
+                or context.runner.shares_cgroup,
             )  # fmt: skip
             raise WorkflowExited(
                 f"The workflow exited with code {code}"
@@ -173,6 +184,16 @@ class WorkflowStage(Stage):
                 failure,
             )
         return f"Finished in {time.monotonic() - started:.1f}s."
+
+    def cage(self) -> MemoryCage | None:
+        """The cgroup that enforces --memory where no container runtime does (memcage.py)."""
+        context = self.context
+        runner = context.runner
+        if not context.config.memory or context.memory is None:
+            return None
+        if runner is not None and runner.container:
+            return None  # the runtime enforces it (podman, docker, apptainer)
+        return MemoryCage.make(context.memory, f"{context.config.slot or 0}-{context.dataset.id}")
 
     def failed(self) -> None:
         """Send ``.crunch/workflow.log`` of a failed run, so the dataset's page shows it."""
