@@ -237,8 +237,7 @@ class StatusSerializer(serializers.ModelSerializer[Status]):
     stage_name = LabelOf(Stage, source="stage")
     state_name = LabelOf(State, source="state")
     reason = reason_field(
-        help_text="A Fail's reason (a Fail without one is recorded as 'unknown'); only on a "
-        "Fail."
+        help_text="A Fail's reason (a Fail without one is recorded as 'unknown'); only on a Fail."
     )
     reason_detail = serializers.CharField(
         required=False, allow_blank=True, max_length=FAILURE_MAX,
@@ -280,7 +279,6 @@ class StatusSerializer(serializers.ModelSerializer[Status]):
                 "'[... N bytes cut ...]' between them."
             },
         }
-
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if attrs.get("state") != State.FAIL:

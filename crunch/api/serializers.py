@@ -168,6 +168,10 @@ class DatasetSerializer(serializers.ModelSerializer[Dataset]):
     project = serializers.CharField(source="project.slug", read_only=True)
     # Declared: the model's SlugField would be documented as [-a-zA-Z0-9_]+, without the ':'.
     slug = serializers.CharField(read_only=True, help_text="<project>:<dataset>")
+    # Text, not the model's choices: its enum would lack the blank, and name a second enum.
+    last_reason = serializers.CharField(
+        read_only=True, help_text="Why its last run failed: a status's reason; '' for none."
+    )
 
     class Meta:
         model = Dataset

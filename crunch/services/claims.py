@@ -133,7 +133,7 @@ class Queue:
         )  # fmt: skip
 
 
-def claim_next(
+def claim_next(  # noqa: PLR0913 (keyword-only: the parts of one claim request)
     *,
     holder: str,
     project: Project | str | None = None,

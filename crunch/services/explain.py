@@ -49,7 +49,9 @@ def _held(dataset: Dataset) -> bool:
 def _needs(dataset: Dataset) -> str:
     wanted = []
     if dataset.needs_memory is not None:
-        wanted.append(f"at least {filesizeformat(dataset.needs_memory)} ({dataset.needs_memory} bytes)")
+        wanted.append(
+            f"at least {filesizeformat(dataset.needs_memory)} ({dataset.needs_memory} bytes)"
+        )
     if dataset.needs_seconds is not None:
         wanted.append(f"at least {dataset.needs_seconds} seconds")
     return " and ".join(wanted)
@@ -109,7 +111,9 @@ def explain(dataset: Dataset) -> Explanation:
         )
         command = f"crunch retry {slug}"
     elif dataset.state == DatasetState.FAILED:
-        reason = f"Failed {attempts}{_with(dataset)}: it is not retried by itself.{_last_note(dataset)}"
+        reason = (
+            f"Failed {attempts}{_with(dataset)}: it is not retried by itself.{_last_note(dataset)}"
+        )
         command = f"crunch retry {slug}"
     elif dataset.state == DatasetState.PENDING and project.paused:
         reason = (

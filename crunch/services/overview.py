@@ -61,8 +61,10 @@ def pending_needs(project: Project) -> list[dict[str, Any]]:
 
     What ``crunch submit --mem-retry`` sizes its next tasks to.
     """
-    needy = Dataset.objects.pending().filter(project=project).filter(
-        Q(needs_memory__isnull=False) | Q(needs_seconds__isnull=False)
+    needy = (
+        Dataset.objects.pending()
+        .filter(project=project)
+        .filter(Q(needs_memory__isnull=False) | Q(needs_seconds__isnull=False))
     )
     rows = (
         needy.order_by().values("last_reason", "needs_memory", "needs_seconds")

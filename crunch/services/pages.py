@@ -176,7 +176,7 @@ class DatasetPage:
         return (self.number - 1) * self.page_size + len(self.datasets)
 
 
-def dataset_page(
+def dataset_page(  # noqa: PLR0913 (keyword-only: the page's filters)
     project: Project,
     *,
     counts: dict[str, int],
@@ -212,7 +212,15 @@ def dataset_page(
     offset = (number - 1) * page_size
     rows = list(
         datasets.order_by(*SORTS.get(sort, SORTS["id"])).only(
-            "id", "name", "slug", "state", "stage", "attempts", "finished", "claim_holder", "note",
+            "id",
+            "name",
+            "slug",
+            "state",
+            "stage",
+            "attempts",
+            "finished",
+            "claim_holder",
+            "note",
             "last_reason",
         )[offset : offset + page_size + 1]
     )

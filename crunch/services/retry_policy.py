@@ -150,7 +150,7 @@ class Outcome:
     """Failed because the policy does not retry the reason (attempts may remain)."""
 
 
-def after_fail(  # noqa: PLR0913 (keyword-only: the facts of one failure)
+def after_fail(
     *,
     policy: Policy,
     reason: str,

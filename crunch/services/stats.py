@@ -109,7 +109,7 @@ def failures_by_reason(project: Project) -> dict[str, int]:
         failing.order_by().values_list("last_reason").annotate(n=Count("id"))
         .order_by("-n", "last_reason")
     )  # fmt: skip
-    return {reason: n for reason, n in rows}
+    return dict(rows)
 
 
 def run_durations(project: Project, latest: int = RUNS_MEASURED) -> list[float]:

@@ -212,7 +212,8 @@ def failure_fields(state: State | int, failure: Failure | None) -> dict[str, Any
         return {"reason": "", "reason_detail": "", "memory": None, "seconds": None}
     failure = failure or Failure()
     return {
-        "reason": failure.reason or FailReason.UNKNOWN, "reason_detail": failure.detail[:FAILURE_MAX],
+        "reason": failure.reason or FailReason.UNKNOWN,
+        "reason_detail": failure.detail[:FAILURE_MAX],
         "memory": failure.memory, "seconds": failure.seconds,
     }  # fmt: skip
 

@@ -23,7 +23,7 @@ FALSE = {"false", "f", "no", "n", "0", "off"}
 EXAMPLES = {"int": "42", "filesize": "1024", "float": "3.5", "bool": "true"}
 
 
-def add_project(
+def add_project(  # noqa: PLR0913 (keyword-only: the project's fields)
     connection: Connection, name: str, *, description: str = "", details: str = "",
     workflow: Path | None = None, kind: str | None = None, public: bool = False,
     container: str = "", retry_policy: dict[str, Any] | None = None,

@@ -143,8 +143,9 @@ def show_project(connection: Connection, slug: str) -> str:
         f"Project {slug!r}: {project.get('name')}; "
         f"{'paused' if project.get('paused') else 'handing out datasets'}; "
         f"{'public' if project.get('is_public') else 'private'}.",
-        f"Workflow: {project.get('workflow_kind')}, SHA-256 {short_sha(project.get('workflow') or '')}"
-        f"; container: {project.get('container') or 'none'}.",
+        f"Workflow: {project.get('workflow_kind')}, SHA-256 "
+        f"{short_sha(project.get('workflow') or '')}; "
+        f"container: {project.get('container') or 'none'}.",
         f"Attempts: {project.get('max_attempts')}; retry delay {project.get('retry_delay')}s, "
         "doubled per attempt (backoff).",
         "Retry policy (crunch project set --retry REASON=...):",

@@ -312,3 +312,45 @@ def test_the_dataset_list_filters_by_reason(project, worker):
         bad.json()["detail"]
         == f"Invalid input. reason: Unknown reason 'oom'; use one of {CHOICES}."
     )
+
+
+def test_failures_group_by_reason_then_note_in_stats_overview_and_page(project, worker, client):
+    from crunch.services.overview import project_overview
+    from crunch.services.pages import failure_groups
+    from crunch.services.stats import project_stats
+
+    project.is_public = True
+    project.save()
+    for n, (reason, note) in enumerate([
+        ("out-of-memory", "Killed"), ("out-of-memory", "Killed"), ("exit-code", "Killed"),
+        ("input-missing", "empty folder"),
+    ]):  # fmt: skip
+        make_dataset(project, name=f"f{n}", state="failed", last_reason=reason, note=note)
+    make_dataset(project, name="big", last_reason="out-of-memory", note="Killed",
+                 needs_memory=8 * GIB + 1, not_before=timezone.now())  # fmt: skip
+    groups = [(g.reason, g.note, g.count, len(g.examples)) for g in failure_groups(project)]
+    assert groups == [
+        ("out-of-memory", "Killed", 3, 3), ("exit-code", "Killed", 1, 1),
+        ("input-missing", "empty folder", 1, 1),
+    ]  # fmt: skip
+    assert project_stats(project).as_dict()["failures_by_reason"] == {
+        "out-of-memory": 3, "exit-code": 1, "input-missing": 1,
+    }  # fmt: skip
+    overview = project_overview(project)
+    assert [(f["reason"], f["count"]) for f in overview["failures"]] == [
+        ("out-of-memory", 3), ("exit-code", 1), ("input-missing", 1),
+    ]  # fmt: skip
+    assert overview["needs"] == [
+        {"reason": "out-of-memory", "memory": 8 * GIB + 1, "seconds": None, "count": 1}
+    ]
+    page = client.get("/projects/scans/").content.decode()
+    assert '<code class="reason">exit-code</code>' in page
+    filtered = client.get("/projects/scans/?reason=input-missing").content.decode()
+    assert "Only datasets whose last failure was <code>input-missing</code>." in filtered
+    table = filtered.split('<div id="datasets"')[1]
+    assert ">f3</a>" in table and ">f0</a>" not in table
+    why = worker.get("/api/datasets/scans:big/why/").json()
+    assert why["reason"] == (
+        "Pending after failing 0 of 3 attempt(s) with out-of-memory; it goes only to a claim "
+        'that announces at least 8.0\xa0GB (8589934593 bytes). The last note: "Killed".'
+    )
