@@ -40,7 +40,7 @@ def test_wall_time_mid_dataset_releases_it_and_another_task_completes_it(
     released = rows[3]
     # Slurm's signal, or the loop's own --time-limit (the same moment): the wall time either
     # way, which spends no attempt (issue 28).
-    assert ("SIGTERM" in released.note or "--time-limit" in released.note), released.note
+    assert "SIGTERM" in released.note or "--time-limit" in released.note, released.note
     assert "released" in released.note, released.note
     assert (released.reason, released.reason_detail) == ("time-limit", "wall-time")
     first, second = slurm_ids(rows[0]), slurm_ids(rows[-1])
