@@ -15,10 +15,12 @@ from __future__ import annotations
 import argparse
 import math
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from crunchclient.launchers.base import Launcher, Tasks
 from crunchclient.launchers.nodes import slurm_memory
 
 FACTOR = re.compile(r"^x?(\d+(?:\.\d+)?)$")
@@ -118,3 +120,67 @@ def levels_for(
         level = Level(memory=level_memory, seconds=level_seconds)
         levels[level] = levels.get(level, 0) + count
     return Needs(levels=levels, unserved=unserved)
+
+
+class LevelJobs:
+    """The job arrays of one level: its script, written when first needed, and the jobs
+    submitted from it."""
+
+    def __init__(self, script: Path, launcher: Launcher, *, write: Callable[[], None]) -> None:
+        self.script = script
+        self.launcher = launcher
+        self.write = write
+        self.job_ids: list[str] = []
+        self.submitted = 0
+        self.written = False
+
+    def submit(self, tasks: int) -> str:
+        if not self.written:
+            self.write()
+            self.written = True
+        job_id = self.launcher.submit(self.script, tasks=tasks)
+        self.job_ids.append(job_id)
+        self.submitted += tasks
+        return job_id
+
+
+@dataclass
+class Levels:
+    """Every level's job arrays, fed from the overview's needs each round."""
+
+    launcher: Launcher
+    report: Callable[[str], None]
+    make: Callable[[Level], LevelJobs]
+    jobs: dict[Level, LevelJobs] = field(default_factory=dict)
+    unserved: int = 0  # datasets needing more than a ceiling allows, as last said
+
+    def feed(self, needs: Needs, keep: int, *, most: int) -> None:
+        """Keep up to ``keep`` tasks of each level held while its datasets wait (at most
+        ``most`` submitted at once)."""
+        if needs.unserved != self.unserved:
+            self.unserved = needs.unserved
+            if needs.unserved:
+                self.report(
+                    f"{needs.unserved} dataset(s) need more memory or time than --mem-ceiling/"
+                    "--time-ceiling (or a --mem-retry/--time-retry) allow: no task is "
+                    "submitted for them."
+                )
+        for level, count in sorted(needs.levels.items()):
+            jobs = self.jobs.get(level)
+            if jobs is None:
+                jobs = self.jobs[level] = self.make(level)
+            held = self.launcher.poll(jobs.job_ids) if jobs.job_ids else Tasks()
+            wanted = min(keep - held.held, count - held.queued, most)
+            if wanted > 0:
+                job_id = jobs.submit(wanted)
+                self.report(
+                    f"Submitted job {job_id}: {wanted} task(s) with {level.describe()} for "
+                    f"{count} dataset(s) that need more."
+                )
+
+    def job_ids(self) -> list[str]:
+        return [job_id for jobs in self.jobs.values() for job_id in jobs.job_ids]
+
+    @property
+    def submitted(self) -> int:
+        return sum(jobs.submitted for jobs in self.jobs.values())

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from crunchclient.exceptions import ClientError, ConfigurationError, SchedulerError, SubmitError
-from crunchclient.launchers.base import JobSpec, Launcher, Tasks
-from crunchclient.launchers.growth import Growth, Level, Needs, levels_for
+from crunchclient.launchers.base import JobSpec, Launcher
+from crunchclient.launchers.growth import Growth, Level, LevelJobs, Levels, Needs, levels_for
 from crunchclient.launchers.nodes import Slots, slurm_memory
 from crunchclient.server.connection import Connection
 from crunchclient.server.wire import ProjectStats
@@ -194,28 +194,6 @@ def submitted_message(launcher: Launcher, job_id: str, tasks: int, request: Requ
 # ---------------------------------------------------------------------------- --keep
 
 
-class LevelJobs:
-    """The job arrays of one level of --mem-retry/--time-retry: its script, written when
-    first needed, and the jobs submitted from it."""
-
-    def __init__(self, request: Request, launcher: Launcher, *, standalone: bool = True) -> None:
-        self.request = request
-        self.launcher = launcher
-        self.prepared = prepare(request, launcher, standalone=standalone)
-        self.job_ids: list[str] = []
-        self.submitted = 0
-        self.written = False
-
-    def submit(self, tasks: int) -> str:
-        if not self.written:
-            write(self.prepared, self.request)
-            self.written = True
-        job_id = self.launcher.submit(self.prepared.script_path, tasks=tasks)
-        self.job_ids.append(job_id)
-        self.submitted += tasks
-        return job_id
-
-
 @dataclass
 class Backoff:
     """Seconds to wait before the next retry of a failing scheduler command."""
@@ -248,10 +226,19 @@ class Keeper:
     submitted: int = 0
     most_held: int = 0
     slots_seen: int = 0  # with --slots auto: the most slots a loop of our jobs reported
-    levels: dict[Level, LevelJobs] = field(default_factory=dict)
-    """--mem-retry/--time-retry: the job arrays with more memory or time, by level."""
-    unserved: int = 0  # datasets needing more than a ceiling, as last said
     standalone: bool = True  # the tasks run the console script (else manage.py)
+    levels: Levels = field(init=False)
+    """--mem-retry/--time-retry: the job arrays with more memory or time, by level."""
+
+    def __post_init__(self) -> None:
+        self.levels = Levels(launcher=self.launcher, report=self.report, make=self.level_jobs)
+
+    def level_jobs(self, level: Level) -> LevelJobs:
+        request = self.request.at(level)
+        prepared = prepare(request, self.launcher, standalone=self.standalone)
+        return LevelJobs(
+            prepared.script_path, self.launcher, write=lambda: write(prepared, request)
+        )
 
     def needs(self) -> Needs:
         """The pending datasets that need more memory or time, by the level serving them."""
@@ -262,35 +249,6 @@ class Keeper:
         return levels_for(
             overview.get("needs") or [], memory=request.memory_growth, time=request.time_growth
         )
-
-    def feed_levels(self, needs: Needs, keep: int) -> None:
-        """Keep up to ``keep`` tasks of each level held while its datasets wait (a level's
-        array is written the first time it is needed)."""
-        if needs.unserved != self.unserved:
-            self.unserved = needs.unserved
-            if needs.unserved:
-                self.report(
-                    f"{needs.unserved} dataset(s) need more memory or time than --mem-ceiling/"
-                    "--time-ceiling (or a --mem-retry/--time-retry) allow: no task is "
-                    "submitted for them."
-                )
-        for level, count in sorted(needs.levels.items()):
-            jobs = self.levels.get(level)
-            if jobs is None:
-                jobs = self.levels[level] = LevelJobs(
-                    self.request.at(level), self.launcher, standalone=self.standalone
-                )
-            held = self.launcher.poll(jobs.job_ids) if jobs.job_ids else Tasks()
-            wanted = min(keep - held.held, count - held.queued, self.request.jobs)
-            if wanted > 0:
-                job_id = jobs.submit(wanted)
-                self.report(
-                    f"Submitted job {job_id}: {wanted} task(s) with {level.describe()} for "
-                    f"{count} dataset(s) that need more."
-                )
-
-    def all_job_ids(self) -> list[str]:
-        return [*self.job_ids, *(i for jobs in self.levels.values() for i in jobs.job_ids)]
 
     def stats(self) -> ProjectStats:
         return self.connection.project_stats(self.request.project)
@@ -320,7 +278,7 @@ class Keeper:
             needs = self.needs()
             try:
                 tasks = self.launcher.poll(self.job_ids)
-                self.feed_levels(needs, self.keep)
+                self.levels.feed(needs, self.keep, most=self.request.jobs)
             except SchedulerError as exc:
                 self.retry_later(exc, backoff)
                 continue
@@ -338,7 +296,7 @@ class Keeper:
                     "tasks fail to start; see their output (--output)."
                 )
             if not stats.pending and not running:
-                every = self.launcher.poll(self.all_job_ids()) if self.levels else tasks
+                every = self.launcher.poll(self.all_job_ids()) if self.levels.jobs else tasks
                 if every.queued:
                     for job_id in self.all_job_ids():
                         self.launcher.cancel(job_id, queued_only=True)
@@ -346,7 +304,7 @@ class Keeper:
                     return (
                         f"Project {self.request.project!r}: nothing pending or running "
                         f"({stats.completed} completed, {stats.failed} failed); "
-                        f"submitted {self.submitted + self.level_tasks()} task(s) in "
+                        f"submitted {self.submitted + self.levels.submitted} task(s) in "
                         f"{len(self.all_job_ids())} job(s), at most {self.most_held} at once."
                     )
             wanted = math.ceil(pending / self.per_task()) if pending else 0
@@ -369,8 +327,8 @@ class Keeper:
             backoff.reset()
             self.sleep(self.poll_seconds)
 
-    def level_tasks(self) -> int:
-        return sum(jobs.submitted for jobs in self.levels.values())
+    def all_job_ids(self) -> list[str]:
+        return [*self.job_ids, *self.levels.job_ids()]
 
     def retry_later(self, exc: SchedulerError, backoff: Backoff) -> None:
         pause = backoff.next()
@@ -404,7 +362,9 @@ def submit(
             job_id = launcher.submit(prepared.script_path, tasks=request.jobs)
             keeper.job_ids.append(job_id)
             report(submitted_message(launcher, job_id, request.jobs, request))
-            keeper.feed_levels(keeper.needs(), request.jobs)  # once: those waiting now
+            keeper.levels.feed(
+                keeper.needs(), request.jobs, most=request.jobs
+            )  # once: those waiting now
         else:
             report(keeper.run())
     finally:
