@@ -72,6 +72,11 @@ class TransferError(
     """A file could not be copied between storage and the working directory."""
 
 
+class InputMissing(TransferError):
+    """The dataset's folder in storage is missing or empty: its Fail's reason is
+    input-missing, which the default retry policy does not retry."""
+
+
 class UnsafePathError(
     TransferError, exit_code=6, meaning="a path in storage would escape the working directory"
 ):

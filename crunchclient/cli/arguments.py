@@ -261,8 +261,9 @@ def add_client_arguments(parser: argparse.ArgumentParser, *, command: str) -> No
     )  # fmt: skip
     isolation.add_argument(
         "--memory", metavar="SIZE", type=memory_size,
-        help="A memory limit for each workflow (e.g. 8g), where the container runtime "
-        "enforces one (podman, docker, apptainer with cgroups).",
+        help="A memory limit for each workflow (e.g. 8g): the container runtime's, else a "
+        "cgroup the client makes where it may (root on cgroup v1, a delegated v2); claims "
+        "announce it, and a Fail reports it.",
     )  # fmt: skip
     work.add_argument(
         "--download", action=argparse.BooleanOptionalAction, default=True,

@@ -9,23 +9,15 @@ rule below that refuses a combination does so before anything is written or subm
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from crunchclient.exceptions import ConfigurationError
+from crunchclient.settings.sizes import UNITS, memory_bytes
+
+__all__ = ["AUTO", "Slots", "memory_bytes", "slurm_memory"]
 
 AUTO = "auto"
-UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
-SIZE = re.compile(r"^([1-9][0-9]*)([kmgt]?)i?b?$", re.IGNORECASE)
-
-
-def memory_bytes(size: str) -> int:
-    """A size as the container runtimes read it (8g, 512m, 16GiB; bare: bytes), in bytes."""
-    match = SIZE.match(size.strip())
-    if not match:
-        raise ConfigurationError(f"{size!r} is not a memory size: use e.g. 512m or 8g.")
-    return int(match[1]) * UNITS[match[2].lower()]
 
 
 def slurm_memory(total: int) -> str:

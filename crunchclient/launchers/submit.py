@@ -27,9 +27,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from crunchclient.exceptions import ConfigurationError, SchedulerError, SubmitError
+from crunchclient.exceptions import ClientError, ConfigurationError, SchedulerError, SubmitError
 from crunchclient.launchers.base import JobSpec, Launcher
-from crunchclient.launchers.nodes import Slots
+from crunchclient.launchers.growth import Growth, Level, LevelJobs, Levels, Needs, levels_for
+from crunchclient.launchers.nodes import Slots, slurm_memory
 from crunchclient.server.connection import Connection
 from crunchclient.server.wire import ProjectStats
 
@@ -74,6 +75,29 @@ class Request:
     name: str | None = None
     proxies: dict[str, str] = field(default_factory=dict)  # PROXY_VARIABLES set here
     slots: Slots = field(default_factory=Slots)  # --slots: each task a node of N slots
+    timeout: float | None = None  # the loop's --timeout: what one dataset's workflow may run
+    memory: int | None = None  # bytes the loop announces (--memory): --mem with --mem-retry
+    memory_growth: Growth | None = None  # --mem-retry: tasks with more for out-of-memory
+    time_growth: Growth | None = None  # --time-retry: tasks with a longer --timeout
+
+    @property
+    def grows(self) -> bool:
+        return self.memory_growth is not None or self.time_growth is not None
+
+    def at(self, level: Level) -> Request:
+        """This request for the tasks of ``level``: its memory (sbatch --mem and the loop's
+        --memory), its --timeout, and a wall time grown alike."""
+        changes: dict[str, Any] = {
+            "name": f"{self.name or f'crunch-{self.project}'}-{level.name()}"
+        }
+        if level.memory is not None:
+            changes["scheduler"] = {**self.scheduler, "mem": slurm_memory(level.memory)}
+            changes["memory"] = level.memory
+        if level.seconds is not None:
+            changes["timeout"] = float(level.seconds)
+            base = self.timeout or level.seconds
+            changes["wall"] = max(self.wall, math.ceil(self.wall * level.seconds / base))
+        return replace(self, **changes)
 
 
 def proxy_environment(environ: Mapping[str, str]) -> dict[str, str]:
@@ -94,6 +118,10 @@ def loop_command(request: Request, *, standalone: bool) -> list[str]:
     ]  # fmt: skip
     if request.cores and not request.slots.given:  # with slots: --cores-per-slot
         command += ["--cores", str(request.cores)]
+    if request.timeout is not None:
+        command += ["--timeout", f"{request.timeout:g}s"]
+    if request.memory is not None:  # what the loop announces with its claims
+        command += ["--memory", slurm_memory(request.memory)]
     return command + request.slots.loop_args() + request.loop_args
 
 
@@ -198,6 +226,29 @@ class Keeper:
     submitted: int = 0
     most_held: int = 0
     slots_seen: int = 0  # with --slots auto: the most slots a loop of our jobs reported
+    standalone: bool = True  # the tasks run the console script (else manage.py)
+    levels: Levels = field(init=False)
+    """--mem-retry/--time-retry: the job arrays with more memory or time, by level."""
+
+    def __post_init__(self) -> None:
+        self.levels = Levels(launcher=self.launcher, report=self.report, make=self.level_jobs)
+
+    def level_jobs(self, level: Level) -> LevelJobs:
+        request = self.request.at(level)
+        prepared = prepare(request, self.launcher, standalone=self.standalone)
+        return LevelJobs(
+            prepared.script_path, self.launcher, write=lambda: write(prepared, request)
+        )
+
+    def needs(self) -> Needs:
+        """The pending datasets that need more memory or time, by the level serving them."""
+        request = self.request
+        if not request.grows:
+            return Needs(levels={}, unserved=0)
+        overview = self.connection.overview(request.project)
+        return levels_for(
+            overview.get("needs") or [], memory=request.memory_growth, time=request.time_growth
+        )
 
     def stats(self) -> ProjectStats:
         return self.connection.project_stats(self.request.project)
@@ -224,13 +275,16 @@ class Keeper:
         done_before, ended_since_progress = -1, 0
         while True:
             stats = self.stats()
+            needs = self.needs()
             try:
                 tasks = self.launcher.poll(self.job_ids)
+                self.levels.feed(needs, self.keep, most=self.request.jobs)
             except SchedulerError as exc:
                 self.retry_later(exc, backoff)
                 continue
             self.most_held = max(self.most_held, tasks.held)
-            pending, running = stats.pending, stats.running
+            # Datasets that need more go to the levels' tasks only.
+            pending, running = max(0, stats.pending - needs.total), stats.running
             done = stats.completed + stats.failed
             ended = self.submitted - tasks.held
             if done != done_before:
@@ -241,16 +295,17 @@ class Keeper:
                     f"of {self.request.project!r}: a dataset may need more than --time, or the "
                     "tasks fail to start; see their output (--output)."
                 )
-            if not pending and not running:
-                if tasks.queued:
-                    for job_id in self.job_ids:
+            if not stats.pending and not running:
+                every = self.launcher.poll(self.all_job_ids()) if self.levels.jobs else tasks
+                if every.queued:
+                    for job_id in self.all_job_ids():
                         self.launcher.cancel(job_id, queued_only=True)
-                if not tasks.running:
+                if not every.running:
                     return (
                         f"Project {self.request.project!r}: nothing pending or running "
                         f"({stats.completed} completed, {stats.failed} failed); "
-                        f"submitted {self.submitted} task(s) in {len(self.job_ids)} job(s), "
-                        f"at most {self.most_held} at once."
+                        f"submitted {self.submitted + self.levels.submitted} task(s) in "
+                        f"{len(self.all_job_ids())} job(s), at most {self.most_held} at once."
                     )
             wanted = math.ceil(pending / self.per_task()) if pending else 0
             count = min(self.keep - tasks.held, wanted - tasks.queued, self.request.jobs)
@@ -272,6 +327,9 @@ class Keeper:
             backoff.reset()
             self.sleep(self.poll_seconds)
 
+    def all_job_ids(self) -> list[str]:
+        return [*self.job_ids, *self.levels.job_ids()]
+
     def retry_later(self, exc: SchedulerError, backoff: Backoff) -> None:
         pause = backoff.next()
         logger.warning("%s; retrying in %gs", exc, pause)
@@ -289,19 +347,24 @@ def submit(
     prepared = prepare(request, launcher, standalone=standalone)
     if dry_run:
         report(prepared.script.rstrip("\n"))
+        if request.grows:
+            report(dry_run_levels(request, launcher, standalone=standalone))
         return None
     connection = Connection(request.url, request.token)
     connection.project(request.project)  # a wrong slug or token fails before sbatch
     write(prepared, request)
     keeper = Keeper(
         launcher=launcher, connection=connection, prepared=prepared, request=request,
-        keep=keep or 0, poll_seconds=poll_seconds, report=report,
+        keep=keep or 0, poll_seconds=poll_seconds, report=report, standalone=standalone,
     )  # fmt: skip
     try:
         if keep is None:
             job_id = launcher.submit(prepared.script_path, tasks=request.jobs)
             keeper.job_ids.append(job_id)
             report(submitted_message(launcher, job_id, request.jobs, request))
+            keeper.levels.feed(
+                keeper.needs(), request.jobs, most=request.jobs
+            )  # once: those waiting now
         else:
             report(keeper.run())
     finally:
@@ -309,6 +372,41 @@ def submit(
             prepared.env_path.unlink(missing_ok=True)
             prepared.script_path.unlink(missing_ok=True)
     return keeper.job_ids[0] if keeper.job_ids else None
+
+
+def dry_run_levels(request: Request, launcher: Launcher, *, standalone: bool) -> str:
+    """What --mem-retry/--time-retry would submit now: an array per level that the pending
+    datasets need (asked of the server), else the first level as an example."""
+    try:
+        connection = Connection(request.url, request.token, retry_for=5.0)
+        needs = Keeper(
+            launcher=launcher, connection=connection, request=request, keep=0,
+            prepared=prepare(request, launcher, standalone=standalone),
+        ).needs()  # fmt: skip
+        asked = ""
+    except ClientError as exc:
+        needs, asked = Needs(levels={}, unserved=0), f" (the server could not say: {exc})"
+    lines = []
+    levels = needs.levels
+    if not levels:
+        first = Level(
+            memory=request.memory_growth.enough(request.memory_growth.base + 1)
+            if request.memory_growth else None,
+            seconds=request.time_growth.enough(request.time_growth.base + 1)
+            if request.time_growth else None,
+        )  # fmt: skip
+        lines.append(
+            f"# No pending dataset needs more memory or time now{asked}; for those that "
+            f"will, 'crunch submit' submits arrays like this one ({first.describe()}):"
+        )
+        levels = {first: request.jobs}
+    for level, count in sorted(levels.items()):
+        if needs.levels:
+            lines.append(f"# {count} dataset(s) need more: {level.describe()}:")
+        lines.append(prepare(request.at(level), launcher, standalone=standalone).script)
+    if needs.unserved:
+        lines.append(f"# {needs.unserved} dataset(s) need more than the ceilings allow.")
+    return "\n".join(line.rstrip("\n") for line in lines)
 
 
 def check_request(request: Request) -> None:

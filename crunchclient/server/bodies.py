@@ -103,10 +103,10 @@ class StatusReport:
     ``diagnostics`` are the machine's facts (see worker/diagnostics.py); ``extra`` the
     fields of one stage, e.g. the Workflow Start's ``workflow_sha256``; ``image_digest``
     the Workflow Start's digest of the container image it runs in (``sha256:`` and 64
-    hex digits), sent only when there is one; ``slot`` the loop's slot that ran it. A
-    Fail's ``reason`` (a crunch.choices.FailReason value; the server records "unknown"
-    when none is sent), ``reason_detail``, and the
-    ``memory`` (bytes) and ``seconds`` (time limit) the run had, each sent only when given.
+    hex digits), sent only when there is one; ``slot`` the loop's slot that ran it. A Fail's
+    ``reason`` (a crunch.choices.FailReason value; the server records "unknown" when none is
+    sent), ``reason_detail``, and the ``memory`` (bytes) and ``seconds`` (time limit) the run
+    had, each sent only when given.
     """
 
     dataset: int

@@ -33,14 +33,19 @@ class Connection(Transport):
 
     def claim_next(
         self, *, holder: str, lease_seconds: int, project: str | None = None,
-        start: Diagnostics | None = None,
+        start: Diagnostics | None = None, memory: int | None = None, seconds: int | None = None,
     ) -> Claim | None:  # fmt: skip
         """Claim the next pending dataset (of ``project``); None when nothing is pending.
 
         With ``start`` (diagnostics) the server records the run's Setup Start with the claim.
+        ``memory`` (bytes) and ``seconds``: what this client gives one dataset; the server
+        hands out only datasets that need no more.
         """
         path = f"projects/{quote_slug(project)}/next/" if project else "next/"
-        body = NextRequest(holder=holder, lease_seconds=lease_seconds, start=start).to_wire()
+        body = NextRequest(
+            holder=holder, lease_seconds=lease_seconds, start=start, memory=memory,
+            seconds=seconds,
+        ).to_wire()  # fmt: skip
         answer = self.request(
             "POST", path, json=body, missing=no_project(project or ""),
             project=project,
@@ -135,9 +140,14 @@ class Connection(Transport):
             conflict=ClaimLost, claim=claim,
         )  # fmt: skip
 
-    def release(self, claim: str, *, note: str) -> None:
+    def release(self, claim: str, *, note: str, reason: str = "", detail: str = "") -> None:
+        """Give a claim back without spending an attempt; ``reason`` (cancelled when not
+        given, or time-limit with ``detail`` wall-time) is recorded with the note."""
+        body = {"note": note}
+        if reason:
+            body |= {"reason": reason, "reason_detail": detail}
         self.expect(
-            "POST", f"claims/{quote_slug(claim)}/release/", json={"note": note},
+            "POST", f"claims/{quote_slug(claim)}/release/", json=body,
             conflict=ClaimLost, claim=claim,
         )  # fmt: skip
 

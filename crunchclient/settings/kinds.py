@@ -41,6 +41,11 @@ class Kind:
         """Whether a file of this name is of this kind (``crunch add-project --workflow``)."""
         return False
 
+    def attempt_flags(self, attempt: int) -> list[str]:
+        """What tells the tool which attempt of the dataset this run is (CRUNCH_ATTEMPT is
+        in every kind's environment)."""
+        return []
+
     def check(self, what: str, workflow: bytes | None = None) -> None:
         """Raise ConfigurationError when this node cannot run the workflow (its bytes if
         known); ``what`` names the cause in the message (``--workflow snakemake``)."""
@@ -82,6 +87,13 @@ class Snakemake(Kind):
         if use_conda:
             command.append("--use-conda")
         return command
+
+    def attempt_flags(self, attempt: int) -> list[str]:
+        """Snakemake's ``--attempt N`` (an option its own cluster jobs use, present in
+        Snakemake 7, 8 and 9): ``attempt`` in a rule's ``resources`` starts at N, so
+        ``mem_mb=lambda wildcards, attempt: 4000 * attempt`` asks for more on each of the
+        dataset's attempts, as it does on Snakemake's own ``--retries``."""
+        return ["--attempt", str(attempt)]
 
     def check(self, what: str, workflow: bytes | None = None) -> None:
         if importlib.util.find_spec("snakemake") is None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crunch.choices import Stage as StageNumber
 from crunch.choices import State
@@ -23,6 +23,9 @@ from crunchclient.worker.batcher import LINGER, Batcher
 from crunchclient.worker.records import RECORDS, SETUP_CHECKSUMS, is_record, write_json
 from crunchclient.worker.shutdown import Shutdown
 from crunchclient.worker.workflow.runners import Runner
+
+if TYPE_CHECKING:
+    from crunchclient.worker.failures import Failure
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +58,13 @@ class RunContext:
     sending: threading.RLock = field(default_factory=threading.RLock)
     """Held while statuses are taken and sent: the lingering Start's timer sends too."""
     later: threading.Timer | None = None
+    memory: int | None = None
+    """Bytes of memory the workflow has (failures.task_memory), sent with a Fail."""
+    seconds: int | None = None
+    """Seconds the workflow may run (--timeout), sent with a Fail."""
+    ends_at: float | None = None
+    """When the loop's --time-limit ends (time.monotonic()): a workflow still running then
+    is stopped and its dataset released (time-limit, wall-time)."""
 
     @property
     def storage(self) -> Any:
@@ -105,16 +115,24 @@ class RunContext:
     def report(
         self, stage: StageNumber, state: State, note: str = "",
         extra: dict[str, Any] | None = None, *, hold: bool = False,
+        failure: Failure | None = None,
     ) -> StatusAnswer:  # fmt: skip
         """Post a status; return the server's answer (with the dataset's new state).
 
         With ``hold`` it waits to go with the next one (see ``send``) and answers nothing.
+        A Fail carries its ``failure`` (the reason) and the memory and time the run had.
         """
         report = StatusReport(
             dataset=self.dataset.id, stage=stage, state=state, claim=str(self.claim.id),
             note=head_bytes(redact(note, self.config.secrets), NOTE_BYTES),
             diagnostics=self.diagnostics, extra=extra or {}, slot=self.config.slot,
         )  # fmt: skip
+        if state == State.FAIL:
+            report = replace(
+                report, reason=failure.reason if failure else "",
+                reason_detail=failure.detail if failure else "", memory=self.memory,
+                seconds=self.seconds,
+            )  # fmt: skip
         if hold:
             self.held.append(report)
             return StatusAnswer()

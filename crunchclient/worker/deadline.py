@@ -23,6 +23,11 @@ from crunchclient.server.wire import ProjectStats
 logger = logging.getLogger(__name__)
 
 STATS_REFRESH = 60.0  # seconds between looks at the project's measured run times
+LIMIT_WINDOW = 120.0
+"""A signal this close to the loop's --time-limit is the job's end: ``crunch submit`` has
+Slurm signal its tasks when their loop's --time-limit ends, up to a minute early."""
+JOB_WINDOW = 420.0
+"""A signal this close to the Slurm job's end is its wall time: --margin is at most 5 min."""
 
 
 def slurm_job_end(environ: Mapping[str, str] | None = None) -> float | None:
@@ -59,9 +64,12 @@ class Deadline:
     def __init__(
         self, *, ends_at: float | None, source: str = "",
         stats: Callable[[], ProjectStats] | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.monotonic, limit_at: float | None = None,
+        job_at: float | None = None,
     ) -> None:  # fmt: skip
         self.ends_at = ends_at  # on ``clock``
+        self.limit_at = limit_at  # --time-limit's end, on ``clock``
+        self.job_at = job_at  # the Slurm job's end, on ``clock``
         self.source = source
         self.stats = stats
         self.clock = clock
@@ -76,17 +84,30 @@ class Deadline:
         """The sooner of the Slurm job's end and ``--time-limit`` from now."""
         now = time.monotonic()
         ends: list[tuple[float, str]] = []
+        limit_at = job_at = None
         if time_limit is not None:
-            ends.append((now + time_limit, f"--time-limit {time_limit:g}s"))
+            limit_at = now + time_limit
+            ends.append((limit_at, f"--time-limit {time_limit:g}s"))
         if (job_end := slurm_job_end(environ)) is not None:
             env = os.environ if environ is None else environ
-            ends.append((now + job_end - time.time(), f"Slurm job {env.get('SLURM_JOB_ID')}'s end"))
+            job_at = now + job_end - time.time()
+            ends.append((job_at, f"Slurm job {env.get('SLURM_JOB_ID')}'s end"))
         ends_at, source = min(ends) if ends else (None, "")
-
         if not project:
-            return cls(ends_at=ends_at, source=source)
+            return cls(ends_at=ends_at, source=source, limit_at=limit_at, job_at=job_at)
         slug = project
-        return cls(ends_at=ends_at, source=source, stats=lambda: connection.project_stats(slug))
+        return cls(
+            ends_at=ends_at, source=source, stats=lambda: connection.project_stats(slug),
+            limit_at=limit_at, job_at=job_at,
+        )  # fmt: skip
+
+    def near_end(self) -> bool:
+        """Whether a SIGTERM now is the job's end rather than someone cancelling it: the
+        loop's --time-limit or the Slurm job's end is close (LIMIT_WINDOW, JOB_WINDOW)."""
+        now = self.clock()
+        return (self.limit_at is not None and self.limit_at - now <= LIMIT_WINDOW) or (
+            self.job_at is not None and self.job_at - now <= JOB_WINDOW
+        )
 
     def left(self) -> float | None:
         return None if self.ends_at is None else self.ends_at - self.clock()

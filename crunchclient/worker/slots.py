@@ -24,7 +24,7 @@ from crunchclient.server.connection import Connection
 from crunchclient.server.wire import Claim, ProjectInfo
 from crunchclient.settings.config import ClientConfig
 from crunchclient.transfer.parallel import shared_jobs
-from crunchclient.worker import diagnostics
+from crunchclient.worker import diagnostics, failures
 from crunchclient.worker.batcher import Batcher
 from crunchclient.worker.context import RunContext
 from crunchclient.worker.deadline import Deadline
@@ -120,6 +120,8 @@ class SlotWorker(Worker):
         reason = ""
         try:
             reason = self.run_slot(project, wait)
+        except failures.OutOfTime:
+            reason = f"--time-limit {self.loop.time_limit:g}s reached"
         except Interrupted:
             reason = f"stopped by {self.shutdown.signal_name}"
         except BaseException as exc:  # said by the main thread, which raises it
@@ -232,6 +234,9 @@ class SlotLoop:
         self.max_datasets, self.time_limit = max_datasets, time_limit
         self.started = time.monotonic()
         self.deadline = Deadline.for_loop(self.connection, project=project, time_limit=time_limit)
+        for worker in self.workers:
+            worker.deadline = self.deadline
+            worker.ends_at = None if time_limit is None else self.started + time_limit
         with self.shutdown.installed(), shared_jobs(self.config.jobs), self.running():
             if not self.stop_reason():
                 self.hand_out_first(project)

@@ -32,7 +32,7 @@ from crunchclient.server.wire import Claim, ProjectInfo
 from crunchclient.settings import kinds
 from crunchclient.settings.config import ClientConfig
 from crunchclient.transfer.paths import remove_work_folder, work_folder
-from crunchclient.worker import diagnostics
+from crunchclient.worker import diagnostics, failures
 from crunchclient.worker.context import RunContext
 from crunchclient.worker.deadline import Deadline
 from crunchclient.worker.heartbeat import Heartbeat, Watcher
@@ -64,6 +64,13 @@ class Worker:
         self._diagnostics: Diagnostics | None = None
         self._heartbeat: Watcher | None = None
         self.runners: dict[str, Runner] = {}
+        self.memory = failures.task_memory(config)
+        """Bytes one dataset's workflow has: announced with each claim, sent with a Fail."""
+        self.seconds = failures.task_seconds(config)
+        self.deadline: Deadline | None = None
+        """The loop's end (run_loop): whether a signal is the job's wall time."""
+        self.ends_at: float | None = None
+        """When the loop's --time-limit ends (time.monotonic()): a running workflow stops."""
 
     def runner(self, project: ProjectInfo) -> Runner:
         """How the project's workflows start here (its image's runtime, the sandbox): one
@@ -143,7 +150,8 @@ class Worker:
         config = self.config
         return self.connection.claim_next(
             holder=config.holder, lease_seconds=config.lease_seconds, project=project,
-            start=self.diagnostics if project else None,
+            start=self.diagnostics if project else None, memory=self.memory,
+            seconds=self.seconds,
         )  # fmt: skip
 
     def next_request(self, project: str | None) -> NextRequest:
@@ -151,8 +159,9 @@ class Worker:
         config = self.config
         start = self.diagnostics if project else None  # see claim_next
         return NextRequest(
-            holder=config.holder, lease_seconds=config.lease_seconds, start=start, project=project
-        )
+            holder=config.holder, lease_seconds=config.lease_seconds, start=start,
+            project=project, memory=self.memory, seconds=self.seconds,
+        )  # fmt: skip
 
     def give_back_prefetched(self, reason: str) -> None:
         """Release a claim taken ahead when the loop stops before processing it."""
@@ -168,17 +177,33 @@ class Worker:
                 "%s: could not release the claim taken ahead: %s", claimed.dataset.slug, exc
             )
 
-    def release(self, context: RunContext, *, note: str) -> None:
-        """Give the dataset back to the queue; the server records the note as a Fail status."""
+    def release(
+        self, context: RunContext, *, note: str, failure: failures.Failure = failures.CANCELLED
+    ) -> None:
+        """Give the dataset back to the queue; the server records the note as a Fail status
+        with ``failure``'s reason (a release never spends an attempt)."""
         try:
             context.send()  # a Success still held is true: record it before the Fail
         except ClientError as exc:
             logger.warning("%s: %s", context.slug, exc)
         try:
-            self.connection.release(str(context.claim.id), note=note)
-            logger.warning("%s: released its claim (%s)", context.slug, note)
+            self.connection.release(
+                str(context.claim.id), note=note, reason=failure.reason, detail=failure.detail
+            )
+            logger.warning("%s: released its claim (%s; %s)", context.slug, note, failure)
         except ClaimLost:
             logger.warning("%s: the claim was already gone", context.slug)
+
+    def release_failure(self, exc: Interrupted) -> failures.Failure:
+        """Why a stopped run gives its dataset back: the loop's --time-limit, a signal at
+        the batch job's end (wall-time: the task ran out of time, not the dataset), else the
+        user cancelled it."""
+        if isinstance(exc, failures.Failed):
+            return exc.failure
+        deadline = self.deadline
+        if deadline is None:  # run or next: a Slurm job's end, if in one
+            deadline = Deadline.for_loop(self.connection, project=None, time_limit=None)
+        return failures.WALL if deadline.near_end() else failures.CANCELLED
 
     # ------------------------------------------------------------------------ one dataset
 
@@ -189,7 +214,8 @@ class Worker:
         return RunContext(
             config=config, connection=self.connection, claim=claimed, workdir=workdir,
             shutdown=self.shutdown, diagnostics=self.diagnostics,
-            runner=self.runner(claimed.project),
+            runner=self.runner(claimed.project), memory=self.memory, seconds=self.seconds,
+            ends_at=self.ends_at,
         )  # fmt: skip
 
     def process(self, claimed: Claim, *, then: NextRequest | None = None) -> Outcome:
@@ -223,7 +249,10 @@ class Worker:
                 seconds=time.monotonic() - started,
             )  # fmt: skip
         except Interrupted as exc:
-            self.release(context, note=f"{exc} The dataset was released to be processed again.")
+            self.release(
+                context, note=f"{exc} The dataset was released to be processed again.",
+                failure=self.release_failure(exc),
+            )  # fmt: skip
             raise
         finally:
             context.setup_checksums.stop()  # a failed dataset's files need no checksums
@@ -258,7 +287,7 @@ class Worker:
         return finished(outcome)
 
     # One loop's life reads top to bottom: claim, run, count, wait, stop.
-    def run_loop(  # noqa: PLR0915
+    def run_loop(  # noqa: C901, PLR0915
         self, *, project: str | None = None, max_datasets: int | None = None,
         time_limit: float | None = None, wait: float | None = None,
     ) -> LoopSummary:  # fmt: skip
@@ -276,6 +305,8 @@ class Worker:
         ended: dict[str, Outcome] = {}
         slowest = 0.0
         deadline = Deadline.for_loop(connection, project=project, time_limit=time_limit)
+        self.deadline = deadline
+        self.ends_at = None if time_limit is None else started + time_limit
         reason = "nothing pending"
         with self.signals() as shutdown, self.beating():
             while True:
@@ -317,6 +348,9 @@ class Worker:
                 then = None if last else self.next_request(project)
                 try:
                     outcome = self.process(claimed, then=then)
+                except failures.OutOfTime:
+                    reason = f"--time-limit {time_limit:g}s reached"
+                    break
                 except Interrupted:
                     reason = f"stopped by {shutdown.signal_name}"
                     break

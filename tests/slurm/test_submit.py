@@ -93,5 +93,6 @@ def test_help_lists_every_option(cluster: Cluster) -> None:
         "--constraint", "--output", "--sbatch-arg", "--job-name", "--setup", "--directory",
         "--wait", "--loop-arg", "--url", "--token", "--storage-settings", "--slots",
         "--exclusive", "--nodes", "--cores-per-slot", "--gpus-per-slot", "--mem-per-slot",
+        "--mem-retry", "--mem-ceiling", "--timeout", "--time-retry", "--time-ceiling",
     ):  # fmt: skip
         assert option in result.stdout, option

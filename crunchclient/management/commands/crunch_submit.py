@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,15 +12,19 @@ from crunchclient.cli.arguments import (
     add_argument,
     add_url_and_token,
     memory_size,
+    positive_duration,
     positive_int,
     seconds,
     wall_time,
 )
+from crunchclient.exceptions import ConfigurationError
 from crunchclient.launchers import SlurmLauncher, submit
+from crunchclient.launchers.growth import Growth, factor
 from crunchclient.launchers.nodes import AUTO, Slots
 from crunchclient.management.base import ClientCommand
 from crunchclient.settings import bootstrap
 from crunchclient.settings.config import ENVIRONMENT, resolve_token, resolve_url
+from crunchclient.settings.sizes import memory_bytes
 
 SCHEDULER_OPTIONS = ("partition", "account", "qos", "cpus_per_task", "mem", "gres", "constraint")
 
@@ -34,6 +39,46 @@ def slot_count(text: str) -> int | None:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a number of slots: use a whole number from 1, or auto."
         ) from None
+
+
+def growth_of(opts: dict[str, Any], slots: Slots) -> dict[str, Any]:
+    """--mem-retry/--time-retry as the request's fields; one-line errors for what cannot work."""
+    fields: dict[str, Any] = {"timeout": opts["timeout"]}
+    if opts["mem_ceiling"] and not opts["mem_retry"]:
+        raise ConfigurationError("--mem-ceiling needs --mem-retry (e.g. --mem-retry x2).")
+    if opts["time_ceiling"] and not opts["time_retry"]:
+        raise ConfigurationError("--time-ceiling needs --time-retry (e.g. --time-retry x2).")
+    if opts["mem_retry"]:
+        if slots.given:
+            raise ConfigurationError(
+                "--mem-retry gives single-dataset tasks more memory: pass it without --slots."
+            )
+        if not opts["mem"] or opts["mem"].strip() == "0":
+            raise ConfigurationError(
+                "--mem-retry needs --mem, the first tasks' memory (e.g. --mem 8G --mem-retry x2)."
+            )
+        base = memory_bytes(opts["mem"])
+        ceiling = memory_bytes(opts["mem_ceiling"]) if opts["mem_ceiling"] else None
+        if ceiling is not None and ceiling <= base:
+            raise ConfigurationError(
+                f"--mem-ceiling {opts['mem_ceiling']} is not more than --mem {opts['mem']}: "
+                "pass a larger ceiling."
+            )
+        fields |= {"memory": base, "memory_growth": Growth(base, opts["mem_retry"], ceiling)}
+    if opts["time_retry"]:
+        if opts["timeout"] is None:
+            raise ConfigurationError(
+                "--time-retry needs --timeout, the first tasks' limit per dataset (e.g. "
+                "--timeout 30m --time-retry x2)."
+            )
+        base = int(opts["timeout"])
+        ceiling = int(opts["time_ceiling"]) if opts["time_ceiling"] else None
+        if ceiling is not None and ceiling <= base:
+            raise ConfigurationError(
+                "--time-ceiling is not longer than --timeout: pass a longer one."
+            )
+        fields["time_growth"] = Growth(base, opts["time_retry"], ceiling)
+    return fields
 
 
 class Command(ClientCommand):
@@ -133,6 +178,32 @@ class Command(ClientCommand):
             help="Each slot's memory limit (e.g. 8g) where the runner enforces one; the task "
             "asks for slots x SIZE (sbatch --mem).",
         )  # fmt: skip
+        more = parser.add_argument_group(
+            "more memory or time for datasets that ran out (see 'Failures and retries')"
+        )
+        more.add_argument(
+            "--mem-retry", type=factor, metavar="xF",
+            help="Datasets whose last run ran out of memory get tasks of their own with --mem "
+            "times F (e.g. x2), again for each time they run out, up to --mem-ceiling; "
+            "submitted as they appear (with --keep, each round). Needs --mem.",
+        )  # fmt: skip
+        more.add_argument(
+            "--mem-ceiling", type=memory_size, metavar="SIZE",
+            help="The most memory --mem-retry asks for (e.g. 64G; default: no ceiling).",
+        )  # fmt: skip
+        more.add_argument(
+            "--timeout", type=positive_duration, metavar="DURATION",
+            help="The loop's --timeout: how long one dataset's workflow may run (e.g. 30m).",
+        )  # fmt: skip
+        more.add_argument(
+            "--time-retry", type=factor, metavar="xF",
+            help="Datasets whose last run passed --timeout get tasks with --timeout (and "
+            "--time) times F, up to --time-ceiling. Needs --timeout.",
+        )  # fmt: skip
+        more.add_argument(
+            "--time-ceiling", type=positive_duration, metavar="DURATION",
+            help="The longest --timeout --time-retry gives (default: no ceiling).",
+        )  # fmt: skip
         task = parser.add_argument_group("each task")
         task.add_argument(
             "--setup", action="append", default=[], metavar="CMD",
@@ -185,6 +256,7 @@ class Command(ClientCommand):
             scheduler=scheduler, extra=opts["sbatch_arg"], name=opts["job_name"],
             proxies=submit.proxy_environment(os.environ), slots=slots,
         )  # fmt: skip
+        request = replace(request, **growth_of(opts, slots))
         submit.check_request(request)
         submit.submit(
             request, SlurmLauncher(), standalone=standalone, dry_run=opts["dry_run"],

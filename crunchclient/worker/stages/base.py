@@ -9,6 +9,7 @@ from crunch.choices import Stage as StageNumber
 from crunch.choices import State
 from crunchclient.exceptions import ClaimLost, Interrupted, StageFailed, UnsafePathError
 from crunchclient.settings.secrets import redact
+from crunchclient.worker import failures
 from crunchclient.worker.context import NOTE_BYTES, RunContext, head_bytes
 
 logger = logging.getLogger(__name__)
@@ -80,7 +81,9 @@ class Stage:
                 self.failed()
             except Exception as extra:  # the Fail status matters more than its log
                 logger.warning("%s: %s", context.slug, failure_note(extra))
-            answer = context.report(self.number, State.FAIL, note)
+            failure = failures.of_error(exc, self.number)
+            logger.debug("%s: %s failed: %s", context.slug, self.name, failure)
+            answer = context.report(self.number, State.FAIL, note, failure=failure)
             retrying = answer.retrying
             raise StageFailed(
                 f"Dataset {context.slug!r} failed at {self.name}"

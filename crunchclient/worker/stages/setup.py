@@ -8,7 +8,7 @@ from pathlib import Path
 
 from crunch.choices import Stage as StageNumber
 from crunchclient import transfer
-from crunchclient.exceptions import ConfigurationError, TransferError
+from crunchclient.exceptions import ConfigurationError, InputMissing
 from crunchclient.server.wire import ProjectInfo
 from crunchclient.settings import kinds
 from crunchclient.settings.bootstrap import storage_location
@@ -88,7 +88,7 @@ class SetupStage(Stage):
         context.setup_checksums = checksums
         if config.download and not context.project.allow_empty:
             if not any(not is_record(path) for path in checksums.paths):
-                raise TransferError(
+                raise InputMissing(
                     f"The dataset's folder {prefix!r} is missing or empty in "
                     f"{storage_location(context.storage)}: check its base_file_path and the "
                     "storage settings, or let the project's datasets start empty (allow_empty)."

@@ -15,19 +15,21 @@ import sys
 import time
 from typing import Any
 
+from crunch.choices import FailReason, WorkflowKind
 from crunch.choices import Stage as StageNumber
-from crunch.choices import WorkflowKind
 from crunchclient import transfer
 from crunchclient.exceptions import ClientError
 from crunchclient.settings import kinds
 from crunchclient.settings.secrets import Masker, workflow_env
-from crunchclient.worker import gpus
+from crunchclient.worker import failures, gpus
 from crunchclient.worker.context import NOTE_BYTES
+from crunchclient.worker.failures import Failed, Failure, OutOfTime
 from crunchclient.worker.groups import WATCHDOG_PROCESS, end_group, orphan_guard
 from crunchclient.worker.records import RECORDS, WORKFLOW_LOG, is_record
 from crunchclient.worker.shutdown import OWN_GROUP
 from crunchclient.worker.stages.base import Stage, tail_bytes
 from crunchclient.worker.stages.setup import workflow_file, workflow_kind
+from crunchclient.worker.workflow.memcage import MemoryCage
 from crunchclient.worker.workflow.outputs import OutputHashes
 from crunchclient.worker.workflow.relay import Stream, relay_until_exit
 
@@ -38,12 +40,18 @@ WATCH_AFTER = 0.1  # seconds a workflow runs before its files are watched (outpu
 TAIL_BYTES = NOTE_BYTES - 256  # the most of them the note holds, beside its first line
 
 
-class WorkflowExited(ClientError):
+class WorkflowExited(Failed, ClientError):
     """The workflow exited with a non-zero code."""
 
+    def __init__(self, message: str, failure: Failure) -> None:
+        super().__init__(message)
+        self.failure = failure
 
-class WorkflowTimedOut(ClientError):
+
+class WorkflowTimedOut(Failed, ClientError):
     """The workflow ran past --timeout and was stopped."""
+
+    failure = Failure(FailReason.TIME_LIMIT, failures.TIMEOUT)
 
 
 def duration_text(seconds: float) -> str:
@@ -77,6 +85,7 @@ class Tail:
 class WorkflowStage(Stage):
     number = StageNumber.WORKFLOW
     timed_out = False  # stopped for running past --timeout
+    out_of_time = False  # stopped at the loop's --time-limit
 
     def command(self) -> list[str]:
         context = self.context
@@ -89,6 +98,8 @@ class WorkflowStage(Stage):
             path, cores=config.cores, workdir=context.workdir,
             python="python3" if contained else config.python, use_conda=config.use_conda,
         )  # fmt: skip
+        if context.claim.attempt:
+            command += kind.attempt_flags(context.claim.attempt)
         if kind.kind == WorkflowKind.SNAKEMAKE and runner and not contained:
             if kinds.names_rule_containers(path.read_bytes()):
                 # The Snakefile names an image per rule: Snakemake runs each one itself.
@@ -113,24 +124,43 @@ class WorkflowStage(Stage):
             **workflow_env(context.config, os.environ),
             "CRUNCH_CORES": str(context.config.cores),
             "CRUNCH_DATASET": context.slug,
+            # Which run of the dataset this is, and why the one before failed ("" if none).
+            "CRUNCH_ATTEMPT": str(context.claim.attempt or 1),
+            "CRUNCH_LAST_REASON": context.claim.last_reason,
             **gpus.workflow_env(context.config),
         }
         if context.runner is not None:
             launch = context.runner.launch(command, env, context.workdir)
             command, env = launch.argv, launch.env
             logger.debug("Running the workflow in %s: %s", launch.where, command)
+        cage = self.cage()
+        if cage is not None:
+            command = cage.wrap(command)
         started = time.monotonic()
         # Upload needs the MD5 of every file the workflow writes: hash them meanwhile.
         outputs = OutputHashes(
             context.workdir, inputs=set(context.setup_checksums.paths), exclude=is_record
         )
         tail = Tail()
+        counter = failures.OomCounter()
+        oom_before = counter.read() if cage is None else cage.oom_kills()
+        oom_after: int | None = None
         try:
             code = self.run_process(command, env, tail, outputs if context.config.upload else None)
         finally:
             outputs.stop()
             context.output_hashes = outputs.digests()
+            if cage is not None:
+                oom_after = cage.oom_kills()
+                cage.remove()
+        if cage is None:
+            oom_after = counter.read()
         context.check()
+        if self.out_of_time:
+            raise OutOfTime(
+                f"The loop's --time-limit ended while the workflow of {context.slug!r} ran: "
+                "stopped."
+            )
         lines = tail.text()
         if self.timed_out:
             limit = duration_text(context.config.timeout or 0)
@@ -139,15 +169,31 @@ class WorkflowStage(Stage):
                 + (f" Last lines of stderr:\n{lines}" if lines else "")
             )
         if code != 0:
+            failure = failures.of_exit(
+                code, oom_before=oom_before, oom_after=oom_after, stderr=bytes(tail.data),
+                own_cgroup=cage is not None or context.runner is None
+                or context.runner.shares_cgroup,
+            )  # fmt: skip
             raise WorkflowExited(
                 f"The workflow exited with code {code}"
                 + (
                     f". Last lines of stderr:\n{lines}"
                     if lines
                     else " and wrote nothing to stderr."
-                )
+                ),
+                failure,
             )
         return f"Finished in {time.monotonic() - started:.1f}s."
+
+    def cage(self) -> MemoryCage | None:
+        """The cgroup that enforces --memory where no container runtime does (memcage.py)."""
+        context = self.context
+        runner = context.runner
+        if not context.config.memory or context.memory is None:
+            return None
+        if runner is not None and runner.container:
+            return None  # the runtime enforces it (podman, docker, apptainer)
+        return MemoryCage.make(context.memory, f"{context.config.slot or 0}-{context.dataset.id}")
 
     def failed(self) -> None:
         """Send ``.crunch/workflow.log`` of a failed run, so the dataset's page shows it."""
@@ -183,7 +229,9 @@ class WorkflowStage(Stage):
                 return True
             if deadline is not None and time.monotonic() >= deadline:
                 self.timed_out = True
-            return self.timed_out
+            if context.ends_at is not None and time.monotonic() >= context.ends_at:
+                self.out_of_time = True
+            return self.timed_out or self.out_of_time
 
         command, preexec = orphan_guard(command, env.get("PATH", os.defpath))
         with open(context.records / WORKFLOW_LOG, "ab") as log:

@@ -93,6 +93,17 @@ class Runner:
         self.checked = True
 
     @property
+    def shares_cgroup(self) -> bool:
+        """Whether the workflow runs in the client's cgroup, whose OOM kills the client
+        reads (failures.OomCounter): not in podman's or docker's containers, which get a
+        cgroup of their own, nor in apptainer's with --memory."""
+        if not self.container or self.runtime is None:
+            return True
+        if isinstance(self.runtime, containers.Podman):  # Docker is one too
+            return False
+        return not (isinstance(self.runtime, containers.Apptainer) and self.config.memory)
+
+    @property
     def cache(self) -> Path:
         return self.config.cache or Path.home() / ".cache" / "crunch" / "images"
 
