@@ -240,8 +240,10 @@ def test_killed_client_lease_expires_and_another_client_completes(
     claim_ids = claim_ids_of(served.database_url, dataset["slug"])
     first_claims, second_claims = set(claim_ids[:4]), set(claim_ids[4:])
     assert len(first_claims) == len(second_claims) == 1 and first_claims != second_claims
+    assert expired["reason"] == "lost-lease"
     row = crunch.api("GET", f"datasets/{dataset['slug']}/")
-    assert (row["state"], row["attempts"], row["note"]) == ("completed", 2, "")
+    # A lost lease gives its attempt back (the retry policy's default): one attempt spent.
+    assert (row["state"], row["attempts"], row["note"]) == ("completed", 1, "")
     assert crunch.stored(dataset)["out.txt"] == "done by second\n"
 
 
@@ -308,7 +310,7 @@ def test_frozen_client_resumed_after_its_dataset_was_reclaimed_uploads_nothing(
     assert steps(history(crunch, dataset["slug"])) == [(1, 1), (1, 2), (2, 1), (2, 3), *SIX]
     assert crunch.stored(dataset)["out.txt"] == "done by other\n"
     row = crunch.api("GET", f"datasets/{dataset['slug']}/")
-    assert (row["state"], row["attempts"]) == ("completed", 2)
+    assert (row["state"], row["attempts"]) == ("completed", 1)  # the lost lease spent none
 
 
 # ---------------------------------------------------------------------------- 4. retries
