@@ -15,21 +15,21 @@ one after the other, on a new project of --datasets datasets each, so drift on a
 machine hits both alike.
 
 With --slots S (S > 1) each of this checkout's N clients is instead a loop with S slots
-talking the batched protocol as ``crunch loop --slots S`` does (benchmarks/batched.py:
+talking the batched protocol as ``crunch loop --slots S`` does (benchmarks/clients.py:
 claims with ``count``, every held dataset's statuses in one object batch whose ``next``
 claims the freed slots' datasets, one renewal of every held claim each --heartbeat
 seconds), while the older main's N clients keep its own protocol as above. The summary
 then says whether the batched clients reach 3x the older main's datasets/s (issue 27):
 
     .venv/bin/python -m benchmarks.capacity --clients 16 --slots 8 --base 3d3bccd \
-        --datasets 2000 --rounds 3
+        --datasets 1000 --rounds 3
 
 Prints per run datasets/s, requests/s, HTTP calls per dataset, the server's CPU time per
-dataset (user + system of the gunicorn master and workers), this process's CPU per dataset
-(the clients' own cost),
-failed requests (retried) and whether every dataset completed exactly once (six statuses
-in order, state completed); then the ratio of datasets/s per (database, N). Exits 1 if a
-dataset did not complete exactly once.
+dataset (user + system of the gunicorn master and workers), on PostgreSQL also its
+backends' CPU per dataset, this process's CPU per dataset (the clients' own cost), failed
+requests (retried) and whether every dataset completed exactly once (six statuses in
+order, state completed, no status refused); then the ratio of datasets/s per (database,
+N). Exits 1 if a dataset did not complete exactly once or a call was refused.
 
 With --probe (the default) a second line per run says how long the project page, its
 stats call and page 1 of its dataset list take to answer, idle (just before the run, 5
