@@ -276,10 +276,14 @@ def summary(results: list[Result], names: list[str]) -> None:
         )
         if a[0].slots > 1:
             met = "met" if ds_a / ds_b >= SLOTS_TARGET else "NOT MET"
+            spent = [statistics.median(r.server_cpu_ms + r.database_cpu_ms for r in side)
+                     for side in (a, b)]  # fmt: skip
             targets.append(
                 f"{database_kind}: {clients} loops x {a[0].slots} slots (batched) at "
-                f"{ds_a / ds_b:.2f}x {base}'s datasets/s with its own protocol: target >= "
-                f"{SLOTS_TARGET:g}x, {met}"
+                f"{ds_a / ds_b:.2f}x {base}'s datasets/s with its own protocol (rounds "
+                f"{min(ratios):.2f}-{max(ratios):.2f}x): target >= {SLOTS_TARGET:g}x, {met}; "
+                f"the server's CPU per dataset{' with PostgreSQL' * (database_kind == 'postgres')}"
+                f" {spent[1] / spent[0]:.2f}x less"
             )
     if any(len(side) > 1 for side in rows.values()):
         print("(datasets/s, requests/s, calls and CPU: medians over the rounds; page times: last "
