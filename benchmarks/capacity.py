@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.capacity [--databases sqlite,postgres] [--clients 1,16,64]
         [--datasets 300] [--base db247aa] [--base-first] [--rounds 1] [--no-probe]
+        [--slots 1] [--heartbeat 1]
 
 N simulated clients (threads, each with its own requests.Session) each loop: claim
 (POST api/projects/<slug>/next/, or api/next/ with --next any), then post the six statuses of
@@ -13,11 +14,22 @@ postgres://postgres@127.0.0.1:5432/postgres). Both this checkout and the worktre
 one after the other, on a new project of --datasets datasets each, so drift on a shared
 machine hits both alike.
 
-Prints per run datasets/s, requests/s, the server's CPU time per dataset (user + system of
-the gunicorn master and workers), this process's CPU per dataset (the clients' own cost),
-failed requests (retried) and whether every dataset completed exactly once (six statuses
-in order, state completed); then the ratio of datasets/s per (database, N). Exits 1 if a
-dataset did not complete exactly once.
+With --slots S (S > 1) each of this checkout's N clients is instead a loop with S slots
+talking the batched protocol as ``crunch loop --slots S`` does (benchmarks/clients.py:
+claims with ``count``, every held dataset's statuses in one object batch whose ``next``
+claims the freed slots' datasets, one renewal of every held claim each --heartbeat
+seconds), while the older main's N clients keep its own protocol as above. The summary
+then says whether the batched clients reach 3x the older main's datasets/s (issue 27):
+
+    .venv/bin/python -m benchmarks.capacity --clients 16 --slots 8 --base 3d3bccd \
+        --datasets 1000 --rounds 3
+
+Prints per run datasets/s, requests/s, HTTP calls per dataset, the server's CPU time per
+dataset (user + system of the gunicorn master and workers), on PostgreSQL also its
+backends' CPU per dataset, this process's CPU per dataset (the clients' own cost), failed
+requests (retried) and whether every dataset completed exactly once (six statuses in
+order, state completed, no status refused); then the ratio of datasets/s per (database,
+N). Exits 1 if a dataset did not complete exactly once or a call was refused.
 
 With --probe (the default) a second line per run says how long the project page, its
 stats call and page 1 of its dataset list take to answer, idle (just before the run, 5
@@ -44,7 +56,8 @@ from pathlib import Path
 
 import requests
 
-from benchmarks.baseline import SIX, completion, create_project, register_datasets
+from benchmarks.baseline import completion, create_project, register_datasets
+from benchmarks.clients import Slots, Tally, client, loop
 from benchmarks.harness import (
     BASE_COMMIT,
     CURRENT,
@@ -55,106 +68,11 @@ from benchmarks.harness import (
     database,
     load_average,
     server_env,
-    session,
 )
 from benchmarks.probe import Latencies, Probe, median, probe_line
 
-RETRIES = 5
-
-
-@dataclass
-class Tally:
-    """What the client threads did, added up under a lock."""
-
-    datasets: int = 0
-    requests: int = 0
-    failures: int = 0
-    refused: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def add(self, *, datasets: int, calls: int, failures: int, refused: list[str]) -> None:
-        with self.lock:
-            self.datasets += datasets
-            self.requests += calls
-            self.failures += failures
-            self.refused += refused
-
-
-def client(n: int, url: str, token: str, next_path: str, start: threading.Barrier,
-           tally: Tally, combined: bool = False) -> None:  # fmt: skip
-    """Claim and report until nothing is pending; retry 5xx and dropped connections.
-
-    ``combined``: as crunch 0.2's client does, three calls a dataset (the claim records
-    the Setup Start; two batches of a Success and the next Start; the Upload Success
-    claims the next dataset), else the older seven (a claim, six status posts).
-    """
-    api = session(token)
-    datasets = calls = failures = 0
-    refused: list[str] = []
-    holder = f"capacity-{n}"
-
-    def post(path: str, body: object) -> requests.Response | None:
-        nonlocal calls, failures
-        for _ in range(RETRIES):
-            calls += 1
-            try:
-                response = api.post(f"{url}/api/{path}", json=body, timeout=60)
-            except requests.RequestException:
-                failures += 1
-                time.sleep(0.05)
-                continue
-            if response.status_code < 500:
-                return response
-            failures += 1
-            time.sleep(0.05)
-        return None
-
-    def ok(response: requests.Response | None, what: str) -> bool:
-        if response is not None and response.status_code < 400:
-            return True
-        text = "no answer" if response is None else f"{response.status_code}: {response.text}"
-        refused.append(f"{what}: {text[:200]}")
-        return False
-
-    def claim_body() -> dict[str, object]:
-        body: dict[str, object] = {"holder": holder, "key": uuid.uuid4().hex}
-        return {**body, "start": {"hostname": holder}} if combined else body
-
-    start.wait()
-    claim = post(next_path, claim_body())
-    body = claim.json() if claim is not None and claim.status_code == 200 else None
-    if claim is None or claim.status_code not in (200, 204):
-        ok(claim, "claim")
-    while body:
-        claim_id, dataset = body["claim"]["id"], body["dataset"]["slug"]
-
-        def status(stage: int, state: int) -> dict[str, object]:
-            return {"dataset": dataset, "stage": stage, "state": state, "claim": claim_id,
-                    "key": f"{claim_id}-{stage}-{state}"}  # fmt: skip
-
-        if combined:
-            if not ok(post("statuses/batch/", [status(1, 2), status(2, 1)]), dataset) or not ok(
-                post("statuses/batch/", [status(2, 2), status(3, 1)]), dataset
-            ):
-                break
-            last = {**status(3, 2), "next": {**claim_body(), "project": body["project"]["slug"]}}
-            answer = post("statuses/", last)
-            if not ok(answer, dataset):
-                break
-            assert answer is not None
-            datasets += 1
-            body = answer.json().get("next")
-            continue
-        if not all(ok(post("statuses/", status(*six)), dataset) for six in SIX):
-            break
-        datasets += 1
-        claim = post(next_path, claim_body())
-        if claim is None or claim.status_code == 204:
-            break
-        if not ok(claim, "claim"):
-            break
-        body = claim.json()
-    tally.add(datasets=datasets, calls=calls, failures=failures, refused=refused)
+SLOTS_TARGET = 3.0
+"""Batched loops' datasets/s over the older main's, on its own protocol (issue 27)."""
 
 
 @dataclass
@@ -162,9 +80,12 @@ class Result:
     version: str
     database: str
     clients: int
+    slots: int
     datasets_per_s: float
     requests_per_s: float
+    calls_per_dataset: float
     server_cpu_ms: float
+    database_cpu_ms: float
     client_cpu_ms: float
     failures: int
     check: dict[str, int]
@@ -179,10 +100,14 @@ class Result:
 
     def line(self) -> str:
         check = "all completed once" if self.ok else f"WRONG {self.check} {self.refused[:3]}"
+        clients = f"{self.clients}x{self.slots}" if self.slots > 1 else str(self.clients)
+        database = f"PostgreSQL CPU {self.database_cpu_ms:5.1f} ms/dataset  "
         return (
-            f"{self.database:<9} N={self.clients:<3} {self.version:<8} "
-            f"{self.datasets_per_s:7.1f} datasets/s {self.requests_per_s:7.1f} requests/s  "
+            f"{self.database:<9} N={clients:<5} {self.version:<8} "
+            f"{self.datasets_per_s:7.1f} datasets/s {self.requests_per_s:7.1f} requests/s "
+            f"{self.calls_per_dataset:5.2f} calls/dataset  "
             f"server CPU {self.server_cpu_ms:6.1f} ms/dataset  "
+            f"{database if self.database == 'postgres' else ''}"
             f"client CPU {self.client_cpu_ms:5.1f} ms/dataset  "
             f"failed requests {self.failures}  {check}  [load {self.machine_load:.1f}]"
         ) + (f"\n{probe_line(self.idle, self.load)}" if self.idle and self.load else "")
@@ -197,6 +122,8 @@ class Target:
 
     server: Server
     database: Database
+    slots: int = 1
+    """Its clients' slots: more than 1, the batched protocol (benchmarks/batched.py)."""
     tokens: tuple[str, str] = ("", "")
     projects: dict[int, str] = field(default_factory=dict)
 
@@ -230,16 +157,25 @@ def run(target: Target, clients: int, args: argparse.Namespace) -> Result:
     next_path = "next/" if args.next == "any" else f"projects/{slug}/next/"
     tally = Tally()
     barrier = threading.Barrier(clients + 1)
-    threads = [
-        threading.Thread(
-            target=client,
-            args=(n, server.url, worker, next_path, barrier, tally, not server.version.legacy),
-        )
-        for n in range(clients)
-    ]
+    if target.slots > 1:
+        project = slug if args.next == "project" else None
+        plan = Slots(target.slots, next_path, project, args.heartbeat)
+        threads = [
+            threading.Thread(target=loop, args=(n, server.url, worker, plan, barrier, tally))
+            for n in range(clients)
+        ]
+    else:
+        threads = [
+            threading.Thread(
+                target=client,
+                args=(n, server.url, worker, next_path, barrier, tally, not server.version.legacy),
+            )
+            for n in range(clients)
+        ]
     for thread in threads:
         thread.start()
     cpu_before, own_before = server.cpu_seconds(), time.process_time()
+    database_before = target.database.cpu_seconds()
     barrier.wait()
     started = time.perf_counter()
     if watch:
@@ -248,13 +184,16 @@ def run(target: Target, clients: int, args: argparse.Namespace) -> Result:
         thread.join()
     wall = time.perf_counter() - started
     cpu = server.cpu_seconds() - cpu_before
+    database_cpu = target.database.cpu_seconds() - database_before
     own = time.process_time() - own_before
     idle, load = watch.finish() if watch else (None, None)
     done = max(tally.datasets, 1)
     return Result(
         version=server.version.name, database=target.database.kind, clients=clients,
-        datasets_per_s=tally.datasets / wall, requests_per_s=tally.requests / wall,
-        server_cpu_ms=cpu * 1000 / done, client_cpu_ms=own * 1000 / done,
+        slots=target.slots, datasets_per_s=tally.datasets / wall,
+        requests_per_s=tally.requests / wall, calls_per_dataset=tally.requests / done,
+        server_cpu_ms=cpu * 1000 / done, database_cpu_ms=database_cpu * 1000 / done,
+        client_cpu_ms=own * 1000 / done,
         failures=tally.failures, check=completion(target.database, slug), refused=tally.refused,
         idle=idle, load=load, machine_load=load_average(),
     )  # fmt: skip
@@ -287,7 +226,8 @@ def measure(versions: list[Version], args: argparse.Namespace, folder: Path) -> 
                 env = server_env(**db.settings, CRUNCH_MEDIA_ROOT=str(folder / "media"))
                 log = folder / f"gunicorn-{kind}-{version.name}.log"
                 server = stack.enter_context(Server(version, env=env, log=log))
-                targets.append(Target(server, db))
+                slots = args.slots if version is CURRENT else 1
+                targets.append(Target(server, db, slots))
         with ThreadPoolExecutor(len(targets)) as pool:
             for future in [pool.submit(prepare, target, args) for target in targets]:
                 future.result()
@@ -310,26 +250,52 @@ def summary(results: list[Result], names: list[str]) -> None:
     current, base = names
     probed = ["project page", "stats"] if any(r.load for r in results) else []
     print(f"\n{'database':<9} {'N':>3}  {current + ' ds/s':>12} {base + ' ds/s':>14}   ratio  "
-          f"{current + ' req/s':>12} {base + ' req/s':>14}  server CPU ms/dataset"
+          f"{current + ' req/s':>12} {base + ' req/s':>14}  calls/dataset  server CPU ms/dataset"
           + ("  page ms, load   stats ms, load" if probed else ""))  # fmt: skip
     rows: dict[tuple[str, int, str], list[Result]] = defaultdict(list)
     for result in results:
         rows[(result.database, result.clients, result.version)].append(result)
+    targets: list[str] = []
     for database_kind, clients in dict.fromkeys((r.database, r.clients) for r in results):
         a, b = rows[(database_kind, clients, current)], rows[(database_kind, clients, base)]
         ds_a, ds_b = (statistics.median(r.datasets_per_s for r in side) for side in (a, b))
         rq_a, rq_b = (statistics.median(r.requests_per_s for r in side) for side in (a, b))
         cpu_a, cpu_b = (statistics.median(r.server_cpu_ms for r in side) for side in (a, b))
         cpu = f"{cpu_a:.1f} vs {cpu_b:.1f}"
+        if database_kind == "postgres":
+            db_a, db_b = (statistics.median(r.database_cpu_ms for r in side) for side in (a, b))
+            cpu += f" (+PG {db_a:.1f} vs {db_b:.1f})"
+        calls_a, calls_b = (statistics.median(r.calls_per_dataset for r in side) for side in (a, b))
+        calls = f"{calls_a:.2f} vs {calls_b:.2f}"
         load = "".join(f"  {f'{a[-1].under_load(n)} vs {b[-1].under_load(n)}':<15}" for n in probed)
         ratios = [x.datasets_per_s / y.datasets_per_s for x, y in zip(a, b, strict=True)]
         rounds = f"  (by round: {' '.join(f'{r:.2f}' for r in ratios)})" if len(a) > 1 else ""
         print(
             f"{database_kind:<9} {clients:>3}  {ds_a:>12.1f} {ds_b:>14.1f}  {ds_a / ds_b:5.2f}x"
-            f"  {rq_a:>12.1f} {rq_b:>14.1f}  {cpu:<21}{load}{rounds}".rstrip()
+            f"  {rq_a:>12.1f} {rq_b:>14.1f}  {calls:<13}  {cpu:<36}{load}{rounds}".rstrip()
         )
+        if a[0].slots > 1:
+            met = "met" if ds_a / ds_b >= SLOTS_TARGET else "NOT MET"
+            spent = [statistics.median(r.server_cpu_ms + r.database_cpu_ms for r in side)
+                     for side in (a, b)]  # fmt: skip
+            targets.append(
+                f"{database_kind}: {clients} loops x {a[0].slots} slots (batched) at "
+                f"{ds_a / ds_b:.2f}x {base}'s datasets/s with its own protocol (rounds "
+                f"{min(ratios):.2f}-{max(ratios):.2f}x): target >= {SLOTS_TARGET:g}x, {met}; "
+                f"the server's CPU per dataset{' with PostgreSQL' * (database_kind == 'postgres')}"
+                f" {spent[1] / spent[0]:.2f}x less"
+            )
     if any(len(side) > 1 for side in rows.values()):
-        print("(datasets/s, requests/s and CPU: medians over the rounds; page times: last round)")
+        print("(datasets/s, requests/s, calls and CPU: medians over the rounds; page times: last "
+              "round)")  # fmt: skip
+    for line in targets:
+        print(line)
+
+
+def protocol(version: Version, slots: int) -> str:
+    if version is CURRENT and slots > 1:
+        return f"batched, {slots} slots a client"
+    return "7 calls (claim + six statuses)" if version.legacy else "3 combined calls"
 
 
 def main() -> int:
@@ -365,7 +331,19 @@ def main() -> int:
         default=True,
         help="time the project page, stats and dataset list, idle and under load",
     )
+    parser.add_argument(
+        "--slots", type=int, default=1,
+        help="this checkout's clients are loops of this many slots on the batched protocol "
+        "(more than 1; the older main keeps its own)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--heartbeat", type=float, default=1.0,
+        help="with --slots: seconds between a loop's renewals of every claim it holds (the "
+        "loop's default is 30)",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.slots < 1 or args.heartbeat <= 0:
+        parser.error("--slots takes 1 or more, --heartbeat more than 0 seconds")
     args.clients = [int(n) for n in args.clients.split(",")]
     versions = [CURRENT]
     if args.base:
@@ -375,13 +353,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="crunch-capacity-") as folder:
         results = measure(versions, args, Path(folder))
     summary(results, [v.name for v in versions])
-    calls = ", ".join(
-        f"{v.name} {'7 (claim + six statuses)' if v.legacy else '3 (combined calls)'}"
-        for v in versions
-    )
+    protocols = ", ".join(f"{v.name}: {protocol(v, args.slots)}" for v in versions)
     print(
         f"\nwall {time.monotonic() - args.started:.0f} s; {args.datasets} datasets per run "
-        f"({args.datasets_one} with one client); requests per dataset: {calls}; "
+        f"({args.datasets_one} with one client); protocols: {protocols}; "
         f"load average {load_average():.1f}"
     )
     return 0 if all(r.ok for r in results) else 1

@@ -105,6 +105,25 @@ class Database:
         with sqlite3.connect(self.settings["CRUNCH_SQLITE"]) as conn:
             return list(conn.execute(sql.replace("%s", "?"), params).fetchall())
 
+    def cpu_seconds(self) -> float:
+        """User plus system CPU time so far of the live PostgreSQL backends serving this
+        database (their process titles name it); 0 for SQLite, which runs in the server's
+        own processes. A backend that exited took its time with it."""
+        if self.kind != "postgres":
+            return 0.0
+        name = f" {self.settings['DATABASE_URL'].rsplit('/', 1)[1]} "
+        total = 0.0
+        for process in psutil.process_iter(["cmdline"]):
+            title = " ".join(process.info["cmdline"] or [])
+            if not (title.startswith("postgres:") and name in title):
+                continue
+            try:
+                times = process.cpu_times()
+            except psutil.Error:
+                continue
+            total += times.user + times.system
+        return total
+
 
 @contextmanager
 def postgres_database(name: str, server: str | None = None) -> Iterator[str]:
