@@ -20,15 +20,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F, Q
-from django.utils import timezone
+from django.db.models import Q
 
 from crunch.choices import AttributeKind
 from crunch.exceptions import InvalidResults
 from crunch.models import Dataset, LatLon, Project, Result, ResultKey, ResultsVersion
-from crunch.models.results import RESULT_COLUMN
 from crunch.services.result_filters import Selection, Sort, Where, columns_of
-from crunch.services.result_values import EXACT_FLOAT, Typed, check_results
+from crunch.services.result_store import Plan
+from crunch.services.result_store import bump as bump_versions
 
 CHUNK = 2000  # datasets read per query while iterating rows
 
@@ -53,95 +52,23 @@ def version(project: Project) -> int:
     return next(iter(found), 0)
 
 
-def result_row(dataset: Dataset, key: ResultKey, typed: Typed) -> Result:
-    row = Result(dataset=dataset, key=key)
-    if key.kind == AttributeKind.LATLONG:
-        row.lat, row.lon = typed.value
-    else:
-        setattr(row, RESULT_COLUMN[AttributeKind(key.kind)], typed.value)
-    return row
-
-
-def fit(dataset: Dataset, key: ResultKey, typed: Typed) -> Typed:
-    """``typed`` as a value of ``key``'s kind; an integer widens to a float key's float."""
-    if typed.kind == key.kind:
-        return typed
-    if key.kind == AttributeKind.FLOAT and typed.kind == AttributeKind.INTEGER:
-        if abs(typed.value) <= EXACT_FLOAT:
-            return Typed(kind=AttributeKind.FLOAT, value=float(typed.value))
-    theirs, ours = AttributeKind(key.kind).label.lower(), typed.kind.label.lower()
-    raise InvalidResults(
-        f"Results of dataset {dataset.slug!r}: {key.name!r} is {article(ours)} {ours}, but "
-        f"the project's {key.name!r} is {article(theirs)} {theirs} (fixed by its first "
-        "value): report the same kind, or use another key."
-    )
-
-
-def article(word: str) -> str:
-    return "an" if word[0] in "aeiou" else "a"
-
-
-def keys_for(project: Project, checked: Mapping[str, Typed]) -> tuple[dict[str, ResultKey], bool]:
-    """The project's keys for ``checked``, created with the kind of their first value, and
-    whether any was missing.
-
-    Two datasets may bring a new key at once: inserts that lose the race are ignored and
-    the key is read back, so the kind that won is the one enforced.
-    """
-    names = sorted(checked)
-    found = {key.name: key for key in project.result_keys.filter(name__in=names)}
-    missing = [name for name in names if name not in found]
-    if missing:
-        ResultKey.objects.bulk_create(
-            [ResultKey(project=project, name=name, kind=checked[name].kind) for name in missing],
-            ignore_conflicts=True,
-        )
-        found.update((key.name, key) for key in project.result_keys.filter(name__in=missing))
-    return found, bool(missing)
-
-
-def refuse_column_clash(dataset: Dataset, keys: Iterable[ResultKey]) -> None:
-    """A lat-long ``where`` is exported as ``where_lat`` and ``where_lon``: no key may take them."""
-    names = {key.name for key in keys}
-    for key in keys:
-        if key.kind == AttributeKind.LATLONG:
-            for column in (f"{key.name}_lat", f"{key.name}_lon"):
-                if column in names:
-                    raise InvalidResults(
-                        f"Results of dataset {dataset.slug!r}: {column!r} would share the "
-                        f"exported column of the lat-long {key.name!r}; rename one of them."
-                    )
-
-
-def store(dataset: Dataset, values: Mapping[str, Any]) -> list[Result]:
+def store(dataset: Dataset, values: Mapping[str, Any]) -> None:
     """Replace the dataset's results with ``values`` (checked here, whoever checked before).
 
     One transaction: the key kinds are checked, the old rows deleted, the new inserted and
     the project's results version bumped, or nothing changes. InvalidResults names the
-    dataset and the key.
+    dataset and the key. A batch of datasets is one ``result_store.Plan``, as this one is.
     """
-    checked = check_results(values, dataset=dataset.slug)
-    project = dataset.project
+    plan = Plan.of([(dataset, values)])
+    if dataset.pk in plan.refused:
+        raise InvalidResults(plan.refused[dataset.pk])
     with transaction.atomic():
-        keys, created = keys_for(project, checked) if checked else ({}, False)
-        if created:  # a schema that passed before passes again unless it grew
-            refuse_column_clash(dataset, project.result_keys.all())
-        rows = [result_row(dataset, keys[name], fit(dataset, keys[name], typed))
-                for name, typed in checked.items()]  # fmt: skip
-        Result.objects.filter(dataset=dataset).delete()
-        Result.objects.bulk_create(rows)
-        bump(project)
-    return rows
+        plan.write()
 
 
 def bump(project: Project) -> None:
     """Add one to the project's results version (created at 1 on its first store)."""
-    stamp = {"version": F("version") + 1, "changed": timezone.now()}
-    if not ResultsVersion.objects.filter(project=project).update(**stamp):
-        ResultsVersion.objects.bulk_create(
-            [ResultsVersion(project=project, version=0)], ignore_conflicts=True
-        )
-        ResultsVersion.objects.filter(project=project).update(**stamp)
+    bump_versions([project.pk])
 
 
 def values_of(dataset: Dataset) -> dict[str, Any]:
