@@ -123,7 +123,10 @@ def test_a_runs_list_batch_stores_its_results_or_refuses_its_upload_success_alon
     r = worker.post("/api/statuses/batch/", good, format="json")
     assert r.status_code == 201, r.content
     assert values_of(Dataset.objects.get(pk=first[1]))["words"] == 3
-    bad = [*batch_of([second], [(1, 2), (2, 1)], "b"), upload_success(*second, "bu", {"words": "x"})]
+    bad = [
+        *batch_of([second], [(1, 2), (2, 1)], "b"),
+        upload_success(*second, "bu", {"words": "x"}),
+    ]
     r = worker.post("/api/statuses/batch/", bad, format="json")
     assert r.status_code == 400 and "'words' is a text" in r.json()["detail"]
     # The statuses before the refused one are recorded, as when posted alone.
