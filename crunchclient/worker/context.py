@@ -55,6 +55,9 @@ class RunContext:
     sending: threading.RLock = field(default_factory=threading.RLock)
     """Held while statuses are taken and sent: the lingering Start's timer sends too."""
     later: threading.Timer | None = None
+    stale_results: bool = False
+    """An earlier run's results file was in .crunch/: removed before the workflow ran, so
+    that this run's results, even none, replace it (worker/results.py)."""
 
     @property
     def storage(self) -> Any:
@@ -104,16 +107,18 @@ class RunContext:
 
     def report(
         self, stage: StageNumber, state: State, note: str = "",
-        extra: dict[str, Any] | None = None, *, hold: bool = False,
+        extra: dict[str, Any] | None = None, *, hold: bool = False, reason: str = "",
     ) -> StatusAnswer:  # fmt: skip
         """Post a status; return the server's answer (with the dataset's new state).
 
         With ``hold`` it waits to go with the next one (see ``send``) and answers nothing.
+        A Fail carries its ``reason`` (crunch.choices.FailReason) when it is known.
         """
         report = StatusReport(
             dataset=self.dataset.id, stage=stage, state=state, claim=str(self.claim.id),
             note=head_bytes(redact(note, self.config.secrets), NOTE_BYTES),
             diagnostics=self.diagnostics, extra=extra or {}, slot=self.config.slot,
+            reason=reason if state == State.FAIL else "",
         )  # fmt: skip
         if hold:
             self.held.append(report)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any, ClassVar
 
+from crunch.choices import FailReason, State
 from crunch.choices import Stage as StageNumber
-from crunch.choices import State
 from crunchclient.exceptions import ClaimLost, Interrupted, StageFailed, UnsafePathError
 from crunchclient.settings.secrets import redact
 from crunchclient.worker.context import NOTE_BYTES, RunContext, head_bytes
@@ -62,6 +62,10 @@ class Stage:
         """Fields the stage's Start status carries besides the usual ones."""
         return {}
 
+    def success_fields(self) -> dict[str, Any]:
+        """Fields the stage's Success status carries besides the usual ones."""
+        return {}
+
     def __call__(self) -> None:
         context = self.context
         context.check()
@@ -80,7 +84,10 @@ class Stage:
                 self.failed()
             except Exception as extra:  # the Fail status matters more than its log
                 logger.warning("%s: %s", context.slug, failure_note(extra))
-            answer = context.report(self.number, State.FAIL, note)
+            # An error of ours that knows its reason says it (InvalidResultsFile: results).
+            reason = getattr(exc, "reason", "")
+            reason = reason if isinstance(reason, str) and reason in FailReason.values else ""
+            answer = context.report(self.number, State.FAIL, note, reason=reason)
             retrying = answer.retrying
             raise StageFailed(
                 f"Dataset {context.slug!r} failed at {self.name}"
@@ -90,7 +97,7 @@ class Stage:
                 exit_code=UnsafePathError.exit_code if isinstance(exc, UnsafePathError) else None,
             ) from exc
         logger.info("%s: %s succeeded%s", context.slug, self.name, f": {note}" if note else ".")
-        context.report(self.number, State.SUCCESS, note, hold=True)
+        context.report(self.number, State.SUCCESS, note, self.success_fields(), hold=True)
 
 
 def failure_note(exc: BaseException) -> str:

@@ -24,7 +24,8 @@ from crunchclient.settings.secrets import Masker, workflow_env
 from crunchclient.worker import gpus
 from crunchclient.worker.context import NOTE_BYTES
 from crunchclient.worker.groups import WATCHDOG_PROCESS, end_group, orphan_guard
-from crunchclient.worker.records import RECORDS, WORKFLOW_LOG, is_record
+from crunchclient.worker.records import RECORDS, RESULTS_RECORD, WORKFLOW_LOG, is_record
+from crunchclient.worker.results import clear_stale
 from crunchclient.worker.shutdown import OWN_GROUP
 from crunchclient.worker.stages.base import Stage, tail_bytes
 from crunchclient.worker.stages.setup import workflow_file, workflow_kind
@@ -109,10 +110,14 @@ class WorkflowStage(Stage):
     def run(self) -> str:
         context = self.context
         command = self.command()
+        results = context.records / RESULTS_RECORD
+        context.stale_results = clear_stale(results)
         env = {
             **workflow_env(context.config, os.environ),
             "CRUNCH_CORES": str(context.config.cores),
             "CRUNCH_DATASET": context.slug,
+            # Every runner binds the dataset's folder at its own path: the workflow sees this.
+            "CRUNCH_RESULTS": str(results),
             **gpus.workflow_env(context.config),
         }
         if context.runner is not None:
