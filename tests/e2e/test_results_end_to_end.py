@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 from typing import Any
 
@@ -72,9 +73,16 @@ def test_a_thousand_datasets_by_two_loops_then_listed_and_exported(served_crunch
     bulk_datasets(Project.objects.get(slug=slug), COUNT, prefix="d")  # d0 ... d999
     loop = ("loop", "--quiet", "--project", slug, "--isolation", "none")
     loops = [crunch.start(*loop), crunch.start(*loop)]
+    processed = []
     for process in loops:
-        _, err = process.communicate(timeout=900)
+        out, err = process.communicate(timeout=900)
         assert process.returncode == 0, err[-3000:]
+        summary = re.match(
+            r"Processed (\d+) dataset\(s\): \1 completed, 0 failed", out.splitlines()[-1]
+        )
+        assert summary, out[-2000:]
+        processed.append(int(summary.group(1)))
+    assert sum(processed) == COUNT and min(processed) > 0  # both loops took their share
     assert Dataset.objects.filter(project__slug=slug, state="completed").count() == COUNT
     assert statuses(f"{slug}:d7") == SIX
     stored = crunch.stored(
