@@ -11,13 +11,16 @@ import io
 import json
 import re
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
 
 from crunch.models import Dataset, Project, Status
+from crunch.services.results import values_of as stored_values
 from tests.clientkit import CRUNCH, SIX, Crunch, statuses
+from tests.e2e.test_containers import CHARLIECLOUD, build_image
 from tests.factories import bulk_datasets
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -208,3 +211,29 @@ def test_each_invalid_results_file_fails_its_dataset_alone(
         assert (fail.stage, fail.reason, fail.note) == (3, "results", expected[name])
         assert f"Dataset '{slug}:{name}' failed at Upload: {expected[name]}" in result.stderr
     assert Dataset.objects.get(slug=f"{slug}:last").results.count() == 1
+
+
+# ---------------------------------------------------------------- where the workflow runs
+
+REPORTER = (
+    '#!/bin/sh\nprintf \'{"isolated": true, "path": "%s"}\' "$CRUNCH_RESULTS" > "$CRUNCH_RESULTS"\n'
+)
+
+
+@pytest.mark.parametrize("where", ["sandbox", "container"])
+def test_the_results_path_is_the_one_the_workflow_sees(
+    node: Crunch, outside: Path, where: str
+) -> None:
+    fields: dict[str, Any] = {"workflow_kind": "executable"}
+    options = ["--isolation", "sandbox"]
+    if where == "container":
+        fields["container"] = str(build_image(outside / "image"))
+        options = list(CHARLIECLOUD)
+    project = node.project("Boxed", REPORTER, **fields)
+    dataset = node.dataset(project["slug"], "one", {"in.txt": "x"})
+    result = node.run("loop", "--quiet", "--project", project["slug"], *options)
+    assert result.returncode == 0, result.stderr
+    path = node.work / "crunch-work" / project["slug"] / "one" / ".crunch" / "results.json"
+    reported = {"isolated": True, "path": str(path)}
+    assert json.loads(node.stored(dataset)[".crunch/results.json"]) == reported
+    assert stored_values(Dataset.objects.get(slug=dataset["slug"])) == reported
