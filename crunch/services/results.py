@@ -15,11 +15,11 @@ index per value column: see docs/how-it-works/results.md for why.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import F, Q
 
 from crunch.choices import AttributeKind
@@ -107,22 +107,34 @@ class Table:
         keys = {key.pk: key for key in self.columns}
         used = [c for c in VALUE_COLUMNS if any(c in columns_of_key(k) for k in keys.values())]
         place = {column: index for index, column in enumerate(used, start=2)}
-        lookup = {
-            pk: (key.name, [place[c] for c in columns_of_key(key)]) for pk, key in keys.items()
-        }
         order = [key.name for key in self.columns]
         iterator = self.datasets().iterator(chunk_size=chunk_size)
         while chunk := list(itertools.islice(iterator, chunk_size)):
             values: dict[int, dict[str, Any]] = {pk: {} for pk, _, _ in chunk}
-            found = Result.objects.filter(among(list(values))).order_by()
-            if not self.every:
-                found = found.alias(unindexed=F("key_id") + 0).filter(unindexed__in=list(keys))
-            for row in found.values_list("dataset_id", "key_id", *used).iterator(chunk_size * 4):
+            if not used:
+                found_rows: Iterator[tuple[Any, ...]] = iter(())
+            else:
+                found = Result.objects.filter(among(list(values))).order_by()
+                if not self.every:
+                    found = found.alias(unindexed=F("key_id") + 0).filter(unindexed__in=list(keys))
+                found_rows, converter = as_driver_gives(
+                    found.values_list("dataset_id", "key_id", *used)
+                )
+                # {key id: (name, index, its converter); a lat-long's lon: index + 1}
+                lookup = {
+                    pk: (key.name, place[key.column], converter(place[key.column]),
+                         key.kind == AttributeKind.LATLONG)
+                    for pk, key in keys.items()
+                }  # fmt: skip
+            for row in found_rows:
                 key = lookup.get(row[1])
                 if key is None or (shown := values.get(row[0])) is None:
                     continue  # a key not asked for, a dataset of the range not selected
-                name, at = key
-                shown[name] = row[at[0]] if len(at) == 1 else LatLon(row[at[0]], row[at[1]])
+                name, index, convert, pair = key
+                value = row[index]
+                if convert is not None and value is not None:
+                    value = convert(value)
+                shown[name] = LatLon(value, row[index + 1]) if pair else value
             for pk, slug, state in chunk:
                 found_values = values[pk]
                 shown = {name: found_values[name] for name in order if name in found_values}
@@ -130,6 +142,41 @@ class Table:
 
 
 VALUE_COLUMNS = ("integer", "number", "flag", "text", "date", "moment", "lat", "lon")
+FETCH = 8000  # rows fetched from the driver at once
+
+
+def as_driver_gives(
+    queryset: Any,
+) -> tuple[Iterator[tuple[Any, ...]], Callable[[int], Callable[[Any], Any] | None]]:
+    """The rows of a ``values_list`` queryset as the database driver gives them, and the
+    converter of the value at an index as the queryset would apply it (None: the driver's
+    value is the value), from its compiler's own converters, found once, as crunch.db.rows
+    loads rows. A result row uses one of its value columns: converting the others, all
+    NULL, was most of an export's time."""
+    compiler = queryset.query.get_compiler(using=queryset.db)
+    sql, params = compiler.as_sql()
+    converters = compiler.get_converters([expression for expression, _, _ in compiler.select])
+    connection = connections[queryset.db]
+
+    def converter(index: int) -> Callable[[Any], Any] | None:
+        if index not in converters:
+            return None
+        functions, expression = converters[index]
+
+        def convert(value: Any) -> Any:
+            for function in functions:
+                value = function(value, expression, connection)
+            return value
+
+        return convert
+
+    def rows() -> Iterator[tuple[Any, ...]]:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            while batch := cursor.fetchmany(FETCH):
+                yield from batch
+
+    return rows(), converter
 
 
 def columns_of_key(key: ResultKey) -> tuple[str, ...]:
