@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -237,3 +238,21 @@ def test_the_results_path_is_the_one_the_workflow_sees(
     reported = {"isolated": True, "path": str(path)}
     assert json.loads(node.stored(dataset)[".crunch/results.json"]) == reported
     assert stored_values(Dataset.objects.get(slug=dataset["slug"])) == reported
+
+
+def test_a_rerun_that_reports_nothing_clears_the_earlier_results(crunch: Crunch) -> None:
+    workflow = 'if [ -f yes ]; then printf \'{"n": 1}\' > "$CRUNCH_RESULTS"; fi\necho > made.txt\n'
+    project = crunch.project("Again", workflow)
+    dataset = crunch.dataset(project["slug"], "one", {"yes": ""})
+    run = ("loop", "--quiet", "--project", project["slug"], "--isolation", "none")
+    ok(crunch.run(*run))
+    row = Dataset.objects.get(slug=dataset["slug"])
+    assert stored_values(row) == {"n": 1}
+    # Run again without the file that made it report: its stored results.json came back
+    # with the records, and is not taken for this run's.
+    (crunch.media / dataset["base_file_path"] / "yes").unlink()
+    shutil.rmtree(crunch.work / "crunch-work")
+    Dataset.objects.filter(pk=row.pk).update(state="pending")
+    ok(crunch.run(*run))
+    assert stored_values(row) == {}
+    assert crunch.stored(dataset)[".crunch/results.json"] == "{}\n"

@@ -26,6 +26,7 @@ from crunchclient.worker.records import (
     UPLOAD_CHECKSUMS,
     is_cache,
     is_record,
+    write_file,
     write_json,
 )
 from crunchclient.worker.results import InvalidResultsFile, read_results
@@ -50,6 +51,9 @@ class UploadStage(Stage):
         except InvalidResultsFile as exc:
             invalid = exc
         if self.results is None and self.context.stale_results:
+            # An earlier run reported results and this one none: the server's are cleared,
+            # and the stored record says so rather than keep the earlier run's.
+            write_file(self.context.records / RESULTS_RECORD, b"{}\n")
             self.results = {}
         note = self.upload()
         if invalid is not None:
