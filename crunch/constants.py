@@ -22,6 +22,11 @@ DELETED = "deleted.txt"
 PARTIAL_MARK = ".crunch-partial-"
 """In the name of a file the client is still writing: never a result, never offered by a
 page, removed by the dataset's next run."""
+RESULTS_RECORD = "results.json"
+"""What the workflow reports ($CRUNCH_RESULTS): a flat JSON object, sent with the Upload
+Success and stored typed by the server (docs/how-it-works/results.md)."""
+RESULTS_MAX_BYTES = 64 * 1024  # of the results file, and of the results as compact JSON
+RESULTS_MAX_KEYS = 200
 DATASET_RECORD = "dataset.json"
 PROJECT_RECORD = "project.json"
 """The dataset and project as the server sent them with the claim."""

@@ -97,6 +97,12 @@ class ClaimLost(
     """The server no longer holds our claim: its lease expired or it was released."""
 
 
+class ResultsRefused(ServerError):
+    """The server refused the results an Upload Success carried (400): the project's schema
+    fixes another kind for a key, or a value is out of bounds. The dataset fails (reason
+    ``results``)."""
+
+
 class StageFailed(
     ClientError,
     exit_code=10,

@@ -27,7 +27,7 @@ def report_of(data: dict[str, Any]) -> statuses.Report:
         key=data.get("key") or None, workflow_sha256=data.get("workflow_sha256", ""),
         image_digest=data.get("image_digest", ""), slot=data.get("slot"),
         age=data.get("age") or 0.0,
-        failure=rs.failure_of(data),
+        failure=rs.failure_of(data), results=data.get("results"),
         diagnostics={k: v for k, v in data.items() if k in statuses.DIAGNOSTIC_FIELDS},
     )  # fmt: skip
 

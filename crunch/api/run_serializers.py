@@ -261,6 +261,13 @@ class StatusSerializer(serializers.ModelSerializer[Status]):
         help_text="A Fail's time limit in seconds: after a time-limit Fail (not 'wall-time') "
         "the dataset goes only to claims announcing more.",
     )  # fmt: skip
+    results = serializers.DictField(
+        write_only=True, required=False,
+        help_text="With an Upload Success only: what the workflow reported in "
+        "$CRUNCH_RESULTS, a flat object of at most 200 keys (see docs/how-it-works/"
+        "results.md). Stored typed with the status, replacing the dataset's results; a value "
+        "the project's schema refuses refuses the status (400, naming the dataset and key).",
+    )  # fmt: skip
 
     class Meta:
         model = Status
@@ -268,7 +275,7 @@ class StatusSerializer(serializers.ModelSerializer[Status]):
             "id", "dataset", "dataset_slug", "dataset_state", "dataset_retry_at", "stage",
             "stage_name", "state",
             "state_name", "note", "reason", "reason_detail", "memory", "seconds", "claim", "key",
-            "workflow_sha256", "image_digest", "next", "age", "created", "slot",
+            "workflow_sha256", "image_digest", "next", "age", "created", "slot", "results",
             *DIAGNOSTIC_FIELDS,
         ]  # fmt: skip
         read_only_fields = ["created"]
@@ -293,6 +300,9 @@ class StatusSerializer(serializers.ModelSerializer[Status]):
                 raise serializers.ValidationError(
                     {given[0]: ["Only a Fail has a reason, a memory or a time limit."]}
                 )
+        upload_success = (attrs.get("stage"), attrs.get("state")) == (Stage.UPLOAD, State.SUCCESS)
+        if "results" in attrs and not upload_success:
+            raise serializers.ValidationError({"results": ["Only an Upload Success has results."]})
         return attrs
 
 

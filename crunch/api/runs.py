@@ -138,6 +138,7 @@ class StatusViewSet(
                 image_digest=data.get("image_digest", ""),
                 slot=data.get("slot"),
                 failure=rs.failure_of(data),
+                results=data.get("results"),
                 may_start=lambda dataset: require(user, Action.PROCESS, dataset.project),
                 allowed=may_process(user),
                 savepoint=savepoint,

@@ -1,10 +1,12 @@
 """Statuses of many datasets in one pass: a loop with several slots reports them together.
 
 The usual batch (every claim still held, no key seen before) costs three statements
-whatever its size: the rows locked, the statuses inserted, the datasets updated. A
-dataset that is not so (a retried batch, a lost claim, a status after its run ended, an
-unknown dataset) is left out of the pass, its statuses recorded one by one by the caller,
-each with its own answer; the other datasets' statuses are recorded all the same.
+whatever its size: the rows locked, the statuses inserted, the datasets updated; the
+results of its Upload Successes a few more, also whatever their number (one
+``result_store.Plan``). A dataset that is not so (a retried batch, a lost claim, a status
+after its run ended, an unknown dataset, results its project's schema refuses) is left
+out of the pass, its statuses recorded one by one by the caller, each with its own
+answer; the other datasets' statuses are recorded all the same.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from django.utils import timezone
 from crunch.choices import DatasetState, Stage, State
 from crunch.db import batched, statements
 from crunch.db.statements import Condition, Locked
+from crunch.exceptions import InvalidResults
 from crunch.models import Dataset, Status
 from crunch.services.notes import cut_note
+from crunch.services.result_store import Plan
 from crunch.services.statuses import DIAGNOSTIC_FIELDS, Report, failure_fields, move
 
 
@@ -48,8 +52,9 @@ def record_batch(
     entry recorded, None for those left to record one by one (in order, by the caller).
 
     All or none of a dataset's statuses are recorded here, in order, each with its own
-    time. None for every entry when two requests record the same key at the same moment
-    (the caller's one-by-one pass finds the status the other recorded).
+    time, and its last one's results stored. None for every entry when two requests record
+    the same key at the same moment (the caller's one-by-one pass finds the status the
+    other recorded), or add a result key with two kinds.
     """
     user_pk = getattr(user, "pk", None)
     keys = sorted({e.report.key for e in entries if e.report.key})
@@ -70,6 +75,12 @@ def record_batch(
                 pk for pk, indexes in groups.items()
                 if goes_on(by_id[pk], [entries[i] for i in indexes], user_pk=user_pk)
             }  # fmt: skip
+            results = Plan.of([
+                (by_id[pk].dataset, entries[groups[pk][-1]].report.results or {})
+                for pk in sorted(fast) if entries[groups[pk][-1]].report.results is not None
+            ])  # fmt: skip
+            fast -= set(results.refused)  # each refused alone, by the caller
+            results.write()
             made: list[tuple[int, Status]] = []
             for index, entry in enumerate(entries):
                 found = by_name.get(entry.dataset)
@@ -78,7 +89,7 @@ def record_batch(
                 made.append((index, status_of(found.dataset, entry, user)))
             stored = statements.insert_statuses([s for _, s in made]) if made else []
             batched.advance_datasets([by_id[pk].dataset for pk in sorted(fast)])
-    except IntegrityError:
+    except (IntegrityError, InvalidResults):
         return [None] * len(entries)
     recorded: list[Status | None] = [None] * len(entries)
     for (index, _), status in zip(made, stored, strict=True):

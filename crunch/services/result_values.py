@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from crunch.choices import AttributeKind
+from crunch.constants import RESULTS_MAX_BYTES as MAX_BYTES
+from crunch.constants import RESULTS_MAX_KEYS as MAX_KEYS
 from crunch.exceptions import InvalidResults
 from crunch.models.results import KEY_MAX, TEXT_MAX, LatLon
 
-MAX_KEYS = 200
-MAX_BYTES = 64 * 1024  # of the results as compact JSON
 TEXT_BYTES = 2000  # of a text in UTF-8: PostgreSQL indexes no entry past about 2,700 bytes
 INT64 = (-(2**63), 2**63 - 1)
 EXACT_FLOAT = 2**53  # integers up to this size are floats without loss

@@ -15,20 +15,19 @@ index per value column: see docs/how-it-works/results.md for why.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import F, Q
-from django.utils import timezone
 
 from crunch.choices import AttributeKind
 from crunch.exceptions import InvalidResults
 from crunch.models import Dataset, LatLon, Project, Result, ResultKey, ResultsVersion
-from crunch.models.results import RESULT_COLUMN
 from crunch.services.result_filters import Selection, Sort, Where, columns_of
-from crunch.services.result_values import EXACT_FLOAT, Typed, check_results
+from crunch.services.result_store import Plan
+from crunch.services.result_store import bump as bump_versions
 
 CHUNK = 2000  # datasets read per query while iterating rows
 
@@ -53,95 +52,23 @@ def version(project: Project) -> int:
     return next(iter(found), 0)
 
 
-def result_row(dataset: Dataset, key: ResultKey, typed: Typed) -> Result:
-    row = Result(dataset=dataset, key=key)
-    if key.kind == AttributeKind.LATLONG:
-        row.lat, row.lon = typed.value
-    else:
-        setattr(row, RESULT_COLUMN[AttributeKind(key.kind)], typed.value)
-    return row
-
-
-def fit(dataset: Dataset, key: ResultKey, typed: Typed) -> Typed:
-    """``typed`` as a value of ``key``'s kind; an integer widens to a float key's float."""
-    if typed.kind == key.kind:
-        return typed
-    if key.kind == AttributeKind.FLOAT and typed.kind == AttributeKind.INTEGER:
-        if abs(typed.value) <= EXACT_FLOAT:
-            return Typed(kind=AttributeKind.FLOAT, value=float(typed.value))
-    theirs, ours = AttributeKind(key.kind).label.lower(), typed.kind.label.lower()
-    raise InvalidResults(
-        f"Results of dataset {dataset.slug!r}: {key.name!r} is {article(ours)} {ours}, but "
-        f"the project's {key.name!r} is {article(theirs)} {theirs} (fixed by its first "
-        "value): report the same kind, or use another key."
-    )
-
-
-def article(word: str) -> str:
-    return "an" if word[0] in "aeiou" else "a"
-
-
-def keys_for(project: Project, checked: Mapping[str, Typed]) -> tuple[dict[str, ResultKey], bool]:
-    """The project's keys for ``checked``, created with the kind of their first value, and
-    whether any was missing.
-
-    Two datasets may bring a new key at once: inserts that lose the race are ignored and
-    the key is read back, so the kind that won is the one enforced.
-    """
-    names = sorted(checked)
-    found = {key.name: key for key in project.result_keys.filter(name__in=names)}
-    missing = [name for name in names if name not in found]
-    if missing:
-        ResultKey.objects.bulk_create(
-            [ResultKey(project=project, name=name, kind=checked[name].kind) for name in missing],
-            ignore_conflicts=True,
-        )
-        found.update((key.name, key) for key in project.result_keys.filter(name__in=missing))
-    return found, bool(missing)
-
-
-def refuse_column_clash(dataset: Dataset, keys: Iterable[ResultKey]) -> None:
-    """A lat-long ``where`` is exported as ``where_lat`` and ``where_lon``: no key may take them."""
-    names = {key.name for key in keys}
-    for key in keys:
-        if key.kind == AttributeKind.LATLONG:
-            for column in (f"{key.name}_lat", f"{key.name}_lon"):
-                if column in names:
-                    raise InvalidResults(
-                        f"Results of dataset {dataset.slug!r}: {column!r} would share the "
-                        f"exported column of the lat-long {key.name!r}; rename one of them."
-                    )
-
-
-def store(dataset: Dataset, values: Mapping[str, Any]) -> list[Result]:
+def store(dataset: Dataset, values: Mapping[str, Any]) -> None:
     """Replace the dataset's results with ``values`` (checked here, whoever checked before).
 
     One transaction: the key kinds are checked, the old rows deleted, the new inserted and
     the project's results version bumped, or nothing changes. InvalidResults names the
-    dataset and the key.
+    dataset and the key. A batch of datasets is one ``result_store.Plan``, as this one is.
     """
-    checked = check_results(values, dataset=dataset.slug)
-    project = dataset.project
+    plan = Plan.of([(dataset, values)])
+    if dataset.pk in plan.refused:
+        raise InvalidResults(plan.refused[dataset.pk])
     with transaction.atomic():
-        keys, created = keys_for(project, checked) if checked else ({}, False)
-        if created:  # a schema that passed before passes again unless it grew
-            refuse_column_clash(dataset, project.result_keys.all())
-        rows = [result_row(dataset, keys[name], fit(dataset, keys[name], typed))
-                for name, typed in checked.items()]  # fmt: skip
-        Result.objects.filter(dataset=dataset).delete()
-        Result.objects.bulk_create(rows)
-        bump(project)
-    return rows
+        plan.write()
 
 
 def bump(project: Project) -> None:
     """Add one to the project's results version (created at 1 on its first store)."""
-    stamp = {"version": F("version") + 1, "changed": timezone.now()}
-    if not ResultsVersion.objects.filter(project=project).update(**stamp):
-        ResultsVersion.objects.bulk_create(
-            [ResultsVersion(project=project, version=0)], ignore_conflicts=True
-        )
-        ResultsVersion.objects.filter(project=project).update(**stamp)
+    bump_versions([project.pk])
 
 
 def values_of(dataset: Dataset) -> dict[str, Any]:
@@ -157,6 +84,8 @@ class Table:
     project: Project
     columns: list[ResultKey]
     selection: Selection
+    every: bool = False
+    """Whether the columns are all the project's keys: no key filter is needed."""
 
     def datasets(self) -> Any:
         """The selected datasets, filtered and sorted: (id, slug, state) tuples."""
@@ -168,36 +97,91 @@ class Table:
     def rows(self, chunk_size: int = CHUNK) -> Iterator[ResultRow]:
         """One row per selected dataset, its results read chunk by chunk.
 
-        Per chunk, one query per value column in use, each reading that column only:
-        converting unused columns cost more than reading the rows.
+        Per chunk, one query reads the chunk's results, the value columns in use only:
+        a range scan of the unique (dataset, key) index (``among``), never of the key's
+        index. A key filter (some columns only) is written ``key_id + 0 IN (...)``, which
+        no index serves: SQLite, without statistics, would otherwise walk the key index,
+        every row of those keys for every chunk, and the export would take the square of
+        its size. No ordering: Result's default one joins the dataset and key tables.
         """
-        by_column: dict[tuple[str, ...], dict[int, str]] = {}
-        for key in self.columns:
-            columns: tuple[str, ...] = (
-                ("lat", "lon") if key.kind == AttributeKind.LATLONG else (key.column,)
-            )
-            by_column.setdefault(columns, {})[key.pk] = key.name
+        keys = {key.pk: key for key in self.columns}
+        used = [c for c in VALUE_COLUMNS if any(c in columns_of_key(k) for k in keys.values())]
+        place = {column: index for index, column in enumerate(used, start=2)}
         order = [key.name for key in self.columns]
         iterator = self.datasets().iterator(chunk_size=chunk_size)
         while chunk := list(itertools.islice(iterator, chunk_size)):
             values: dict[int, dict[str, Any]] = {pk: {} for pk, _, _ in chunk}
-            datasets = among(list(values))
-            for columns, names in by_column.items():
-                found = Result.objects.filter(datasets, key_id__in=list(names)).values_list(
-                    "dataset_id", "key_id", *columns
+            if not used:
+                found_rows: Iterator[tuple[Any, ...]] = iter(())
+            else:
+                found = Result.objects.filter(among(list(values))).order_by()
+                if not self.every:
+                    found = found.alias(unindexed=F("key_id") + 0).filter(unindexed__in=list(keys))
+                found_rows, converter = as_driver_gives(
+                    found.values_list("dataset_id", "key_id", *used)
                 )
-                if len(columns) == 2:
-                    for dataset_id, key_id, lat, lon in found.iterator(chunk_size * 4):
-                        if (shown := values.get(dataset_id)) is not None:
-                            shown[names[key_id]] = LatLon(lat, lon)
-                else:
-                    for dataset_id, key_id, value in found.iterator(chunk_size * 4):
-                        if (shown := values.get(dataset_id)) is not None:
-                            shown[names[key_id]] = value
+                # {key id: (name, index, its converter); a lat-long's lon: index + 1}
+                lookup = {
+                    pk: (key.name, place[key.column], converter(place[key.column]),
+                         key.kind == AttributeKind.LATLONG)
+                    for pk, key in keys.items()
+                }  # fmt: skip
+            for row in found_rows:
+                key = lookup.get(row[1])
+                if key is None or (shown := values.get(row[0])) is None:
+                    continue  # a key not asked for, a dataset of the range not selected
+                name, index, convert, pair = key
+                value = row[index]
+                if convert is not None and value is not None:
+                    value = convert(value)
+                shown[name] = LatLon(value, row[index + 1]) if pair else value
             for pk, slug, state in chunk:
                 found_values = values[pk]
                 shown = {name: found_values[name] for name in order if name in found_values}
                 yield ResultRow(dataset=slug, state=state, values=shown)
+
+
+VALUE_COLUMNS = ("integer", "number", "flag", "text", "date", "moment", "lat", "lon")
+FETCH = 8000  # rows fetched from the driver at once
+
+
+def as_driver_gives(
+    queryset: Any,
+) -> tuple[Iterator[tuple[Any, ...]], Callable[[int], Callable[[Any], Any] | None]]:
+    """The rows of a ``values_list`` queryset as the database driver gives them, and the
+    converter of the value at an index as the queryset would apply it (None: the driver's
+    value is the value), from its compiler's own converters, found once, as crunch.db.rows
+    loads rows. A result row uses one of its value columns: converting the others, all
+    NULL, was most of an export's time."""
+    compiler = queryset.query.get_compiler(using=queryset.db)
+    sql, params = compiler.as_sql()
+    converters = compiler.get_converters([expression for expression, _, _ in compiler.select])
+    connection = connections[queryset.db]
+
+    def converter(index: int) -> Callable[[Any], Any] | None:
+        if index not in converters:
+            return None
+        functions, expression = converters[index]
+
+        def convert(value: Any) -> Any:
+            for function in functions:
+                value = function(value, expression, connection)
+            return value
+
+        return convert
+
+    def rows() -> Iterator[tuple[Any, ...]]:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            while batch := cursor.fetchmany(FETCH):
+                yield from batch
+
+    return rows(), converter
+
+
+def columns_of_key(key: ResultKey) -> tuple[str, ...]:
+    """The value columns of ``key``'s rows: its kind's, or ``lat`` and ``lon``."""
+    return ("lat", "lon") if key.kind == AttributeKind.LATLONG else (key.column,)
 
 
 def among(ids: list[int]) -> Q:
@@ -219,10 +203,12 @@ def table(
 ) -> Table:
     """Check the filters, columns and sort against the project's schema (InvalidFilter)."""
     keys = schema(project)
+    chosen = columns_of(keys, columns)
     return Table(
         project=project,
-        columns=columns_of(keys, columns),
+        columns=chosen,
         selection=Selection.of(keys, where, sort),
+        every={key.pk for key in chosen} == {key.pk for key in keys.values()},
     )
 
 

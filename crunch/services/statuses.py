@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -14,7 +14,7 @@ from django.utils import timezone
 from crunch.choices import DatasetState, FailReason, Stage, State
 from crunch.db import statements
 from crunch.db.statements import Condition, Locked
-from crunch.exceptions import ClaimConflict, LeaseExpired, NotAllowed
+from crunch.exceptions import ClaimConflict, InvalidResults, LeaseExpired, NotAllowed
 from crunch.models import Dataset, Status
 from crunch.services.claims import (
     CLEARED_CLAIM,
@@ -25,6 +25,7 @@ from crunch.services.claims import (
     refuse_paused,
 )
 from crunch.services.notes import cut_note
+from crunch.services.results import store
 from crunch.services.retry_policy import Policy, after_fail, needs_after
 
 DIAGNOSTIC_FIELDS = (
@@ -48,6 +49,7 @@ def record_status(  # noqa: PLR0913 (keyword-only: the parts of one status)
     image_digest: str = "",
     slot: int | None = None,
     failure: Failure | None = None,
+    results: Mapping[str, Any] | None = None,
     may_start: Callable[[Dataset], None] | None = None,
     allowed: Condition | None = None,
     savepoint: bool = True,
@@ -61,7 +63,9 @@ def record_status(  # noqa: PLR0913 (keyword-only: the parts of one status)
     scoped so that no one is ever answered with someone else's status. The note is held
     to CRUNCH_NOTE_MAX_BYTES (crunch.services.notes.cut_note). A Fail records ``failure``
     (its reason; ``unknown`` when the client named none, as django-crunch 0.1 clients), and
-    the project's retry policy says what becomes of the dataset.
+    the project's retry policy says what becomes of the dataset. An Upload Success's
+    ``results`` replace the dataset's in the same transaction (crunch.services.results.store);
+    results the project's schema refuses refuse the status (InvalidResults).
 
     With ``claim_id`` the claim must still be held, by ``user`` when one is given (else
     LeaseExpired). Without one, as django-crunch 0.1 clients post, a Setup Start claims a
@@ -105,6 +109,8 @@ def record_status(  # noqa: PLR0913 (keyword-only: the parts of one status)
                 raise LeaseExpired(
                     f"Claim {str(claim_id)!r} on dataset {locked.slug!r} is no longer held."
                 )
+            if results is not None:
+                store(locked, results)
             status = Status(
                 dataset=locked, stage=stage, state=state, note=note, claim_id=claim_id,
                 key=key or None, user=user if getattr(user, "pk", None) else None,
@@ -242,6 +248,8 @@ class Report:
 
     failure: Failure | None = None
     """A Fail's reason (None: unknown); ignored on other statuses."""
+    results: Mapping[str, Any] | None = None
+    """An Upload Success's results (crunch.services.results.store)."""
 
 
 def record_run(
@@ -251,8 +259,9 @@ def record_run(
     """Record several statuses of one held claim in one pass: lock, insert them, update.
 
     None when this fast path does not apply (a key was recorded before: a retried batch;
-    the claim is not held; a status after the run ended), so the caller records each
-    alone and gets each one's answer. Three queries, whatever the number of statuses.
+    the claim is not held; a status after the run ended; results the schema refuses), so
+    the caller records each alone and gets each one's answer. Three queries, whatever the
+    number of statuses (and a store's, with results).
     """
     keys = [r.key for r in reports if r.key]
     try:
@@ -269,6 +278,8 @@ def record_run(
             for report in reports:
                 if locked.state != DatasetState.RUNNING:
                     raise _Fallback  # a status after the run ended: refused one by one
+                if report.results is not None:
+                    store(locked, report.results)
                 fields = {k: v for k, v in report.diagnostics.items() if k in DIAGNOSTIC_FIELDS}
                 note = cut_note(report.note)
                 made.append(Status(
@@ -282,7 +293,7 @@ def record_run(
                 move(locked, made[-1])
             made = statements.insert_statuses(made)
             statements.advance_dataset(locked)
-    except (_Fallback, IntegrityError):
+    except (_Fallback, IntegrityError, InvalidResults):
         return None
     return made
 

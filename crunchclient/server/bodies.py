@@ -7,6 +7,7 @@ each into JSON (``to_wire``); nothing else builds a request body by hand.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Mapping
@@ -125,6 +126,18 @@ class StatusReport:
     key: str = field(default_factory=new_key)
     made: float = field(default_factory=time.monotonic, compare=False)
     """When it happened (the monotonic clock): a status queued for a later call says its age."""
+
+    @property
+    def results(self) -> Mapping[str, Any] | None:
+        """The results an Upload Success carries (in ``extra``), if any."""
+        found = self.extra.get("results")
+        return found if isinstance(found, Mapping) else None
+
+    @property
+    def results_size(self) -> int:
+        """About how many bytes its results add to a call (0 without results)."""
+        found = self.results
+        return 0 if found is None else len(json.dumps(found, separators=(",", ":")))
 
     def to_wire(self, *, next: NextRequest | None = None) -> dict[str, Any]:
         """The JSON the API reads; with ``next`` it also asks for the next claim."""

@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import urlencode
 
-from crunchclient.exceptions import ClaimConflict, ClaimLost, ConfigurationError
+from crunchclient.exceptions import ClaimConflict, ClaimLost, ConfigurationError, ResultsRefused
 from crunchclient.server.batches import BatchAnswer, Renewal, claims_of
 from crunchclient.server.bodies import Diagnostics, NextRequest, StatusReport
 from crunchclient.server.http import Transport, quote_slug
@@ -82,7 +82,7 @@ class Connection(Transport):
         answer = StatusAnswer.from_wire(
             self.expect(
                 "POST", "statuses/", json=report.to_wire(next=next), conflict=ClaimLost,
-                claim=report.claim,
+                claim=report.claim, refused=refusal_of([report]),
             )
         )  # fmt: skip
         if answer.next is not None:
@@ -94,7 +94,7 @@ class Connection(Transport):
         claim = next((report.claim for report in reports if report.claim), None)
         answer = self.request(
             "POST", "statuses/batch/", json=[report.to_wire() for report in reports],
-            conflict=ClaimLost, claim=claim,
+            conflict=ClaimLost, claim=claim, refused=refusal_of(reports),
         )  # fmt: skip
         assert isinstance(answer, list), "statuses/batch/ answered without a list"
         return [StatusAnswer.from_wire(item) for item in answer]
@@ -256,6 +256,12 @@ class Connection(Transport):
     def add_attribute(self, kind: str, fields: dict[str, Any]) -> dict[str, Any]:
         """Add a typed attribute (``kind`` as the API names it: int, lat-long...)."""
         return self.expect("POST", f"attributes/{quote_slug(kind)}/", json=fields)
+
+
+def refusal_of(reports: Sequence[StatusReport]) -> type[ResultsRefused] | None:
+    """What a 400 on ``reports`` means: their results refused, when one carries results (the
+    rest of a status is the client's own making)."""
+    return ResultsRefused if any(report.results is not None for report in reports) else None
 
 
 def no_project(slug: str) -> str:

@@ -25,6 +25,7 @@ from crunchclient.exceptions import (
     ClientError,
     NotFound,
     ProjectPaused,
+    ResultsRefused,
     ServerError,
 )
 from crunchclient.server.batches import StatusResult
@@ -37,6 +38,7 @@ logger = logging.getLogger(__name__)
 LINGER = 2.0  # seconds a status that needs no answer waits for a call to ride with
 MAX_COUNT = 64  # claims one call may ask for
 MAX_STATUSES = 1024  # statuses one call may carry
+MAX_RESULT_BYTES = 1024 * 1024  # of results one call may carry (the server reads 2.5 MiB)
 
 
 @dataclass(eq=False)
@@ -48,6 +50,8 @@ class Ticket:
     count: int = 0
     request: NextRequest | None = None
     lost: threading.Event | None = None
+    size: int = 0
+    """Bytes of the results its reports carry."""
     queued: float = field(default_factory=time.monotonic)
     done: threading.Event = field(default_factory=threading.Event)
     answer: StatusAnswer = field(default_factory=StatusAnswer)
@@ -85,7 +89,7 @@ class Batcher(threading.Thread):
         refusal then sets ``lost``."""
         ticket = Ticket(
             reports=reports, wait=wait or next is not None, count=1 if next else 0,
-            request=next, lost=lost,
+            request=next, lost=lost, size=sum(report.results_size for report in reports),
         )  # fmt: skip
         self._submit(ticket)
         if not ticket.wait:
@@ -163,16 +167,19 @@ class Batcher(threading.Thread):
         of a slot's after one left behind) wait for the next call."""
         taken: list[Ticket] = []
         kept: list[Ticket] = []
-        count = statuses = 0
+        count = statuses = size = 0
         for ticket in self.queue:
-            full = (ticket.count and count + ticket.count > MAX_COUNT and count) or (
-                statuses + len(ticket.reports) > MAX_STATUSES and statuses
+            full = (
+                (ticket.count and count + ticket.count > MAX_COUNT and count)
+                or (statuses + len(ticket.reports) > MAX_STATUSES and statuses)
+                or (ticket.size and size + ticket.size > MAX_RESULT_BYTES and size)
             )
             if full or kept:
                 kept.append(ticket)
                 continue
             count += ticket.count
             statuses += len(ticket.reports)
+            size += ticket.size
             taken.append(ticket)
         self.queue = kept
         return taken
@@ -213,9 +220,9 @@ class Batcher(threading.Thread):
         for ticket in batch:
             mine = results[offset : offset + len(ticket.reports)]
             offset += len(ticket.reports)
-            first = next((result for result in mine if not result.recorded), None)
+            first = next((n for n, result in enumerate(mine) if not result.recorded), None)
             if first is not None:
-                ticket.error = refusal(first, ticket.reports[0])
+                ticket.error = refusal(mine[first], ticket.reports[first])
                 if ticket.lost is not None and not ticket.wait:
                     logger.warning("%s", ticket.error)
                     ticket.lost.set()
@@ -259,6 +266,12 @@ class Batcher(threading.Thread):
                 for index in indexes:
                     results[index] = StatusResult(code=409, detail=str(exc))
                 continue
+            except ResultsRefused as exc:  # the last status, its results: those before went in
+                for index in indexes:
+                    refused = reports[index].results is not None
+                    code, detail = (400, str(exc)) if refused else (201, "")
+                    results[index] = StatusResult(code=code, answer=StatusAnswer(), detail=detail)
+                continue
             for index, answer in zip(indexes, answers, strict=True):
                 results[index] = StatusResult(code=201, answer=answer)
         return [results[index] for index in range(len(reports))]
@@ -297,6 +310,8 @@ def refusal(result: StatusResult, report: StatusReport) -> ClientError:
     """Our error for a status the server refused within a batch."""
     if result.code == 409:
         return ClaimLost(result.detail)
+    if result.code == 400 and report.results is not None:
+        return ResultsRefused(result.detail)  # the server's one line, naming dataset and key
     error: Callable[[str], ClientError] = (
         AccessRemoved if result.code in (403, 404) else ServerError
     )

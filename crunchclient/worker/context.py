@@ -65,6 +65,9 @@ class RunContext:
     ends_at: float | None = None
     """When the loop's --time-limit ends (time.monotonic()): a workflow still running then
     is stopped and its dataset released (time-limit, wall-time)."""
+    stale_results: bool = False
+    """An earlier run's results file was in .crunch/: removed before the workflow ran, so
+    that this run's results, even none, replace it (worker/results.py)."""
 
     @property
     def storage(self) -> Any:

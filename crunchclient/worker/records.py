@@ -18,6 +18,7 @@ from crunch.constants import (
     DELETED,
     PROJECT_RECORD,
     RECORDS,
+    RESULTS_RECORD,
     SETUP_CHECKSUMS,
     UPLOAD_CHECKSUMS,
     WORKFLOW_LOG,
@@ -27,7 +28,7 @@ from crunchclient.settings import kinds
 from crunchclient.transfer.paths import write_all, write_then_rename
 
 __all__ = [
-    "DATASET_RECORD", "DELETED", "PROJECT_RECORD", "RECORDS", "SETUP_CHECKSUMS",
+    "DATASET_RECORD", "DELETED", "PROJECT_RECORD", "RECORDS", "RESULTS_RECORD", "SETUP_CHECKSUMS",
     "UPLOAD_CHECKSUMS", "WORKFLOW_LOG", "is_cache", "is_record", "read_json", "record_path",
     "write_file", "write_json",
 ]  # fmt: skip

@@ -110,7 +110,9 @@ class SlotWorker(Worker):
             outcome = self.process(claimed, then=then)
             if then is not None and self.prefetched is None:
                 loop.unreserve()
-                self.nothing_pending = True  # the Upload's claim found none
+                # Only a completed dataset's Upload Success asked for the next claim: after a
+                # Fail none was asked, and the slot claims again.
+                self.nothing_pending = outcome.completed
             loop.ended(outcome)
             log = logger.info if outcome.completed else logger.warning
             log("Slot %d: %s", self.slot, outcome.summary())

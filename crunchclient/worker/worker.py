@@ -23,6 +23,7 @@ from crunchclient.exceptions import (
     ConfigurationError,
     Interrupted,
     ProjectPaused,
+    ResultsRefused,
     ServerError,
     StageFailed,
 )
@@ -32,7 +33,7 @@ from crunchclient.server.wire import Claim, ProjectInfo
 from crunchclient.settings import kinds
 from crunchclient.settings.config import ClientConfig
 from crunchclient.transfer.paths import remove_work_folder, work_folder
-from crunchclient.worker import diagnostics, failures
+from crunchclient.worker import diagnostics, failures, results
 from crunchclient.worker.context import RunContext
 from crunchclient.worker.deadline import Deadline
 from crunchclient.worker.heartbeat import Heartbeat, Watcher
@@ -234,7 +235,10 @@ class Worker:
             with self.beating() as heartbeat, heartbeat.watching(context):
                 for stage in self.stages:
                     stage(context)()
-                answer = context.send(next=then)  # the last Success, and the next claim
+                try:
+                    answer = context.send(next=then)  # the last Success, and the next claim
+                except ResultsRefused as exc:  # that Success was not recorded: say why
+                    raise results.fail_refused(context, exc) from exc
                 if answer.next is not None:
                     self.prefetched = answer.next
         except StageFailed as exc:  # said once: by the loop, or by run's and next's error

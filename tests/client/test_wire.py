@@ -118,7 +118,8 @@ def test_what_the_client_sends_has_the_serializers_fields() -> None:
     assert set(ask.to_wire()["client"]) <= set(ClientSerializer().fields)
     report = StatusReport(
         dataset=1, stage=Stage.UPLOAD, state=State.FAIL, claim="c", diagnostics=facts,
-        extra={"workflow_sha256": "0" * 64}, image_digest="sha256:" + "0" * 64, slot=3,
+        extra={"workflow_sha256": "0" * 64, "results": {"n": 1}},
+        image_digest="sha256:" + "0" * 64, slot=3,
         reason="out-of-memory", reason_detail="probably", memory=2**30, seconds=60,
         made=time.monotonic() - 1,  # queued a second ago: it says its age
     )  # fmt: skip

@@ -63,6 +63,10 @@ class Stage:
         """Fields the stage's Start status carries besides the usual ones."""
         return {}
 
+    def success_fields(self) -> dict[str, Any]:
+        """Fields the stage's Success status carries besides the usual ones."""
+        return {}
+
     def __call__(self) -> None:
         context = self.context
         context.check()
@@ -93,7 +97,7 @@ class Stage:
                 exit_code=UnsafePathError.exit_code if isinstance(exc, UnsafePathError) else None,
             ) from exc
         logger.info("%s: %s succeeded%s", context.slug, self.name, f": {note}" if note else ".")
-        context.report(self.number, State.SUCCESS, note, hold=True)
+        context.report(self.number, State.SUCCESS, note, self.success_fields(), hold=True)
 
 
 def failure_note(exc: BaseException) -> str:

@@ -1,12 +1,19 @@
-"""UploadStage: send new and modified files (by MD5) and the .crunch/ records.
+"""UploadStage: send new and modified files (by MD5) and the .crunch/ records; the results
+the workflow reported go with its Success.
 
 Files deleted by the workflow are listed in .crunch/deleted.txt, not deleted from
 storage. A modified file replaces the stored one under the same name.
+
+An invalid results file (worker/results.py) fails the dataset here, at Upload, once its
+files and records (the bad file too, to be read) are stored: its workflow succeeded, and
+nothing it made is lost to a mistake in what it reported. The server refusing the
+results (a key's kind changed) fails it at Upload too, after the same upload.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from crunch.choices import Stage as StageNumber
 from crunchclient import transfer
@@ -15,11 +22,14 @@ from crunchclient.transfer.upload import upload_after_setup
 from crunchclient.worker.records import (
     DELETED,
     RECORDS,
+    RESULTS_RECORD,
     UPLOAD_CHECKSUMS,
     is_cache,
     is_record,
+    write_file,
     write_json,
 )
+from crunchclient.worker.results import InvalidResultsFile, read_results
 from crunchclient.worker.stages.base import Stage
 
 logger = logging.getLogger(__name__)
@@ -27,8 +37,32 @@ logger = logging.getLogger(__name__)
 
 class UploadStage(Stage):
     number = StageNumber.UPLOAD
+    results: dict[str, Any] | None = None
+
+    def success_fields(self) -> dict[str, Any]:
+        """The results, when the workflow reported some (or an earlier run did: then none
+        replace them)."""
+        return {} if self.results is None else {"results": self.results}
 
     def run(self) -> str:
+        invalid: InvalidResultsFile | None = None
+        try:
+            self.results = read_results(self.context.records / RESULTS_RECORD)
+        except InvalidResultsFile as exc:
+            invalid = exc
+        if self.results is None and self.context.stale_results:
+            # An earlier run reported results and this one none: the server's are cleared,
+            # and the stored record says so rather than keep the earlier run's.
+            write_file(self.context.records / RESULTS_RECORD, b"{}\n")
+            self.results = {}
+        note = self.upload()
+        if invalid is not None:
+            raise invalid
+        if self.results:
+            note += f" {len(self.results)} result(s) reported."
+        return note
+
+    def upload(self) -> str:
         context = self.context
         config = context.config
         if not config.upload:

@@ -25,7 +25,8 @@ from crunchclient.worker import failures, gpus
 from crunchclient.worker.context import NOTE_BYTES
 from crunchclient.worker.failures import Failed, Failure, OutOfTime
 from crunchclient.worker.groups import WATCHDOG_PROCESS, end_group, orphan_guard
-from crunchclient.worker.records import RECORDS, WORKFLOW_LOG, is_record
+from crunchclient.worker.records import RECORDS, RESULTS_RECORD, WORKFLOW_LOG, is_record
+from crunchclient.worker.results import clear_stale
 from crunchclient.worker.shutdown import OWN_GROUP
 from crunchclient.worker.stages.base import Stage, tail_bytes
 from crunchclient.worker.stages.setup import workflow_file, workflow_kind
@@ -120,6 +121,8 @@ class WorkflowStage(Stage):
     def run(self) -> str:
         context = self.context
         command = self.command()
+        results = context.records / RESULTS_RECORD
+        context.stale_results = clear_stale(results)
         env = {
             **workflow_env(context.config, os.environ),
             "CRUNCH_CORES": str(context.config.cores),
@@ -127,6 +130,8 @@ class WorkflowStage(Stage):
             # Which run of the dataset this is, and why the one before failed ("" if none).
             "CRUNCH_ATTEMPT": str(context.claim.attempt or 1),
             "CRUNCH_LAST_REASON": context.claim.last_reason,
+            # Every runner binds the dataset's folder at its own path: the workflow sees this.
+            "CRUNCH_RESULTS": str(results),
             **gpus.workflow_env(context.config),
         }
         if context.runner is not None:
