@@ -50,6 +50,8 @@ class Ticket:
     count: int = 0
     request: NextRequest | None = None
     lost: threading.Event | None = None
+    confirmed: Callable[[float], None] | None = None
+    """Told when the call that recorded its statuses was sent: the claim was held then."""
     size: int = 0
     """Bytes of the results its reports carry."""
     queued: float = field(default_factory=time.monotonic)
@@ -83,13 +85,15 @@ class Batcher(threading.Thread):
     def send(
         self, reports: list[StatusReport], *, next: NextRequest | None = None,
         wait: bool = True, lost: threading.Event | None = None,
+        confirmed: Callable[[float], None] | None = None,
     ) -> StatusAnswer:  # fmt: skip
         """Record ``reports`` (one dataset's, in order); with ``next`` also claim one dataset
         (the answer's ``next``). Without ``wait`` they are queued and nothing is answered; a
-        refusal then sets ``lost``."""
+        refusal then sets ``lost``. Once recorded, ``confirmed`` gets the time the call went."""
         ticket = Ticket(
             reports=reports, wait=wait or next is not None, count=1 if next else 0,
-            request=next, lost=lost, size=sum(report.results_size for report in reports),
+            request=next, lost=lost, confirmed=confirmed,
+            size=sum(report.results_size for report in reports),
         )  # fmt: skip
         self._submit(ticket)
         if not ticket.wait:
@@ -196,6 +200,7 @@ class Batcher(threading.Thread):
                 template, count=wanted - len(claims), slots=tuple(slots[len(claims) :]),
                 key=new_key(),
             )  # fmt: skip
+        sent = time.monotonic()
         try:
             results, taken, refused = self._calls(reports, request)
         except ClientError as exc:
@@ -209,6 +214,9 @@ class Batcher(threading.Thread):
                 logger.warning("Could not send the slots' statuses: %s", exc)
             return
         self._hand_out(batch, results, claims + taken, refused)
+        for ticket in batch:
+            if ticket.error is None and ticket.reports and ticket.confirmed is not None:
+                ticket.confirmed(sent)
 
     def _hand_out(
         self, batch: list[Ticket], results: list[StatusResult], claims: list[Claim],

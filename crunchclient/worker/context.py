@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,11 @@ if TYPE_CHECKING:
     from crunchclient.worker.failures import Failure
 
 logger = logging.getLogger(__name__)
+
+CONFIRMED_SECONDS = 2.0
+"""A loop with slots sends a dataset's Upload Start without waiting for its answer when
+the server confirmed the claim within this many seconds; else it waits, so that no file is
+uploaded for a claim that was lost meanwhile (a maintainer's release, an expired lease)."""
 
 NOTE_BYTES = 8 * 1024
 """The most a note sends (in UTF-8): a workflow's 3 MB stderr line must not stop its Fail."""
@@ -55,6 +61,9 @@ class RunContext:
     """How the workflow starts (sandbox, container); None: as it is, with no isolation."""
     batcher: Batcher | None = None
     """A loop with slots: the statuses go with the other slots' (see batcher.py)."""
+    confirmed: float = field(default_factory=time.monotonic)
+    """When (time.monotonic()) the server last said the claim was held: the claim's own
+    answer, then each call that recorded one of its statuses."""
     sending: threading.RLock = field(default_factory=threading.RLock)
     """Held while statuses are taken and sent: the lingering Start's timer sends too."""
     later: threading.Timer | None = None
@@ -198,9 +207,16 @@ class RunContext:
                 # Upload Start: no file is sent over the dataset's folder before the server
                 # says the claim is still ours (else a lost claim's late upload could
                 # overwrite the next holder's files).
-                needs_answer = last.state != State.START or last.stage == StageNumber.UPLOAD
-                wait = next is not None or needs_answer
-                return self.batcher.send(reports, next=next, wait=wait, lost=self.lost)
+                # It rides along when the claim was confirmed a moment ago (CONFIRMED_SECONDS),
+                # a window no longer than the upload's own.
+                unsure = time.monotonic() - self.confirmed > CONFIRMED_SECONDS
+                needs_answer = last.state != State.START or (
+                    last.stage == StageNumber.UPLOAD and unsure
+                )
+                return self.batcher.send(
+                    reports, next=next, wait=next is not None or needs_answer, lost=self.lost,
+                    confirmed=self.confirm,
+                )  # fmt: skip
             if len(reports) > 1 and next is None:
                 return self.connection.post_statuses(reports)[-1]
             if len(reports) > 1:
@@ -212,6 +228,10 @@ class RunContext:
                 raise  # the files were sent already
             self.lost.set()
             raise self.claim_lost() from exc
+
+    def confirm(self, when: float) -> None:
+        """The server recorded a status of the claim in a call sent at ``when``."""
+        self.confirmed = max(self.confirmed, when)
 
     def claim_lost(self) -> ClaimLost:
         return ClaimLost(

@@ -185,16 +185,18 @@ def test_a_claim_lost_in_one_slot_stops_that_slot_only(served_crunch: Crunch, tm
 
 
 def test_a_slot_whose_claim_was_lost_uploads_nothing(served_crunch: Crunch, tmp_path) -> None:
-    """A slot's Upload Start waits for the server: a claim released while the workflow ran
-    (the heartbeat too slow to notice) sends no file over the dataset's folder."""
+    """A claim released while the workflow ran (the heartbeat too slow to notice) sends no
+    file over the dataset's folder: the slot learns it from its queued Workflow Start's
+    answer, or waits for its Upload Start's when the claim was not confirmed within
+    CONFIRMED_SECONDS."""
     crunch = served_crunch
     ended = tmp_path / "ended"
-    workflow = f"echo late > late.txt\ntouch {ended}\nsleep 1\n"
+    workflow = f"echo late > late.txt\ntouch {ended}\nsleep 3\n"
     project = crunch.project("Late", workflow)
     dataset = crunch.dataset(project["slug"], "d")
     client = crunch.start(
         "loop", "--quiet", "--slots", "2", "--heartbeat", "60", "--isolation", "none",
-        "--bind", str(tmp_path),
+        "--bind", str(tmp_path), "--max-datasets", "1",  # no second run of the released one
     )  # fmt: skip
     try:
         wait_for(ended.exists)
@@ -205,7 +207,7 @@ def test_a_slot_whose_claim_was_lost_uploads_nothing(served_crunch: Crunch, tmp_
             client.kill()
             client.wait()
     assert "The server no longer holds the claim on dataset 'late:d'" in err, err
-    assert "late.txt" not in crunch.stored(dataset)
+    assert "late.txt" not in crunch.stored(dataset), err
     assert (3, 1) not in statuses(dataset["slug"])  # no Upload Start was recorded
 
 
