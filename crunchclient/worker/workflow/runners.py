@@ -28,8 +28,8 @@ from crunchclient.worker.workflow.sandbox import Hiding
 logger = logging.getLogger(__name__)
 
 WORKFLOW_VARIABLES = "CRUNCH_"
-GPU_VARIABLES = ("CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES")  # a slot's own GPUs
 """Variables a container gets from the client: crunch's own for the workflow (and --pass-env's)."""
+GPU_VARIABLES = ("CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES")  # a slot's own GPUs
 CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 WARNED: set[str] = set()
 
