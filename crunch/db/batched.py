@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from crunch.choices import DatasetState
+from crunch.db import statements
 from crunch.db.queries import composed, numbered, placeholders
 from crunch.db.rows import connection_for, execute, fetch, load_joined, loader, prepared
 from crunch.db.statements import ADVANCED, ANYONE, Condition, Locked
@@ -55,12 +56,7 @@ def claim_many(
         params.update({f"n_{n}": n + 1, f"claim_id_{n}": given["claim_id"]})
         params[f"claim_key_{n}"] = given["claim_key"]
         rows.append(f"(%(n_{n})s, %(claim_id_{n})s, %(claim_key_{n})s)")
-    if isinstance(project, Project):
-        queue, params["project_id"] = "queue_of_project", project.pk
-    elif project is not None:
-        queue, params["project_slug"] = "queue_of_slug", project
-    else:
-        queue = "queue_anywhere"
+    queue = statements.queue_of(project, params)
     params.update(allowed.params, memory=memory, seconds=seconds)
     sql = composed(
         connection.alias, "claim_many", queue=queue, allowed=allowed.fragment, fits="fits_claim",

@@ -43,6 +43,18 @@ def may_process(user_pk: Any, roles: Sequence[str]) -> Condition:
     )
 
 
+def queue_of(project: Project | str | None, params: dict[str, Any]) -> str:
+    """The claim queue's fragment for ``project`` (a Project, its slug, or None: any),
+    its parameter added to ``params``."""
+    if isinstance(project, Project):
+        params["project_id"] = project.pk
+        return "queue_of_project"
+    if project is not None:
+        params["project_slug"] = project
+        return "queue_of_slug"
+    return "queue_anywhere"
+
+
 def claim_next(
     values: Mapping[str, Any],
     *,
@@ -62,12 +74,7 @@ def claim_next(
     params = prepared(Dataset, {k: v for k, v in values.items() if k != "attempts"})
     params["ready"] = DatasetState.PENDING.value
     params["now"] = prepared(Dataset, {"not_before": now})["not_before"]
-    if isinstance(project, Project):
-        queue, params["project_id"] = "queue_of_project", project.pk
-    elif project is not None:
-        queue, params["project_slug"] = "queue_of_slug", project
-    else:
-        queue = "queue_anywhere"
+    queue = queue_of(project, params)
     params.update(allowed.params, memory=memory, seconds=seconds)
     sql = composed(
         connection.alias, "claim_next", queue=queue, allowed=allowed.fragment, fits="fits_claim",
