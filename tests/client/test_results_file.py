@@ -70,7 +70,7 @@ def test_each_invalid_file_is_refused_in_one_line(tmp_path, text, message):
     assert message in str(raised.value)
     assert str(raised.value).startswith("results.json: ")
     assert "\n" not in str(raised.value)
-    assert raised.value.reason == FailReason.RESULTS
+    assert raised.value.failure.reason == FailReason.RESULTS
 
 
 def test_too_many_keys_and_too_many_bytes(tmp_path):

@@ -45,6 +45,7 @@ if [ "$(cat name.txt)" = site-7 ] && [ ! -e "{marker}" ]; then
 fi
 echo "counting $(cat name.txt)"
 wc -w < input.txt > count.txt
+printf '{{"words": %d}}\\n' "$(cat count.txt)" > "$CRUNCH_RESULTS"
 """
 
 
@@ -176,8 +177,16 @@ def work_through_the_folders(journey: Journey, tmp_path: Path) -> None:  # noqa:
             out = journey.run(line)
             assert "19 completed, 0 failed" in out and "Failed, waiting to retry: 1" in out
             assert "site-7 is not ready yet" in out  # the failure shows while it waits
+        elif line.startswith("crunch ls") and "--where" in line:
+            rows = [row.split() for row in journey.run(line).splitlines()]
+            words = [int(row[-1]) for row in rows if row and row[-1].isdigit()]
+            assert words and words == sorted(words, reverse=True) and min(words) > 5, rows
         elif line.startswith("crunch ls"):
             journey.run(line)
+        elif line.startswith("crunch export"):
+            journey.run(line)
+            table = (journey.home / "words.csv").read_text().splitlines()
+            assert table[0].endswith(",words") and len(table) == 21, table
         elif line.startswith("crunch why"):
             out = journey.run(line)
             assert "not to be retried before" in out, out

@@ -215,7 +215,9 @@ def test_a_failing_dataset_waits_its_retry_delays_then_ends_failed(crunch: Crunc
         assert (starts[attempt] - fails[attempt - 1]).total_seconds() >= delay
     assert Dataset.objects.get(slug=slug).attempts == 3
     why = ok(crunch.run("why", slug)).splitlines()
-    assert why[0].startswith("Failed 3 of 3 attempt(s): it is not retried by itself.")
+    assert why[0].startswith(
+        "Failed 3 of 3 attempt(s) with exit-code (1): it is not retried by itself."
+    )
     assert why[1:] == ["To move it: crunch retry flaky:d0"]
 
     patient = crunch.project("Patient", "exit 1\n", max_attempts=3, retry_delay=600)
