@@ -270,7 +270,7 @@ def _all_started(
     """Record the Setup Start of every run just claimed, in one statement."""
     statements.insert_statuses([Status(
         dataset=claim.dataset, stage=Stage.SETUP, state=State.START, claim_id=claim.id,
-        user=user if getattr(user, "pk", None) else None,
+        user=user if getattr(user, "pk", None) else None, created=started_at(claim),
         slot=slots[n] if slots and n < len(slots) else None, **diagnostics,
     ) for n, claim in enumerate(made)])  # fmt: skip
     return [dataclasses.replace(claim, started=True) for claim in made]
@@ -290,10 +290,17 @@ def _started(claim: Claim, diagnostics: dict[str, Any], user: Any) -> Claim:
     """Record the Setup Start of a run just claimed: the status its client would post next."""
     statements.insert_statuses([Status(
         dataset=claim.dataset, stage=Stage.SETUP, state=State.START, claim_id=claim.id,
-        user=user if getattr(user, "pk", None) else None,
+        user=user if getattr(user, "pk", None) else None, created=started_at(claim),
         **diagnostics,
     )])  # fmt: skip
     return dataclasses.replace(claim, started=True)
+
+
+def started_at(claim: Claim) -> datetime.datetime:
+    """A Setup Start recorded with its claim happened at the claim: the earliest time any
+    status of the run may have (a queued status's age is held to it, statuses.Report.made),
+    so no later status of the run sorts before it."""
+    return claim.dataset.claimed or timezone.now()
 
 
 def refuse_paused(project: Project) -> None:

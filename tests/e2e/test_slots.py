@@ -142,12 +142,12 @@ def test_a_hung_slot_is_stopped_while_the_others_complete(served_crunch: Crunch)
     project = crunch.project("Hang", workflow, max_attempts=1)
     hung = crunch.dataset(project["slug"], "hang")
     others = [crunch.dataset(project["slug"], f"d{i}") for i in range(6)]
-    result = crunch.run("loop", "--quiet", "--slots", "3", "--timeout", "4s", "--isolation", "none")
+    result = crunch.run("loop", "--quiet", "--slots", "3", "--timeout", "8s", "--isolation", "none")
     assert result.returncode == 10, result.stderr
     assert "Processed 7 dataset(s): 6 completed, 1 failed" in result.stdout
     assert Dataset.objects.get(slug=hung["slug"]).state == "failed"
     fail = Status.objects.filter(dataset__slug=hung["slug"]).last()
-    assert (fail.stage, fail.state) == (2, 3) and "--timeout 4s" in fail.note
+    assert (fail.stage, fail.state) == (2, 3) and "--timeout 8s" in fail.note
     for dataset in others:
         assert statuses(dataset["slug"]) == SIX
         done = Status.objects.filter(dataset__slug=dataset["slug"]).last()

@@ -226,7 +226,8 @@ def test_a_failing_dataset_waits_its_retry_delays_then_ends_failed(crunch: Crunc
     assert ok(crunch.run("next", "--project", "patient")) == "Nothing pending.\n"
     why = ok(crunch.run("why", waiting["slug"])).splitlines()
     assert re.fullmatch(
-        f"Pending after failing 1 of 3 attempt\\(s\\); not to be retried before {WHEN} "
+        f"Pending after failing 1 of 3 attempt\\(s\\) with exit-code \\(1\\); not to be retried "
+        f"before {WHEN} "
         "\\(the project's retry delay\\)\\. The last note: .*",
         why[0],
     ), why
