@@ -126,4 +126,5 @@ def status_of(dataset: Dataset, entry: Entry, user: Any) -> Status:
         **failure_fields(report.state, report.failure), **fields,
     )  # fmt: skip
     move(dataset, status)
+    Report.moved(dataset, status)
     return status

@@ -242,9 +242,18 @@ class Report:
 
     def made(self, dataset: Dataset, now: datetime.datetime) -> datetime.datetime:
         """When the status happened: ``age`` seconds before ``now``, never before its run's
-        claim, so no client writes a status into another run's time."""
+        claim (no client writes a status into another run's time) nor its dataset's last
+        sign of life (the status before it: a retried call's stale age cannot reorder the
+        history). ``moved`` keeps that floor."""
         at = now - datetime.timedelta(seconds=self.age)
-        return max(at, dataset.claimed) if dataset.claimed else at
+        floors = [time for time in (dataset.claimed, dataset.heartbeat) if time is not None]
+        return max([at, *floors])
+
+    @staticmethod
+    def moved(dataset: Dataset, status: Status) -> None:
+        """After ``move``: the dataset's last sign of life is its status's time, the floor
+        of the next status of the same call."""
+        dataset.heartbeat = status.created
 
     failure: Failure | None = None
     """A Fail's reason (None: unknown); ignored on other statuses."""
@@ -291,6 +300,7 @@ def record_run(
                     slot=report.slot, **failure_fields(report.state, report.failure), **fields,
                 ))  # fmt: skip
                 move(locked, made[-1])
+                Report.moved(locked, made[-1])
             made = statements.insert_statuses(made)
             statements.advance_dataset(locked)
     except (_Fallback, IntegrityError, InvalidResults):

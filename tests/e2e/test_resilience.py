@@ -262,7 +262,10 @@ def test_server_down_longer_than_the_workflow_loses_nothing(
         node="node", SECONDS_TO_RUN="2",
     )  # fmt: skip
     cleanup.append(client)
-    wait_until(lambda: reached(crunch, dataset["slug"], (2, 1)), timeout=60, what="Workflow Start")
+    # Setup is done (its Success and the Workflow Start go a moment later, with no answer
+    # awaited): the server goes down while the workflow runs.
+    downloaded = client.workdir(dataset) / "in.txt"
+    wait_until(downloaded.exists, timeout=60, what="Setup's download")
     served.server.stop()
     down = time.monotonic()
     out = client.workdir(dataset) / "out.txt"
