@@ -22,7 +22,7 @@ from tests.factories import make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-SLOW = "sleep 2\necho done > out.txt\n"  # long enough for the test to act while it runs
+SLOW = "sleep 4\necho done > out.txt\n"  # past the Workflow Start (sent 2 s in): time to act
 PAGE = b"<html>proxy</html>"
 
 
