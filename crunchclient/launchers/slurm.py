@@ -105,7 +105,13 @@ class SlurmLauncher(Launcher):
         return Tasks(queued=queued, running=running)
 
     def cancel(self, job_id: str, *, queued_only: bool = False) -> None:
-        self.call(self.scancel, *(["--state=PENDING"] if queued_only else []), job_id)
+        """Cancel the job's tasks; one that ended meanwhile (Slurm no longer knows its id)
+        has nothing left to cancel."""
+        try:
+            self.call(self.scancel, *(["--state=PENDING"] if queued_only else []), job_id)
+        except SchedulerError as exc:
+            if "Invalid job id" not in str(exc):
+                raise
 
     def watch_hint(self, job_id: str) -> str:
         return f"squeue -j {job_id}"
