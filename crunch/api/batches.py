@@ -10,6 +10,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 
 from crunch.access import may_process
+from crunch.api import run_fields
 from crunch.api import run_serializers as rs
 from crunch.api.exceptions import answer_of
 from crunch.api.views import claim_with, show_claimed
@@ -27,7 +28,7 @@ def report_of(data: dict[str, Any]) -> statuses.Report:
         key=data.get("key") or None, workflow_sha256=data.get("workflow_sha256", ""),
         image_digest=data.get("image_digest", ""), slot=data.get("slot"),
         age=data.get("age") or 0.0,
-        failure=rs.failure_of(data), results=data.get("results"),
+        failure=run_fields.failure_of(data), results=data.get("results"),
         diagnostics={k: v for k, v in data.items() if k in statuses.DIAGNOSTIC_FIELDS},
     )  # fmt: skip
 

@@ -17,6 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from crunch.access import Action, datasets_where, may, may_process
+from crunch.api import run_fields
 from crunch.api import run_serializers as rs
 from crunch.api import serializers as s
 from crunch.api.batches import record_batch, report_of
@@ -137,7 +138,7 @@ class StatusViewSet(
                 workflow_sha256=data.get("workflow_sha256", ""),
                 image_digest=data.get("image_digest", ""),
                 slot=data.get("slot"),
-                failure=rs.failure_of(data),
+                failure=run_fields.failure_of(data),
                 results=data.get("results"),
                 may_start=lambda dataset: require(user, Action.PROCESS, dataset.project),
                 allowed=may_process(user),
@@ -220,7 +221,7 @@ class ClaimViewSet(CrunchAPI, viewsets.ViewSet):
 def unknown_dataset(dataset: int | str) -> NotFound:
     """The answer for a dataset that does not exist, or that the user may not see: alike,
     so that no answer tells which."""
-    return NotFound(rs.no_dataset(str(dataset)))
+    return NotFound(run_fields.no_dataset(str(dataset)))
 
 
 def parse_claim_id(value: str) -> uuid.UUID:
