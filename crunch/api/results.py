@@ -26,7 +26,7 @@ from crunch.api.permissions import ProjectAccess
 from crunch.api.serializers import DatasetSerializer
 from crunch.models import Dataset, Project, Result
 from crunch.services.result_export import STREAMS, json_value
-from crunch.services.result_filters import Selection, columns_of
+from crunch.services.result_filters import Selection, Windowed, columns_of
 from crunch.services.results import schema, table
 
 MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/jsonl; charset=utf-8"}
@@ -118,15 +118,19 @@ class ResultsView(APIView):
         return response
 
 
-def filter_datasets(request: Request, queryset: QuerySet[Dataset]) -> QuerySet[Dataset]:
-    """The dataset list's ``where``, ``sort`` and ``columns``, and each row's results.
+def selected(
+    request: Request, queryset: QuerySet[Dataset]
+) -> tuple[QuerySet[Dataset], Selection | None]:
+    """The dataset list's ``where``, ``sort`` and ``columns`` read, and each row's results
+    prefetched (those of ``columns``); the selection is None when none is asked.
 
     Filters and sorts need the project (its schema types them): 404 when the user may
     not view it, 400 on an unknown key or a value of the wrong kind.
     """
     params = request.query_params
     where, sort, columns = params.getlist("where"), params.get("sort"), params.get("columns")
-    keys = None
+    selection = None
+    shown = Result.objects.select_related("key").order_by("key__name")
     if where or sort or columns:
         slug = params.get("project")
         if not slug:
@@ -134,11 +138,23 @@ def filter_datasets(request: Request, queryset: QuerySet[Dataset]) -> QuerySet[D
                 {"project": ["Filters, sorts and columns of results need ?project=<slug>."]}
             )
         keys = schema(visible_project(request, slug))
-        queryset = Selection.of(keys, where, sort).apply(queryset)
-    shown = Result.objects.select_related("key").order_by("key__name")
-    if keys is not None and columns:
-        shown = shown.filter(key__in=columns_of(keys, columns))
-    return queryset.prefetch_related(Prefetch("results", queryset=shown, to_attr=SHOWN))
+        selection = Selection.of(keys, where, sort)
+        if columns:
+            shown = shown.filter(key__in=columns_of(keys, columns))
+    return queryset.prefetch_related(Prefetch("results", queryset=shown, to_attr=SHOWN)), selection
+
+
+def filter_datasets(request: Request, queryset: QuerySet[Dataset]) -> QuerySet[Dataset]:
+    """``queryset`` filtered and sorted as the request asks, with each row's results."""
+    queryset, selection = selected(request, queryset)
+    return queryset if selection is None else selection.apply(queryset)
+
+
+def paged_datasets(request: Request, queryset: QuerySet[Dataset]) -> QuerySet[Dataset] | Windowed:
+    """What the list's paginator reads: with a selection, pages read by ``Selection.window``
+    (a page sorted by a result without sorting every dataset)."""
+    queryset, selection = selected(request, queryset)
+    return queryset if selection is None else Windowed(queryset, selection)
 
 
 @extend_schema_field(OpenApiTypes.OBJECT)

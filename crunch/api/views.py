@@ -38,7 +38,12 @@ from crunch.api.authentication import TokenAuthentication
 from crunch.api.bulk import BulkDatasetsSerializer, RegistrationSerializer
 from crunch.api.exceptions import Conflict
 from crunch.api.permissions import ProjectAccess, require
-from crunch.api.results import LIST_PARAMETERS, DatasetResultsSerializer, filter_datasets
+from crunch.api.results import (
+    LIST_PARAMETERS,
+    DatasetResultsSerializer,
+    filter_datasets,
+    paged_datasets,
+)
 from crunch.choices import AttributeKind, DatasetState, FailReason, Role
 from crunch.models import Attribute, Dataset, Item, Project
 from crunch.services import claims, clients, retries, workflows
@@ -249,9 +254,18 @@ class DatasetViewSet(CrunchAPI, viewsets.ModelViewSet[Dataset]):
             queryset = queryset.filter(last_reason=reason)
         if search := self.request.query_params.get("search"):
             queryset = queryset.filter(name__icontains=search)
-        if self.action in ("list", "retrieve"):  # results: crunch.api.results
+        if self.action == "retrieve":  # results: crunch.api.results
             queryset = filter_datasets(self.request, queryset)
         return queryset
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """The datasets, filtered and sorted by their results (crunch.api.results): a page
+        sorted by a result is read without sorting every dataset."""
+        rows = paged_datasets(request, self.filter_queryset(self.get_queryset()))
+        page = self.paginate_queryset(rows)  # type: ignore[arg-type]
+        if page is not None:
+            return self.get_paginated_response(self.get_serializer(page, many=True).data)
+        return Response(self.get_serializer(rows[:], many=True).data)
 
     def perform_create(self, serializer: s.DatasetSerializer) -> None:  # type: ignore[override]
         require(self.request.user, Action.EDIT, serializer.validated_data["project"])

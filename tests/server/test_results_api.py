@@ -141,6 +141,34 @@ def test_the_filtered_list_costs_the_same_queries_whatever_its_length() -> None:
     assert len(many) == len(few), [q["sql"][:90] for q in many]
 
 
+def test_pages_sorted_by_a_result_end_with_the_datasets_without_it() -> None:
+    """Pages are read a window at a time (no sort of every dataset): every dataset comes
+    once, in order, across the page where those with the key give way to those without."""
+    project, _ = survey(is_public=True)
+    for i in range(150):  # 150 more with a score, 60 more without
+        store(make_dataset(project, name=f"s{i:03d}"), {"score": i / 1000})
+    for i in range(60):
+        make_dataset(project, name=f"n{i:03d}")
+    rows: list[dict[str, Any]] = []
+    for number in (1, 2, 3):
+        page = client_of().get(
+            "/api/datasets/", {"project": "survey", "sort": "-score", "page": number}
+        ).json()
+        assert page["count"] == 214
+        rows += page["results"]
+    scored = [row["results"]["score"] for row in rows if "score" in row["results"]]
+    assert scored == sorted(scored, reverse=True) and len(scored) == 153
+    assert all("score" not in row["results"] for row in rows[153:])
+    without = [row["slug"] for row in rows[153:]]
+    assert len(without) == 61 and len({row["slug"] for row in rows}) == 214
+    assert without[0] == "survey:n059" and without[-1] == "survey:d3"  # by id, descending
+    filtered = client_of().get(
+        "/api/datasets/", {"project": "survey", "sort": "-score", "where": "score<0.01"}
+    ).json()
+    assert filtered["count"] == 11  # s000..s009 and d2
+    assert [row["results"]["score"] for row in filtered["results"]][-3:] == [0.001, 1e-05, 0.0]
+
+
 def test_the_schema_describes_results_and_the_lists_filters() -> None:
     schema = client_of().get("/api/schema/?format=json").json()
     results = schema["paths"]["/api/projects/{slug}/results/"]["get"]
