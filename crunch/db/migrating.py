@@ -27,3 +27,17 @@ def delete_authtoken_keys(connection: BaseDatabaseWrapper) -> None:
     """Run ``delete_authtoken_keys``, if the table exists."""
     if AUTHTOKEN_TABLE in connection.introspection.table_names():
         execute(connection, query(connection.alias, "delete_authtoken_keys"), {})
+
+
+def create_result_statistics(connection: BaseDatabaseWrapper) -> None:
+    """Run ``create_result_statistics`` on PostgreSQL (SQLite has no such statistics)."""
+    if connection.vendor == "postgresql":
+        for statement in query(connection.alias, "create_result_statistics").split(";\n"):
+            execute(connection, statement, {})
+
+
+def drop_result_statistics(connection: BaseDatabaseWrapper) -> None:
+    """Run ``drop_result_statistics`` on PostgreSQL."""
+    if connection.vendor == "postgresql":
+        for statement in query(connection.alias, "drop_result_statistics").split(";\n"):
+            execute(connection, statement, {})

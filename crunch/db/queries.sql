@@ -240,3 +240,18 @@ SELECT "key", user_id, created FROM "authtoken_token"
 -- delete_authtoken_keys --
 -- Migration 0008: delete DRF's authtoken rows once their keys are crunch tokens.
 DELETE FROM "authtoken_token"
+
+-- create_result_statistics --
+-- Migration 0015 (PostgreSQL): the frequency of each (key, value) pair of a text or
+-- boolean result. The column statistics mix every key's values, so site=north looked 10
+-- times rarer than it is, and a page sorted by score and filtered by site was planned
+-- as a join of every score (60 ms at 100,000 datasets) rather than a walk down the score
+-- index that stops at the page's end (2 ms).
+CREATE STATISTICS IF NOT EXISTS crunch_result_key_text (mcv) ON key_id, "text" FROM crunch_result;
+CREATE STATISTICS IF NOT EXISTS crunch_result_key_flag (mcv) ON key_id, flag FROM crunch_result;
+ANALYZE crunch_result
+
+-- drop_result_statistics --
+-- Migration 0015, reversed.
+DROP STATISTICS IF EXISTS crunch_result_key_text;
+DROP STATISTICS IF EXISTS crunch_result_key_flag

@@ -54,6 +54,8 @@ TESTED = {
     "advance_datasets": "test_advance_datasets_saves_each_as_save_update_fields",
     "renew_claims": "test_renew_claims_renews_what_the_orm_filter_updates",
     "authtoken_keys": "test_the_authtoken_statements_read_and_delete_what_the_orm_does",
+    "create_result_statistics": "test_result_statistics_are_made_and_dropped_on_postgresql",
+    "drop_result_statistics": "test_result_statistics_are_made_and_dropped_on_postgresql",
     "delete_authtoken_keys": "test_the_authtoken_statements_read_and_delete_what_the_orm_does",
 }
 """Each statement of queries.sql and the test below that compares it with the ORM."""
@@ -335,6 +337,26 @@ def test_the_authtoken_statements_read_and_delete_what_the_orm_does():
     assert sorted(rows) == sorted(Token.objects.values_list("key", "user_id", "created"))
     by_orm = effect(lambda: Token.objects.all().delete(), Token)
     assert effect(lambda: migrating.delete_authtoken_keys(connection), Token) == by_orm == [[]]
+
+
+def test_result_statistics_are_made_and_dropped_on_postgresql():
+    """PostgreSQL keeps the (key, value) frequencies of text and boolean results that the
+    planner needs; SQLite, which has no such statistics, is left as it is."""
+
+    def made() -> set[str]:
+        if connection.vendor != "postgresql":
+            return set()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT stxname FROM pg_statistic_ext")
+            return {name for (name,) in cursor.fetchall()}
+
+    expected = {"crunch_result_key_text", "crunch_result_key_flag"}
+    if connection.vendor == "postgresql":
+        assert made() >= expected  # by migration 0015
+    migrating.drop_result_statistics(connection)
+    assert not made() & expected
+    migrating.create_result_statistics(connection)
+    assert made() >= expected if connection.vendor == "postgresql" else made() == set()
 
 
 def test_bulk_insert_rows_stores_what_bulk_create_stores():
