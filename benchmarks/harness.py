@@ -51,9 +51,12 @@ def load_average() -> float:
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """Our environment without CRUNCH_*, DJANGO_* and DATABASE_URL, plus ``extra``."""
+    """Our environment without CRUNCH_*, DJANGO_* and DATABASE_URL, plus ``extra``; and
+    without PYTHONDONTWRITEBYTECODE, so each checkout's code runs from cached bytecode as an
+    installed package does (compiling every module at each client's start-up cost 70 ms)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CRUNCH_", "DJANGO_"))}
     env.pop("DATABASE_URL", None)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     return {**env, **extra}
 
 
