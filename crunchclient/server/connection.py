@@ -22,10 +22,15 @@ from crunchclient.server.wire import Claim, DatasetInfo, ProjectInfo, ProjectSta
 class Connection(Transport):
     """The crunch API at ``url``, authenticated with ``token``."""
 
+    batches = False
+    """Whether the server takes statuses and a claim in one call (``post_batch``), as its
+    answer to a counted claim says; an older server answers one claim, not a list."""
+
     def clone(self) -> Connection:
         """A second connection with its own session, for another thread."""
         twin = Connection(self.url, self.token, retry_for=self.retry_for, timeout=self.timeout)
         twin.reached = self.reached
+        twin.batches = self.batches
         twin.held = self.held  # shared: the heartbeat renews the claims this one takes
         return twin
 
@@ -44,13 +49,15 @@ class Connection(Transport):
         path = f"projects/{quote_slug(project)}/next/" if project else "next/"
         body = NextRequest(
             holder=holder, lease_seconds=lease_seconds, start=start, memory=memory,
-            seconds=seconds,
+            seconds=seconds, count=1,
         ).to_wire()  # fmt: skip
         answer = self.request(
             "POST", path, json=body, missing=no_project(project or ""),
             project=project,
         )  # fmt: skip
-        return None if answer is None else self.hold(Claim.from_wire(answer))
+        claims, counted = claims_of(answer)
+        self.batches = self.batches or counted
+        return self.hold(claims[0]) if claims else None
 
     def claim_dataset(self, slug: str, *, holder: str, lease_seconds: int) -> Claim:
         body = NextRequest(holder=holder, lease_seconds=lease_seconds).to_wire()

@@ -20,7 +20,7 @@ from crunchclient.settings.config import ClientConfig
 from crunchclient.settings.secrets import redact
 from crunchclient.transfer.hashing import Checksums, Digests
 from crunchclient.transfer.paths import make_work_folder, work_folder
-from crunchclient.worker.batcher import LINGER, Batcher
+from crunchclient.worker.batcher import LINGER, Batcher, refusal
 from crunchclient.worker.records import RECORDS, SETUP_CHECKSUMS, is_record, write_json
 from crunchclient.worker.shutdown import Shutdown
 from crunchclient.worker.workflow.runners import Runner
@@ -148,6 +148,10 @@ class RunContext:
         if hold:
             self.held.append(report)
             return StatusAnswer()
+        if self.rides_along(stage, state):
+            with self.sending:
+                self.held.append(report)
+            return StatusAnswer()
         if self.batcher is None and (stage, state) == (StageNumber.WORKFLOW, State.START):
             # It needs no answer (the heartbeat watches the claim): it goes with the Upload
             # Start, or alone after LINGER seconds of a longer workflow, so the pages show
@@ -160,6 +164,17 @@ class RunContext:
                     self.later.start()
             return StatusAnswer()
         return self.send(report)
+
+    def rides_along(self, stage: StageNumber, state: State) -> bool:
+        """Whether a single loop's Upload Start goes with its Upload Success and the next
+        claim, in one call, rather than waiting for its own answer: when the server takes
+        that call and confirmed the claim a moment ago (CONFIRMED_SECONDS), as with slots."""
+        return (
+            self.batcher is None
+            and (stage, state) == (StageNumber.UPLOAD, State.START)
+            and self.connection.batches
+            and time.monotonic() - self.confirmed <= CONFIRMED_SECONDS
+        )
 
     def send_lingering(self) -> None:
         """Send the statuses still held once they waited LINGER seconds (on the timer's thread)."""
@@ -217,17 +232,36 @@ class RunContext:
                     reports, next=next, wait=next is not None or needs_answer, lost=self.lost,
                     confirmed=self.confirm,
                 )  # fmt: skip
-            if len(reports) > 1 and next is None:
-                return self.connection.post_statuses(reports)[-1]
-            if len(reports) > 1:
-                self.connection.post_statuses(reports[:-1])
-            return self.connection.send_status(last, next=next)
+            sent = time.monotonic()
+            if len(reports) > 1 and next is not None and self.connection.batches:
+                answer = self.send_together(reports, next)
+            elif len(reports) > 1 and next is None:
+                answer = self.connection.post_statuses(reports)[-1]
+            else:
+                if len(reports) > 1:
+                    self.connection.post_statuses(reports[:-1])
+                answer = self.connection.send_status(last, next=next)
+            self.confirm(sent)
+            return answer
         except ClaimLost as exc:
             # Refused before the heartbeat noticed: say the same as when it does.
             if (last.stage, last.state) == (StageNumber.UPLOAD, State.SUCCESS):
                 raise  # the files were sent already
             self.lost.set()
             raise self.claim_lost() from exc
+
+    def send_together(self, reports: list[StatusReport], then: NextRequest) -> StatusAnswer:
+        """A single loop's statuses and its next claim in one call (statuses/batch/'s
+        object form); the last status's answer, with the claim as its ``next``. A claim
+        taken beside a refused status is given back unstarted."""
+        answer = self.connection.post_batch(reports, next=replace(then, count=1))
+        for result, report in zip(answer.results, reports, strict=True):
+            if not result.recorded:
+                for claim in answer.claims:
+                    self.connection.release(str(claim.id), note="")
+                raise refusal(result, report)
+        last = answer.results[-1].answer or StatusAnswer()
+        return replace(last, next=answer.claims[0] if answer.claims else None)
 
     def confirm(self, when: float) -> None:
         """The server recorded a status of the claim in a call sent at ``when``."""
