@@ -184,18 +184,22 @@ def test_a_claim_lost_in_one_slot_stops_that_slot_only(served_crunch: Crunch, tm
     assert Dataset.objects.get(slug=hung["slug"]).attempts == 1  # a release spends none
 
 
-def test_a_slot_whose_claim_was_lost_uploads_nothing(served_crunch: Crunch, tmp_path) -> None:
+@pytest.mark.parametrize("slots", ["1", "2"])
+def test_a_slot_whose_claim_was_lost_uploads_nothing(
+    served_crunch: Crunch, tmp_path, slots: str
+) -> None:
     """A claim released while the workflow ran (the heartbeat too slow to notice) sends no
     file over the dataset's folder: the slot learns it from its queued Workflow Start's
     answer, or waits for its Upload Start's when the claim was not confirmed within
-    CONFIRMED_SECONDS."""
+    CONFIRMED_SECONDS. So does a single loop (--slots 1), whose Upload Start rides with
+    its Upload Success only within that time."""
     crunch = served_crunch
     ended = tmp_path / "ended"
     workflow = f"echo late > late.txt\ntouch {ended}\nsleep 3\n"
     project = crunch.project("Late", workflow)
     dataset = crunch.dataset(project["slug"], "d")
     client = crunch.start(
-        "loop", "--quiet", "--slots", "2", "--heartbeat", "60", "--isolation", "none",
+        "loop", "--quiet", "--slots", slots, "--heartbeat", "60", "--isolation", "none",
         "--bind", str(tmp_path), "--max-datasets", "1",  # no second run of the released one
     )  # fmt: skip
     try:
