@@ -151,9 +151,11 @@ def test_pages_sorted_by_a_result_end_with_the_datasets_without_it() -> None:
         make_dataset(project, name=f"n{i:03d}")
     rows: list[dict[str, Any]] = []
     for number in (1, 2, 3):
-        page = client_of().get(
-            "/api/datasets/", {"project": "survey", "sort": "-score", "page": number}
-        ).json()
+        page = (
+            client_of()
+            .get("/api/datasets/", {"project": "survey", "sort": "-score", "page": number})
+            .json()
+        )
         assert page["count"] == 214
         rows += page["results"]
     scored = [row["results"]["score"] for row in rows if "score" in row["results"]]
@@ -162,9 +164,11 @@ def test_pages_sorted_by_a_result_end_with_the_datasets_without_it() -> None:
     without = [row["slug"] for row in rows[153:]]
     assert len(without) == 61 and len({row["slug"] for row in rows}) == 214
     assert without[0] == "survey:n059" and without[-1] == "survey:d3"  # by id, descending
-    filtered = client_of().get(
-        "/api/datasets/", {"project": "survey", "sort": "-score", "where": "score<0.01"}
-    ).json()
+    filtered = (
+        client_of()
+        .get("/api/datasets/", {"project": "survey", "sort": "-score", "where": "score<0.01"})
+        .json()
+    )
     assert filtered["count"] == 11  # s000..s009 and d2
     assert [row["results"]["score"] for row in filtered["results"]][-3:] == [0.001, 1e-05, 0.0]
 
