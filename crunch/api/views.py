@@ -259,8 +259,8 @@ class DatasetViewSet(CrunchAPI, viewsets.ModelViewSet[Dataset]):
         return queryset
 
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        """The datasets, filtered and sorted by their results (crunch.api.results): a page
-        sorted by a result is read without sorting every dataset."""
+        """The datasets you may view, a page at a time: of a project, a state, a failure
+        reason, a name search, and filtered and sorted by their results (where, sort)."""
         rows = paged_datasets(request, self.filter_queryset(self.get_queryset()))
         page = self.paginate_queryset(rows)  # type: ignore[arg-type]
         if page is not None:
