@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from crunch.models import Dataset
-from crunchclient.launchers.submit import PROXY_VARIABLES
+from crunchclient.launchers.script import PROXY_VARIABLES
 from tests.clientkit import (
     SIX,
     Crunch,

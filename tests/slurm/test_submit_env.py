@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from crunchclient.launchers import SlurmLauncher, submit
+from crunchclient.launchers import SlurmLauncher, script
 from tests.clientkit import CRUNCH, clean_env
 from tests.slurm.conftest import Cluster, job_id_of, wait_until
 
@@ -24,7 +24,7 @@ PROXIES = {
 
 
 def without_proxies(env: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in env.items() if k not in submit.PROXY_VARIABLES}
+    return {k: v for k, v in env.items() if k not in script.PROXY_VARIABLES}
 
 
 def on_a_terminal(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str]:
@@ -73,11 +73,11 @@ def test_the_private_file_holds_the_proxy_variables_and_storage_settings_only_wh
     tmp_path: Path,
 ) -> None:
     environ = {"PATH": "/usr/bin", "https_proxy": "http://p:3128", "ALL_PROXY": "", **PROXIES}
-    request = submit.Request(
+    request = script.Request(
         project="p", jobs=1, wall=3600, margin=60, url="http://crunch.example", token="t0ken",
-        storage_settings=None, directory=tmp_path, proxies=submit.proxy_environment(environ),
+        storage_settings=None, directory=tmp_path, proxies=script.proxy_environment(environ),
     )  # fmt: skip
-    assert submit.env_text(request).splitlines()[1:] == [
+    assert script.env_text(request).splitlines()[1:] == [
         "CRUNCH_URL=http://crunch.example",
         "CRUNCH_TOKEN=t0ken",
         "HTTPS_PROXY=http://login-1:3128",
@@ -86,9 +86,9 @@ def test_the_private_file_holds_the_proxy_variables_and_storage_settings_only_wh
         "NO_PROXY=localhost,.cluster.internal",
         "ALL_PROXY=''",  # set, if empty: it overrides a node's own default
     ]
-    given = submit.Request(**{**request.__dict__, "storage_settings": tmp_path / "s.toml"})
-    assert f"CRUNCH_STORAGE_SETTINGS={tmp_path / 's.toml'}" in submit.env_text(given)
-    prepared = submit.prepare(given, SlurmLauncher(), standalone=True)
+    given = script.Request(**{**request.__dict__, "storage_settings": tmp_path / "s.toml"})
+    assert f"CRUNCH_STORAGE_SETTINGS={tmp_path / 's.toml'}" in script.env_text(given)
+    prepared = script.prepare(given, SlurmLauncher(), standalone=True)
     assert "# CRUNCH_URL, CRUNCH_TOKEN, CRUNCH_STORAGE_SETTINGS, HTTPS_PROXY, https_proxy, " in (
         prepared.script
     )

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from crunchclient.launchers import Launcher, Tasks, submit
+from crunchclient.launchers import Launcher, Tasks, script, submit
 from crunchclient.launchers.nodes import Slots
+from crunchclient.server.connection import Connection
 from tests.clientkit import CRUNCH, Crunch, clean_env, error_line
 
 BASE = ["submit", "--url", "http://crunch.example", "--token", "t0ken", "--project", "p",
@@ -177,18 +178,18 @@ def test_keep_submits_one_task_per_slots_pending_datasets(
     project = crunch.project("Kept", "true\n")
     for i in range(10):
         crunch.dataset(project["slug"], f"d{i}")
-    request = submit.Request(
+    request = script.Request(
         project=project["slug"], jobs=5, wall=3600, margin=60, url=crunch.url,
         token=crunch.token, storage_settings=None, directory=tmp_path, slots=slots,
     )  # fmt: skip
     launcher = Recording()
-    prepared = submit.prepare(request, launcher, standalone=True)
+    prepared = script.prepare(request, launcher, standalone=True)
 
     def stop(seconds: float) -> None:
         raise Polled
 
     keeper = submit.Keeper(
-        launcher=launcher, connection=submit.Connection(crunch.url, crunch.token),
+        launcher=launcher, connection=Connection(crunch.url, crunch.token),
         prepared=prepared, request=request, keep=5, report=lambda line: None, sleep=stop,
     )  # fmt: skip
     with pytest.raises(Polled):

@@ -18,7 +18,7 @@ from crunchclient.cli.arguments import (
     wall_time,
 )
 from crunchclient.exceptions import ConfigurationError
-from crunchclient.launchers import SlurmLauncher, submit
+from crunchclient.launchers import SlurmLauncher, script, submit
 from crunchclient.launchers.growth import Growth, factor
 from crunchclient.launchers.nodes import AUTO, Slots
 from crunchclient.management.base import ClientCommand
@@ -234,7 +234,7 @@ class Command(ClientCommand):
 
     def handle(self, *args: Any, **opts: Any) -> None:
         wall = opts["time"]
-        margin = opts["margin"] if opts["margin"] is not None else submit.default_margin(wall)
+        margin = opts["margin"] if opts["margin"] is not None else script.default_margin(wall)
         slots = Slots(
             given=opts["slots"] != 0, count=opts["slots"] if opts["slots"] != 0 else 1,
             cores=opts["cores_per_slot"],
@@ -247,14 +247,14 @@ class Command(ClientCommand):
         scheduler["output"] = opts["output"] or str(Path("crunch-%x-%A_%a.out").absolute())
         standalone = bootstrap.is_standalone()
         settings_file = bootstrap.PROCESS.configured_from
-        request = submit.Request(
+        request = script.Request(
             project=opts["project"], jobs=jobs, wall=wall, margin=margin,
             url=resolve_url(opts), token=resolve_token(opts),
             storage_settings=settings_file.absolute() if settings_file else None,
             directory=opts["directory"].expanduser().absolute(), wait=opts["wait"],
             cores=opts["cpus_per_task"], loop_args=opts["loop_arg"], setup=opts["setup"],
             scheduler=scheduler, extra=opts["sbatch_arg"], name=opts["job_name"],
-            proxies=submit.proxy_environment(os.environ), slots=slots,
+            proxies=script.proxy_environment(os.environ), slots=slots,
         )  # fmt: skip
         request = replace(request, **growth_of(opts, slots))
         submit.check_request(request)
