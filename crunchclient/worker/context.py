@@ -67,6 +67,8 @@ class RunContext:
     sending: threading.RLock = field(default_factory=threading.RLock)
     """Held while statuses are taken and sent: the lingering Start's timer sends too."""
     later: threading.Timer | None = None
+    taken: Claim | None = None
+    """The next claim that the last call took though one of its statuses was refused."""
     memory: int | None = None
     """Bytes of memory the workflow has (failures.task_memory), sent with a Fail."""
     seconds: int | None = None
@@ -253,12 +255,11 @@ class RunContext:
     def send_together(self, reports: list[StatusReport], then: NextRequest) -> StatusAnswer:
         """A single loop's statuses and its next claim in one call (statuses/batch/'s
         object form); the last status's answer, with the claim as its ``next``. A claim
-        taken beside a refused status is given back unstarted."""
+        taken beside a refused status is kept in ``taken``, for the loop to run next."""
         answer = self.connection.post_batch(reports, next=replace(then, count=1))
         for result, report in zip(answer.results, reports, strict=True):
             if not result.recorded:
-                for claim in answer.claims:
-                    self.connection.release(str(claim.id), note="")
+                self.taken = answer.claims[0] if answer.claims else None
                 raise refusal(result, report)
         last = answer.results[-1].answer or StatusAnswer()
         return replace(last, next=answer.claims[0] if answer.claims else None)

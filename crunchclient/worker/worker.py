@@ -261,6 +261,8 @@ class Worker:
         finally:
             context.setup_checksums.stop()  # a failed dataset's files need no checksums
             context.stop_lingering()
+            if context.taken is not None:  # taken with a refused status: run it next
+                self.prefetched = context.taken
         if config.cleanup:
             remove_work_folder(config.directory, workdir)
         return Outcome(dataset=context.slug, completed=True, seconds=time.monotonic() - started)

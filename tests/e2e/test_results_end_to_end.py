@@ -206,6 +206,8 @@ def test_each_invalid_results_file_fails_its_dataset_alone(
         assert ".crunch/upload_md5_checksums.json" in files
         if name not in expected:
             assert row.state == "completed", (name, row.note)
+            # claimed with a refused Upload Success or not, its run is six statuses
+            assert statuses(dataset["slug"]) == SIX, name
             continue
         assert (row.state, row.attempts, row.last_reason) == ("failed", 1, "results"), name
         fail = Status.objects.filter(dataset=row, state=3).get()
