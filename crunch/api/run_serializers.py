@@ -23,7 +23,7 @@ from crunch.api.serializers import INT32, INT64, DatasetSerializer, ProjectSeria
 from crunch.choices import FailReason, Stage, State
 from crunch.models import Status
 from crunch.models.statuses import IMAGE_DIGEST
-from crunch.services.claims import MAX_COUNT
+from crunch.services.counted_claims import MAX_COUNT
 from crunch.services.leases import MAX_RENEWED
 from crunch.services.statuses import DIAGNOSTIC_FIELDS, FAILURE_MAX
 

@@ -46,7 +46,7 @@ from crunch.api.results import (
 )
 from crunch.choices import AttributeKind, DatasetState, FailReason, Role
 from crunch.models import Attribute, Dataset, Item, Project
-from crunch.services import claims, clients, retries, workflows
+from crunch.services import claims, clients, counted_claims, retries, workflows
 from crunch.services.clients import ClientReport
 from crunch.services.explain import explain
 from crunch.services.overview import project_overview
@@ -111,7 +111,7 @@ def claim_with(
     }  # fmt: skip
     if params.get("count") is None:
         return claims.claim_next(**common)
-    return claims.claim_many(count=params["count"], slots=params.get("slots"), **common)
+    return counted_claims.claim_many(count=params["count"], slots=params.get("slots"), **common)
 
 
 def record_client(request: Request, client: dict[str, Any], *, holder: str) -> None:

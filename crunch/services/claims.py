@@ -19,7 +19,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from crunch.choices import DatasetState, Stage, State
-from crunch.db import batched, statements
+from crunch.db import statements
 from crunch.db.statements import Condition
 from crunch.exceptions import ClaimConflict, LeaseExpired, ProjectPaused
 from crunch.models import Dataset, Project, Status
@@ -180,8 +180,8 @@ def claim_next(  # noqa: PLR0913 (keyword-only: the parts of one claim request)
                 dataset = queue.take(values)
                 if dataset is not None:
                     dataset.project = statements.project(dataset.project_id)
-                    claim = _claim_on(dataset)
-                    return claim if start is None else _started(claim, start, user)
+                    claim = claim_on(dataset)
+                    return claim if start is None else record_starts([claim], start, user)[0]
         except IntegrityError:
             if not savepoint:
                 raise
@@ -196,104 +196,17 @@ def claim_next(  # noqa: PLR0913 (keyword-only: the parts of one claim request)
         return None
 
 
-MAX_COUNT = 64
-"""The most datasets one claim request may ask for (``count``)."""
-
-
-def claim_many(  # noqa: PLR0913 (keyword-only: claim_next's and the count's)
-    *,
-    count: int,
-    holder: str,
-    project: Project | str | None = None,
-    allowed: Condition | None = None,
-    user: Any = None,
-    lease_seconds: int | None = None,
-    key: str | None = None,
-    start: dict[str, Any] | None = None,
-    slots: list[int] | None = None,
-    savepoint: bool = True,
-    memory: int | None = None,
-    seconds: int | None = None,
+def record_starts(
+    made: list[Claim], diagnostics: dict[str, Any], user: Any, slots: list[int] | None = None
 ) -> list[Claim]:
-    """Claim up to ``count`` ready datasets at once, in queue order; [] when none is left.
-
-    As ``claim_next`` (same arguments), for a loop with several free slots: each claim has
-    its own id and lease, and the i-th (from 0) the key ``f"{key}:{i}"``, so a request
-    retried with the same ``key`` gets the claims it made (those still running) and makes
-    none. With ``start`` every claim's Setup Start is recorded, the i-th with the slot
-    ``slots[i]`` if given. A constant number of statements whatever ``count``: the claims
-    (one UPDATE ... RETURNING), their projects, and their Setup Starts (one INSERT).
-    """
-    if reclaim_due():
-        reclaim_expired()
-    if (
-        key
-        and getattr(user, "pk", None) is None
-        and (earlier := _claims_with_key(key, user, count))
-    ):
-        return earlier  # no user: no unique constraint to find the retry (NULLs differ)
-    while True:
-        now = timezone.now()
-        values = claim_values(holder=holder, user=user, now=now, lease_seconds=lease_seconds)
-        if start is not None:
-            values["stage"] = Stage.SETUP
-        wanted = [(uuid.uuid4(), f"{key}:{i}" if key else None) for i in range(count)]
-        try:
-            with transaction.atomic(savepoint=savepoint):
-                taken = batched.claim_many(
-                    values, claims=wanted, project=project, allowed=allowed, now=now,
-                    memory=memory, seconds=seconds,
-                )  # fmt: skip
-                if taken:
-                    owners = batched.projects([dataset.project_id for dataset in taken])
-                    for dataset in taken:
-                        dataset.project = owners[dataset.project_id]
-                    made = [_claim_on(dataset) for dataset in taken]
-                    return made if start is None else _all_started(made, start, user, slots)
-        except IntegrityError:
-            if not savepoint:
-                raise
-            # A key already on a running claim: this request was sent before.
-            if key and (earlier := _claims_with_key(key, user, count)):
-                return earlier
-            raise KeyInUse(key or "") from None
-        if key and (earlier := _claims_with_key(key, user, count)):
-            return earlier  # a retry after the queue's last datasets went to this very request
-        if reclaim_expired():
-            continue  # leases ran out: those datasets are pending again
-        return []
-
-
-def _all_started(
-    made: list[Claim], diagnostics: dict[str, Any], user: Any, slots: list[int] | None
-) -> list[Claim]:
-    """Record the Setup Start of every run just claimed, in one statement."""
+    """Record the Setup Start of every run just claimed (the status its client would post
+    next), the i-th with the slot ``slots[i]`` if given, in one statement."""
     statements.insert_statuses([Status(
         dataset=claim.dataset, stage=Stage.SETUP, state=State.START, claim_id=claim.id,
         user=user if getattr(user, "pk", None) else None, created=started_at(claim),
         slot=slots[n] if slots and n < len(slots) else None, **diagnostics,
     ) for n, claim in enumerate(made)])  # fmt: skip
     return [dataclasses.replace(claim, started=True) for claim in made]
-
-
-def _claims_with_key(key: str, user: Any, count: int) -> list[Claim]:
-    """The running claims ``user`` (None: no user) made with ``key`` and ``count``, in order."""
-    keys = [f"{key}:{i}" for i in range(count)]
-    user_pk = getattr(user, "pk", None)
-    running = Dataset.objects.running().filter(claim_key__in=keys, claim_user_id=user_pk)
-    found = sorted(running.select_related("project"), key=lambda d: keys.index(d.claim_key or ""))
-    # Those taken with their Setup Start have a stage: the retry must not post it again.
-    return [dataclasses.replace(_claim_on(d), started=d.stage is not None) for d in found]
-
-
-def _started(claim: Claim, diagnostics: dict[str, Any], user: Any) -> Claim:
-    """Record the Setup Start of a run just claimed: the status its client would post next."""
-    statements.insert_statuses([Status(
-        dataset=claim.dataset, stage=Stage.SETUP, state=State.START, claim_id=claim.id,
-        user=user if getattr(user, "pk", None) else None, created=started_at(claim),
-        **diagnostics,
-    )])  # fmt: skip
-    return dataclasses.replace(claim, started=True)
 
 
 def started_at(claim: Claim) -> datetime.datetime:
@@ -358,10 +271,11 @@ def claim_dataset(
 
 def _claim_of(pk: int) -> Claim:
     """The claim on row ``pk``: the dataset read back with its project, in one query."""
-    return _claim_on(statements.dataset_with_project(pk))
+    return claim_on(statements.dataset_with_project(pk))
 
 
-def _claim_on(dataset: Dataset) -> Claim:
+def claim_on(dataset: Dataset) -> Claim:
+    """The claim held on ``dataset``, a row just claimed."""
     assert dataset.claim_id is not None and dataset.lease_expires is not None
     return Claim(
         id=dataset.claim_id,
@@ -394,8 +308,25 @@ def _holder_of(pk: int) -> str:
 
 
 __all__ = [
-    "CLEARED_CLAIM", "MAX_COUNT", "Claim", "KeyInUse", "LeaseExpired", "Queue",
-    "claim_dataset", "claim_many", "claim_next", "claim_values", "held_by", "is_legacy_claim",
-    "lease_until", "legacy_claim_id", "reclaim_due", "reclaim_expired", "refuse_paused", "release",
-    "release_dataset", "renew_lease", "renew_leases",
+    "CLEARED_CLAIM",
+    "Claim",
+    "KeyInUse",
+    "LeaseExpired",
+    "Queue",
+    "claim_dataset",
+    "claim_next",
+    "claim_on",
+    "claim_values",
+    "held_by",
+    "is_legacy_claim",
+    "lease_until",
+    "legacy_claim_id",
+    "reclaim_due",
+    "reclaim_expired",
+    "record_starts",
+    "refuse_paused",
+    "release",
+    "release_dataset",
+    "renew_lease",
+    "renew_leases",
 ]  # fmt: skip

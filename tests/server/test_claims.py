@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from crunch.choices import DatasetState
 from crunch.models import Dataset, Project, Status
-from crunch.services import claims, statuses
+from crunch.services import claims, counted_claims, statuses
 from tests.factories import bulk_datasets, make_dataset, make_project
 
 
@@ -33,7 +33,9 @@ def claim_until_empty(workers: int, project=None, count: int | None = None) -> l
                     claim = claims.claim_next(holder=f"worker-{n}", project=project)
                     got = [] if claim is None else [claim]
                 else:
-                    got = claims.claim_many(count=count, holder=f"worker-{n}", project=project)
+                    got = counted_claims.claim_many(
+                        count=count, holder=f"worker-{n}", project=project
+                    )
                 if not got:
                     break
                 with lock:
@@ -80,7 +82,7 @@ def test_postgres_claims_skip_locked_rows(count):
         if count is None:
             assert claims.claim_next(holder="a") is not None
         else:
-            assert len(claims.claim_many(count=count, holder="a")) == 1
+            assert len(counted_claims.claim_many(count=count, holder="a")) == 1
     (taken,) = [q["sql"] for q in queries.captured_queries if "UPDATE" in q["sql"]]
     assert 'FOR UPDATE OF "crunch_dataset" SKIP LOCKED' in taken
 
