@@ -44,10 +44,23 @@ class ResultRow:
     values: dict[str, Any] = field(default_factory=dict)
 
 
+KINDS = ("char", "int", "float", "bool", "date", "datetime", "latlong")
+"""The result kinds this client reads: crunch.choices.AttributeKind's but url and filesize,
+which results never take."""
+
+
 def kinds_of(header: str) -> dict[str, str]:
-    """{key: kind} in column order, from the ``Crunch-Result-Kinds`` header."""
+    """{key: kind} in column order, from the ``Crunch-Result-Kinds`` header; a kind this
+    client does not know (a newer server's) is a one-line ServerError, not a crash later."""
     pairs = (item.strip().partition(":") for item in header.split(",") if item.strip())
-    return {name: kind for name, _, kind in pairs}
+    kinds = {name: kind for name, _, kind in pairs}
+    for name, kind in kinds.items():
+        if kind not in KINDS:
+            raise ServerError(
+                f"The server sent the result {name[:64]!r} as a {kind[:32]!r}, a kind this "
+                f"client does not know ({', '.join(KINDS)}): upgrade django-crunch here."
+            )
+    return kinds
 
 
 def typed_value(kind: str, value: Any) -> Any:

@@ -12,7 +12,7 @@ import pytest
 
 import crunchclient
 from crunch.services import results as server_results
-from crunchclient import ConfigurationError, LatLon, NotFound, ResultRow
+from crunchclient import ConfigurationError, LatLon, NotFound, ResultRow, ServerError
 from crunchclient.server.results import kinds_of, typed_row
 from tests.clientkit import Crunch
 from tests.server.results_kit import survey
@@ -43,6 +43,15 @@ def test_a_record_is_typed_by_its_columns_kinds() -> None:
     assert isinstance(row.values["score"], float)
     assert row.values["where"] == (1.5, -2.0)  # a pair
     assert "words" not in row.values  # not reported: absent, as on the server
+
+
+def test_a_kind_this_client_does_not_know_is_one_line() -> None:
+    with pytest.raises(ServerError) as raised:
+        kinds_of("score:float,link:url")
+    assert str(raised.value) == (
+        "The server sent the result 'link' as a 'url', a kind this client does not know "
+        "(char, int, float, bool, date, datetime, latlong): upgrade django-crunch here."
+    )
 
 
 def test_results_over_http_equal_the_servers_rows(crunch: Crunch) -> None:
