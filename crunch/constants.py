@@ -27,6 +27,13 @@ RESULTS_RECORD = "results.json"
 Success and stored typed by the server (docs/how-it-works/results.md)."""
 RESULTS_MAX_BYTES = 64 * 1024  # of the results file, and of the results as compact JSON
 RESULTS_MAX_KEYS = 200
+RESULT_KEY_MAX = 64  # characters of a result key
+RESULT_KEY = rf"[A-Za-z_][A-Za-z0-9_]{{0,{RESULT_KEY_MAX - 1}}}"
+"""A result key: an identifier, so that it is a column of every export."""
+RESULT_RESERVED = frozenset({"dataset", "state", "slug"})  # the table's own columns
+RESULT_TEXT_MAX = 1000  # characters of a text result
+RESULT_TEXT_BYTES = 2000  # of a text in UTF-8: PostgreSQL indexes no entry past ~2,700 bytes
+INT64 = (-(2**63), 2**63 - 1)  # the integers a result (and an attribute) may hold
 DATASET_RECORD = "dataset.json"
 PROJECT_RECORD = "project.json"
 """The dataset and project as the server sent them with the claim."""

@@ -9,8 +9,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from crunch.api.serializers import INT64
 from crunch.choices import FailReason, Stage, State
+from crunch.constants import INT64
 from crunch.services.statuses import Failure
 
 

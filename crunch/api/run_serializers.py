@@ -19,8 +19,9 @@ from crunch.api.run_fields import (  # noqa: F401  (re-exported: crunch.api uses
     no_dataset,
     reason_field,
 )  # fmt: skip
-from crunch.api.serializers import INT32, INT64, DatasetSerializer, ProjectSerializer
+from crunch.api.serializers import INT32, DatasetSerializer, ProjectSerializer
 from crunch.choices import FailReason, Stage, State
+from crunch.constants import INT64
 from crunch.models import Status
 from crunch.models.statuses import IMAGE_DIGEST
 from crunch.services.counted_claims import MAX_COUNT

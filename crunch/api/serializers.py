@@ -20,6 +20,7 @@ from rest_framework.exceptions import NotFound
 
 from crunch.access import Action, datasets_where, may, project_of, projects_where
 from crunch.choices import AttributeKind
+from crunch.constants import INT64
 from crunch.models import (
     Attribute,
     Dataset,
@@ -33,7 +34,6 @@ from crunch.services import paths
 from crunch.services.retry_policy import Policy
 
 INT32 = (-(2**31), 2**31 - 1)
-INT64 = (-(2**63), 2**63 - 1)
 """Column ranges: the same limits on SQLite (which stores any 64-bit value) and PostgreSQL."""
 SLUG_MAX = Project._meta.get_field("slug").max_length or 1023
 SLUG_SUFFIX_ROOM = 12

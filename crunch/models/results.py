@@ -25,6 +25,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from crunch.choices import AttributeKind
+from crunch.constants import RESULT_KEY_MAX, RESULT_TEXT_MAX
 from crunch.models.datasets import Dataset
 from crunch.models.projects import Project
 
@@ -41,8 +42,8 @@ RESULT_COLUMN = {
 }  # fmt: skip
 """{kind: the column of ``Result`` holding its value}; a lat-long holds ``lat`` and ``lon``."""
 
-KEY_MAX = 64  # characters of a result key
-TEXT_MAX = 1000  # characters of a text result
+KEY_MAX = RESULT_KEY_MAX
+TEXT_MAX = RESULT_TEXT_MAX
 
 
 class LatLon(NamedTuple):

@@ -23,9 +23,10 @@ from django.db.models.functions import StrIndex
 from django.db.models.lookups import GreaterThan
 
 from crunch.choices import AttributeKind
+from crunch.constants import INT64
 from crunch.exceptions import InvalidFilter
 from crunch.models import Dataset, Result, ResultKey
-from crunch.services.result_values import INT64, shown
+from crunch.services.result_values import shown
 
 OPERATORS = ("<=", ">=", "!=", "=", "<", ">", "~")
 WHERE = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|!=|=|<|>|~)\s*(.*?)\s*\Z", re.DOTALL)

@@ -19,16 +19,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from crunch.choices import AttributeKind
+from crunch.constants import INT64, RESULT_KEY, RESULT_RESERVED, RESULT_TEXT_BYTES
 from crunch.constants import RESULTS_MAX_BYTES as MAX_BYTES
 from crunch.constants import RESULTS_MAX_KEYS as MAX_KEYS
 from crunch.exceptions import InvalidResults
 from crunch.models.results import KEY_MAX, TEXT_MAX, LatLon
 
-TEXT_BYTES = 2000  # of a text in UTF-8: PostgreSQL indexes no entry past about 2,700 bytes
-INT64 = (-(2**63), 2**63 - 1)
+TEXT_BYTES = RESULT_TEXT_BYTES
 EXACT_FLOAT = 2**53  # integers up to this size are floats without loss
-KEY = re.compile(rf"[A-Za-z_][A-Za-z0-9_]{{0,{KEY_MAX - 1}}}\Z")
-RESERVED = frozenset({"dataset", "state", "slug"})
+KEY = re.compile(rf"{RESULT_KEY}\Z")
+RESERVED = RESULT_RESERVED
 """Names of the table's own columns (exports, sorts): no result may take them."""
 DATE = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
 DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})?\Z")

@@ -28,7 +28,17 @@ from typing import Any
 
 from crunch.choices import FailReason, State
 from crunch.choices import Stage as StageNumber
-from crunch.constants import RESULTS_MAX_BYTES, RESULTS_MAX_KEYS, RESULTS_RECORD
+from crunch.constants import (
+    INT64,
+    RESULT_KEY,
+    RESULT_KEY_MAX,
+    RESULT_RESERVED,
+    RESULT_TEXT_BYTES,
+    RESULT_TEXT_MAX,
+    RESULTS_MAX_BYTES,
+    RESULTS_MAX_KEYS,
+    RESULTS_RECORD,
+)
 from crunchclient.exceptions import ClientError, ResultsRefused, StageFailed
 from crunchclient.worker.context import RunContext
 from crunchclient.worker.failures import Failed, Failure
@@ -36,12 +46,7 @@ from crunchclient.worker.stages.base import first_line
 
 logger = logging.getLogger(__name__)
 
-KEY_MAX = 64  # characters of a key
-KEY = re.compile(rf"[A-Za-z_][A-Za-z0-9_]{{0,{KEY_MAX - 1}}}\Z")
-RESERVED = frozenset({"dataset", "state", "slug"})  # the table's own columns
-TEXT_MAX = 1000  # characters of a text
-TEXT_BYTES = 2000  # of a text in UTF-8
-INT64 = (-(2**63), 2**63 - 1)
+KEY = re.compile(rf"{RESULT_KEY}\Z")
 NESTED = '{"lat": .., "lon": ..}'
 KINDS = f"a number, a text, true or false, an ISO date or date and time, or {NESTED}"
 
@@ -157,10 +162,10 @@ def check_key(name: str) -> None:
     if not KEY.match(name):
         raise problem(
             f"key {shown(name)} is not an identifier (a letter or '_', then letters, digits "
-            f"or '_', at most {KEY_MAX} characters)."
+            f"or '_', at most {RESULT_KEY_MAX} characters)."
         )
-    if name in RESERVED:
-        raise problem(f"key {name!r} is reserved ({', '.join(sorted(RESERVED))}).")
+    if name in RESULT_RESERVED:
+        raise problem(f"key {name!r} is reserved ({', '.join(sorted(RESULT_RESERVED))}).")
 
 
 def check_value(name: str, value: Any) -> None:
@@ -185,13 +190,15 @@ def check_value(name: str, value: Any) -> None:
 
 
 def check_text(name: str, value: str) -> None:
-    if len(value) > TEXT_MAX:
-        raise problem(f"{name!r} is a text of {len(value):,} characters; at most {TEXT_MAX:,}.")
+    if len(value) > RESULT_TEXT_MAX:
+        raise problem(
+            f"{name!r} is a text of {len(value):,} characters; at most {RESULT_TEXT_MAX:,}."
+        )
     for char in value:
         if unicodedata.category(char) in ("Cc", "Cs"):
             raise problem(f"{name!r} holds the control character {char!r}.")
-    if len(value.encode()) > TEXT_BYTES:
-        raise problem(f"{name!r} is a text of more than {TEXT_BYTES:,} bytes in UTF-8.")
+    if len(value.encode()) > RESULT_TEXT_BYTES:
+        raise problem(f"{name!r} is a text of more than {RESULT_TEXT_BYTES:,} bytes in UTF-8.")
 
 
 def check_place(name: str, value: Mapping[str, Any]) -> None:
