@@ -55,6 +55,32 @@ class Tally:
             self.refused += refused
 
 
+@dataclass
+class Caller:
+    """One simulated client's calls: its session, how many it made and how many failed."""
+
+    api: requests.Session
+    url: str
+    calls: int = 0
+    failures: int = 0
+
+    def post(self, path: str, body: object) -> requests.Response | None:
+        """The answer below 500; None once RETRIES tries failed (5xx or dropped)."""
+        for _ in range(RETRIES):
+            self.calls += 1
+            try:
+                response = self.api.post(f"{self.url}/api/{path}", json=body, timeout=60)
+            except requests.RequestException:
+                self.failures += 1
+                time.sleep(0.05)
+                continue
+            if response.status_code < 500:
+                return response
+            self.failures += 1
+            time.sleep(0.05)
+        return None
+
+
 def client(n: int, url: str, token: str, next_path: str, start: threading.Barrier,
            tally: Tally, combined: bool = False) -> None:  # fmt: skip
     """Claim and report until nothing is pending; retry 5xx and dropped connections.
@@ -63,26 +89,11 @@ def client(n: int, url: str, token: str, next_path: str, start: threading.Barrie
     the Setup Start; two batches of a Success and the next Start; the Upload Success
     claims the next dataset), else the older seven (a claim, six status posts).
     """
-    api = session(token)
-    datasets = calls = failures = 0
+    caller = Caller(session(token), url)
+    post = caller.post
+    datasets = 0
     refused: list[str] = []
     holder = f"capacity-{n}"
-
-    def post(path: str, body: object) -> requests.Response | None:
-        nonlocal calls, failures
-        for _ in range(RETRIES):
-            calls += 1
-            try:
-                response = api.post(f"{url}/api/{path}", json=body, timeout=60)
-            except requests.RequestException:
-                failures += 1
-                time.sleep(0.05)
-                continue
-            if response.status_code < 500:
-                return response
-            failures += 1
-            time.sleep(0.05)
-        return None
 
     def ok(response: requests.Response | None, what: str) -> bool:
         if response is not None and response.status_code < 400:
@@ -129,7 +140,7 @@ def client(n: int, url: str, token: str, next_path: str, start: threading.Barrie
         if not ok(claim, "claim"):
             break
         body = claim.json()
-    tally.add(datasets=datasets, calls=calls, failures=failures, refused=refused)
+    tally.add(datasets=datasets, calls=caller.calls, failures=caller.failures, refused=refused)
 
 
 # ---------------------------------------------------------------------------- batched
@@ -156,31 +167,21 @@ def loop(n: int, url: str, token: str, plan: Slots, start: threading.Barrier, ta
     """Claim and report with ``plan.slots`` slots until nothing is pending; retry 5xx and
     dropped connections."""
     slots, project, heartbeat = plan.slots, plan.project, plan.heartbeat
-    api = session(token)
-    datasets = calls = failures = 0
+    caller = Caller(session(token), url)
+    datasets = 0
     refused: list[str] = []
     holder = f"capacity-{n}"
     client = {"holder": holder, "slots": slots}
 
     def post(path: str, body: object) -> Any:
         """The JSON of a 2xx answer; None (said in ``refused``) otherwise."""
-        nonlocal calls, failures
-        for _ in range(RETRIES):
-            calls += 1
-            try:
-                response = api.post(f"{url}/api/{path}", json=body, timeout=60)
-            except requests.RequestException:
-                failures += 1
-                time.sleep(0.05)
-                continue
-            if response.status_code < 300:
-                return response.json()
-            if response.status_code < 500:
-                refused.append(f"{path}: {response.status_code}: {response.text[:200]}")
-                return None
-            failures += 1
-            time.sleep(0.05)
-        refused.append(f"{path}: no answer")
+        response = caller.post(path, body)
+        if response is None:
+            refused.append(f"{path}: no answer")
+            return None
+        if response.status_code < 300:
+            return response.json()
+        refused.append(f"{path}: {response.status_code}: {response.text[:200]}")
         return None
 
     def claim_request(free: list[int]) -> dict[str, Any]:
@@ -209,7 +210,7 @@ def loop(n: int, url: str, token: str, plan: Slots, start: threading.Barrier, ta
             break
         datasets += len(held)
         held = claimed(answer, free)
-    tally.add(datasets=datasets, calls=calls, failures=failures, refused=refused)
+    tally.add(datasets=datasets, calls=caller.calls, failures=caller.failures, refused=refused)
 
 
 def status(slot: int, claim: dict[str, Any], stage: int, state: int) -> dict[str, Any]:
