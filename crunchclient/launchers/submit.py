@@ -4,7 +4,9 @@ The script and its private settings file (the URL, token, storage settings and p
 settings, never on a command line): ``script.py``.
 
 With ``keep``, the command stays and keeps that many tasks queued or running while
-the project has pending datasets, then exits once nothing is pending or running.
+the project has pending datasets, then exits once nothing is pending or running. While
+the project is paused it submits nothing (queued tasks keep their place) and goes on once
+it is resumed.
 
 With ``slots`` (``crunch submit --slots N``), each task is one node running one
 ``crunch loop --slots N`` (``nodes.py``), and a task counts for N pending datasets.
@@ -64,6 +66,7 @@ class Keeper:
     most_held: int = 0
     slots_seen: int = 0  # with --slots auto: the most slots a loop of our jobs reported
     standalone: bool = True  # the tasks run the console script (else manage.py)
+    paused: bool = False  # the project was paused at the last poll: nothing is submitted
     levels: Levels = field(init=False)
     """--mem-retry/--time-retry: the job arrays with more memory or time, by level."""
 
@@ -90,6 +93,21 @@ class Keeper:
     def stats(self) -> ProjectStats:
         return self.connection.project_stats(self.request.project)
 
+    def watch_pause(self) -> bool:
+        """Whether the project is paused now (it hands out nothing, so a task submitted
+        then would end at once); says so when that changes."""
+        slug = self.request.project
+        paused = self.connection.project(slug).paused
+        if paused != self.paused:
+            self.paused = paused
+            self.report(
+                f"Project {slug!r} is paused: no task is submitted until it is resumed "
+                f"('crunch project resume {slug}'); queued tasks keep their place."
+                if paused
+                else f"Project {slug!r} was resumed: submitting again."
+            )
+        return paused
+
     def per_task(self) -> int:
         """Pending datasets one more task takes on: its slots.
 
@@ -112,10 +130,12 @@ class Keeper:
         done_before, ended_since_progress = -1, 0
         while True:
             stats = self.stats()
+            paused = self.watch_pause()
             needs = self.needs()
             try:
                 tasks = self.launcher.poll(self.job_ids)
-                self.levels.feed(needs, self.keep, most=self.request.jobs)
+                if not paused:
+                    self.levels.feed(needs, self.keep, most=self.request.jobs)
             except SchedulerError as exc:
                 self.retry_later(exc, backoff)
                 continue
@@ -124,7 +144,7 @@ class Keeper:
             pending, running = max(0, stats.pending - needs.total), stats.running
             done = stats.completed + stats.failed
             ended = self.submitted - tasks.held
-            if done != done_before:
+            if done != done_before or paused:  # a task ending on a paused project: no fault
                 done_before, ended_since_progress = done, ended
             elif ended - ended_since_progress >= max(3, 2 * self.keep) and pending:
                 raise SubmitError(
@@ -146,7 +166,7 @@ class Keeper:
                     )
             wanted = math.ceil(pending / self.per_task()) if pending else 0
             count = min(self.keep - tasks.held, wanted - tasks.queued, self.request.jobs)
-            if pending and count > 0:
+            if pending and count > 0 and not paused:
                 try:
                     job_id = self.launcher.submit(self.prepared.script_path, tasks=count)
                 except SchedulerError as exc:
@@ -188,7 +208,12 @@ def submit(
             report(dry_run_levels(request, launcher, standalone=standalone))
         return None
     connection = Connection(request.url, request.token)
-    connection.project(request.project)  # a wrong slug or token fails before sbatch
+    project = connection.project(request.project)  # a wrong slug or token fails before sbatch
+    if project.paused and keep is None:
+        logger.warning(
+            "Project %r is paused: its tasks find nothing to do and end at once if they start "
+            "before it is resumed ('crunch project resume %s').", request.project, request.project,
+        )  # fmt: skip
     write(prepared, request)
     keeper = Keeper(
         launcher=launcher, connection=connection, prepared=prepared, request=request,

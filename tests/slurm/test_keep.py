@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,48 @@ def test_keep_survives_a_failing_squeue_and_says_so(cluster: Cluster, tmp_path: 
     ) in result.stderr
     assert "Traceback" not in result.stderr
     assert Dataset.objects.filter(slug__in=slugs, state="completed").count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_keep_submits_nothing_while_the_project_is_paused_and_goes_on_when_resumed(
+    cluster: Cluster,
+) -> None:
+    project = cluster.crunch.project("Paused", "echo done > out.txt\n")
+    slug = project["slug"]
+    slugs = [cluster.crunch.dataset(slug, f"d{i}", {"in.txt": "x"})["slug"] for i in range(2)]
+    cluster.crunch.api("PATCH", f"projects/{slug}/", paused=True)
+    cluster.env["PYTHONUNBUFFERED"] = "1"  # its lines as they come, not at exit
+    keeper = cluster.start(
+        "--project", slug, "--keep", "1", "--time", "1m", "--poll", "1", "--wait", "1"
+    )  # fmt: skip
+    try:
+        assert keeper.stdout is not None
+        first = keeper.stdout.readline()
+        assert first.startswith(f"Project {slug!r} is paused: no task is submitted"), first
+        time.sleep(3)  # three polls: nothing submitted, nothing queued
+        assert not cluster.tasks()
+        cluster.crunch.api("PATCH", f"projects/{slug}/", paused=False)
+        out, err = keeper.communicate(timeout=120)
+    finally:
+        keeper.kill()
+    assert keeper.returncode == 0, err + cluster.outputs()
+    lines = out.splitlines()
+    assert lines[0] == f"Project {slug!r} was resumed: submitting again.", out
+    assert lines[1].startswith("Submitted job"), out
+    assert Dataset.objects.filter(slug__in=slugs, state="completed").count() == 2
+    assert "Traceback" not in err
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_plain_submit_of_a_paused_project_warns(cluster: Cluster) -> None:
+    project = cluster.crunch.project("Held", "echo done > out.txt\n")
+    slug = project["slug"]
+    cluster.crunch.dataset(slug, "d0", {"in.txt": "x"})
+    cluster.crunch.api("PATCH", f"projects/{slug}/", paused=True)
+    result = cluster.submit("--project", slug, "--time", "1m", "--sbatch-arg=--hold")
+    assert result.returncode == 0, result.stderr
+    assert (
+        f"Project {slug!r} is paused: its tasks find nothing to do and end at once if they "
+        f"start before it is resumed ('crunch project resume {slug}')."
+    ) in result.stderr
+    assert "Submitted" in result.stdout
