@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from crunchclient.exceptions import ClientError, ConfigurationError, SchedulerError, SubmitError
-from crunchclient.launchers.base import Launcher
+from crunchclient.launchers.base import Launcher, Tasks
 from crunchclient.launchers.growth import Level, LevelJobs, Levels, Needs, levels_for
 from crunchclient.launchers.script import Prepared, Request, prepare, submitted_message, write
 from crunchclient.server.connection import Connection
@@ -152,18 +152,8 @@ class Keeper:
                     f"of {self.request.project!r}: a dataset may need more than --time, or the "
                     "tasks fail to start; see their output (--output)."
                 )
-            if not stats.pending and not running:
-                every = self.launcher.poll(self.all_job_ids()) if self.levels.jobs else tasks
-                if every.queued:
-                    for job_id in self.all_job_ids():
-                        self.launcher.cancel(job_id, queued_only=True)
-                if not every.running:
-                    return (
-                        f"Project {self.request.project!r}: nothing pending or running "
-                        f"({stats.completed} completed, {stats.failed} failed); "
-                        f"submitted {self.submitted + self.levels.submitted} task(s) in "
-                        f"{len(self.all_job_ids())} job(s), at most {self.most_held} at once."
-                    )
+            if not stats.pending and not running and (summary := self.ended(tasks, stats)):
+                return summary
             wanted = math.ceil(pending / self.per_task()) if pending else 0
             count = min(self.keep - tasks.held, wanted - tasks.queued, self.request.jobs)
             if pending and count > 0 and not paused:
@@ -183,6 +173,22 @@ class Keeper:
                 )
             backoff.reset()
             self.sleep(self.poll_seconds)
+
+    def ended(self, tasks: Tasks, stats: ProjectStats) -> str | None:
+        """With nothing pending or running: cancel what is still queued; once none of our
+        tasks runs, the closing summary."""
+        every = self.launcher.poll(self.all_job_ids()) if self.levels.jobs else tasks
+        if every.queued:
+            for job_id in self.all_job_ids():
+                self.launcher.cancel(job_id, queued_only=True)
+        if every.running:
+            return None
+        return (
+            f"Project {self.request.project!r}: nothing pending or running "
+            f"({stats.completed} completed, {stats.failed} failed); "
+            f"submitted {self.submitted + self.levels.submitted} task(s) in "
+            f"{len(self.all_job_ids())} job(s), at most {self.most_held} at once."
+        )
 
     def all_job_ids(self) -> list[str]:
         return [*self.job_ids, *self.levels.job_ids()]
