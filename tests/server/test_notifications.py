@@ -12,6 +12,7 @@ import datetime
 import hashlib
 import hmac
 import json
+import socket
 import threading
 from typing import Any
 
@@ -250,6 +251,36 @@ def test_private_addresses_are_refused_unless_allowed(receiver: Receiver, settin
     delivery = Delivery.objects.get()
     assert receiver.requests == []
     assert delivery.last_error.startswith("127.0.0.1 is 127.0.0.1, not a public address")
+
+
+def test_a_name_that_turns_private_after_the_check_is_refused_before_sending(
+    receiver: Receiver, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DNS rebinding: the webhook's name answers a public address to the check, then the
+    receiver's 127.0.0.1 to the connection (what an attacker's DNS server does with a
+    zero TTL). The connection's own peer is checked: nothing reaches the receiver."""
+    settings.CRUNCH_NOTIFY_PRIVATE_ADDRESSES = False
+    real = socket.getaddrinfo
+    answers = iter(["93.184.216.34"])  # the first answer public, every later one local
+
+    def rebinding(host: str, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "rebind.example":
+            host = next(answers, "127.0.0.1")
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    project = failing_project()
+    webhook(project, receiver.url.replace("127.0.0.1", "rebind.example"))
+    datasets(project, 1)
+    run(project, fail=False)
+    notify(later())
+    delivery = Delivery.objects.get()
+    assert receiver.requests == []
+    assert delivery.last_error == (
+        "rebind.example is 127.0.0.1, not a public address: set "
+        "CRUNCH_NOTIFY_PRIVATE_ADDRESSES = True to send webhooks inside your network."
+    )
+    assert delivery.state == DeliveryState.QUEUED  # tried again later, as any failure
 
 
 @pytest.mark.postgres

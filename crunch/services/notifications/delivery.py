@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import ipaddress
 import json
 import logging
 import smtplib
-import socket
-from urllib.parse import urlsplit
 
 import requests
 from django.core.mail import send_mail
@@ -28,6 +25,7 @@ import crunch
 from crunch.conf import crunch_settings
 from crunch.models import Delivery, DeliveryState, NotificationKind
 from crunch.models.notifications import split_emails
+from crunch.services.notifications import addresses
 from crunch.services.notifications.payloads import email_of
 from crunch.services.notifications.signing import (
     DELIVERY_HEADER,
@@ -109,7 +107,7 @@ def send(delivery: Delivery) -> str:
 def post(delivery: Delivery) -> str:
     """POST a webhook's signed body; "" for a 2xx answer, else what went wrong."""
     notification = delivery.notification
-    refused = refused_address(notification.url)
+    refused = addresses.refused_address(notification.url)
     if refused:
         return refused
     body = body_of(delivery)
@@ -120,45 +118,27 @@ def post(delivery: Delivery) -> str:
         DELIVERY_HEADER: str(delivery.pk),
         SIGNATURE_HEADER: signature(notification.secret, body),
     }
-    with requests.post(
-        notification.url,
-        data=body,
-        headers=headers,
-        timeout=crunch_settings.NOTIFY_TIMEOUT,
-        allow_redirects=False,
-        stream=True,
-    ) as response:
-        if 200 <= response.status_code < 300:
-            return ""
-        answer = response.raw.read(ANSWER_READ, decode_content=True).decode(errors="replace")
-        where = response.headers.get("Location", "")
-        moved = f" (redirected to {where}: give the final URL)" if where else ""
-        return f"HTTP {response.status_code}{moved}: {answer.strip()}"
-
-
-def refused_address(url: str) -> str:
-    """Why the webhook's host may not be called ("" if it may): a private address, unless
-    CRUNCH_NOTIFY_PRIVATE_ADDRESSES allows those.
-
-    Checked on each send; a name whose address changes between this check and the
-    request (DNS rebinding) is not caught: a proxy with its own rules is the stronger guard.
-    """
-    if crunch_settings.NOTIFY_PRIVATE_ADDRESSES:
-        return ""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    try:
-        found = socket.getaddrinfo(host, parts.port or 443, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        return f"{host} does not resolve: {exc}"
-    for *_, address in found:
-        ip = ipaddress.ip_address(str(address[0]).split("%")[0])
-        if not ip.is_global:
-            return (
-                f"{host} is {ip}, not a public address: set CRUNCH_NOTIFY_PRIVATE_ADDRESSES "
-                "= True to send webhooks inside your network."
+    with addresses.session() as session:
+        try:
+            response = session.post(
+                notification.url,
+                data=body,
+                headers=headers,
+                timeout=crunch_settings.NOTIFY_TIMEOUT,
+                allow_redirects=False,
+                stream=True,
             )
-    return ""
+        except requests.ConnectionError as exc:
+            if refused := addresses.refusal_of(exc):
+                return refused
+            raise
+        with response:
+            if 200 <= response.status_code < 300:
+                return ""
+            answer = response.raw.read(ANSWER_READ, decode_content=True).decode(errors="replace")
+            where = response.headers.get("Location", "")
+            moved = f" (redirected to {where}: give the final URL)" if where else ""
+            return f"HTTP {response.status_code}{moved}: {answer.strip()}"
 
 
 def backoff(attempts: int) -> datetime.timedelta:
