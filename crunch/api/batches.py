@@ -69,7 +69,8 @@ def record_batch(view: StatusViewSet, request: Request) -> dict[str, Any]:
     stopped: dict[int | str, dict[str, Any]] = {}  # dataset as named: why its run stopped
     for (index, data), recorded in zip(valid, done, strict=True):
         if recorded is not None:
-            results[index] = {"code": status.HTTP_201_CREATED, "status": rs.STATUS.show(recorded)}
+            shown = rs.BATCH_STATUS.show(recorded)
+            results[index] = {"code": status.HTTP_201_CREATED, "status": shown}
             continue
         if (earlier := stopped.get(data["dataset"])) is not None:
             results[index] = earlier
@@ -85,7 +86,7 @@ def record_batch(view: StatusViewSet, request: Request) -> dict[str, Any]:
             results[index] = stopped[data["dataset"]] = refused(*why)
             continue
         code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
-        results[index] = {"code": code, "status": rs.STATUS.show(row)}
+        results[index] = {"code": code, "status": rs.BATCH_STATUS.show(row)}
     answer: dict[str, Any] = {"results": results}
     if (params := body.get("next")) is not None:
         claimed = claim_with(request, params, project=params.get("project") or None)

@@ -291,12 +291,38 @@ class BatchRequestSerializer(serializers.Serializer[Any]):
     )  # fmt: skip
 
 
+class BatchStatusSerializer(serializers.ModelSerializer[Status]):
+    """A status recorded by a batch's object form, as a loop reads it: which status it is
+    and the dataset's state after it. Not the whole status: a loop with slots sends dozens
+    a call, and their diagnostics, sent by the loop itself, would only travel back."""
+
+    dataset_slug = serializers.CharField(source="dataset.slug", read_only=True)
+    dataset_state = serializers.CharField(source="dataset.state", read_only=True)
+    dataset_retry_at = serializers.DateTimeField(
+        source="dataset.not_before", read_only=True, allow_null=True
+    )
+    stage = ChoiceByNumberOrName(Stage, read_only=True)
+    state = ChoiceByNumberOrName(State, read_only=True)
+
+    class Meta:
+        model = Status
+        fields = [
+            "id", "dataset", "dataset_slug", "dataset_state", "dataset_retry_at", "stage",
+            "state", "key", "created",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
 class BatchItemSerializer(serializers.Serializer[Any]):
     code = serializers.IntegerField(
         help_text="201 recorded, 200 recorded before (a retry), "
         "else the code this status alone would get."
     )
-    status = StatusSerializer(required=False, help_text="The status, when recorded.")
+    status = BatchStatusSerializer(
+        required=False,
+        help_text="The status, when recorded: its id, dataset, stage, state, key and time, "
+        "and the dataset's state after it ('GET api/statuses/<id>/' shows the rest).",
+    )  # fmt: skip
     detail = serializers.CharField(required=False, help_text="Why it was refused.")
 
 
@@ -359,6 +385,7 @@ class ExplanationSerializer(serializers.Serializer[Any]):
 
 
 STATUS = Shared(StatusSerializer)
+BATCH_STATUS = Shared(BatchStatusSerializer)
 BATCH_REQUEST = Shared(BatchRequestSerializer)
 RENEW_ALL = Shared(RenewAllSerializer)
 NEXT_CLAIM = Shared(NextClaimSerializer)
