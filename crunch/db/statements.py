@@ -180,36 +180,25 @@ STATUS_COLUMNS = (
 
 
 def insert_statuses(statuses: Sequence[Status]) -> list[Status]:
-    """Run ``insert_statuses``: the statuses as stored, in their order.
-
-    The instances given are not changed: those returned are loaded through
-    ``Status.from_db`` with the values written and the ids the database gave them, with
-    the related objects the given ones had loaded.
-    """
+    """Run ``insert_statuses``: the statuses given, now stored, with the ids the database
+    gave them (as ``bulk_create`` leaves its objects). Each value is prepared by its field
+    as ``save()`` prepares it."""
     connection = connection_for(Status)
-    fields = [Status._meta.get_field(name) for name in STATUS_COLUMNS]
+    columns: list[Any] = [Status._meta.get_field(name) for name in STATUS_COLUMNS]
     params: dict[str, Any] = {}
-    rows, written = [], []
+    rows = []
     for number, status in enumerate(statuses):
-        values = {f.attname: f.pre_save(status, True) for f in fields}  # type: ignore[union-attr]
-        for index, value in enumerate(prepared(Status, values).values()):
-            params[f"v{number}_{index}"] = value
-        rows.append("(" + ", ".join(f"%(v{number}_{i})s" for i in range(len(fields))) + ")")
-        written.append(values)
+        for index, column in enumerate(columns):
+            value = column.pre_save(status, True)
+            params[f"v{number}_{index}"] = column.get_db_prep_save(value, connection)
+        rows.append("(" + ", ".join(f"%(v{number}_{i})s" for i in range(len(columns))) + ")")
     sql = composed(connection.alias, "insert_statuses", rows=", ".join(rows))
     _, ids = fetch(connection, sql, params)
-    concrete = Status._meta.concrete_fields
-    attnames = [f.attname for f in concrete]
-    stored = []
-    for status, values, (pk,) in zip(statuses, written, ids, strict=True):
-        row = [pk if f.primary_key else values[f.attname] for f in concrete]
-        new = Status.from_db(connection.alias, attnames, row)
-        for related in ("dataset", "user"):
-            relation: Any = Status._meta.get_field(related)
-            if relation.is_cached(status):
-                setattr(new, related, getattr(status, related))
-        stored.append(new)
-    return stored
+    for status, (pk,) in zip(statuses, ids, strict=True):
+        status.pk = pk
+        status._state.adding = False
+        status._state.db = connection.alias
+    return list(statuses)
 
 
 def token_with_user(digest: str) -> AccessToken | None:
