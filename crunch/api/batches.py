@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from django.db import transaction
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
@@ -13,8 +14,9 @@ from crunch.access import may_process
 from crunch.api import run_fields
 from crunch.api import run_serializers as rs
 from crunch.api.exceptions import answer_of
-from crunch.api.views import claim_with, show_claimed
+from crunch.api.views import Claimed, claim_with, show_claimed
 from crunch.choices import Stage, State
+from crunch.models import Status
 from crunch.services import batches, statuses
 
 if TYPE_CHECKING:
@@ -46,9 +48,41 @@ def record_batch(view: StatusViewSet, request: Request) -> dict[str, Any]:
     alike: a run's statuses are recorded in order or not at all.
     """
     body = rs.BATCH_REQUEST.validate(request.data, view.get_serializer_context())
-    results: list[dict[str, Any] | None] = []
+    results, valid = validated(view, body["statuses"])
+    entries = [
+        batches.Entry(
+            dataset=data["dataset"], claim_id=data.get("claim_id"), report=report_of(data)
+        )
+        for _, data in valid
+    ]
+    params = body.get("next")
+    together = record_together(request, entries, params) if params is not None else None
+    if together is None:
+        done = batches.record_batch(entries, user=request.user, allowed=may_process(request.user))
+    else:
+        done, claimed = together
+    record_the_rest(view, request, valid, done, results)
+    answer: dict[str, Any] = {"results": results}
+    if params is not None:
+        if together is None:
+            claimed = claim_with(request, params, project=params.get("project") or None)
+        shown = show_claimed(claimed)
+        if isinstance(shown, dict) and "claims" in shown:
+            answer["claims"] = shown["claims"]
+        else:
+            answer["next"] = shown
+    return answer
+
+
+Results = list[dict[str, Any] | None]
+"""Each status's answer, in order (None until it has one)."""
+
+
+def validated(view: StatusViewSet, raws: list[Any]) -> tuple[Results, list[tuple[int, Any]]]:
+    """The answers of the statuses refused as invalid, and the valid ones by position."""
+    results: Results = []
     valid: list[tuple[int, dict[str, Any]]] = []
-    for index, raw in enumerate(body["statuses"]):
+    for index, raw in enumerate(raws):
         try:
             data = rs.STATUS.validate(raw, view.get_serializer_context())
         except ValidationError as exc:
@@ -59,13 +93,14 @@ def record_batch(view: StatusViewSet, request: Request) -> dict[str, Any]:
             continue
         results.append(None)
         valid.append((index, data))
-    entries = [
-        batches.Entry(
-            dataset=data["dataset"], claim_id=data.get("claim_id"), report=report_of(data)
-        )
-        for _, data in valid
-    ]
-    done = batches.record_batch(entries, user=request.user, allowed=may_process(request.user))
+    return results, valid
+
+
+def record_the_rest(
+    view: StatusViewSet, request: Request, valid: list[tuple[int, dict[str, Any]]],
+    done: list[Status | None], results: Results,
+) -> None:  # fmt: skip
+    """Answer the statuses the pass recorded, and record the others one by one."""
     stopped: dict[int | str, dict[str, Any]] = {}  # dataset as named: why its run stopped
     for (index, data), recorded in zip(valid, done, strict=True):
         if recorded is not None:
@@ -87,12 +122,30 @@ def record_batch(view: StatusViewSet, request: Request) -> dict[str, Any]:
             continue
         code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
         results[index] = {"code": code, "status": rs.BATCH_STATUS.show(row)}
-    answer: dict[str, Any] = {"results": results}
-    if (params := body.get("next")) is not None:
-        claimed = claim_with(request, params, project=params.get("project") or None)
-        shown = show_claimed(claimed)
-        if isinstance(shown, dict) and "claims" in shown:
-            answer["claims"] = shown["claims"]
-        else:
-            answer["next"] = shown
-    return answer
+
+
+class _Separately(Exception):
+    """Not every status went in the one pass: the steps go one after another."""
+
+
+def record_together(
+    request: Request, entries: list[batches.Entry], params: dict[str, Any]
+) -> tuple[list[Status | None], Claimed] | None:
+    """The statuses recorded in one pass and the next claims taken, in one transaction: on
+    SQLite one write lock a call, not three (statuses, the loop's record, claims), which
+    the other server processes wait for. None, with nothing kept, when a status is left
+    out of the pass or the claim fails: the caller then takes the steps one by one, and
+    answers each as it did before."""
+    try:
+        with transaction.atomic():
+            done = batches.record_batch(
+                entries, user=request.user, allowed=may_process(request.user), savepoint=False
+            )
+            if None in done:
+                raise _Separately
+            claimed = claim_with(
+                request, params, project=params.get("project") or None, savepoint=False
+            )
+    except Exception:  # refused, in conflict, or left out: redone step by step
+        return None
+    return done, claimed

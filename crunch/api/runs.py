@@ -193,12 +193,14 @@ class ClaimViewSet(CrunchAPI, viewsets.ViewSet):
         """Extend the lease of every claim named that the caller holds, in one statement;
         those not held (whatever the reason, alike) are listed as lost."""
         params = rs.RENEW_ALL.validate(request.data)
-        if (client := params.get("client")) is not None:
-            record_client(request, client, holder=client.get("holder") or default_holder(request))
-        renewal = claims.renew_leases(
-            params["claims"], user=request.user, allowed=may_process(request.user),
-            lease_seconds=params.get("lease_seconds"),
-        )  # fmt: skip
+        with transaction.atomic():  # the loop's record and the leases: one write (SQLite's lock)
+            if (client := params.get("client")) is not None:
+                holder = client.get("holder") or default_holder(request)
+                record_client(request, client, holder=holder)
+            renewal = claims.renew_leases(
+                params["claims"], user=request.user, allowed=may_process(request.user),
+                lease_seconds=params.get("lease_seconds"),
+            )  # fmt: skip
         return Response({
             "renewed": [{"id": str(c), "lease_expires": e} for c, e in renewal.renewed],
             "lost": [str(c) for c in renewal.lost],

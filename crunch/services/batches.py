@@ -46,20 +46,22 @@ def ends_run(report: Report) -> bool:
 
 
 def record_batch(
-    entries: list[Entry], *, user: Any = None, allowed: Condition | None = None
-) -> list[Status | None]:
+    entries: list[Entry], *, user: Any = None, allowed: Condition | None = None,
+    savepoint: bool = True,
+) -> list[Status | None]:  # fmt: skip
     """Record the statuses of every dataset whose run they may simply go on; one Status per
     entry recorded, None for those left to record one by one (in order, by the caller).
 
     All or none of a dataset's statuses are recorded here, in order, each with its own
     time, and its last one's results stored. None for every entry when two requests record
     the same key at the same moment (the caller's one-by-one pass finds the status the
-    other recorded), or add a result key with two kinds.
+    other recorded), or add a result key with two kinds: inside a caller's transaction
+    (``savepoint=False``) that transaction must then be rolled back.
     """
     user_pk = getattr(user, "pk", None)
     keys = sorted({e.report.key for e in entries if e.report.key})
     try:
-        with transaction.atomic():
+        with transaction.atomic(savepoint=savepoint):
             rows = batched.lock_datasets(
                 [e.dataset for e in entries], keys=keys, user_pk=user_pk, allowed=allowed
             )

@@ -9,7 +9,7 @@ import uuid
 import pytest
 from rest_framework.test import APIClient
 
-from crunch.models import Dataset, Status
+from crunch.models import Client, Dataset, Status
 from crunch.services import claims
 from tests.clientkit import SIX
 from tests.factories import bulk_datasets, make_project, make_user
@@ -158,3 +158,36 @@ def test_a_queued_status_is_recorded_when_it_happened_never_before_its_claim(wor
         r = worker.post("/api/statuses/batch/", body, format="json")
         assert r.status_code == 400 or r.json()["results"][0]["code"] == 400, r.content
         assert "age" in r.content.decode()
+
+
+def test_a_batch_with_a_lost_claim_still_claims_next(worker):
+    """Statuses and claims go in one transaction when every status is recorded in the one
+    pass; with a lost claim among them they go one after another, answered as before."""
+    held = claim(worker, 3)
+    lost_claim, lost = held[1]
+    claims.release(uuid.UUID(lost_claim), note="gone")
+    body = {
+        "statuses": batch_of(held, [(1, 2), (2, 1)], "x"),
+        "next": {"holder": "n", "count": 2, "start": {}},
+    }
+    r = worker.post("/api/statuses/batch/", body, format="json")
+    assert r.status_code == 200, r.content
+    assert [x["code"] for x in r.json()["results"]] == [201, 201, 409, 409, 201, 201]
+    assert len(r.json()["claims"]) == 2
+    assert Status.objects.filter(dataset_id__in=[held[0][1], held[2][1]]).count() == 6
+
+
+def test_a_batch_and_its_claims_record_the_loop_it_describes(worker):
+    held = claim(worker, 2)
+    client = {"holder": "loop-1", "slots": 8, "hostname": "node-7"}
+    body = {
+        "statuses": batch_of(held, [(1, 2), (2, 1), (2, 2), (3, 1), (3, 2)], "c"),
+        "next": {"holder": "loop-1", "count": 2, "start": {}, "client": client},
+    }
+    with at_most_queries(8):  # and the loop's record, in the same transaction
+        r = worker.post("/api/statuses/batch/", body, format="json")
+    assert r.status_code == 200, r.content
+    assert len(r.json()["claims"]) == 2
+    assert Dataset.objects.completed().count() == 2
+    (loop,) = Client.objects.filter(holder="loop-1")
+    assert (loop.slots, loop.hostname) == (8, "node-7")
