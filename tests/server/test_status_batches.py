@@ -164,7 +164,7 @@ def test_a_batch_with_a_lost_claim_still_claims_next(worker):
     """Statuses and claims go in one transaction when every status is recorded in the one
     pass; with a lost claim among them they go one after another, answered as before."""
     held = claim(worker, 3)
-    lost_claim, lost = held[1]
+    lost_claim, _ = held[1]
     claims.release(uuid.UUID(lost_claim), note="gone")
     body = {
         "statuses": batch_of(held, [(1, 2), (2, 1)], "x"),
