@@ -193,14 +193,16 @@ class ClaimViewSet(CrunchAPI, viewsets.ViewSet):
         """Extend the lease of every claim named that the caller holds, in one statement;
         those not held (whatever the reason, alike) are listed as lost."""
         params = rs.RENEW_ALL.validate(request.data)
-        with transaction.atomic():  # the loop's record and the leases: one write (SQLite's lock)
-            if (client := params.get("client")) is not None:
-                holder = client.get("holder") or default_holder(request)
-                record_client(request, client, holder=holder)
+        # The leases and the loop's record: one write (on SQLite one lock). The datasets'
+        # rows before the loop's, as a batch of statuses and claims locks them.
+        with transaction.atomic():
             renewal = claims.renew_leases(
                 params["claims"], user=request.user, allowed=may_process(request.user),
                 lease_seconds=params.get("lease_seconds"),
             )  # fmt: skip
+            if (client := params.get("client")) is not None:
+                holder = client.get("holder") or default_holder(request)
+                record_client(request, client, holder=holder)
         return Response({
             "renewed": [{"id": str(c), "lease_expires": e} for c, e in renewal.renewed],
             "lost": [str(c) for c in renewal.lost],

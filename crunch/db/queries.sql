@@ -204,10 +204,17 @@ WHERE "crunch_dataset".id = crunch_v.id
 -- renew_claims --
 -- Renew the claims {claims} (%(claim_0)s, ...) that the user %(user)s holds on running
 -- datasets (%(running)s) of projects {allowed} lets them process: a heartbeat at %(now)s,
--- the lease until %(lease_expires)s. The claims renewed; the others are lost.
+-- the lease until %(lease_expires)s. The claims renewed; the others are lost. The rows are
+-- locked in the order of their ids, as lock_datasets locks them: a loop's renewal and its
+-- batch of statuses never each wait for the other.
 UPDATE "crunch_dataset" SET heartbeat = %(now)s, lease_expires = %(lease_expires)s
-WHERE claim_id IN ({claims}) AND state = %(running)s AND claim_user_id = %(user)s
-  AND {allowed}
+WHERE id IN (
+  SELECT id FROM "crunch_dataset"
+  WHERE claim_id IN ({claims}) AND state = %(running)s AND claim_user_id = %(user)s
+    AND {allowed}
+  ORDER BY id
+  FOR UPDATE
+)
 RETURNING claim_id
 
 -- token_with_user --
