@@ -3,9 +3,11 @@ several slots asks for, in a constant number of queries whatever the count."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 
 import pytest
+from django.db import connection
 from rest_framework.test import APIClient
 
 from crunch.models import Client, Dataset, Status
@@ -189,3 +191,49 @@ def test_the_overview_and_the_project_page_show_each_loop_s_slots(worker, client
     dataset = Dataset.objects.get(claim_id=ids[1])
     page = client.get(f"/datasets/{dataset.slug}/").content.decode()
     assert "n1 · job 77_2 · slot 4" in page
+
+
+@pytest.mark.postgres
+def test_a_loop_s_heartbeat_and_its_batches_at_once_never_deadlock():
+    """A loop's heartbeat renews every claim it holds while its batch calls record their
+    statuses: both lock the same datasets, each in the order of their ids, so neither
+    waits for the other for good (PostgreSQL would end one of them as a deadlock)."""
+    project = make_project(name="Busy")
+    bulk_datasets(project, 64)
+    _, token = make_user("loop", role="worker", projects=[project])
+    loop = api_of(token)
+    taken = loop.post("/api/next/", {"holder": "l", "count": 64}, format="json").json()["claims"]
+    held = [(c["claim"]["id"], c["dataset"]["id"]) for c in taken]
+    client = {"holder": "l", "slots": 64}
+    failed: list[str] = []
+    stop = threading.Event()
+
+    def heartbeat() -> None:
+        api = api_of(token)
+        body = {"claims": [c for c, _ in reversed(held)], "lease_seconds": 600, "client": client}
+        try:
+            while not stop.is_set():
+                r = api.post("/api/claims/renew/", body, format="json")
+                if r.status_code != 200 or r.json()["lost"]:
+                    failed.append(f"renewal: {r.status_code} {r.content[:200]!r}")
+        except Exception as exc:  # the test client raises what the view raised
+            failed.append(f"renewal: {exc!r}")
+        finally:
+            connection.close()  # this thread's own
+
+    beating = threading.Thread(target=heartbeat)
+    beating.start()
+    try:
+        for n, (stage, state) in enumerate([(1, 1), (1, 2), (2, 1), (2, 2), (3, 1)]):
+            statuses = [
+                {"dataset": d, "stage": stage, "state": state, "claim": c, "key": f"{d}-{n}"}
+                for c, d in held
+            ]
+            body = {"statuses": statuses, "next": {"holder": "l", "count": 1, "client": client}}
+            r = loop.post("/api/statuses/batch/", body, format="json")
+            assert r.status_code == 200, r.content
+            assert {x["code"] for x in r.json()["results"]} == {201}
+    finally:
+        stop.set()
+        beating.join()
+    assert failed == []
