@@ -15,6 +15,7 @@ from crunch.api.run_fields import (  # noqa: F401  (re-exported: crunch.api uses
     DatasetByIdOrSlug,
     LabelOf,
     ReasonField,
+    StatusObject,
     failure_of,
     no_dataset,
     reason_field,
@@ -281,7 +282,7 @@ class BatchRequestSerializer(serializers.Serializer[Any]):
     """The object form of a batch: statuses of any datasets, and the next claims."""
 
     statuses = serializers.ListField(
-        child=serializers.DictField(), max_length=MAX_BATCH,
+        child=StatusObject(), max_length=MAX_BATCH,
         help_text="Statuses as posted alone, of any datasets; each answered on its own.",
     )  # fmt: skip
     next = NextClaimSerializer(

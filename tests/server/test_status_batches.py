@@ -131,6 +131,10 @@ def test_an_empty_or_malformed_object_batch(worker):
     assert (r.status_code, r.json()) == (200, {"results": []})
     r = worker.post("/api/statuses/batch/", {"statuses": "x"}, format="json")
     assert r.status_code == 400 and "\n" not in r.json()["detail"]
+    r = worker.post("/api/statuses/batch/", {"statuses": [{}, "x"]}, format="json")
+    assert r.status_code == 400, r.content
+    assert "Expected a dictionary of items" in r.json()["detail"]
+    assert "\n" not in r.json()["detail"]
 
 
 def test_a_queued_status_is_recorded_when_it_happened_never_before_its_claim(worker):
