@@ -75,3 +75,10 @@ class AttributeKind(models.TextChoices):
     URL = "url", "URL"
     FILESIZE = "filesize", "File size"
     LATLONG = "latlong", "Latitude/longitude"
+
+
+RESULT_KINDS = (
+    AttributeKind.INTEGER, AttributeKind.FLOAT, AttributeKind.BOOLEAN, AttributeKind.TEXT,
+    AttributeKind.DATE, AttributeKind.DATETIME, AttributeKind.LATLONG,
+)  # fmt: skip
+"""The attribute kinds a result may have (no URL or file size: those are text and int)."""

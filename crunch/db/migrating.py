@@ -31,13 +31,16 @@ def delete_authtoken_keys(connection: BaseDatabaseWrapper) -> None:
 
 def create_result_statistics(connection: BaseDatabaseWrapper) -> None:
     """Run ``create_result_statistics`` on PostgreSQL (SQLite has no such statistics)."""
-    if connection.vendor == "postgresql":
-        for statement in query(connection.alias, "create_result_statistics").split(";\n"):
-            execute(connection, statement, {})
+    _on_postgresql(connection, "create_result_statistics")
 
 
 def drop_result_statistics(connection: BaseDatabaseWrapper) -> None:
     """Run ``drop_result_statistics`` on PostgreSQL."""
+    _on_postgresql(connection, "drop_result_statistics")
+
+
+def _on_postgresql(connection: BaseDatabaseWrapper, name: str) -> None:
+    """Run the statements of query ``name``, one by one, on PostgreSQL only."""
     if connection.vendor == "postgresql":
-        for statement in query(connection.alias, "drop_result_statistics").split(";\n"):
+        for statement in query(connection.alias, name).split(";\n"):
             execute(connection, statement, {})

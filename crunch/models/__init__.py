@@ -6,6 +6,7 @@ before (migrations name ``crunch.models.new_token_key`` and the defaults).
 
 from __future__ import annotations
 
+from crunch.choices import RESULT_KINDS
 from crunch.models.base import Node, check_constraint, unique_slug
 from crunch.models.clients import Client
 from crunch.models.datasets import (
@@ -38,7 +39,6 @@ from crunch.models.projects import (
     sha256_of,
 )
 from crunch.models.results import (
-    RESULT_KINDS,
     LatLon,
     Result,
     ResultKey,

@@ -24,16 +24,10 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from crunch.choices import AttributeKind
+from crunch.choices import RESULT_KINDS, AttributeKind
 from crunch.constants import RESULT_KEY_MAX, RESULT_TEXT_MAX
 from crunch.models.datasets import Dataset
 from crunch.models.projects import Project
-
-RESULT_KINDS = (
-    AttributeKind.INTEGER, AttributeKind.FLOAT, AttributeKind.BOOLEAN, AttributeKind.TEXT,
-    AttributeKind.DATE, AttributeKind.DATETIME, AttributeKind.LATLONG,
-)  # fmt: skip
-"""The attribute kinds a result may have (no URL or file size: those are text and int)."""
 
 RESULT_COLUMN = {
     AttributeKind.INTEGER: "integer", AttributeKind.FLOAT: "number",

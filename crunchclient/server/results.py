@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 import requests
 
+from crunch.choices import RESULT_KINDS, AttributeKind
 from crunchclient.exceptions import ServerError
 
 KINDS_HEADER = "Crunch-Result-Kinds"
@@ -44,9 +45,8 @@ class ResultRow:
     values: dict[str, Any] = field(default_factory=dict)
 
 
-KINDS = ("char", "int", "float", "bool", "date", "datetime", "latlong")
-"""The result kinds this client reads: crunch.choices.AttributeKind's but url and filesize,
-which results never take."""
+KINDS = tuple(str(kind.value) for kind in AttributeKind if kind in RESULT_KINDS)
+"""The result kinds this client reads, by name."""
 
 
 def kinds_of(header: str) -> dict[str, str]:
